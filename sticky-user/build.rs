@@ -14,7 +14,14 @@ fn main() -> anyhow::Result<()> {
     let out = PathBuf::from(env::var("OUT_DIR")?).join("sticky.bpf.o");
 
     println!("cargo:rerun-if-env-changed=STICKY_EBPF_SKIP");
-    for path in ["sticky-ebpf/src", "sticky-ebpf/Cargo.toml", "sticky-ebpf/build.rs", "sticky-common/src", "sticky-common/Cargo.toml", "Cargo.lock"] {
+    for path in [
+        "sticky-ebpf/src",
+        "sticky-ebpf/Cargo.toml",
+        "sticky-ebpf/build.rs",
+        "sticky-common/src",
+        "sticky-common/Cargo.toml",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }
 

@@ -67,10 +67,7 @@ impl Counter {
     /// Whether this counter is a pass-to-the-stack reason.
     #[must_use]
     pub const fn is_pass(self) -> bool {
-        matches!(
-            self,
-            Self::PassNotIp | Self::PassIpv6 | Self::PassNotTcp | Self::PassFragment | Self::PassIpOptions
-        )
+        matches!(self, Self::PassNotIp | Self::PassIpv6 | Self::PassNotTcp | Self::PassFragment | Self::PassIpOptions)
     }
 
     /// Stable snake_case name, used as the Prometheus label and in JSON.
@@ -99,3 +96,27 @@ const _: () = {
         i += 1;
     }
 };
+
+#[cfg(test)]
+mod tests {
+    use super::Counter;
+
+    #[test]
+    fn every_counter_but_seen_and_tcp_is_exactly_one_of_pass_or_drop() {
+        for c in Counter::ALL {
+            let kinds = u8::from(c.is_pass()) + u8::from(c.is_drop());
+            let expected = u8::from(!matches!(c, Counter::Seen | Counter::TcpV4));
+            assert_eq!(kinds, expected, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn names_are_unique_snake_case() {
+        for (i, a) in Counter::ALL.iter().enumerate() {
+            assert!(a.name().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'), "{a:?}");
+            for b in &Counter::ALL[i + 1..] {
+                assert_ne!(a.name(), b.name());
+            }
+        }
+    }
+}

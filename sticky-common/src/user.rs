@@ -34,10 +34,6 @@ impl MapSpec {
     pub fn check(&self, info: &aya::maps::MapInfo) -> Result<(), ShapeMismatch> {
         let expected = (self.key_size, self.value_size, self.max_entries);
         let actual = (info.key_size(), info.value_size(), info.max_entries());
-        if expected == actual {
-            Ok(())
-        } else {
-            Err(ShapeMismatch { name: self.name, expected, actual })
-        }
+        if expected == actual { Ok(()) } else { Err(ShapeMismatch { name: self.name, expected, actual }) }
     }
 }

@@ -10,12 +10,12 @@ mod maps;
 mod parse;
 mod stats;
 
+use crate::parse::Verdict;
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
-use crate::parse::Verdict;
 
 /// tc ingress: classify every frame, count it, pass what is not ours, drop what is malformed.
 #[classifier]
@@ -54,4 +54,3 @@ fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
-

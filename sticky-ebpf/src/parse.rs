@@ -115,14 +115,8 @@ fn parse_tcp4<F: Frame>(frame: &F) -> Result<(), Verdict> {
 
     let ip: *const Ipv4Hdr = header(frame, EthHdr::LEN).ok_or(Verdict::Drop(Counter::DropTruncated))?;
     // SAFETY: `header` checked that the whole fixed Ipv4Hdr lies inside the frame.
-    let (vihl, tot_len, frags, proto) = unsafe {
-        (
-            (*ip).vihl,
-            u16::from_be_bytes((*ip).tot_len),
-            u16::from_be_bytes((*ip).frags),
-            (*ip).proto,
-        )
-    };
+    let (vihl, tot_len, frags, proto) =
+        unsafe { ((*ip).vihl, u16::from_be_bytes((*ip).tot_len), u16::from_be_bytes((*ip).frags), (*ip).proto) };
     let ip_header_len = usize::from(vihl & 0x0f) * 4;
     if vihl >> 4 != 4 || ip_header_len < Ipv4Hdr::LEN || usize::from(tot_len) < ip_header_len {
         return Err(Verdict::Drop(Counter::DropBadIpHeader));

@@ -58,7 +58,10 @@ enum XdpModeArg {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init("info");
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start the tokio runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the tokio runtime")?;
     runtime.block_on(run(cli.command))
 }
 
@@ -73,7 +76,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Inspect { iface, xdp, interval, count } => {
             anyhow::ensure!(interval.is_finite() && interval > 0.0, "--interval must be a positive number of seconds");
-            let mut datapath = Datapath::load(telemetry::kernel_log_level()).context("the eBPF data path is unavailable")?;
+            let mut datapath =
+                Datapath::load(telemetry::kernel_log_level()).context("the eBPF data path is unavailable")?;
             datapath.spawn_log_drain();
             match xdp {
                 None => datapath.attach_tc(&iface)?,
@@ -86,6 +90,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     datapath.attach_xdp(&iface, mode)?;
                 }
             }
+            println!("attached to {iface}; counters every {interval} s (Ctrl-C to stop)");
             let mut ticker = tokio::time::interval(Duration::from_secs_f64(interval));
             ticker.tick().await;
             let mut printed = 0u64;

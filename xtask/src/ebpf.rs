@@ -44,7 +44,10 @@ pub fn toolchain_present() -> bool {
 /// The toolchain is missing (run `cargo xtask setup`), or the eBPF crate fails to compile or link.
 pub fn build(workspace: &Path) -> anyhow::Result<PathBuf> {
     let Some(linker) = crate::setup::bpf_linker() else {
-        bail!("bpf-linker not found: run `cargo xtask setup` (it installs bpf-linker {})", crate::setup::BPF_LINKER_VERSION);
+        bail!(
+            "bpf-linker not found: run `cargo xtask setup` (it installs bpf-linker {})",
+            crate::setup::BPF_LINKER_VERSION
+        );
     };
     for tool in [CARGO, RUSTC] {
         if !Path::new(tool).exists() {
@@ -86,11 +89,7 @@ pub fn build(workspace: &Path) -> anyhow::Result<PathBuf> {
         .env("CARGO_ENCODED_RUSTFLAGS", "-Cdebuginfo=2\x1f-Clink-arg=--btf");
     let output = cmd.output().with_context(|| format!("failed to run {cmd:?}"))?;
     if !output.status.success() {
-        bail!(
-            "eBPF build failed ({}): {cmd:?}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
+        bail!("eBPF build failed ({}): {cmd:?}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
     }
     let object = object_path(workspace);
     check_btf(&object)?;

@@ -1,1 +1,81 @@
-fn main() {}
+//! `cargo xtask`: one clap enum, one module per subcommand.
+
+mod demo;
+mod test;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use xtask::{ebpf, setup};
+
+/// sticky's developer entry points. Each command installs what it needs first (`setup`).
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install the eBPF toolchain (Debian packages, bpf-linker) and the test tools, if missing.
+    Setup {
+        /// Also install the benchmark's peers and load generator (wrk, HAProxy, nginx).
+        #[arg(long)]
+        bench: bool,
+    },
+    /// Build the eBPF object (target/ebpf/bpfel-unknown-none/release/sticky) and check it carries BTF.
+    BuildEbpf,
+    /// Build the self-contained `sticky` binary (eBPF embedded) in release mode.
+    Build,
+    /// Run the demo: the eBPF classifier counting real traffic between two network namespaces (root).
+    Demo,
+    /// Run every test: unit, property, packet (BPF_PROG_TEST_RUN), network-namespace and Swarm tests.
+    Test(test::Options),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let workspace = workspace_root();
+    match cli.command {
+        Command::Setup { bench } => setup::run(setup::Components { test: true, bench }),
+        Command::BuildEbpf => {
+            setup::run(setup::Components::default())?;
+            let object = ebpf::build(&workspace)?;
+            println!("{}", object.display());
+            Ok(())
+        }
+        Command::Build => {
+            setup::run(setup::Components::default())?;
+            let bin = build_sticky(&workspace, true)?;
+            println!("{}", bin.display());
+            Ok(())
+        }
+        Command::Demo => {
+            setup::run(setup::Components { test: true, bench: false })?;
+            let bin = build_sticky(&workspace, true)?;
+            demo::run_kernel(&bin)
+        }
+        Command::Test(options) => test::run(&workspace, &options),
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map_or(manifest.clone(), PathBuf::from)
+}
+
+/// Builds the `sticky` binary (its build.rs builds and embeds the eBPF object) and returns its path.
+fn build_sticky(workspace: &std::path::Path, release: bool) -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.current_dir(workspace).args(["build", "--locked", "--package", "sticky-user", "--bin", "sticky"]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().with_context(|| format!("failed to run {cmd:?}"))?;
+    anyhow::ensure!(status.success(), "{cmd:?} failed ({status})");
+    Ok(workspace.join("target").join(if release { "release" } else { "debug" }).join("sticky"))
+}

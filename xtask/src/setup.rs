@@ -79,7 +79,14 @@ pub fn run(components: Components) -> anyhow::Result<()> {
     if !linker_ok {
         eprintln!("setup: {}", bpf_linker_install_command());
         let status = Command::new(cargo_for_install())
-            .args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}"), "--locked", "--no-default-features", "--features", "llvm-22"])
+            .args([
+                "install",
+                &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+                "--locked",
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ])
             .env("LLVM_PREFIX", "/usr/lib/llvm-22")
             .status()
             .context("failed to run cargo install bpf-linker")?;
@@ -127,23 +134,15 @@ pub fn missing_packages(wanted: &[&str]) -> anyhow::Result<Vec<String>> {
         .output()
         .context("failed to run dpkg-query: sticky's set-up expects Debian 12")?;
     let listing = String::from_utf8_lossy(&output.stdout);
-    let installed: Vec<&str> = listing
-        .lines()
-        .filter_map(|line| line.strip_suffix(" installed"))
-        .collect();
-    Ok(wanted
-        .iter()
-        .filter(|p| !installed.iter().any(|i| i == *p))
-        .map(|p| (*p).to_owned())
-        .collect())
+    let installed: Vec<&str> = listing.lines().filter_map(|line| line.strip_suffix(" installed")).collect();
+    Ok(wanted.iter().filter(|p| !installed.iter().any(|i| i == *p)).map(|p| (*p).to_owned()).collect())
 }
 
 /// The bpf-linker executable: on PATH, or in cargo's install directory.
 #[must_use]
 pub fn bpf_linker() -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
     if let Some(home) = std::env::var_os("CARGO_HOME") {
         dirs.push(PathBuf::from(home).join("bin"));
     }

@@ -32,7 +32,7 @@ pub enum DatapathError {
     NotEmbedded,
     /// The kernel refused the object (no CAP_BPF, old kernel, verifier).
     #[error("failed to load the eBPF object (needs root or CAP_BPF+CAP_NET_ADMIN+CAP_PERFMON, Linux >= 6.6)")]
-    Load(#[source] aya::EbpfError),
+    Load(#[source] Box<aya::EbpfError>),
     /// A program the daemon needs is not in the object.
     #[error("program {name} not found in the eBPF object")]
     MissingProgram {
@@ -48,9 +48,9 @@ pub enum DatapathError {
         name: &'static str,
         /// Interface, for attach.
         iface: Option<String>,
-        /// The kernel's or aya's reason.
+        /// The kernel's or aya's reason (boxed: aya's errors are large).
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     /// A map is missing from the object.
     #[error("map {name} not found in the eBPF object")]
@@ -65,9 +65,9 @@ pub enum DatapathError {
         name: &'static str,
         /// What was attempted.
         action: &'static str,
-        /// aya's reason.
+        /// aya's reason (boxed: aya's errors are large).
         #[source]
-        source: aya::maps::MapError,
+        source: Box<aya::maps::MapError>,
     },
     /// A map's kernel shape differs from the registry.
     #[error("{0}")]
@@ -98,7 +98,7 @@ impl Datapath {
         let mut ebpf = EbpfLoader::new()
             .override_global(aya_log::LEVEL, &level, false)
             .load(OBJECT)
-            .map_err(DatapathError::Load)?;
+            .map_err(|e| DatapathError::Load(Box::new(e)))?;
         for spec in maps::ALL {
             let map = ebpf.map(spec.name).ok_or(DatapathError::MissingMap { name: spec.name })?;
             check_shape(spec, map)?;
@@ -107,7 +107,7 @@ impl Datapath {
         let stats = PerCpuArray::try_from(stats).map_err(|source| DatapathError::Map {
             name: maps::STATS,
             action: "open",
-            source,
+            source: Box::new(source),
         })?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(logger),
@@ -130,7 +130,7 @@ impl Datapath {
             action: "attach",
             name: PROG_TC,
             iface: Some(iface.to_owned()),
-            source,
+            source: Box::new(source),
         })?;
         tracing::info!(program = PROG_TC, iface, "attached tc ingress classifier");
         Ok(())
@@ -147,7 +147,7 @@ impl Datapath {
             action: "attach",
             name: PROG_XDP,
             iface: Some(iface.to_owned()),
-            source,
+            source: Box::new(source),
         })?;
         tracing::info!(program = PROG_XDP, iface, ?mode, "attached XDP program");
         Ok(())
@@ -163,7 +163,7 @@ impl Datapath {
             let per_cpu = self.stats.get(&counter.index(), 0).map_err(|source| DatapathError::Map {
                 name: maps::STATS,
                 action: "lookup",
-                source,
+                source: Box::new(source),
             })?;
             stats.0[counter.index() as usize] = per_cpu.iter().sum();
         }
@@ -179,7 +179,9 @@ impl Datapath {
     ///
     /// Does nothing if the logger could not be set up (already warned at load) or was taken before.
     pub fn spawn_log_drain(&mut self) {
-        let Some(logger) = self.logger.take() else { return };
+        let Some(logger) = self.logger.take() else {
+            return;
+        };
         #[expect(unsafe_code, reason = "tokio's AsyncFd registration is unsafe since tokio#8587 (I/O safety)")]
         // SAFETY: the logger owns the ring buffer's fd and moves into the AsyncFd, which deregisters
         // it before dropping the logger; nothing else closes or replaces that fd.
@@ -188,7 +190,9 @@ impl Datapath {
             Ok(mut fd) => {
                 tokio::spawn(async move {
                     loop {
-                        let Ok(mut guard) = fd.readable_mut().await else { return };
+                        let Ok(mut guard) = fd.readable_mut().await else {
+                            return;
+                        };
                         guard.get_inner_mut().flush();
                         guard.clear_ready();
                     }
@@ -221,14 +225,19 @@ where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
 {
     let prog = ebpf.program_mut(name).ok_or(DatapathError::MissingProgram { name })?;
-    prog.try_into().map_err(|source| DatapathError::Program { action: "open", name, iface: None, source })
+    prog.try_into().map_err(|source| DatapathError::Program {
+        action: "open",
+        name,
+        iface: None,
+        source: Box::new(source),
+    })
 }
 
 /// A program's `load()` result, where "already loaded" (by an earlier attach) is success.
 fn loaded(result: Result<(), ProgramError>, name: &'static str) -> Result<(), DatapathError> {
     match result {
         Ok(()) | Err(ProgramError::AlreadyLoaded) => Ok(()),
-        Err(source) => Err(DatapathError::Program { action: "load", name, iface: None, source }),
+        Err(source) => Err(DatapathError::Program { action: "load", name, iface: None, source: Box::new(source) }),
     }
 }
 
@@ -249,6 +258,6 @@ fn map_info(map: &Map) -> Option<Result<MapInfo, aya::maps::MapError>> {
 fn check_shape(spec: &MapSpec, map: &Map) -> Result<(), DatapathError> {
     let info = map_info(map)
         .ok_or(DatapathError::MissingMap { name: spec.name })?
-        .map_err(|source| DatapathError::Map { name: spec.name, action: "info", source })?;
+        .map_err(|source| DatapathError::Map { name: spec.name, action: "info", source: Box::new(source) })?;
     spec.check(&info).map_err(DatapathError::Shape)
 }

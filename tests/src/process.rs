@@ -1,0 +1,77 @@
+//! Processes that die with the test: a guard that kills its child on drop, and readiness polling.
+
+use std::{
+    net::{SocketAddr, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// The `sticky` binary under test: `$STICKY_BIN` (set by `cargo xtask test`), else target/debug/sticky.
+#[must_use]
+pub fn sticky_bin() -> PathBuf {
+    std::env::var_os("STICKY_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/sticky"), PathBuf::from)
+}
+
+/// A child process, killed (SIGKILL) and reaped on drop.
+#[derive(Debug)]
+pub struct ChildGuard {
+    child: Child,
+    what: String,
+}
+
+impl ChildGuard {
+    /// Spawns `cmd` with stdin closed; stdout and stderr are inherited (cargo test captures them).
+    ///
+    /// # Panics
+    /// The program cannot start.
+    #[must_use]
+    pub fn spawn(cmd: &mut Command) -> Self {
+        let what = format!("{cmd:?}");
+        let child = cmd.stdin(Stdio::null()).spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        Self { child, what }
+    }
+
+    /// The child's pid.
+    #[must_use]
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the child is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.child.kill() {
+            if e.kind() != std::io::ErrorKind::InvalidInput {
+                eprintln!("kill {}: {e}", self.what);
+            }
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls until `check` returns true, at most `timeout`; returns whether it did.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether a TCP connect to `addr` succeeds within 200 ms (from the calling thread's namespace).
+#[must_use]
+pub fn can_connect(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+}

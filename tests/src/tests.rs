@@ -1,0 +1,5 @@
+//! The integration tests, one module per feature. Each kernel test starts with `require_root!()`.
+
+mod classifier;
+mod maps_table;
+mod packets;
