@@ -1,0 +1,398 @@
+//! Routing rules: which requests a service takes, parsed from Traefik's rule syntax (pure).
+//!
+//! Both syntaxes users already have are accepted:
+//! - v2/v3: `Host(`a.example`) && (PathPrefix(`/api`) || Path(`/health`))`, with `&&`, `||`, `!` and
+//!   parentheses; a matcher may list several values (v2): `Host(`a`, `b`)`.
+//! - v1: `Host:a.example,b.example;PathPrefix:/api`: `;` joins matchers (and), `,` joins values (or).
+//!   `PathPrefixStrip`/`PathStrip` match like `PathPrefix`/`Path` and strip the matched prefix.
+//!
+//! Matchers: `Host` (case-insensitive, port ignored), `Path` (exact), `PathPrefix` (string prefix).
+//! Anything else is an error naming the matcher, never a silently wider or narrower rule.
+
+use std::fmt;
+
+/// A parsed rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// Matches every request (no rule given).
+    Any,
+    /// The Host header (without port) equals one of these, case-insensitively. Stored lowercase.
+    Host(Vec<String>),
+    /// The path equals one of these.
+    Path(Vec<String>),
+    /// The path starts with one of these.
+    PathPrefix(Vec<String>),
+    /// Both match.
+    And(Box<Rule>, Box<Rule>),
+    /// Either matches.
+    Or(Box<Rule>, Box<Rule>),
+    /// The inner rule does not match.
+    Not(Box<Rule>),
+}
+
+/// Why a rule string was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    /// A matcher sticky does not implement.
+    #[error("unsupported matcher `{0}` (sticky understands Host, Path, PathPrefix, PathPrefixStrip, PathStrip)")]
+    Unsupported(String),
+    /// The text is not a rule.
+    #[error("invalid rule at byte {at}: {reason}")]
+    Syntax {
+        /// Byte offset of the problem.
+        at: usize,
+        /// What was expected.
+        reason: &'static str,
+    },
+    /// A matcher without values.
+    #[error("matcher `{0}` needs at least one value")]
+    Empty(String),
+}
+
+/// A rule plus what it implies for the forwarded request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// When the route applies.
+    pub rule: Rule,
+    /// v1 `PathPrefixStrip`/`PathStrip`: remove the matched prefix before forwarding.
+    pub strip_prefix: bool,
+    /// Router priority: longer rules win, as in Traefik (the rule text's length by default).
+    pub priority: usize,
+}
+
+impl Route {
+    /// Parses a rule in either syntax; an empty string is [`Rule::Any`].
+    ///
+    /// # Errors
+    /// The rule is malformed or uses a matcher sticky does not implement.
+    pub fn parse(text: &str) -> Result<Self, RuleError> {
+        let trimmed = text.trim();
+        let (rule, strip_prefix) = if trimmed.is_empty() {
+            (Rule::Any, false)
+        } else if trimmed.contains('(') {
+            (Parser { s: trimmed.as_bytes(), pos: 0 }.parse_all()?, false)
+        } else {
+            parse_v1(trimmed)?
+        };
+        Ok(Self { rule, strip_prefix, priority: trimmed.len() })
+    }
+
+    /// The path to forward: `path` with the matched prefix removed if this route strips.
+    #[must_use]
+    pub fn forwarded_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
+        if !self.strip_prefix {
+            return path.into();
+        }
+        match self.rule.matched_prefix(path) {
+            Some(prefix) => {
+                let rest = &path[prefix.trim_end_matches('/').len()..];
+                if rest.starts_with('/') { rest.into() } else { format!("/{rest}").into() }
+            }
+            None => path.into(),
+        }
+    }
+}
+
+impl Rule {
+    /// Whether a request with this Host header (port allowed) and path matches.
+    #[must_use]
+    pub fn matches(&self, host: &str, path: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Host(hosts) => {
+                let host = strip_port(host);
+                hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+            }
+            Self::Path(paths) => paths.iter().any(|p| p == path),
+            Self::PathPrefix(prefixes) => prefixes.iter().any(|p| path.starts_with(p.as_str())),
+            Self::And(a, b) => a.matches(host, path) && b.matches(host, path),
+            Self::Or(a, b) => a.matches(host, path) || b.matches(host, path),
+            Self::Not(a) => !a.matches(host, path),
+        }
+    }
+
+    /// The longest path prefix (or exact path) of this rule that `path` matches, for stripping.
+    fn matched_prefix(&self, path: &str) -> Option<&str> {
+        match self {
+            Self::Path(paths) => paths.iter().find(|p| *p == path).map(String::as_str),
+            Self::PathPrefix(prefixes) => {
+                prefixes.iter().filter(|p| path.starts_with(p.as_str())).map(String::as_str).max_by_key(|p| p.len())
+            }
+            Self::And(a, b) | Self::Or(a, b) => match (a.matched_prefix(path), b.matched_prefix(path)) {
+                (Some(x), Some(y)) => Some(if x.len() >= y.len() { x } else { y }),
+                (x, y) => x.or(y),
+            },
+            Self::Any | Self::Host(_) | Self::Not(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |f: &mut fmt::Formatter<'_>, name: &str, v: &[String]| {
+            let args: Vec<String> = v.iter().map(|s| format!("`{s}`")).collect();
+            write!(f, "{name}({})", args.join(", "))
+        };
+        match self {
+            Self::Any => write!(f, "*"),
+            Self::Host(v) => list(f, "Host", v),
+            Self::Path(v) => list(f, "Path", v),
+            Self::PathPrefix(v) => list(f, "PathPrefix", v),
+            Self::And(a, b) => write!(f, "({a} && {b})"),
+            Self::Or(a, b) => write!(f, "({a} || {b})"),
+            Self::Not(a) => write!(f, "!{a}"),
+        }
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        // IPv6 literal: [::1]:8080
+        return host.split_once(']').map_or(host, |(h, _)| &host[..=h.len()]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host })
+}
+
+/// v1: `Matcher:value,value;Matcher:value`.
+fn parse_v1(text: &str) -> Result<(Rule, bool), RuleError> {
+    let mut rule: Option<Rule> = None;
+    let mut strip = false;
+    let mut offset = 0;
+    for part in text.split(';') {
+        let at = offset;
+        offset += part.len() + 1;
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        let (name, values) =
+            part.split_once(':').ok_or(RuleError::Syntax { at, reason: "expected `Matcher:value` (v1 syntax)" })?;
+        let values: Vec<String> = values.split(',').map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect();
+        let (matcher, strips) = matcher(name.trim(), values)?;
+        strip |= strips;
+        rule = Some(match rule {
+            None => matcher,
+            Some(prev) => Rule::And(Box::new(prev), Box::new(matcher)),
+        });
+    }
+    Ok((rule.unwrap_or(Rule::Any), strip))
+}
+
+/// Builds a matcher from its name and values; the flag says whether it strips (v1 only).
+fn matcher(name: &str, values: Vec<String>) -> Result<(Rule, bool), RuleError> {
+    if values.is_empty() {
+        return Err(RuleError::Empty(name.to_owned()));
+    }
+    Ok(match name {
+        "Host" => (Rule::Host(values.into_iter().map(|h| h.to_ascii_lowercase()).collect()), false),
+        "Path" => (Rule::Path(values), false),
+        "PathPrefix" => (Rule::PathPrefix(values), false),
+        "PathStrip" => (Rule::Path(values), true),
+        "PathPrefixStrip" => (Rule::PathPrefix(values), true),
+        other => return Err(RuleError::Unsupported(other.to_owned())),
+    })
+}
+
+/// Recursive-descent parser of the v2/v3 syntax. Precedence: `!` > `&&` > `||`.
+struct Parser<'a> {
+    s: &'a [u8],
+    pos: usize,
+}
+
+impl Parser<'_> {
+    fn parse_all(mut self) -> Result<Rule, RuleError> {
+        let rule = self.or()?;
+        self.skip_ws();
+        if self.pos != self.s.len() {
+            return Err(self.err("unexpected text after the rule"));
+        }
+        Ok(rule)
+    }
+
+    fn err(&self, reason: &'static str) -> RuleError {
+        RuleError::Syntax { at: self.pos, reason }
+    }
+
+    fn skip_ws(&mut self) {
+        while self.s.get(self.pos).is_some_and(u8::is_ascii_whitespace) {
+            self.pos += 1;
+        }
+    }
+
+    fn eat(&mut self, token: &[u8]) -> bool {
+        self.skip_ws();
+        if self.s[self.pos..].starts_with(token) {
+            self.pos += token.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn or(&mut self) -> Result<Rule, RuleError> {
+        let mut left = self.and()?;
+        while self.eat(b"||") {
+            left = Rule::Or(Box::new(left), Box::new(self.and()?));
+        }
+        Ok(left)
+    }
+
+    fn and(&mut self) -> Result<Rule, RuleError> {
+        let mut left = self.unary()?;
+        while self.eat(b"&&") {
+            left = Rule::And(Box::new(left), Box::new(self.unary()?));
+        }
+        Ok(left)
+    }
+
+    fn unary(&mut self) -> Result<Rule, RuleError> {
+        if self.eat(b"!") {
+            return Ok(Rule::Not(Box::new(self.unary()?)));
+        }
+        if self.eat(b"(") {
+            let inner = self.or()?;
+            if !self.eat(b")") {
+                return Err(self.err("expected `)`"));
+            }
+            return Ok(inner);
+        }
+        self.call()
+    }
+
+    fn call(&mut self) -> Result<Rule, RuleError> {
+        self.skip_ws();
+        let start = self.pos;
+        while self.s.get(self.pos).is_some_and(u8::is_ascii_alphanumeric) {
+            self.pos += 1;
+        }
+        if start == self.pos {
+            return Err(self.err("expected a matcher such as Host(`example.com`)"));
+        }
+        let name = String::from_utf8_lossy(&self.s[start..self.pos]).into_owned();
+        if !self.eat(b"(") {
+            return Err(self.err("expected `(` after the matcher name"));
+        }
+        let mut values = Vec::new();
+        loop {
+            self.skip_ws();
+            if self.eat(b")") {
+                break;
+            }
+            if !values.is_empty() && !self.eat(b",") {
+                return Err(self.err("expected `,` or `)`"));
+            }
+            values.push(self.string()?);
+        }
+        let (rule, _) = matcher(&name, values)?;
+        Ok(rule)
+    }
+
+    /// A value in backticks or double quotes.
+    fn string(&mut self) -> Result<String, RuleError> {
+        self.skip_ws();
+        let quote = match self.s.get(self.pos) {
+            Some(q @ (b'`' | b'"')) => *q,
+            _ => return Err(self.err("expected a value in backticks")),
+        };
+        let start = self.pos + 1;
+        let end = self.s[start..]
+            .iter()
+            .position(|&b| b == quote)
+            .map(|i| start + i)
+            .ok_or(RuleError::Syntax { at: self.pos, reason: "unterminated value" })?;
+        self.pos = end + 1;
+        Ok(String::from_utf8_lossy(&self.s[start..end]).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(s: &str) -> Route {
+        Route::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn v1_seed_rule_matches_every_path() {
+        let r = route("PathPrefix:/");
+        assert!(r.rule.matches("anything", "/"));
+        assert!(r.rule.matches("x:8080", "/a/b"));
+    }
+
+    #[test]
+    fn v1_and_of_or_lists() {
+        let r = route("Host:a.example,B.example;PathPrefix:/api,/v2");
+        assert!(r.rule.matches("b.example:80", "/v2/x"));
+        assert!(r.rule.matches("A.EXAMPLE", "/api"));
+        assert!(!r.rule.matches("c.example", "/api"));
+        assert!(!r.rule.matches("a.example", "/other"));
+    }
+
+    #[test]
+    fn v2_precedence_and_parentheses() {
+        let r = route("Host(`a.example`) && (PathPrefix(`/api`) || Path(`/health`))");
+        assert!(r.rule.matches("a.example", "/health"));
+        assert!(r.rule.matches("a.example", "/api/1"));
+        assert!(!r.rule.matches("a.example", "/healthz"));
+        assert!(!r.rule.matches("b.example", "/api"));
+        let r = route("Host(`a`) || Host(`b`) && PathPrefix(`/x`)");
+        assert!(r.rule.matches("a", "/y"), "&& binds tighter than ||");
+        assert!(!r.rule.matches("b", "/y"));
+    }
+
+    #[test]
+    fn v2_multiple_values_not_and_quotes() {
+        let r = route("Host(`a`, \"b\") && !PathPrefix(`/admin`)");
+        assert!(r.rule.matches("b", "/"));
+        assert!(!r.rule.matches("a", "/admin/x"));
+    }
+
+    #[test]
+    fn host_ignores_port_and_handles_ipv6_literals() {
+        assert_eq!(strip_port("a.example:8080"), "a.example");
+        assert_eq!(strip_port("[::1]:8080"), "[::1]");
+        assert_eq!(strip_port("a.example"), "a.example");
+    }
+
+    #[test]
+    fn strip_prefix_v1() {
+        let r = route("PathPrefixStrip:/api");
+        assert!(r.strip_prefix);
+        assert_eq!(r.forwarded_path("/api/users"), "/users");
+        assert_eq!(r.forwarded_path("/api"), "/");
+        let r = route("PathPrefix:/api");
+        assert_eq!(r.forwarded_path("/api/users"), "/api/users");
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        assert_eq!(Route::parse("HostRegexp(`{x:.*}`)").unwrap_err(), RuleError::Unsupported("HostRegexp".into()));
+        assert_eq!(Route::parse("Method:GET").unwrap_err(), RuleError::Unsupported("Method".into()));
+        assert!(matches!(Route::parse("Host(`a`"), Err(RuleError::Syntax { .. })));
+        assert!(matches!(Route::parse("Host(`a`) &&"), Err(RuleError::Syntax { .. })));
+        assert!(matches!(Route::parse("Host()"), Err(RuleError::Empty(_))));
+        assert!(matches!(Route::parse("Host:"), Err(RuleError::Empty(_))));
+        assert!(matches!(Route::parse("garbage"), Err(RuleError::Syntax { .. })));
+    }
+
+    #[test]
+    fn empty_rule_is_any_and_longer_rules_rank_higher() {
+        assert_eq!(route("").rule, Rule::Any);
+        assert!(route("Host(`a`) && PathPrefix(`/x`)").priority > route("Host(`a`)").priority);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parser_never_panics(s in ".{0,64}") {
+            let _ = Route::parse(&s);
+        }
+
+        #[test]
+        fn display_round_trips(host in "[a-z]{1,8}", prefix in "/[a-z]{0,6}") {
+            let r = route(&format!("Host(`{host}`) && PathPrefix(`{prefix}`)"));
+            let again = route(&r.rule.to_string());
+            proptest::prop_assert_eq!(r.rule, again.rule);
+        }
+    }
+}
