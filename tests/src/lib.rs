@@ -9,6 +9,7 @@ pub mod netns;
 pub mod packet;
 pub mod process;
 pub mod skip;
+pub mod swarm;
 pub mod topology;
 
 pub use netns::NetNs;

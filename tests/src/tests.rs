@@ -3,3 +3,4 @@
 mod classifier;
 mod maps_table;
 mod packets;
+mod swarm;

@@ -8,3 +8,18 @@
 
 pub mod ebpf;
 pub mod setup;
+
+/// The host's target triple, as rustc reports it (e.g. `x86_64-unknown-linux-gnu`).
+///
+/// # Errors
+/// rustc cannot run or prints no host line.
+pub fn host_triple() -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let out = std::process::Command::new(&rustc).arg("-vV").output().context("failed to run rustc -vV")?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(str::to_owned)
+        .context("rustc -vV printed no host line")
+}

@@ -34,10 +34,20 @@ pub fn run(workspace: &Path, options: &Options) -> anyhow::Result<()> {
     step("build-ebpf", || ebpf::build(workspace).map(drop))?;
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // Everything builds for the explicit host triple with a static C runtime: the same `sticky`
+    // binary then runs on the host, in namespaces, and in a `FROM scratch` image for the Swarm
+    // tests, with one compilation. (With an explicit --target, build scripts and proc macros stay
+    // dynamic, as they must.)
+    let triple = xtask::host_triple()?;
+    let static_flags = (
+        format!("CARGO_TARGET_{}_RUSTFLAGS", triple.to_uppercase().replace('-', "_")),
+        "-C target-feature=+crt-static",
+    );
     step("build sticky", || {
         let status = Command::new(&cargo)
             .current_dir(workspace)
-            .args(["build", "--locked", "--package", "sticky-user", "--bin", "sticky"])
+            .args(["build", "--locked", "--package", "sticky-user", "--bin", "sticky", "--target", &triple])
+            .env(&static_flags.0, static_flags.1)
             .status()
             .context("failed to run cargo build")?;
         anyhow::ensure!(status.success(), "cargo build failed ({status})");
@@ -49,12 +59,13 @@ pub fn run(workspace: &Path, options: &Options) -> anyhow::Result<()> {
     let mut totals = Totals::default();
     let test_started = Instant::now();
     let mut cmd = Command::new(&cargo);
-    cmd.current_dir(workspace).args(["test", "--locked", "--no-fail-fast"]);
+    cmd.current_dir(workspace).args(["test", "--locked", "--no-fail-fast", "--target", &triple]);
     for p in PACKAGES {
         cmd.args(["--package", p]);
     }
     cmd.arg("--").args(&options.test_args);
-    cmd.env("STICKY_BIN", workspace.join("target/debug/sticky"))
+    cmd.env(&static_flags.0, static_flags.1)
+        .env("STICKY_BIN", workspace.join("target").join(&triple).join("debug/sticky"))
         .env("STICKY_SKIP_LOG", &skip_log)
         .env("RUST_BACKTRACE", "1")
         .stdout(Stdio::piped());
