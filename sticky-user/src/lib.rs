@@ -3,12 +3,14 @@
 //! Crate map (one job per module; ARCHITECTURE.md has the whole picture):
 //! - [`labels`]: Swarm service labels (`sticky.*`, Traefik v1 and v2/v3) -> what to do with a service.
 //! - [`rule`]: routing rules in Traefik's syntaxes, parsed and matched.
+//! - [`docker`]: the Docker Engine API edge (services, tasks with addresses, events) for Swarm discovery.
 //! - [`datapath`]: load the embedded eBPF object, attach its programs, read and write its maps.
 //! - [`whoami`]: the tiny demo app (`sticky whoami`): every request gets `I'm NAME`.
 //! - [`telemetry`]: tracing set-up, and the bridge that carries aya-log records into it.
 #![deny(unsafe_code)]
 
 pub mod datapath;
+pub mod docker;
 pub mod labels;
 pub mod rule;
 pub mod telemetry;
