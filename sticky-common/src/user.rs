@@ -42,7 +42,9 @@ impl MapSpec {
 // byte is initialised and every bit pattern is a valid value.
 #[expect(unsafe_code, reason = "aya::Pod is an unsafe marker trait: the layouts above make it sound")]
 mod pod {
-    use crate::{AffinityKey, AffinityValue, BackendValue, ConnValue, DatapathConfig, FlowKey, ServiceKey, ServiceValue};
+    use crate::{
+        AffinityKey, AffinityValue, BackendValue, ConnValue, DatapathConfig, FlowKey, ServiceKey, ServiceValue,
+    };
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for ConnValue {}
     unsafe impl aya::Pod for ServiceKey {}

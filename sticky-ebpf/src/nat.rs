@@ -53,8 +53,7 @@ fn replace_addr(ctx: &TcContext, off: usize, from: u32, to: u32) -> Result<(), (
     if from == to {
         return Ok(());
     }
-    ctx.l4_csum_replace(TCP_CSUM_OFF, u64::from(from), u64::from(to), u64::from(BPF_F_PSEUDO_HDR) | 4)
-        .map_err(drop)?;
+    ctx.l4_csum_replace(TCP_CSUM_OFF, u64::from(from), u64::from(to), u64::from(BPF_F_PSEUDO_HDR) | 4).map_err(drop)?;
     ctx.l3_csum_replace(IP_CSUM_OFF, u64::from(from), u64::from(to), 4).map_err(drop)?;
     ctx.store(off, &to, 0).map_err(drop)
 }
@@ -85,9 +84,7 @@ fn forward(ctx: &TcContext, conn: &ConnValue, counter: Counter) -> Result<Action
     params.__bindgen_anon_3.ipv4_src = conn.src_addr;
     params.__bindgen_anon_4.ipv4_dst = conn.dst_addr;
     // SAFETY: params is a valid, writable bpf_fib_lookup of the size passed.
-    let rc = unsafe {
-        fib_lookup(ctx.as_ptr(), &raw mut params, size_of::<bpf_fib_lookup>() as i32, 0)
-    };
+    let rc = unsafe { fib_lookup(ctx.as_ptr(), &raw mut params, size_of::<bpf_fib_lookup>() as i32, 0) };
     let ifindex = params.ifindex;
     if rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
         let mut macs = [0u8; 12];

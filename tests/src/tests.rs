@@ -1,5 +1,6 @@
 //! The integration tests, one module per feature. Each kernel test starts with `require_root!()`.
 
 mod classifier;
+mod l4_packets;
 mod maps_table;
 mod packets;

@@ -9,8 +9,7 @@ use aya::{
 };
 use sticky_common::{
     AffinityKey, AffinityValue, BackendId, BackendValue, ConnValue, DatapathConfig, FlowKey, ServiceKey, ServiceValue,
-    hash::MAGLEV_SIZE,
-    maps,
+    hash::MAGLEV_SIZE, maps,
 };
 
 use super::{DatapathError, Stats, take_map};
@@ -189,6 +188,14 @@ impl L4Maps {
     #[must_use]
     pub fn affinity(&self, key: &AffinityKey) -> Option<AffinityValue> {
         self.affinity.get(key, 0).ok()
+    }
+
+    /// Writes one `AFFINITY` entry (tests and diagnostics; the kernel writes them itself).
+    ///
+    /// # Errors
+    /// The kernel refuses the write.
+    pub fn set_affinity(&mut self, key: &AffinityKey, value: &AffinityValue) -> Result<(), DatapathError> {
+        self.affinity.insert(key, value, 0).map_err(map_err(maps::AFFINITY, "update"))
     }
 
     /// Deletes one `CONNS` entry (tests that simulate an LRU eviction).

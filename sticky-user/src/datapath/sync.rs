@@ -127,7 +127,12 @@ impl Sync {
         }
         state.row = row;
 
-        let key = ServiceKey { addr: u32::from(*spec.vip.ip()).to_be(), port: spec.vip.port().to_be(), proto: IPPROTO_TCP, pad: 0 };
+        let key = ServiceKey {
+            addr: u32::from(*spec.vip.ip()).to_be(),
+            port: spec.vip.port().to_be(),
+            proto: IPPROTO_TCP,
+            pad: 0,
+        };
         let timeout_ns = u64::try_from(spec.affinity_timeout.as_nanos()).unwrap_or(u64::MAX);
         let value = ServiceValue {
             id: state.id,

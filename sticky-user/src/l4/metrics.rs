@@ -19,11 +19,15 @@ pub fn render_kernel(usage: &Usage) -> String {
     for m in &usage.maps {
         let _ = writeln!(out, "sticky_l4_map_entries{{map=\"{}\"}} {}", m.name, m.used);
     }
-    out.push_str("# HELP sticky_l4_map_max_entries Capacity of an L4 kernel map.\n# TYPE sticky_l4_map_max_entries gauge\n");
+    out.push_str(
+        "# HELP sticky_l4_map_max_entries Capacity of an L4 kernel map.\n# TYPE sticky_l4_map_max_entries gauge\n",
+    );
     for m in &usage.maps {
         let _ = writeln!(out, "sticky_l4_map_max_entries{{map=\"{}\"}} {}", m.name, m.max);
     }
-    out.push_str("# HELP sticky_l4_backend_flows Established flows per backend id.\n# TYPE sticky_l4_backend_flows gauge\n");
+    out.push_str(
+        "# HELP sticky_l4_backend_flows Established flows per backend id.\n# TYPE sticky_l4_backend_flows gauge\n",
+    );
     for (id, n) in &usage.flows_per_backend {
         let _ = writeln!(out, "sticky_l4_backend_flows{{backend_id=\"{id}\"}} {n}");
     }
@@ -40,7 +44,11 @@ pub fn render_fallback(counters: &super::fallback::Snapshot) -> String {
         let _ = writeln!(out, "sticky_l4_fallback_connections_total{{outcome=\"{name}\"}} {value}");
     }
     let _ = writeln!(out, "# TYPE sticky_l4_fallback_active gauge\nsticky_l4_fallback_active {}", counters.active);
-    let _ = writeln!(out, "# TYPE sticky_l4_map_entries gauge\nsticky_l4_map_entries{{map=\"AFFINITY\"}} {}", counters.affinity_used);
+    let _ = writeln!(
+        out,
+        "# TYPE sticky_l4_map_entries gauge\nsticky_l4_map_entries{{map=\"AFFINITY\"}} {}",
+        counters.affinity_used
+    );
     let _ = writeln!(
         out,
         "# TYPE sticky_l4_map_max_entries gauge\nsticky_l4_map_max_entries{{map=\"AFFINITY\"}} {}",

@@ -173,8 +173,8 @@ impl TcpArgs {
 /// # Errors
 /// The file cannot be read, or a line is not IP:PORT.
 pub fn read_backends_file(path: &std::path::Path) -> Result<Vec<SocketAddrV4>, L4Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| L4Error::BackendsFile { path: path.to_owned(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| L4Error::BackendsFile { path: path.to_owned(), source })?;
     parse_backends(&text).map_err(|(line, text)| L4Error::BackendLine { path: path.to_owned(), line, text })
 }
 
