@@ -355,3 +355,157 @@ fn ones_complement(bytes: &[u8], start: u16) -> u16 {
     }
     u16::try_from(sum).unwrap()
 }
+
+/// Which tcp-mode engine a topology test runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// The eBPF tc program (full NAT in the kernel).
+    Kernel,
+    /// The user-space proxy (`--no-ebpf`).
+    Fallback,
+}
+
+/// The topology's VIP and port.
+pub const VIP: SocketAddrV4 = SocketAddrV4::new(crate::topology::VIP, 80);
+/// Where `sticky run` serves /metrics, inside the balancer namespace.
+pub const ADMIN: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9100);
+
+/// A client / balancer / 3-backend topology with `sticky whoami` backends (`I'm b<i>`) and
+/// `sticky run --mode tcp` on the balancer, its backends in a file it re-reads on SIGHUP.
+pub struct L4Topo {
+    /// The namespaces (dropped last: they kill what is left inside).
+    pub topo: crate::Topology,
+    /// The balancer process.
+    pub lb: crate::ChildGuard,
+    /// The engine.
+    pub engine: Engine,
+    backends_file: std::path::PathBuf,
+    _backends: Vec<crate::ChildGuard>,
+}
+
+impl L4Topo {
+    /// Builds the topology (with `extra_clients` extra client addresses) and starts everything.
+    /// The VIP is on the balancer's `lo` (the fallback binds it; the kernel path does not need it),
+    /// and 198.18.0.0/15 (a flood's spoofed sources) routes back to the client namespace.
+    ///
+    /// # Panics
+    /// Anything fails to start within 10 s.
+    #[must_use]
+    pub fn start(engine: Engine, extra_clients: usize, extra_args: &[&str]) -> Self {
+        use crate::topology::{LB_BACKEND_IFACE, LB_CLIENT_IFACE, backend_addr};
+        let topo = crate::Topology::builder().backends(3).extra_client_addrs(extra_clients).build();
+        topo.lb.ip(&["addr", "add", &format!("{}/32", VIP.ip()), "dev", "lo"]);
+        topo.lb.ip(&["route", "add", "198.18.0.0/15", "via", &crate::topology::CLIENT_ADDR.to_string()]);
+        let bin = crate::sticky_bin();
+        let bin = bin.to_str().expect("utf-8 path");
+        let mut backends = Vec::new();
+        for (i, ns) in topo.backends.iter().enumerate() {
+            let addr = format!("{}:8000", backend_addr(i));
+            backends.push(crate::ChildGuard::spawn(ns.command(bin).args([
+                "whoami",
+                "--listen",
+                &addr,
+                "--name",
+                &format!("b{i}"),
+            ])));
+        }
+        let backends_file = std::env::temp_dir().join(format!("{}.backends", topo.lb.name()));
+        let all: Vec<SocketAddrV4> = (0..3).map(|i| SocketAddrV4::new(backend_addr(i), 8000)).collect();
+        write_backends(&backends_file, &all);
+        let mut cmd = topo.lb.command(bin);
+        cmd.args(["run", "--mode", "tcp", "--listen", &VIP.to_string(), "--admin", &ADMIN.to_string()])
+            .args(["--iface", LB_CLIENT_IFACE, "--iface", LB_BACKEND_IFACE, "--affinity-timeout", "10m"])
+            .arg("--backends-file")
+            .arg(&backends_file)
+            .args(extra_args)
+            .env("RUST_LOG", "info");
+        if engine == Engine::Fallback {
+            cmd.arg("--no-ebpf");
+        }
+        let lb = crate::ChildGuard::spawn(&mut cmd);
+        let this = Self { topo, lb, engine, backends_file, _backends: backends };
+        let ready = crate::process::wait_until(Duration::from_secs(10), || {
+            this.topo.lb.run(|| crate::process::can_connect(SocketAddr::V4(ADMIN)))
+                && this.topo.client.run(|| {
+                    (0..3)
+                        .all(|i| crate::process::can_connect(SocketAddr::V4(SocketAddrV4::new(backend_addr(i), 8000))))
+                })
+        });
+        assert!(ready, "{engine:?}: sticky run and the backends must come up");
+        let reachable = crate::process::wait_until(Duration::from_secs(5), || {
+            this.topo.client.run(|| get_once(VIP, crate::topology::CLIENT_ADDR).is_ok())
+        });
+        assert!(reachable, "{engine:?}: the VIP must answer");
+        this
+    }
+
+    /// `/metrics` of the balancer.
+    ///
+    /// # Panics
+    /// The admin endpoint does not answer.
+    #[must_use]
+    pub fn metrics(&self) -> String {
+        self.topo.lb.run(|| {
+            let mut s =
+                TcpStream::connect_timeout(&SocketAddr::V4(ADMIN), Duration::from_secs(2)).expect("admin must accept");
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+            let mut text = String::new();
+            s.read_to_string(&mut text).expect("metrics must arrive");
+            text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+        })
+    }
+
+    /// One sample of `/metrics`, e.g. `sticky_l4_map_entries{map="CONNS"}`.
+    ///
+    /// # Panics
+    /// The series is missing.
+    #[must_use]
+    pub fn sample(&self, series: &str) -> u64 {
+        let text = self.metrics();
+        sticky::l4::metrics::sample(&text, series).unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
+    }
+
+    /// Replaces the backend set with backends `indices` and sends SIGHUP.
+    pub fn set_backends(&self, indices: &[usize]) {
+        let set: Vec<SocketAddrV4> =
+            indices.iter().map(|&i| SocketAddrV4::new(crate::topology::backend_addr(i), 8000)).collect();
+        write_backends(&self.backends_file, &set);
+        self.signal(libc::SIGHUP);
+    }
+
+    /// Sends `signal` to the balancer process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
+        #[expect(unsafe_code, reason = "libc::kill: std cannot send SIGHUP/SIGSTOP")]
+        let rc = unsafe { libc::kill(i32::try_from(self.lb.id()).unwrap(), signal) };
+        assert_eq!(rc, 0, "kill({signal}) must reach sticky");
+    }
+
+    /// The balancer's scheduler state letter from /proc (`T` while stopped).
+    #[must_use]
+    pub fn lb_state(&self) -> char {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.lb.id())).unwrap_or_default();
+        stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()).unwrap_or('?')
+    }
+}
+
+impl Drop for L4Topo {
+    fn drop(&mut self) {
+        // A stopped process still dies of SIGKILL, but let it run so its exit is orderly in logs.
+        // SAFETY: as in `signal`.
+        #[expect(unsafe_code, reason = "libc::kill")]
+        unsafe {
+            libc::kill(i32::try_from(self.lb.id()).unwrap_or(0), libc::SIGCONT);
+        }
+        let _ = std::fs::remove_file(&self.backends_file);
+    }
+}
+
+fn write_backends(path: &std::path::Path, set: &[SocketAddrV4]) {
+    let text: String = set.iter().map(|b| format!("{b}\n")).collect();
+    // Write then rename: a reload never reads a half-written file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("temp dir must be writable");
+    std::fs::rename(&tmp, path).expect("rename within the temp dir");
+}

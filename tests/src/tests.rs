@@ -2,5 +2,6 @@
 
 mod classifier;
 mod l4_packets;
+mod l4_topology;
 mod maps_table;
 mod packets;
