@@ -96,7 +96,9 @@ counters! {
     DropNoBackend = 15, Drop, "drop_no_backend", true;
     /// Dropped: every SNAT-port candidate of a new connection is taken (the client retries its SYN).
     DropPortExhausted = 16, Drop, "drop_port_exhausted", true;
-    /// Dropped: a packet to a SNAT port with no connection entry; handing it to the stack would RST the flow.
+    /// Dropped: a packet of no usable flow: a reply to a SNAT port with no entry (the stack would RST a
+    /// flow that can still be rebuilt), a RST of an unknown flow, or a half-open flow whose SNAT port an
+    /// established flow took after an eviction.
     DropNoConn = 17, Drop, "drop_no_conn", true;
     /// Dropped: a rewrite helper failed (should not happen; the packet is already half rewritten).
     DropRewrite = 18, Drop, "drop_rewrite", true;

@@ -128,6 +128,16 @@ fn established(ctx: &TcContext, pkt: &Tcp4, conn: ConnValue) -> Result<Action, A
 #[inline(always)]
 fn half_open(ctx: &TcContext, pkt: &Tcp4, conn: ConnValue) -> Result<Action, Action> {
     if conn.is_forward() {
+        if let Some(other) = lookup_conn(&conn.twin_key())
+            && other.twin_key() != pkt.key
+        {
+            // An established flow holds our SNAT port: our reply entry was evicted from HALF_OPEN
+            // (a flood) and another flow took the port meanwhile. Sending on would mix our segments
+            // into its stream; give this young flow up instead (its client's retransmission is
+            // rebuilt on a free port, where the backend resets it).
+            let _ = HALF_OPEN.remove(&pkt.key);
+            return Err(Action::Drop(Counter::DropNoConn));
+        }
         if pkt.is_syn() {
             count(Counter::SynRetransmit);
         } else if pkt.is_plain_ack() {
