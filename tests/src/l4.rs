@@ -380,6 +380,7 @@ pub struct L4Topo {
     /// The engine.
     pub engine: Engine,
     backends_file: std::path::PathBuf,
+    args: Vec<std::ffi::OsString>,
     _backends: Vec<crate::ChildGuard>,
 }
 
@@ -412,18 +413,27 @@ impl L4Topo {
         let backends_file = std::env::temp_dir().join(format!("{}.backends", topo.lb.name()));
         let all: Vec<SocketAddrV4> = (0..3).map(|i| SocketAddrV4::new(backend_addr(i), 8000)).collect();
         write_backends(&backends_file, &all);
-        let mut cmd = topo.lb.command(bin);
-        cmd.args(["run", "--mode", "tcp", "--listen", &VIP.to_string(), "--admin", &ADMIN.to_string()])
-            .args(["--iface", LB_CLIENT_IFACE, "--iface", LB_BACKEND_IFACE, "--affinity-timeout", "10m"])
-            .arg("--backends-file")
-            .arg(&backends_file)
-            .args(extra_args)
-            .env("RUST_LOG", "info");
+        let mut args: Vec<std::ffi::OsString> =
+            ["run", "--mode", "tcp", "--listen", &VIP.to_string(), "--admin", &ADMIN.to_string()]
+                .iter()
+                .chain(&[
+                    "--iface",
+                    LB_CLIENT_IFACE,
+                    "--iface",
+                    LB_BACKEND_IFACE,
+                    "--affinity-timeout",
+                    "10m",
+                    "--backends-file",
+                ])
+                .map(Into::into)
+                .collect();
+        args.push(backends_file.clone().into());
+        args.extend(extra_args.iter().map(Into::into));
         if engine == Engine::Fallback {
-            cmd.arg("--no-ebpf");
+            args.push("--no-ebpf".into());
         }
-        let lb = crate::ChildGuard::spawn(&mut cmd);
-        let this = Self { topo, lb, engine, backends_file, _backends: backends };
+        let lb = crate::ChildGuard::spawn(topo.lb.command(bin).args(&args).env("RUST_LOG", "info"));
+        let this = Self { topo, lb, engine, backends_file, args, _backends: backends };
         let ready = crate::process::wait_until(Duration::from_secs(10), || {
             this.topo.lb.run(|| crate::process::can_connect(SocketAddr::V4(ADMIN)))
                 && this.topo.client.run(|| {
@@ -437,6 +447,23 @@ impl L4Topo {
         });
         assert!(reachable, "{engine:?}: the VIP must answer");
         this
+    }
+
+    /// Kills the balancer (SIGKILL: its programs detach, its maps are gone) and starts it again.
+    ///
+    /// # Panics
+    /// It does not come back within 10 s.
+    pub fn restart(&mut self) {
+        // Kill and reap the old process first: the new one binds the same admin address.
+        self.lb.kill();
+        let bin = crate::sticky_bin();
+        self.lb = crate::ChildGuard::spawn(
+            self.topo.lb.command(bin.to_str().expect("utf-8 path")).args(&self.args).env("RUST_LOG", "info"),
+        );
+        let ready = crate::process::wait_until(Duration::from_secs(10), || {
+            self.topo.lb.run(|| crate::process::can_connect(SocketAddr::V4(ADMIN)))
+        });
+        assert!(ready, "sticky must come back after a restart");
     }
 
     /// `/metrics` of the balancer.

@@ -256,3 +256,24 @@ fn l4_fallback_syn_flood_keeps_established_flows() {
     require_root!();
     flood_keeps_established_flows(Engine::Fallback);
 }
+
+#[test]
+fn l4_kernel_open_connection_survives_a_restart() {
+    require_root!();
+    // A restart loses every map (they are not pinned), like an LRU that evicted everything: the
+    // client's next segment is rebuilt to the same backend (Maglev, same set) and, being the first
+    // free candidate, the same SNAT port, so the backend's socket never notices.
+    let mut lab = L4Topo::start(Engine::Kernel, 0, &[]);
+    let (mut open, mine) = lab.topo.client.run(|| {
+        let mut c = Http::connect(VIP, CLIENT_ADDR).expect("connect");
+        let body = c.get().expect("request");
+        (c, body)
+    });
+    lab.restart();
+    let after: Vec<String> = lab
+        .topo
+        .client
+        .run(|| (0..5).map(|_| open.get().expect("the open connection must survive the restart")).collect());
+    assert!(after.iter().all(|b| *b == mine), "same backend after the restart: {after:?}");
+    assert!(lab.sample(r#"sticky_l4_packets_total{counter="rebuilt"}"#) >= 1, "the flow was rebuilt, not new");
+}
