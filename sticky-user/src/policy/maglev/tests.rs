@@ -94,3 +94,33 @@ proptest! {
         prop_assert!(share < 0.03, "{:.4} of the slots of surviving backends moved", share);
     }
 }
+
+/// Removing any one backend of `n`, the share of the table owned by *surviving* backends that moves
+/// (mean and worst over which backend leaves): ARCHITECTURE.md quotes these numbers.
+#[test]
+fn disruption_of_surviving_backends_is_small() {
+    for (n, worst_bound) in [(3u32, 0.001), (10, 0.01), (100, 0.02)] {
+        let set: Vec<_> = (0..n).map(backend).collect();
+        let before = Maglev::build(&set);
+        let (mut worst, mut total) = (0usize, 0usize);
+        for gone in &set {
+            let rest: Vec<_> = set.iter().copied().filter(|b| b != gone).collect();
+            let after = Maglev::build(&rest);
+            let moved = before
+                .slots()
+                .iter()
+                .zip(after.slots())
+                .filter(|&(&b, &a)| {
+                    let was = before.backends()[b as usize];
+                    was != *gone && was != after.backends()[a as usize]
+                })
+                .count();
+            worst = worst.max(moved);
+            total += moved;
+        }
+        let size = f64::from(MAGLEV_SIZE);
+        let (mean, worst) = (total as f64 / f64::from(n) / size, worst as f64 / size);
+        println!("n={n}: surviving backends' slots moved: mean {:.3}%, worst {:.3}%", 100.0 * mean, 100.0 * worst);
+        assert!(worst < worst_bound, "n={n}: {worst} of the table moved between survivors");
+    }
+}
