@@ -56,7 +56,8 @@ pub struct TcpArgs {
     /// only these.
     #[arg(long, env = "STICKY_MAX_HALF_OPEN", value_name = "N", default_value_t = sticky_common::maps::HALF_OPEN_MAX_ENTRIES / 2)]
     pub max_half_open: u32,
-    /// Clients whose affinity is remembered (per service), kernel and fallback alike.
+    /// (client address, service) pairs whose affinity is remembered, kernel and fallback alike; beyond
+    /// it the least recently used are forgotten (those clients re-pick through Maglev).
     #[arg(long, env = "STICKY_MAX_AFFINITY", value_name = "N", default_value_t = sticky_common::maps::AFFINITY_MAX_ENTRIES)]
     pub max_affinity: u32,
     /// Backend slots, over all services.
