@@ -15,6 +15,7 @@
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT},
     helpers::bpf_ktime_get_ns,
+    maps::LruHashMap,
     programs::TcContext,
 };
 use sticky_common::{
@@ -101,8 +102,7 @@ fn established(ctx: &TcContext, pkt: &Tcp4, conn: ConnValue) -> Result<Action, A
         if pkt.is_syn() && conn.flags & CONN_F_FIN != 0 {
             // The 5-tuple of a finished flow opens again (a client reusing its port): a new flow, so a
             // backend that left the set is not chosen again.
-            let _ = CONNS.remove(&pkt.key);
-            let _ = CONNS.remove(&conn.twin_key());
+            forget(&CONNS, &pkt.key, &conn);
             let cfg = config().ok_or(Action::Pass(Counter::PassNotService))?;
             let svc = lookup_service(&pkt.key).ok_or(Action::Pass(Counter::PassNotService))?;
             return open_flow(ctx, pkt, &svc, &cfg);
@@ -117,8 +117,7 @@ fn established(ctx: &TcContext, pkt: &Tcp4, conn: ConnValue) -> Result<Action, A
         count(Counter::FlowFin);
     }
     if pkt.is_rst() {
-        let _ = CONNS.remove(&pkt.key);
-        let _ = CONNS.remove(&conn.twin_key());
+        forget(&CONNS, &pkt.key, &conn);
         count(Counter::FlowRst);
     }
     nat::rewrite_and_forward(ctx, pkt, &conn)
@@ -145,8 +144,7 @@ fn half_open(ctx: &TcContext, pkt: &Tcp4, conn: ConnValue) -> Result<Action, Act
         }
     }
     if pkt.is_rst() {
-        let _ = HALF_OPEN.remove(&pkt.key);
-        let _ = HALF_OPEN.remove(&conn.twin_key());
+        forget(&HALF_OPEN, &pkt.key, &conn);
         count(Counter::FlowRst);
     }
     nat::rewrite_and_forward(ctx, pkt, &conn)
@@ -161,8 +159,7 @@ fn promote(key: &FlowKey, conn: &ConnValue) {
         // The flow keeps working from HALF_OPEN; the next ACK tries again.
         return;
     }
-    let _ = HALF_OPEN.remove(key);
-    let _ = HALF_OPEN.remove(&twin_key);
+    forget(&HALF_OPEN, key, conn);
     count(Counter::Established);
     if let Some(backend) = lookup_backend(conn.backend) {
         let svc = backend.service;
@@ -185,6 +182,13 @@ fn restore_twin(key: &FlowKey, conn: &ConnValue) {
             count(Counter::TwinRestored);
         }
     }
+}
+
+/// Deletes both directions of the flow whose `key` maps to `conn` from `table` (absent is fine).
+#[inline(always)]
+fn forget(table: &LruHashMap<FlowKey, ConnValue>, key: &FlowKey, conn: &ConnValue) {
+    let _ = table.remove(key);
+    let _ = table.remove(&conn.twin_key());
 }
 
 /// Marks the `CONNS` entry of `key` as having seen a FIN.
