@@ -363,6 +363,17 @@ pub enum Engine {
     Kernel,
     /// The user-space proxy (`--no-ebpf`).
     Fallback,
+    /// No flag, but run as `nobody` with no capabilities: sticky must find out that eBPF cannot
+    /// load, say so once, and serve in user space.
+    Unprivileged,
+}
+
+impl Engine {
+    /// Whether this engine serves in user space.
+    #[must_use]
+    pub fn is_user_space(self) -> bool {
+        matches!(self, Self::Fallback | Self::Unprivileged)
+    }
 }
 
 /// The topology's VIP and port.
@@ -380,6 +391,7 @@ pub struct L4Topo {
     /// The engine.
     pub engine: Engine,
     backends_file: std::path::PathBuf,
+    log: std::path::PathBuf,
     args: Vec<std::ffi::OsString>,
     _backends: Vec<crate::ChildGuard>,
 }
@@ -432,8 +444,21 @@ impl L4Topo {
         if engine == Engine::Fallback {
             args.push("--no-ebpf".into());
         }
-        let lb = crate::ChildGuard::spawn(topo.lb.command(bin).args(&args).env("RUST_LOG", "info"));
-        let this = Self { topo, lb, engine, backends_file, args, _backends: backends };
+        if engine == Engine::Unprivileged {
+            // Let the unprivileged process bind port 80 (a namespaced sysctl), and nothing else.
+            topo.lb.sysctl("net.ipv4.ip_unprivileged_port_start", "0");
+            let mut wrapped: Vec<std::ffi::OsString> =
+                ["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", bin]
+                    .iter()
+                    .map(Into::into)
+                    .collect();
+            wrapped.extend(args);
+            args = wrapped;
+        }
+        let program = if engine == Engine::Unprivileged { "setpriv" } else { bin };
+        let log = std::env::temp_dir().join(format!("{}.log", topo.lb.name()));
+        let lb = spawn_logged(topo.lb.command(program).args(&args), &log);
+        let this = Self { topo, lb, engine, backends_file, log, args, _backends: backends };
         let ready = crate::process::wait_until(Duration::from_secs(10), || {
             this.topo.lb.run(|| crate::process::can_connect(SocketAddr::V4(ADMIN)))
                 && this.topo.client.run(|| {
@@ -455,15 +480,20 @@ impl L4Topo {
     /// It does not come back within 10 s.
     pub fn restart(&mut self) {
         // Kill and reap the old process first: the new one binds the same admin address.
+        assert_ne!(self.engine, Engine::Unprivileged, "restart runs sticky directly");
         self.lb.kill();
         let bin = crate::sticky_bin();
-        self.lb = crate::ChildGuard::spawn(
-            self.topo.lb.command(bin.to_str().expect("utf-8 path")).args(&self.args).env("RUST_LOG", "info"),
-        );
+        self.lb = spawn_logged(self.topo.lb.command(bin.to_str().expect("utf-8 path")).args(&self.args), &self.log);
         let ready = crate::process::wait_until(Duration::from_secs(10), || {
             self.topo.lb.run(|| crate::process::can_connect(SocketAddr::V4(ADMIN)))
         });
         assert!(ready, "sticky must come back after a restart");
+    }
+
+    /// What the balancer has logged so far (stderr).
+    #[must_use]
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// `/metrics` of the balancer.
@@ -526,7 +556,17 @@ impl Drop for L4Topo {
             libc::kill(i32::try_from(self.lb.id()).unwrap_or(0), libc::SIGCONT);
         }
         let _ = std::fs::remove_file(&self.backends_file);
+        if std::thread::panicking() {
+            eprintln!("--- sticky run ({:?}) log ---\n{}", self.engine, self.log());
+        }
+        let _ = std::fs::remove_file(&self.log);
     }
+}
+
+/// Spawns `cmd` with `RUST_LOG=info`, its stderr appended to `log` (shown if the test fails).
+fn spawn_logged(cmd: &mut std::process::Command, log: &std::path::Path) -> crate::ChildGuard {
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("temp dir must be writable");
+    crate::ChildGuard::spawn(cmd.env("RUST_LOG", "info").env("NO_COLOR", "1").stderr(file))
 }
 
 fn write_backends(path: &std::path::Path, set: &[SocketAddrV4]) {

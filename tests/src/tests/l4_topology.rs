@@ -24,7 +24,7 @@ fn backend_of(body: &str) -> usize {
         .unwrap_or_else(|| panic!("unexpected body {body:?}: not one of our backends"))
 }
 
-fn sticks_and_spreads(engine: Engine) {
+fn sticks_and_spreads(engine: Engine) -> L4Topo {
     let lab = L4Topo::start(engine, 30, &[]);
     let first: Vec<String> =
         lab.topo.client.run(|| (0..50).map(|_| get_once(VIP, CLIENT_ADDR).expect("connection must work")).collect());
@@ -58,24 +58,25 @@ fn sticks_and_spreads(engine: Engine) {
             );
             assert!(lab.sample(r#"sticky_l4_map_entries{map="AFFINITY"}"#) >= 31, "one affinity entry per client");
         }
-        Engine::Fallback => {
+        Engine::Fallback | Engine::Unprivileged => {
             let hits = lab.sample(r#"sticky_l4_fallback_connections_total{outcome="affinity_hit"}"#);
             assert!(hits >= 49 + 30, "{engine:?}: repeat connections follow affinity ({hits})");
         }
     }
     eprintln!("{engine:?}: client 192.0.2.2 -> b{b}; 30 clients over backends {used:?}");
+    lab
 }
 
 #[test]
 fn l4_kernel_one_client_sticks_and_thirty_clients_spread() {
     require_root!();
-    sticks_and_spreads(Engine::Kernel);
+    let _ = sticks_and_spreads(Engine::Kernel);
 }
 
 #[test]
 fn l4_fallback_one_client_sticks_and_thirty_clients_spread() {
     require_root!();
-    sticks_and_spreads(Engine::Fallback);
+    let _ = sticks_and_spreads(Engine::Fallback);
 }
 
 #[test]
@@ -197,7 +198,7 @@ fn flood_keeps_established_flows(engine: Engine) {
     lab_after(&lab.topo, &mut conns, engine);
     let metrics = L4Metrics::of(&lab);
     eprintln!("{engine:?}: {sent} SYNs in {flood_secs:.1} s, {exchanges} requests meanwhile; {metrics:?}");
-    if engine == Engine::Kernel {
+    if !engine.is_user_space() {
         assert!(metrics.new_flows > 100_000, "the flood reached the kernel path ({} new flows)", metrics.new_flows);
         assert!(
             metrics.half_open <= 2048 && metrics.half_open > 1024,
@@ -271,4 +272,15 @@ fn l4_kernel_open_connection_survives_a_restart() {
         .run(|| (0..5).map(|_| open.get().expect("the open connection must survive the restart")).collect());
     assert!(after.iter().all(|b| *b == mine), "same backend after the restart: {after:?}");
     assert!(lab.sample(r#"sticky_l4_packets_total{counter="rebuilt"}"#) >= 1, "the flow was rebuilt, not new");
+}
+
+#[test]
+fn l4_without_privileges_says_so_once_and_serves_in_user_space() {
+    require_root!();
+    let lab = sticks_and_spreads(Engine::Unprivileged);
+    let log = lab.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("eBPF data path unavailable")).collect();
+    assert_eq!(lines.len(), 1, "exactly one clear line says why; log:\n{log}");
+    assert!(lines[0].contains("user space"), "and what happens instead: {}", lines[0]);
+    assert!(log.contains("tcp mode in user space"), "the fallback runs; log:\n{log}");
 }
