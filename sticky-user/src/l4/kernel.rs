@@ -54,6 +54,10 @@ pub fn start(args: &TcpArgs, spec: &ServiceSpec) -> Result<Kernel, StartError> {
     l4.set_config(&config).map_err(|e| StartError::Config(e.into()))?;
     let report = sync.apply(l4, spec).map_err(|e| StartError::Config(e.into()))?;
     let ifaces = if args.ifaces.is_empty() { default_ifaces() } else { args.ifaces.clone() };
+    // A mistyped --iface is a configuration error, not a reason to fall back to user space.
+    if let Some(missing) = ifaces.iter().find(|i| !std::path::Path::new("/sys/class/net").join(i).exists()) {
+        return Err(StartError::Config(L4Error::NoInterface { iface: missing.clone() }));
+    }
     for iface in &ifaces {
         datapath.attach_tc(iface).map_err(StartError::Unavailable)?;
     }

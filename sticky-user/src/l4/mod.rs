@@ -118,6 +118,12 @@ pub enum L4Error {
         /// The offending text.
         text: String,
     },
+    /// An --iface that does not exist.
+    #[error("no interface {iface} (see `ip link`)")]
+    NoInterface {
+        /// The name given.
+        iface: String,
+    },
     /// No backend at all at start-up.
     #[error("no backend: give --backend IP:PORT or --backends-file PATH")]
     NoBackends,
