@@ -206,7 +206,7 @@ impl Datapath {
 
     /// Map usage (entries used vs capacity) and the packet counters, for `/metrics` and `sticky inspect`.
     ///
-    /// Counting walks the hash maps' keys (one syscall per entry): about 1 ms per 1000 entries.
+    /// Counting walks the maps (a syscall or two per entry): 4.5 ms measured for ~3000 entries.
     ///
     /// # Errors
     /// The kernel refuses a map read.

@@ -196,8 +196,12 @@ fn flood_keeps_established_flows(engine: Engine) {
     assert_eq!(sent, SYNS, "the flooder sent every SYN within its deadline");
     assert!(exchanges > 0, "requests ran during the flood");
     lab_after(&lab.topo, &mut conns, engine);
+    let scrape = Instant::now();
     let metrics = L4Metrics::of(&lab);
-    eprintln!("{engine:?}: {sent} SYNs in {flood_secs:.1} s, {exchanges} requests meanwhile; {metrics:?}");
+    let scrape_ms = scrape.elapsed().as_secs_f64() * 1000.0;
+    eprintln!(
+        "{engine:?}: {sent} SYNs in {flood_secs:.1} s, {exchanges} requests meanwhile; {metrics:?}; /metrics took {scrape_ms:.1} ms"
+    );
     if !engine.is_user_space() {
         assert!(metrics.new_flows > 100_000, "the flood reached the kernel path ({} new flows)", metrics.new_flows);
         assert!(
