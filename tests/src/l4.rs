@@ -221,6 +221,14 @@ impl Http {
         Ok(Self { stream })
     }
 
+    /// Sets how long [`Http::get`] waits for the response.
+    ///
+    /// # Errors
+    /// The socket refuses the option.
+    pub fn set_timeout(&mut self, timeout: Duration) -> std::io::Result<()> {
+        self.stream.set_read_timeout(Some(timeout))
+    }
+
     /// One `GET /` on this connection; returns the body (`I'm NAME\n`).
     ///
     /// # Errors

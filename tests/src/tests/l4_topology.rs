@@ -109,6 +109,24 @@ fn l4_kernel_established_and_new_flows_need_no_user_space() {
     );
 }
 
+#[test]
+fn l4_fallback_stops_relaying_under_sigstop() {
+    require_root!();
+    // The control of the test above: the same pause stops a path that does pass through user space,
+    // so a kernel-path connection that keeps answering is proof, not luck.
+    let lab = L4Topo::start(Engine::Fallback, 0, &[]);
+    let mut open = lab.topo.client.run(|| Http::connect(VIP, CLIENT_ADDR).expect("connect"));
+    lab.topo.client.run(|| open.get().expect("request before the pause"));
+    lab.signal(libc::SIGSTOP);
+    assert!(crate::process::wait_until(Duration::from_secs(2), || lab.lb_state() == 'T'), "sticky must be stopped");
+    let paused = lab.topo.client.run(|| {
+        open.set_timeout(Duration::from_millis(700)).unwrap();
+        open.get()
+    });
+    lab.signal(libc::SIGCONT);
+    assert!(paused.is_err(), "a stopped user-space proxy relays nothing: {paused:?}");
+}
+
 fn removed_backend_drains(engine: Engine) {
     let lab = L4Topo::start(engine, 0, &[]);
     let (mut open, mine) = lab.topo.client.run(|| {
