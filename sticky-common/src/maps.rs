@@ -5,7 +5,15 @@
 //! two tests keep them honest: one loads the object and compares each map's kernel-reported sizes with
 //! this registry, one checks every entry has a row in ARCHITECTURE.md.
 
-use crate::stats::{Counter, StatsValue};
+use crate::{
+    affinity::{AffinityKey, AffinityValue},
+    backend::{BackendId, BackendValue},
+    config::DatapathConfig,
+    flow::{ConnValue, FlowKey},
+    hash::MAGLEV_SIZE,
+    service::{ServiceKey, ServiceValue},
+    stats::{Counter, StatsValue},
+};
 
 /// The kind of a kernel map, as the registry documents it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,6 +22,12 @@ pub enum MapKind {
     PerCpuArray,
     /// `BPF_MAP_TYPE_RINGBUF` (aya-log's `AYA_LOGS`; key and value sizes are 0).
     RingBuf,
+    /// `BPF_MAP_TYPE_ARRAY`.
+    Array,
+    /// `BPF_MAP_TYPE_HASH`: entries stay until deleted; an insert into a full map fails.
+    Hash,
+    /// `BPF_MAP_TYPE_LRU_HASH`: an insert into a full map evicts the least recently used entries.
+    LruHash,
 }
 
 /// One kernel map: everything ARCHITECTURE.md's table says about it.
@@ -35,6 +49,8 @@ pub struct MapSpec {
     pub reader: &'static str,
     /// What it holds.
     pub purpose: &'static str,
+    /// Whether the daemon may set its capacity at load (`EbpfLoader::map_max_entries`, from a flag).
+    pub resizable: bool,
 }
 
 /// Per-CPU packet counters, indexed by [`Counter`].
@@ -47,6 +63,42 @@ pub const AYA_LOGS: &str = "AYA_LOGS";
 /// aya-log-ebpf 0.2's ring buffer size in bytes (fixed by that crate).
 pub const AYA_LOGS_MAX_ENTRIES: u32 = 1 << 17;
 
+/// L4 services: (VIP, port, protocol) -> id, flags, affinity timeout.
+pub const SERVICES: &str = "SERVICES";
+/// Default number of services (`--max-services`); also the number of rows of `MAGLEV`.
+pub const SERVICES_MAX_ENTRIES: u32 = 16;
+
+/// Backends of every L4 service, indexed by [`BackendId`].
+pub const BACKENDS: &str = "BACKENDS";
+/// Default number of backend slots (`--max-backends`), over all services. 1 backend = 1 address:port.
+pub const BACKENDS_MAX_ENTRIES: u32 = 1024;
+
+/// Maglev lookup tables: row `service id`, [`MAGLEV_SIZE`] slots each, slot -> [`BackendId`].
+pub const MAGLEV: &str = "MAGLEV";
+/// One row of [`MAGLEV_SIZE`] slots per service.
+pub const MAGLEV_MAX_ENTRIES: u32 = SERVICES_MAX_ENTRIES * MAGLEV_SIZE;
+
+/// Established flows, both directions: 5-tuple -> rewrite target.
+pub const CONNS: &str = "CONNS";
+/// Default capacity (`--max-flows` x 2: each flow has two entries).
+pub const CONNS_MAX_ENTRIES: u32 = 2 * 65536;
+
+/// Flows whose handshake has not completed (and rebuilt flows not yet confirmed), both directions.
+/// Kept apart from `CONNS` so that a SYN flood churns this map only and never evicts established flows.
+pub const HALF_OPEN: &str = "HALF_OPEN";
+/// Default capacity (`--max-half-open`, entries; two per flow).
+pub const HALF_OPEN_MAX_ENTRIES: u32 = 16384;
+
+/// Client affinity: (client address, service) -> backend, last used.
+pub const AFFINITY: &str = "AFFINITY";
+/// Default capacity (`--max-affinity`, client addresses over all services).
+pub const AFFINITY_MAX_ENTRIES: u32 = 65536;
+
+/// The data path's configuration ([`DatapathConfig`]): one entry, written at start-up.
+pub const CONFIG: &str = "CONFIG";
+/// One entry.
+pub const CONFIG_MAX_ENTRIES: u32 = 1;
+
 /// Every map of the eBPF object.
 pub const ALL: &[MapSpec] = &[
     MapSpec {
@@ -57,7 +109,8 @@ pub const ALL: &[MapSpec] = &[
         max_entries: STATS_MAX_ENTRIES,
         writer: "sticky_tc, sticky_xdp (per packet)",
         reader: "datapath::Stats (admin /metrics, `sticky demo`)",
-        purpose: "packets seen, handled, passed and dropped, by reason",
+        purpose: "packets seen, forwarded, passed and dropped, by reason; L4 events",
+        resizable: false,
     },
     MapSpec {
         name: AYA_LOGS,
@@ -68,8 +121,92 @@ pub const ALL: &[MapSpec] = &[
         writer: "aya-log-ebpf macros in every program",
         reader: "aya-log EbpfLogger -> tracing",
         purpose: "kernel log records (rare events only, never per packet)",
+        resizable: false,
+    },
+    MapSpec {
+        name: SERVICES,
+        kind: MapKind::Hash,
+        key_size: size_of::<ServiceKey>() as u32,
+        value_size: size_of::<ServiceValue>() as u32,
+        max_entries: SERVICES_MAX_ENTRIES,
+        writer: "datapath::sync (user space)",
+        reader: "sticky_tc (packets with no flow entry)",
+        purpose: "which destinations are L4 services, with their id and affinity timeout",
+        resizable: true,
+    },
+    MapSpec {
+        name: BACKENDS,
+        kind: MapKind::Array,
+        key_size: size_of::<u32>() as u32,
+        value_size: size_of::<BackendValue>() as u32,
+        max_entries: BACKENDS_MAX_ENTRIES,
+        writer: "datapath::sync (user space)",
+        reader: "sticky_tc (new flows only)",
+        purpose: "backend address, port, service and alive flag by id",
+        resizable: true,
+    },
+    MapSpec {
+        name: MAGLEV,
+        kind: MapKind::Array,
+        key_size: size_of::<u32>() as u32,
+        value_size: size_of::<BackendId>() as u32,
+        max_entries: MAGLEV_MAX_ENTRIES,
+        writer: "datapath::sync (policy::maglev tables)",
+        reader: "sticky_tc (new flows without fresh affinity)",
+        purpose: "consistent-hash lookup tables, one prime-sized row per service",
+        resizable: true,
+    },
+    MapSpec {
+        name: CONNS,
+        kind: MapKind::LruHash,
+        key_size: size_of::<FlowKey>() as u32,
+        value_size: size_of::<ConnValue>() as u32,
+        max_entries: CONNS_MAX_ENTRIES,
+        writer: "sticky_tc (handshake done, twin restore, RST delete)",
+        reader: "sticky_tc (every packet); datapath usage (count)",
+        purpose: "established flows, both directions: 5-tuple -> NAT rewrite",
+        resizable: true,
+    },
+    MapSpec {
+        name: HALF_OPEN,
+        kind: MapKind::LruHash,
+        key_size: size_of::<FlowKey>() as u32,
+        value_size: size_of::<ConnValue>() as u32,
+        max_entries: HALF_OPEN_MAX_ENTRIES,
+        writer: "sticky_tc (SYN, rebuild)",
+        reader: "sticky_tc (CONNS misses); datapath usage (count)",
+        purpose: "flows before their handshake completes; a SYN flood churns only this map",
+        resizable: true,
+    },
+    MapSpec {
+        name: AFFINITY,
+        kind: MapKind::LruHash,
+        key_size: size_of::<AffinityKey>() as u32,
+        value_size: size_of::<AffinityValue>() as u32,
+        max_entries: AFFINITY_MAX_ENTRIES,
+        writer: "sticky_tc (handshake done, FIN/RST)",
+        reader: "sticky_tc (new flows); datapath usage (count)",
+        purpose: "client affinity: (client, service) -> backend, last used",
+        resizable: true,
+    },
+    MapSpec {
+        name: CONFIG,
+        kind: MapKind::Array,
+        key_size: size_of::<u32>() as u32,
+        value_size: size_of::<DatapathConfig>() as u32,
+        max_entries: CONFIG_MAX_ENTRIES,
+        writer: "datapath (user space, at start-up)",
+        reader: "sticky_tc (new flows and packets with no flow entry)",
+        purpose: "SNAT address and port range",
+        resizable: false,
     },
 ];
+
+/// The registry entry of the map called `name`.
+#[must_use]
+pub fn spec(name: &str) -> Option<&'static MapSpec> {
+    ALL.iter().find(|s| s.name.as_bytes() == name.as_bytes())
+}
 
 const _: () = {
     let mut i = 0;

@@ -37,3 +37,20 @@ impl MapSpec {
         if expected == actual { Ok(()) } else { Err(ShapeMismatch { name: self.name, expected, actual }) }
     }
 }
+
+// SAFETY: each type is #[repr(C)], Copy, made only of integers, with explicit padding fields, so every
+// byte is initialised and every bit pattern is a valid value.
+#[expect(unsafe_code, reason = "aya::Pod is an unsafe marker trait: the layouts above make it sound")]
+mod pod {
+    use crate::{
+        AffinityKey, AffinityValue, BackendValue, ConnValue, DatapathConfig, FlowKey, ServiceKey, ServiceValue,
+    };
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for ConnValue {}
+    unsafe impl aya::Pod for ServiceKey {}
+    unsafe impl aya::Pod for ServiceValue {}
+    unsafe impl aya::Pod for BackendValue {}
+    unsafe impl aya::Pod for AffinityKey {}
+    unsafe impl aya::Pod for AffinityValue {}
+    unsafe impl aya::Pod for DatapathConfig {}
+}

@@ -1,23 +1,29 @@
-//! sticky's eBPF programs: entry points only. Each entry runs its `try_*` body and turns the result into
-//! a verdict and a counter; the steps live in their own modules and read top-down.
+//! sticky's eBPF programs: entry points only. Each entry runs its steps and turns the result into a
+//! verdict and a counter; the steps live in their own modules and read top-down.
 //!
-//! - `sticky_tc`: tc (TCX) ingress classifier, the L4 data path's home (bpf_redirect_neigh needs tc).
-//! - `sticky_xdp`: the same classification at XDP, for drivers where the earliest hook pays off.
+//! - `sticky_tc`: tc (TCX) ingress. Classifies every frame (`parse`), then runs the L4 path (`l4`:
+//!   connection table, affinity, Maglev, full NAT via `nat`) on IPv4 TCP.
+//! - `sticky_xdp`: the same classification at XDP, where malformed frames are cheapest to drop; it
+//!   leaves TCP to `sticky_tc`, whose checksum helpers handle `CHECKSUM_PARTIAL` skbs.
 #![no_std]
 #![no_main]
 
+mod l4;
 mod maps;
+mod nat;
 mod parse;
 mod stats;
 
-use crate::parse::Verdict;
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
+use sticky_common::Counter;
 
-/// tc ingress: classify every frame, count it, pass what is not ours, drop what is malformed.
+use crate::parse::Verdict;
+
+/// tc ingress: classify every frame, run the L4 path on IPv4 TCP, pass what is not ours, drop what is malformed.
 #[classifier]
 pub fn sticky_tc(ctx: TcContext) -> i32 {
     // Headers beyond the linear part of the skb are invisible to direct packet access: pull the
@@ -28,19 +34,23 @@ pub fn sticky_tc(ctx: TcContext) -> i32 {
         // Failure leaves the skb as it was; parsing then sees the short linear part and reports it.
         let _ = ctx.pull_data(wanted as u32);
     }
-    let verdict = parse::classify(&ctx);
-    match verdict {
-        Verdict::Drop(_) => TC_ACT_SHOT,
-        Verdict::Pass(_) | Verdict::Tcp => TC_ACT_OK,
+    match parse::classify(&ctx) {
+        Verdict::Drop(_) => TC_ACT_SHOT as i32,
+        Verdict::Pass(_) => TC_ACT_OK as i32,
+        Verdict::Tcp(pkt) => l4::run(&ctx, &pkt),
     }
 }
 
-/// XDP: the same classification as `sticky_tc`, with XDP verdicts.
+/// XDP: the same classification as `sticky_tc`, with XDP verdicts; TCP is passed on to tc.
 #[xdp]
 pub fn sticky_xdp(ctx: XdpContext) -> u32 {
     match parse::classify(&ctx) {
         Verdict::Drop(_) => xdp_action::XDP_DROP,
-        Verdict::Pass(_) | Verdict::Tcp => xdp_action::XDP_PASS,
+        Verdict::Pass(_) => xdp_action::XDP_PASS,
+        Verdict::Tcp(_) => {
+            stats::count(Counter::PassToTc);
+            xdp_action::XDP_PASS
+        }
     }
 }
 

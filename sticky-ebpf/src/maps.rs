@@ -1,10 +1,49 @@
 //! The only place that declares kernel maps. Each static's identifier is its name in
-//! `sticky_common::maps` (the registry) and its size comes from there.
+//! `sticky_common::maps` (the registry) and its default size comes from there; user space may
+//! resize the `resizable` ones at load (`EbpfLoader::map_max_entries`).
 
-use aya_ebpf::{macros::map, maps::PerCpuArray};
-use sticky_common::{StatsValue, maps::STATS_MAX_ENTRIES};
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+};
+use sticky_common::{
+    AffinityKey, AffinityValue, BackendId, BackendValue, ConnValue, DatapathConfig, FlowKey, ServiceKey, ServiceValue,
+    StatsValue,
+    maps::{
+        AFFINITY_MAX_ENTRIES, BACKENDS_MAX_ENTRIES, CONFIG_MAX_ENTRIES, CONNS_MAX_ENTRIES, HALF_OPEN_MAX_ENTRIES,
+        MAGLEV_MAX_ENTRIES, SERVICES_MAX_ENTRIES, STATS_MAX_ENTRIES,
+    },
+};
 
 /// Per-CPU packet counters, indexed by `sticky_common::Counter`. Written per packet by every program,
 /// read and summed by user space.
 #[map]
 pub static STATS: PerCpuArray<StatsValue> = PerCpuArray::with_max_entries(STATS_MAX_ENTRIES, 0);
+
+/// L4 services by frontend (VIP, port, protocol). Written by user space, read for packets with no flow entry.
+#[map]
+pub static SERVICES: HashMap<ServiceKey, ServiceValue> = HashMap::with_max_entries(SERVICES_MAX_ENTRIES, 0);
+
+/// Backends by id (array index). Written by user space, read when a flow picks its backend.
+#[map]
+pub static BACKENDS: Array<BackendValue> = Array::with_max_entries(BACKENDS_MAX_ENTRIES, 0);
+
+/// Maglev rows, one per service id: `MAGLEV[id * MAGLEV_SIZE + slot]` is a backend id.
+#[map]
+pub static MAGLEV: Array<BackendId> = Array::with_max_entries(MAGLEV_MAX_ENTRIES, 0);
+
+/// Established flows, both directions (key: the packet's 5-tuple as on the wire).
+#[map]
+pub static CONNS: LruHashMap<FlowKey, ConnValue> = LruHashMap::with_max_entries(CONNS_MAX_ENTRIES, 0);
+
+/// Flows whose handshake is not complete yet, both directions; a SYN flood churns only this map.
+#[map]
+pub static HALF_OPEN: LruHashMap<FlowKey, ConnValue> = LruHashMap::with_max_entries(HALF_OPEN_MAX_ENTRIES, 0);
+
+/// Client affinity: (client address, service id) -> backend and when it was last used.
+#[map]
+pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue> = LruHashMap::with_max_entries(AFFINITY_MAX_ENTRIES, 0);
+
+/// The balancer-wide configuration, one entry (index 0).
+#[map]
+pub static CONFIG: Array<DatapathConfig> = Array::with_max_entries(CONFIG_MAX_ENTRIES, 0);

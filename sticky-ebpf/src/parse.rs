@@ -11,7 +11,7 @@ use network_types::{
     ip::Ipv4Hdr,
     tcp::TcpHdr,
 };
-use sticky_common::Counter;
+use sticky_common::{Counter, FlowKey};
 
 use crate::stats::count;
 
@@ -20,14 +20,62 @@ pub const MAX_HEADERS_LEN: usize = EthHdr::LEN + 60 + 60;
 
 /// IPv4 protocol number of TCP.
 const IPPROTO_TCP: u8 = 6;
+/// Offset of the IPv4 header (after an untagged Ethernet header).
+pub const IP_OFF: usize = EthHdr::LEN;
+/// Offset of the TCP header: the L4 path only takes IPv4 headers without options.
+pub const TCP_OFF: usize = IP_OFF + Ipv4Hdr::LEN;
+
+/// TCP flag bits (byte 13 of the TCP header).
+pub mod tcp_flags {
+    /// FIN: the sender has no more data.
+    pub const FIN: u8 = 0x01;
+    /// SYN: synchronise sequence numbers (connection start).
+    pub const SYN: u8 = 0x02;
+    /// RST: reset the connection.
+    pub const RST: u8 = 0x04;
+    /// ACK: the acknowledgment number is valid.
+    pub const ACK: u8 = 0x10;
+}
+
+/// An IPv4 TCP segment the L4 path handles: its 5-tuple as on the wire, and its flags.
+#[derive(Clone, Copy)]
+pub struct Tcp4 {
+    /// Addresses and ports in network byte order.
+    pub key: FlowKey,
+    /// The TCP flags byte ([`tcp_flags`]).
+    pub flags: u8,
+}
+
+impl Tcp4 {
+    /// SYN without ACK: a client opening a connection.
+    #[inline(always)]
+    pub fn is_syn(&self) -> bool {
+        self.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
+    }
+    /// ACK without SYN or RST: the handshake's last step, or any later segment.
+    #[inline(always)]
+    pub fn is_plain_ack(&self) -> bool {
+        self.flags & (tcp_flags::SYN | tcp_flags::RST | tcp_flags::ACK) == tcp_flags::ACK
+    }
+    /// FIN set.
+    #[inline(always)]
+    pub fn is_fin(&self) -> bool {
+        self.flags & tcp_flags::FIN != 0
+    }
+    /// RST set.
+    #[inline(always)]
+    pub fn is_rst(&self) -> bool {
+        self.flags & tcp_flags::RST != 0
+    }
+}
 /// IPv4 `frags` field, host order: the More-Fragments flag and the fragment offset.
 const IP_MF_AND_OFFSET: u16 = 0x3fff;
 
 /// What a program does with a frame, and the counter that records it.
 #[derive(Clone, Copy)]
 pub enum Verdict {
-    /// An IPv4 TCP segment with sane headers: the L4 path's traffic.
-    Tcp,
+    /// An IPv4 TCP segment with sane headers and no IP options: the L4 path's traffic.
+    Tcp(Tcp4),
     /// Not ours: hand it to the stack untouched.
     Pass(Counter),
     /// Malformed: drop it.
@@ -37,7 +85,7 @@ pub enum Verdict {
 impl Verdict {
     const fn counter(self) -> Counter {
         match self {
-            Self::Tcp => Counter::TcpV4,
+            Self::Tcp(_) => Counter::TcpV4,
             Self::Pass(c) | Self::Drop(c) => c,
         }
     }
@@ -88,7 +136,7 @@ fn header<F: Frame, T>(frame: &F, offset: usize) -> Option<*const T> {
 pub fn classify<F: Frame>(frame: &F) -> Verdict {
     count(Counter::Seen);
     let verdict = match parse_tcp4(frame) {
-        Ok(()) => Verdict::Tcp,
+        Ok(tcp) => Verdict::Tcp(tcp),
         Err(verdict) => verdict,
     };
     let counter = verdict.counter();
@@ -102,7 +150,7 @@ pub fn classify<F: Frame>(frame: &F) -> Verdict {
 
 /// Walks Ethernet -> IPv4 -> TCP; `Err` carries the pass or drop verdict for anything else.
 #[inline(always)]
-fn parse_tcp4<F: Frame>(frame: &F) -> Result<(), Verdict> {
+fn parse_tcp4<F: Frame>(frame: &F) -> Result<Tcp4, Verdict> {
     let eth: *const EthHdr = header(frame, 0).ok_or(Verdict::Drop(Counter::DropTruncated))?;
     // SAFETY: `header` checked that the whole EthHdr lies inside the frame.
     let ether_type = unsafe { (*eth).ether_type };
@@ -115,8 +163,16 @@ fn parse_tcp4<F: Frame>(frame: &F) -> Result<(), Verdict> {
 
     let ip: *const Ipv4Hdr = header(frame, EthHdr::LEN).ok_or(Verdict::Drop(Counter::DropTruncated))?;
     // SAFETY: `header` checked that the whole fixed Ipv4Hdr lies inside the frame.
-    let (vihl, tot_len, frags, proto) =
-        unsafe { ((*ip).vihl, u16::from_be_bytes((*ip).tot_len), u16::from_be_bytes((*ip).frags), (*ip).proto) };
+    let (vihl, tot_len, frags, proto, src_addr, dst_addr) = unsafe {
+        (
+            (*ip).vihl,
+            u16::from_be_bytes((*ip).tot_len),
+            u16::from_be_bytes((*ip).frags),
+            (*ip).proto,
+            u32::from_ne_bytes((*ip).src_addr),
+            u32::from_ne_bytes((*ip).dst_addr),
+        )
+    };
     let ip_header_len = usize::from(vihl & 0x0f) * 4;
     if vihl >> 4 != 4 || ip_header_len < Ipv4Hdr::LEN || usize::from(tot_len) < ip_header_len {
         return Err(Verdict::Drop(Counter::DropBadIpHeader));
@@ -131,12 +187,18 @@ fn parse_tcp4<F: Frame>(frame: &F) -> Result<(), Verdict> {
         return Err(Verdict::Pass(Counter::PassIpOptions));
     }
 
-    let tcp_off = EthHdr::LEN + Ipv4Hdr::LEN;
-    let tcp: *const TcpHdr = header(frame, tcp_off).ok_or(Verdict::Drop(Counter::DropTruncated))?;
+    let tcp: *const TcpHdr = header(frame, TCP_OFF).ok_or(Verdict::Drop(Counter::DropTruncated))?;
     // SAFETY: `header` checked that the whole fixed TcpHdr lies inside the frame.
-    let tcp_header_len = usize::from(unsafe { (*tcp).doff() }) * 4;
+    let (tcp_header_len, src_port, dst_port, flags) = unsafe {
+        (
+            usize::from((*tcp).doff()) * 4,
+            u16::from_ne_bytes((*tcp).source),
+            u16::from_ne_bytes((*tcp).dest),
+            *(tcp as *const u8).add(13),
+        )
+    };
     if tcp_header_len < TcpHdr::LEN || Ipv4Hdr::LEN + tcp_header_len > usize::from(tot_len) {
         return Err(Verdict::Drop(Counter::DropBadTcpHeader));
     }
-    Ok(())
+    Ok(Tcp4 { key: FlowKey::tcp(src_addr, dst_addr, src_port, dst_port), flags })
 }

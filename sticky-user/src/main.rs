@@ -4,7 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use sticky::{datapath::Datapath, telemetry, whoami};
+use sticky::{datapath::Datapath, l4, telemetry, whoami};
 
 /// sticky: a sticky-session load balancer for Docker Swarm, with an eBPF fast path.
 ///
@@ -19,6 +19,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the balancer. `--mode tcp`: L4 client affinity (eBPF full NAT in the kernel, or a
+    /// user-space proxy when eBPF cannot load).
+    Run {
+        /// Balancing mode.
+        #[arg(long, env = "STICKY_MODE", value_enum, default_value_t = Mode::Http)]
+        mode: Mode,
+        #[command(flatten)]
+        tcp: l4::TcpArgs,
+    },
     /// A tiny demo app: every request gets `200 I'm NAME`.
     Whoami {
         /// Address to listen on.
@@ -45,6 +54,14 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// HTTP with signed sticky cookies.
+    Http,
+    /// Plain TCP with client-IP affinity (L4).
+    Tcp,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum XdpModeArg {
     /// Let the kernel choose (native if the driver supports it).
@@ -67,6 +84,12 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Run { mode: Mode::Http, .. } => {
+            anyhow::bail!("--mode http is not built in this branch (tcp); use --mode tcp")
+        }
+        Command::Run { mode: Mode::Tcp, tcp } => {
+            l4::run(tcp, shutdown_signal()).await.map_err(|e| anyhow::anyhow!(telemetry::chain(&e)))
+        }
         Command::Whoami { listen, name } => {
             let name = name.unwrap_or_else(whoami::default_name);
             tokio::select! {

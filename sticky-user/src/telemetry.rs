@@ -26,3 +26,16 @@ pub fn kernel_log_level() -> aya_log::Level {
         _ => aya_log::Level::Error,
     }
 }
+
+/// An error and its sources on one line: `outer: inner: root`.
+#[must_use]
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}

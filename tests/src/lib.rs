@@ -5,6 +5,7 @@
 //! need root: without it they print why they skip, append to `$STICKY_SKIP_LOG` (which `cargo xtask
 //! test` prints at the end), and under `STICKY_REQUIRE_ALL=1` (CI) fail instead of skipping.
 
+pub mod l4;
 pub mod netns;
 pub mod packet;
 pub mod process;

@@ -39,6 +39,12 @@ impl ChildGuard {
         self.child.id()
     }
 
+    /// Kills (SIGKILL) and reaps the child now; dropping the guard afterwards does nothing more.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Whether the child is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -1,6 +1,8 @@
 //! The integration tests, one module per feature. Each kernel test starts with `require_root!()`.
 
 mod classifier;
+mod l4_packets;
+mod l4_topology;
 mod maps_table;
 mod packets;
 mod swarm;

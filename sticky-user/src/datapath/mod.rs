@@ -1,8 +1,13 @@
 //! The kernel data path: load the embedded eBPF object, attach its programs, read its counters.
 //!
 //! Every map is taken by its `sticky_common::maps` name and checked against the registry's shape at
-//! load, so a daemon never runs against an object built from other sources. Failing to load is not
-//! fatal to sticky: callers log [`DatapathError`] once and serve in user space.
+//! load (with the capacities the daemon asked for), so a daemon never runs against an object built
+//! from other sources. Failing to load is not fatal to sticky: callers log [`DatapathError`] once and
+//! serve in user space. The L4 maps live in [`l4`] (typed access, usage) and [`sync`] (backend sets
+//! into `BACKENDS`/`MAGLEV`/`SERVICES`).
+
+pub mod l4;
+pub mod sync;
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -72,12 +77,21 @@ pub enum DatapathError {
     /// A map's kernel shape differs from the registry.
     #[error("{0}")]
     Shape(ShapeMismatch),
+    /// A bounded resource is exhausted.
+    #[error("out of {what} (at most {max}; raise the matching --max-* flag)")]
+    Full {
+        /// What ran out.
+        what: &'static str,
+        /// The bound.
+        max: u32,
+    },
 }
 
 /// The loaded eBPF object and its typed maps.
 pub struct Datapath {
     ebpf: Ebpf,
     stats: PerCpuArray<MapData, StatsValue>,
+    l4: l4::L4Maps,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
 
@@ -90,18 +104,32 @@ impl Datapath {
     /// # Errors
     /// No object embedded, the kernel refuses it, or a map's shape differs from the registry.
     pub fn load(log_level: aya_log::Level) -> Result<Self, DatapathError> {
+        Self::load_with(log_level, &l4::MapSizes::default())
+    }
+
+    /// Loads the embedded object with the map capacities in `sizes`.
+    ///
+    /// # Errors
+    /// As [`Datapath::load`]; also a size of 0.
+    pub fn load_with(log_level: aya_log::Level, sizes: &l4::MapSizes) -> Result<Self, DatapathError> {
         if OBJECT.is_empty() {
             return Err(DatapathError::NotEmbedded);
         }
         // Kernels >= 5.11 charge BPF memory to the memory cgroup, not RLIMIT_MEMLOCK: nothing to raise.
         let level = log_level as u8;
-        let mut ebpf = EbpfLoader::new()
-            .override_global(aya_log::LEVEL, &level, false)
-            .load(OBJECT)
-            .map_err(|e| DatapathError::Load(Box::new(e)))?;
+        let mut loader = EbpfLoader::new();
+        loader.override_global(aya_log::LEVEL, &level, false);
+        for (name, size) in sizes.overrides() {
+            loader.map_max_entries(name, size);
+        }
+        let mut ebpf = loader.load(OBJECT).map_err(|e| DatapathError::Load(Box::new(e)))?;
         for spec in maps::ALL {
             let map = ebpf.map(spec.name).ok_or(DatapathError::MissingMap { name: spec.name })?;
-            check_shape(spec, map)?;
+            let mut spec = *spec;
+            if let Some(size) = sizes.overrides().find(|(n, _)| *n == spec.name).map(|(_, s)| s) {
+                spec.max_entries = size;
+            }
+            check_shape(&spec, map)?;
         }
         let stats = take_map(&mut ebpf, maps::STATS)?;
         let stats = PerCpuArray::try_from(stats).map_err(|source| DatapathError::Map {
@@ -109,6 +137,7 @@ impl Datapath {
             action: "open",
             source: Box::new(source),
         })?;
+        let l4 = l4::L4Maps::take(&mut ebpf, sizes)?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(logger),
             Err(e) => {
@@ -116,7 +145,7 @@ impl Datapath {
                 None
             }
         };
-        Ok(Self { ebpf, stats, logger })
+        Ok(Self { ebpf, stats, l4, logger })
     }
 
     /// Attaches the tc classifier to `iface`'s ingress (TCX on Linux >= 6.6, netlink clsact before).
@@ -168,6 +197,21 @@ impl Datapath {
             stats.0[counter.index() as usize] = per_cpu.iter().sum();
         }
         Ok(stats)
+    }
+
+    /// The L4 maps: configuration, services, backends, Maglev rows, flows, affinity.
+    pub fn l4(&mut self) -> &mut l4::L4Maps {
+        &mut self.l4
+    }
+
+    /// Map usage (entries used vs capacity) and the packet counters, for `/metrics` and `sticky inspect`.
+    ///
+    /// Counting walks the maps (a syscall or two per entry): 4.5 ms measured for ~3000 entries.
+    ///
+    /// # Errors
+    /// The kernel refuses a map read.
+    pub fn usage(&self) -> Result<l4::Usage, DatapathError> {
+        self.l4.usage(self.stats()?)
     }
 
     /// The underlying aya object, for tests that run programs with `BPF_PROG_TEST_RUN`.
@@ -241,7 +285,7 @@ fn loaded(result: Result<(), ProgramError>, name: &'static str) -> Result<(), Da
     }
 }
 
-fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, DatapathError> {
+pub(crate) fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, DatapathError> {
     ebpf.take_map(name).ok_or(DatapathError::MissingMap { name })
 }
 

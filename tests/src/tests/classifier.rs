@@ -127,8 +127,10 @@ fn counts_real_traffic(attach: Attach) {
     for c in Counter::ALL.into_iter().filter(|c| c.is_drop()) {
         assert_eq!(delta(c), 0, "{attach:?}: nothing dropped ({})", c.name());
     }
-    let verdicts: u64 = Counter::ALL.into_iter().filter(|&c| c != Counter::Seen).map(delta).sum();
+    let verdicts: u64 = Counter::ALL.into_iter().filter(|c| c.is_verdict()).map(delta).sum();
     assert_eq!(verdicts, delta(Counter::Seen), "{attach:?}: one verdict counter per packet seen");
+    let l4_verdicts: u64 = Counter::ALL.into_iter().filter(|c| c.is_l4_verdict()).map(delta).sum();
+    assert_eq!(l4_verdicts, delta(Counter::TcpV4), "{attach:?}: one L4 verdict per TCP segment");
 }
 
 #[test]

@@ -1,0 +1,323 @@
+//! The L4 path (tc): full NAT of TCP flows to services' backends, with a connection table, client
+//! affinity and Maglev. Reads top-down, one helper per step, Katran-style:
+//!
+//! 1. [`lookup_conn`]: the packet's 5-tuple in `CONNS` (established) -> rewrite and forward.
+//! 2. [`lookup_half_open`]: in `HALF_OPEN` -> rewrite and forward; the client's first plain ACK
+//!    completes the handshake and [`promote`]s the flow to `CONNS` and records the client's affinity.
+//! 3. unknown flow: not a service -> pass (or drop a packet to a SNAT port, see `DropNoConn`);
+//!    a service -> [`open_flow`]: [`select_backend`] (fresh affinity to a live backend, else Maglev),
+//!    a SNAT port from a deterministic candidate list, both directions into `HALF_OPEN`.
+//!
+//! Verdict convention: every step returns `Result<_, Action>`; `Err` is the packet's final action and
+//! `?` hands it straight up, so each function reads as its happy path. Exactly one verdict counter is
+//! counted per packet, by [`run`].
+
+use aya_ebpf::{
+    bindings::{BPF_ANY, BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT},
+    helpers::bpf_ktime_get_ns,
+    maps::LruHashMap,
+    programs::TcContext,
+};
+use sticky_common::{
+    AffinityKey, AffinityValue, BackendId, BackendValue, ConnValue, Counter, DatapathConfig, FlowKey, ServiceKey,
+    ServiceValue,
+    affinity::is_fresh,
+    flow::{CONN_F_FIN, CONN_F_FORWARD, IPPROTO_TCP},
+    hash::{MAGLEV_SIZE, maglev_slot, nat_port, nat_port_start},
+};
+
+use crate::{
+    maps::{AFFINITY, BACKENDS, CONFIG, CONNS, HALF_OPEN, MAGLEV, SERVICES},
+    nat,
+    parse::Tcp4,
+    stats::count,
+};
+
+/// How many SNAT-port candidates a new flow tries before it gives up (`DropPortExhausted`). Bounded
+/// for the verifier; 8 keeps the chance that all are taken below 1e-6 while the range is under 18% full.
+const MAX_PORT_PROBES: u32 = 8;
+
+/// A packet's final action and the verdict counter that records it.
+#[derive(Clone, Copy)]
+pub enum Action {
+    /// Hand the packet to the stack (`TC_ACT_OK`).
+    Pass(Counter),
+    /// Drop it (`TC_ACT_SHOT`).
+    Drop(Counter),
+    /// The program redirected it; the value is the helper's return (`TC_ACT_REDIRECT`).
+    Redirect(Counter, i32),
+}
+
+/// Runs the L4 path on a TCP segment, counts its verdict, and returns the tc action.
+#[inline(always)]
+pub fn run(ctx: &TcContext, pkt: &Tcp4) -> i32 {
+    let action = match process(ctx, pkt) {
+        Ok(action) | Err(action) => action,
+    };
+    match action {
+        Action::Pass(c) => {
+            count(c);
+            TC_ACT_OK as i32
+        }
+        Action::Drop(c) => {
+            count(c);
+            TC_ACT_SHOT as i32
+        }
+        Action::Redirect(c, ret) => {
+            count(c);
+            ret
+        }
+    }
+}
+
+#[inline(always)]
+fn process(ctx: &TcContext, pkt: &Tcp4) -> Result<Action, Action> {
+    if let Some(conn) = lookup_conn(&pkt.key) {
+        return established(ctx, pkt, conn);
+    }
+    if let Some(conn) = lookup_half_open(&pkt.key) {
+        return half_open(ctx, pkt, conn);
+    }
+    let cfg = config().ok_or(Action::Pass(Counter::PassNotService))?;
+    let Some(svc) = lookup_service(&pkt.key) else {
+        // A reply to one of our SNAT ports whose entries are gone (evicted, or reset): the stack has
+        // no socket there and would answer with a RST, killing a flow that may still be rebuilt from
+        // the client's side. Drop it; the backend retransmits.
+        if pkt.key.dst_addr == cfg.snat_addr && cfg.is_nat_port(u16::from_be(pkt.key.dst_port)) {
+            return Err(Action::Drop(Counter::DropNoConn));
+        }
+        return Err(Action::Pass(Counter::PassNotService));
+    };
+    if pkt.is_rst() {
+        // A reset of a flow we do not know: there is nothing to end, and nothing to build for it.
+        return Err(Action::Drop(Counter::DropNoConn));
+    }
+    open_flow(ctx, pkt, &svc, &cfg)
+}
+
+/// A packet of an established flow.
+#[inline(always)]
+fn established(ctx: &TcContext, pkt: &Tcp4, conn: ConnValue) -> Result<Action, Action> {
+    if conn.is_forward() {
+        if pkt.is_syn() && conn.flags & CONN_F_FIN != 0 {
+            // The 5-tuple of a finished flow opens again (a client reusing its port): a new flow, so a
+            // backend that left the set is not chosen again.
+            forget(&CONNS, &pkt.key, &conn);
+            let cfg = config().ok_or(Action::Pass(Counter::PassNotService))?;
+            let svc = lookup_service(&pkt.key).ok_or(Action::Pass(Counter::PassNotService))?;
+            return open_flow(ctx, pkt, &svc, &cfg);
+        }
+        if pkt.is_syn() {
+            count(Counter::SynRetransmit);
+        }
+        restore_twin(&pkt.key, &conn);
+    }
+    if pkt.is_fin() && conn.flags & CONN_F_FIN == 0 {
+        mark_fin(&pkt.key);
+        count(Counter::FlowFin);
+    }
+    if pkt.is_rst() {
+        forget(&CONNS, &pkt.key, &conn);
+        count(Counter::FlowRst);
+    }
+    nat::rewrite_and_forward(ctx, pkt, &conn)
+}
+
+/// A packet of a flow whose handshake has not completed (or that was rebuilt and is not confirmed yet).
+#[inline(always)]
+fn half_open(ctx: &TcContext, pkt: &Tcp4, conn: ConnValue) -> Result<Action, Action> {
+    if conn.is_forward() {
+        if let Some(other) = lookup_conn(&conn.twin_key())
+            && other.twin_key() != pkt.key
+        {
+            // An established flow holds our SNAT port: our reply entry was evicted from HALF_OPEN
+            // (a flood) and another flow took the port meanwhile. Sending on would mix our segments
+            // into its stream; give this young flow up instead (its client's retransmission is
+            // rebuilt on a free port, where the backend resets it).
+            let _ = HALF_OPEN.remove(&pkt.key);
+            return Err(Action::Drop(Counter::DropNoConn));
+        }
+        if pkt.is_syn() {
+            count(Counter::SynRetransmit);
+        } else if pkt.is_plain_ack() {
+            promote(&pkt.key, &conn);
+        }
+    }
+    if pkt.is_rst() {
+        forget(&HALF_OPEN, &pkt.key, &conn);
+        count(Counter::FlowRst);
+    }
+    nat::rewrite_and_forward(ctx, pkt, &conn)
+}
+
+/// The client completed the handshake: move both directions to `CONNS`, and remember the client's backend.
+#[inline(always)]
+fn promote(key: &FlowKey, conn: &ConnValue) {
+    let twin_key = conn.twin_key();
+    let twin = twin_of(key, conn);
+    if CONNS.insert(key, conn, BPF_ANY as u64).is_err() || CONNS.insert(&twin_key, &twin, BPF_ANY as u64).is_err() {
+        // The flow keeps working from HALF_OPEN; the next ACK tries again.
+        return;
+    }
+    forget(&HALF_OPEN, key, conn);
+    count(Counter::Established);
+    if let Some(backend) = lookup_backend(conn.backend) {
+        let svc = backend.service;
+        let akey = AffinityKey { client_addr: key.src_addr, service: svc };
+        // SAFETY: bpf_ktime_get_ns has no preconditions.
+        let now = unsafe { bpf_ktime_get_ns() };
+        let value = AffinityValue { backend: conn.backend, pad: 0, last_used_ns: now };
+        let _ = AFFINITY.insert(&akey, &value, BPF_ANY as u64);
+    }
+}
+
+/// The reverse entry of `key`'s flow, written again if the LRU evicted it: without it the backend's
+/// next reply would have no way back to the client. One extra lookup per client packet.
+#[inline(always)]
+fn restore_twin(key: &FlowKey, conn: &ConnValue) {
+    let twin_key = conn.twin_key();
+    if CONNS.get_ptr(&twin_key).is_none() {
+        let twin = twin_of(key, conn);
+        if CONNS.insert(&twin_key, &twin, BPF_ANY as u64).is_ok() {
+            count(Counter::TwinRestored);
+        }
+    }
+}
+
+/// Deletes both directions of the flow whose `key` maps to `conn` from `table` (absent is fine).
+#[inline(always)]
+fn forget(table: &LruHashMap<FlowKey, ConnValue>, key: &FlowKey, conn: &ConnValue) {
+    let _ = table.remove(key);
+    let _ = table.remove(&conn.twin_key());
+}
+
+/// Marks the `CONNS` entry of `key` as having seen a FIN.
+#[inline(always)]
+fn mark_fin(key: &FlowKey) {
+    if let Some(entry) = CONNS.get_ptr_mut(key) {
+        // SAFETY: a pointer from a successful lookup; a racing writer can only set the same bit.
+        unsafe { (*entry).flags |= CONN_F_FIN };
+    }
+}
+
+/// The entry of the other direction of a flow whose `key` maps to `conn`.
+#[inline(always)]
+fn twin_of(key: &FlowKey, conn: &ConnValue) -> ConnValue {
+    ConnValue {
+        src_addr: key.dst_addr,
+        dst_addr: key.src_addr,
+        src_port: key.dst_port,
+        dst_port: key.src_port,
+        backend: conn.backend,
+        flags: conn.flags & !(CONN_F_FORWARD | CONN_F_FIN) | (!conn.flags & CONN_F_FORWARD),
+    }
+}
+
+/// A client packet of an unknown flow to a service: a SYN opens a flow; any other segment is a flow
+/// whose entries were evicted (or that predates this balancer), rebuilt the same way: the backend is
+/// where its affinity or Maglev points, and the SNAT port is the first free candidate, unless a
+/// candidate's reply entry still names this client, in which case that is the flow's own port.
+#[inline(always)]
+fn open_flow(ctx: &TcContext, pkt: &Tcp4, svc: &ServiceValue, cfg: &DatapathConfig) -> Result<Action, Action> {
+    let (backend_id, backend) = select_backend(&pkt.key, svc)?;
+    let key = &pkt.key;
+    let start = nat_port_start(
+        u32::from_be(key.src_addr),
+        u16::from_be(key.src_port),
+        u32::from_be(key.dst_addr),
+        u16::from_be(key.dst_port),
+    );
+    for i in 0..MAX_PORT_PROBES {
+        let Some(port) = nat_port(start, i, cfg.nat_port_min, cfg.nat_port_max) else {
+            break;
+        };
+        let twin_key = FlowKey::tcp(backend.addr, cfg.snat_addr, backend.port, port.to_be());
+        let conn = ConnValue {
+            src_addr: cfg.snat_addr,
+            dst_addr: backend.addr,
+            src_port: port.to_be(),
+            dst_port: backend.port,
+            backend: backend_id,
+            flags: CONN_F_FORWARD,
+        };
+        if let Some(other) = lookup_conn(&twin_key) {
+            if other.twin_key() == *key {
+                // Our own reply entry survived the eviction of ours: the flow is established.
+                let _ = CONNS.insert(key, &conn, BPF_ANY as u64);
+                count(Counter::Recovered);
+                return nat::rewrite_and_forward(ctx, pkt, &conn);
+            }
+            continue;
+        }
+        let twin = twin_of(key, &conn);
+        if HALF_OPEN.insert(&twin_key, &twin, BPF_NOEXIST as u64).is_err() {
+            match lookup_half_open(&twin_key) {
+                Some(other) if other.twin_key() == *key => {}
+                _ => continue,
+            }
+        }
+        let _ = HALF_OPEN.insert(key, &conn, BPF_ANY as u64);
+        count(if pkt.is_syn() { Counter::NewFlow } else { Counter::Rebuilt });
+        return nat::rewrite_and_forward(ctx, pkt, &conn);
+    }
+    Err(Action::Drop(Counter::DropPortExhausted))
+}
+
+/// The backend of a new flow: the client's affinity entry if it is fresh and its backend still
+/// alive in this service, else the service's Maglev slot for the client address.
+#[inline(always)]
+fn select_backend(key: &FlowKey, svc: &ServiceValue) -> Result<(BackendId, BackendValue), Action> {
+    if svc.has_affinity() {
+        let akey = AffinityKey { client_addr: key.src_addr, service: svc.id };
+        // SAFETY: the value is copied out at once; a concurrent update can at worst mix two valid entries.
+        if let Some(entry) = unsafe { AFFINITY.get(&akey) }.copied() {
+            // SAFETY: bpf_ktime_get_ns has no preconditions.
+            let now = unsafe { bpf_ktime_get_ns() };
+            if is_fresh(&entry, now, svc.affinity_timeout_ns)
+                && let Some(backend) = lookup_backend(entry.backend)
+                && backend.is_alive_for(svc.id)
+            {
+                count(Counter::AffinityHit);
+                return Ok((entry.backend, backend));
+            }
+        }
+    }
+    let slot = svc.id.wrapping_mul(MAGLEV_SIZE).wrapping_add(maglev_slot(u32::from_be(key.src_addr)));
+    let id = *MAGLEV.get(slot).ok_or(Action::Drop(Counter::DropNoBackend))?;
+    let backend = lookup_backend(id).ok_or(Action::Drop(Counter::DropNoBackend))?;
+    if !backend.is_alive_for(svc.id) {
+        return Err(Action::Drop(Counter::DropNoBackend));
+    }
+    count(Counter::MaglevPick);
+    Ok((id, backend))
+}
+
+#[inline(always)]
+fn lookup_conn(key: &FlowKey) -> Option<ConnValue> {
+    // SAFETY: copied out at once (see `select_backend`).
+    unsafe { CONNS.get(key) }.copied()
+}
+
+#[inline(always)]
+fn lookup_half_open(key: &FlowKey) -> Option<ConnValue> {
+    // SAFETY: copied out at once.
+    unsafe { HALF_OPEN.get(key) }.copied()
+}
+
+#[inline(always)]
+fn lookup_service(key: &FlowKey) -> Option<ServiceValue> {
+    let skey = ServiceKey { addr: key.dst_addr, port: key.dst_port, proto: IPPROTO_TCP, pad: 0 };
+    // SAFETY: copied out at once.
+    unsafe { SERVICES.get(&skey) }.copied()
+}
+
+#[inline(always)]
+fn lookup_backend(id: BackendId) -> Option<BackendValue> {
+    BACKENDS.get(id).copied().filter(|b| b.flags != 0)
+}
+
+/// The configuration, if the daemon enabled the L4 path.
+#[inline(always)]
+fn config() -> Option<DatapathConfig> {
+    CONFIG.get(0).copied().filter(|c| c.snat_addr != 0)
+}

@@ -1,0 +1,208 @@
+//! Backend sets into the kernel: backend ids, `BACKENDS` slots, the Maglev row and the `SERVICES`
+//! entry of each L4 service, written in an order that is safe while packets flow.
+//!
+//! Order of one [`Sync::apply`]: new backends' slots first (alive), then the Maglev slots that change,
+//! then the service entry, then departed backends' slots cleared. A packet meanwhile sees either the
+//! old or the new owner of a slot, both alive at that moment; a departed backend's established flows
+//! go on (the connection table holds its address), and its clients' affinity stops being trusted.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddrV4,
+    time::Duration,
+};
+
+use sticky_common::{
+    BackendId, BackendValue, ServiceKey, ServiceValue,
+    backend::{BACKEND_F_ALIVE, NO_BACKEND},
+    flow::IPPROTO_TCP,
+    service::SVC_F_AFFINITY,
+};
+
+use super::{DatapathError, l4::L4Maps};
+use crate::policy::maglev::Maglev;
+
+/// One L4 service as user space wants it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// The virtual IP and port clients connect to.
+    pub vip: SocketAddrV4,
+    /// The backends (order and duplicates do not matter).
+    pub backends: Vec<SocketAddrV4>,
+    /// How long a client's affinity is trusted after its last new connection; zero turns affinity
+    /// off (Maglev alone still keeps a client on one backend while the set does not change).
+    pub affinity_timeout: Duration,
+}
+
+/// What one [`Sync::apply`] changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Backends that joined, with their ids.
+    pub added: Vec<(SocketAddrV4, BackendId)>,
+    /// Backends that left (draining: established flows go on, no new ones).
+    pub removed: Vec<(SocketAddrV4, BackendId)>,
+    /// Maglev slots whose owner changed.
+    pub slots_changed: usize,
+}
+
+/// What user space last wrote for each service.
+#[derive(Debug, Default)]
+pub struct Sync {
+    services: HashMap<SocketAddrV4, ServiceState>,
+    ids: IdAllocator,
+}
+
+#[derive(Debug)]
+struct ServiceState {
+    id: u32,
+    backends: BTreeMap<SocketAddrV4, BackendId>,
+    row: Vec<BackendId>,
+}
+
+impl Sync {
+    /// A sync for maps with `max_backends` backend slots.
+    #[must_use]
+    pub fn new(max_backends: u32) -> Self {
+        Self { services: HashMap::new(), ids: IdAllocator::new(max_backends) }
+    }
+
+    /// The id of `vip`'s service, once applied.
+    #[must_use]
+    pub fn service_id(&self, vip: SocketAddrV4) -> Option<u32> {
+        self.services.get(&vip).map(|s| s.id)
+    }
+
+    /// The backend id of `backend` in `vip`'s service.
+    #[must_use]
+    pub fn backend_id(&self, vip: SocketAddrV4, backend: SocketAddrV4) -> Option<BackendId> {
+        self.services.get(&vip)?.backends.get(&backend).copied()
+    }
+
+    /// Writes `spec` into the maps, changing only what differs from the last apply.
+    ///
+    /// # Errors
+    /// Out of service ids or backend slots (`--max-services`, `--max-backends`), or a map write fails.
+    pub fn apply(&mut self, maps: &mut L4Maps, spec: &ServiceSpec) -> Result<SyncReport, DatapathError> {
+        let max_services = maps.sizes().services;
+        let next_id = (0..max_services)
+            .find(|id| !self.services.values().any(|s| s.id == *id))
+            .ok_or(DatapathError::Full { what: "service ids", max: max_services })?;
+        let state = self.services.entry(spec.vip).or_insert_with(|| ServiceState {
+            id: next_id,
+            backends: BTreeMap::new(),
+            row: Vec::new(),
+        });
+        let mut report = SyncReport::default();
+        let wanted: BTreeMap<SocketAddrV4, ()> = spec.backends.iter().map(|b| (*b, ())).collect();
+
+        for backend in wanted.keys() {
+            if state.backends.contains_key(backend) {
+                continue;
+            }
+            let id = self.ids.alloc().ok_or(DatapathError::Full { what: "backend slots", max: self.ids.max })?;
+            let value = BackendValue {
+                addr: u32::from(*backend.ip()).to_be(),
+                port: backend.port().to_be(),
+                flags: BACKEND_F_ALIVE,
+                service: state.id,
+                pad: 0,
+            };
+            maps.set_backend(id, &value)?;
+            state.backends.insert(*backend, id);
+            report.added.push((*backend, id));
+        }
+
+        let table = Maglev::build(&spec.backends);
+        let row: Vec<BackendId> = if table.slots().is_empty() {
+            vec![NO_BACKEND; sticky_common::hash::MAGLEV_SIZE as usize]
+        } else {
+            let ids: Vec<BackendId> = table.backends().iter().map(|b| state.backends[b]).collect();
+            table.slots().iter().map(|&i| ids[i as usize]).collect()
+        };
+        for (slot, &id) in row.iter().enumerate() {
+            if state.row.get(slot) != Some(&id) {
+                maps.set_maglev_slot(state.id, slot as u32, id)?;
+                report.slots_changed += 1;
+            }
+        }
+        state.row = row;
+
+        let key = ServiceKey {
+            addr: u32::from(*spec.vip.ip()).to_be(),
+            port: spec.vip.port().to_be(),
+            proto: IPPROTO_TCP,
+            pad: 0,
+        };
+        let timeout_ns = u64::try_from(spec.affinity_timeout.as_nanos()).unwrap_or(u64::MAX);
+        let value = ServiceValue {
+            id: state.id,
+            flags: if timeout_ns > 0 { SVC_F_AFFINITY } else { 0 },
+            affinity_timeout_ns: timeout_ns,
+        };
+        maps.set_service(&key, &value)?;
+
+        let gone: Vec<(SocketAddrV4, BackendId)> =
+            state.backends.iter().filter(|(b, _)| !wanted.contains_key(b)).map(|(b, id)| (*b, *id)).collect();
+        for (backend, id) in gone {
+            maps.set_backend(id, &BackendValue::default())?;
+            state.backends.remove(&backend);
+            self.ids.free(id);
+            report.removed.push((backend, id));
+        }
+        Ok(report)
+    }
+}
+
+/// Backend ids: the lowest free id after the last one handed out, wrapping, so an id that was just
+/// freed is reused as late as possible (a stale affinity entry naming it is long expired by then).
+#[derive(Debug, Default)]
+pub struct IdAllocator {
+    used: Vec<bool>,
+    next: u32,
+    max: u32,
+}
+
+impl IdAllocator {
+    /// Ids `0..max`.
+    #[must_use]
+    pub fn new(max: u32) -> Self {
+        Self { used: vec![false; max as usize], next: 0, max }
+    }
+
+    /// A free id, or `None` when all `max` are in use.
+    pub fn alloc(&mut self) -> Option<u32> {
+        for i in 0..self.max {
+            let id = (self.next + i) % self.max;
+            if !self.used[id as usize] {
+                self.used[id as usize] = true;
+                self.next = (id + 1) % self.max;
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// Returns `id` to the pool.
+    pub fn free(&mut self, id: u32) {
+        if let Some(slot) = self.used.get_mut(id as usize) {
+            *slot = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdAllocator;
+
+    #[test]
+    fn freed_ids_come_back_last() {
+        let mut ids = IdAllocator::new(3);
+        assert_eq!((ids.alloc(), ids.alloc(), ids.alloc(), ids.alloc()), (Some(0), Some(1), Some(2), None));
+        ids.free(0);
+        ids.free(1);
+        assert_eq!(ids.alloc(), Some(0));
+        ids.free(2);
+        assert_eq!(ids.alloc(), Some(1), "after 0 comes 1, not the more recently freed 2");
+        assert_eq!(ids.alloc(), Some(2));
+    }
+}

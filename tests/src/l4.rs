@@ -1,0 +1,586 @@
+//! Helpers of the L4 tests: a packet lab (the real program through `BPF_PROG_TEST_RUN` inside a
+//! namespace with routes and neighbours), parsed output frames with checksum checks, HTTP clients
+//! bound to a chosen source address, `sticky run --mode tcp` processes, and a spoofed-SYN flooder.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream},
+    time::{Duration, Instant},
+};
+
+use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions};
+use etherparse::{Ipv4Header, SlicedPacket, TransportSlice};
+use sticky::datapath::{
+    Datapath, PROG_TC, Stats,
+    l4::MapSizes,
+    sync::{ServiceSpec, Sync},
+};
+use sticky_common::{Counter, DatapathConfig};
+
+use crate::NetNs;
+
+/// tc verdicts.
+pub const TC_ACT_OK: u32 = 0;
+/// tc: drop.
+pub const TC_ACT_SHOT: u32 = 2;
+/// tc: the program redirected the packet.
+pub const TC_ACT_REDIRECT: u32 = 7;
+
+/// The lab's SNAT address (on its veth).
+pub const LAB_SNAT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+/// The lab's VIP.
+pub const LAB_VIP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 10), 80);
+/// The MAC the lab gives backend `i`'s neighbour entry.
+#[must_use]
+pub fn backend_mac(i: u8) -> [u8; 6] {
+    [0x02, 0, 0, 0, 0x01, i]
+}
+/// The MAC of every client's neighbour entry.
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x02];
+
+/// A namespace where the lab's FIB resolves: veth `t0` holds 198.51.100.1/24 and 192.0.2.1/24, with
+/// permanent neighbours for backends 198.51.100.10..=12 and clients 192.0.2.2..=254.
+#[must_use]
+pub fn lab_netns() -> NetNs {
+    let ns = NetNs::new("lab");
+    ns.ip(&["link", "add", "t0", "type", "veth", "peer", "name", "t1"]);
+    ns.ip(&["addr", "add", "198.51.100.1/24", "dev", "t0"]);
+    ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "t0"]);
+    ns.ip(&["link", "set", "t0", "up"]);
+    ns.ip(&["link", "set", "t1", "up"]);
+    let mac = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+    let mut batch = String::new();
+    for i in 0..3u8 {
+        batch.push_str(&format!(
+            "neigh add 198.51.100.{} lladdr {} dev t0 nud permanent\n",
+            10 + i,
+            mac(backend_mac(i))
+        ));
+    }
+    for i in 2..=254u8 {
+        batch.push_str(&format!("neigh add 192.0.2.{i} lladdr {} dev t0 nud permanent\n", mac(CLIENT_MAC)));
+    }
+    let path = std::env::temp_dir().join(format!("{}.neigh", ns.name()));
+    std::fs::write(&path, batch).expect("temp dir must be writable");
+    ns.ip(&["-batch", path.to_str().expect("utf-8 temp path")]);
+    let _ = std::fs::remove_file(path);
+    ns
+}
+
+/// The MAC of `iface` in `ns` (read through `ip netns exec`, which mounts the namespace's own sysfs:
+/// a thread that only entered the namespace still sees the sysfs of the one that mounted /sys).
+#[must_use]
+pub fn iface_mac(ns: &NetNs, iface: &str) -> [u8; 6] {
+    let text = ns.output("cat", &[&format!("/sys/class/net/{iface}/address")]);
+    let mut mac = [0u8; 6];
+    for (i, part) in text.trim().split(':').enumerate() {
+        mac[i] = u8::from_str_radix(part, 16).expect("MAC is hex");
+    }
+    mac
+}
+
+/// The real object with a configured L4 service, run through `BPF_PROG_TEST_RUN`. Build it inside
+/// [`lab_netns`] (`ns.run(|| Lab::new(..))`): the program's FIB lookups use the calling thread's namespace.
+pub struct Lab {
+    /// The loaded object.
+    pub dp: Datapath,
+    /// The service sync (backend ids).
+    pub sync: Sync,
+    /// The service.
+    pub spec: ServiceSpec,
+}
+
+impl Lab {
+    /// Loads the object, sets SNAT 198.51.100.1 with `ports`, and writes `spec`.
+    ///
+    /// # Panics
+    /// Loading, the verifier, or a map write fails.
+    #[must_use]
+    pub fn new(spec: ServiceSpec, ports: (u16, u16), sizes: MapSizes) -> Self {
+        let mut dp = Datapath::load_with(aya_log::Level::Warn, &sizes).expect("the embedded eBPF object must load");
+        let prog: &mut SchedClassifier =
+            dp.ebpf_mut().program_mut(PROG_TC).expect("sticky_tc in object").try_into().expect("a classifier");
+        prog.load().expect("sticky_tc must pass the verifier");
+        let config = DatapathConfig {
+            snat_addr: u32::from(LAB_SNAT).to_be(),
+            nat_port_min: ports.0,
+            nat_port_max: ports.1,
+            pad: 0,
+        };
+        dp.l4().set_config(&config).expect("CONFIG must be writable");
+        let mut sync = Sync::new(sizes.backends);
+        sync.apply(dp.l4(), &spec).expect("the service must be written");
+        Self { dp, sync, spec }
+    }
+
+    /// Runs `sticky_tc` on `frame`: (verdict, output frame).
+    ///
+    /// # Panics
+    /// The kernel refuses the test run.
+    pub fn run(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        let mut out = vec![0u8; frame.len() + 256];
+        let prog: &mut SchedClassifier = self.dp.ebpf_mut().program_mut(PROG_TC).unwrap().try_into().unwrap();
+        let result = prog
+            .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..TestRunOptions::default() })
+            .expect("BPF_PROG_TEST_RUN must run");
+        out.truncate(usize::try_from(result.data_size_out).unwrap());
+        (result.return_value, out)
+    }
+
+    /// The counters now.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        self.dp.stats().expect("STATS must be readable")
+    }
+}
+
+/// What a rewritten frame says, with both checksums verified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Out {
+    /// Destination MAC.
+    pub dmac: [u8; 6],
+    /// Source MAC.
+    pub smac: [u8; 6],
+    /// IPv4 source and TCP source port.
+    pub src: SocketAddrV4,
+    /// IPv4 destination and TCP destination port.
+    pub dst: SocketAddrV4,
+    /// SYN, ACK, FIN, RST bits as set.
+    pub syn: bool,
+    /// ACK.
+    pub ack: bool,
+    /// FIN.
+    pub fin: bool,
+    /// RST.
+    pub rst: bool,
+}
+
+/// Parses an output frame and checks its IPv4 header checksum and its TCP checksum.
+///
+/// # Panics
+/// The frame is not Ethernet/IPv4/TCP, or a checksum is wrong.
+#[must_use]
+pub fn parse_out(frame: &[u8]) -> Out {
+    let packet = SlicedPacket::from_ethernet(frame).expect("output must be a valid Ethernet frame");
+    let Some(etherparse::LinkSlice::Ethernet2(eth)) = packet.link else { panic!("not Ethernet II") };
+    let Some(etherparse::NetSlice::Ipv4(ip)) = packet.net else { panic!("not IPv4") };
+    let Some(TransportSlice::Tcp(tcp)) = packet.transport else { panic!("not TCP") };
+    let ip_header: Ipv4Header = ip.header().to_header();
+    assert_eq!(ip_header.header_checksum, ip_header.calc_header_checksum(), "IPv4 header checksum must be valid");
+    let payload = tcp.payload();
+    let expected = tcp.to_header().calc_checksum_ipv4(&ip_header, payload).expect("payload fits");
+    assert_eq!(tcp.checksum(), expected, "TCP checksum must be valid");
+    Out {
+        dmac: eth.destination(),
+        smac: eth.source(),
+        src: SocketAddrV4::new(ip_header.source.into(), tcp.source_port()),
+        dst: SocketAddrV4::new(ip_header.destination.into(), tcp.destination_port()),
+        syn: tcp.syn(),
+        ack: tcp.ack(),
+        fin: tcp.fin(),
+        rst: tcp.rst(),
+    }
+}
+
+/// `after - before` for one counter.
+#[must_use]
+pub fn delta(before: &Stats, after: &Stats, counter: Counter) -> u64 {
+    after.get(counter) - before.get(counter)
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
+#[must_use]
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec into valid memory.
+    #[expect(unsafe_code, reason = "libc::clock_gettime: std has no CLOCK_MONOTONIC reading in ns")]
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts);
+    }
+    u64::try_from(ts.tv_sec).unwrap() * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap()
+}
+
+/// One HTTP/1.1 keep-alive connection to `sticky whoami`, from a chosen source address.
+#[derive(Debug)]
+pub struct Http {
+    stream: TcpStream,
+}
+
+impl Http {
+    /// Connects to `addr` from `from` (any port), within 2 s.
+    ///
+    /// # Errors
+    /// The connect fails.
+    pub fn connect(addr: SocketAddrV4, from: Ipv4Addr) -> std::io::Result<Self> {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        socket.bind(&SocketAddr::from((from, 0)).into())?;
+        socket.connect_timeout(&SocketAddr::V4(addr).into(), Duration::from_secs(2))?;
+        let stream: TcpStream = socket.into();
+        stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+        stream.set_nodelay(true)?;
+        Ok(Self { stream })
+    }
+
+    /// Sets how long [`Http::get`] waits for the response.
+    ///
+    /// # Errors
+    /// The socket refuses the option.
+    pub fn set_timeout(&mut self, timeout: Duration) -> std::io::Result<()> {
+        self.stream.set_read_timeout(Some(timeout))
+    }
+
+    /// One `GET /` on this connection; returns the body (`I'm NAME\n`).
+    ///
+    /// # Errors
+    /// The connection fails or the response is malformed.
+    pub fn get(&mut self) -> std::io::Result<String> {
+        self.stream.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        loop {
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed mid-response"));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len = head
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .ok_or_else(|| std::io::Error::other("no content-length"))?;
+                if body.len() >= len {
+                    return Ok(body[..len].to_owned());
+                }
+            }
+        }
+    }
+}
+
+/// A fresh connection's body: connect from `from`, one GET, close.
+///
+/// # Errors
+/// The connection or the request fails.
+pub fn get_once(addr: SocketAddrV4, from: Ipv4Addr) -> std::io::Result<String> {
+    Http::connect(addr, from)?.get()
+}
+
+/// Sends `count` TCP SYNs with spoofed sources (198.18.0.0/15, 131072 addresses, times 8 source
+/// ports: up to 1,048,576 distinct 5-tuples) to `dst` through an AF_PACKET socket on `iface` in the
+/// calling thread's namespace, for at most `deadline`. Returns how many were sent.
+///
+/// # Panics
+/// The socket cannot be opened (needs CAP_NET_RAW).
+#[must_use]
+pub fn syn_flood(
+    iface: &str,
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    dst: SocketAddrV4,
+    count: u32,
+    deadline: Duration,
+) -> u32 {
+    #![expect(unsafe_code, reason = "AF_PACKET sockets have no std API")]
+    let ifindex = {
+        let name = std::ffi::CString::new(iface).unwrap();
+        // SAFETY: a valid NUL-terminated name.
+        unsafe { libc::if_nametoindex(name.as_ptr()) }
+    };
+    assert!(ifindex != 0, "no interface {iface}");
+    // SAFETY: plain socket(2).
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+    assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+    // SAFETY: sockaddr_ll is plain data; zeroed is valid.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_ifindex = i32::try_from(ifindex).unwrap();
+    addr.sll_halen = 6;
+    addr.sll_addr[..6].copy_from_slice(&dst_mac);
+
+    let mut frame = crate::packet::Tcp4::new(SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 1024), dst).syn().build();
+    frame[0..6].copy_from_slice(&dst_mac);
+    frame[6..12].copy_from_slice(&src_mac);
+    let started = Instant::now();
+    let mut sent = 0u32;
+    while sent < count && started.elapsed() < deadline {
+        for _ in 0..1024 {
+            if sent >= count {
+                break;
+            }
+            let host = sent % 131_072;
+            let src_ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + host);
+            let src_port = 1024 + u16::try_from(sent / 131_072).unwrap();
+            patch_source(&mut frame, src_ip, src_port);
+            // SAFETY: frame and addr are valid for the lengths given.
+            let n = unsafe {
+                libc::sendto(
+                    fd,
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&raw const addr).cast(),
+                    u32::try_from(size_of::<libc::sockaddr_ll>()).unwrap(),
+                )
+            };
+            if n < 0 {
+                // ENOBUFS when the device queue is full: the flood is best effort, move on.
+                continue;
+            }
+            sent += 1;
+        }
+    }
+    // SAFETY: closing the fd we opened.
+    unsafe { libc::close(fd) };
+    sent
+}
+
+/// Rewrites a crafted SYN's source address and port and recomputes both checksums.
+fn patch_source(frame: &mut [u8], ip: Ipv4Addr, port: u16) {
+    frame[26..30].copy_from_slice(&ip.octets());
+    frame[34..36].copy_from_slice(&port.to_be_bytes());
+    frame[24..26].fill(0);
+    let ip_sum = ones_complement(&frame[14..34], 0);
+    frame[24..26].copy_from_slice(&(!ip_sum).to_be_bytes());
+    frame[50..52].fill(0);
+    let tcp_len = frame.len() - 34;
+    let mut pseudo = [0u8; 12];
+    pseudo[..8].copy_from_slice(&frame[26..34]);
+    pseudo[9] = 6;
+    pseudo[10..].copy_from_slice(&u16::try_from(tcp_len).unwrap().to_be_bytes());
+    let sum = ones_complement(&frame[34..], ones_complement(&pseudo, 0));
+    frame[50..52].copy_from_slice(&(!sum).to_be_bytes());
+}
+
+fn ones_complement(bytes: &[u8], start: u16) -> u16 {
+    let mut sum = u32::from(start);
+    for chunk in bytes.chunks(2) {
+        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
+        sum += u32::from(word);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    u16::try_from(sum).unwrap()
+}
+
+/// Which tcp-mode engine a topology test runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// The eBPF tc program (full NAT in the kernel).
+    Kernel,
+    /// The user-space proxy (`--no-ebpf`).
+    Fallback,
+    /// No flag, but run as `nobody` with no capabilities: sticky must find out that eBPF cannot
+    /// load, say so once, and serve in user space.
+    Unprivileged,
+}
+
+impl Engine {
+    /// Whether this engine serves in user space.
+    #[must_use]
+    pub fn is_user_space(self) -> bool {
+        matches!(self, Self::Fallback | Self::Unprivileged)
+    }
+}
+
+/// The topology's VIP and port.
+pub const VIP: SocketAddrV4 = SocketAddrV4::new(crate::topology::VIP, 80);
+/// Where `sticky run` serves /metrics, inside the balancer namespace.
+pub const ADMIN: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9100);
+
+/// A client / balancer / 3-backend topology with `sticky whoami` backends (`I'm b<i>`) and
+/// `sticky run --mode tcp` on the balancer, its backends in a file it re-reads on SIGHUP.
+pub struct L4Topo {
+    /// The namespaces (dropped last: they kill what is left inside).
+    pub topo: crate::Topology,
+    /// The balancer process.
+    pub lb: crate::ChildGuard,
+    /// The engine.
+    pub engine: Engine,
+    backends_file: std::path::PathBuf,
+    log: std::path::PathBuf,
+    args: Vec<std::ffi::OsString>,
+    _backends: Vec<crate::ChildGuard>,
+}
+
+impl L4Topo {
+    /// Builds the topology (with `extra_clients` extra client addresses) and starts everything.
+    /// The VIP is on the balancer's `lo` (the fallback binds it; the kernel path does not need it),
+    /// and 198.18.0.0/15 (a flood's spoofed sources) routes back to the client namespace.
+    ///
+    /// # Panics
+    /// Anything fails to start within 10 s.
+    #[must_use]
+    pub fn start(engine: Engine, extra_clients: usize, extra_args: &[&str]) -> Self {
+        use crate::topology::{LB_BACKEND_IFACE, LB_CLIENT_IFACE, backend_addr};
+        let topo = crate::Topology::builder().backends(3).extra_client_addrs(extra_clients).build();
+        topo.lb.ip(&["addr", "add", &format!("{}/32", VIP.ip()), "dev", "lo"]);
+        topo.lb.ip(&["route", "add", "198.18.0.0/15", "via", &crate::topology::CLIENT_ADDR.to_string()]);
+        let bin = crate::sticky_bin();
+        let bin = bin.to_str().expect("utf-8 path");
+        let mut backends = Vec::new();
+        for (i, ns) in topo.backends.iter().enumerate() {
+            let addr = format!("{}:8000", backend_addr(i));
+            backends.push(crate::ChildGuard::spawn(ns.command(bin).args([
+                "whoami",
+                "--listen",
+                &addr,
+                "--name",
+                &format!("b{i}"),
+            ])));
+        }
+        let backends_file = std::env::temp_dir().join(format!("{}.backends", topo.lb.name()));
+        let all: Vec<SocketAddrV4> = (0..3).map(|i| SocketAddrV4::new(backend_addr(i), 8000)).collect();
+        write_backends(&backends_file, &all);
+        let mut args: Vec<std::ffi::OsString> =
+            ["run", "--mode", "tcp", "--listen", &VIP.to_string(), "--admin", &ADMIN.to_string()]
+                .iter()
+                .chain(&[
+                    "--iface",
+                    LB_CLIENT_IFACE,
+                    "--iface",
+                    LB_BACKEND_IFACE,
+                    "--affinity-timeout",
+                    "10m",
+                    "--backends-file",
+                ])
+                .map(Into::into)
+                .collect();
+        args.push(backends_file.clone().into());
+        args.extend(extra_args.iter().map(Into::into));
+        if engine == Engine::Fallback {
+            args.push("--no-ebpf".into());
+        }
+        if engine == Engine::Unprivileged {
+            // Let the unprivileged process bind port 80 (a namespaced sysctl), and nothing else.
+            topo.lb.sysctl("net.ipv4.ip_unprivileged_port_start", "0");
+            let mut wrapped: Vec<std::ffi::OsString> =
+                ["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", bin]
+                    .iter()
+                    .map(Into::into)
+                    .collect();
+            wrapped.extend(args);
+            args = wrapped;
+        }
+        let program = if engine == Engine::Unprivileged { "setpriv" } else { bin };
+        let log = std::env::temp_dir().join(format!("{}.log", topo.lb.name()));
+        let lb = spawn_logged(topo.lb.command(program).args(&args), &log);
+        let this = Self { topo, lb, engine, backends_file, log, args, _backends: backends };
+        let ready = crate::process::wait_until(Duration::from_secs(10), || {
+            this.topo.lb.run(|| crate::process::can_connect(SocketAddr::V4(ADMIN)))
+                && this.topo.client.run(|| {
+                    (0..3)
+                        .all(|i| crate::process::can_connect(SocketAddr::V4(SocketAddrV4::new(backend_addr(i), 8000))))
+                })
+        });
+        assert!(ready, "{engine:?}: sticky run and the backends must come up");
+        let reachable = crate::process::wait_until(Duration::from_secs(5), || {
+            this.topo.client.run(|| get_once(VIP, crate::topology::CLIENT_ADDR).is_ok())
+        });
+        assert!(reachable, "{engine:?}: the VIP must answer");
+        this
+    }
+
+    /// Kills the balancer (SIGKILL: its programs detach, its maps are gone) and starts it again.
+    ///
+    /// # Panics
+    /// It does not come back within 10 s.
+    pub fn restart(&mut self) {
+        // Kill and reap the old process first: the new one binds the same admin address.
+        assert_ne!(self.engine, Engine::Unprivileged, "restart runs sticky directly");
+        self.lb.kill();
+        let bin = crate::sticky_bin();
+        self.lb = spawn_logged(self.topo.lb.command(bin.to_str().expect("utf-8 path")).args(&self.args), &self.log);
+        let ready = crate::process::wait_until(Duration::from_secs(10), || {
+            self.topo.lb.run(|| crate::process::can_connect(SocketAddr::V4(ADMIN)))
+        });
+        assert!(ready, "sticky must come back after a restart");
+    }
+
+    /// What the balancer has logged so far (stderr).
+    #[must_use]
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `/metrics` of the balancer.
+    ///
+    /// # Panics
+    /// The admin endpoint does not answer.
+    #[must_use]
+    pub fn metrics(&self) -> String {
+        self.topo.lb.run(|| {
+            let mut s =
+                TcpStream::connect_timeout(&SocketAddr::V4(ADMIN), Duration::from_secs(2)).expect("admin must accept");
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+            let mut text = String::new();
+            s.read_to_string(&mut text).expect("metrics must arrive");
+            text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+        })
+    }
+
+    /// One sample of `/metrics`, e.g. `sticky_l4_map_entries{map="CONNS"}`.
+    ///
+    /// # Panics
+    /// The series is missing.
+    #[must_use]
+    pub fn sample(&self, series: &str) -> u64 {
+        let text = self.metrics();
+        sticky::l4::metrics::sample(&text, series).unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
+    }
+
+    /// Replaces the backend set with backends `indices` and sends SIGHUP.
+    pub fn set_backends(&self, indices: &[usize]) {
+        let set: Vec<SocketAddrV4> =
+            indices.iter().map(|&i| SocketAddrV4::new(crate::topology::backend_addr(i), 8000)).collect();
+        write_backends(&self.backends_file, &set);
+        self.signal(libc::SIGHUP);
+    }
+
+    /// Sends `signal` to the balancer process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
+        #[expect(unsafe_code, reason = "libc::kill: std cannot send SIGHUP/SIGSTOP")]
+        let rc = unsafe { libc::kill(i32::try_from(self.lb.id()).unwrap(), signal) };
+        assert_eq!(rc, 0, "kill({signal}) must reach sticky");
+    }
+
+    /// The balancer's scheduler state letter from /proc (`T` while stopped).
+    #[must_use]
+    pub fn lb_state(&self) -> char {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.lb.id())).unwrap_or_default();
+        stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()).unwrap_or('?')
+    }
+}
+
+impl Drop for L4Topo {
+    fn drop(&mut self) {
+        // A stopped process still dies of SIGKILL, but let it run so its exit is orderly in logs.
+        // SAFETY: as in `signal`.
+        #[expect(unsafe_code, reason = "libc::kill")]
+        unsafe {
+            libc::kill(i32::try_from(self.lb.id()).unwrap_or(0), libc::SIGCONT);
+        }
+        let _ = std::fs::remove_file(&self.backends_file);
+        if std::thread::panicking() {
+            eprintln!("--- sticky run ({:?}) log ---\n{}", self.engine, self.log());
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Spawns `cmd` with `RUST_LOG=info`, its stderr appended to `log` (shown if the test fails).
+fn spawn_logged(cmd: &mut std::process::Command, log: &std::path::Path) -> crate::ChildGuard {
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("temp dir must be writable");
+    crate::ChildGuard::spawn(cmd.env("RUST_LOG", "info").env("NO_COLOR", "1").stderr(file))
+}
+
+fn write_backends(path: &std::path::Path, set: &[SocketAddrV4]) {
+    let text: String = set.iter().map(|b| format!("{b}\n")).collect();
+    // Write then rename: a reload never reads a half-written file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("temp dir must be writable");
+    std::fs::rename(&tmp, path).expect("rename within the temp dir");
+}
