@@ -1,11 +1,29 @@
 //! sticky: a sticky-session load balancer for Docker Swarm, with an eBPF fast path.
 //!
 //! Crate map (one job per module; ARCHITECTURE.md has the whole picture):
+//! - [`model`]: services, rules, cookie options and backends as plain data (what discovery publishes).
+//! - [`config`]: `sticky run` flags, `STICKY_*` variables and TOML file into a validated `Config`.
+//! - [`cookie`]: encode, sign, verify and expire the opaque sticky cookie.
+//! - [`policy`]: keep, re-pin, pick or refuse (weighted round robin); [`policy::health`]: the health state machine.
+//! - [`discovery`]: the seam that publishes catalogs; [`discovery::static_list`] for `--backend`/`--config`.
+//! - [`state`]: the routing table the proxy reads lock-free, and the live per-backend state behind it.
+//! - [`proxy`]: the HTTP reverse proxy (accept loops, request phases, forwarding, upgrades, error mapping).
+//! - [`admin`]: the admin listener: Prometheus `/metrics`, `/api/backends`, draining.
+//! - [`app`]: wires discovery, state, workers, health checks and admin into `sticky run` and `sticky demo`.
 //! - [`datapath`]: load the embedded eBPF object, attach its programs, read and write its maps.
 //! - [`whoami`]: the tiny demo app (`sticky whoami`): every request gets `I'm NAME`.
 //! - [`telemetry`]: tracing set-up, and the bridge that carries aya-log records into it.
 #![deny(unsafe_code)]
 
+pub mod admin;
+pub mod app;
+pub mod config;
+pub mod cookie;
 pub mod datapath;
+pub mod discovery;
+pub mod model;
+pub mod policy;
+pub mod proxy;
+pub mod state;
 pub mod telemetry;
 pub mod whoami;

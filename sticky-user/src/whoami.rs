@@ -54,7 +54,7 @@ fn respond(_req: &Request<Incoming>, name: &str, body: Bytes) -> Response<Full<B
 }
 
 /// Accept errors that concern one connection or a passing resource shortage, not the listener.
-fn is_transient(e: &std::io::Error) -> bool {
+pub fn is_transient(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
     matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted | WouldBlock)
         || e.raw_os_error().is_some_and(|c| c == 23 || c == 24) // ENFILE, EMFILE
