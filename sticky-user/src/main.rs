@@ -4,7 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use sticky::{datapath::Datapath, telemetry, whoami};
+use sticky::{app, config, datapath::Datapath, telemetry, whoami};
 
 /// sticky: a sticky-session load balancer for Docker Swarm, with an eBPF fast path.
 ///
@@ -19,6 +19,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the sticky-session balancer: one service from --backend flags, or several from --config FILE.
+    ///
+    /// Durations are written like 500ms, 2s, 1m, 12h (a bare number is seconds).
+    Run(Box<config::RunArgs>),
+    /// Start three whoami backends and the balancer on loopback, print what to curl, serve until Ctrl-C.
+    Demo {
+        /// Address of the balancer.
+        #[arg(long, env = "STICKY_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Worker threads of the balancer.
+        #[arg(long, env = "STICKY_WORKERS", default_value_t = 1)]
+        workers: usize,
+    },
     /// A tiny demo app: every request gets `200 I'm NAME`.
     Whoami {
         /// Address to listen on.
@@ -58,12 +71,35 @@ enum XdpModeArg {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init("info");
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start the tokio runtime")?;
+    let runtime = match cli.command {
+        // the balancer's workers run their own runtimes; this one only carries control tasks
+        Command::Run(_) | Command::Demo { .. } => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    }
+    .context("failed to start the tokio runtime")?;
     runtime.block_on(run(cli.command))
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Run(args) => {
+            let file = match &args.config {
+                Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("failed to read config file {}", path.display()))?),
+                None => None,
+            };
+            let config = config::build(&args, file.as_deref()).context("invalid configuration")?;
+            let keys = app::load_keys(config.key_file.as_deref())?;
+            let _balancer = app::start(config, keys).await?;
+            shutdown_signal().await;
+            Ok(())
+        }
+        Command::Demo { listen, workers } => {
+            anyhow::ensure!(workers >= 1, "--workers must be at least 1");
+            let demo = app::demo(listen, workers).await.context("failed to start the demo (is the port taken? try --listen 127.0.0.1:0)")?;
+            print_demo(&demo);
+            shutdown_signal().await;
+            Ok(())
+        }
         Command::Whoami { listen, name } => {
             let name = name.unwrap_or_else(whoami::default_name);
             tokio::select! {
@@ -104,6 +140,35 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// Prints the demo's URL and two commands that can be pasted into a shell as they are.
+fn print_demo(demo: &app::Demo) {
+    use std::io::Write as _;
+    let url = format!("http://{}/", demo.balancer.listen);
+    let jar = std::env::temp_dir().join(format!("sticky-demo-{}.cookies", demo.balancer.listen.port()));
+    let jar = shell_quote(&jar.to_string_lossy());
+    let backends: Vec<String> = demo.backends.iter().map(|(n, a)| format!("{n} ({a})")).collect();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "sticky demo: the balancer at {url} spreads sessions over {}", backends.join(", "));
+    let _ = writeln!(out);
+    let _ = writeln!(out, "First visit: a backend is picked and the sticky cookie is set (see Set-Cookie):");
+    let _ = writeln!(out, "  curl -si -c {jar} {url}");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Send the cookie back: the same backend answers every time:");
+    let _ = writeln!(out, "  curl -s -b {jar} {url} {url} {url}");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Serving until Ctrl-C.");
+    let _ = out.flush();
+}
+
+/// Quotes `s` for a POSIX shell if it holds anything but safe characters.
+fn shell_quote(s: &str) -> String {
+    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+:@%=,".contains(&b)) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
     }
 }
 
