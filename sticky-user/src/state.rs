@@ -232,7 +232,7 @@ impl<'a> View<'a> {
 }
 
 impl policy::View for View<'_> {
-    fn len(&self) -> usize {
+    fn count(&self) -> usize {
         self.service.backends.len()
     }
 

@@ -98,7 +98,7 @@ pub enum Reject {
 /// The backends' state as the policy needs it.
 pub trait View {
     /// Number of backends.
-    fn len(&self) -> usize;
+    fn count(&self) -> usize;
     /// Whether backend `i` is in health now.
     fn available(&self, i: usize) -> bool;
     /// Whether backend `i` takes no new sessions.
@@ -139,7 +139,7 @@ pub fn pick(view: &impl View, schedule: &[u32], cursor: usize, exclude: &[usize]
     }
     let start = cursor % schedule.len();
     let ordered = schedule[start..].iter().chain(&schedule[..start]).map(|&i| i as usize);
-    let usable = |i: &usize| *i < view.len() && view.available(*i) && !exclude.contains(i);
+    let usable = |i: &usize| *i < view.count() && view.available(*i) && !exclude.contains(i);
     let mut fallback = None;
     for i in ordered {
         if usable(&i) {

@@ -6,7 +6,7 @@ use super::*;
 struct Fake(Vec<(bool, bool)>);
 
 impl View for Fake {
-    fn len(&self) -> usize {
+    fn count(&self) -> usize {
         self.0.len()
     }
     fn available(&self, i: usize) -> bool {
@@ -113,9 +113,9 @@ proptest! {
     #[test]
     fn picks_are_always_usable_and_spread_evenly(states in proptest::collection::vec(0u8..3, 1..8), start in 0usize..1000) {
         let v = Fake(states.iter().map(|s| match s { 0 => UP, 1 => DOWN, _ => DRAINING }).collect());
-        let s = schedule(&vec![1; v.len()]);
-        let active: Vec<usize> = (0..v.len()).filter(|&i| v.0[i] == UP).collect();
-        let mut counts = vec![0usize; v.len()];
+        let s = schedule(&vec![1; v.count()]);
+        let active: Vec<usize> = (0..v.count()).filter(|&i| v.0[i] == UP).collect();
+        let mut counts = vec![0usize; v.count()];
         for c in start..start + s.len() * 10 {
             match pick(&v, &s, c, &[]) {
                 Some(i) => {
