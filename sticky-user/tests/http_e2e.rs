@@ -351,3 +351,71 @@ fn bad_configuration_names_the_field() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("services[0].cookie.samesite"), "{err}");
 }
+
+/// A fake backend on loopback: accepts connections and answers each with `reply` (None: never answers),
+/// for as long as the returned listener's thread lives (it stops when the test process ends).
+fn fake_backend(reply: Option<&'static [u8]>) -> std::net::SocketAddr {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a fake backend");
+    let addr = listener.local_addr().expect("its address");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(50) {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = s.read(&mut buf);
+            match reply {
+                Some(r) => {
+                    let _ = s.write_all(r);
+                }
+                // keep the socket open without answering
+                None => held.push(s),
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_silent_backend_gives_504_and_a_broken_one_502() {
+    let silent = fake_backend(None);
+    let lb = common::sticky_args(&["--backend".into(), format!("s1=http://{silent}"), "--response-timeout".into(), "300ms".into()]);
+    let started = Instant::now();
+    let r = get(lb.addr, "/", &[]).expect("a response");
+    assert_eq!(r.status, 504, "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(3), "the response timeout applies");
+    let broken = fake_backend(Some(b"this is not HTTP\r\n\r\n"));
+    let lb = common::sticky_args(&["--backend".into(), format!("x1=http://{broken}")]);
+    let r = get(lb.addr, "/", &[]).expect("a response");
+    assert_eq!(r.status, 502, "{r:?}");
+    let closing = fake_backend(Some(b""));
+    let lb = common::sticky_args(&["--backend".into(), format!("c1=http://{closing}")]);
+    let r = get(lb.addr, "/", &[]).expect("a response");
+    assert_eq!(r.status, 502, "{r:?}");
+}
+
+#[test]
+fn a_slow_client_is_disconnected_after_the_idle_timeout() {
+    use std::io::{Read as _, Write as _};
+    let (b1, b2, b3) = three();
+    let lb = sticky(&[&b1, &b2, &b3], &NAMES, &["--idle-timeout", "300ms"]);
+    // half a request head, then nothing: the connection must be closed by the proxy
+    let mut s = std::net::TcpStream::connect(lb.addr).expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").expect("write");
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(3), "closed after about 300 ms, not {waited:?}");
+    // an idle keep-alive connection is closed too
+    let mut s = std::net::TcpStream::connect(lb.addr).expect("connect");
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", lb.addr).as_bytes()).expect("write");
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(String::from_utf8_lossy(&buf).contains("I'm b"), "the request was answered first");
+    assert!(started.elapsed() < Duration::from_secs(3), "then the idle connection was closed");
+}
