@@ -197,6 +197,11 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 /// Removes the hop-by-hop headers (RFC 9110 §7.6.1), those named in `Connection` too. For an upgrade,
 /// `Connection: upgrade` and `Upgrade` are end-to-end in effect and stay.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // one pass over the (few) header names is cheaper than a hash lookup per hop-by-hop name, and
+    // most messages have none of them
+    if !upgrade && !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if let Some(conn) = headers.get(header::CONNECTION) {
         // rare (HTTP/1.1 clients keep alive by default), so the allocation does not matter
         let named: Vec<HeaderName> = conn
@@ -223,6 +228,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     } else {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::PROXY_AUTHORIZATION
+        || name == header::UPGRADE
 }
 
 /// Rewrites a client request's head for the backend: origin-form URI, HTTP/1.1, hop-by-hop headers

@@ -138,6 +138,14 @@ fn pin(ctx: &ConnCtx, service: &ServiceRoute, req: &mut Request<Incoming>) -> Pi
 
 fn strip_cookie(req: &mut Request<Incoming>, name: &[u8]) {
     let headers = req.headers_mut();
+    // the common case, a single Cookie header holding only sticky's cookie: drop it, no allocation
+    let mut all = headers.get_all(header::COOKIE).iter();
+    if let (Some(only), None) = (all.next(), all.next()) {
+        if cookie::pairs(only.as_bytes()).all(|(n, _)| n == name) && !only.as_bytes().contains(&b';') {
+            headers.remove(header::COOKIE);
+            return;
+        }
+    }
     let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
     headers.remove(header::COOKIE);
     for v in values {
