@@ -18,7 +18,7 @@ use std::{
 use tokio::sync::{Semaphore, watch};
 
 use crate::{
-    config::{Config, ServiceConfig, parse_backend},
+    config::Config,
     cookie::{CookieError, Keys},
     discovery::{Discovery, DiscoveryError, static_list::StaticList},
     model::Catalog,
@@ -56,6 +56,9 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    /// The built-in configuration of the demo is invalid (a bug).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// Discovery failed before its first catalog.
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
@@ -221,20 +224,13 @@ pub async fn demo(listen: SocketAddr, workers: usize) -> Result<Demo, AppError> 
         tokio::spawn(crate::whoami::serve(l, name.to_owned()));
         backends.push((name.to_owned(), addr));
     }
-    let parsed = backends
-        .iter()
-        .map(|(n, a)| parse_backend("demo", &format!("{n}=http://{a}"), 1))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| AppError::Discovery(DiscoveryError::Resolve { service: "demo".into(), url: e.to_string(), source: std::io::Error::other("bad demo backend") }))?;
-    let args = crate::config::RunArgs { listen: Some(listen), workers: Some(workers), backends: vec!["http://127.0.0.1:1".into()], ..Default::default() };
-    let mut config = crate::config::build(&args, None).map_err(|e| AppError::Discovery(DiscoveryError::Resolve {
-        service: "demo".into(),
-        url: e.to_string(),
-        source: std::io::Error::other("bad demo config"),
-    }))?;
-    if let Some(ServiceConfig { backends: b, .. }) = config.services.first_mut() {
-        *b = parsed;
-    }
+    let args = crate::config::RunArgs {
+        listen: Some(listen),
+        workers: Some(workers),
+        backends: backends.iter().map(|(n, a)| format!("{n}=http://{a}")).collect(),
+        ..Default::default()
+    };
+    let config = crate::config::build(&args, None)?;
     // the demo runs on one machine with nothing to share the key with: a random key, without the warning
     let balancer = start(config, Keys::random()).await?;
     Ok(Demo { balancer, backends })

@@ -90,7 +90,7 @@ fn a_second_instance_with_the_same_key_honours_the_cookie() {
     let lb1 = sticky(&[&b1, &b2, &b3], &NAMES, &key_args);
     let lb2 = sticky(&[&b1, &b2, &b3], &NAMES, &key_args);
     let lb3 = sticky(&[&b1, &b2, &b3], &NAMES, &["--cookie-key-file", other_key.to_str().expect("utf-8 path")]);
-    // pin on lb1 twice so that lb2's round robin cannot agree by chance for both
+    // three sessions from lb1, so that lb2 agreeing by its own round robin would be a 1-in-27 accident
     for _ in 0..3 {
         let first = get_ok(lb1.addr, "/", &[]);
         let cookie = cookie_header(&first.sticky_cookie("sticky").expect("cookie"));

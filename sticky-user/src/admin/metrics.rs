@@ -288,8 +288,7 @@ impl Collector for StateCollector {
         counter(&mut encoder, "sticky_upgrades", "Upgraded (WebSocket) connections relayed to a backend.", &upgrades)?;
         gauge(&mut encoder, "sticky_backend_up", "1 if the backend takes traffic now (health).", &up)?;
         gauge(&mut encoder, "sticky_backend_draining", "1 if the backend takes no new sessions.", &draining)?;
-        let none: &[(Labels<'_>, u64)] = &[(Vec::new(), shared.stats.counters.sum(0))];
-        counter(&mut encoder, "sticky_unrouted_requests", "Requests that matched no service (404).", none)?;
+        counter(&mut encoder, "sticky_unrouted_requests", "Requests that matched no service (404).", &[(Vec::new(), shared.stats.counters.sum(0))])?;
         counter(&mut encoder, "sticky_connections", "Client connections accepted.", &[(Vec::new(), shared.stats.counters.sum(1))])?;
         gauge(&mut encoder, "sticky_connections_active", "Client connections open now.", &[(Vec::new(), shared.stats.active_connections())])?;
         Ok(())

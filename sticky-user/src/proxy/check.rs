@@ -72,18 +72,24 @@ pub async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// One check: the status of `GET path` on a new connection.
+/// One check: the status of `GET path` on a new connection. The connection lives inside this future,
+/// so a check dropped at its timeout closes its socket (a silent backend cannot pile up connections).
 async fn probe(addr: SocketAddr, path: &str) -> Result<u16, Box<dyn std::error::Error + Send + Sync>> {
     let stream = TcpStream::connect(addr).await?;
     let _ = stream.set_nodelay(true);
     let (mut sender, conn) = http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await?;
-    let driver = tokio::spawn(conn);
     let req = Request::get(path)
         .header(header::HOST, HeaderValue::from_str(&addr.to_string())?)
         .header(header::USER_AGENT, "sticky-health-check")
         .header(header::CONNECTION, "close")
         .body(Empty::new())?;
-    let status = sender.send_request(req).await?.status().as_u16();
-    driver.abort();
-    Ok(status)
+    let send = sender.send_request(req);
+    tokio::pin!(send);
+    tokio::select! {
+        biased;
+        resp = &mut send => Ok(resp?.status().as_u16()),
+        // the connection ended (the backend closes after answering, as asked): the response, if any,
+        // has been handed over already
+        _ = conn => Ok(send.await?.status().as_u16()),
+    }
 }

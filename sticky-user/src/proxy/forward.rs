@@ -39,12 +39,18 @@ fn pool_take(addr: SocketAddr) -> Option<Upstream> {
     POOL.try_with(|p| {
         let mut p = p.borrow_mut();
         let list = p.get_mut(&addr)?;
+        let mut found = None;
         while let Some((since, up)) = list.pop() {
             if since.elapsed() < POOL_IDLE && up.is_ready() {
-                return Some(up);
+                found = Some(up);
+                break;
             }
         }
-        None
+        // forget backends that have nothing pooled (addresses come and go with Swarm tasks)
+        if list.is_empty() {
+            p.remove(&addr);
+        }
+        found
     })
     .ok()
     .flatten()

@@ -291,7 +291,8 @@ fn respond(ctx: &ConnCtx, service: &ServiceRoute, pin: &PinState, index: usize, 
         }
         Decision::Keep(_) => {
             backend.live.stats.pinned();
-            pin.issued.is_some_and(|issued| cookie::needs_refresh(issued, now_secs(), service.max_age))
+            // only cookies with a Max-Age are refreshed; session cookies cost no clock read here
+            service.max_age.is_some() && pin.issued.is_some_and(|issued| cookie::needs_refresh(issued, now_secs(), service.max_age))
         }
         Decision::Reject(_) => false,
     };
