@@ -79,9 +79,9 @@ fn websocket_echo_through_the_proxy_stays_on_the_pinned_backend() {
 
 #[test]
 fn demo_prints_curl_commands_that_work() {
-    let port = common::free_port();
+    // port 0: the demo prints the address it bound, so no free-port race
     let mut child = Command::new(common::STICKY)
-        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["demo", "--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -113,9 +113,14 @@ fn demo_prints_curl_commands_that_work() {
             break;
         }
     }
-    assert!(lines.iter().any(|l| l.contains(&format!("http://127.0.0.1:{port}/"))), "the URL is printed: {lines:?}");
+    let url = lines
+        .iter()
+        .find_map(|l| l.split_whitespace().find(|w| w.starts_with("http://127.0.0.1:") && !w.ends_with(":0/")))
+        .unwrap_or_else(|| panic!("the URL is printed: {lines:?}"))
+        .to_owned();
     let commands: Vec<&str> = lines.iter().filter_map(|l| l.strip_prefix("  ")).filter(|l| l.starts_with("curl ")).collect();
     assert_eq!(commands.len(), 2, "two curl commands: {lines:?}");
+    assert!(commands.iter().all(|c| c.contains(&url)), "both commands use the printed URL {url}");
     let run = |cmd: &str| {
         let out = Command::new("sh").args(["-c", cmd]).output().expect("sh must run");
         assert!(out.status.success(), "{cmd} must succeed: {}", String::from_utf8_lossy(&out.stderr));
