@@ -157,6 +157,14 @@ impl Keys {
     /// Encodes and signs a cookie value naming `tag`, issued at `issued` (seconds since the UNIX epoch).
     #[must_use]
     pub fn encode(&self, tag: Tag, issued: u32) -> String {
+        let mut out = [0u8; ENCODED_LEN];
+        self.encode_into(tag, issued, &mut out);
+        // base64url is ASCII
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// [`Keys::encode`] into a caller's buffer, without allocating.
+    pub fn encode_into(&self, tag: Tag, issued: u32, out: &mut [u8; ENCODED_LEN]) {
         let mut raw = [0u8; RAW_LEN];
         raw[0] = VERSION;
         raw[1..5].copy_from_slice(&issued.to_be_bytes());
@@ -164,7 +172,8 @@ impl Keys {
         let mut m = self.mac.clone();
         m.update(&raw[..SIGNED_LEN]);
         raw[SIGNED_LEN..].copy_from_slice(&m.finalize().into_bytes()[..RAW_LEN - SIGNED_LEN]);
-        URL_SAFE_NO_PAD.encode(raw)
+        // 29 bytes always encode to exactly 39 characters, so this cannot fail
+        let _ = URL_SAFE_NO_PAD.encode_slice(raw, out);
     }
 
     /// Verifies a cookie value. `max_age` (seconds) makes cookies older than it [`Fault::Expired`].

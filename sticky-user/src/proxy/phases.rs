@@ -15,6 +15,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
+use bytes::BytesMut;
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 
@@ -297,9 +298,16 @@ fn respond(ctx: &ConnCtx, service: &ServiceRoute, pin: &PinState, index: usize, 
         Decision::Reject(_) => false,
     };
     if set_cookie {
-        let value = ctx.shared.keys.encode(backend.tag, now_secs());
-        let line = format!("{}={value}{}", service.spec.cookie.name, service.cookie_attrs);
-        if let Ok(v) = HeaderValue::from_str(&line) {
+        // one allocation: the header line is built in place and handed to the header map as is
+        let mut value = [0u8; cookie::ENCODED_LEN];
+        ctx.shared.keys.encode_into(backend.tag, now_secs(), &mut value);
+        let name = service.spec.cookie.name.as_bytes();
+        let mut line = BytesMut::with_capacity(name.len() + 1 + value.len() + service.cookie_attrs.len());
+        line.extend_from_slice(name);
+        line.extend_from_slice(b"=");
+        line.extend_from_slice(&value);
+        line.extend_from_slice(service.cookie_attrs.as_bytes());
+        if let Ok(v) = HeaderValue::from_maybe_shared(line.freeze()) {
             resp.headers_mut().append(header::SET_COOKIE, v);
         }
     }
