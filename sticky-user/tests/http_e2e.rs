@@ -419,3 +419,31 @@ fn a_slow_client_is_disconnected_after_the_idle_timeout() {
     assert!(String::from_utf8_lossy(&buf).contains("I'm b"), "the request was answered first");
     assert!(started.elapsed() < Duration::from_secs(3), "then the idle connection was closed");
 }
+
+#[test]
+fn max_age_cookies_are_refreshed_at_half_time_and_expire_server_side() {
+    let (b1, b2, b3) = three();
+    let lb = sticky(&[&b1, &b2, &b3], &NAMES, &["--cookie-max-age", "4s"]);
+    let first = get_ok(lb.addr, "/", &[]);
+    assert!(first.all("set-cookie")[0].contains("Max-Age=4"), "{:?}", first.all("set-cookie"));
+    let old = first.sticky_cookie("sticky").expect("cookie");
+    let pinned = who(&first);
+    let young = get_ok(lb.addr, "/", &[("Cookie", &cookie_header(&old))]);
+    assert!(young.sticky_cookie("sticky").is_none(), "a young cookie is not re-issued");
+    // issue times are whole seconds: 3.05 s later the cookie's age is 3 or 4, past half of Max-Age but
+    // not past Max-Age: re-issued for the same backend
+    std::thread::sleep(Duration::from_millis(3050));
+    let r = get_ok(lb.addr, "/", &[("Cookie", &cookie_header(&old))]);
+    assert_eq!(who(&r), pinned, "a refresh keeps the backend");
+    let refreshed = r.sticky_cookie("sticky").expect("past half of Max-Age the cookie is re-issued");
+    assert_ne!(refreshed, old);
+    // 2 s later the old cookie's age is 5 or 6: expired server-side (a browser would have dropped it;
+    // this is a replayed cookie), treated as absent and counted; the refreshed one is still good
+    std::thread::sleep(Duration::from_millis(2000));
+    let r = get_ok(lb.addr, "/", &[("Cookie", &cookie_header(&old))]);
+    assert!(r.sticky_cookie("sticky").is_some(), "an expired cookie is replaced");
+    let admin = lb.admin.expect("admin");
+    assert_eq!(metric(admin, "sticky_repins_total{service=\"default\",reason=\"expired\"}"), 1);
+    let r = get_ok(lb.addr, "/", &[("Cookie", &cookie_header(&refreshed))]);
+    assert_eq!(who(&r), pinned);
+}
