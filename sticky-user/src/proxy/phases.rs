@@ -315,11 +315,43 @@ fn respond(ctx: &ConnCtx, service: &ServiceRoute, pin: &PinState, index: usize, 
     resp.map(ProxyBody::Upstream)
 }
 
+/// Re-pins caused by the client's cookie (invalid, expired) logged per worker and second; the rest of
+/// those are counted in metrics only, so that a client sending garbage cannot flood the log. Re-pins
+/// caused by a backend are always logged.
+const COOKIE_REPIN_LINES_PER_SECOND: u32 = 10;
+
+thread_local! {
+    /// (second of the window, lines logged in it, lines suppressed in it)
+    static COOKIE_REPIN_LOG: std::cell::Cell<(u64, u32, u64)> = const { std::cell::Cell::new((0, 0, 0)) };
+}
+
 fn log_repin(service: &ServiceRoute, pinned: Pinned, to: &str, reason: RepinReason) {
     let from = match pinned {
         Pinned::Backend(i) => service.backends.get(i).map_or("-", |b| &b.id.0),
         _ => "-",
     };
+    if matches!(reason, RepinReason::InvalidCookie | RepinReason::Expired) {
+        let second = u64::from(now_secs());
+        let allowed = COOKIE_REPIN_LOG.with(|c| {
+            let (window, lines, suppressed) = c.get();
+            if window != second {
+                if suppressed > 0 {
+                    tracing::info!(suppressed, "session re-pins for invalid or expired cookies not logged (over 10 a second); sticky_repins_total counts them all");
+                }
+                c.set((second, 1, 0));
+                true
+            } else if lines < COOKIE_REPIN_LINES_PER_SECOND {
+                c.set((window, lines + 1, suppressed));
+                true
+            } else {
+                c.set((window, lines, suppressed + 1));
+                false
+            }
+        });
+        if !allowed {
+            return;
+        }
+    }
     tracing::info!(service = %service.spec.name, from, to, reason = reason.as_str(), "session re-pinned");
 }
 
