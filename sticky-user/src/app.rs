@@ -100,6 +100,26 @@ pub struct Balancer {
     pub admin: Option<SocketAddr>,
     /// Shared state (routing table, counters).
     pub shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+}
+
+impl Balancer {
+    /// Stops accepting, lets requests in flight finish, and returns once every client connection is
+    /// closed or `grace` has passed (then the remaining ones are cut when the process exits).
+    /// Upgraded (WebSocket) connections are not waited for.
+    pub async fn shutdown(&self, grace: std::time::Duration) {
+        self.stop.send_replace(true);
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.shared.stats.active_connections() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let left = self.shared.stats.active_connections();
+        if left > 0 {
+            tracing::warn!(connections = left, "shutdown grace period over; closing the remaining connections");
+        } else {
+            tracing::info!("all client connections closed; exiting");
+        }
+    }
 }
 
 fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, AppError> {
@@ -159,12 +179,13 @@ pub async fn start(config: Config, keys: Keys) -> Result<Balancer, AppError> {
     let listen = listener.local_addr().map_err(|source| AppError::Bind { addr: config.listen, source })?;
     let settings = Settings { limits: config.limits, timeouts: config.timeouts };
     let permits = Arc::new(Semaphore::new(config.limits.max_connections));
+    let (stop, stop_rx) = watch::channel(false);
     for worker in 0..config.workers {
         let handle = listener.try_clone().map_err(|source| AppError::Worker { worker, source })?;
-        let (shared, permits) = (shared.clone(), permits.clone());
+        let (shared, permits, stop_rx) = (shared.clone(), permits.clone(), stop_rx.clone());
         std::thread::Builder::new()
             .name(format!("sticky-w{worker}"))
-            .spawn(move || worker_main(worker, handle, shared, settings, permits))
+            .spawn(move || worker_main(worker, handle, shared, settings, permits, stop_rx))
             .map_err(|source| AppError::Worker { worker, source })?;
     }
     tokio::spawn(proxy::check::run(shared.clone()));
@@ -173,10 +194,12 @@ pub async fn start(config: Config, keys: Keys) -> Result<Balancer, AppError> {
         None => None,
     };
     tracing::info!(%listen, workers = config.workers, admin = ?admin, "sticky is serving");
-    Ok(Balancer { listen, admin, shared })
+    // the workers hold their own handles of the socket; this one is not needed any more
+    drop(listener);
+    Ok(Balancer { listen, admin, shared, stop })
 }
 
-fn worker_main(worker: usize, listener: std::net::TcpListener, shared: Arc<Shared>, settings: Settings, permits: Arc<Semaphore>) {
+fn worker_main(worker: usize, listener: std::net::TcpListener, shared: Arc<Shared>, settings: Settings, permits: Arc<Semaphore>, stop: watch::Receiver<bool>) {
     crate::admin::metrics::set_worker_shard(worker);
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
@@ -193,9 +216,13 @@ fn worker_main(worker: usize, listener: std::net::TcpListener, shared: Arc<Share
                 return;
             }
         };
-        if let Err(e) = proxy::serve(listener, shared, settings, permits).await {
+        if let Err(e) = proxy::serve(listener, shared, settings, permits, stop.clone()).await {
             tracing::error!(worker, error = %e, "accept loop failed");
         }
+        // stopped accepting (the listener handle is closed here); serve the open connections to their end
+        let mut stop = stop;
+        let _ = stop.wait_for(|s| *s).await.is_ok();
+        std::future::pending::<()>().await;
     });
 }
 

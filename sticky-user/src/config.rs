@@ -47,6 +47,8 @@ pub mod defaults {
     pub const RESPONSE_TIMEOUT: &str = "60s";
     /// `--idle-timeout`
     pub const IDLE_TIMEOUT: &str = "60s";
+    /// `--shutdown-timeout`
+    pub const SHUTDOWN_TIMEOUT: &str = "10s";
     /// `--max-header-size`
     pub const MAX_HEADER_SIZE: usize = 32 * 1024;
     /// `--max-headers`
@@ -75,6 +77,8 @@ pub struct Timeouts {
     pub response: Duration,
     /// A client connection's wait for a complete request head, idle keep-alive time included; then closed.
     pub idle: Duration,
+    /// On SIGTERM/SIGINT: how long requests in flight may take to finish before the process exits.
+    pub shutdown: Duration,
 }
 
 /// A backend given by URL, before discovery names and resolves it.
@@ -206,6 +210,10 @@ pub struct RunArgs {
     /// plus the time to send the headers); then it is closed. [default: 60s]
     #[arg(long, env = "STICKY_IDLE_TIMEOUT", value_name = "DURATION", help_heading = "Limits")]
     pub idle_timeout: Option<String>,
+    /// On SIGTERM or Ctrl-C: stop accepting, close idle connections, and wait this long at most for
+    /// requests in flight to finish before exiting. [default: 10s]
+    #[arg(long, env = "STICKY_SHUTDOWN_TIMEOUT", value_name = "DURATION", help_heading = "Limits")]
+    pub shutdown_timeout: Option<String>,
     /// Largest request head (request line + headers), bytes; larger gets 431. [default: 32768]
     #[arg(long, env = "STICKY_MAX_HEADER_SIZE", value_name = "BYTES", help_heading = "Limits")]
     pub max_header_size: Option<usize>,
@@ -248,6 +256,7 @@ struct FileTimeouts {
     connect: Option<FileDuration>,
     response: Option<FileDuration>,
     idle: Option<FileDuration>,
+    shutdown: Option<FileDuration>,
 }
 
 /// A duration in the file: a string (`"2s"`, `"500ms"`) or a whole number of seconds.
@@ -668,6 +677,7 @@ pub fn build(args: &RunArgs, file_text: Option<&str>) -> Result<Config, ConfigEr
         connect: pick("--connect-timeout", "connect", args.connect_timeout.as_ref(), ft.and_then(|t| t.connect.as_ref()), defaults::CONNECT_TIMEOUT)?,
         response: pick("--response-timeout", "response", args.response_timeout.as_ref(), ft.and_then(|t| t.response.as_ref()), defaults::RESPONSE_TIMEOUT)?,
         idle: pick("--idle-timeout", "idle", args.idle_timeout.as_ref(), ft.and_then(|t| t.idle.as_ref()), defaults::IDLE_TIMEOUT)?,
+        shutdown: pick("--shutdown-timeout", "shutdown", args.shutdown_timeout.as_ref(), ft.and_then(|t| t.shutdown.as_ref()), defaults::SHUTDOWN_TIMEOUT)?,
     };
     let services = match file {
         Some(file) => {

@@ -94,8 +94,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             };
             let config = config::build(&args, file.as_deref()).context("invalid configuration")?;
             let keys = app::load_keys(config.key_file.as_deref())?;
-            let _balancer = app::start(config, keys).await?;
+            let grace = config.timeouts.shutdown;
+            let balancer = app::start(config, keys).await?;
             shutdown_signal().await;
+            tracing::info!(grace = ?grace, "stopping: no new connections, finishing requests in flight");
+            balancer.shutdown(grace).await;
             Ok(())
         }
         Command::Demo { listen, workers } => {

@@ -447,3 +447,36 @@ fn max_age_cookies_are_refreshed_at_half_time_and_expire_server_side() {
     let r = get_ok(lb.addr, "/", &[("Cookie", &cookie_header(&refreshed))]);
     assert_eq!(who(&r), pinned);
 }
+
+#[test]
+fn sigterm_finishes_requests_in_flight_then_exits() {
+    use std::io::{Read as _, Write as _};
+    // a backend that answers after 700 ms
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a slow backend");
+    let slow = listener.local_addr().expect("its address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(10) {
+            let Ok(mut s) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                std::thread::sleep(Duration::from_millis(700));
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nI'm slow\n");
+            });
+        }
+    });
+    let mut lb = common::sticky_args(&["--backend".into(), format!("slow=http://{slow}")]);
+    let addr = lb.addr;
+    let in_flight = std::thread::spawn(move || get(addr, "/", &[]));
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = lb.pid().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs").success());
+    let r = in_flight.join().expect("the client thread").expect("the request in flight is answered");
+    assert_eq!((r.status, r.body.as_str()), (200, "I'm slow\n"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lb.running() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!lb.running(), "sticky exits once nothing is in flight");
+    assert!(std::net::TcpStream::connect(addr).is_err(), "and no longer accepts");
+}

@@ -27,7 +27,10 @@ use hyper::{
     service::service_fn,
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, watch},
+};
 
 use crate::{
     config::{Limits, Timeouts},
@@ -110,16 +113,27 @@ impl ConnCtx {
     }
 }
 
-/// Accepts client connections until the listener fails for good; each connection gets its own task.
+/// Accepts client connections until `stop` turns true (or the listener fails for good); each connection
+/// gets its own task.
 ///
-/// `permits` bounds the connections open at once across every worker.
+/// `permits` bounds the connections open at once across every worker. When `stop` turns true, the
+/// listener is closed, idle keep-alive connections are closed, and connections with a request in
+/// flight close once it is answered (hyper's graceful shutdown).
 ///
 /// # Errors
 /// Only an accept error that is not about one connection or a passing shortage.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, settings: Settings, permits: Arc<Semaphore>) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, settings: Settings, permits: Arc<Semaphore>, stop: watch::Receiver<bool>) -> std::io::Result<()> {
+    let mut stopping = stop.clone();
     loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else { return Ok(()) };
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            biased;
+            _ = async { stopping.wait_for(|s| *s).await.is_ok() } => return Ok(()),
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(p) => listener.accept().await.map(|c| (p, c)),
+                Err(_) => return Ok(()),
+            },
+        };
+        let (permit, (stream, peer)) = match accepted {
             Ok(c) => c,
             Err(e) if crate::whoami::is_transient(&e) => {
                 tracing::warn!(error = %e, "accept failed; retrying");
@@ -130,6 +144,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, settings: Setting
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
+        let mut stop = stop.clone();
         tokio::spawn(async move {
             let _active = shared.stats.connection();
             let ctx = Arc::new(ConnCtx { shared: shared.clone(), settings, client: forward::ClientInfo::new(peer), upstreams: Mutex::default() });
@@ -149,7 +164,18 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, settings: Setting
                 // hyper keeps 100 header slots on the stack; another count costs a heap allocation per request
                 builder.max_headers(settings.limits.max_headers);
             }
-            if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).with_upgrades().await {
+            let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+            tokio::pin!(conn);
+            let ended = tokio::select! {
+                biased;
+                ended = &mut conn => ended,
+                // (the watch guard must not live across the await below: map it to a bool)
+                _ = async { stop.wait_for(|s| *s).await.is_ok() } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "client connection ended with an error");
             }
             drop(permit);
