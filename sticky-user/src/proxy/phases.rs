@@ -315,14 +315,14 @@ fn respond(ctx: &ConnCtx, service: &ServiceRoute, pin: &PinState, index: usize, 
     resp.map(ProxyBody::Upstream)
 }
 
-/// Re-pins caused by the client's cookie (invalid, expired) logged per worker and second; the rest of
-/// those are counted in metrics only, so that a client sending garbage cannot flood the log. Re-pins
-/// caused by a backend are always logged.
-const COOKIE_REPIN_LINES_PER_SECOND: u32 = 10;
+/// Re-pin lines logged per worker and second. Normally every re-pin gets its line; past this rate (a
+/// client replaying garbage cookies, or thousands of sessions leaving a dead backend at once, or a client
+/// that ignores Set-Cookie) the rest are summed in one line, and `sticky_repins_total` counts them all.
+const REPIN_LINES_PER_SECOND: u32 = 20;
 
 thread_local! {
     /// (second of the window, lines logged in it, lines suppressed in it)
-    static COOKIE_REPIN_LOG: std::cell::Cell<(u64, u32, u64)> = const { std::cell::Cell::new((0, 0, 0)) };
+    static REPIN_LOG: std::cell::Cell<(u64, u32, u64)> = const { std::cell::Cell::new((0, 0, 0)) };
 }
 
 fn log_repin(service: &ServiceRoute, pinned: Pinned, to: &str, reason: RepinReason) {
@@ -330,27 +330,25 @@ fn log_repin(service: &ServiceRoute, pinned: Pinned, to: &str, reason: RepinReas
         Pinned::Backend(i) => service.backends.get(i).map_or("-", |b| &b.id.0),
         _ => "-",
     };
-    if matches!(reason, RepinReason::InvalidCookie | RepinReason::Expired) {
-        let second = u64::from(now_secs());
-        let allowed = COOKIE_REPIN_LOG.with(|c| {
-            let (window, lines, suppressed) = c.get();
-            if window != second {
-                if suppressed > 0 {
-                    tracing::info!(suppressed, "session re-pins for invalid or expired cookies not logged (over 10 a second); sticky_repins_total counts them all");
-                }
-                c.set((second, 1, 0));
-                true
-            } else if lines < COOKIE_REPIN_LINES_PER_SECOND {
-                c.set((window, lines + 1, suppressed));
-                true
-            } else {
-                c.set((window, lines, suppressed + 1));
-                false
+    let second = u64::from(now_secs());
+    let allowed = REPIN_LOG.with(|c| {
+        let (window, lines, suppressed) = c.get();
+        if window != second {
+            if suppressed > 0 {
+                tracing::info!(suppressed, "session re-pins not logged (over {REPIN_LINES_PER_SECOND} a second); sticky_repins_total counts them all");
             }
-        });
-        if !allowed {
-            return;
+            c.set((second, 1, 0));
+            true
+        } else if lines < REPIN_LINES_PER_SECOND {
+            c.set((window, lines + 1, suppressed));
+            true
+        } else {
+            c.set((window, lines, suppressed + 1));
+            false
         }
+    });
+    if !allowed {
+        return;
     }
     tracing::info!(service = %service.spec.name, from, to, reason = reason.as_str(), "session re-pinned");
 }
