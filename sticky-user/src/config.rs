@@ -406,25 +406,80 @@ fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
     if ok { Ok(()) } else { Err(invalid(field, format!("name {name:?} must be 1-64 characters of A-Z a-z 0-9 - _ ."))) }
 }
 
-fn check_cookie(field: &str, c: &CookieSpec) -> Result<(), ConfigError> {
+/// Names a service setting in messages: (section, key) → `--cookie-max-age` for flags,
+/// `services[0].cookie.max_age` for the file.
+type Namer<'a> = &'a dyn Fn(&str, &str) -> String;
+
+fn flag_name(section: &str, key: &str) -> String {
+    let key = key.replace('_', "-");
+    // the passive back-off flags are --backoff-min/--backoff-max, not --health-backoff-min
+    if key.starts_with("backoff") { format!("--{key}") } else { format!("--{section}-{key}") }
+}
+
+/// The cookie options as written (flags or file), validated into a [`CookieSpec`].
+fn cookie_spec(c: &FileCookie, name: Namer<'_>) -> Result<CookieSpec, ConfigError> {
+    let mut cookie = CookieSpec::default();
+    if let Some(v) = &c.name {
+        cookie.name.clone_from(v);
+    }
+    if let Some(v) = &c.path {
+        cookie.path.clone_from(v);
+    }
+    cookie.domain.clone_from(&c.domain);
+    cookie.secure = c.secure.unwrap_or(cookie.secure);
+    cookie.http_only = c.httponly.unwrap_or(cookie.http_only);
+    cookie.same_site = c.samesite.as_deref().map(|v| parse_same_site(&name("cookie", "samesite"), v)).transpose()?;
+    let age = name("cookie", "max_age");
+    cookie.max_age = file_duration(&age, c.max_age.as_ref())?.map(|d| positive(&age, d)).transpose()?;
     // RFC 6265 cookie-name is an RFC 7230 token
     let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if !token(&c.name) {
-        return Err(invalid(format!("{field}.name"), format!("{:?} is not a valid cookie name (letters, digits, !#$%&'*+-.^_`|~)", c.name)));
+    if !token(&cookie.name) {
+        return Err(invalid(name("cookie", "name"), format!("{:?} is not a valid cookie name (letters, digits, !#$%&'*+-.^_`|~)", cookie.name)));
     }
     let attr_ok = |s: &str| !s.is_empty() && s.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b';');
-    if !c.path.starts_with('/') || !attr_ok(&c.path) {
-        return Err(invalid(format!("{field}.path"), format!("{:?} must start with / and hold no spaces, ';' or control characters", c.path)));
+    if !cookie.path.starts_with('/') || !attr_ok(&cookie.path) {
+        return Err(invalid(name("cookie", "path"), format!("{:?} must start with / and hold no spaces, ';' or control characters", cookie.path)));
     }
-    if let Some(d) = &c.domain {
+    if let Some(d) = &cookie.domain {
         if !attr_ok(d) {
-            return Err(invalid(format!("{field}.domain"), format!("{d:?} is not a domain")));
+            return Err(invalid(name("cookie", "domain"), format!("{d:?} is not a domain")));
         }
     }
-    if c.same_site == Some(SameSite::None) && !c.secure {
-        return Err(invalid(format!("{field}.samesite"), "SameSite=None needs Secure (browsers drop it otherwise); set secure too"));
+    if cookie.same_site == Some(SameSite::None) && !cookie.secure {
+        return Err(invalid(name("cookie", "samesite"), "SameSite=None needs Secure (browsers drop it otherwise); set secure too"));
     }
-    Ok(())
+    Ok(cookie)
+}
+
+/// The health options as written (flags or file), validated.
+fn health_spec(h: &FileHealth, name: Namer<'_>) -> Result<(HealthCheckSpec, BackoffSpec), ConfigError> {
+    let duration = |key: &str, d: Option<&FileDuration>| file_duration(&name("health", key), d);
+    let mut health = HealthCheckSpec { path: h.path.clone(), ..HealthCheckSpec::default() };
+    health.interval = duration("interval", h.interval.as_ref())?.unwrap_or(health.interval);
+    health.timeout = duration("timeout", h.timeout.as_ref())?.unwrap_or(health.timeout);
+    health.fall = h.fall.unwrap_or(health.fall);
+    health.rise = h.rise.unwrap_or(health.rise);
+    let mut backoff = BackoffSpec::default();
+    backoff.min = duration("backoff_min", h.backoff_min.as_ref())?.unwrap_or(backoff.min);
+    backoff.max = duration("backoff_max", h.backoff_max.as_ref())?.unwrap_or(backoff.max);
+    if let Some(p) = &health.path {
+        if !p.starts_with('/') {
+            return Err(invalid(name("health", "path"), format!("{p:?} must start with /")));
+        }
+    }
+    positive(&name("health", "interval"), health.interval)?;
+    positive(&name("health", "timeout"), health.timeout)?;
+    if health.fall == 0 {
+        return Err(invalid(name("health", "fall"), "must be at least 1"));
+    }
+    if health.rise == 0 {
+        return Err(invalid(name("health", "rise"), "must be at least 1"));
+    }
+    positive(&name("health", "backoff_min"), backoff.min)?;
+    if backoff.max < backoff.min {
+        return Err(invalid(name("health", "backoff_max"), "must not be shorter than backoff_min"));
+    }
+    Ok((health, backoff))
 }
 
 fn parse_same_site(field: &str, s: &str) -> Result<SameSite, ConfigError> {
@@ -434,24 +489,6 @@ fn parse_same_site(field: &str, s: &str) -> Result<SameSite, ConfigError> {
         "none" => Ok(SameSite::None),
         _ => Err(invalid(field, format!("{s:?} is not one of lax, strict, none"))),
     }
-}
-
-fn check_health(field: &str, h: &HealthCheckSpec, b: &BackoffSpec) -> Result<(), ConfigError> {
-    if let Some(p) = &h.path {
-        if !p.starts_with('/') {
-            return Err(invalid(format!("{field}.path"), format!("{p:?} must start with /")));
-        }
-    }
-    positive(&format!("{field}.interval"), h.interval)?;
-    positive(&format!("{field}.timeout"), h.timeout)?;
-    if h.fall == 0 || h.rise == 0 {
-        return Err(invalid(field, "fall and rise must be at least 1"));
-    }
-    positive(&format!("{field}.backoff_min"), b.min)?;
-    if b.max < b.min {
-        return Err(invalid(format!("{field}.backoff_max"), "must not be shorter than backoff_min"));
-    }
-    Ok(())
 }
 
 impl RunArgs {
@@ -482,28 +519,28 @@ impl RunArgs {
         if self.backends.is_empty() {
             return Err(invalid("--backend", "at least one backend is needed (or --config FILE)"));
         }
-        let mut cookie = CookieSpec::default();
-        if let Some(v) = &self.cookie_name {
-            cookie.name.clone_from(v);
-        }
-        if let Some(v) = &self.cookie_path {
-            cookie.path.clone_from(v);
-        }
-        cookie.domain.clone_from(&self.cookie_domain);
-        cookie.secure = self.cookie_secure.unwrap_or(cookie.secure);
-        cookie.http_only = self.cookie_httponly.unwrap_or(cookie.http_only);
-        cookie.same_site = self.cookie_samesite.as_deref().map(|s| parse_same_site("--cookie-samesite", s)).transpose()?;
-        cookie.max_age = flag_duration("--cookie-max-age", self.cookie_max_age.as_ref())?.map(|d| positive("--cookie-max-age", d)).transpose()?;
-        check_cookie("--cookie", &cookie).map_err(|e| rename_flag(e, "--cookie"))?;
-        let mut health = HealthCheckSpec { path: self.health_path.clone(), ..HealthCheckSpec::default() };
-        health.interval = flag_duration("--health-interval", self.health_interval.as_ref())?.unwrap_or(health.interval);
-        health.timeout = flag_duration("--health-timeout", self.health_timeout.as_ref())?.unwrap_or(health.timeout);
-        health.fall = self.health_fall.unwrap_or(health.fall);
-        health.rise = self.health_rise.unwrap_or(health.rise);
-        let mut backoff = BackoffSpec::default();
-        backoff.min = flag_duration("--backoff-min", self.backoff_min.as_ref())?.unwrap_or(backoff.min);
-        backoff.max = flag_duration("--backoff-max", self.backoff_max.as_ref())?.unwrap_or(backoff.max);
-        check_health("--health", &health, &backoff).map_err(|e| rename_flag(e, "--health"))?;
+        // the flags in the file's shape, so that both go through the same validation
+        let text = |d: &Option<String>| d.clone().map(FileDuration::Text);
+        let cookie = FileCookie {
+            name: self.cookie_name.clone(),
+            path: self.cookie_path.clone(),
+            domain: self.cookie_domain.clone(),
+            secure: self.cookie_secure,
+            httponly: self.cookie_httponly,
+            samesite: self.cookie_samesite.clone(),
+            max_age: text(&self.cookie_max_age),
+        };
+        let health = FileHealth {
+            path: self.health_path.clone(),
+            interval: text(&self.health_interval),
+            timeout: text(&self.health_timeout),
+            fall: self.health_fall,
+            rise: self.health_rise,
+            backoff_min: text(&self.backoff_min),
+            backoff_max: text(&self.backoff_max),
+        };
+        let cookie = cookie_spec(&cookie, &flag_name)?;
+        let (health, backoff) = health_spec(&health, &flag_name)?;
         let backends =
             self.backends.iter().enumerate().map(|(i, b)| parse_backend(&format!("--backend #{} ({b})", i + 1), b, 1)).collect::<Result<Vec<_>, _>>()?;
         let rule = Rule::Always;
@@ -518,17 +555,6 @@ impl RunArgs {
             backoff,
         };
         Ok(ServiceConfig { spec, backends })
-    }
-}
-
-/// Turns `--cookie.samesite` into `--cookie-samesite` in messages about flags.
-fn rename_flag(e: ConfigError, prefix: &str) -> ConfigError {
-    match e {
-        ConfigError::Invalid { field, message } => {
-            let field = field.strip_prefix(&format!("{prefix}.")).map_or(field.clone(), |rest| format!("{prefix}-{}", rest.replace('_', "-")));
-            ConfigError::Invalid { field, message }
-        }
-        other => other,
     }
 }
 
@@ -555,32 +581,9 @@ fn file_service(i: usize, s: FileService) -> Result<ServiceConfig, ConfigError> 
         1 => parts.remove(0),
         _ => Rule::And(parts),
     };
-    let c = s.cookie;
-    let mut cookie = CookieSpec::default();
-    if let Some(v) = c.name {
-        cookie.name = v;
-    }
-    if let Some(v) = c.path {
-        cookie.path = v;
-    }
-    cookie.domain = c.domain;
-    cookie.secure = c.secure.unwrap_or(cookie.secure);
-    cookie.http_only = c.httponly.unwrap_or(cookie.http_only);
-    cookie.same_site = c.samesite.as_deref().map(|v| parse_same_site(&format!("{field}.cookie.samesite"), v)).transpose()?;
-    let age_field = format!("{field}.cookie.max_age");
-    cookie.max_age = file_duration(&age_field, c.max_age.as_ref())?.map(|d| positive(&age_field, d)).transpose()?;
-    check_cookie(&format!("{field}.cookie"), &cookie)?;
-    let h = s.health;
-    let hf = format!("{field}.health");
-    let mut health = HealthCheckSpec { path: h.path, ..HealthCheckSpec::default() };
-    health.interval = file_duration(&format!("{hf}.interval"), h.interval.as_ref())?.unwrap_or(health.interval);
-    health.timeout = file_duration(&format!("{hf}.timeout"), h.timeout.as_ref())?.unwrap_or(health.timeout);
-    health.fall = h.fall.unwrap_or(health.fall);
-    health.rise = h.rise.unwrap_or(health.rise);
-    let mut backoff = BackoffSpec::default();
-    backoff.min = file_duration(&format!("{hf}.backoff_min"), h.backoff_min.as_ref())?.unwrap_or(backoff.min);
-    backoff.max = file_duration(&format!("{hf}.backoff_max"), h.backoff_max.as_ref())?.unwrap_or(backoff.max);
-    check_health(&hf, &health, &backoff)?;
+    let name = |section: &str, key: &str| format!("{field}.{section}.{key}");
+    let cookie = cookie_spec(&s.cookie, &name)?;
+    let (health, backoff) = health_spec(&s.health, &name)?;
     if s.backends.is_empty() {
         return Err(invalid(format!("{field}.backends"), "at least one backend is needed"));
     }

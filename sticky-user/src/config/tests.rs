@@ -97,6 +97,9 @@ fn bad_flags_are_named() {
     assert!(err(&args(&["--backend=http://a:1", "--connect-timeout=0s"]), None).starts_with("--connect-timeout:"));
     assert!(err(&args(&["--backend=http://a:1", "--backend=http://a:1"]), None).contains("appears twice"));
     assert!(err(&args(&["--backend=http://a:1", "--workers=0"]), None).starts_with("workers:"));
+    assert!(err(&args(&["--backend=http://a:1", "--backoff-min=2s", "--backoff-max=1s"]), None).starts_with("--backoff-max:"));
+    assert!(err(&args(&["--backend=http://a:1", "--health-interval=0"]), None).starts_with("--health-interval:"));
+    assert!(err(&args(&["--backend=http://a:1", "--health-fall=0"]), None).starts_with("--health-fall:"));
 }
 
 const FILE: &str = r#"
@@ -173,6 +176,8 @@ fn bad_files_are_named() {
     assert!(e.starts_with("services[1].name:"), "{e}");
     let e = err(&cfg, Some("[[services]]\nname = \"a\"\nbackends = [\"http://a:1\"]\n[services.health]\ninterval = \"often\"\n"));
     assert!(e.starts_with("services[0].health.interval:"), "{e}");
+    let e = err(&cfg, Some("[[services]]\nname = \"a\"\nbackends = [\"http://a:1\"]\n[services.health]\nbackoff_min = \"5s\"\nbackoff_max = 1\n"));
+    assert!(e.starts_with("services[0].health.backoff_max:"), "{e}");
     let e = err(&args(&["--config=x.toml", "--backend=http://a:1"]), Some(FILE));
     assert!(e.starts_with("--backend:") && e.contains("--config"), "{e}");
 }
