@@ -9,6 +9,7 @@
 //! - [`state`]: the routing table the proxy reads lock-free, and the live per-backend state behind it.
 //! - [`proxy`]: the HTTP reverse proxy (accept loops, request phases, forwarding, upgrades, error mapping).
 //! - [`admin`]: the admin listener: Prometheus `/metrics`, `/api/backends`, draining.
+//! - [`net`]: the accept rule shared by every listener (transient errors retried after a pause).
 //! - [`app`]: wires discovery, state, workers, health checks and admin into `sticky run` and `sticky demo`.
 //! - [`datapath`]: load the embedded eBPF object, attach its programs, read and write its maps.
 //! - [`whoami`]: the tiny demo app (`sticky whoami`): every request gets `I'm NAME`.
@@ -22,6 +23,7 @@ pub mod cookie;
 pub mod datapath;
 pub mod discovery;
 pub mod model;
+pub mod net;
 pub mod policy;
 pub mod proxy;
 pub mod state;

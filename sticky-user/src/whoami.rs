@@ -31,16 +31,7 @@ pub async fn serve(listener: TcpListener, name: String) -> std::io::Result<()> {
     let body = Bytes::from(format!("I'm {name}\n"));
     let name: Arc<str> = name.into();
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) if is_transient(&e) => {
-                tracing::warn!(error = %e, "accept failed; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let _ = stream.set_nodelay(true);
+        let (stream, peer) = crate::net::accept(&listener).await?;
         let body = body.clone();
         let name = name.clone();
         tokio::spawn(async move {
@@ -127,13 +118,6 @@ fn websocket(mut req: Request<Incoming>, name: Arc<str>) -> Option<Response<Full
         h.insert("x-whoami", v);
     }
     Some(resp)
-}
-
-/// Accept errors that concern one connection or a passing resource shortage, not the listener.
-pub fn is_transient(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted | WouldBlock)
-        || e.raw_os_error().is_some_and(|c| c == 23 || c == 24) // ENFILE, EMFILE
 }
 
 /// The default name: the host name (a container's short id inside Docker), else "whoami".

@@ -35,11 +35,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> std::io::Resul
     registry.register_collector(Box::new(metrics::StateCollector(shared.clone())));
     let registry = Arc::new(registry);
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) if crate::whoami::is_transient(&e) => continue,
-            Err(e) => return Err(e),
-        };
+        let (stream, peer) = crate::net::accept(&listener).await?;
         let (shared, registry) = (shared.clone(), registry.clone());
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {

@@ -16,7 +16,6 @@ use std::{
     pin::Pin,
     sync::{Arc, Mutex},
     task::{Context, Poll},
-    time::Duration,
 };
 
 use bytes::Bytes;
@@ -129,20 +128,11 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, settings: Setting
             biased;
             _ = async { stopping.wait_for(|s| *s).await.is_ok() } => return Ok(()),
             permit = permits.clone().acquire_owned() => match permit {
-                Ok(p) => listener.accept().await.map(|c| (p, c)),
+                Ok(p) => crate::net::accept(&listener).await.map(|c| (p, c)),
                 Err(_) => return Ok(()),
             },
         };
-        let (permit, (stream, peer)) = match accepted {
-            Ok(c) => c,
-            Err(e) if crate::whoami::is_transient(&e) => {
-                tracing::warn!(error = %e, "accept failed; retrying");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let _ = stream.set_nodelay(true);
+        let (permit, (stream, peer)) = accepted?;
         let shared = shared.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {
