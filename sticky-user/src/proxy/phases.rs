@@ -132,9 +132,13 @@ fn pin(ctx: &ConnCtx, service: &ServiceRoute, req: &mut Request<Incoming>) -> Pi
             None => (Pinned::Gone, None),
         },
     };
+    PinState { pinned, decision: decide(ctx, service, pinned, &[]), issued }
+}
+
+/// The policy's decision on the service's current backends, without the backends in `exclude`.
+fn decide(ctx: &ConnCtx, service: &ServiceRoute, pinned: Pinned, exclude: &[usize]) -> Decision {
     let view = View::new(service, &ctx.shared.clock);
-    let decision = policy::decide(pinned, service.spec.strict, &view, &service.schedule, || service.next_cursor(), &[]);
-    PinState { pinned, decision, issued }
+    policy::decide(pinned, service.spec.strict, &view, &service.schedule, || service.next_cursor(), exclude)
 }
 
 fn strip_cookie(req: &mut Request<Incoming>, name: &[u8]) {
@@ -176,8 +180,7 @@ async fn forward(ctx: &ConnCtx, service: &ServiceRoute, mut pin: PinState, mut r
         let Some(backend) = service.backends.get(index) else { break };
         let Some(mut up) = upstream(ctx, service, index, &mut exclude, &mut last_connect).await else {
             // the connect failed and paused the backend: decide again without it
-            let view = View::new(service, &ctx.shared.clock);
-            pin.decision = policy::decide(pin.pinned, service.spec.strict, &view, &service.schedule, || service.next_cursor(), &exclude);
+            pin.decision = decide(ctx, service, pin.pinned, &exclude);
             continue;
         };
         let Some(mut request) = req.take() else { break };
