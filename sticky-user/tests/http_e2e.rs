@@ -480,3 +480,29 @@ fn sigterm_finishes_requests_in_flight_then_exits() {
     assert!(!lb.running(), "sticky exits once nothing is in flight");
     assert!(std::net::TcpStream::connect(addr).is_err(), "and no longer accepts");
 }
+
+#[test]
+fn a_pooled_connection_the_backend_closed_is_replaced_without_an_error() {
+    use std::io::{Read as _, Write as _};
+    // a backend that keeps nothing alive: it answers one request (announcing keep-alive) and closes
+    // the connection 50 ms later, as a backend with a short keep-alive timeout does
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a backend");
+    let addr = listener.local_addr().expect("its address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(40) {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            if matches!(s.read(&mut buf), Ok(n) if n > 0) {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: keep-alive\r\n\r\nI'm brief\n");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    });
+    let lb = common::sticky_args(&["--backend".into(), format!("brief=http://{addr}")]);
+    for i in 0..10 {
+        let r = get(lb.addr, "/", &[]).expect("a response");
+        assert_eq!((r.status, r.body.as_str()), (200, "I'm brief\n"), "request {i}: a stale pooled connection must not fail the request");
+        std::thread::sleep(Duration::from_millis(150));
+    }
+}
