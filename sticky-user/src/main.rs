@@ -4,7 +4,12 @@ use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use sticky::{datapath::Datapath, l4, telemetry, whoami};
+use sticky::{app, config, datapath::Datapath, l4, telemetry, whoami};
+
+// The proxy allocates a few small objects per request (hyper's messages, header maps); mimalloc's
+// thread-local free lists make those cheaper than glibc's malloc on the one-core benchmark.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// sticky: a sticky-session load balancer for Docker Swarm, with an eBPF fast path.
 ///
@@ -19,14 +24,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the balancer. `--mode tcp`: L4 client affinity (eBPF full NAT in the kernel, or a
-    /// user-space proxy when eBPF cannot load).
-    Run {
-        /// Balancing mode.
-        #[arg(long, env = "STICKY_MODE", value_enum, default_value_t = Mode::Http)]
-        mode: Mode,
-        #[command(flatten)]
-        tcp: l4::TcpArgs,
+    /// Run the sticky-session balancer: one service from --backend flags, or several from --config FILE.
+    ///
+    /// Durations are written like 500ms, 2s, 1m, 12h (a bare number is seconds).
+    Run(Box<config::RunArgs>),
+    /// Start three whoami backends and the balancer on loopback, print what to curl, serve until Ctrl-C.
+    Demo {
+        /// Address of the balancer.
+        #[arg(long, env = "STICKY_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Worker threads of the balancer.
+        #[arg(long, env = "STICKY_WORKERS", default_value_t = 1)]
+        workers: usize,
     },
     /// A tiny demo app: every request gets `200 I'm NAME`.
     Whoami {
@@ -54,14 +63,6 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Mode {
-    /// HTTP with signed sticky cookies.
-    Http,
-    /// Plain TCP with client-IP affinity (L4).
-    Tcp,
-}
-
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum XdpModeArg {
     /// Let the kernel choose (native if the driver supports it).
@@ -75,20 +76,46 @@ enum XdpModeArg {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init("info");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("failed to start the tokio runtime")?;
+    let runtime = match cli.command {
+        // the balancer's workers run their own runtimes; this one only carries control tasks
+        Command::Run(_) | Command::Demo { .. } => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    }
+    .context("failed to start the tokio runtime")?;
     runtime.block_on(run(cli.command))
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run { mode: Mode::Http, .. } => {
-            anyhow::bail!("--mode http is not built in this branch (tcp); use --mode tcp")
-        }
-        Command::Run { mode: Mode::Tcp, tcp } => {
+        Command::Run(args) if args.mode == config::RunMode::Tcp => {
+            let tcp = l4::TcpArgs::from_run(&args).map_err(anyhow::Error::msg).context("invalid configuration")?;
             l4::run(tcp, shutdown_signal()).await.map_err(|e| anyhow::anyhow!(telemetry::chain(&e)))
+        }
+        Command::Run(args) => {
+            let file = match &args.config {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("failed to read config file {}", path.display()))?,
+                ),
+                None => None,
+            };
+            let config = config::build(&args, file.as_deref()).context("invalid configuration")?;
+            let keys = app::load_keys(config.key_file.as_deref())?;
+            let grace = config.timeouts.shutdown;
+            let balancer = app::start(config, keys).await?;
+            shutdown_signal().await;
+            tracing::info!(grace = ?grace, "stopping: no new connections, finishing requests in flight");
+            balancer.shutdown(grace).await;
+            Ok(())
+        }
+        Command::Demo { listen, workers } => {
+            anyhow::ensure!(workers >= 1, "--workers must be at least 1");
+            let demo = app::demo(listen, workers)
+                .await
+                .context("failed to start the demo (is the port taken? try --listen 127.0.0.1:0)")?;
+            print_demo(&demo);
+            shutdown_signal().await;
+            Ok(())
         }
         Command::Whoami { listen, name } => {
             let name = name.unwrap_or_else(whoami::default_name);
@@ -132,6 +159,35 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// Prints the demo's URL and two commands that can be pasted into a shell as they are.
+fn print_demo(demo: &app::Demo) {
+    use std::io::Write as _;
+    let url = format!("http://{}/", demo.balancer.listen);
+    let jar = std::env::temp_dir().join(format!("sticky-demo-{}.cookies", demo.balancer.listen.port()));
+    let jar = shell_quote(&jar.to_string_lossy());
+    let backends: Vec<String> = demo.backends.iter().map(|(n, a)| format!("{n} ({a})")).collect();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "sticky demo: the balancer at {url} spreads sessions over {}", backends.join(", "));
+    let _ = writeln!(out);
+    let _ = writeln!(out, "First visit: a backend is picked and the sticky cookie is set (see Set-Cookie):");
+    let _ = writeln!(out, "  curl -si -c {jar} {url}");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Send the cookie back: the same backend answers every time:");
+    let _ = writeln!(out, "  curl -s -b {jar} {url} {url} {url}");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Serving until Ctrl-C.");
+    let _ = out.flush();
+}
+
+/// Quotes `s` for a POSIX shell if it holds anything but safe characters.
+fn shell_quote(s: &str) -> String {
+    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+:@%=,".contains(&b)) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
     }
 }
 

@@ -1,13 +1,25 @@
 //! `sticky whoami`: a tiny HTTP app for the demo, the tests and the Swarm image. Every request gets
 //! `200 I'm NAME\n`, like the jwilder/whoami image of the classic Traefik sticky-session tutorial.
+//!
+//! Three extras, all answering with `I'm NAME` first so that the answering backend is always visible:
+//! - `GET /ws` with a WebSocket upgrade: echoes every text message as `I'm NAME: MESSAGE`.
+//! - `/headers`: the body goes on with the request line and headers as received (to see what a proxy
+//!   forwarded).
+//! - `/set-cookie`: also sets the application cookie `app=NAME` (to see that a proxy leaves it alone).
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc};
+use std::{convert::Infallible, fmt::Write as _, net::SocketAddr, sync::Arc};
 
 use bytes::Bytes;
+use futures_util::{SinkExt as _, StreamExt as _};
+use http::{HeaderValue, StatusCode, header};
 use http_body_util::Full;
 use hyper::{Request, Response, body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio_tungstenite::{
+    WebSocketStream,
+    tungstenite::{Message, handshake::derive_accept_key, protocol::Role},
+};
 
 /// Serves `I'm {name}\n` on `listener` until the task is dropped.
 ///
@@ -19,45 +31,95 @@ pub async fn serve(listener: TcpListener, name: String) -> std::io::Result<()> {
     let body = Bytes::from(format!("I'm {name}\n"));
     let name: Arc<str> = name.into();
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) if is_transient(&e) => {
-                tracing::warn!(error = %e, "accept failed; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let _ = stream.set_nodelay(true);
+        let (stream, peer) = crate::net::accept(&listener).await?;
         let body = body.clone();
         let name = name.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
                 let body = body.clone();
                 let name = name.clone();
-                async move { Ok::<_, Infallible>(respond(&req, &name, body)) }
+                async move { Ok::<_, Infallible>(respond(req, &name, body)) }
             });
-            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades().await
+            {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
 }
 
-fn respond(_req: &Request<Incoming>, name: &str, body: Bytes) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(body));
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
-    if let Ok(v) = http::HeaderValue::from_str(name) {
+fn respond(req: Request<Incoming>, name: &Arc<str>, body: Bytes) -> Response<Full<Bytes>> {
+    let mut resp = match req.uri().path() {
+        "/ws" => match websocket(req, name.clone()) {
+            Some(resp) => return resp,
+            None => {
+                let mut r =
+                    Response::new(Full::new(Bytes::from(format!("I'm {name}\n/ws needs a WebSocket upgrade\n"))));
+                *r.status_mut() = StatusCode::BAD_REQUEST;
+                r
+            }
+        },
+        "/headers" => {
+            let mut text = format!("I'm {name}\n{} {} {:?}\n", req.method(), req.uri(), req.version());
+            for (k, v) in req.headers() {
+                let _ = writeln!(text, "{k}: {}", String::from_utf8_lossy(v.as_bytes()));
+            }
+            Response::new(Full::new(Bytes::from(text)))
+        }
+        "/set-cookie" => {
+            let mut r = Response::new(Full::new(body));
+            if let Ok(v) = HeaderValue::from_str(&format!("app={name}; Path=/")) {
+                r.headers_mut().append(header::SET_COOKIE, v);
+            }
+            r
+        }
+        _ => Response::new(Full::new(body)),
+    };
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    if let Ok(v) = HeaderValue::from_str(name) {
         resp.headers_mut().insert("x-whoami", v);
     }
     resp
 }
 
-/// Accept errors that concern one connection or a passing resource shortage, not the listener.
-fn is_transient(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted | WouldBlock)
-        || e.raw_os_error().is_some_and(|c| c == 23 || c == 24) // ENFILE, EMFILE
+/// Accepts a WebSocket handshake and spawns the echo loop; `None` if the request is not one.
+fn websocket(mut req: Request<Incoming>, name: Arc<str>) -> Option<Response<Full<Bytes>>> {
+    let is_ws = req.headers().get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let key = req.headers().get(header::SEC_WEBSOCKET_KEY)?;
+    if !is_ws {
+        return None;
+    }
+    let accept = HeaderValue::from_str(&derive_accept_key(key.as_bytes())).ok()?;
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let echo_name = name.clone();
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => return tracing::debug!(error = %e, "websocket upgrade failed"),
+        };
+        let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        while let Some(Ok(msg)) = ws.next().await {
+            let reply = match msg {
+                Message::Text(t) => Message::text(format!("I'm {echo_name}: {}", t.as_str())),
+                Message::Binary(b) => Message::Binary(b),
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            if ws.send(reply).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    if let Ok(v) = HeaderValue::from_str(&name) {
+        h.insert("x-whoami", v);
+    }
+    Some(resp)
 }
 
 /// The default name: the host name (a container's short id inside Docker), else "whoami".

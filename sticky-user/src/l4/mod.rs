@@ -18,16 +18,12 @@ use std::{
 
 use crate::datapath::{DatapathError, l4::MapSizes, sync::ServiceSpec};
 
-/// The flags of `sticky run --mode tcp` (every one also from the environment variable named in its help).
+/// The flags only tcp mode reads, grouped under "TCP mode" in `sticky run --help` (each also from the
+/// environment variable named in its help). `--listen`, `--backend` and `--admin` are shared with
+/// http mode ([`crate::config::RunArgs`]).
 #[derive(Clone, Debug, clap::Args)]
-pub struct TcpArgs {
-    /// The service's virtual IP and port (IPv4). The kernel path needs the VIP routed to this host;
-    /// the user-space fallback binds it, so it must be a local address there.
-    #[arg(long, env = "STICKY_LISTEN", value_name = "VIP:PORT")]
-    pub listen: SocketAddrV4,
-    /// A backend, IPv4 address and port; repeat the flag (or separate with commas) for more.
-    #[arg(long = "backend", env = "STICKY_BACKENDS", value_name = "IP:PORT", value_delimiter = ',')]
-    pub backends: Vec<SocketAddrV4>,
+#[command(next_help_heading = "TCP mode (--mode tcp)")]
+pub struct TcpFlags {
     /// A file of backends, one IP:PORT per line (`#` starts a comment), added to --backend. Re-read on
     /// SIGHUP: a backend that disappears drains (its open connections go on, it gets no new ones).
     #[arg(long, env = "STICKY_BACKENDS_FILE", value_name = "PATH")]
@@ -69,9 +65,99 @@ pub struct TcpArgs {
     /// Serve in user space even where the kernel path could load.
     #[arg(long, env = "STICKY_NO_EBPF")]
     pub no_ebpf: bool,
+}
+
+impl Default for TcpFlags {
+    /// The same values clap fills in when no flag is given.
+    fn default() -> Self {
+        Self {
+            backends_file: None,
+            ifaces: Vec::new(),
+            affinity_timeout: Duration::from_secs(3 * 3600),
+            snat_addr: None,
+            snat_ports: PortRange { low: 61000, high: 65535 },
+            max_flows: sticky_common::maps::CONNS_MAX_ENTRIES / 2,
+            max_half_open: sticky_common::maps::HALF_OPEN_MAX_ENTRIES / 2,
+            max_affinity: sticky_common::maps::AFFINITY_MAX_ENTRIES,
+            max_backends: sticky_common::maps::BACKENDS_MAX_ENTRIES,
+            max_services: sticky_common::maps::SERVICES_MAX_ENTRIES,
+            no_ebpf: false,
+        }
+    }
+}
+
+/// Everything tcp mode runs with: the shared flags resolved for L4, and the tcp-only ones.
+#[derive(Clone, Debug)]
+pub struct TcpArgs {
+    /// The service's virtual IP and port (IPv4). The kernel path needs the VIP routed to this host;
+    /// the user-space fallback binds it, so it must be a local address there.
+    pub listen: SocketAddrV4,
+    /// Backends, IPv4 address and port.
+    pub backends: Vec<SocketAddrV4>,
+    /// See [`TcpFlags::backends_file`].
+    pub backends_file: Option<PathBuf>,
+    /// See [`TcpFlags::ifaces`].
+    pub ifaces: Vec<String>,
+    /// See [`TcpFlags::affinity_timeout`].
+    pub affinity_timeout: Duration,
+    /// See [`TcpFlags::snat_addr`].
+    pub snat_addr: Option<Ipv4Addr>,
+    /// See [`TcpFlags::snat_ports`].
+    pub snat_ports: PortRange,
+    /// See [`TcpFlags::max_flows`].
+    pub max_flows: u32,
+    /// See [`TcpFlags::max_half_open`].
+    pub max_half_open: u32,
+    /// See [`TcpFlags::max_affinity`].
+    pub max_affinity: u32,
+    /// See [`TcpFlags::max_backends`].
+    pub max_backends: u32,
+    /// See [`TcpFlags::max_services`].
+    pub max_services: u32,
+    /// See [`TcpFlags::no_ebpf`].
+    pub no_ebpf: bool,
     /// Serve `GET /metrics` (Prometheus text: counters, map usage, flows per backend) on this address.
-    #[arg(long, env = "STICKY_ADMIN", value_name = "ADDR")]
     pub admin: Option<SocketAddr>,
+}
+
+impl TcpArgs {
+    /// Resolves `sticky run --mode tcp`'s flags: `--listen` must be an IPv4 VIP:PORT and each
+    /// `--backend` an IPv4 `IP:PORT` (an optional `tcp://` is accepted).
+    ///
+    /// # Errors
+    /// `--listen` is missing or not IPv4, or a backend is not `IP:PORT`; the message names the flag.
+    pub fn from_run(run: &crate::config::RunArgs) -> Result<Self, String> {
+        let listen = match run.listen {
+            Some(SocketAddr::V4(v4)) => v4,
+            Some(other) => return Err(format!("--listen {other}: tcp mode needs an IPv4 VIP:PORT")),
+            None => return Err("--listen VIP:PORT is required with --mode tcp".to_owned()),
+        };
+        let backends = run
+            .backends
+            .iter()
+            .map(|b| {
+                let addr = b.strip_prefix("tcp://").unwrap_or(b);
+                addr.parse::<SocketAddrV4>().map_err(|_| format!("--backend {b:?}: tcp mode needs IPv4 IP:PORT"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let f = run.tcp.clone();
+        Ok(Self {
+            listen,
+            backends,
+            backends_file: f.backends_file,
+            ifaces: f.ifaces,
+            affinity_timeout: f.affinity_timeout,
+            snat_addr: f.snat_addr,
+            snat_ports: f.snat_ports,
+            max_flows: f.max_flows,
+            max_half_open: f.max_half_open,
+            max_affinity: f.max_affinity,
+            max_backends: f.max_backends,
+            max_services: f.max_services,
+            no_ebpf: f.no_ebpf,
+            admin: run.admin,
+        })
+    }
 }
 
 /// An inclusive port range.

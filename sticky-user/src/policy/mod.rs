@@ -1,8 +1,193 @@
-//! Balancing decisions as plain functions of their inputs: no I/O, no clocks, no kernel. The kernel
-//! path's map sync and the user-space fallback share them, so both decide alike.
+//! Which backend serves a request: keep the pinned one, re-pin, pick for a new session, or refuse.
 //!
-//! - [`maglev`]: the Maglev lookup table of a backend set, identical on every instance.
-//! - [`affinity`]: whether a client's remembered backend is still trusted; the fallback's affinity table.
+//! New sessions are spread by **smooth weighted round robin** over the backends that are available and
+//! active. Why round robin and not least-loaded: what a sticky session costs a backend is the session
+//! itself (its memory, its future requests), not the one request in flight when it is created. Counting
+//! requests in flight at pin time measures a moment, and every LB instance and worker would count only
+//! its own share. Round robin spreads *sessions* evenly (exactly, over any window of sum(weights) new
+//! sessions), needs one shared counter and no per-request bookkeeping, is deterministic to test, and
+//! weights cover backends of unequal size. Backends out of health are skipped; draining backends take
+//! new sessions only when no active one is available (a one-replica service during a rolling update
+//! stays up rather than answering 503).
+//!
+//! tcp mode's decisions live beside it: [`maglev`] (the Maglev lookup table of a backend set, identical
+//! on every instance) and [`affinity`] (whether a client's remembered backend is still trusted), shared
+//! by the kernel path's map sync and the user-space fallback.
+//!
+//! Pure: the caller passes a [`View`] of the backends' current state and the round-robin cursor.
 
 pub mod affinity;
+pub mod health;
 pub mod maglev;
+
+use crate::cookie::Fault;
+
+/// Why a session left its backend. A label of the `sticky_repins_total` metric and of the re-pin log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RepinReason {
+    /// The cookie did not verify (forged, tampered, truncated, oversized, other key or version).
+    InvalidCookie,
+    /// The cookie is older than the service's Max-Age.
+    Expired,
+    /// The cookie is valid but its backend is not in the service any more.
+    BackendGone,
+    /// The pinned backend is out of health (passive pause or failed active checks).
+    Unhealthy,
+    /// Connecting to the pinned backend failed just now (refused, unreachable or timed out).
+    ConnectFailed,
+}
+
+impl RepinReason {
+    /// Every reason, for metrics.
+    pub const ALL: [RepinReason; 5] =
+        [Self::InvalidCookie, Self::Expired, Self::BackendGone, Self::Unhealthy, Self::ConnectFailed];
+
+    /// The metric label.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidCookie => "invalid_cookie",
+            Self::Expired => "expired",
+            Self::BackendGone => "backend_gone",
+            Self::Unhealthy => "unhealthy",
+            Self::ConnectFailed => "connect_failed",
+        }
+    }
+
+    /// The reason for a cookie that did not verify.
+    #[must_use]
+    pub fn from_fault(fault: Fault) -> Self {
+        match fault {
+            Fault::Expired => Self::Expired,
+            Fault::Malformed | Fault::Version { .. } | Fault::Signature => Self::InvalidCookie,
+        }
+    }
+}
+
+/// What the request's cookie says, after verification and lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pinned {
+    /// No sticky cookie.
+    Absent,
+    /// A cookie that did not verify: treated as absent, but counted as a re-pin.
+    Invalid(Fault),
+    /// A valid cookie naming a backend that the service no longer has.
+    Gone,
+    /// A valid cookie naming the backend at this index.
+    Backend(usize),
+}
+
+/// The outcome for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Send to the pinned backend; no new cookie.
+    Keep(usize),
+    /// Send to this backend and set a new cookie; `repin` says why an earlier pin was left, if any.
+    Pin {
+        /// Index of the chosen backend.
+        backend: usize,
+        /// None for a new session.
+        repin: Option<RepinReason>,
+    },
+    /// Answer 503.
+    Reject(Reject),
+}
+
+/// Why a request gets 503.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reject {
+    /// No backend of the service is available.
+    NoBackend,
+    /// Strict service: the pinned backend is unavailable for this reason, and strict forbids a re-pin.
+    Strict(RepinReason),
+}
+
+/// The backends' state as the policy needs it.
+pub trait View {
+    /// Number of backends.
+    fn count(&self) -> usize;
+    /// Whether backend `i` is in health now.
+    fn available(&self, i: usize) -> bool;
+    /// Whether backend `i` takes no new sessions.
+    fn draining(&self, i: usize) -> bool;
+}
+
+/// Decides for a request whose cookie says `pinned`. `cursor` yields the next value of the service's
+/// round-robin counter (called only when a new pick is needed, so a kept pin costs no shared write);
+/// `exclude` lists backends that already failed this request.
+#[must_use]
+pub fn decide(
+    pinned: Pinned,
+    strict: bool,
+    view: &impl View,
+    schedule: &[u32],
+    cursor: impl FnOnce() -> usize,
+    exclude: &[usize],
+) -> Decision {
+    let repin = match pinned {
+        Pinned::Absent => None,
+        Pinned::Invalid(fault) => Some(RepinReason::from_fault(fault)),
+        Pinned::Backend(i) if view.available(i) && !exclude.contains(&i) => return Decision::Keep(i),
+        Pinned::Backend(i) => {
+            let reason = if exclude.contains(&i) { RepinReason::ConnectFailed } else { RepinReason::Unhealthy };
+            if strict {
+                return Decision::Reject(Reject::Strict(reason));
+            }
+            Some(reason)
+        }
+        Pinned::Gone if strict => return Decision::Reject(Reject::Strict(RepinReason::BackendGone)),
+        Pinned::Gone => Some(RepinReason::BackendGone),
+    };
+    match pick(view, schedule, cursor(), exclude) {
+        Some(backend) => Decision::Pin { backend, repin },
+        None => Decision::Reject(Reject::NoBackend),
+    }
+}
+
+/// Picks a backend for a new session: the first available, active backend in `schedule` from `cursor`
+/// on; failing that, the first available draining one.
+#[must_use]
+pub fn pick(view: &impl View, schedule: &[u32], cursor: usize, exclude: &[usize]) -> Option<usize> {
+    if schedule.is_empty() {
+        return None;
+    }
+    let start = cursor % schedule.len();
+    let ordered = schedule[start..].iter().chain(&schedule[..start]).map(|&i| i as usize);
+    let usable = |i: &usize| *i < view.count() && view.available(*i) && !exclude.contains(i);
+    let mut fallback = None;
+    for i in ordered {
+        if usable(&i) {
+            if !view.draining(i) {
+                return Some(i);
+            }
+            fallback.get_or_insert(i);
+        }
+    }
+    fallback
+}
+
+/// The smooth weighted round-robin order of backends with these weights (nginx's algorithm, computed
+/// once per routing table): `sum(weights)` entries, each backend `weight` times, interleaved.
+///
+/// Weights of 0 count as 1. The caller bounds the weights (config allows 1..=100 per backend).
+#[must_use]
+pub fn schedule(weights: &[u32]) -> Vec<u32> {
+    let weights: Vec<i64> = weights.iter().map(|&w| i64::from(w.max(1))).collect();
+    let total: i64 = weights.iter().sum();
+    let mut current = vec![0i64; weights.len()];
+    let mut out = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    for _ in 0..total {
+        for (c, w) in current.iter_mut().zip(&weights) {
+            *c += w;
+        }
+        let Some((best, _)) = current.iter().enumerate().max_by_key(|&(i, c)| (*c, std::cmp::Reverse(i))) else {
+            break;
+        };
+        current[best] -= total;
+        out.push(u32::try_from(best).unwrap_or(u32::MAX));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

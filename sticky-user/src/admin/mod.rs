@@ -1,0 +1,203 @@
+//! The admin listener (`--admin ADDR`): Prometheus metrics, the backends as JSON, draining.
+//!
+//! | method and path | answer |
+//! |---|---|
+//! | `GET /metrics` | Prometheus text format (see [`metrics`]) |
+//! | `GET /api/backends` | JSON: every service and backend with health, drain state and counters |
+//! | `POST /api/services/{service}/backends/{backend}/drain` | mark draining: no new sessions, pinned ones still served |
+//! | `POST /api/services/{service}/backends/{backend}/activate` | take new sessions again |
+//! | `GET /healthz` | `ok` (the balancer itself is up) |
+//!
+//! `{service}` is a service name or id, `{backend}` a backend id (as listed by `/api/backends`). The
+//! admin listener has no authentication: bind it to loopback or an internal network.
+
+pub mod metrics;
+
+use std::{convert::Infallible, net::SocketAddr, sync::Arc};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::{body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::rt::TokioIo;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::state::Shared;
+
+/// Serves the admin API on `listener` until dropped.
+///
+/// # Errors
+/// Only an accept error that will not recover.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<()> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(metrics::StateCollector(shared.clone())));
+    let registry = Arc::new(registry);
+    loop {
+        let (stream, peer) = crate::net::accept(&listener).await?;
+        let (shared, registry) = (shared.clone(), registry.clone());
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let resp = handle(&shared, &registry, &req);
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!(%peer, error = %e, "admin connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Binds `addr` and serves the admin API on a task of the current runtime; returns the bound address.
+///
+/// # Errors
+/// The address cannot be bound.
+pub async fn spawn(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = serve(listener, shared).await {
+            tracing::error!(error = %e, "admin listener failed");
+        }
+    });
+    Ok(local)
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn handle(shared: &Shared, registry: &Registry, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (req.method(), segments.as_slice()) {
+        (&Method::GET, ["metrics"]) => {
+            let mut out = String::new();
+            match prometheus_client::encoding::text::encode(&mut out, registry) {
+                Ok(()) => {
+                    let mut r = text(StatusCode::OK, out);
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        header::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                    );
+                    r
+                }
+                Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "failed to encode metrics\n"),
+            }
+        }
+        (&Method::GET, ["api", "backends"]) => {
+            let body = serde_json::to_vec_pretty(&report(shared)).unwrap_or_default();
+            let mut r = text(StatusCode::OK, body);
+            r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+            r
+        }
+        (&Method::POST, ["api", "services", service, "backends", backend, action @ ("drain" | "activate")]) => {
+            match shared.set_draining(service, backend, *action == "drain") {
+                Ok(()) => text(
+                    StatusCode::OK,
+                    format!("{backend} of {service}: {}\n", if *action == "drain" { "draining" } else { "active" }),
+                ),
+                Err(e) => text(StatusCode::NOT_FOUND, format!("{e}\n")),
+            }
+        }
+        (&Method::GET, ["healthz"]) => text(StatusCode::OK, "ok\n"),
+        _ => text(StatusCode::NOT_FOUND, "not found; try /metrics, /api/backends, /healthz\n"),
+    }
+}
+
+/// The `/api/backends` document.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Every service.
+    pub services: Vec<ServiceReport>,
+}
+
+/// One service in the report.
+#[derive(Debug, Serialize)]
+pub struct ServiceReport {
+    /// Stable id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Routing rule, Traefik syntax.
+    pub rule: String,
+    /// Priority among matching rules.
+    pub priority: i64,
+    /// Cookie name.
+    pub cookie: String,
+    /// Strict mode.
+    pub strict: bool,
+    /// Re-pins by reason.
+    pub repins: std::collections::BTreeMap<&'static str, u64>,
+    /// The backends.
+    pub backends: Vec<BackendReport>,
+}
+
+/// One backend in the report.
+#[derive(Debug, Serialize)]
+pub struct BackendReport {
+    /// Stable id (task id or static name).
+    pub id: String,
+    /// Address.
+    pub addr: String,
+    /// Weight.
+    pub weight: u32,
+    /// `active` or `draining`.
+    pub state: &'static str,
+    /// `up`, `paused` (passive back-off) or `down` (active checks).
+    pub health: &'static str,
+    /// Cookies issued for it.
+    pub sessions: u64,
+    /// Requests that came with its cookie.
+    pub pinned_requests: u64,
+    /// Responses by status class.
+    pub responses: std::collections::BTreeMap<&'static str, u64>,
+    /// Failed connects.
+    pub connect_errors: u64,
+    /// Upgraded connections.
+    pub upgrades: u64,
+}
+
+/// Builds the report from the current table.
+#[must_use]
+pub fn report(shared: &Shared) -> Report {
+    let table = shared.table_full();
+    let services = table
+        .services
+        .iter()
+        .map(|s| ServiceReport {
+            id: s.spec.id.to_string(),
+            name: s.spec.name.clone(),
+            rule: s.spec.rule.to_traefik(),
+            priority: s.spec.priority,
+            cookie: s.spec.cookie.name.clone(),
+            strict: s.spec.strict,
+            repins: crate::policy::RepinReason::ALL.iter().map(|r| (r.as_str(), s.live.stats.repins(*r))).collect(),
+            backends: s
+                .backends
+                .iter()
+                .map(|b| BackendReport {
+                    id: b.id.to_string(),
+                    addr: b.addr.to_string(),
+                    weight: b.weight,
+                    state: if b.draining() { "draining" } else { "active" },
+                    health: b.live.health_label(),
+                    sessions: b.live.stats.sessions(),
+                    pinned_requests: b.live.stats.pinned_requests(),
+                    responses: metrics::CLASSES
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| (*c, b.live.stats.responses(i)))
+                        .collect(),
+                    connect_errors: b.live.stats.connect_errors(),
+                    upgrades: b.live.stats.upgrades(),
+                })
+                .collect(),
+        })
+        .collect();
+    Report { services }
+}

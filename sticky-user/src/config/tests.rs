@@ -1,0 +1,216 @@
+use clap::Parser;
+
+use super::*;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+fn args(list: &[&str]) -> RunArgs {
+    let mut argv = vec!["sticky"];
+    argv.extend_from_slice(list);
+    Cli::try_parse_from(argv).expect("arguments must parse").run
+}
+
+fn err(args: &RunArgs, file: Option<&str>) -> String {
+    build(args, file).expect_err("configuration must be refused").to_string()
+}
+
+#[test]
+fn flags_give_one_catch_all_service_with_defaults() {
+    let c = build(
+        &args(&["--backend", "b1=http://127.0.0.1:8001", "--backend", "http://localhost:8002/", "--workers", "1"]),
+        None,
+    )
+    .expect("valid flags");
+    assert_eq!(c.listen, "0.0.0.0:8080".parse().expect("address"));
+    assert_eq!(c.workers, 1);
+    assert_eq!(c.timeouts.connect, Duration::from_secs(2));
+    assert_eq!(c.limits.max_header_size, 32 * 1024);
+    let s = &c.services[0];
+    assert_eq!(s.spec.rule, Rule::Always);
+    assert_eq!(s.spec.cookie, CookieSpec::default());
+    assert!(!s.spec.strict);
+    assert_eq!(s.backends[0].name.as_deref(), Some("b1"));
+    assert_eq!((s.backends[0].host.as_str(), s.backends[0].port), ("127.0.0.1", 8001));
+    assert_eq!(s.backends[1].name, None);
+    assert_eq!((s.backends[1].host.as_str(), s.backends[1].port), ("localhost", 8002));
+}
+
+#[test]
+fn every_cookie_and_health_flag_is_applied() {
+    let c = build(
+        &args(&[
+            "--backend=http://[::1]:81",
+            "--cookie-name=SRV",
+            "--cookie-path=/app",
+            "--cookie-domain=example.com",
+            "--cookie-secure",
+            "--cookie-httponly=false",
+            "--cookie-samesite=None",
+            "--cookie-max-age=2h",
+            "--strict",
+            "--health-path=/health",
+            "--health-interval=500ms",
+            "--health-timeout=1s",
+            "--health-fall=3",
+            "--health-rise=4",
+            "--backoff-min=100ms",
+            "--backoff-max=5s",
+            "--connect-timeout=1",
+            "--idle-timeout=10s",
+        ]),
+        None,
+    )
+    .expect("valid flags");
+    let s = &c.services[0].spec;
+    assert_eq!(
+        s.cookie,
+        CookieSpec {
+            name: "SRV".into(),
+            path: "/app".into(),
+            domain: Some("example.com".into()),
+            secure: true,
+            http_only: false,
+            same_site: Some(SameSite::None),
+            max_age: Some(Duration::from_secs(7200)),
+        }
+    );
+    assert!(s.strict);
+    assert_eq!(
+        s.health,
+        HealthCheckSpec {
+            path: Some("/health".into()),
+            interval: Duration::from_millis(500),
+            timeout: Duration::from_secs(1),
+            fall: 3,
+            rise: 4
+        }
+    );
+    assert_eq!(s.backoff, BackoffSpec { min: Duration::from_millis(100), max: Duration::from_secs(5) });
+    assert_eq!(c.timeouts.connect, Duration::from_secs(1));
+    assert_eq!(c.timeouts.idle, Duration::from_secs(10));
+    assert_eq!((c.services[0].backends[0].host.as_str(), c.services[0].backends[0].port), ("::1", 81));
+}
+
+#[test]
+fn bad_flags_are_named() {
+    assert!(err(&args(&[]), None).starts_with("--backend:"));
+    assert!(err(&args(&["--backend=https://a:1"]), None).contains("scheme https is not supported"));
+    assert!(err(&args(&["--backend=http://a:1/path"]), None).contains("cannot have a path"));
+    assert!(err(&args(&["--backend=bad name=http://a:1"]), None).contains("name \"bad name\""));
+    assert!(
+        err(&args(&["--backend=http://a:1", "--cookie-samesite=sometimes"]), None).starts_with("--cookie-samesite:")
+    );
+    assert!(err(&args(&["--backend=http://a:1", "--cookie-samesite=none"]), None).contains("needs Secure"));
+    assert!(err(&args(&["--backend=http://a:1", "--cookie-name=a b"]), None).starts_with("--cookie-name:"));
+    assert!(err(&args(&["--backend=http://a:1", "--cookie-max-age=soon"]), None).starts_with("--cookie-max-age:"));
+    assert!(err(&args(&["--backend=http://a:1", "--health-path=health"]), None).starts_with("--health-path:"));
+    assert!(err(&args(&["--backend=http://a:1", "--connect-timeout=0s"]), None).starts_with("--connect-timeout:"));
+    assert!(err(&args(&["--backend=http://a:1", "--backend=http://a:1"]), None).contains("appears twice"));
+    assert!(err(&args(&["--backend=http://a:1", "--workers=0"]), None).starts_with("workers:"));
+    assert!(
+        err(&args(&["--backend=http://a:1", "--backoff-min=2s", "--backoff-max=1s"]), None)
+            .starts_with("--backoff-max:")
+    );
+    assert!(err(&args(&["--backend=http://a:1", "--health-interval=0"]), None).starts_with("--health-interval:"));
+    assert!(err(&args(&["--backend=http://a:1", "--health-fall=0"]), None).starts_with("--health-fall:"));
+}
+
+const FILE: &str = r#"
+listen = "127.0.0.1:8080"
+admin = "127.0.0.1:9090"
+workers = 2
+cookie_key_file = "/run/secrets/sticky"
+
+[timeouts]
+connect = "500ms"
+response = 30
+
+[limits]
+max_header_size = 16384
+
+[[services]]
+name = "api"
+host = ["api.example.com", "API.example.org"]
+path_prefix = "/v1"
+strict = true
+backends = ["a1=http://10.0.0.1:80", { name = "a2", url = "http://10.0.0.2:80", weight = 3 }]
+[services.cookie]
+name = "api_sticky"
+samesite = "lax"
+max_age = "1h"
+[services.health]
+path = "/healthz"
+interval = 2
+
+[[services]]
+name = "web"
+backends = ["http://10.0.1.1:8000"]
+"#;
+
+#[test]
+fn file_gives_several_services_with_rules() {
+    let c = build(&args(&["--config=x.toml", "--listen=127.0.0.1:1"]), Some(FILE)).expect("valid file");
+    assert_eq!(c.listen, "127.0.0.1:1".parse().expect("address"), "a flag wins over the file");
+    assert_eq!(c.admin, Some("127.0.0.1:9090".parse().expect("address")));
+    assert_eq!(c.workers, 2);
+    assert_eq!(c.key_file.as_deref(), Some(std::path::Path::new("/run/secrets/sticky")));
+    assert_eq!(c.timeouts.connect, Duration::from_millis(500));
+    assert_eq!(c.timeouts.response, Duration::from_secs(30));
+    assert_eq!(c.limits.max_header_size, 16384);
+    let api = &c.services[0];
+    assert_eq!(api.spec.rule.to_traefik(), "Host(`api.example.com`, `API.example.org`) && PathPrefix(`/v1`)");
+    assert!(api.spec.rule.matches(Some("api.example.org"), "/v1/users"));
+    assert!(!api.spec.rule.matches(Some("api.example.org"), "/v2"));
+    assert!(api.spec.strict);
+    assert_eq!(api.spec.cookie.name, "api_sticky");
+    assert_eq!(api.spec.cookie.same_site, Some(SameSite::Lax));
+    assert_eq!(api.spec.cookie.max_age, Some(Duration::from_secs(3600)));
+    assert_eq!(api.spec.health.path.as_deref(), Some("/healthz"));
+    assert_eq!(api.spec.health.interval, Duration::from_secs(2));
+    assert_eq!(api.backends[1].weight, 3);
+    assert_eq!(api.backends[1].name.as_deref(), Some("a2"));
+    let web = &c.services[1];
+    assert_eq!(web.spec.rule, Rule::Always);
+    assert!(api.spec.priority > web.spec.priority, "the more specific rule has the higher default priority");
+}
+
+#[test]
+fn bad_files_are_named() {
+    let cfg = args(&["--config=x.toml"]);
+    let unknown = err(&cfg, Some("[[services]]\nname = \"a\"\nbackend = [\"http://a:1\"]\n"));
+    assert!(unknown.contains("x.toml") && unknown.contains("backend"), "{unknown}");
+    assert!(err(&cfg, Some("")).starts_with("services:"));
+    assert!(err(&cfg, Some("[[services]]\nname = \"a\"\n")).starts_with("services[0].backends:"));
+    let e = err(&cfg, Some("[[services]]\nname = \"a\"\nbackends = [\"http://a:1\", { url = \"ftp://b\" }]\n"));
+    assert!(e.starts_with("services[0].backends[1]:"), "{e}");
+    let e = err(
+        &cfg,
+        Some("[[services]]\nname = \"a\"\nbackends = [\"http://a:1\"]\n[services.cookie]\nsamesite = \"x\"\n"),
+    );
+    assert!(e.starts_with("services[0].cookie.samesite:"), "{e}");
+    let e = err(
+        &cfg,
+        Some(
+            "[[services]]\nname = \"a\"\nbackends = [\"http://a:1\"]\n[[services]]\nname = \"a\"\nbackends = [\"http://a:1\"]\n",
+        ),
+    );
+    assert!(e.starts_with("services[1].name:"), "{e}");
+    let e = err(
+        &cfg,
+        Some("[[services]]\nname = \"a\"\nbackends = [\"http://a:1\"]\n[services.health]\ninterval = \"often\"\n"),
+    );
+    assert!(e.starts_with("services[0].health.interval:"), "{e}");
+    let e = err(
+        &cfg,
+        Some(
+            "[[services]]\nname = \"a\"\nbackends = [\"http://a:1\"]\n[services.health]\nbackoff_min = \"5s\"\nbackoff_max = 1\n",
+        ),
+    );
+    assert!(e.starts_with("services[0].health.backoff_max:"), "{e}");
+    let e = err(&args(&["--config=x.toml", "--backend=http://a:1"]), Some(FILE));
+    assert!(e.starts_with("--backend:") && e.contains("--config"), "{e}");
+}

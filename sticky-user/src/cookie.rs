@@ -1,0 +1,278 @@
+//! The sticky cookie: an opaque, HMAC-signed, versioned token naming a (service, backend) pair.
+//!
+//! Layout of version 1 (29 bytes, then base64url without padding: 39 characters):
+//!
+//! | bytes  | field   | meaning                                                                     |
+//! |--------|---------|-----------------------------------------------------------------------------|
+//! | 0      | version | `1`                                                                         |
+//! | 1..5   | issued  | issue time, seconds since the UNIX epoch, big-endian                        |
+//! | 5..13  | tag     | `HMAC(tag key, service id ‖ 0 ‖ backend id)[..8]`: the backend, keyed       |
+//! | 13..29 | mac     | `HMAC-SHA256(mac key, bytes 0..13)[..16]`, checked in constant time         |
+//!
+//! The cookie holds no address, port, host name or URL in any encoding: the tag is a keyed digest of
+//! identities (task id or backend name), so without the key it cannot even be linked to a backend
+//! name, and it does not change when a backend's address does. Both keys derive from one secret
+//! (`--cookie-key-file`), so every sticky process with the same secret reads every other's cookies.
+//! Anything that does not verify is a [`Fault`]; the proxy treats it exactly like a missing cookie.
+
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use hmac::{Hmac, Mac as _};
+use sha2::Sha256;
+
+use crate::model::{BackendId, CookieSpec, SameSite, ServiceId};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The format version written into byte 0.
+pub const VERSION: u8 = 1;
+const RAW_LEN: usize = 29;
+const SIGNED_LEN: usize = 13;
+/// Length of an encoded cookie value, in characters. Longer or shorter values are rejected unread.
+pub const ENCODED_LEN: usize = 39;
+/// Shortest accepted secret, in bytes.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// A backend's name inside cookies: a keyed 64-bit digest of (service id, backend id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tag(pub u64);
+
+/// Why a cookie value was not accepted. Every variant means "treat as absent".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Fault {
+    /// Wrong length or not base64url.
+    #[error("cookie is not a well-formed sticky cookie")]
+    Malformed,
+    /// A version this build does not read.
+    #[error("cookie has unknown version {version}")]
+    Version {
+        /// Byte 0 of the value.
+        version: u8,
+    },
+    /// The MAC does not match: forged, tampered, or signed with another key.
+    #[error("cookie signature does not verify")]
+    Signature,
+    /// Older than the service's Max-Age.
+    #[error("cookie expired")]
+    Expired,
+}
+
+/// Errors building keys.
+#[derive(Debug, thiserror::Error)]
+pub enum CookieError {
+    /// The secret is too short to sign anything.
+    #[error("cookie key is {len} bytes long; at least {MIN_SECRET_LEN} are needed")]
+    ShortSecret {
+        /// Length of the given secret.
+        len: usize,
+    },
+}
+
+/// A verified cookie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pin {
+    /// The backend it names.
+    pub tag: Tag,
+    /// When it was issued, seconds since the UNIX epoch.
+    pub issued: u32,
+}
+
+/// The keys derived from one secret; cheap to clone, shared by every worker.
+#[derive(Clone)]
+pub struct Keys {
+    mac: HmacSha256,
+    tag: HmacSha256,
+    name: HmacSha256,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(..)")
+    }
+}
+
+fn keyed(key: &[u8]) -> HmacSha256 {
+    // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
+    <HmacSha256 as hmac::digest::KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
+}
+
+fn derive(secret: &[u8], label: &[u8]) -> HmacSha256 {
+    let mut m = keyed(secret);
+    m.update(label);
+    keyed(&m.finalize().into_bytes())
+}
+
+impl Keys {
+    /// Derives the keys from a secret (the content of `--cookie-key-file`).
+    ///
+    /// # Errors
+    /// The secret is shorter than [`MIN_SECRET_LEN`].
+    pub fn from_secret(secret: &[u8]) -> Result<Self, CookieError> {
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(CookieError::ShortSecret { len: secret.len() });
+        }
+        Ok(Self {
+            mac: derive(secret, b"sticky/v1/cookie-mac"),
+            tag: derive(secret, b"sticky/v1/backend-tag"),
+            name: derive(secret, b"sticky/v1/backend-name"),
+        })
+    }
+
+    /// Keys from 32 random bytes: cookies then survive neither a restart nor a second instance.
+    #[must_use]
+    pub fn random() -> Self {
+        let secret: [u8; 32] = rand::random();
+        Self::from_secret(&secret).unwrap_or_else(|_| unreachable!("32 bytes is long enough"))
+    }
+
+    /// The cookie tag of a backend of a service.
+    #[must_use]
+    pub fn tag(&self, service: &ServiceId, backend: &BackendId) -> Tag {
+        let mut m = self.tag.clone();
+        m.update(service.0.as_bytes());
+        m.update(&[0]);
+        m.update(backend.0.as_bytes());
+        let out = m.finalize().into_bytes();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&out[..8]);
+        Tag(u64::from_be_bytes(first))
+    }
+
+    /// A stable name for a backend the user did not name, which does not reveal `seed` (its address).
+    ///
+    /// Keyed, so the name cannot be reversed by hashing candidate addresses; stable for a given secret.
+    #[must_use]
+    pub fn derive_name(&self, seed: &str) -> String {
+        let mut m = self.name.clone();
+        m.update(seed.as_bytes());
+        let out = m.finalize().into_bytes();
+        let mut name = String::with_capacity(12);
+        name.push_str("b-");
+        for b in &out[..5] {
+            name.push(char::from(HEX[usize::from(b >> 4)]));
+            name.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        name
+    }
+
+    /// Encodes and signs a cookie value naming `tag`, issued at `issued` (seconds since the UNIX epoch).
+    #[must_use]
+    pub fn encode(&self, tag: Tag, issued: u32) -> String {
+        let mut out = [0u8; ENCODED_LEN];
+        self.encode_into(tag, issued, &mut out);
+        // base64url is ASCII
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// [`Keys::encode`] into a caller's buffer, without allocating.
+    pub fn encode_into(&self, tag: Tag, issued: u32, out: &mut [u8; ENCODED_LEN]) {
+        let mut raw = [0u8; RAW_LEN];
+        raw[0] = VERSION;
+        raw[1..5].copy_from_slice(&issued.to_be_bytes());
+        raw[5..13].copy_from_slice(&tag.0.to_be_bytes());
+        let mut m = self.mac.clone();
+        m.update(&raw[..SIGNED_LEN]);
+        raw[SIGNED_LEN..].copy_from_slice(&m.finalize().into_bytes()[..RAW_LEN - SIGNED_LEN]);
+        // 29 bytes always encode to exactly 39 characters, so this cannot fail
+        let _ = URL_SAFE_NO_PAD.encode_slice(raw, out);
+    }
+
+    /// Verifies a cookie value. `max_age` (seconds) makes cookies older than it [`Fault::Expired`].
+    ///
+    /// Allocation-free; the MAC is compared in constant time.
+    ///
+    /// # Errors
+    /// Any [`Fault`]: the caller treats the cookie as absent.
+    pub fn decode(&self, value: &[u8], now: u32, max_age: Option<u32>) -> Result<Pin, Fault> {
+        if value.len() != ENCODED_LEN {
+            return Err(Fault::Malformed);
+        }
+        let mut raw = [0u8; RAW_LEN + 3];
+        let n = URL_SAFE_NO_PAD.decode_slice(value, &mut raw).map_err(|_| Fault::Malformed)?;
+        if n != RAW_LEN {
+            return Err(Fault::Malformed);
+        }
+        let mut m = self.mac.clone();
+        m.update(&raw[..SIGNED_LEN]);
+        m.verify_truncated_left(&raw[SIGNED_LEN..RAW_LEN]).map_err(|_| Fault::Signature)?;
+        // The version is signed too: check it after the MAC, so nobody learns anything from unsigned bytes.
+        if raw[0] != VERSION {
+            return Err(Fault::Version { version: raw[0] });
+        }
+        let issued = u32::from_be_bytes([raw[1], raw[2], raw[3], raw[4]]);
+        let mut tag = [0u8; 8];
+        tag.copy_from_slice(&raw[5..13]);
+        if max_age.is_some_and(|age| now.saturating_sub(issued) > age) {
+            return Err(Fault::Expired);
+        }
+        Ok(Pin { tag: Tag(u64::from_be_bytes(tag)), issued })
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Whether a valid cookie of age `now - issued` should be re-issued (same backend, fresh issue time):
+/// once half of `max_age` has passed, so an active session does not expire under its user.
+#[must_use]
+pub fn needs_refresh(issued: u32, now: u32, max_age: Option<u32>) -> bool {
+    max_age.is_some_and(|age| now.saturating_sub(issued) > age / 2)
+}
+
+/// The `Set-Cookie` attributes after `name=value`, e.g. `; Path=/; HttpOnly`.
+#[must_use]
+pub fn attributes(spec: &CookieSpec) -> String {
+    let mut s = format!("; Path={}", spec.path);
+    if let Some(domain) = &spec.domain {
+        s.push_str("; Domain=");
+        s.push_str(domain);
+    }
+    if let Some(age) = spec.max_age {
+        s.push_str(&format!("; Max-Age={}", age.as_secs()));
+    }
+    if spec.secure {
+        s.push_str("; Secure");
+    }
+    if spec.http_only {
+        s.push_str("; HttpOnly");
+    }
+    match spec.same_site {
+        Some(SameSite::Lax) => s.push_str("; SameSite=Lax"),
+        Some(SameSite::Strict) => s.push_str("; SameSite=Strict"),
+        Some(SameSite::None) => s.push_str("; SameSite=None"),
+        None => {}
+    }
+    s
+}
+
+/// Iterates the `name=value` pairs of a `Cookie` header value, trimmed, in order.
+pub fn pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    header.split(|&b| b == b';').filter_map(|pair| {
+        let pair = pair.trim_ascii();
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        Some((pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii()))
+    })
+}
+
+/// The `Cookie` header value without the cookies named `name`; `None` if nothing else remains.
+#[must_use]
+pub fn without(header: &[u8], name: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(header.len());
+    for pair in header.split(|&b| b == b';') {
+        let trimmed = pair.trim_ascii();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let key = trimmed.iter().position(|&b| b == b'=').map_or(trimmed, |eq| trimmed[..eq].trim_ascii());
+        if key == name {
+            continue;
+        }
+        if !out.is_empty() {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(trimmed);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,240 @@
+use std::net::{IpAddr, SocketAddr};
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn keys() -> Keys {
+    Keys::from_secret(b"0123456789abcdef0123456789abcdef").expect("a 32-byte secret must be accepted")
+}
+
+fn sid(s: &str) -> ServiceId {
+    ServiceId(s.into())
+}
+
+fn bid(s: &str) -> BackendId {
+    BackendId(s.into())
+}
+
+const NOW: u32 = 1_800_000_000;
+
+#[test]
+fn short_secret_is_refused() {
+    assert!(matches!(Keys::from_secret(b"too short"), Err(CookieError::ShortSecret { len: 9 })));
+}
+
+#[test]
+fn same_secret_reads_the_other_processes_cookies_other_secret_does_not() {
+    let a = keys();
+    let b = Keys::from_secret(b"0123456789abcdef0123456789abcdef").expect("valid secret");
+    let tag = a.tag(&sid("web"), &bid("b1"));
+    assert_eq!(tag, b.tag(&sid("web"), &bid("b1")), "tags must not depend on the process");
+    let value = a.encode(tag, NOW);
+    assert_eq!(b.decode(value.as_bytes(), NOW, None), Ok(Pin { tag, issued: NOW }));
+    let other = Keys::from_secret(b"another secret of 32 bytes......").expect("valid secret");
+    assert_eq!(other.decode(value.as_bytes(), NOW, None), Err(Fault::Signature));
+    assert_eq!(Keys::random().decode(value.as_bytes(), NOW, None), Err(Fault::Signature));
+}
+
+#[test]
+fn tags_differ_per_service_and_backend() {
+    let k = keys();
+    let t = k.tag(&sid("web"), &bid("b1"));
+    assert_ne!(t, k.tag(&sid("api"), &bid("b1")));
+    assert_ne!(t, k.tag(&sid("web"), &bid("b2")));
+    // the separator keeps ("ab","c") and ("a","bc") apart
+    assert_ne!(k.tag(&sid("ab"), &bid("c")), k.tag(&sid("a"), &bid("bc")));
+}
+
+#[test]
+fn expiry_and_refresh_follow_max_age() {
+    let k = keys();
+    let tag = k.tag(&sid("web"), &bid("b1"));
+    let value = k.encode(tag, NOW);
+    assert!(k.decode(value.as_bytes(), NOW + 100, Some(100)).is_ok());
+    assert_eq!(k.decode(value.as_bytes(), NOW + 101, Some(100)), Err(Fault::Expired));
+    assert!(k.decode(value.as_bytes(), NOW + 1_000_000, None).is_ok(), "session cookies have no server-side expiry");
+    assert!(!needs_refresh(NOW, NOW + 50, Some(100)));
+    assert!(needs_refresh(NOW, NOW + 51, Some(100)));
+    assert!(!needs_refresh(NOW, NOW + 1_000_000, None));
+}
+
+#[test]
+fn unknown_version_is_refused_even_when_signed() {
+    let k = keys();
+    let mut raw = [0u8; SIGNED_LEN];
+    raw[0] = 2;
+    let mut m = k.mac.clone();
+    m.update(&raw);
+    let mut full = raw.to_vec();
+    full.extend_from_slice(&m.finalize().into_bytes()[..16]);
+    let value = URL_SAFE_NO_PAD.encode(&full);
+    assert_eq!(k.decode(value.as_bytes(), NOW, None), Err(Fault::Version { version: 2 }));
+}
+
+#[test]
+fn every_single_character_change_is_rejected() {
+    let k = keys();
+    let value = k.encode(k.tag(&sid("web"), &bid("b1")), NOW).into_bytes();
+    assert_eq!(value.len(), ENCODED_LEN);
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/.%";
+    let mut tried = 0;
+    for i in 0..value.len() {
+        for &c in alphabet {
+            if c == value[i] {
+                continue;
+            }
+            let mut t = value.clone();
+            t[i] = c;
+            assert!(k.decode(&t, NOW, None).is_err(), "tampered at {i} with {:?} must be rejected", char::from(c));
+            tried += 1;
+        }
+    }
+    assert!(tried > ENCODED_LEN * 60);
+}
+
+#[test]
+fn truncated_extended_and_empty_values_are_rejected() {
+    let k = keys();
+    let value = k.encode(k.tag(&sid("web"), &bid("b1")), NOW);
+    for n in 0..value.len() {
+        assert_eq!(k.decode(&value.as_bytes()[..n], NOW, None), Err(Fault::Malformed), "prefix of {n} chars");
+    }
+    let long = format!("{value}A");
+    assert_eq!(k.decode(long.as_bytes(), NOW, None), Err(Fault::Malformed));
+    let huge = "A".repeat(10_000);
+    assert_eq!(k.decode(huge.as_bytes(), NOW, None), Err(Fault::Malformed));
+    // a Traefik v1 style cookie (an URL) is simply not ours
+    assert_eq!(k.decode(b"http://10.0.0.5:8000", NOW, None), Err(Fault::Malformed));
+}
+
+#[test]
+fn the_value_does_not_depend_on_the_backend_address() {
+    // The cookie is a function of (secret, service id, backend id, time) only; an address cannot leak
+    // into it because it is never an input. Two backends with the same identity at different
+    // addresses get byte-identical cookies.
+    let k = keys();
+    let tag = k.tag(&sid("web"), &bid("task-x"));
+    assert_eq!(k.encode(tag, NOW), k.encode(k.tag(&sid("web"), &bid("task-x")), NOW));
+}
+
+#[test]
+fn derived_names_are_stable_short_and_keyed() {
+    let k = keys();
+    let n = k.derive_name("http://127.0.0.1:8001");
+    assert_eq!(n, k.derive_name("http://127.0.0.1:8001"));
+    assert_ne!(n, k.derive_name("http://127.0.0.1:8002"));
+    assert_ne!(n, Keys::random().derive_name("http://127.0.0.1:8001"));
+    assert_eq!(n.len(), 12);
+    assert!(!n.contains("127") || !n.contains("8001"));
+}
+
+#[test]
+fn attributes_render_every_option() {
+    let spec = CookieSpec {
+        name: "s".into(),
+        path: "/app".into(),
+        domain: Some("example.com".into()),
+        secure: true,
+        http_only: true,
+        same_site: Some(SameSite::Strict),
+        max_age: Some(std::time::Duration::from_secs(3600)),
+    };
+    assert_eq!(attributes(&spec), "; Path=/app; Domain=example.com; Max-Age=3600; Secure; HttpOnly; SameSite=Strict");
+    assert_eq!(attributes(&CookieSpec::default()), "; Path=/; HttpOnly");
+}
+
+#[test]
+fn cookie_header_parsing_and_stripping() {
+    let h = b"a=1; sticky=XYZ;b=2 ;  sticky = Q ; c";
+    let found: Vec<_> = pairs(h).filter(|(n, _)| *n == b"sticky").map(|(_, v)| v).collect();
+    assert_eq!(found, vec![&b"XYZ"[..], &b"Q"[..]]);
+    assert_eq!(without(h, b"sticky").as_deref(), Some(&b"a=1; b=2; c"[..]));
+    assert_eq!(without(b"sticky=1", b"sticky"), None);
+    assert_eq!(without(b"stickyx=1; xsticky=2", b"sticky").as_deref(), Some(&b"stickyx=1; xsticky=2"[..]));
+}
+
+fn encodings_of(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let hex_lower: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex_upper = hex_lower.to_uppercase();
+    let mut v = vec![bytes.to_vec(), hex_lower.into_bytes(), hex_upper.into_bytes()];
+    for engine in [&base64::engine::general_purpose::STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+        // a base64 rendering shifted by 0, 1 or 2 bytes covers every alignment inside a longer string;
+        // the last, partial character is dropped as it depends on what follows
+        for shift in 0..3 {
+            let mut padded = vec![0u8; shift];
+            padded.extend_from_slice(bytes);
+            let e = engine.encode(&padded);
+            let skip = (shift * 4).div_ceil(3);
+            let keep = e.len().saturating_sub(1);
+            if keep > skip + 4 {
+                v.push(e.as_bytes()[skip..keep].to_vec());
+            }
+        }
+    }
+    v
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}
+
+proptest! {
+    #[test]
+    fn round_trip(secret in proptest::collection::vec(any::<u8>(), 16..64), service in "[a-z0-9]{1,25}", backend in "[a-z0-9-]{1,25}", issued in any::<u32>()) {
+        let k = Keys::from_secret(&secret).expect("16+ bytes are accepted");
+        let tag = k.tag(&ServiceId(service.as_str().into()), &BackendId(backend.as_str().into()));
+        let value = k.encode(tag, issued);
+        prop_assert_eq!(value.len(), ENCODED_LEN);
+        prop_assert!(value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "cookie-safe characters only");
+        prop_assert_eq!(k.decode(value.as_bytes(), issued, None), Ok(Pin { tag, issued }));
+    }
+
+    #[test]
+    fn every_single_byte_tamper_of_the_payload_is_rejected(issued in any::<u32>(), pos in 0..RAW_LEN, flip in 1u8..=255) {
+        let k = keys();
+        let value = k.encode(k.tag(&sid("web"), &bid("b1")), issued);
+        let mut raw = URL_SAFE_NO_PAD.decode(&value).expect("own cookies decode");
+        raw[pos] ^= flip;
+        let tampered = URL_SAFE_NO_PAD.encode(&raw);
+        prop_assert!(k.decode(tampered.as_bytes(), issued, None).is_err());
+    }
+
+    #[test]
+    fn arbitrary_input_never_verifies(value in proptest::collection::vec(any::<u8>(), 0..80)) {
+        prop_assert!(keys().decode(&value, NOW, None).is_err());
+    }
+
+    #[test]
+    fn no_backend_address_in_any_encoding(a in any::<u8>(), b in any::<u8>(), c in any::<u8>(), d in any::<u8>(), port in 1024u16.., v6 in any::<[u8; 16]>(), use_v6 in any::<bool>()) {
+        let k = keys();
+        let ip: IpAddr = if use_v6 { IpAddr::from(v6) } else { IpAddr::from([a, b, c, d]) };
+        let addr = SocketAddr::new(ip, port);
+        // a backend named by the user after its own URL, the worst case; and a derived name
+        let named = format!("http://{addr}");
+        for id in [named.clone(), k.derive_name(&named)] {
+            let value = k.encode(k.tag(&sid("web"), &BackendId(id.as_str().into())), NOW);
+            let raw = URL_SAFE_NO_PAD.decode(&value).expect("own cookies decode");
+            let ip_bytes = match ip { IpAddr::V4(v4) => v4.octets().to_vec(), IpAddr::V6(v6) => v6.octets().to_vec() };
+            let mut ip_port = ip_bytes.clone();
+            ip_port.extend_from_slice(&port.to_be_bytes());
+            let mut text = vec![addr.to_string(), ip.to_string(), named.clone()];
+            // the address as one decimal number, when it is long enough to mean something
+            let decimal = u32::from_be_bytes([a, b, c, d]);
+            if !use_v6 && decimal >= 10_000_000 {
+                text.push(decimal.to_string());
+            }
+            for hay in [value.as_bytes(), raw.as_slice()] {
+                for t in &text {
+                    prop_assert!(!contains(hay, t.as_bytes()), "{} found in {}", t, value);
+                }
+                for needle in encodings_of(&ip_bytes).into_iter().chain(encodings_of(&ip_port)) {
+                    prop_assert!(!contains(hay, &needle), "an encoding of {} found in {}", addr, value);
+                }
+            }
+            // the derived name must not give the address away either
+            let name = k.derive_name(&named);
+            prop_assert!(!contains(name.as_bytes(), ip.to_string().as_bytes()));
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! The discovery seam: a source of [`Catalog`]s (services and their backends) that sticky balances.
+//!
+//! A discovery runs as one task and publishes a complete catalog into a `watch` channel whenever what
+//! it sees changes; the app compiles each into the routing table ([`crate::state::Shared::publish`]).
+//! Complete snapshots, not deltas: a source that loses its upstream (Docker API down) simply stops
+//! publishing and the last catalog stays in force. Backends keep their [`crate::model::BackendId`]
+//! across catalogs so that their health, drain mark and sessions carry over.
+//!
+//! Sources: [`static_list`] now (`--backend`, `--config`); Swarm (bollard) plugs in the same way.
+
+pub mod static_list;
+
+use std::{future::Future, sync::Arc};
+
+use crate::model::Catalog;
+
+/// Where a discovery publishes. `send_replace` never fails, even with no receiver.
+pub type Publisher = tokio::sync::watch::Sender<Arc<Catalog>>;
+
+/// Errors of discovery sources.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// A backend's host name did not resolve.
+    #[error("failed to resolve backend {url} of service {service}")]
+    Resolve {
+        /// The service.
+        service: String,
+        /// The backend URL as written.
+        url: String,
+        /// The resolver's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A source of catalogs.
+pub trait Discovery: Send + 'static {
+    /// Runs until dropped, publishing a catalog first as soon as it has one and then on every change.
+    ///
+    /// # Errors
+    /// A failure the source cannot recover from (transient ones are retried inside and logged).
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops the source; the last published catalog stays in force.
+    fn run(self, publish: Publisher) -> impl Future<Output = Result<(), DiscoveryError>> + Send;
+}

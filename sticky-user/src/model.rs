@@ -1,0 +1,256 @@
+//! What sticky balances, as plain data: services, their routing rules and options, and their backends.
+//!
+//! Discovery (static list now, Swarm later) produces a [`Catalog`]; [`crate::state`] compiles it into
+//! the routing table the proxy reads. Nothing here does I/O.
+
+use std::{fmt, net::SocketAddr, sync::Arc, time::Duration};
+
+/// A service's stable identity: the Swarm service id, or the name of a statically configured service.
+///
+/// It keys the per-service live state (health, counters) across catalog updates and is mixed into
+/// every cookie, so a cookie of one service means nothing to another.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceId(pub Arc<str>);
+
+/// A backend's stable identity within its service: the Swarm task id, or a static backend's name.
+///
+/// Cookies name a backend by a keyed digest of this (never by its address or list position), so it
+/// must stay the same for as long as the backend is the same process.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackendId(pub Arc<str>);
+
+impl fmt::Display for ServiceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for BackendId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Which requests a service takes: a tree of Traefik-style matchers.
+///
+/// The shape follows Traefik's rule language (`Host(`a`) && PathPrefix(`/api`)`), so a parser of
+/// Traefik labels can produce it; [`Rule::to_traefik`] renders it back and gives the default priority
+/// (Traefik's: the length of the rule text, longer wins).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// Every request.
+    Always,
+    /// The request's host (without port, ASCII case-insensitive) equals one of these.
+    Host(Vec<String>),
+    /// The request's path starts with one of these prefixes.
+    PathPrefix(Vec<String>),
+    /// All of the rules match.
+    And(Vec<Rule>),
+    /// Any of the rules matches.
+    Or(Vec<Rule>),
+}
+
+impl Rule {
+    /// Whether a request with this host (port already removed) and path matches.
+    #[must_use]
+    pub fn matches(&self, host: Option<&str>, path: &str) -> bool {
+        match self {
+            Rule::Always => true,
+            Rule::Host(hosts) => host.is_some_and(|h| hosts.iter().any(|x| x.eq_ignore_ascii_case(h))),
+            Rule::PathPrefix(prefixes) => prefixes.iter().any(|p| path.starts_with(p.as_str())),
+            Rule::And(rules) => rules.iter().all(|r| r.matches(host, path)),
+            Rule::Or(rules) => rules.iter().any(|r| r.matches(host, path)),
+        }
+    }
+
+    /// The rule in Traefik v2 syntax (`Always` renders as `PathPrefix(`/`)`, which matches the same requests).
+    #[must_use]
+    pub fn to_traefik(&self) -> String {
+        fn list(name: &str, items: &[String]) -> String {
+            let quoted: Vec<String> = items.iter().map(|i| format!("`{i}`")).collect();
+            format!("{name}({})", quoted.join(", "))
+        }
+        fn join(rules: &[Rule], op: &str) -> String {
+            let parts: Vec<String> = rules
+                .iter()
+                .map(|r| match r {
+                    Rule::And(_) | Rule::Or(_) => format!("({})", r.to_traefik()),
+                    _ => r.to_traefik(),
+                })
+                .collect();
+            parts.join(op)
+        }
+        match self {
+            Rule::Always => "PathPrefix(`/`)".to_owned(),
+            Rule::Host(h) => list("Host", h),
+            Rule::PathPrefix(p) => list("PathPrefix", p),
+            Rule::And(r) => join(r, " && "),
+            Rule::Or(r) => join(r, " || "),
+        }
+    }
+
+    /// Traefik's default priority: the length of the rule text. More specific rules are longer.
+    #[must_use]
+    pub fn default_priority(&self) -> i64 {
+        i64::try_from(self.to_traefik().len()).unwrap_or(i64::MAX)
+    }
+}
+
+/// The SameSite attribute of the cookie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SameSite {
+    /// `SameSite=Lax`
+    Lax,
+    /// `SameSite=Strict`
+    Strict,
+    /// `SameSite=None` (browsers require Secure with it)
+    None,
+}
+
+/// How the sticky cookie is named and which attributes its `Set-Cookie` carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CookieSpec {
+    /// Cookie name (an RFC 6265 token).
+    pub name: String,
+    /// `Path` attribute.
+    pub path: String,
+    /// `Domain` attribute; none = host-only cookie.
+    pub domain: Option<String>,
+    /// `Secure` attribute.
+    pub secure: bool,
+    /// `HttpOnly` attribute.
+    pub http_only: bool,
+    /// `SameSite` attribute; none = not sent.
+    pub same_site: Option<SameSite>,
+    /// `Max-Age`, whole seconds; none = a session cookie. Also the server-side lifetime of a cookie.
+    pub max_age: Option<Duration>,
+}
+
+impl Default for CookieSpec {
+    fn default() -> Self {
+        Self {
+            name: "sticky".to_owned(),
+            path: "/".to_owned(),
+            domain: None,
+            secure: false,
+            http_only: true,
+            same_site: None,
+            max_age: None,
+        }
+    }
+}
+
+/// Active health checking of a service's backends (passive checking is always on).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheckSpec {
+    /// Path of the HTTP GET check; none = no active check.
+    pub path: Option<String>,
+    /// Time between two checks of one backend.
+    pub interval: Duration,
+    /// A check that has no response head within this time fails.
+    pub timeout: Duration,
+    /// Consecutive failed checks that take a healthy backend out.
+    pub fall: u32,
+    /// Consecutive passed checks that bring a failed backend back.
+    pub rise: u32,
+}
+
+impl Default for HealthCheckSpec {
+    fn default() -> Self {
+        Self { path: None, interval: Duration::from_secs(5), timeout: Duration::from_secs(2), fall: 2, rise: 2 }
+    }
+}
+
+/// Passive health: how long a backend that refused or timed out a connection is left alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackoffSpec {
+    /// Pause after the first failure.
+    pub min: Duration,
+    /// Upper bound of the pause, which doubles with each failure in a row.
+    pub max: Duration,
+}
+
+impl Default for BackoffSpec {
+    fn default() -> Self {
+        Self { min: Duration::from_secs(1), max: Duration::from_secs(30) }
+    }
+}
+
+/// Everything about a service except its backends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// Stable identity.
+    pub id: ServiceId,
+    /// Human name (logs, metrics, admin API).
+    pub name: String,
+    /// Which requests this service takes.
+    pub rule: Rule,
+    /// Among services whose rules match, the highest priority wins; default: [`Rule::default_priority`].
+    pub priority: i64,
+    /// Cookie name and attributes.
+    pub cookie: CookieSpec,
+    /// Pinned backend unavailable: 503 instead of a re-pin.
+    pub strict: bool,
+    /// Active health check.
+    pub health: HealthCheckSpec,
+    /// Passive health back-off.
+    pub backoff: BackoffSpec,
+}
+
+/// Whether a backend takes new sessions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AdminState {
+    /// Takes new sessions and serves its pinned ones.
+    #[default]
+    Active,
+    /// Serves its pinned sessions, takes no new ones (a Swarm task being shut down, or drained by hand).
+    Draining,
+}
+
+/// One backend as discovery sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backend {
+    /// Stable identity (task id, or static name).
+    pub id: BackendId,
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// Share of new sessions relative to the service's other backends (>= 1).
+    pub weight: u32,
+    /// What discovery says about new sessions (a manual drain through the admin API adds to it).
+    pub admin: AdminState,
+}
+
+/// A service and its current backends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceEntry {
+    /// The service.
+    pub spec: ServiceSpec,
+    /// Its backends, in no particular order.
+    pub backends: Vec<Backend>,
+}
+
+/// One complete view published by discovery: every service sticky balances, with its backends.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Catalog {
+    /// The services.
+    pub services: Vec<ServiceEntry>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_matching_and_priority_follow_traefik() {
+        let api = Rule::And(vec![Rule::Host(vec!["Example.com".into()]), Rule::PathPrefix(vec!["/api".into()])]);
+        assert!(api.matches(Some("example.COM"), "/api/x"));
+        assert!(!api.matches(Some("example.com"), "/web"));
+        assert!(!api.matches(None, "/api"));
+        assert_eq!(api.to_traefik(), "Host(`Example.com`) && PathPrefix(`/api`)");
+        assert!(api.default_priority() > Rule::Always.default_priority());
+        let any = Rule::Or(vec![Rule::Host(vec!["a".into()]), api.clone()]);
+        assert!(any.matches(Some("a"), "/"));
+        assert_eq!(any.to_traefik(), "Host(`a`) || (Host(`Example.com`) && PathPrefix(`/api`))");
+        assert!(Rule::Always.matches(None, "/anything"));
+    }
+}

@@ -1,0 +1,155 @@
+use proptest::prelude::*;
+
+use super::*;
+
+/// Backends described as (available, draining).
+struct Fake(Vec<(bool, bool)>);
+
+impl View for Fake {
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+    fn available(&self, i: usize) -> bool {
+        self.0[i].0
+    }
+    fn draining(&self, i: usize) -> bool {
+        self.0[i].1
+    }
+}
+
+const UP: (bool, bool) = (true, false);
+const DOWN: (bool, bool) = (false, false);
+const DRAINING: (bool, bool) = (true, true);
+
+#[test]
+fn schedule_interleaves_by_weight() {
+    assert_eq!(schedule(&[1, 1, 1]), vec![0, 1, 2]);
+    assert_eq!(schedule(&[5, 1, 1]), vec![0, 0, 1, 0, 2, 0, 0]);
+    assert_eq!(schedule(&[0]), vec![0]);
+    assert!(schedule(&[]).is_empty());
+}
+
+#[test]
+fn keeps_an_available_pinned_backend_even_when_draining() {
+    let v = Fake(vec![UP, DRAINING]);
+    let s = schedule(&[1, 1]);
+    assert_eq!(decide(Pinned::Backend(1), false, &v, &s, || 0, &[]), Decision::Keep(1));
+    assert_eq!(decide(Pinned::Backend(1), true, &v, &s, || 0, &[]), Decision::Keep(1));
+}
+
+#[test]
+fn new_sessions_round_robin_over_available_active_backends() {
+    let v = Fake(vec![UP, DOWN, UP, DRAINING]);
+    let s = schedule(&[1, 1, 1, 1]);
+    let picks: Vec<_> = (0..8).map(|c| decide(Pinned::Absent, false, &v, &s, || c, &[])).collect();
+    let backends: Vec<usize> = picks
+        .iter()
+        .map(|d| match d {
+            Decision::Pin { backend, repin: None } => *backend,
+            other => panic!("new session must be pinned, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(backends, vec![0, 2, 2, 0, 0, 2, 2, 0]);
+}
+
+#[test]
+fn draining_backends_take_new_sessions_only_as_a_last_resort() {
+    let s = schedule(&[1, 1]);
+    assert_eq!(pick(&Fake(vec![DRAINING, DOWN]), &s, 1, &[]), Some(0));
+    assert_eq!(pick(&Fake(vec![DOWN, DOWN]), &s, 0, &[]), None);
+}
+
+#[test]
+fn repins_with_the_reason() {
+    let v = Fake(vec![DOWN, UP]);
+    let s = schedule(&[1, 1]);
+    assert_eq!(
+        decide(Pinned::Backend(0), false, &v, &s, || 0, &[]),
+        Decision::Pin { backend: 1, repin: Some(RepinReason::Unhealthy) }
+    );
+    assert_eq!(
+        decide(Pinned::Gone, false, &v, &s, || 0, &[]),
+        Decision::Pin { backend: 1, repin: Some(RepinReason::BackendGone) }
+    );
+    assert_eq!(
+        decide(Pinned::Invalid(Fault::Signature), false, &v, &s, || 0, &[]),
+        Decision::Pin { backend: 1, repin: Some(RepinReason::InvalidCookie) }
+    );
+    assert_eq!(
+        decide(Pinned::Invalid(Fault::Expired), true, &v, &s, || 0, &[]),
+        Decision::Pin { backend: 1, repin: Some(RepinReason::Expired) }
+    );
+    let all_up = Fake(vec![UP, UP]);
+    assert_eq!(
+        decide(Pinned::Backend(0), false, &all_up, &s, || 0, &[0]),
+        Decision::Pin { backend: 1, repin: Some(RepinReason::ConnectFailed) }
+    );
+}
+
+#[test]
+fn strict_refuses_instead_of_repinning_but_not_for_bad_cookies() {
+    let v = Fake(vec![DOWN, UP]);
+    let s = schedule(&[1, 1]);
+    assert_eq!(
+        decide(Pinned::Backend(0), true, &v, &s, || 0, &[]),
+        Decision::Reject(Reject::Strict(RepinReason::Unhealthy))
+    );
+    assert_eq!(
+        decide(Pinned::Gone, true, &v, &s, || 0, &[]),
+        Decision::Reject(Reject::Strict(RepinReason::BackendGone))
+    );
+    assert_eq!(
+        decide(Pinned::Backend(1), true, &Fake(vec![UP, UP]), &s, || 0, &[1]),
+        Decision::Reject(Reject::Strict(RepinReason::ConnectFailed))
+    );
+    assert!(matches!(
+        decide(Pinned::Invalid(Fault::Malformed), true, &v, &s, || 0, &[]),
+        Decision::Pin { backend: 1, .. }
+    ));
+    assert!(matches!(decide(Pinned::Absent, true, &v, &s, || 0, &[]), Decision::Pin { backend: 1, repin: None }));
+}
+
+#[test]
+fn no_available_backend_is_a_503() {
+    let v = Fake(vec![DOWN, DOWN]);
+    let s = schedule(&[1, 1]);
+    assert_eq!(decide(Pinned::Absent, false, &v, &s, || 0, &[]), Decision::Reject(Reject::NoBackend));
+    assert_eq!(decide(Pinned::Backend(0), false, &v, &s, || 0, &[]), Decision::Reject(Reject::NoBackend));
+    assert_eq!(decide(Pinned::Absent, false, &Fake(vec![UP]), &s, || 0, &[0]), Decision::Reject(Reject::NoBackend));
+}
+
+proptest! {
+    #[test]
+    fn schedule_gives_each_backend_its_weight(weights in proptest::collection::vec(1u32..=20, 1..8)) {
+        let s = schedule(&weights);
+        prop_assert_eq!(s.len() as u32, weights.iter().sum::<u32>());
+        for (i, w) in weights.iter().enumerate() {
+            prop_assert_eq!(s.iter().filter(|&&b| b as usize == i).count() as u32, *w);
+        }
+    }
+
+    #[test]
+    fn picks_are_always_usable_and_spread_evenly(states in proptest::collection::vec(0u8..3, 1..8), start in 0usize..1000) {
+        let v = Fake(states.iter().map(|s| match s { 0 => UP, 1 => DOWN, _ => DRAINING }).collect());
+        let s = schedule(&vec![1; v.count()]);
+        let active: Vec<usize> = (0..v.count()).filter(|&i| v.0[i] == UP).collect();
+        let mut counts = vec![0usize; v.count()];
+        for c in start..start + s.len() * 10 {
+            match pick(&v, &s, c, &[]) {
+                Some(i) => {
+                    prop_assert!(v.available(i), "never an unavailable backend");
+                    prop_assert!(active.is_empty() || !v.draining(i), "draining only as a last resort");
+                    counts[i] += 1;
+                }
+                None => prop_assert!(v.0.iter().all(|b| !b.0), "None only when nothing is available"),
+            }
+        }
+        if !active.is_empty() {
+            // every active backend gets new sessions; none gets more than twice its fair share
+            let fair = s.len() * 10 / active.len();
+            for &i in &active {
+                prop_assert!(counts[i] > 0 && counts[i] <= 2 * fair + 10, "backend {} got {} of {}", i, counts[i], s.len() * 10);
+            }
+        }
+    }
+}
