@@ -304,6 +304,8 @@ impl OneOrMany {
 #[serde(deny_unknown_fields)]
 struct FileService {
     name: String,
+    /// A Traefik rule (v1 or v2 syntax), instead of `host`/`path_prefix`.
+    rule: Option<String>,
     host: Option<OneOrMany>,
     path_prefix: Option<OneOrMany>,
     priority: Option<i64>,
@@ -619,10 +621,20 @@ fn file_service(i: usize, s: FileService) -> Result<ServiceConfig, ConfigError> 
         }
         parts.push(Rule::PathPrefix(prefixes));
     }
-    let rule = match parts.len() {
-        0 => Rule::Always,
-        1 => parts.remove(0),
-        _ => Rule::And(parts),
+    let rule = match (s.rule, parts.len()) {
+        (Some(_), 1..) => {
+            return Err(invalid(format!("{field}.rule"), "give either rule or host/path_prefix, not both"));
+        }
+        (Some(text), _) => match crate::rule::Route::parse(&text) {
+            Ok(route) if route.strip_prefix => {
+                return Err(invalid(format!("{field}.rule"), "PathPrefixStrip/PathStrip are not supported here"));
+            }
+            Ok(route) => route.rule,
+            Err(e) => return Err(invalid(format!("{field}.rule"), e.to_string())),
+        },
+        (None, 0) => Rule::Always,
+        (None, 1) => parts.remove(0),
+        (None, _) => Rule::And(parts),
     };
     let name = |section: &str, key: &str| format!("{field}.{section}.{key}");
     let cookie = cookie_spec(&s.cookie, &name)?;

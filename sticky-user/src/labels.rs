@@ -18,6 +18,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use sha1::{Digest as _, Sha1};
 
+pub use crate::model::SameSite;
 use crate::rule::{Route, RuleError};
 
 /// How a service is balanced.
@@ -27,17 +28,6 @@ pub enum Mode {
     Http,
     /// L4 client affinity (kernel, or the user-space fallback).
     Tcp,
-}
-
-/// SameSite attribute of the sticky cookie.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SameSite {
-    /// `SameSite=Lax`.
-    Lax,
-    /// `SameSite=Strict`.
-    Strict,
-    /// `SameSite=None` (browsers require Secure with it).
-    None,
 }
 
 /// Which label set a setting came from (for logs and the admin API).
@@ -349,11 +339,15 @@ fn apply_v2(
         }
     }
     if let Some(first) = routes.first().cloned() {
-        svc.route = routes.into_iter().skip(1).fold(first, |acc, r| Route {
-            rule: crate::rule::Rule::Or(Box::new(acc.rule), Box::new(r.rule)),
-            strip_prefix: acc.strip_prefix || r.strip_prefix,
-            priority: acc.priority.max(r.priority),
-        });
+        svc.route = if routes.len() == 1 {
+            first
+        } else {
+            Route {
+                strip_prefix: routes.iter().any(|r| r.strip_prefix),
+                priority: routes.iter().map(|r| r.priority).max().unwrap_or(0),
+                rule: crate::rule::Rule::Or(routes.into_iter().map(|r| r.rule).collect()),
+            }
+        };
     }
 
     if let Some(s) = lb_name {
@@ -557,7 +551,7 @@ mod tests {
         assert_eq!(svc.network.as_deref(), Some("whoaminet"));
         assert!(svc.sticky);
         assert_eq!(svc.cookie.name.as_deref(), Some("_a49bc"), "the name the seed tutorial's curl shows");
-        assert!(svc.route.rule.matches("localhost", "/anything"));
+        assert!(svc.route.rule.matches(Some("localhost"), "/anything"));
         assert_eq!(svc.sources, vec![Source::TraefikV1]);
         assert!(svc.ignored.is_empty(), "{:?}", svc.ignored);
     }
@@ -606,8 +600,8 @@ mod tests {
         assert_eq!(svc.cookie.http_only, Some(true));
         assert_eq!(svc.cookie.same_site, Some(SameSite::Strict));
         assert_eq!(svc.cookie.max_age, Some(Duration::from_secs(3600)));
-        assert!(svc.route.rule.matches("web.example", "/"));
-        assert!(!svc.route.rule.matches("other.example", "/"));
+        assert!(svc.route.rule.matches(Some("web.example"), "/"));
+        assert!(!svc.route.rule.matches(Some("other.example"), "/"));
         assert_eq!(svc.ignored, vec!["traefik.http.routers.web.entrypoints".to_owned()]);
     }
 

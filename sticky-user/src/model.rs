@@ -31,70 +31,7 @@ impl fmt::Display for BackendId {
     }
 }
 
-/// Which requests a service takes: a tree of Traefik-style matchers.
-///
-/// The shape follows Traefik's rule language (`Host(`a`) && PathPrefix(`/api`)`), so a parser of
-/// Traefik labels can produce it; [`Rule::to_traefik`] renders it back and gives the default priority
-/// (Traefik's: the length of the rule text, longer wins).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Rule {
-    /// Every request.
-    Always,
-    /// The request's host (without port, ASCII case-insensitive) equals one of these.
-    Host(Vec<String>),
-    /// The request's path starts with one of these prefixes.
-    PathPrefix(Vec<String>),
-    /// All of the rules match.
-    And(Vec<Rule>),
-    /// Any of the rules matches.
-    Or(Vec<Rule>),
-}
-
-impl Rule {
-    /// Whether a request with this host (port already removed) and path matches.
-    #[must_use]
-    pub fn matches(&self, host: Option<&str>, path: &str) -> bool {
-        match self {
-            Rule::Always => true,
-            Rule::Host(hosts) => host.is_some_and(|h| hosts.iter().any(|x| x.eq_ignore_ascii_case(h))),
-            Rule::PathPrefix(prefixes) => prefixes.iter().any(|p| path.starts_with(p.as_str())),
-            Rule::And(rules) => rules.iter().all(|r| r.matches(host, path)),
-            Rule::Or(rules) => rules.iter().any(|r| r.matches(host, path)),
-        }
-    }
-
-    /// The rule in Traefik v2 syntax (`Always` renders as `PathPrefix(`/`)`, which matches the same requests).
-    #[must_use]
-    pub fn to_traefik(&self) -> String {
-        fn list(name: &str, items: &[String]) -> String {
-            let quoted: Vec<String> = items.iter().map(|i| format!("`{i}`")).collect();
-            format!("{name}({})", quoted.join(", "))
-        }
-        fn join(rules: &[Rule], op: &str) -> String {
-            let parts: Vec<String> = rules
-                .iter()
-                .map(|r| match r {
-                    Rule::And(_) | Rule::Or(_) => format!("({})", r.to_traefik()),
-                    _ => r.to_traefik(),
-                })
-                .collect();
-            parts.join(op)
-        }
-        match self {
-            Rule::Always => "PathPrefix(`/`)".to_owned(),
-            Rule::Host(h) => list("Host", h),
-            Rule::PathPrefix(p) => list("PathPrefix", p),
-            Rule::And(r) => join(r, " && "),
-            Rule::Or(r) => join(r, " || "),
-        }
-    }
-
-    /// Traefik's default priority: the length of the rule text. More specific rules are longer.
-    #[must_use]
-    pub fn default_priority(&self) -> i64 {
-        i64::try_from(self.to_traefik().len()).unwrap_or(i64::MAX)
-    }
-}
+pub use crate::rule::Rule;
 
 /// The SameSite attribute of the cookie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -15,17 +15,17 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Rule {
     /// Matches every request (no rule given).
-    Any,
+    Always,
     /// The Host header (without port) equals one of these, case-insensitively. Stored lowercase.
     Host(Vec<String>),
     /// The path equals one of these.
     Path(Vec<String>),
     /// The path starts with one of these.
     PathPrefix(Vec<String>),
-    /// Both match.
-    And(Box<Rule>, Box<Rule>),
-    /// Either matches.
-    Or(Box<Rule>, Box<Rule>),
+    /// All of these match.
+    And(Vec<Rule>),
+    /// Any of these matches.
+    Or(Vec<Rule>),
     /// The inner rule does not match.
     Not(Box<Rule>),
 }
@@ -61,14 +61,14 @@ pub struct Route {
 }
 
 impl Route {
-    /// Parses a rule in either syntax; an empty string is [`Rule::Any`].
+    /// Parses a rule in either syntax; an empty string is [`Rule::Always`].
     ///
     /// # Errors
     /// The rule is malformed or uses a matcher sticky does not implement.
     pub fn parse(text: &str) -> Result<Self, RuleError> {
         let trimmed = text.trim();
         let (rule, strip_prefix) = if trimmed.is_empty() {
-            (Rule::Any, false)
+            (Rule::Always, false)
         } else if trimmed.contains('(') {
             (Parser { s: trimmed.as_bytes(), pos: 0 }.parse_all()?, false)
         } else {
@@ -94,21 +94,32 @@ impl Route {
 }
 
 impl Rule {
-    /// Whether a request with this Host header (port allowed) and path matches.
+    /// Whether a request with this host (a port, if any, is ignored) and path matches. A request
+    /// without a host matches no `Host` matcher.
     #[must_use]
-    pub fn matches(&self, host: &str, path: &str) -> bool {
+    pub fn matches(&self, host: Option<&str>, path: &str) -> bool {
         match self {
-            Self::Any => true,
-            Self::Host(hosts) => {
-                let host = strip_port(host);
-                hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
-            }
+            Self::Always => true,
+            Self::Host(hosts) => host.map(strip_port).is_some_and(|h| hosts.iter().any(|x| x.eq_ignore_ascii_case(h))),
             Self::Path(paths) => paths.iter().any(|p| p == path),
             Self::PathPrefix(prefixes) => prefixes.iter().any(|p| path.starts_with(p.as_str())),
-            Self::And(a, b) => a.matches(host, path) && b.matches(host, path),
-            Self::Or(a, b) => a.matches(host, path) || b.matches(host, path),
-            Self::Not(a) => !a.matches(host, path),
+            Self::And(rules) => rules.iter().all(|r| r.matches(host, path)),
+            Self::Or(rules) => rules.iter().any(|r| r.matches(host, path)),
+            Self::Not(rule) => !rule.matches(host, path),
         }
+    }
+
+    /// The rule in Traefik v2 syntax (`Always` renders as `PathPrefix(`/`)`, which matches the same
+    /// requests); parsing the result gives this rule back.
+    #[must_use]
+    pub fn to_traefik(&self) -> String {
+        self.to_string()
+    }
+
+    /// Traefik's default priority: the length of the rule text. More specific rules are longer.
+    #[must_use]
+    pub fn default_priority(&self) -> i64 {
+        i64::try_from(self.to_traefik().len()).unwrap_or(i64::MAX)
     }
 
     /// The longest path prefix (or exact path) of this rule that `path` matches, for stripping.
@@ -118,11 +129,10 @@ impl Rule {
             Self::PathPrefix(prefixes) => {
                 prefixes.iter().filter(|p| path.starts_with(p.as_str())).map(String::as_str).max_by_key(|p| p.len())
             }
-            Self::And(a, b) | Self::Or(a, b) => match (a.matched_prefix(path), b.matched_prefix(path)) {
-                (Some(x), Some(y)) => Some(if x.len() >= y.len() { x } else { y }),
-                (x, y) => x.or(y),
-            },
-            Self::Any | Self::Host(_) | Self::Not(_) => None,
+            Self::And(rules) | Self::Or(rules) => {
+                rules.iter().filter_map(|r| r.matched_prefix(path)).max_by_key(|p| p.len())
+            }
+            Self::Always | Self::Host(_) | Self::Not(_) => None,
         }
     }
 }
@@ -133,14 +143,29 @@ impl fmt::Display for Rule {
             let args: Vec<String> = v.iter().map(|s| format!("`{s}`")).collect();
             write!(f, "{name}({})", args.join(", "))
         };
+        let join = |f: &mut fmt::Formatter<'_>, rules: &[Rule], op: &str| {
+            for (i, r) in rules.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(op)?;
+                }
+                match r {
+                    Rule::And(_) | Rule::Or(_) => write!(f, "({r})")?,
+                    _ => write!(f, "{r}")?,
+                }
+            }
+            Ok(())
+        };
         match self {
-            Self::Any => write!(f, "*"),
+            Self::Always => f.write_str("PathPrefix(`/`)"),
             Self::Host(v) => list(f, "Host", v),
             Self::Path(v) => list(f, "Path", v),
             Self::PathPrefix(v) => list(f, "PathPrefix", v),
-            Self::And(a, b) => write!(f, "({a} && {b})"),
-            Self::Or(a, b) => write!(f, "({a} || {b})"),
-            Self::Not(a) => write!(f, "!{a}"),
+            Self::And(rules) => join(f, rules, " && "),
+            Self::Or(rules) => join(f, rules, " || "),
+            Self::Not(r) => match **r {
+                Rule::And(_) | Rule::Or(_) => write!(f, "!({r})"),
+                _ => write!(f, "!{r}"),
+            },
         }
     }
 }
@@ -172,10 +197,14 @@ fn parse_v1(text: &str) -> Result<(Rule, bool), RuleError> {
         strip |= strips;
         rule = Some(match rule {
             None => matcher,
-            Some(prev) => Rule::And(Box::new(prev), Box::new(matcher)),
+            Some(Rule::And(mut all)) => {
+                all.push(matcher);
+                Rule::And(all)
+            }
+            Some(prev) => Rule::And(vec![prev, matcher]),
         });
     }
-    Ok((rule.unwrap_or(Rule::Any), strip))
+    Ok((rule.unwrap_or(Rule::Always), strip))
 }
 
 /// Builds a matcher from its name and values; the flag says whether it strips (v1 only).
@@ -230,19 +259,19 @@ impl Parser<'_> {
     }
 
     fn or(&mut self) -> Result<Rule, RuleError> {
-        let mut left = self.and()?;
+        let mut any = vec![self.and()?];
         while self.eat(b"||") {
-            left = Rule::Or(Box::new(left), Box::new(self.and()?));
+            any.push(self.and()?);
         }
-        Ok(left)
+        Ok(if any.len() == 1 { any.remove(0) } else { Rule::Or(any) })
     }
 
     fn and(&mut self) -> Result<Rule, RuleError> {
-        let mut left = self.unary()?;
+        let mut all = vec![self.unary()?];
         while self.eat(b"&&") {
-            left = Rule::And(Box::new(left), Box::new(self.unary()?));
+            all.push(self.unary()?);
         }
-        Ok(left)
+        Ok(if all.len() == 1 { all.remove(0) } else { Rule::And(all) })
     }
 
     fn unary(&mut self) -> Result<Rule, RuleError> {
@@ -316,36 +345,36 @@ mod tests {
     #[test]
     fn v1_seed_rule_matches_every_path() {
         let r = route("PathPrefix:/");
-        assert!(r.rule.matches("anything", "/"));
-        assert!(r.rule.matches("x:8080", "/a/b"));
+        assert!(r.rule.matches(Some("anything"), "/"));
+        assert!(r.rule.matches(Some("x:8080"), "/a/b"));
     }
 
     #[test]
     fn v1_and_of_or_lists() {
         let r = route("Host:a.example,B.example;PathPrefix:/api,/v2");
-        assert!(r.rule.matches("b.example:80", "/v2/x"));
-        assert!(r.rule.matches("A.EXAMPLE", "/api"));
-        assert!(!r.rule.matches("c.example", "/api"));
-        assert!(!r.rule.matches("a.example", "/other"));
+        assert!(r.rule.matches(Some("b.example:80"), "/v2/x"));
+        assert!(r.rule.matches(Some("A.EXAMPLE"), "/api"));
+        assert!(!r.rule.matches(Some("c.example"), "/api"));
+        assert!(!r.rule.matches(Some("a.example"), "/other"));
     }
 
     #[test]
     fn v2_precedence_and_parentheses() {
         let r = route("Host(`a.example`) && (PathPrefix(`/api`) || Path(`/health`))");
-        assert!(r.rule.matches("a.example", "/health"));
-        assert!(r.rule.matches("a.example", "/api/1"));
-        assert!(!r.rule.matches("a.example", "/healthz"));
-        assert!(!r.rule.matches("b.example", "/api"));
+        assert!(r.rule.matches(Some("a.example"), "/health"));
+        assert!(r.rule.matches(Some("a.example"), "/api/1"));
+        assert!(!r.rule.matches(Some("a.example"), "/healthz"));
+        assert!(!r.rule.matches(Some("b.example"), "/api"));
         let r = route("Host(`a`) || Host(`b`) && PathPrefix(`/x`)");
-        assert!(r.rule.matches("a", "/y"), "&& binds tighter than ||");
-        assert!(!r.rule.matches("b", "/y"));
+        assert!(r.rule.matches(Some("a"), "/y"), "&& binds tighter than ||");
+        assert!(!r.rule.matches(Some("b"), "/y"));
     }
 
     #[test]
     fn v2_multiple_values_not_and_quotes() {
         let r = route("Host(`a`, \"b\") && !PathPrefix(`/admin`)");
-        assert!(r.rule.matches("b", "/"));
-        assert!(!r.rule.matches("a", "/admin/x"));
+        assert!(r.rule.matches(Some("b"), "/"));
+        assert!(!r.rule.matches(Some("a"), "/admin/x"));
     }
 
     #[test]
@@ -378,7 +407,8 @@ mod tests {
 
     #[test]
     fn empty_rule_is_any_and_longer_rules_rank_higher() {
-        assert_eq!(route("").rule, Rule::Any);
+        assert_eq!(route("").rule, Rule::Always);
+        assert!(!route("Host(`a`)").rule.matches(None, "/"), "no host matches no Host matcher");
         assert!(route("Host(`a`) && PathPrefix(`/x`)").priority > route("Host(`a`)").priority);
     }
 

@@ -29,8 +29,16 @@ enum Command {
     BuildEbpf,
     /// Build the self-contained `sticky` binary (eBPF embedded) in release mode.
     Build,
-    /// Run the demo: the eBPF classifier counting real traffic between two network namespaces (root).
-    Demo,
+    /// Run the demo: `sticky demo` (three whoami backends and the balancer on loopback; prints what to
+    /// curl). `--kernel`: the eBPF classifier counting real traffic between two namespaces (root).
+    Demo {
+        /// Show the kernel classifier on a namespace topology instead.
+        #[arg(long)]
+        kernel: bool,
+        /// Arguments passed to `sticky demo` (e.g. `--listen 127.0.0.1:9000`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Run every test: unit, property, packet (BPF_PROG_TEST_RUN), network-namespace and Swarm tests.
     Test(test::Options),
 }
@@ -52,10 +60,18 @@ fn main() -> anyhow::Result<()> {
             println!("{}", bin.display());
             Ok(())
         }
-        Command::Demo => {
+        Command::Demo { kernel: true, .. } => {
             setup::run(setup::Components { test: true, bench: false })?;
             let bin = build_sticky(&workspace, true)?;
             demo::run_kernel(&bin)
+        }
+        Command::Demo { kernel: false, args } => {
+            setup::run(setup::Components::default())?;
+            let bin = build_sticky(&workspace, true)?;
+            // Replace this process, so Ctrl-C reaches the demo directly.
+            use std::os::unix::process::CommandExt as _;
+            let err = std::process::Command::new(&bin).arg("demo").args(&args).exec();
+            Err(err).with_context(|| format!("failed to run {} demo", bin.display()))
         }
         Command::Test(options) => test::run(&workspace, &options),
     }

@@ -214,3 +214,27 @@ fn bad_files_are_named() {
     let e = err(&args(&["--config=x.toml", "--backend=http://a:1"]), Some(FILE));
     assert!(e.starts_with("--backend:") && e.contains("--config"), "{e}");
 }
+
+#[test]
+fn file_rule_in_traefik_syntax() {
+    let file = "[[services]]\nname = \"api\"\nrule = \"Host(`a.example`) && (PathPrefix(`/v1`) || Path(`/health`))\"\nbackends = [\"http://10.0.0.1:80\"]\n";
+    let c = build(&args(&["--config=x.toml"]), Some(file)).expect("valid file");
+    let rule = &c.services[0].spec.rule;
+    assert!(rule.matches(Some("a.example"), "/health"));
+    assert!(rule.matches(Some("a.example:8080"), "/v1/x"));
+    assert!(!rule.matches(Some("a.example"), "/healthz"));
+    let v1 =
+        "[[services]]\nname = \"api\"\nrule = \"Host:a.example;PathPrefix:/v1\"\nbackends = [\"http://10.0.0.1:80\"]\n";
+    assert!(
+        build(&args(&["--config=x.toml"]), Some(v1)).expect("v1 rule").services[0]
+            .spec
+            .rule
+            .matches(Some("a.example"), "/v1")
+    );
+    let both =
+        "[[services]]\nname = \"api\"\nrule = \"Host(`a`)\"\nhost = \"a\"\nbackends = [\"http://10.0.0.1:80\"]\n";
+    assert!(err(&args(&["--config=x.toml"]), Some(both)).contains("services[0].rule"));
+    let bad = "[[services]]\nname = \"api\"\nrule = \"Method(`GET`)\"\nbackends = [\"http://10.0.0.1:80\"]\n";
+    let e = err(&args(&["--config=x.toml"]), Some(bad));
+    assert!(e.contains("services[0].rule") && e.contains("Method"), "{e}");
+}
