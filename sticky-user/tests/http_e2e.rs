@@ -8,23 +8,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Proc, TempDir, get, get_ok, post, raw, sticky, sticky_args, whoami, whoami_at};
+use common::{Proc, TempDir, get, get_ok, post, raw, sticky, sticky_args, who, whoami, whoami_at};
 
 fn three() -> (Proc, Proc, Proc) {
     (whoami("b1"), whoami("b2"), whoami("b3"))
 }
 
 const NAMES: [&str; 3] = ["b1", "b2", "b3"];
-
-/// Body `I'm NAME\n` → NAME.
-fn who(r: &common::Resp) -> String {
-    r.body
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("I'm "))
-        .expect("a whoami body must start with I'm NAME")
-        .to_owned()
-}
 
 fn cookie_header(value: &str) -> String {
     format!("sticky={value}")

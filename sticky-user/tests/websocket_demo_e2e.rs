@@ -9,18 +9,9 @@ use std::{
     time::Duration,
 };
 
-use common::{Proc, get_ok, sticky, whoami};
+use common::{Proc, get_ok, sticky, who, whoami};
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest as _};
-
-fn who(r: &common::Resp) -> String {
-    r.body
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("I'm "))
-        .expect("a whoami body must start with I'm NAME")
-        .to_owned()
-}
 
 /// Opens a WebSocket through `lb` with an optional cookie, sends `messages`, returns the 101's
 /// `x-whoami`, its sticky Set-Cookie value and the echoes.

@@ -92,8 +92,8 @@ impl Swarm {
         &self.dir
     }
 
-    fn start_dockerd(&mut self) {
-        let log = std::fs::File::create(self.dir.join("dockerd.log")).expect("create dockerd.log");
+    /// The dockerd command line for this Swarm's roots and socket, logging to `log`.
+    fn dockerd_command(&self, log: std::fs::File) -> Command {
         let mut cmd = Command::new("dockerd");
         cmd.arg("--data-root")
             .arg(self.dir.join("data"))
@@ -109,6 +109,12 @@ impl Swarm {
             .env("DOCKER_SERVICE_PREFER_OFFLINE_IMAGE", "1")
             .stdout(Stdio::null())
             .stderr(log);
+        cmd
+    }
+
+    fn start_dockerd(&mut self) {
+        let log = std::fs::File::create(self.dir.join("dockerd.log")).expect("create dockerd.log");
+        let mut cmd = self.dockerd_command(log);
         self.dockerd = Some(ChildGuard::spawn(&mut cmd));
         let up = wait_until(Duration::from_secs(30), || self.docker_output(&["version"]).status.success());
         assert!(up, "dockerd did not come up in 30 s:\n{}", self.log_tail());
@@ -243,17 +249,7 @@ impl Drop for Swarm {
             // Killed by the test: start it again only to shut it down cleanly.
             let log = std::fs::File::create(self.dir.join("dockerd-cleanup.log")).ok();
             if let Some(log) = log {
-                let mut cmd = Command::new("dockerd");
-                cmd.arg("--data-root")
-                    .arg(self.dir.join("data"))
-                    .arg("--exec-root")
-                    .arg(self.dir.join("exec"))
-                    .arg("-H")
-                    .arg(self.docker_host())
-                    .args(["--bridge", "none", "--iptables=false"])
-                    .env("DOCKER_SERVICE_PREFER_OFFLINE_IMAGE", "1")
-                    .stdout(Stdio::null())
-                    .stderr(log);
+                let mut cmd = self.dockerd_command(log);
                 self.dockerd = Some(ChildGuard::spawn(&mut cmd));
                 let _ = wait_until(Duration::from_secs(20), || self.docker_output(&["version"]).status.success());
             }

@@ -267,3 +267,16 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Body `I'm NAME\n` → NAME.
+///
+/// # Panics
+/// The body is not a whoami body.
+pub fn who(r: &Resp) -> String {
+    r.body
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("I'm "))
+        .expect("a whoami body must start with I'm NAME")
+        .to_owned()
+}
