@@ -24,7 +24,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the sticky-session balancer: one service from --backend flags, or several from --config FILE.
+    /// Run the sticky-session balancer: one service from --backend flags, several from --config FILE,
+    /// or every Swarm service that opts in by labels with --docker.
     ///
     /// Durations are written like 500ms, 2s, 1m, 12h (a bare number is seconds).
     Run(Box<config::RunArgs>),
@@ -87,6 +88,17 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Run(args) if args.docker => {
+            let docker = config::docker(&args).context("invalid configuration")?.context("--docker is set")?;
+            let config = config::build(&args, None).context("invalid configuration")?;
+            let keys = app::load_keys(config.key_file.as_deref())?;
+            let grace = config.timeouts.shutdown;
+            let balancer = app::start_swarm(config, keys, &docker, args.tcp.clone()).await?;
+            shutdown_signal().await;
+            tracing::info!(grace = ?grace, "stopping: no new connections, finishing requests in flight");
+            balancer.shutdown(grace).await;
+            Ok(())
+        }
         Command::Run(args) if args.mode == config::RunMode::Tcp => {
             let tcp = l4::TcpArgs::from_run(&args).map_err(anyhow::Error::msg).context("invalid configuration")?;
             l4::run(tcp, shutdown_signal()).await.map_err(|e| anyhow::anyhow!(telemetry::chain(&e)))
