@@ -46,6 +46,10 @@ enum Command {
         /// Name in the response body (default: the host name, i.e. a container's id).
         #[arg(long, env = "STICKY_NAME")]
         name: Option<String>,
+        /// On SIGTERM: stop accepting at once, close each open connection after its next response,
+        /// and exit after this long (e.g. 500ms; keep it below Swarm's --stop-grace-period).
+        #[arg(long, env = "STICKY_GRACE", default_value = "500ms", value_parser = humantime::parse_duration)]
+        grace: Duration,
     },
     /// Attach the packet classifier to an interface and print its counters (a diagnostic of the eBPF data path).
     Inspect {
@@ -129,12 +133,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             shutdown_signal().await;
             Ok(())
         }
-        Command::Whoami { listen, name } => {
+        Command::Whoami { listen, name, grace } => {
             let name = name.unwrap_or_else(whoami::default_name);
-            tokio::select! {
-                r = whoami::bind_and_serve(listen, name) => r.with_context(|| format!("whoami on {listen} failed")),
-                () = shutdown_signal() => Ok(()),
-            }
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("whoami: cannot listen on {listen}"))?;
+            tracing::info!(%listen, %name, "whoami listening");
+            whoami::serve_until(listener, name, shutdown_signal(), grace)
+                .await
+                .with_context(|| format!("whoami on {listen} failed"))
         }
         Command::Inspect { iface, xdp, interval, count } => {
             anyhow::ensure!(interval.is_finite() && interval > 0.0, "--interval must be a positive number of seconds");
