@@ -88,9 +88,9 @@ pub struct Outcome {
 #[must_use]
 pub fn own(tasks: &[TaskInfo], own_container: Option<&str>) -> Own {
     let Some(own) = own_container else { return Own::Elsewhere };
+    // any state: sticky's own task may still be `starting` in the manager's view at its first listing
     tasks
         .iter()
-        .filter(|t| t.state == "running")
         .find(|t| t.container_id.as_deref() == Some(own))
         .map_or(Own::Elsewhere, |t| Own::Task(t.network_names.keys().cloned().collect()))
 }
