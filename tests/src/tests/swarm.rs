@@ -465,3 +465,241 @@ fn seed_walkthrough_scaling_rolling_update_and_killed_task() {
     assert!(report.last.values().all(|t| t != short(&victim)), "nobody stays on the killed task: {:?}", report.last);
     eprintln!("killed task handled within {:?}; whole test {:?}", killed.elapsed(), suite.elapsed());
 }
+
+/// The running sticky task of stack `stack`: (task id, container id).
+fn sticky_task(swarm: &Swarm, stack: &str) -> (String, String) {
+    swarm.task_containers(&format!("{stack}_sticky")).into_iter().next().expect("sticky's task runs")
+}
+
+/// How many lines of `log` contain `needle`.
+fn count(log: &str, needle: &str) -> usize {
+    log.lines().filter(|l| l.contains(needle)).count()
+}
+
+/// The Docker daemon hung (SIGSTOP) and then crashed (SIGKILL) and restarted while sticky runs.
+///
+/// What can be promised, given how Docker behaves (verified here): a hung daemon still forwards
+/// published ports (docker-proxy is its own process), so sticky keeps serving on its port with
+/// the last known tasks, logs the API's loss and return once each, and discovers a scale-up
+/// afterwards. A crashed daemon takes docker-proxy with it (the published port is dead), but the
+/// containers run on: sticky keeps serving its pinned clients at its docker_gwbridge address.
+/// When dockerd starts again, Swarm replaces every task, sticky's own included (live-restore is
+/// incompatible with swarm mode), and the new sticky discovers the new tasks on its own.
+#[test]
+fn dockerd_hung_then_killed_and_restarted_while_sticky_serves() {
+    require_swarm!();
+    let suite = Instant::now();
+    let mut swarm = Swarm::start();
+    seed(&swarm, &["--endpoint-mode", "dnsrr"]);
+    swarm.wait_running(WHOAMI, 3, Duration::from_secs(30));
+    let port = free_port();
+    deploy_sticky(&swarm, "sticky", port);
+    let addr = loopback(port);
+    let first = http_get(addr, "localhost", None).expect("first request");
+    let pinned = first.whoami().expect("whoami").to_owned();
+    let cookie = format!("{SEED_COOKIE}={}", first.cookie(SEED_COOKIE).expect("a cookie"));
+
+    // --- hung API: longer than discovery's call timeout (5 s), requests keep being served
+    swarm.signal_dockerd(libc::SIGSTOP);
+    let hung = Instant::now();
+    let mut served = 0;
+    while hung.elapsed() < Duration::from_secs(7) {
+        let r = http_get(addr, "localhost", Some(&cookie));
+        assert_eq!(
+            r.as_ref().ok().and_then(Reply::whoami),
+            Some(pinned.as_str()),
+            "with the API hung for {:?}, the pinned task must keep answering: {r:?}",
+            hung.elapsed()
+        );
+        served += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    swarm.signal_dockerd(libc::SIGCONT);
+    eprintln!("API hung 7 s: {served} pinned requests served");
+    let service = "sticky_sticky";
+    let back =
+        wait_until(Duration::from_secs(20), || count(&swarm.service_logs(service), "Docker API reachable again") == 1);
+    let log = swarm.service_logs(service);
+    assert!(back, "sticky must log the API's return:\n{log}");
+    assert_eq!(count(&log, "Docker API unreachable"), 1, "one line for the loss:\n{log}");
+    assert_eq!(count(&log, "Docker API reachable again"), 1, "one line for the return:\n{log}");
+    // discovery works again: a scale-up is served
+    let before = names(&swarm, WHOAMI);
+    swarm.docker(&["service", "scale", "-d", &format!("{WHOAMI}=4")]);
+    swarm.wait_running(WHOAMI, 4, Duration::from_secs(20));
+    let all = names(&swarm, WHOAMI);
+    assert_eq!(all.difference(&before).count(), 1, "one new task: {before:?} -> {all:?}");
+    let reached = fresh_reach(port, &all, 200);
+    assert_eq!(reached, all, "after the hang, the new task must be discovered and served");
+
+    // --- crash: the published port dies with docker-proxy; sticky serves on at its gwbridge address
+    let (_, lb) = sticky_task(&swarm, "sticky");
+    let gw: Ipv4Addr = swarm.gwbridge_addr(&lb).expect("sticky's docker_gwbridge address").parse().expect("IPv4");
+    let route = std::process::Command::new("ip").args(["route", "get", &gw.to_string()]).output().expect("ip route");
+    let route = String::from_utf8_lossy(&route.stdout).into_owned();
+    assert!(route.contains("dev docker_gwbridge"), "{gw} must be local to this test's bridge: {route}");
+    let direct = SocketAddr::V4(SocketAddrV4::new(gw, 80));
+    assert_eq!(
+        http_get(direct, "localhost", Some(&cookie)).ok().as_ref().and_then(Reply::whoami),
+        Some(pinned.as_str())
+    );
+    swarm.kill_dockerd();
+    let crashed = Instant::now();
+    let mut served = 0;
+    while crashed.elapsed() < Duration::from_secs(3) {
+        let r = http_get(direct, "localhost", Some(&cookie));
+        assert_eq!(
+            r.as_ref().ok().and_then(Reply::whoami),
+            Some(pinned.as_str()),
+            "with dockerd dead for {:?}, sticky must keep serving its pinned client: {r:?}",
+            crashed.elapsed()
+        );
+        served += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let published = http_get(addr, "localhost", Some(&cookie)).is_ok();
+    eprintln!("dockerd dead 3 s: {served} pinned requests served at {direct}; published port answering: {published}");
+
+    // --- restart: Swarm replaces every task; the new sticky discovers the new whoami tasks
+    let old = all;
+    swarm.restart_dockerd();
+    let restarted = Instant::now();
+    let recovered = wait_until(Duration::from_secs(90), || {
+        http_get(addr, "localhost", None).ok().as_ref().and_then(Reply::whoami).is_some_and(|n| !old.contains(n))
+    });
+    assert!(recovered, "after dockerd's restart, sticky must serve the new tasks:\n{}", swarm.log_tail());
+    eprintln!("published port serving new tasks {:?} after dockerd's restart", restarted.elapsed());
+    swarm.wait_running(WHOAMI, 4, Duration::from_secs(30));
+    let now = names(&swarm, WHOAMI);
+    assert!(old.is_disjoint(&now), "Swarm replaced every task: {old:?} -> {now:?}");
+    assert_eq!(fresh_reach(port, &now, 200), now, "every new task is served");
+    let moved = http_get(addr, "localhost", Some(&cookie)).expect("old cookie");
+    assert!(moved.whoami().is_some_and(|n| now.contains(n)) && moved.cookie(SEED_COOKIE).is_some(), "{moved:?}");
+    eprintln!("whole test {:?}", suite.elapsed());
+}
+
+/// Host names of the addresses added to the host's docker_gwbridge, removed on drop.
+struct ExtraAddrs(Vec<String>);
+
+impl Drop for ExtraAddrs {
+    fn drop(&mut self) {
+        for a in &self.0 {
+            let _ = std::process::Command::new("ip").args(["addr", "del", a, "dev", "docker_gwbridge"]).output();
+        }
+    }
+}
+
+/// A second service by sticky.* labels and a third by Traefik v2/v3 labels, each routed by Host;
+/// two sticky instances with the same key honour each other's cookies; a tcp-mode service by labels
+/// keeps each client on one task and spreads clients over the tasks.
+#[test]
+fn label_sets_route_by_host_two_instances_agree_and_tcp_by_labels() {
+    require_swarm!();
+    let suite = Instant::now();
+    let swarm = Swarm::start();
+    seed(&swarm, &["--endpoint-mode", "dnsrr", "--hostname", "web-{{.Task.Slot}}"]);
+    let common = ["--network", "whoaminet", "--init", "--stop-grace-period", "1s", "--endpoint-mode", "dnsrr"];
+    let create = |name: &str, replicas: &str, labels: &[&str]| {
+        let hostname = format!("{name}-{{{{.Task.Slot}}}}");
+        let mut args = vec!["service", "create", "-d", "--no-resolve-image", "--name", name, "--replicas", replicas];
+        args.extend_from_slice(&common);
+        args.extend_from_slice(&["--hostname", &hostname]);
+        for l in labels {
+            args.extend_from_slice(&["--label", l]);
+        }
+        args.extend_from_slice(&[IMAGE, "whoami", "--listen", "0.0.0.0:8000"]);
+        swarm.docker(&args);
+    };
+    create("api", "2", &["sticky.port=8000", "sticky.rule=Host(`api.example`)"]);
+    create(
+        "shop",
+        "2",
+        &[
+            "traefik.enable=true",
+            "traefik.http.routers.shop.rule=Host(`shop.example`)",
+            "traefik.http.services.shop.loadbalancer.server.port=8000",
+            "traefik.http.services.shop.loadbalancer.sticky.cookie.name=shop_session",
+        ],
+    );
+    create(
+        "db",
+        "3",
+        &["sticky.mode=tcp", "sticky.port=8000", "sticky.listen.port=15432", "sticky.affinity.timeout=10m"],
+    );
+    for (s, n) in [(WHOAMI, 3), ("api", 2), ("shop", 2), ("db", 3)] {
+        swarm.wait_running(s, n, Duration::from_secs(30));
+    }
+    let (port_a, port_b) = (free_port(), free_port());
+    deploy_sticky(&swarm, "sticky", port_a);
+    deploy_sticky(&swarm, "sticky2", port_b);
+    let (a, b) = (loopback(port_a), loopback(port_b));
+
+    // --- routing by Host, each service with its own cookie name
+    for (host, prefix, cookie) in [
+        ("api.example", "api-", "sticky"),
+        ("shop.example", "shop-", "shop_session"),
+        ("other.example", "web-", SEED_COOKIE),
+    ] {
+        let mut seen = BTreeSet::new();
+        for _ in 0..6 {
+            let r = http_get(a, host, None).expect("request");
+            let name = r.whoami().unwrap_or_else(|| panic!("Host {host}: {r:?}"));
+            assert!(name.starts_with(prefix), "Host {host} must reach a {prefix}* task, not {name}");
+            assert!(r.cookie(cookie).is_some(), "Host {host} sets cookie {cookie}: {r:?}");
+            seen.insert(name.to_owned());
+        }
+        assert!(seen.len() >= 2, "new sessions of {host} spread over its tasks: {seen:?}");
+    }
+
+    // --- two instances, one key: each honours the other's cookies
+    for (from, to) in [(a, b), (b, a)] {
+        for _ in 0..6 {
+            let r = http_get(from, "api.example", None).expect("request");
+            let name = r.whoami().expect("whoami").to_owned();
+            let cookie = format!("sticky={}", r.cookie("sticky").expect("a cookie"));
+            let other = http_get(to, "api.example", Some(&cookie)).expect("request at the other instance");
+            assert_eq!(other.whoami(), Some(name.as_str()), "{to} must honour {from}'s cookie: {other:?}");
+            assert!(other.cookie("sticky").is_none(), "a valid cookie from the other instance is kept as is");
+        }
+    }
+
+    // --- tcp mode by labels: client affinity per source address, spread over the tasks
+    let (_, lb) = sticky_task(&swarm, "sticky");
+    let gw: Ipv4Addr = swarm.gwbridge_addr(&lb).expect("sticky's docker_gwbridge address").parse().expect("IPv4");
+    let host_gw = swarm.docker(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+        "docker_gwbridge",
+    ]);
+    let host_gw: Ipv4Addr = host_gw.parse().unwrap_or_else(|e| panic!("gwbridge gateway {host_gw:?}: {e}"));
+    let [o1, o2, _, _] = host_gw.octets();
+    // client addresses on this test's bridge (its /16), far above what Docker hands out
+    let sources: Vec<Ipv4Addr> = (1..=12).map(|i| Ipv4Addr::new(o1, o2, 250, i)).collect();
+    let _extra = ExtraAddrs(sources.iter().map(|s| format!("{s}/32")).collect());
+    for s in &sources {
+        let out = std::process::Command::new("ip")
+            .args(["addr", "add", &format!("{s}/32"), "dev", "docker_gwbridge"])
+            .output()
+            .expect("ip addr add");
+        assert!(out.status.success(), "ip addr add {s}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let vip = SocketAddrV4::new(gw, 15432);
+    let up = wait_until(Duration::from_secs(10), || crate::l4::get_once(vip, sources[0]).is_ok());
+    assert!(up, "sticky must listen on {vip} for the tcp service:\n{}", swarm.service_logs("sticky_sticky"));
+    let mut per_source = BTreeMap::new();
+    for s in &sources {
+        let bodies: BTreeSet<String> = (0..5)
+            .map(|_| crate::l4::get_once(vip, *s).unwrap_or_else(|e| panic!("tcp connection from {s}: {e}")))
+            .collect();
+        assert_eq!(bodies.len(), 1, "every connection of client {s} must reach one task: {bodies:?}");
+        let body = bodies.into_iter().next().unwrap_or_default();
+        assert!(body.starts_with("I'm db-"), "the tcp service's tasks answer, not {body:?}");
+        per_source.insert(*s, body);
+    }
+    let tasks: BTreeSet<&String> = per_source.values().collect();
+    eprintln!("tcp: 12 clients over {} tasks: {per_source:?}", tasks.len());
+    assert!(tasks.len() >= 2, "clients spread over the tcp service's tasks: {per_source:?}");
+    eprintln!("whole test {:?}", suite.elapsed());
+}
