@@ -309,3 +309,64 @@ impl Memory {
         !std::mem::replace(&mut self.published_once, true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::{docker::EndpointMode, model::AdminState};
+
+    fn service() -> ServiceInfo {
+        ServiceInfo {
+            id: "s1".into(),
+            name: "web".into(),
+            labels: BTreeMap::from([("sticky.port".to_owned(), "80".to_owned())]),
+            endpoint_mode: EndpointMode::Dnsrr,
+            network_ids: vec!["n1".into()],
+            has_healthcheck: false,
+        }
+    }
+
+    fn task(id: &str, state: &str, desired: &str) -> TaskInfo {
+        TaskInfo {
+            id: id.into(),
+            service_id: "s1".into(),
+            slot: Some(1),
+            node_id: None,
+            state: state.into(),
+            desired_state: desired.into(),
+            container_id: None,
+            addresses: vec![("net".into(), "10.0.1.3".parse().unwrap())],
+            network_names: [("n1".to_owned(), "net".to_owned())].into(),
+        }
+    }
+
+    #[test]
+    fn a_removed_service_drains_until_its_tasks_stop() {
+        let mut memory = Memory::default();
+        let (catalog, _) = memory.update(vec![service()], &[task("t1", "running", "running")], None);
+        assert_eq!(catalog.services[0].backends[0].admin, AdminState::Active);
+        // `docker service rm`: the service is gone from the listing, its task still runs
+        let (catalog, _) = memory.update(vec![], &[task("t1", "running", "remove")], None);
+        assert_eq!(catalog.services.len(), 1, "kept while its task runs");
+        assert_eq!(catalog.services[0].backends[0].admin, AdminState::Draining);
+        let (catalog, _) = memory.update(vec![], &[task("t1", "shutdown", "remove")], None);
+        assert!(catalog.services.is_empty(), "gone once its tasks stopped");
+        assert!(memory.services.is_empty());
+    }
+
+    #[test]
+    fn problems_are_remembered_until_they_change() {
+        let mut memory = Memory::default();
+        let mut broken = service();
+        broken.labels.insert("sticky.port".into(), "eighty".into());
+        memory.update(vec![broken.clone()], &[], None);
+        assert!(memory.problems["s1"].contains("sticky.port"));
+        memory.update(vec![broken], &[], None);
+        assert_eq!(memory.problems.len(), 1);
+        memory.update(vec![service()], &[], None);
+        assert!(memory.problems.is_empty(), "fixed labels clear the problem");
+        assert!(memory.first_publish() && !memory.first_publish());
+    }
+}
