@@ -736,6 +736,14 @@ mod tests {
     }
 
     #[test]
+    fn readme_documents_every_sticky_label() {
+        let readme = include_str!("../../README.md");
+        for (label, _) in STICKY_LABELS {
+            assert!(readme.contains(&format!("| `{label}` |")), "README.md has no row for {label}");
+        }
+    }
+
+    #[test]
     fn v1_normalization() {
         assert_eq!(normalize_v1("my_stack_web"), "my-stack-web");
         assert_eq!(normalize_v1("--a..b--"), "a-b");
