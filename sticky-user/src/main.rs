@@ -80,7 +80,8 @@ enum XdpModeArg {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init("info");
+    // held until main returns: dropping it writes out the lines still queued
+    let _log = telemetry::init("info");
     let runtime = match cli.command {
         // the balancer's workers run their own runtimes; this one only carries control tasks
         Command::Run(_) | Command::Demo { .. } => tokio::runtime::Builder::new_current_thread().enable_all().build(),

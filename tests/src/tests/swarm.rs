@@ -545,8 +545,11 @@ fn dockerd_hung_then_killed_and_restarted_while_sticky_serves() {
     );
     swarm.kill_dockerd();
     let crashed = Instant::now();
-    let mut served = 0;
-    while crashed.elapsed() < Duration::from_secs(3) {
+    let (mut served, mut repinned) = (0, 0);
+    // 30 s, with a forged cookie in every other request: each is a logged re-pin (sticky logs up to
+    // 20 a second per worker). With dockerd dead nobody drains the container's stderr pipe: a
+    // process that blocks on a full log pipe stops serving after ~25 s of this (it did).
+    while crashed.elapsed() < Duration::from_secs(30) {
         let r = http_get(direct, "localhost", Some(&cookie));
         assert_eq!(
             r.as_ref().ok().and_then(Reply::whoami),
@@ -555,10 +558,19 @@ fn dockerd_hung_then_killed_and_restarted_while_sticky_serves() {
             crashed.elapsed()
         );
         served += 1;
-        std::thread::sleep(Duration::from_millis(50));
+        let forged = format!("{SEED_COOKIE}=forged-{served}");
+        let r = http_get(direct, "localhost", Some(&forged));
+        assert!(
+            r.as_ref().ok().and_then(Reply::whoami).is_some(),
+            "with dockerd dead for {:?}, a re-pinned client must be served: {r:?}",
+            crashed.elapsed()
+        );
+        repinned += 1;
     }
     let published = http_get(addr, "localhost", Some(&cookie)).is_ok();
-    eprintln!("dockerd dead 3 s: {served} pinned requests served at {direct}; published port answering: {published}");
+    eprintln!(
+        "dockerd dead 30 s: {served} pinned and {repinned} re-pinned requests served at {direct}; published port answering: {published}"
+    );
 
     // --- restart: Swarm replaces every task; the new sticky discovers the new whoami tasks
     let old = all;
