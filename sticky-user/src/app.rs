@@ -62,6 +62,9 @@ pub enum AppError {
     /// Discovery failed before its first catalog.
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
+    /// The Docker API cannot be used (`--docker`).
+    #[error("docker")]
+    Docker(#[source] Box<crate::docker::DockerError>),
     /// Discovery ended without publishing anything.
     #[error("discovery ended before publishing any service")]
     NoCatalog,
@@ -173,8 +176,37 @@ async fn start_discovery(discovery: impl Discovery, shared: Arc<Shared>) -> Resu
 /// # Errors
 /// Key, bind, discovery or thread errors.
 pub async fn start(config: Config, keys: Keys) -> Result<Balancer, AppError> {
-    let shared = Arc::new(Shared::new(keys.clone()));
-    start_discovery(StaticList::new(config.services, keys), shared.clone()).await?;
+    let discovery = StaticList::new(config.services.clone(), keys.clone());
+    start_with(config, keys, discovery).await
+}
+
+/// `sticky run --docker`: the balancer of `config` (which has no services) over the Swarm services
+/// that opt in by labels; tcp-mode ones are served by [`crate::l4::swarm`] with `tcp`'s settings.
+/// Waits until the Docker API has answered once.
+///
+/// # Errors
+/// The Docker host is not a unix socket; key, bind or thread errors.
+pub async fn start_swarm(
+    config: Config,
+    keys: Keys,
+    docker: &crate::config::DockerSettings,
+    tcp: crate::l4::TcpFlags,
+) -> Result<Balancer, AppError> {
+    use crate::discovery::swarm::{SwarmDiscovery, SwarmOptions};
+    let api = crate::docker::Api::new(&docker.host).map_err(|e| AppError::Docker(Box::new(e)))?;
+    let (tcp_tx, tcp_rx) = watch::channel(Arc::new(Vec::new()));
+    let options = SwarmOptions { interval: docker.interval, own_container: crate::docker::own_container_id() };
+    tokio::spawn(crate::l4::swarm::run(tcp_rx, tcp));
+    start_with(config, keys, SwarmDiscovery::new(api, options, tcp_tx)).await
+}
+
+/// Starts the balancer of `config` with its services from `discovery` (waiting for its first catalog).
+///
+/// # Errors
+/// Key, bind, discovery or thread errors.
+pub async fn start_with(config: Config, keys: Keys, discovery: impl Discovery) -> Result<Balancer, AppError> {
+    let shared = Arc::new(Shared::new(keys));
+    start_discovery(discovery, shared.clone()).await?;
     let listener = bind(config.listen)?;
     let listen = listener.local_addr().map_err(|source| AppError::Bind { addr: config.listen, source })?;
     let settings = Settings { limits: config.limits, timeouts: config.timeouts };

@@ -237,9 +237,50 @@ pub struct RunArgs {
     /// Most client connections open at once; further ones wait in the listen backlog. [default: 20000]
     #[arg(long, env = "STICKY_MAX_CONNECTIONS", value_name = "N", help_heading = "Limits")]
     pub max_connections: Option<usize>,
+    /// Discover the services from Docker Swarm instead of --backend/--config: every service that
+    /// opts in with sticky.* or Traefik labels, its running tasks as backends (see README, labels).
+    #[arg(long, env = "STICKY_DOCKER", help_heading = "Swarm (--docker)")]
+    pub docker: bool,
+    /// The Docker Engine socket of a Swarm manager. [default: unix:///var/run/docker.sock]
+    #[arg(long, env = "DOCKER_HOST", value_name = "unix://PATH", help_heading = "Swarm (--docker)")]
+    pub docker_host: Option<String>,
+    /// How often services and tasks are listed again without an event (events list them at once). [default: 500ms]
+    #[arg(long, env = "STICKY_DOCKER_INTERVAL", value_name = "DURATION", help_heading = "Swarm (--docker)")]
+    pub docker_interval: Option<String>,
     /// tcp mode's own flags.
     #[command(flatten)]
     pub tcp: crate::l4::TcpFlags,
+}
+
+/// Where and how often `sticky run --docker` asks the Docker API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DockerSettings {
+    /// The daemon's socket (`unix://...`).
+    pub host: String,
+    /// Re-list period without events.
+    pub interval: Duration,
+}
+
+/// The Docker settings of `sticky run --docker`; `None` without `--docker`.
+///
+/// # Errors
+/// `--docker` with `--mode tcp` (each service's mode comes from its labels), or a bad interval.
+pub fn docker(args: &RunArgs) -> Result<Option<DockerSettings>, ConfigError> {
+    if !args.docker {
+        return Ok(None);
+    }
+    if args.mode != RunMode::Http {
+        return Err(invalid(
+            "--mode",
+            "cannot be combined with --docker: each service's mode comes from its sticky.mode label",
+        ));
+    }
+    let interval =
+        flag_duration("--docker-interval", args.docker_interval.as_ref())?.unwrap_or(Duration::from_millis(500));
+    let interval = positive("--docker-interval", interval)?;
+    let host =
+        args.docker_host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| "unix:///var/run/docker.sock".into());
+    Ok(Some(DockerSettings { host, interval }))
 }
 
 // === the TOML file ===
@@ -679,6 +720,14 @@ fn file_service(i: usize, s: FileService) -> Result<ServiceConfig, ConfigError> 
 /// # Errors
 /// A [`ConfigError`] naming the first field at fault.
 pub fn build(args: &RunArgs, file_text: Option<&str>) -> Result<Config, ConfigError> {
+    if args.docker {
+        if args.config.is_some() {
+            return Err(invalid("--config", "cannot be combined with --docker: services come from Swarm labels"));
+        }
+        if let Some(flag) = args.service_flags_given() {
+            return Err(invalid(flag, "cannot be combined with --docker: set service options with sticky.* labels"));
+        }
+    }
     let file = match (&args.config, file_text) {
         (Some(path), Some(text)) => {
             if let Some(flag) = args.service_flags_given() {
@@ -802,6 +851,8 @@ pub fn build(args: &RunArgs, file_text: Option<&str>) -> Result<Config, ConfigEr
             }
             services
         }
+        // discovered at run time
+        None if args.docker => Vec::new(),
         None => vec![args.service()?],
     };
     for (i, s) in services.iter().enumerate() {

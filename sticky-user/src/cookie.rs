@@ -211,6 +211,32 @@ impl Keys {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// The backend address in a Traefik v1/v2 sticky cookie value: `http://10.0.0.5:8000` (Traefik writes
+/// the server URL as is; a client or proxy may have percent-encoded it). `None` for anything else.
+///
+/// The proxy honours such a value only for services that came from Traefik labels, and only if it
+/// names one of the service's current backends (see `proxy::phases`); it then answers with sticky's
+/// own cookie, so the address-bearing value is used once per client.
+#[must_use]
+pub fn legacy_traefik_addr(value: &[u8]) -> Option<std::net::SocketAddr> {
+    // an URL of an IPv6 backend is at most ~60 characters; refuse long values unread
+    if value.len() > 64 {
+        return None;
+    }
+    let text = std::str::from_utf8(value).ok()?.trim_matches('"');
+    let mut decoded = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('%') {
+        decoded.push_str(&rest[..i]);
+        let hex = rest.get(i + 1..i + 3)?;
+        decoded.push(char::from(u8::from_str_radix(hex, 16).ok()?));
+        rest = &rest[i + 3..];
+    }
+    decoded.push_str(rest);
+    let authority = decoded.strip_prefix("http://")?.trim_end_matches('/');
+    authority.parse().ok()
+}
+
 /// Whether a valid cookie of age `now - issued` should be re-issued (same backend, fresh issue time):
 /// once half of `max_age` has passed, so an active session does not expire under its user.
 #[must_use]

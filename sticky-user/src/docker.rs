@@ -87,7 +87,9 @@ pub struct TaskInfo {
     pub state: String,
     /// What the orchestrator wants: `running`, or `shutdown` once it is being replaced or removed.
     pub desired_state: String,
-    /// Addresses by network name.
+    /// The task's container (full id), once it has one.
+    pub container_id: Option<String>,
+    /// Addresses by network name (the ingress network, the routing mesh's own, left out).
     pub addresses: Vec<(String, IpAddr)>,
     /// Network ID to name, for the same attachments.
     pub network_names: HashMap<String, String>,
@@ -229,6 +231,14 @@ struct RawTask {
 struct RawStatus {
     #[serde(default)]
     state: String,
+    #[serde(default)]
+    container_status: Option<RawContainerStatus>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawContainerStatus {
+    #[serde(rename = "ContainerID", default)]
+    container_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -253,6 +263,8 @@ struct RawNetwork {
 struct RawNetworkSpec {
     #[serde(default)]
     name: String,
+    #[serde(default)]
+    ingress: bool,
 }
 
 /// Parses a `/tasks` answer.
@@ -266,7 +278,7 @@ pub fn parse_tasks(body: &[u8]) -> Result<Vec<TaskInfo>, DockerError> {
         .map(|t| {
             let mut addresses = Vec::new();
             let mut network_names = HashMap::new();
-            for a in t.networks_attachments {
+            for a in t.networks_attachments.into_iter().filter(|a| !a.network.spec.ingress) {
                 network_names.insert(a.network.id.clone(), a.network.spec.name.clone());
                 for cidr in a.addresses {
                     // "10.0.1.3/24": the address before the prefix length.
@@ -282,11 +294,35 @@ pub fn parse_tasks(body: &[u8]) -> Result<Vec<TaskInfo>, DockerError> {
                 node_id: t.node_id.filter(|n| !n.is_empty()),
                 state: t.status.state,
                 desired_state: t.desired_state,
+                container_id: t.status.container_status.and_then(|c| c.container_id).filter(|c| !c.is_empty()),
                 addresses,
                 network_names,
             }
         })
         .collect())
+}
+
+/// The id of the container this process runs in, if it runs in one (else `None`).
+///
+/// Docker bind-mounts `<data-root>/containers/<id>/hostname` onto `/etc/hostname`, whatever the
+/// container's host name was set to; `/proc/self/mountinfo` shows that source path.
+#[must_use]
+pub fn own_container_id() -> Option<String> {
+    container_id_in_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").ok()?)
+}
+
+/// The container id named by the `/etc/hostname` mount in a mountinfo text.
+fn container_id_in_mountinfo(mountinfo: &str) -> Option<String> {
+    mountinfo.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let root = fields.nth(3)?;
+        let mount_point = fields.next()?;
+        if mount_point != "/etc/hostname" {
+            return None;
+        }
+        let id = root.strip_suffix("/hostname")?.rsplit('/').next()?;
+        (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_owned())
+    })
 }
 
 #[cfg(test)]
@@ -301,7 +337,8 @@ mod tests {
                  "ContainerStatus":{"ContainerID":"3f73c2840a96","PID":32363}},
        "DesiredState":"running",
        "NetworksAttachments":[{"Network":{"ID":"gbnelzi8s6eg6xzbata1ib9v1","Spec":{"Name":"whoaminet","Driver":"overlay"}},
-                               "Addresses":["10.0.1.2/24"]}]},
+                               "Addresses":["10.0.1.2/24"]},
+                              {"Network":{"ID":"ingressid","Spec":{"Name":"ingress","Ingress":true}},"Addresses":["10.0.0.7/24"]}]},
       {"ID":"rw1h3v9953sqwatj1t1qk64v1","ServiceID":"qzryl6dzkpv035a9u3893xrs7","Slot":1,
        "Status":{"State":"running"},"DesiredState":"shutdown",
        "NetworksAttachments":[{"Network":{"ID":"gbnelzi8s6eg6xzbata1ib9v1","Spec":{"Name":"whoaminet"}},"Addresses":["10.0.1.3/24"]}]},
@@ -315,6 +352,9 @@ mod tests {
         assert_eq!(tasks[0].slot, Some(3));
         assert_eq!(tasks[0].addresses, vec![("whoaminet".to_owned(), "10.0.1.2".parse().unwrap())]);
         assert_eq!(tasks[0].network_names["gbnelzi8s6eg6xzbata1ib9v1"], "whoaminet");
+        assert!(!tasks[0].network_names.contains_key("ingressid"), "the routing mesh's network is left out");
+        assert_eq!(tasks[0].container_id.as_deref(), Some("3f73c2840a96"));
+        assert_eq!(tasks[1].container_id, None);
         assert_eq!((tasks[1].state.as_str(), tasks[1].desired_state.as_str()), ("running", "shutdown"));
         assert_eq!(tasks[2].slot, None);
         assert!(tasks[2].addresses.is_empty());
@@ -324,6 +364,17 @@ mod tests {
     fn rejects_what_is_not_a_task_list() {
         assert!(parse_tasks(b"{\"message\":\"This node is not a swarm manager.\"}").is_err());
         assert!(parse_tasks(b"").is_err());
+    }
+
+    #[test]
+    fn finds_the_own_container_in_mountinfo() {
+        let id = "9a4c0e1f1b2d3c4e5f60718293a4b5c6d7e8f90112233445566778899aabbccd";
+        let text = format!(
+            "610 609 0:52 / / rw,relatime - overlay overlay rw\n\
+             620 610 253:0 /tmp/sticky-swarm-1/data/containers/{id}/hostname /etc/hostname rw,relatime - ext4 /dev/vda rw\n"
+        );
+        assert_eq!(container_id_in_mountinfo(&text).as_deref(), Some(id));
+        assert_eq!(container_id_in_mountinfo("22 1 0:21 / /proc rw - proc proc rw\n"), None);
     }
 
     #[test]

@@ -58,6 +58,24 @@ pub struct CookieLabels {
     pub same_site: Option<SameSite>,
     /// `Max-Age`; absent means a session cookie.
     pub max_age: Option<Duration>,
+    /// What the cookie names (`sticky.cookie.identity`).
+    pub identity: Identity,
+    /// Whether a Traefik cookie value (`http://IP:PORT`) is honoured once (`sticky.cookie.legacy`;
+    /// `None`: yes when Traefik labels are present).
+    pub legacy: Option<bool>,
+}
+
+/// What the cookie names: which task-level identity a session is pinned to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Identity {
+    /// The task (default): a replacement task is a new process without the old one's in-memory
+    /// sessions, so its clients are re-pinned like any other client of a departed task.
+    #[default]
+    Task,
+    /// The replica slot (replicated services; the node for global ones): a rolling update's
+    /// replacement, which takes the same slot, keeps the old task's clients. For apps whose session
+    /// state outlives the task per slot (a volume or cache named with `{{.Task.Slot}}`).
+    Slot,
 }
 
 /// Active health check settings from labels.
@@ -139,6 +157,14 @@ pub const STICKY_LABELS: &[(&str, &str)] = &[
     ("sticky.cookie.httponly", "true: HttpOnly attribute (default true)"),
     ("sticky.cookie.samesite", "lax, strict or none"),
     ("sticky.cookie.maxage", "cookie Max-Age in seconds (default: session cookie)"),
+    (
+        "sticky.cookie.identity",
+        "task (default): the cookie names the task; slot: the replica slot (node for global services), so a rolling update's replacement keeps the sessions",
+    ),
+    (
+        "sticky.cookie.legacy",
+        "true: a Traefik cookie value http://IP:PORT naming a current task is honoured once and replaced by sticky's cookie (default: true with Traefik labels)",
+    ),
     ("sticky.strict", "true: when the pinned task is gone, answer 503 instead of re-pinning"),
     ("sticky.healthcheck.path", "HTTP path for the active health check (default: passive checks only)"),
     ("sticky.healthcheck.interval", "time between probes, e.g. 5s"),
@@ -425,6 +451,14 @@ fn apply_sticky(labels: &BTreeMap<String, String>, svc: &mut LabeledService) -> 
             "cookie.httponly" => svc.cookie.http_only = Some(boolean(key, v)?),
             "cookie.samesite" => svc.cookie.same_site = Some(same_site(key, v)?),
             "cookie.maxage" => svc.cookie.max_age = max_age(key, v)?,
+            "cookie.identity" => {
+                svc.cookie.identity = match v.trim().to_ascii_lowercase().as_str() {
+                    "task" => Identity::Task,
+                    "slot" => Identity::Slot,
+                    _ => return Err(value_err(key, v, "expected task or slot")),
+                }
+            }
+            "cookie.legacy" => svc.cookie.legacy = Some(boolean(key, v)?),
             "strict" => svc.strict = boolean(key, v)?,
             "healthcheck.path" => svc.health.path = Some(v.to_owned()),
             "healthcheck.interval" => svc.health.interval = Some(duration(key, v)?),
@@ -644,6 +678,8 @@ mod tests {
                 ("sticky.healthcheck.timeout", "500ms"),
                 ("sticky.affinity.timeout", "30m"),
                 ("sticky.listen.port", "15432"),
+                ("sticky.cookie.identity", "slot"),
+                ("sticky.cookie.legacy", "false"),
                 ("sticky.bogus", "1"),
             ]),
         )
@@ -664,6 +700,8 @@ mod tests {
         assert_eq!(svc.health.timeout, Some(Duration::from_millis(500)));
         assert_eq!(svc.affinity_timeout, Some(Duration::from_secs(1800)));
         assert_eq!(svc.listen_port, Some(15432));
+        assert_eq!(svc.cookie.identity, Identity::Slot);
+        assert_eq!(svc.cookie.legacy, Some(false));
         assert_eq!(svc.ignored, vec!["sticky.bogus".to_owned()]);
         assert_eq!(svc.sources, vec![Source::TraefikV1, Source::Sticky]);
     }
@@ -684,6 +722,7 @@ mod tests {
         assert!(err.to_string().contains("traefik.frontend.rule") && err.to_string().contains("Method"), "{err}");
         assert!(parse("x", &labels(&[("sticky.cookie.samesite", "sometimes")])).is_err());
         assert!(parse("x", &labels(&[("sticky.healthcheck.interval", "5 parsecs")])).is_err());
+        assert!(parse("x", &labels(&[("sticky.cookie.identity", "container")])).is_err());
     }
 
     #[test]
@@ -694,6 +733,14 @@ mod tests {
         assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
         assert_eq!(parse_duration("-1s"), None);
         assert_eq!(parse_duration("s"), None);
+    }
+
+    #[test]
+    fn readme_documents_every_sticky_label() {
+        let readme = include_str!("../../README.md");
+        for (label, _) in STICKY_LABELS {
+            assert!(readme.contains(&format!("| `{label}` |")), "README.md has no row for {label}");
+        }
     }
 
     #[test]

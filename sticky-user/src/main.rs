@@ -24,7 +24,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the sticky-session balancer: one service from --backend flags, or several from --config FILE.
+    /// Run the sticky-session balancer: one service from --backend flags, several from --config FILE,
+    /// or every Swarm service that opts in by labels with --docker.
     ///
     /// Durations are written like 500ms, 2s, 1m, 12h (a bare number is seconds).
     Run(Box<config::RunArgs>),
@@ -45,6 +46,10 @@ enum Command {
         /// Name in the response body (default: the host name, i.e. a container's id).
         #[arg(long, env = "STICKY_NAME")]
         name: Option<String>,
+        /// On SIGTERM: stop accepting at once, close each open connection after its next response,
+        /// and exit after this long (e.g. 500ms; keep it below Swarm's --stop-grace-period).
+        #[arg(long, env = "STICKY_GRACE", default_value = "500ms", value_parser = humantime::parse_duration)]
+        grace: Duration,
     },
     /// Attach the packet classifier to an interface and print its counters (a diagnostic of the eBPF data path).
     Inspect {
@@ -75,7 +80,8 @@ enum XdpModeArg {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init("info");
+    // held until main returns: dropping it writes out the lines still queued
+    let _log = telemetry::init("info");
     let runtime = match cli.command {
         // the balancer's workers run their own runtimes; this one only carries control tasks
         Command::Run(_) | Command::Demo { .. } => tokio::runtime::Builder::new_current_thread().enable_all().build(),
@@ -87,6 +93,17 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Run(args) if args.docker => {
+            let docker = config::docker(&args).context("invalid configuration")?.context("--docker is set")?;
+            let config = config::build(&args, None).context("invalid configuration")?;
+            let keys = app::load_keys(config.key_file.as_deref())?;
+            let grace = config.timeouts.shutdown;
+            let balancer = app::start_swarm(config, keys, &docker, args.tcp.clone()).await?;
+            shutdown_signal().await;
+            tracing::info!(grace = ?grace, "stopping: no new connections, finishing requests in flight");
+            balancer.shutdown(grace).await;
+            Ok(())
+        }
         Command::Run(args) if args.mode == config::RunMode::Tcp => {
             let tcp = l4::TcpArgs::from_run(&args).map_err(anyhow::Error::msg).context("invalid configuration")?;
             l4::run(tcp, shutdown_signal()).await.map_err(|e| anyhow::anyhow!(telemetry::chain(&e)))
@@ -117,12 +134,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             shutdown_signal().await;
             Ok(())
         }
-        Command::Whoami { listen, name } => {
+        Command::Whoami { listen, name, grace } => {
             let name = name.unwrap_or_else(whoami::default_name);
-            tokio::select! {
-                r = whoami::bind_and_serve(listen, name) => r.with_context(|| format!("whoami on {listen} failed")),
-                () = shutdown_signal() => Ok(()),
-            }
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("whoami: cannot listen on {listen}"))?;
+            tracing::info!(%listen, %name, "whoami listening");
+            whoami::serve_until(listener, name, shutdown_signal(), grace)
+                .await
+                .with_context(|| format!("whoami on {listen} failed"))
         }
         Command::Inspect { iface, xdp, interval, count } => {
             anyhow::ensure!(interval.is_finite() && interval > 0.0, "--interval must be a positive number of seconds");

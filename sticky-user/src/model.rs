@@ -61,6 +61,12 @@ pub struct CookieSpec {
     pub same_site: Option<SameSite>,
     /// `Max-Age`, whole seconds; none = a session cookie. Also the server-side lifetime of a cookie.
     pub max_age: Option<Duration>,
+    /// Whether clients are pinned at all. False (Traefik labels that do not enable stickiness): no
+    /// cookie is read or set, and every request gets a new pick.
+    pub enabled: bool,
+    /// Honour a Traefik v1/v2 cookie value (`http://IP:PORT`) that names a current backend, once, and
+    /// replace it with sticky's cookie: clients of a service moved from Traefik keep their session.
+    pub legacy_traefik: bool,
 }
 
 impl Default for CookieSpec {
@@ -73,6 +79,8 @@ impl Default for CookieSpec {
             http_only: true,
             same_site: None,
             max_age: None,
+            enabled: true,
+            legacy_traefik: false,
         }
     }
 }

@@ -2,16 +2,30 @@
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
+/// Lines queued for stderr before new ones are dropped (see [`init`]).
+const QUEUED_LINES: usize = 8192;
+
 /// Installs the global subscriber. `RUST_LOG` overrides `default_filter` (e.g. `info`, `sticky=debug`).
+///
+/// Lines reach stderr through a bounded queue and a writer thread, and are dropped when the queue is
+/// full: a stderr that stops draining must cost log lines, never a blocked worker. It happens: a
+/// container's stdout and stderr are pipes that dockerd drains, so while dockerd is down (crashed,
+/// or restarting) a process that logs blocks once the pipe is full; sticky stopped serving after
+/// ~25 s of re-pin lines that way before this queue (measured on Docker 20.10).
 ///
 /// Records of the `log` crate (aya-log's kernel records among them) are forwarded to tracing.
 /// Safe to call twice: the second call leaves the first subscriber in place.
-pub fn init(default_filter: &str) {
+#[must_use = "keep the guard until exit: dropping it writes out the queued lines"]
+pub fn init(default_filter: &str) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt::layer().with_writer(std::io::stderr).with_target(true))
-        .try_init();
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(QUEUED_LINES)
+        .thread_name("sticky-log")
+        .finish(std::io::stderr());
+    let _ =
+        tracing_subscriber::registry().with(filter).with(fmt::layer().with_writer(writer).with_target(true)).try_init();
+    guard
 }
 
 /// The most verbose level enabled, as an aya-log level: the kernel skips formatting below it.

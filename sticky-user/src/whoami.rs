@@ -7,7 +7,15 @@
 //!   forwarded).
 //! - `/set-cookie`: also sets the application cookie `app=NAME` (to see that a proxy leaves it alone).
 
-use std::{convert::Infallible, fmt::Write as _, net::SocketAddr, sync::Arc};
+use std::{
+    convert::Infallible,
+    fmt::Write as _,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -28,17 +36,59 @@ use tokio_tungstenite::{
 /// # Errors
 /// Only if accepting fails in a way that will not recover (the listener is closed).
 pub async fn serve(listener: TcpListener, name: String) -> std::io::Result<()> {
+    accept_loop(&listener, name, Arc::new(AtomicBool::new(false))).await
+}
+
+/// Serves like [`serve`] until `stop` completes, then shuts down the way a well-behaved Swarm task
+/// does: the listener closes at once (new connections are refused, so a balancer moves those
+/// clients elsewhere without an error), each open connection answers its next request with
+/// `Connection: close` and then closes, and the function returns after `grace` (requests in flight
+/// finish meanwhile: whoami answers at once).
+///
+/// Idle keep-alive connections are not closed early: a client may be sending on one at that very
+/// moment, and a request lost that way is an error a balancer cannot retry safely.
+///
+/// # Errors
+/// Accepting fails in a way that will not recover.
+pub async fn serve_until(
+    listener: TcpListener,
+    name: String,
+    stop: impl Future<Output = ()>,
+    grace: std::time::Duration,
+) -> std::io::Result<()> {
+    let closing = Arc::new(AtomicBool::new(false));
+    tokio::select! {
+        r = accept_loop(&listener, name, closing.clone()) => return r,
+        () = stop => {}
+    }
+    drop(listener);
+    closing.store(true, Ordering::Relaxed);
+    tracing::info!(?grace, "whoami stopping: listener closed, open connections close after their next response");
+    tokio::time::sleep(grace).await;
+    Ok(())
+}
+
+async fn accept_loop(listener: &TcpListener, name: String, closing: Arc<AtomicBool>) -> std::io::Result<()> {
     let body = Bytes::from(format!("I'm {name}\n"));
     let name: Arc<str> = name.into();
     loop {
-        let (stream, peer) = crate::net::accept(&listener).await?;
+        let (stream, peer) = crate::net::accept(listener).await?;
         let body = body.clone();
         let name = name.clone();
+        let closing = closing.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
                 let body = body.clone();
                 let name = name.clone();
-                async move { Ok::<_, Infallible>(respond(req, &name, body)) }
+                let closing = closing.clone();
+                async move {
+                    let mut resp = respond(req, &name, body);
+                    if closing.load(Ordering::Relaxed) {
+                        // hyper closes the connection after a response that says so
+                        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    }
+                    Ok::<_, Infallible>(resp)
+                }
             });
             if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades().await
             {

@@ -144,7 +144,8 @@ impl Swarm {
         cmd
     }
 
-    /// Builds an image `FROM scratch` holding `binary` as `/sticky` (the entry point).
+    /// Builds an image from the workspace's `Dockerfile` (`FROM scratch`, `/sticky` as the entry
+    /// point) with `binary` as its only content, the way `cargo xtask image` does.
     ///
     /// # Panics
     /// The build fails.
@@ -154,14 +155,40 @@ impl Swarm {
         std::fs::copy(binary, ctx.join("sticky")).unwrap_or_else(|e| panic!("copy {}: {e}", binary.display()));
         // Debug info is most of a test build's size; the image does not need it.
         let _ = Command::new("strip").arg(ctx.join("sticky")).output();
-        std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY sticky /sticky\nENTRYPOINT [\"/sticky\"]\n")
-            .expect("write the Dockerfile");
+        let dockerfile = workspace_file("Dockerfile");
         let out = self
-            .docker_command(&["build", "-q", "-t", tag, ctx.to_str().expect("utf-8 path")])
+            .docker_command(&[
+                "build",
+                "-q",
+                "-f",
+                dockerfile.to_str().expect("utf-8 path"),
+                "-t",
+                tag,
+                ctx.to_str().expect("utf-8 path"),
+            ])
             .env("DOCKER_BUILDKIT", "0")
             .output()
             .expect("run docker build");
         assert!(out.status.success(), "docker build {tag} failed: {}", stderr(&out));
+    }
+
+    /// `docker stack deploy --resolve-image never -c FILE NAME` with `env` for the file's variables.
+    ///
+    /// # Panics
+    /// The deploy fails.
+    pub fn deploy_stack(&self, name: &str, file: &Path, env: &[(&str, String)]) {
+        let mut cmd = self.docker_command(&[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "-c",
+            file.to_str().expect("utf-8 path"),
+            name,
+        ]);
+        cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        let out = cmd.output().expect("run docker stack deploy");
+        assert!(out.status.success(), "docker stack deploy {name} failed: {}", stderr(&out));
     }
 
     /// Waits until `service` has exactly `n` tasks running with desired state running.
@@ -229,17 +256,43 @@ impl Swarm {
     }
 
     /// The address of a task's container on docker_gwbridge (local to this host, created by this
-    /// test's dockerd), for reaching a task directly while docker-proxy is down.
+    /// test's dockerd), for reaching a task directly while docker-proxy is down. `container` is a
+    /// container id or its prefix. (A Swarm task's gateway endpoint is not in the container's own
+    /// `NetworkSettings`; the bridge network lists it.)
     #[must_use]
     pub fn gwbridge_addr(&self, container: &str) -> Option<String> {
         let out = self.docker_output(&[
+            "network",
             "inspect",
             "--format",
-            "{{range $k, $v := .NetworkSettings.Networks}}{{if eq $k \"docker_gwbridge\"}}{{$v.IPAddress}}{{end}}{{end}}",
-            container,
+            "{{range $id, $c := .Containers}}{{$id}} {{$c.IPv4Address}}\n{{end}}",
+            "docker_gwbridge",
         ]);
-        let addr = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        (out.status.success() && !addr.is_empty()).then_some(addr)
+        String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+            let (id, cidr) = l.split_once(' ')?;
+            id.starts_with(container).then(|| cidr.split('/').next().unwrap_or_default().to_owned())
+        })
+    }
+
+    /// The running containers of `service`'s tasks: (task id, container id).
+    #[must_use]
+    pub fn task_containers(&self, service: &str) -> Vec<(String, String)> {
+        self.running_tasks(service)
+            .into_iter()
+            .filter_map(|task| {
+                let out =
+                    self.docker_output(&["inspect", "--format", "{{.Status.ContainerStatus.ContainerID}}", &task]);
+                let container = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+                (out.status.success() && !container.is_empty()).then_some((task, container))
+            })
+            .collect()
+    }
+
+    /// Everything `service` logged (stdout and stderr of all its tasks, old ones included).
+    #[must_use]
+    pub fn service_logs(&self, service: &str) -> String {
+        let out = self.docker_output(&["service", "logs", "--raw", "--no-trunc", service]);
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
     }
 }
 
@@ -327,6 +380,74 @@ fn sweep_stale() {
             teardown(&entry.path());
         }
     }
+}
+
+/// A file of the workspace (the repository root), e.g. `deploy/stack.yml`.
+#[must_use]
+pub fn workspace_file(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+/// One HTTP response as the Swarm tests look at it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// `Set-Cookie` headers, as `name=value` (attributes dropped), and whole.
+    pub set_cookies: Vec<(String, String)>,
+    /// The body.
+    pub body: String,
+}
+
+impl Reply {
+    /// The value of the cookie `name` this response sets, if any.
+    #[must_use]
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.set_cookies.iter().find_map(|(pair, _)| pair.strip_prefix(name)?.strip_prefix('='))
+    }
+
+    /// The name in a whoami body (`I'm NAME`), if the response came from whoami.
+    #[must_use]
+    pub fn whoami(&self) -> Option<&str> {
+        if self.status != 200 {
+            return None;
+        }
+        self.body.lines().next()?.strip_prefix("I'm ")
+    }
+}
+
+/// One `GET /` with `Connection: close` to `addr`, with a Host header and optionally a Cookie header.
+///
+/// # Errors
+/// Connect, write or read fails, or the response does not parse.
+pub fn http_get(addr: std::net::SocketAddr, host: &str, cookie: Option<&str>) -> std::io::Result<Reply> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_write_timeout(Some(Duration::from_secs(2)))?;
+    let cookie = cookie.map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\n{cookie}Connection: close\r\n\r\n").as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) =
+        text.split_once("\r\n\r\n").ok_or_else(|| std::io::Error::other(format!("no response head: {text:?}")))?;
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line: {head:?}")))?;
+    let set_cookies = lines
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case("set-cookie").then(|| {
+                let v = v.trim();
+                (v.split(';').next().unwrap_or_default().trim().to_owned(), v.to_owned())
+            })
+        })
+        .collect();
+    Ok(Reply { status, set_cookies, body: body.to_owned() })
 }
 
 fn stderr(out: &Output) -> String {

@@ -1,6 +1,7 @@
 //! `cargo xtask`: one clap enum, one module per subcommand.
 
 mod demo;
+mod image;
 mod test;
 
 use std::path::PathBuf;
@@ -41,6 +42,8 @@ enum Command {
     },
     /// Run every test: unit, property, packet (BPF_PROG_TEST_RUN), network-namespace and Swarm tests.
     Test(test::Options),
+    /// Build the `FROM scratch` image (Dockerfile) from a static release binary, without any registry.
+    Image(image::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,6 +77,11 @@ fn main() -> anyhow::Result<()> {
             Err(err).with_context(|| format!("failed to run {} demo", bin.display()))
         }
         Command::Test(options) => test::run(&workspace, &options),
+        Command::Image(options) => {
+            // the test components bring docker.io
+            setup::run(setup::Components { test: true, bench: false })?;
+            image::run(&workspace, &options)
+        }
     }
 }
 

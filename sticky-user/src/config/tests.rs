@@ -76,6 +76,7 @@ fn every_cookie_and_health_flag_is_applied() {
             http_only: false,
             same_site: Some(SameSite::None),
             max_age: Some(Duration::from_secs(7200)),
+            ..CookieSpec::default()
         }
     );
     assert!(s.strict);
@@ -237,4 +238,29 @@ fn file_rule_in_traefik_syntax() {
     let bad = "[[services]]\nname = \"api\"\nrule = \"Method(`GET`)\"\nbackends = [\"http://10.0.0.1:80\"]\n";
     let e = err(&args(&["--config=x.toml"]), Some(bad));
     assert!(e.contains("services[0].rule") && e.contains("Method"), "{e}");
+}
+
+#[test]
+fn docker_takes_shared_flags_and_refuses_service_flags() {
+    let a = args(&[
+        "--docker",
+        "--listen",
+        "0.0.0.0:80",
+        "--cookie-key-file",
+        "/run/secrets/k",
+        "--docker-interval",
+        "250ms",
+    ]);
+    let c = build(&a, None).expect("--docker needs no backend");
+    assert!(c.services.is_empty(), "services are discovered at run time");
+    assert_eq!(c.key_file.as_deref(), Some(std::path::Path::new("/run/secrets/k")));
+    let d = docker(&a).unwrap().expect("--docker given");
+    assert_eq!(d.interval, Duration::from_millis(250));
+    if std::env::var_os("DOCKER_HOST").is_none() {
+        assert_eq!(d.host, "unix:///var/run/docker.sock");
+    }
+    assert_eq!(docker(&args(&["--backend", "http://a:1"])).unwrap(), None);
+    assert!(err(&args(&["--docker", "--cookie-name", "x"]), None).contains("--cookie-name"));
+    assert!(docker(&args(&["--docker", "--mode", "tcp"])).unwrap_err().to_string().contains("--mode"));
+    assert!(docker(&args(&["--docker", "--docker-interval", "0s"])).is_err());
 }

@@ -139,6 +139,7 @@ fn attributes_render_every_option() {
         http_only: true,
         same_site: Some(SameSite::Strict),
         max_age: Some(std::time::Duration::from_secs(3600)),
+        ..CookieSpec::default()
     };
     assert_eq!(attributes(&spec), "; Path=/app; Domain=example.com; Max-Age=3600; Secure; HttpOnly; SameSite=Strict");
     assert_eq!(attributes(&CookieSpec::default()), "; Path=/; HttpOnly");
@@ -237,4 +238,23 @@ proptest! {
             prop_assert!(!contains(name.as_bytes(), ip.to_string().as_bytes()));
         }
     }
+}
+
+#[test]
+fn legacy_traefik_values_give_the_backend_address() {
+    assert_eq!(legacy_traefik_addr(b"http://10.0.0.5:8000"), Some("10.0.0.5:8000".parse().unwrap()));
+    assert_eq!(legacy_traefik_addr(b"http%3A%2F%2F10.0.0.5%3A8000"), Some("10.0.0.5:8000".parse().unwrap()));
+    assert_eq!(legacy_traefik_addr(b"\"http://10.0.0.5:80/\""), Some("10.0.0.5:80".parse().unwrap()));
+    assert_eq!(legacy_traefik_addr(b"http://[fd00::5]:80"), Some("[fd00::5]:80".parse().unwrap()));
+    for bad in [
+        &b"https://10.0.0.5:8000"[..],
+        b"http://10.0.0.5",
+        b"http://host:80",
+        b"10.0.0.5:80",
+        b"%zz",
+        b"http://10.0.0.5:8000/x",
+    ] {
+        assert_eq!(legacy_traefik_addr(bad), None, "{}", String::from_utf8_lossy(bad));
+    }
+    assert_eq!(legacy_traefik_addr(&[b'a'; 100]), None);
 }

@@ -6,9 +6,12 @@
 //! publishing and the last catalog stays in force. Backends keep their [`crate::model::BackendId`]
 //! across catalogs so that their health, drain mark and sessions carry over.
 //!
-//! Sources: [`static_list`] now (`--backend`, `--config`); Swarm (bollard) plugs in the same way.
+//! Sources: [`static_list`] (`--backend`, `--config`) and [`swarm`] (`--docker`: services and tasks
+//! of a Swarm, through the Docker API, with [`reconcile`] turning one listing into one catalog).
 
+pub mod reconcile;
 pub mod static_list;
+pub mod swarm;
 
 use std::{future::Future, sync::Arc};
 

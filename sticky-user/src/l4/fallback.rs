@@ -179,7 +179,7 @@ pub async fn run(args: &TcpArgs, spec: ServiceSpec, shutdown: impl Future<Output
 }
 
 /// One client connection: choose, connect, relay until either side closes.
-async fn relay(balancer: Arc<Balancer>, mut client: TcpStream, peer: SocketAddr) {
+pub(crate) async fn relay(balancer: Arc<Balancer>, mut client: TcpStream, peer: SocketAddr) {
     let IpAddr::V4(client_ip) = peer.ip() else { return };
     let counters = &balancer.counters;
     let backend = match balancer.choose(client_ip) {

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod fallback;
 pub mod kernel;
 pub mod metrics;
+pub mod swarm;
 
 use std::{
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},

@@ -90,6 +90,8 @@ struct PinState {
     decision: Decision,
     /// Issue time of a valid cookie (for refresh).
     issued: Option<u32>,
+    /// The pin came from a Traefik cookie (`http://IP:PORT`): answer with sticky's own cookie.
+    legacy: bool,
 }
 
 fn now_secs() -> u32 {
@@ -99,10 +101,16 @@ fn now_secs() -> u32 {
 /// Reads the sticky cookie (the first valid one if several), removes it from the request (the backend
 /// never sees it, like HAProxy's `indirect`), and decides.
 fn pin(ctx: &ConnCtx, service: &ServiceRoute, req: &mut Request<Incoming>) -> PinState {
+    if !service.spec.cookie.enabled {
+        // not a sticky service (Traefik labels without stickiness): every request is a new pick
+        let pinned = Pinned::Absent;
+        return PinState { pinned, decision: decide(ctx, service, pinned, &[]), issued: None, legacy: false };
+    }
     let name = service.spec.cookie.name.as_bytes();
     let now = if service.max_age.is_some() { now_secs() } else { 0 };
     let mut found = false;
     let mut result: Option<Result<cookie::Pin, cookie::Fault>> = None;
+    let mut legacy: Option<usize> = None;
     for value in req.headers().get_all(header::COOKIE) {
         for (n, v) in cookie::pairs(value.as_bytes()) {
             if n != name {
@@ -110,6 +118,10 @@ fn pin(ctx: &ConnCtx, service: &ServiceRoute, req: &mut Request<Incoming>) -> Pi
             }
             found = true;
             let decoded = ctx.shared.keys.decode(v, now, service.max_age);
+            if decoded.is_err() && legacy.is_none() && service.spec.cookie.legacy_traefik {
+                legacy = cookie::legacy_traefik_addr(v)
+                    .and_then(|addr| service.backends.iter().position(|b| b.addr == addr));
+            }
             if decoded.is_ok() || result.is_none() {
                 result = Some(decoded);
             }
@@ -124,15 +136,17 @@ fn pin(ctx: &ConnCtx, service: &ServiceRoute, req: &mut Request<Incoming>) -> Pi
     if found {
         strip_cookie(req, name);
     }
-    let (pinned, issued) = match result {
-        None => (Pinned::Absent, None),
-        Some(Err(fault)) => (Pinned::Invalid(fault), None),
-        Some(Ok(p)) => match service.find(p.tag) {
-            Some(i) => (Pinned::Backend(i), Some(p.issued)),
-            None => (Pinned::Gone, None),
+    let (pinned, issued, legacy) = match (result, legacy) {
+        (None, _) => (Pinned::Absent, None, false),
+        // a migrating client's Traefik cookie naming a current task: keep it there, once
+        (Some(Err(_)), Some(i)) => (Pinned::Backend(i), None, true),
+        (Some(Err(fault)), None) => (Pinned::Invalid(fault), None, false),
+        (Some(Ok(p)), _) => match service.find(p.tag) {
+            Some(i) => (Pinned::Backend(i), Some(p.issued), false),
+            None => (Pinned::Gone, None, false),
         },
     };
-    PinState { pinned, decision: decide(ctx, service, pinned, &[]), issued }
+    PinState { pinned, decision: decide(ctx, service, pinned, &[]), issued, legacy }
 }
 
 /// The policy's decision on the service's current backends, without the backends in `exclude`.
@@ -316,13 +330,14 @@ fn respond(
                 service.live.stats.repin(reason);
                 log_repin(service, pin.pinned, &backend.id.0, reason);
             }
-            true
+            service.spec.cookie.enabled
         }
         Decision::Keep(_) => {
             backend.live.stats.pinned();
             // only cookies with a Max-Age are refreshed; session cookies cost no clock read here
-            service.max_age.is_some()
-                && pin.issued.is_some_and(|issued| cookie::needs_refresh(issued, now_secs(), service.max_age))
+            pin.legacy
+                || service.max_age.is_some()
+                    && pin.issued.is_some_and(|issued| cookie::needs_refresh(issued, now_secs(), service.max_age))
         }
         Decision::Reject(_) => false,
     };

@@ -1,12 +1,24 @@
 //! Swarm tests: a private dockerd + `docker swarm init` per test, images built from the static
-//! `sticky` binary, traffic only to 127.0.0.1 (published ports) and to containers of this Swarm.
+//! `sticky` binary with the workspace's Dockerfile, sticky deployed with `deploy/stack.yml`, traffic
+//! only to 127.0.0.1 (published ports) and to docker_gwbridge addresses of this Swarm's containers.
+//!
+//! Every body is checked: a response counts only if whoami's `I'm NAME` names the expected task.
 
-use std::time::Duration;
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
 
 use crate::{
     process::wait_until,
     require_root, sticky_bin,
-    swarm::{Swarm, docker_available, is_static},
+    swarm::{Reply, Swarm, docker_available, http_get, is_static, workspace_file},
 };
 
 /// Returns from the test, loudly, when Docker or a static `sticky` binary is missing.
@@ -30,23 +42,34 @@ macro_rules! require_swarm {
     };
 }
 
+const IMAGE: &str = "sticky:test";
+const WHOAMI: &str = "whoami-service";
+/// The seed tutorial's cookie name: Traefik's generated name for backend `whoami-service`.
+const SEED_COOKIE: &str = "_a49bc";
+
 /// One HTTP/1.1 GET with `Connection: close` to 127.0.0.1:`port`; the body, if the status is 200.
 fn get_local(port: u16) -> Option<String> {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
-    let mut response = String::new();
-    s.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+    http_get(loopback(port), "localhost", None).ok().filter(|r| r.status == 200).map(|r| r.body)
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A TCP port nothing listens on right now (the kernel's pick; released before use).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+}
+
+fn short(container: &str) -> &str {
+    &container[..container.len().min(12)]
 }
 
 #[test]
 fn private_swarm_runs_a_service_from_the_static_binary() {
     require_swarm!();
     let swarm = Swarm::start();
-    swarm.build_image("sticky:test", &sticky_bin());
+    swarm.build_image(IMAGE, &sticky_bin());
     // Swarm gives a task docker_gwbridge (which host-mode publishing needs) only with an overlay:
     // the daemon runs without the default bridge.
     swarm.docker(&["network", "create", "-d", "overlay", "hellonet"]);
@@ -64,7 +87,7 @@ fn private_swarm_runs_a_service_from_the_static_binary() {
         "1s",
         "--publish",
         "mode=host,target=8000,published=18321",
-        "sticky:test",
+        IMAGE,
         "whoami",
         "--listen",
         "0.0.0.0:8000",
@@ -74,4 +97,621 @@ fn private_swarm_runs_a_service_from_the_static_binary() {
     swarm.wait_running("hello", 1, Duration::from_secs(30));
     let served = wait_until(Duration::from_secs(10), || get_local(18321).as_deref() == Some("I'm hello-task\n"));
     assert!(served, "the published port must reach the task and its body must name it:\n{}", swarm.log_tail());
+}
+
+// === the seed walkthrough, set up as the README says ===
+
+/// The overlay network, the cookie secret, the image (twice, for a rolling update), and the seed's
+/// whoami service: 3 tasks and exactly the four Traefik labels of the tutorial. whoami names itself
+/// by its host name, which is the container's short id, as jwilder/whoami does.
+fn seed(swarm: &Swarm, extra: &[&str]) {
+    swarm.build_image(IMAGE, &sticky_bin());
+    swarm.docker(&["network", "create", "-d", "overlay", "whoaminet"]);
+    let key = swarm.socket_dir().join("cookie.key");
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").expect("write the cookie key");
+    swarm.docker(&["secret", "create", "sticky_cookie_key", key.to_str().expect("utf-8 path")]);
+    let mut args = vec![
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--name",
+        WHOAMI,
+        "--replicas",
+        "3",
+        "--network",
+        "whoaminet",
+        "--init",
+        "--stop-grace-period",
+        "1s",
+        "--label",
+        "traefik.docker.network=whoaminet",
+        "--label",
+        "traefik.port=8000",
+        "--label",
+        "traefik.frontend.rule=PathPrefix:/",
+        "--label",
+        "traefik.backend.loadbalancer.stickiness=true",
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[IMAGE, "whoami", "--listen", "0.0.0.0:8000"]);
+    swarm.docker(&args);
+}
+
+/// Deploys `deploy/stack.yml` as stack `name`, published on `port`, and waits until it serves
+/// whoami through it.
+///
+/// Docker 20.10 rejects CAP_BPF and CAP_PERFMON by name ("unknown capability"); there the file's
+/// variables put SYS_ADMIN (which BPF and PERFMON were split from) and NET_RAW (a default
+/// capability, as a placeholder: the list must not repeat) in their places. Newer engines deploy the
+/// file's own BPF, NET_ADMIN, PERFMON.
+fn deploy_sticky(swarm: &Swarm, name: &str, port: u16) {
+    let version = swarm.docker(&["version", "--format", "{{.Server.Version}}"]);
+    let mut env = vec![
+        ("STICKY_IMAGE", IMAGE.to_owned()),
+        ("STICKY_PORT", port.to_string()),
+        ("STICKY_NETWORK", "whoaminet".to_owned()),
+        ("DOCKER_SOCKET", swarm.socket().display().to_string()),
+    ];
+    if version.split('.').next().and_then(|m| m.parse::<u32>().ok()).is_some_and(|major| major < 23) {
+        env.push(("STICKY_CAP_BPF", "SYS_ADMIN".to_owned()));
+        env.push(("STICKY_CAP_PERFMON", "NET_RAW".to_owned()));
+    }
+    swarm.deploy_stack(name, &workspace_file("deploy/stack.yml"), &env);
+    let service = format!("{name}_sticky");
+    swarm.wait_running(&service, 1, Duration::from_secs(30));
+    let serving = wait_until(Duration::from_secs(15), || {
+        http_get(loopback(port), "localhost", None).is_ok_and(|r| r.whoami().is_some())
+    });
+    assert!(serving, "sticky must serve on 127.0.0.1:{port}:\n{}", swarm.service_logs(&service));
+}
+
+/// The short container ids of `service`'s running tasks, which whoami's bodies name.
+fn names(swarm: &Swarm, service: &str) -> BTreeSet<String> {
+    swarm.task_containers(service).iter().map(|(_, c)| short(c).to_owned()).collect()
+}
+
+/// Fresh clients (no cookie) until every name in `want` answered, at most `limit` requests.
+fn fresh_reach(port: u16, want: &BTreeSet<String>, limit: usize) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    for _ in 0..limit {
+        if let Ok(r) = http_get(loopback(port), "localhost", None)
+            && let Some(name) = r.whoami()
+        {
+            seen.insert(name.to_owned());
+        }
+        if want.is_subset(&seen) {
+            break;
+        }
+    }
+    seen
+}
+
+// === client loops ===
+
+/// What happened to the clients of a [`ClientLoop`].
+#[derive(Debug, Default)]
+struct LoopReport {
+    requests: u64,
+    /// Time since start, client, and what went wrong.
+    failures: Vec<(Duration, usize, String)>,
+    /// (client, from, to, whether a new cookie came with the move).
+    moves: Vec<(usize, String, String, bool)>,
+    /// Each client's task at the end.
+    last: BTreeMap<usize, String>,
+}
+
+/// `clients` threads, each a browser with a cookie jar requesting `GET /` every 20 ms through
+/// 127.0.0.1:`port` until stopped (bounded by `limit`).
+struct ClientLoop {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<LoopReport>>,
+}
+
+impl ClientLoop {
+    fn start(port: u16, clients: usize, cookie: &'static str, limit: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let threads = (0..clients)
+            .map(|client| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut report = LoopReport::default();
+                    let mut jar: Option<String> = None;
+                    let mut task: Option<String> = None;
+                    while !stop.load(Ordering::Relaxed) && started.elapsed() < limit {
+                        report.requests += 1;
+                        let sent = jar.as_ref().map(|v| format!("{cookie}={v}"));
+                        match http_get(loopback(port), "localhost", sent.as_deref()) {
+                            Ok(r) if r.whoami().is_some() => {
+                                let name = r.whoami().unwrap_or_default().to_owned();
+                                let new_cookie = r.cookie(cookie).map(str::to_owned);
+                                if let Some(from) = &task
+                                    && *from != name
+                                {
+                                    report.moves.push((client, from.clone(), name.clone(), new_cookie.is_some()));
+                                }
+                                if new_cookie.is_some() {
+                                    jar = new_cookie;
+                                }
+                                task = Some(name);
+                            }
+                            Ok(r) => {
+                                report.failures.push((started.elapsed(), client, format!("{} {:?}", r.status, r.body)))
+                            }
+                            Err(e) => report.failures.push((started.elapsed(), client, e.to_string())),
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    if let Some(t) = task {
+                        report.last.insert(client, t);
+                    }
+                    report
+                })
+            })
+            .collect();
+        Self { stop, threads }
+    }
+
+    fn finish(mut self) -> LoopReport {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = LoopReport::default();
+        for t in std::mem::take(&mut self.threads) {
+            let r = t.join().expect("client thread must not panic");
+            all.requests += r.requests;
+            all.failures.extend(r.failures);
+            all.moves.extend(r.moves);
+            all.last.extend(r.last);
+        }
+        all
+    }
+}
+
+impl Drop for ClientLoop {
+    fn drop(&mut self) {
+        // a failing test still stops its threads
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The tasks the clients of a loop are pinned to right now (one request each, with their cookies).
+fn pins(report: &LoopReport) -> BTreeMap<usize, String> {
+    report.last.clone()
+}
+
+/// Waits until `service` has exactly `n` running tasks and no other container of it is left.
+fn wait_settled(swarm: &Swarm, service: &str, n: usize) {
+    let filter = format!("label=com.docker.swarm.service.name={service}");
+    let settled = wait_until(Duration::from_secs(60), || {
+        let ps = swarm.docker(&["ps", "-q", "--filter", &filter]);
+        swarm.running_tasks(service).len() == n && ps.lines().count() == n
+    });
+    assert!(settled, "{service} did not settle at {n} tasks:\n{}", swarm.docker(&["service", "ps", service]));
+}
+
+/// Nanoseconds since the epoch at which a task became `running` (its status timestamp).
+fn running_since(swarm: &Swarm, task: &str) -> u128 {
+    let ns = swarm.docker(&["inspect", "--format", "{{.Status.Timestamp.UnixNano}}", task]);
+    ns.parse().unwrap_or_else(|e| panic!("task {task} timestamp {ns:?}: {e}"))
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_nanos()
+}
+
+/// The seed tutorial redone with sticky, then the life of the service under sticky: scale up (new
+/// tasks serve within 1 s, measured), scale down and a rolling update under a client loop (no
+/// failed request), a killed task (only the request in flight may fail). One Swarm for all, in order.
+#[test]
+fn seed_walkthrough_scaling_rolling_update_and_killed_task() {
+    require_swarm!();
+    let suite = Instant::now();
+    let swarm = Swarm::start();
+    seed(&swarm, &[]);
+    swarm.wait_running(WHOAMI, 3, Duration::from_secs(30));
+    let port = free_port();
+    deploy_sticky(&swarm, "sticky", port);
+    let addr = loopback(port);
+
+    // --- the walkthrough: curl -v shows Set-Cookie; the same cookie 20 times reaches one container
+    let first = http_get(addr, "localhost", None).expect("first request");
+    let value = first.cookie(SEED_COOKIE).unwrap_or_else(|| panic!("Set-Cookie {SEED_COOKIE} expected: {first:?}"));
+    assert!(!value.contains("http") && !value.contains("10.0.") && !value.contains(':'), "opaque value: {value}");
+    let pinned = first.whoami().expect("whoami answers").to_owned();
+    let running = names(&swarm, WHOAMI);
+    assert!(running.contains(&pinned), "{pinned} must be one of the running containers {running:?}");
+    let cookie = format!("{SEED_COOKIE}={value}");
+    for i in 0..20 {
+        let r = http_get(addr, "localhost", Some(&cookie)).expect("pinned request");
+        assert_eq!(r.whoami(), Some(pinned.as_str()), "request {i} with the cookie must reach {pinned}: {r:?}");
+        assert!(r.cookie(SEED_COOKIE).is_none(), "a kept session gets no new cookie");
+    }
+    let reached = fresh_reach(port, &running, 60);
+    assert_eq!(reached, running, "fresh clients must reach every task");
+
+    // --- a Traefik cookie (`http://IP:PORT`) of a current task is honoured once, then sticky's own
+    let (task, container) = swarm.task_containers(WHOAMI).into_iter().next().expect("a task");
+    let ip = swarm.docker(&[
+        "inspect",
+        "--format",
+        "{{range .NetworksAttachments}}{{if eq .Network.Spec.Name \"whoaminet\"}}{{index .Addresses 0}}{{end}}{{end}}",
+        &task,
+    ]);
+    let ip = ip.split('/').next().unwrap_or_default().to_owned();
+    let legacy = http_get(addr, "localhost", Some(&format!("{SEED_COOKIE}=http://{ip}:8000"))).expect("legacy cookie");
+    assert_eq!(legacy.whoami(), Some(short(&container)), "the Traefik cookie names task {task} at {ip}: {legacy:?}");
+    let rewritten = legacy.cookie(SEED_COOKIE).expect("answered with sticky's own cookie").to_owned();
+    assert!(!rewritten.contains("http"), "{rewritten}");
+    let again = http_get(addr, "localhost", Some(&format!("{SEED_COOKIE}={rewritten}"))).expect("rewritten cookie");
+    assert_eq!(again.whoami(), Some(short(&container)));
+    let unknown =
+        http_get(addr, "localhost", Some(&format!("{SEED_COOKIE}=http://10.255.255.1:8000"))).expect("unknown");
+    assert!(unknown.whoami().is_some() && unknown.cookie(SEED_COOKIE).is_some(), "treated as absent: {unknown:?}");
+    eprintln!("walkthrough done after {:?}", suite.elapsed());
+
+    // --- scale 3 -> 5: each new task serves within 1 s of becoming running
+    let before = names(&swarm, WHOAMI);
+    swarm.docker(&["service", "scale", "-d", &format!("{WHOAMI}=5")]);
+    let mut first_served: HashMap<String, u128> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && first_served.len() < 2 {
+        if let Ok(r) = http_get(addr, "localhost", None)
+            && let Some(name) = r.whoami()
+            && !before.contains(name)
+        {
+            first_served.entry(name.to_owned()).or_insert_with(now_ns);
+        }
+    }
+    swarm.wait_running(WHOAMI, 5, Duration::from_secs(10));
+    let new_tasks: Vec<(String, String)> =
+        swarm.task_containers(WHOAMI).into_iter().filter(|(_, c)| !before.contains(short(c))).collect();
+    assert_eq!(new_tasks.len(), 2, "two new tasks: {new_tasks:?}");
+    for (task, container) in &new_tasks {
+        let served = first_served
+            .get(short(container))
+            .unwrap_or_else(|| panic!("new task {task} ({}) was never served: {first_served:?}", short(container)));
+        let since = running_since(&swarm, task);
+        let delay_ms = served.saturating_sub(since) as f64 / 1e6;
+        eprintln!("new task {task}: served {delay_ms:.0} ms after it became running");
+        assert!(delay_ms < 1000.0, "new task {task} served {delay_ms:.0} ms after running; must be under 1 s");
+    }
+
+    // --- scale 5 -> 2 under a client loop: no failed request; moved clients get a new cookie
+    let clients = ClientLoop::start(port, 12, SEED_COOKIE, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(1500));
+    swarm.docker(&["service", "scale", "-d", &format!("{WHOAMI}=2")]);
+    wait_settled(&swarm, WHOAMI, 2);
+    std::thread::sleep(Duration::from_millis(1000));
+    let report = clients.finish();
+    let survivors = names(&swarm, WHOAMI);
+    eprintln!(
+        "scale-down: {} requests, {} failures, {} moves",
+        report.requests,
+        report.failures.len(),
+        report.moves.len()
+    );
+    assert!(report.failures.is_empty(), "no request may fail while scaling down: {:?}", report.failures);
+    assert!(!report.moves.is_empty(), "clients of removed tasks must have moved");
+    for (client, from, to, new_cookie) in &report.moves {
+        assert!(*new_cookie, "client {client} moved {from} -> {to} and must get a new cookie");
+        assert!(!survivors.contains(from), "client {client} left {from}, which still runs: stickiness broken");
+        assert!(survivors.contains(to), "client {client} moved to {to}, not a survivor {survivors:?}");
+    }
+    assert!(pins(&report).values().all(|t| survivors.contains(t)), "{:?} vs {survivors:?}", report.last);
+
+    // --- rolling update of the image under the same loop: no failed request
+    swarm.build_image("sticky:test2", &sticky_bin());
+    let old = names(&swarm, WHOAMI);
+    let clients = ClientLoop::start(port, 12, SEED_COOKIE, Duration::from_secs(90));
+    std::thread::sleep(Duration::from_millis(1500));
+    let updating = Instant::now();
+    swarm.docker(&[
+        "service",
+        "update",
+        "-d",
+        "--no-resolve-image",
+        "--update-monitor",
+        "500ms",
+        "--image",
+        "sticky:test2",
+        WHOAMI,
+    ]);
+    let done = wait_until(Duration::from_secs(60), || {
+        swarm.docker(&["service", "inspect", "--format", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", WHOAMI])
+            == "completed"
+    });
+    assert!(done, "the rolling update must complete:\n{}", swarm.docker(&["service", "ps", WHOAMI]));
+    wait_settled(&swarm, WHOAMI, 2);
+    std::thread::sleep(Duration::from_millis(1000));
+    let report = clients.finish();
+    let updated = names(&swarm, WHOAMI);
+    eprintln!(
+        "rolling update ({:?}): {} requests, {} failures, {} moves",
+        updating.elapsed(),
+        report.requests,
+        report.failures.len(),
+        report.moves.len()
+    );
+    assert!(old.is_disjoint(&updated), "every task replaced: {old:?} -> {updated:?}");
+    assert!(report.failures.is_empty(), "no request may fail during a rolling update: {:?}", report.failures);
+    assert!(pins(&report).values().all(|t| updated.contains(t)), "every client ends on a new task: {:?}", report.last);
+    assert!(report.moves.iter().all(|m| m.3), "every move comes with a new cookie: {:?}", report.moves);
+
+    // --- docker kill of a task: only the request in flight may fail, the next one is re-pinned
+    let clients = ClientLoop::start(port, 4, SEED_COOKIE, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(800));
+    let (victim_task, victim) = swarm.task_containers(WHOAMI).into_iter().next().expect("a task to kill");
+    swarm.docker(&["kill", &victim]);
+    let killed = Instant::now();
+    std::thread::sleep(Duration::from_millis(3000));
+    let report = clients.finish();
+    eprintln!("kill: {} requests, failures {:?}, moves {:?}", report.requests, report.failures, report.moves);
+    let victims: Vec<&(usize, String, String, bool)> =
+        report.moves.iter().filter(|(_, from, _, _)| from == short(&victim)).collect();
+    let mut failed_clients: Vec<usize> = report.failures.iter().map(|f| f.1).collect();
+    failed_clients.sort_unstable();
+    failed_clients.dedup();
+    assert_eq!(failed_clients.len(), report.failures.len(), "at most one failure (the one in flight) per client");
+    for f in &report.failures {
+        assert!(
+            victims.iter().any(|v| v.0 == f.1),
+            "only a client of the killed task {victim_task} may see a failure: {f:?}"
+        );
+    }
+    assert!(!victims.is_empty(), "some clients were pinned to the killed task: {:?}", report.moves);
+    for (client, _, to, new_cookie) in &victims {
+        assert!(*new_cookie && to != short(&victim), "client {client} re-pinned with a new cookie");
+    }
+    assert!(report.last.values().all(|t| t != short(&victim)), "nobody stays on the killed task: {:?}", report.last);
+    eprintln!("killed task handled within {:?}; whole test {:?}", killed.elapsed(), suite.elapsed());
+}
+
+/// The running sticky task of stack `stack`: (task id, container id).
+fn sticky_task(swarm: &Swarm, stack: &str) -> (String, String) {
+    swarm.task_containers(&format!("{stack}_sticky")).into_iter().next().expect("sticky's task runs")
+}
+
+/// How many lines of `log` contain `needle`.
+fn count(log: &str, needle: &str) -> usize {
+    log.lines().filter(|l| l.contains(needle)).count()
+}
+
+/// The Docker daemon hung (SIGSTOP) and then crashed (SIGKILL) and restarted while sticky runs.
+///
+/// What can be promised, given how Docker behaves (verified here): a hung daemon still forwards
+/// published ports (docker-proxy is its own process), so sticky keeps serving on its port with
+/// the last known tasks, logs the API's loss and return once each, and discovers a scale-up
+/// afterwards. A crashed daemon takes docker-proxy with it (the published port is dead), but the
+/// containers run on: sticky keeps serving its pinned clients at its docker_gwbridge address.
+/// When dockerd starts again, Swarm replaces every task, sticky's own included (live-restore is
+/// incompatible with swarm mode), and the new sticky discovers the new tasks on its own.
+#[test]
+fn dockerd_hung_then_killed_and_restarted_while_sticky_serves() {
+    require_swarm!();
+    let suite = Instant::now();
+    let mut swarm = Swarm::start();
+    seed(&swarm, &["--endpoint-mode", "dnsrr"]);
+    swarm.wait_running(WHOAMI, 3, Duration::from_secs(30));
+    let port = free_port();
+    deploy_sticky(&swarm, "sticky", port);
+    let addr = loopback(port);
+    let first = http_get(addr, "localhost", None).expect("first request");
+    let pinned = first.whoami().expect("whoami").to_owned();
+    let cookie = format!("{SEED_COOKIE}={}", first.cookie(SEED_COOKIE).expect("a cookie"));
+
+    // --- hung API: longer than discovery's call timeout (5 s), requests keep being served
+    swarm.signal_dockerd(libc::SIGSTOP);
+    let hung = Instant::now();
+    let mut served = 0;
+    while hung.elapsed() < Duration::from_secs(7) {
+        let r = http_get(addr, "localhost", Some(&cookie));
+        assert_eq!(
+            r.as_ref().ok().and_then(Reply::whoami),
+            Some(pinned.as_str()),
+            "with the API hung for {:?}, the pinned task must keep answering: {r:?}",
+            hung.elapsed()
+        );
+        served += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    swarm.signal_dockerd(libc::SIGCONT);
+    eprintln!("API hung 7 s: {served} pinned requests served");
+    let service = "sticky_sticky";
+    let back =
+        wait_until(Duration::from_secs(20), || count(&swarm.service_logs(service), "Docker API reachable again") == 1);
+    let log = swarm.service_logs(service);
+    assert!(back, "sticky must log the API's return:\n{log}");
+    assert_eq!(count(&log, "Docker API unreachable"), 1, "one line for the loss:\n{log}");
+    assert_eq!(count(&log, "Docker API reachable again"), 1, "one line for the return:\n{log}");
+    // discovery works again: a scale-up is served
+    let before = names(&swarm, WHOAMI);
+    swarm.docker(&["service", "scale", "-d", &format!("{WHOAMI}=4")]);
+    swarm.wait_running(WHOAMI, 4, Duration::from_secs(20));
+    let all = names(&swarm, WHOAMI);
+    assert_eq!(all.difference(&before).count(), 1, "one new task: {before:?} -> {all:?}");
+    let reached = fresh_reach(port, &all, 200);
+    assert_eq!(reached, all, "after the hang, the new task must be discovered and served");
+
+    // --- crash: the published port dies with docker-proxy; sticky serves on at its gwbridge address
+    let (_, lb) = sticky_task(&swarm, "sticky");
+    let gw: Ipv4Addr = swarm.gwbridge_addr(&lb).expect("sticky's docker_gwbridge address").parse().expect("IPv4");
+    let route = std::process::Command::new("ip").args(["route", "get", &gw.to_string()]).output().expect("ip route");
+    let route = String::from_utf8_lossy(&route.stdout).into_owned();
+    assert!(route.contains("dev docker_gwbridge"), "{gw} must be local to this test's bridge: {route}");
+    let direct = SocketAddr::V4(SocketAddrV4::new(gw, 80));
+    assert_eq!(
+        http_get(direct, "localhost", Some(&cookie)).ok().as_ref().and_then(Reply::whoami),
+        Some(pinned.as_str())
+    );
+    swarm.kill_dockerd();
+    let crashed = Instant::now();
+    let (mut served, mut repinned) = (0, 0);
+    // 30 s, with a forged cookie in every other request: each is a logged re-pin (sticky logs up to
+    // 20 a second per worker). With dockerd dead nobody drains the container's stderr pipe: a
+    // process that blocks on a full log pipe stops serving after ~25 s of this (it did).
+    while crashed.elapsed() < Duration::from_secs(30) {
+        let r = http_get(direct, "localhost", Some(&cookie));
+        assert_eq!(
+            r.as_ref().ok().and_then(Reply::whoami),
+            Some(pinned.as_str()),
+            "with dockerd dead for {:?}, sticky must keep serving its pinned client: {r:?}",
+            crashed.elapsed()
+        );
+        served += 1;
+        let forged = format!("{SEED_COOKIE}=forged-{served}");
+        let r = http_get(direct, "localhost", Some(&forged));
+        assert!(
+            r.as_ref().ok().and_then(Reply::whoami).is_some(),
+            "with dockerd dead for {:?}, a re-pinned client must be served: {r:?}",
+            crashed.elapsed()
+        );
+        repinned += 1;
+    }
+    let published = http_get(addr, "localhost", Some(&cookie)).is_ok();
+    eprintln!(
+        "dockerd dead 30 s: {served} pinned and {repinned} re-pinned requests served at {direct}; published port answering: {published}"
+    );
+
+    // --- restart: Swarm replaces every task; the new sticky discovers the new whoami tasks
+    let old = all;
+    swarm.restart_dockerd();
+    let restarted = Instant::now();
+    let recovered = wait_until(Duration::from_secs(90), || {
+        http_get(addr, "localhost", None).ok().as_ref().and_then(Reply::whoami).is_some_and(|n| !old.contains(n))
+    });
+    assert!(recovered, "after dockerd's restart, sticky must serve the new tasks:\n{}", swarm.log_tail());
+    eprintln!("published port serving new tasks {:?} after dockerd's restart", restarted.elapsed());
+    swarm.wait_running(WHOAMI, 4, Duration::from_secs(30));
+    let now = names(&swarm, WHOAMI);
+    assert!(old.is_disjoint(&now), "Swarm replaced every task: {old:?} -> {now:?}");
+    assert_eq!(fresh_reach(port, &now, 200), now, "every new task is served");
+    let moved = http_get(addr, "localhost", Some(&cookie)).expect("old cookie");
+    assert!(moved.whoami().is_some_and(|n| now.contains(n)) && moved.cookie(SEED_COOKIE).is_some(), "{moved:?}");
+    eprintln!("whole test {:?}", suite.elapsed());
+}
+
+/// Host names of the addresses added to the host's docker_gwbridge, removed on drop.
+struct ExtraAddrs(Vec<String>);
+
+impl Drop for ExtraAddrs {
+    fn drop(&mut self) {
+        for a in &self.0 {
+            let _ = std::process::Command::new("ip").args(["addr", "del", a, "dev", "docker_gwbridge"]).output();
+        }
+    }
+}
+
+/// A second service by sticky.* labels and a third by Traefik v2/v3 labels, each routed by Host;
+/// two sticky instances with the same key honour each other's cookies; a tcp-mode service by labels
+/// keeps each client on one task and spreads clients over the tasks.
+#[test]
+fn label_sets_route_by_host_two_instances_agree_and_tcp_by_labels() {
+    require_swarm!();
+    let suite = Instant::now();
+    let swarm = Swarm::start();
+    seed(&swarm, &["--endpoint-mode", "dnsrr", "--hostname", "web-{{.Task.Slot}}"]);
+    let common = ["--network", "whoaminet", "--init", "--stop-grace-period", "1s", "--endpoint-mode", "dnsrr"];
+    let create = |name: &str, replicas: &str, labels: &[&str]| {
+        let hostname = format!("{name}-{{{{.Task.Slot}}}}");
+        let mut args = vec!["service", "create", "-d", "--no-resolve-image", "--name", name, "--replicas", replicas];
+        args.extend_from_slice(&common);
+        args.extend_from_slice(&["--hostname", &hostname]);
+        for l in labels {
+            args.extend_from_slice(&["--label", l]);
+        }
+        args.extend_from_slice(&[IMAGE, "whoami", "--listen", "0.0.0.0:8000"]);
+        swarm.docker(&args);
+    };
+    create("api", "2", &["sticky.port=8000", "sticky.rule=Host(`api.example`)"]);
+    create(
+        "shop",
+        "2",
+        &[
+            "traefik.enable=true",
+            "traefik.http.routers.shop.rule=Host(`shop.example`)",
+            "traefik.http.services.shop.loadbalancer.server.port=8000",
+            "traefik.http.services.shop.loadbalancer.sticky.cookie.name=shop_session",
+        ],
+    );
+    create(
+        "db",
+        "3",
+        &["sticky.mode=tcp", "sticky.port=8000", "sticky.listen.port=15432", "sticky.affinity.timeout=10m"],
+    );
+    for (s, n) in [(WHOAMI, 3), ("api", 2), ("shop", 2), ("db", 3)] {
+        swarm.wait_running(s, n, Duration::from_secs(30));
+    }
+    let (port_a, port_b) = (free_port(), free_port());
+    deploy_sticky(&swarm, "sticky", port_a);
+    deploy_sticky(&swarm, "sticky2", port_b);
+    let (a, b) = (loopback(port_a), loopback(port_b));
+
+    // --- routing by Host, each service with its own cookie name
+    for (host, prefix, cookie) in [
+        ("api.example", "api-", "sticky"),
+        ("shop.example", "shop-", "shop_session"),
+        ("other.example", "web-", SEED_COOKIE),
+    ] {
+        let mut seen = BTreeSet::new();
+        for _ in 0..6 {
+            let r = http_get(a, host, None).expect("request");
+            let name = r.whoami().unwrap_or_else(|| panic!("Host {host}: {r:?}"));
+            assert!(name.starts_with(prefix), "Host {host} must reach a {prefix}* task, not {name}");
+            assert!(r.cookie(cookie).is_some(), "Host {host} sets cookie {cookie}: {r:?}");
+            seen.insert(name.to_owned());
+        }
+        assert!(seen.len() >= 2, "new sessions of {host} spread over its tasks: {seen:?}");
+    }
+
+    // --- two instances, one key: each honours the other's cookies
+    for (from, to) in [(a, b), (b, a)] {
+        for _ in 0..6 {
+            let r = http_get(from, "api.example", None).expect("request");
+            let name = r.whoami().expect("whoami").to_owned();
+            let cookie = format!("sticky={}", r.cookie("sticky").expect("a cookie"));
+            let other = http_get(to, "api.example", Some(&cookie)).expect("request at the other instance");
+            assert_eq!(other.whoami(), Some(name.as_str()), "{to} must honour {from}'s cookie: {other:?}");
+            assert!(other.cookie("sticky").is_none(), "a valid cookie from the other instance is kept as is");
+        }
+    }
+
+    // --- tcp mode by labels: client affinity per source address, spread over the tasks
+    let (_, lb) = sticky_task(&swarm, "sticky");
+    let gw: Ipv4Addr = swarm.gwbridge_addr(&lb).expect("sticky's docker_gwbridge address").parse().expect("IPv4");
+    let host_gw = swarm.docker(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+        "docker_gwbridge",
+    ]);
+    let host_gw: Ipv4Addr = host_gw.parse().unwrap_or_else(|e| panic!("gwbridge gateway {host_gw:?}: {e}"));
+    let [o1, o2, _, _] = host_gw.octets();
+    // client addresses on this test's bridge (its /16), far above what Docker hands out
+    let sources: Vec<Ipv4Addr> = (1..=12).map(|i| Ipv4Addr::new(o1, o2, 250, i)).collect();
+    let _extra = ExtraAddrs(sources.iter().map(|s| format!("{s}/32")).collect());
+    for s in &sources {
+        let out = std::process::Command::new("ip")
+            .args(["addr", "add", &format!("{s}/32"), "dev", "docker_gwbridge"])
+            .output()
+            .expect("ip addr add");
+        assert!(out.status.success(), "ip addr add {s}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let vip = SocketAddrV4::new(gw, 15432);
+    let up = wait_until(Duration::from_secs(10), || crate::l4::get_once(vip, sources[0]).is_ok());
+    assert!(up, "sticky must listen on {vip} for the tcp service:\n{}", swarm.service_logs("sticky_sticky"));
+    let mut per_source = BTreeMap::new();
+    for s in &sources {
+        let bodies: BTreeSet<String> = (0..5)
+            .map(|_| crate::l4::get_once(vip, *s).unwrap_or_else(|e| panic!("tcp connection from {s}: {e}")))
+            .collect();
+        assert_eq!(bodies.len(), 1, "every connection of client {s} must reach one task: {bodies:?}");
+        let body = bodies.into_iter().next().unwrap_or_default();
+        assert!(body.starts_with("I'm db-"), "the tcp service's tasks answer, not {body:?}");
+        per_source.insert(*s, body);
+    }
+    let tasks: BTreeSet<&String> = per_source.values().collect();
+    eprintln!("tcp: 12 clients over {} tasks: {per_source:?}", tasks.len());
+    assert!(tasks.len() >= 2, "clients spread over the tcp service's tasks: {per_source:?}");
+    eprintln!("whole test {:?}", suite.elapsed());
 }

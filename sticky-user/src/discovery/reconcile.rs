@@ -1,0 +1,312 @@
+//! Swarm services, tasks and labels -> the catalog sticky balances, and its tcp-mode services (pure).
+//!
+//! One function, [`reconcile`], from one listing of the Docker API to one complete view. For each
+//! service that opts in by labels ([`crate::labels::parse`]):
+//! - **network**: the label's (`sticky.network`, `traefik.docker.network`), else the one network the
+//!   service shares with sticky's own task, else (sticky not a task of this Swarm) the service's only
+//!   network; anything else is a [`Problem`] naming the networks to choose from;
+//! - **port**: the label's, else a problem;
+//! - **backends**: the service's tasks whose observed state is `running`, at their address on that
+//!   network (never the VIP). A task whose desired state is no longer `running` (scale-down, rolling
+//!   update, removal) while it still runs is [`AdminState::Draining`]. Swarm holds the tasks of a
+//!   service with a Docker healthcheck in `starting` until the check passes, so "running" already
+//!   means "healthy" there;
+//! - **identity** ([`BackendId`]): the task id, or with `sticky.cookie.identity=slot` the replica slot
+//!   (`slot-N`; `node-ID` for global services). Two tasks of one slot during an update: the one
+//!   that should run wins, so sessions move to the replacement as soon as it runs.
+//!
+//! A service whose labels do not parse, or that lacks a network or port, is left out with a
+//! [`Problem`]; the others are unaffected. Output is sorted, so equal inputs give equal outputs and
+//! the caller can publish only on change.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, SocketAddr, SocketAddrV4},
+    time::Duration,
+};
+
+use crate::{
+    docker::{ServiceInfo, TaskInfo},
+    labels::{self, Identity, LabeledService, Mode, Source},
+    model::{
+        AdminState, Backend, BackendId, BackoffSpec, Catalog, CookieSpec, HealthCheckSpec, ServiceEntry, ServiceId,
+        ServiceSpec,
+    },
+};
+
+/// A tcp-mode service (`sticky.mode=tcp`): served by [`crate::l4`], not by the HTTP proxy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpService {
+    /// Swarm service id.
+    pub id: ServiceId,
+    /// Swarm service name.
+    pub name: String,
+    /// The port sticky listens on for it (`sticky.listen.port`, else the tasks' port).
+    pub listen_port: u16,
+    /// Running tasks that take new connections (draining ones are left out: in tcp mode a backend
+    /// that leaves the set keeps its open connections and gets no new ones).
+    pub backends: Vec<SocketAddrV4>,
+    /// Client affinity lifetime (`sticky.affinity.timeout`); none: the `--affinity-timeout` default.
+    pub affinity_timeout: Option<Duration>,
+}
+
+/// Why an opted-in service is not balanced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Swarm service id.
+    pub service_id: String,
+    /// Swarm service name.
+    pub service: String,
+    /// One line saying what is wrong and what to do.
+    pub message: String,
+}
+
+/// Where sticky itself runs, as far as its networks are concerned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Own {
+    /// A task of this Swarm attached to these networks (ids).
+    Task(BTreeSet<String>),
+    /// Not a task of this Swarm (on the host, or a plain container): networks unknown.
+    Elsewhere,
+}
+
+/// Everything one listing says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// The http-mode services and their backends.
+    pub catalog: Catalog,
+    /// The tcp-mode services.
+    pub tcp: Vec<TcpService>,
+    /// Opted-in services that are left out, and why.
+    pub problems: Vec<Problem>,
+    /// (service id, service name, label) for each label in sticky's or Traefik's namespace that
+    /// sticky does not act on.
+    pub ignored: Vec<(String, String, String)>,
+}
+
+/// Sticky's own networks: those of the task running in container `own_container` (a full id).
+#[must_use]
+pub fn own(tasks: &[TaskInfo], own_container: Option<&str>) -> Own {
+    let Some(own) = own_container else { return Own::Elsewhere };
+    // any state: sticky's own task may still be `starting` in the manager's view at its first listing
+    tasks
+        .iter()
+        .find(|t| t.container_id.as_deref() == Some(own))
+        .map_or(Own::Elsewhere, |t| Own::Task(t.network_names.keys().cloned().collect()))
+}
+
+/// The catalog, tcp services, problems and ignored labels of one listing.
+#[must_use]
+pub fn reconcile(services: &[ServiceInfo], tasks: &[TaskInfo], own: &Own) -> Outcome {
+    // network id -> name, from every task's attachments (services list networks by id only)
+    let names: BTreeMap<&str, &str> =
+        tasks.iter().flat_map(|t| t.network_names.iter().map(|(id, name)| (id.as_str(), name.as_str()))).collect();
+    let mut sorted: Vec<&ServiceInfo> = services.iter().collect();
+    sorted.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+    let mut out = Outcome::default();
+    let mut tcp_ports: BTreeMap<u16, String> = BTreeMap::new();
+    for service in sorted {
+        let problem =
+            |message: String| Problem { service_id: service.id.clone(), service: service.name.clone(), message };
+        let labeled = match labels::parse(&service.name, &service.labels) {
+            Ok(Some(l)) => l,
+            Ok(None) => continue,
+            Err(e) => {
+                out.problems.push(problem(format!("labels: {e}")));
+                continue;
+            }
+        };
+        out.ignored.extend(labeled.ignored.iter().map(|l| (service.id.clone(), service.name.clone(), l.clone())));
+        let network = match network(service, &labeled, own, &names) {
+            Ok(n) => n,
+            Err(message) => {
+                out.problems.push(problem(message));
+                continue;
+            }
+        };
+        let Some(port) = labeled.port else {
+            out.problems.push(problem(
+                "no port: set sticky.port (or traefik.port, traefik.http.services.<s>.loadbalancer.server.port)".into(),
+            ));
+            continue;
+        };
+        let backends = backends(service, &labeled, tasks, &network, port);
+        match labeled.mode {
+            Mode::Http => match spec(service, &labeled) {
+                Ok(spec) => out.catalog.services.push(ServiceEntry { spec, backends }),
+                Err(message) => out.problems.push(problem(message)),
+            },
+            Mode::Tcp => {
+                let listen_port = labeled.listen_port.unwrap_or(port);
+                if let Some(other) = tcp_ports.get(&listen_port) {
+                    out.problems.push(problem(format!(
+                        "sticky.listen.port {listen_port} is already taken by tcp service {other}"
+                    )));
+                    continue;
+                }
+                tcp_ports.insert(listen_port, service.name.clone());
+                let mut v4: Vec<SocketAddrV4> = backends
+                    .iter()
+                    .filter(|b| b.admin == AdminState::Active)
+                    .filter_map(|b| match b.addr {
+                        SocketAddr::V4(a) => Some(a),
+                        SocketAddr::V6(_) => None,
+                    })
+                    .collect();
+                v4.sort_unstable();
+                v4.dedup();
+                out.tcp.push(TcpService {
+                    id: ServiceId(service.id.as_str().into()),
+                    name: service.name.clone(),
+                    listen_port,
+                    backends: v4,
+                    affinity_timeout: labeled.affinity_timeout,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The network (id or name as the tasks report it, and its name) whose addresses are the backends.
+fn network(
+    service: &ServiceInfo,
+    labeled: &LabeledService,
+    own: &Own,
+    names: &BTreeMap<&str, &str>,
+) -> Result<String, String> {
+    let name_of = |id: &str| names.get(id).map_or_else(|| id.to_owned(), |n| (*n).to_owned());
+    let attached: Vec<(String, String)> = service.network_ids.iter().map(|id| (id.clone(), name_of(id))).collect();
+    let list = |nets: &[&(String, String)]| nets.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", ");
+    if let Some(wanted) = &labeled.network {
+        let found = attached.iter().find(|(id, name)| name == wanted || id == wanted);
+        let Some((id, name)) = found else {
+            let all: Vec<&(String, String)> = attached.iter().collect();
+            return Err(format!(
+                "network {wanted} (from its labels) is not one of the service's networks ({})",
+                if all.is_empty() { "none".to_owned() } else { list(&all) }
+            ));
+        };
+        if let Own::Task(mine) = own
+            && !mine.contains(id)
+        {
+            return Err(format!(
+                "sticky is not attached to network {name}: add it to sticky's service (stack file networks)"
+            ));
+        }
+        return Ok(name.clone());
+    }
+    let candidates: Vec<&(String, String)> = match own {
+        Own::Task(mine) => attached.iter().filter(|(id, _)| mine.contains(id)).collect(),
+        Own::Elsewhere => attached.iter().collect(),
+    };
+    match (candidates.as_slice(), own) {
+        ([(_, name)], _) => Ok(name.clone()),
+        ([], Own::Task(_)) => Err(format!(
+            "shares no network with sticky: attach sticky to one of the service's networks ({})",
+            if attached.is_empty() { "none".to_owned() } else { list(&attached.iter().collect::<Vec<_>>()) }
+        )),
+        ([], Own::Elsewhere) => {
+            Err("has no network: attach it to an overlay network that sticky is attached to".into())
+        }
+        (several, _) => Err(format!(
+            "shares several networks with sticky ({}): choose one with sticky.network or traefik.docker.network",
+            list(several)
+        )),
+    }
+}
+
+/// The service's running tasks on `network`, by identity.
+fn backends(
+    service: &ServiceInfo,
+    labeled: &LabeledService,
+    tasks: &[TaskInfo],
+    network: &str,
+    port: u16,
+) -> Vec<Backend> {
+    let mut running: Vec<&TaskInfo> =
+        tasks.iter().filter(|t| t.service_id == service.id && t.state == "running").collect();
+    // the task that should run first, so that it wins its slot over a replaced one
+    running.sort_by(|a, b| (a.desired_state != "running", &a.id).cmp(&(b.desired_state != "running", &b.id)));
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::with_capacity(running.len());
+    for task in running {
+        let Some(ip) = address(task, network) else { continue };
+        let id = match labeled.cookie.identity {
+            Identity::Task => task.id.clone(),
+            Identity::Slot => match (task.slot, &task.node_id) {
+                (Some(slot), _) => format!("slot-{slot}"),
+                (None, Some(node)) => format!("node-{node}"),
+                (None, None) => task.id.clone(),
+            },
+        };
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        let admin = if task.desired_state == "running" { AdminState::Active } else { AdminState::Draining };
+        out.push(Backend { id: BackendId(id.into()), addr: SocketAddr::new(ip, port), weight: 1, admin });
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
+
+/// The task's address on `network` (IPv4 first).
+fn address(task: &TaskInfo, network: &str) -> Option<IpAddr> {
+    let mut on: Vec<IpAddr> = task.addresses.iter().filter(|(n, _)| n == network).map(|(_, ip)| *ip).collect();
+    on.sort_by_key(IpAddr::is_ipv6);
+    on.first().copied()
+}
+
+/// The http-mode service spec of the labels, validated like `sticky run`'s.
+fn spec(service: &ServiceInfo, labeled: &LabeledService) -> Result<ServiceSpec, String> {
+    if labeled.route.strip_prefix {
+        return Err("PathPrefixStrip/PathStrip rules are not supported: the backend would get unstripped paths".into());
+    }
+    let c = &labeled.cookie;
+    let defaults = CookieSpec::default();
+    let traefik = labeled.sources.iter().any(|s| matches!(s, Source::TraefikV1 | Source::TraefikV2));
+    let cookie = CookieSpec {
+        name: c.name.clone().unwrap_or(defaults.name),
+        path: c.path.clone().unwrap_or(defaults.path),
+        domain: c.domain.clone(),
+        secure: c.secure.unwrap_or(defaults.secure),
+        http_only: c.http_only.unwrap_or(defaults.http_only),
+        same_site: c.same_site,
+        max_age: c.max_age,
+        enabled: labeled.sticky,
+        legacy_traefik: c.legacy.unwrap_or(traefik),
+    };
+    let attr_ok = |s: &str| !s.is_empty() && s.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b';');
+    if cookie.name.is_empty() {
+        return Err("cookie name is empty".into());
+    }
+    if !cookie.path.starts_with('/') || !attr_ok(&cookie.path) {
+        return Err(format!("cookie path {:?} must start with / and hold no spaces or ';'", cookie.path));
+    }
+    if let Some(d) = cookie.domain.as_deref().filter(|d| !attr_ok(d)) {
+        return Err(format!("cookie domain {d:?} is not a domain"));
+    }
+    if cookie.same_site == Some(labels::SameSite::None) && !cookie.secure {
+        return Err("cookie SameSite=None needs Secure (browsers drop it otherwise): set the secure label too".into());
+    }
+    let mut health = HealthCheckSpec { path: labeled.health.path.clone(), ..HealthCheckSpec::default() };
+    health.interval = labeled.health.interval.filter(|d| !d.is_zero()).unwrap_or(health.interval);
+    health.timeout = labeled.health.timeout.filter(|d| !d.is_zero()).unwrap_or(health.timeout);
+    if let Some(p) = health.path.as_deref().filter(|p| !p.starts_with('/')) {
+        return Err(format!("health check path {p:?} must start with /"));
+    }
+    let rule = labeled.route.rule.clone();
+    Ok(ServiceSpec {
+        id: ServiceId(service.id.as_str().into()),
+        name: service.name.clone(),
+        priority: rule.default_priority(),
+        rule,
+        cookie,
+        strict: labeled.strict,
+        health,
+        backoff: BackoffSpec::default(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

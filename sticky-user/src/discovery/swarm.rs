@@ -1,0 +1,372 @@
+//! Swarm discovery: list services and tasks (Docker API), reconcile, publish on change; re-list on
+//! every event and on a short timer, and ride out an unreachable or hung daemon.
+//!
+//! Docker emits no task events, so the event stream (service, container and network events) only
+//! wakes the loop early: every wake-up re-lists everything, and a timer re-lists every
+//! [`SwarmOptions::interval`] anyway (faster for a second after an event, when the task that caused
+//! it turns `running`). What a listing means is [`super::reconcile`] (pure); this module is the I/O and
+//! the memory between listings:
+//! - the last published catalog and tcp set: published again only when they change;
+//! - services that vanished (`docker service rm`) while their tasks still run: kept, with those tasks
+//!   draining, until the tasks stop;
+//! - what was logged: each problem once while it lasts, each ignored label once, the API's state once
+//!   per change.
+//!
+//! The daemon unreachable, failing or slower than [`crate::docker::CALL_TIMEOUT`]: nothing is
+//! published (the last catalog stays in force, never an empty one), and the listing is retried with
+//! exponential back-off from [`BACKOFF_MIN`] to [`BACKOFF_MAX`].
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures_util::StreamExt as _;
+use tokio::sync::{Notify, watch};
+
+use super::{
+    Discovery, DiscoveryError, Publisher,
+    reconcile::{self, Own, TcpService},
+};
+use crate::{
+    docker::{Api, DockerError, ServiceInfo, TaskInfo},
+    model::Catalog,
+};
+
+/// First retry delay after a failed listing.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(200);
+/// Longest retry delay while the daemon stays unreachable.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Re-list period for a second after an event (a started container's task turns `running` shortly
+/// after its event).
+const AFTER_EVENT: Duration = Duration::from_millis(100);
+/// How long after an event the fast period lasts.
+const AFTER_EVENT_WINDOW: Duration = Duration::from_secs(1);
+
+/// Where the tcp-mode services go (the l4 side consumes them).
+pub type TcpPublisher = watch::Sender<Arc<Vec<TcpService>>>;
+
+/// Settings of Swarm discovery.
+#[derive(Clone, Debug)]
+pub struct SwarmOptions {
+    /// Re-list period without events.
+    pub interval: Duration,
+    /// The container sticky runs in (full id), to find its own networks; none: not in a container.
+    pub own_container: Option<String>,
+}
+
+/// Swarm discovery over one daemon's API.
+#[derive(Debug)]
+pub struct SwarmDiscovery {
+    api: Api,
+    options: SwarmOptions,
+    tcp: TcpPublisher,
+}
+
+impl SwarmDiscovery {
+    /// Discovery through `api`; tcp-mode services are published into `tcp`.
+    #[must_use]
+    pub fn new(api: Api, options: SwarmOptions, tcp: TcpPublisher) -> Self {
+        Self { api, options, tcp }
+    }
+}
+
+impl Discovery for SwarmDiscovery {
+    async fn run(self, publish: Publisher) -> Result<(), DiscoveryError> {
+        let wake = Arc::new(Notify::new());
+        let events = tokio::spawn(watch_events(self.api.clone(), wake.clone()));
+        // the event watcher ends with this future (also when it is dropped)
+        let _events = AbortOnDrop(events);
+        let mut memory = Memory::default();
+        let mut api_state = ApiState::Unknown;
+        let mut backoff = BACKOFF_MIN;
+        let mut fast_until: Option<Instant> = None;
+        tracing::info!(socket = %self.api.socket().display(), interval = ?self.options.interval, "Swarm discovery starting");
+        loop {
+            let wait = match list(&self.api).await {
+                Ok((services, tasks)) => {
+                    api_state.up(&memory);
+                    backoff = BACKOFF_MIN;
+                    let (catalog, tcp) = memory.update(services, &tasks, self.options.own_container.as_deref());
+                    let first = memory.first_publish();
+                    publish.send_if_modified(|current| {
+                        let changed = **current != catalog;
+                        if changed {
+                            *current = Arc::new(catalog);
+                        }
+                        changed || first
+                    });
+                    self.tcp.send_if_modified(|current| {
+                        let changed = **current != tcp;
+                        if changed {
+                            *current = Arc::new(tcp);
+                        }
+                        changed
+                    });
+                    match fast_until {
+                        Some(t) if Instant::now() < t => AFTER_EVENT,
+                        _ => self.options.interval,
+                    }
+                }
+                Err(e) => {
+                    api_state.down(&e, &memory);
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    wait
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = wake.notified(), if matches!(api_state, ApiState::Up) => {
+                    fast_until = Some(Instant::now() + AFTER_EVENT_WINDOW);
+                }
+            }
+        }
+    }
+}
+
+/// Services, then tasks (a task listed after its service always has a known service).
+async fn list(api: &Api) -> Result<(Vec<ServiceInfo>, Vec<TaskInfo>), DockerError> {
+    let services = api.services().await?;
+    let tasks = api.tasks().await?;
+    Ok((services, tasks))
+}
+
+/// Follows the event stream and wakes the listing loop on each event; reconnects with back-off.
+async fn watch_events(api: Api, wake: Arc<Notify>) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let mut stream = std::pin::pin!(api.events());
+        let mut connected = false;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(e) => {
+                    if !connected {
+                        connected = true;
+                        backoff = BACKOFF_MIN;
+                    }
+                    tracing::trace!(kind = ?e.typ, action = ?e.action, "docker event");
+                    wake.notify_one();
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "docker event stream ended; the timer keeps re-listing");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+        // events may have been missed meanwhile
+        wake.notify_one();
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The Docker API's state as last seen, for one log line per change.
+#[derive(Debug)]
+enum ApiState {
+    Unknown,
+    Up,
+    Down { since: Instant },
+}
+
+impl ApiState {
+    fn up(&mut self, memory: &Memory) {
+        match self {
+            Self::Up => return,
+            Self::Unknown => tracing::info!("Docker API reachable; following Swarm services"),
+            Self::Down { since } => tracing::info!(
+                after = ?since.elapsed(), services = memory.published_services,
+                "Docker API reachable again; re-listed Swarm services"
+            ),
+        }
+        *self = Self::Up;
+    }
+
+    fn down(&mut self, error: &DockerError, memory: &Memory) {
+        match self {
+            Self::Down { .. } => return,
+            Self::Unknown => tracing::warn!(
+                error = %error,
+                "Docker API unreachable; nothing to balance until it answers (retrying with back-off)"
+            ),
+            Self::Up => tracing::warn!(
+                error = %error, services = memory.published_services,
+                "Docker API unreachable or too slow; keeping the last known services and tasks (retrying with back-off)"
+            ),
+        }
+        *self = Self::Down { since: Instant::now() };
+    }
+}
+
+/// What discovery remembers between listings.
+#[derive(Debug, Default)]
+struct Memory {
+    /// Every service seen, by id, for services removed while their tasks still run.
+    services: HashMap<String, ServiceInfo>,
+    /// The problem last logged per service id.
+    problems: HashMap<String, String>,
+    /// (service id, label) already logged as ignored.
+    ignored: HashSet<(String, String)>,
+    /// Services balanced in the last outcome, by id: (name, one line of state) for change lines.
+    balanced: BTreeMap<String, (String, String)>,
+    /// Whether sticky's own task was found last time (for one line on change).
+    own_found: Option<bool>,
+    published_services: usize,
+    published_once: bool,
+}
+
+impl Memory {
+    /// Reconciles one listing, logs what changed, and returns the catalog and tcp set to publish.
+    fn update(
+        &mut self,
+        services: Vec<ServiceInfo>,
+        tasks: &[TaskInfo],
+        own_container: Option<&str>,
+    ) -> (Catalog, Vec<TcpService>) {
+        let listed: HashSet<String> = services.iter().map(|s| s.id.clone()).collect();
+        // a removed service stays while any of its tasks still runs (those tasks all drain)
+        self.services
+            .retain(|id, _| listed.contains(id) || tasks.iter().any(|t| &t.service_id == id && t.state == "running"));
+        for s in services {
+            self.services.insert(s.id.clone(), s);
+        }
+        let all: Vec<ServiceInfo> = self.services.values().cloned().collect();
+        let own = reconcile::own(tasks, own_container);
+        let found = matches!(own, Own::Task(_));
+        if self.own_found != Some(found) {
+            match (&own, own_container) {
+                (Own::Task(nets), _) => tracing::info!(
+                    networks = nets.len(),
+                    "found sticky's own task; services are reached on the networks they share with it"
+                ),
+                (Own::Elsewhere, Some(id)) => {
+                    tracing::warn!(container = %id, "sticky's container is not a task of this Swarm: each service needs sticky.network (or traefik.docker.network) or exactly one network")
+                }
+                (Own::Elsewhere, None) => tracing::info!(
+                    "sticky runs outside a container: each service needs sticky.network (or traefik.docker.network) or exactly one network"
+                ),
+            }
+            self.own_found = Some(found);
+        }
+        let out = reconcile::reconcile(&all, tasks, &own);
+
+        let mut now_problems = HashMap::new();
+        for p in out.problems {
+            if self.problems.get(&p.service_id) != Some(&p.message) {
+                tracing::error!(service = %p.service, problem = %p.message, "service not balanced");
+            }
+            now_problems.insert(p.service_id, p.message);
+        }
+        self.problems = now_problems;
+        for (id, name, label) in out.ignored {
+            if self.ignored.insert((id, label.clone())) {
+                tracing::warn!(service = %name, label = %label, "label not understood by sticky; ignored");
+            }
+        }
+        let mut balanced = BTreeMap::new();
+        for s in &out.catalog.services {
+            let draining = s.backends.iter().filter(|b| b.admin == crate::model::AdminState::Draining).count();
+            let line = format!(
+                "http rule {} cookie {}{} tasks {} draining {}",
+                s.spec.rule.to_traefik(),
+                s.spec.cookie.name,
+                if s.spec.cookie.enabled { "" } else { " (not sticky)" },
+                s.backends.len(),
+                draining
+            );
+            balanced.insert(s.spec.id.0.to_string(), (s.spec.name.clone(), line));
+        }
+        for t in &out.tcp {
+            let line = format!("tcp port {} tasks {}", t.listen_port, t.backends.len());
+            balanced.insert(t.id.0.to_string(), (t.name.clone(), line));
+        }
+        for (id, (name, line)) in &balanced {
+            if self.balanced.get(id).map(|(_, l)| l) != Some(line) {
+                tracing::info!(service = %name, state = %line, "balancing");
+            }
+        }
+        for (id, (name, _)) in &self.balanced {
+            if !balanced.contains_key(id) {
+                tracing::info!(service = %name, "no longer balancing");
+            }
+        }
+        self.balanced = balanced;
+        self.published_services = out.catalog.services.len() + out.tcp.len();
+        (out.catalog, out.tcp)
+    }
+
+    /// True exactly once: the first catalog is published even if it is empty (the app waits for it).
+    fn first_publish(&mut self) -> bool {
+        !std::mem::replace(&mut self.published_once, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::{docker::EndpointMode, model::AdminState};
+
+    fn service() -> ServiceInfo {
+        ServiceInfo {
+            id: "s1".into(),
+            name: "web".into(),
+            labels: BTreeMap::from([("sticky.port".to_owned(), "80".to_owned())]),
+            endpoint_mode: EndpointMode::Dnsrr,
+            network_ids: vec!["n1".into()],
+            has_healthcheck: false,
+        }
+    }
+
+    fn task(id: &str, state: &str, desired: &str) -> TaskInfo {
+        TaskInfo {
+            id: id.into(),
+            service_id: "s1".into(),
+            slot: Some(1),
+            node_id: None,
+            state: state.into(),
+            desired_state: desired.into(),
+            container_id: None,
+            addresses: vec![("net".into(), "10.0.1.3".parse().unwrap())],
+            network_names: [("n1".to_owned(), "net".to_owned())].into(),
+        }
+    }
+
+    #[test]
+    fn a_removed_service_drains_until_its_tasks_stop() {
+        let mut memory = Memory::default();
+        let (catalog, _) = memory.update(vec![service()], &[task("t1", "running", "running")], None);
+        assert_eq!(catalog.services[0].backends[0].admin, AdminState::Active);
+        // `docker service rm`: the service is gone from the listing, its task still runs
+        let (catalog, _) = memory.update(vec![], &[task("t1", "running", "remove")], None);
+        assert_eq!(catalog.services.len(), 1, "kept while its task runs");
+        assert_eq!(catalog.services[0].backends[0].admin, AdminState::Draining);
+        let (catalog, _) = memory.update(vec![], &[task("t1", "shutdown", "remove")], None);
+        assert!(catalog.services.is_empty(), "gone once its tasks stopped");
+        assert!(memory.services.is_empty());
+    }
+
+    #[test]
+    fn problems_are_remembered_until_they_change() {
+        let mut memory = Memory::default();
+        let mut broken = service();
+        broken.labels.insert("sticky.port".into(), "eighty".into());
+        memory.update(vec![broken.clone()], &[], None);
+        assert!(memory.problems["s1"].contains("sticky.port"));
+        memory.update(vec![broken], &[], None);
+        assert_eq!(memory.problems.len(), 1);
+        memory.update(vec![service()], &[], None);
+        assert!(memory.problems.is_empty(), "fixed labels clear the problem");
+        assert!(memory.first_publish() && !memory.first_publish());
+    }
+}
