@@ -5,4 +5,5 @@ mod l4_packets;
 mod l4_topology;
 mod maps_table;
 mod packets;
+mod splice;
 mod swarm;

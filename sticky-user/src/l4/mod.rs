@@ -243,6 +243,8 @@ impl TcpArgs {
             conns: self.max_flows.max(1).saturating_mul(2),
             half_open: self.max_half_open.max(1).saturating_mul(2),
             affinity: self.max_affinity.max(1),
+            // tcp mode splices nothing: the smallest size the kernel accepts
+            splice: 1,
         }
     }
 

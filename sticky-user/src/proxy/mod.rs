@@ -8,6 +8,7 @@ pub mod check;
 pub mod forward;
 pub mod phases;
 pub mod rescue;
+pub mod splice;
 pub mod upgrade;
 
 use std::{
