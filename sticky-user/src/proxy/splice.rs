@@ -36,10 +36,13 @@ use std::{
 use bytes::Bytes;
 use tokio::{io::AsyncWriteExt as _, net::TcpStream};
 
-use crate::datapath::{
-    Datapath, DatapathError,
-    l4::{MapSizes, MapUsage},
-    socket::{self, Bound, CloseWatch, Closing},
+use crate::{
+    datapath::{
+        Datapath, DatapathError,
+        l4::{MapSizes, MapUsage},
+        socket::{self, Bound, CloseWatch, Closing},
+    },
+    state::Shared,
 };
 
 /// Why a pair could not be spliced (its sockets are then relayed in user space).
@@ -402,6 +405,34 @@ impl Splicer {
         let counter = if abort { &self.stats.aborted } else { &self.stats.finished };
         counter.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(abort, "spliced connection closed");
+    }
+}
+
+/// Loads the kernel splice for http mode (unless `no_ebpf`) and publishes it in `shared`. If it
+/// cannot load, logs one line that says what that means, and sticky serves everything in user space.
+pub fn start(shared: &Shared, no_ebpf: bool, max_pairs: u32) {
+    let reason = if no_ebpf {
+        "--no-ebpf".to_owned()
+    } else {
+        match Splicer::start(max_pairs, crate::telemetry::kernel_log_level()) {
+            Ok(splicer) => {
+                tracing::info!(max_spliced = max_pairs, "kernel splice ready (upgraded and --splice connections)");
+                let _ = shared.splice.set(splicer);
+                return;
+            }
+            Err(e) => crate::telemetry::chain(&e),
+        }
+    };
+    let table = shared.table();
+    let pinned: Vec<&str> =
+        table.services.iter().filter(|s| s.spec.splice.pinned).map(|s| s.spec.name.as_str()).collect();
+    if pinned.is_empty() {
+        tracing::info!(%reason, "kernel splice unavailable: upgraded connections are relayed in user space");
+    } else {
+        tracing::warn!(
+            %reason, services = ?pinned,
+            "kernel splice unavailable: upgraded connections are relayed in user space, and the splice option's connections stay on the proxy path"
+        );
     }
 }
 
