@@ -16,6 +16,7 @@
 //! | `sticky_spliced_connections_total` | counter | service, backend | pinned keep-alive connections handed to the kernel splice |
 //! | `sticky_splices_total` | counter | outcome | kernel splice pairs: `joined`, ended `finished` (FIN both ways) or `aborted` (reset), `refused` (maps full: relayed in user space) |
 //! | `sticky_spliced_connections_active` | gauge | | connections the kernel splices now |
+//! | `sticky_splice_skbs_total` | counter | verdict | skbs the kernel's splice verdict handled: `redirect` (sent on by the kernel) or `no_peer` |
 //! | `sticky_splice_map_entries` | gauge | map | entries in each splice map (two per spliced connection) |
 //! | `sticky_splice_map_max_entries` | gauge | map | capacity of each splice map |
 //! | `sticky_backend_up` | gauge | service, backend | 1 if the backend takes traffic now |
@@ -354,6 +355,13 @@ impl Collector for StateCollector {
                 "sticky_spliced_connections_active",
                 "Connections the kernel splices now.",
                 &[(Vec::new(), i64::try_from(splice.live()).unwrap_or(i64::MAX))],
+            )?;
+            let (redirect, no_peer) = splice.kernel_counters();
+            counter(
+                &mut encoder,
+                "sticky_splice_skbs",
+                "Socket buffers the kernel's splice verdict handled.",
+                &[(vec![("verdict", "redirect")], redirect), (vec![("verdict", "no_peer")], no_peer)],
             )?;
             let usage = splice.usage();
             let used: Vec<_> =

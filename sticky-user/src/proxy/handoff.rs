@@ -25,7 +25,7 @@ use tokio::{
 use super::{ConnCtx, forward, phases, splice};
 use crate::{
     cookie,
-    policy::{self, Decision, Pinned},
+    policy::{self, Decision},
     state::{ServiceRoute, View},
 };
 
@@ -135,10 +135,9 @@ pub async fn first(ctx: &Arc<ConnCtx>, splicer: &Arc<splice::Splicer>, mut strea
     if head == 0 {
         return First::Serve(ClientIo::new(stream, buf.freeze()));
     }
-    let Some((mut req, backend)) = spliceable(ctx, &buf[..head]) else {
+    let Some(Pinned { mut req, service, index }) = spliceable(ctx, &buf[..head]) else {
         return First::Serve(ClientIo::new(stream, buf.freeze()));
     };
-    let (service, index) = backend;
     let Some(b) = service.backends.get(index) else { return First::Serve(ClientIo::new(stream, buf.freeze())) };
     let upstream = match tokio::time::timeout(ctx.settings.timeouts.connect, TcpStream::connect(b.addr)).await {
         Ok(Ok(s)) => s,
@@ -171,18 +170,24 @@ fn head_len(buf: &[u8], max_headers: usize) -> Option<usize> {
     }
 }
 
+/// A first request that qualifies for the splice: its head, its service, its backend's index.
+struct Pinned {
+    req: Request<()>,
+    service: Arc<ServiceRoute>,
+    index: usize,
+}
+
 /// The parsed head and its pinned backend, if this first request qualifies for the splice: HTTP/1.1,
 /// not CONNECT nor an upgrade, routed to a service with `splice` on, with a valid cookie for a
 /// backend the policy keeps (available), and no cookie refresh due.
-fn spliceable(ctx: &ConnCtx, head: &[u8]) -> Option<(Request<()>, (Arc<ServiceRoute>, usize))> {
+fn spliceable(ctx: &ConnCtx, head: &[u8]) -> Option<Pinned> {
     let mut headers = vec![httparse::EMPTY_HEADER; ctx.settings.limits.max_headers];
     let mut parsed = httparse::Request::new(&mut headers);
     parsed.parse(head).ok()?;
     if parsed.version != Some(1) {
         return None;
     }
-    let mut builder =
-        Request::builder().method(parsed.method?.as_bytes()).uri(parsed.path?).version(Version::HTTP_11);
+    let mut builder = Request::builder().method(parsed.method?.as_bytes()).uri(parsed.path?).version(Version::HTTP_11);
     for h in parsed.headers.iter() {
         builder = builder.header(h.name, h.value);
     }
@@ -195,7 +200,7 @@ fn spliceable(ctx: &ConnCtx, head: &[u8]) -> Option<(Request<()>, (Arc<ServiceRo
         return None;
     }
     let index = pinned_backend(ctx, &service, &req)?;
-    Some((req, (service, index)))
+    Some(Pinned { req, service, index })
 }
 
 fn now_secs() -> u32 {
@@ -222,7 +227,7 @@ fn pinned_backend(ctx: &ConnCtx, service: &ServiceRoute, req: &Request<()>) -> O
     let index = service.find(pin.tag)?;
     let view = View::new(service, &ctx.shared.clock);
     let decision = policy::decide(
-        Pinned::Backend(index),
+        policy::Pinned::Backend(index),
         service.spec.strict,
         &view,
         &service.schedule,

@@ -215,6 +215,15 @@ impl Splicer {
         &self.stats
     }
 
+    /// The kernel's splice counters, summed over CPUs: skbs redirected to their peer, and skbs left
+    /// on their own socket because the peer was gone. Zero if the counters cannot be read.
+    #[must_use]
+    pub fn kernel_counters(&self) -> (u64, u64) {
+        lock(&self.datapath).stats().map_or((0, 0), |s| {
+            (s.get(sticky_common::Counter::SpliceRedirect), s.get(sticky_common::Counter::SpliceNoPeer))
+        })
+    }
+
     /// Entries used vs capacity of each splice map (walks the maps: a syscall per entry).
     #[must_use]
     pub fn usage(&self) -> [MapUsage; 3] {
