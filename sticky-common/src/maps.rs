@@ -28,6 +28,9 @@ pub enum MapKind {
     Hash,
     /// `BPF_MAP_TYPE_LRU_HASH`: an insert into a full map evicts the least recently used entries.
     LruHash,
+    /// `BPF_MAP_TYPE_SOCKHASH`: values are sockets (user space writes fds); a socket leaves every
+    /// map it is in when it closes.
+    SockHash,
 }
 
 /// One kernel map: everything ARCHITECTURE.md's table says about it.
@@ -98,6 +101,19 @@ pub const AFFINITY_MAX_ENTRIES: u32 = 65536;
 pub const CONFIG: &str = "CONFIG";
 /// One entry.
 pub const CONFIG_MAX_ENTRIES: u32 = 1;
+
+/// Spliced sockets -> their peers: the socket cookie of a spliced socket -> the socket its incoming
+/// bytes are sent out of. No program is attached to this map; the verdict looks the peer up here.
+pub const SPLICE_PEERS: &str = "SPLICE_PEERS";
+/// Spliced sockets themselves (socket cookie -> the socket): membership attaches `sticky_splice`.
+/// Kept apart from [`SPLICE_PEERS`] so that a socket gets its verdict program only once its peer
+/// is already known (see `datapath::splice`).
+pub const SPLICE_SOCKS: &str = "SPLICE_SOCKS";
+/// Bytes `sticky_splice` redirected from each spliced socket to its peer (socket cookie -> bytes):
+/// user space compares it with what the peer's TCP has taken before it forwards a FIN.
+pub const SPLICE_BYTES: &str = "SPLICE_BYTES";
+/// Default capacity of each splice map (`--max-spliced` x 2: one entry per socket, two per connection).
+pub const SPLICE_MAX_ENTRIES: u32 = 2 * 16384;
 
 /// Every map of the eBPF object.
 pub const ALL: &[MapSpec] = &[
@@ -199,6 +215,39 @@ pub const ALL: &[MapSpec] = &[
         reader: "sticky_tc (new flows and packets with no flow entry)",
         purpose: "SNAT address and port range",
         resizable: false,
+    },
+    MapSpec {
+        name: SPLICE_PEERS,
+        kind: MapKind::SockHash,
+        key_size: size_of::<u64>() as u32,
+        value_size: size_of::<u32>() as u32,
+        max_entries: SPLICE_MAX_ENTRIES,
+        writer: "proxy::splice (join; the kernel removes a socket when it closes)",
+        reader: "sticky_splice (every skb of a spliced socket)",
+        purpose: "spliced socket (cookie) -> peer socket, the redirect target",
+        resizable: true,
+    },
+    MapSpec {
+        name: SPLICE_SOCKS,
+        kind: MapKind::SockHash,
+        key_size: size_of::<u64>() as u32,
+        value_size: size_of::<u32>() as u32,
+        max_entries: SPLICE_MAX_ENTRIES,
+        writer: "proxy::splice (join, after SPLICE_PEERS; the kernel removes a socket when it closes)",
+        reader: "kernel: membership runs sticky_splice on the socket's data",
+        purpose: "spliced sockets; the map sticky_splice is attached to",
+        resizable: true,
+    },
+    MapSpec {
+        name: SPLICE_BYTES,
+        kind: MapKind::Hash,
+        key_size: size_of::<u64>() as u32,
+        value_size: size_of::<u64>() as u32,
+        max_entries: SPLICE_MAX_ENTRIES,
+        writer: "proxy::splice (insert at join, delete at close); sticky_splice (adds per skb)",
+        reader: "proxy::splice (before forwarding a FIN); datapath usage (count)",
+        purpose: "bytes redirected from each spliced socket to its peer",
+        resizable: true,
     },
 ];
 

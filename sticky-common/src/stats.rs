@@ -122,11 +122,16 @@ counters! {
     FlowFin = 27, Event, "flow_fin", false;
     /// Event: a RST was forwarded; the flow's entries were deleted.
     FlowRst = 28, Event, "flow_rst", false;
+    /// Event (`sticky_splice`): an skb of a spliced socket was redirected out of its peer.
+    SpliceRedirect = 29, Event, "splice_redirect", false;
+    /// Event (`sticky_splice`): an skb of a spliced socket whose peer is gone (closing) stayed on
+    /// the socket's own receive queue.
+    SpliceNoPeer = 30, Event, "splice_no_peer", false;
 }
 
 impl Counter {
     /// Number of counters: the `STATS` array's `max_entries`.
-    pub const COUNT: u32 = 29;
+    pub const COUNT: u32 = 31;
 
     /// The array index of this counter.
     #[must_use]

@@ -5,6 +5,8 @@
 //!   connection table, affinity, Maglev, full NAT via `nat`) on IPv4 TCP.
 //! - `sticky_xdp`: the same classification at XDP, where malformed frames are cheapest to drop; it
 //!   leaves TCP to `sticky_tc`, whose checksum helpers handle `CHECKSUM_PARTIAL` skbs.
+//! - `sticky_splice`: sk_skb stream verdict on spliced sockets (`splice`): what arrives on one
+//!   socket of a proxied connection leaves through the other.
 #![no_std]
 #![no_main]
 
@@ -12,12 +14,13 @@ mod l4;
 mod maps;
 mod nat;
 mod parse;
+mod splice;
 mod stats;
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
-    macros::{classifier, xdp},
-    programs::{TcContext, XdpContext},
+    macros::{classifier, stream_verdict, xdp},
+    programs::{SkBuffContext, TcContext, XdpContext},
 };
 use sticky_common::Counter;
 
@@ -52,6 +55,12 @@ pub fn sticky_xdp(ctx: XdpContext) -> u32 {
             xdp_action::XDP_PASS
         }
     }
+}
+
+/// sk_skb stream verdict of every socket in `SPLICE_SOCKS`: redirect what arrives to the peer's egress.
+#[stream_verdict]
+pub fn sticky_splice(ctx: SkBuffContext) -> u32 {
+    splice::run(&ctx)
 }
 
 #[cfg(not(test))]

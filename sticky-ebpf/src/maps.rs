@@ -4,14 +4,14 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, SockHash},
 };
 use sticky_common::{
     AffinityKey, AffinityValue, BackendId, BackendValue, ConnValue, DatapathConfig, FlowKey, ServiceKey, ServiceValue,
     StatsValue,
     maps::{
         AFFINITY_MAX_ENTRIES, BACKENDS_MAX_ENTRIES, CONFIG_MAX_ENTRIES, CONNS_MAX_ENTRIES, HALF_OPEN_MAX_ENTRIES,
-        MAGLEV_MAX_ENTRIES, SERVICES_MAX_ENTRIES, STATS_MAX_ENTRIES,
+        MAGLEV_MAX_ENTRIES, SERVICES_MAX_ENTRIES, SPLICE_MAX_ENTRIES, STATS_MAX_ENTRIES,
     },
 };
 
@@ -47,3 +47,18 @@ pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue> = LruHashMap::with_m
 /// The balancer-wide configuration, one entry (index 0).
 #[map]
 pub static CONFIG: Array<DatapathConfig> = Array::with_max_entries(CONFIG_MAX_ENTRIES, 0);
+
+/// Spliced socket (socket cookie) -> its peer socket: where `sticky_splice` sends what arrives.
+/// Written by user space; a socket leaves it when it closes. No program is attached to this map.
+#[map]
+pub static SPLICE_PEERS: SockHash<u64> = SockHash::with_max_entries(SPLICE_MAX_ENTRIES, 0);
+
+/// Spliced sockets (socket cookie -> the socket itself). `sticky_splice` is attached to this map,
+/// so a socket runs it from the moment user space inserts it here (after its peer is in `SPLICE_PEERS`).
+#[map]
+pub static SPLICE_SOCKS: SockHash<u64> = SockHash::with_max_entries(SPLICE_MAX_ENTRIES, 0);
+
+/// Bytes redirected from each spliced socket (socket cookie) to its peer; user space inserts 0 at
+/// splice time and deletes the entry when the pair closes.
+#[map]
+pub static SPLICE_BYTES: HashMap<u64, u64> = HashMap::with_max_entries(SPLICE_MAX_ENTRIES, 0);

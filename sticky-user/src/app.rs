@@ -211,6 +211,7 @@ pub async fn start_with(config: Config, keys: Keys, discovery: impl Discovery) -
     let listen = listener.local_addr().map_err(|source| AppError::Bind { addr: config.listen, source })?;
     let settings = Settings { limits: config.limits, timeouts: config.timeouts };
     let permits = Arc::new(Semaphore::new(config.limits.max_connections));
+    proxy::splice::start(&shared, config.no_ebpf, config.limits.max_spliced);
     let (stop, stop_rx) = watch::channel(false);
     for worker in 0..config.workers {
         let handle = listener.try_clone().map_err(|source| AppError::Worker { worker, source })?;

@@ -9,7 +9,7 @@ use std::{collections::HashSet, net::SocketAddr, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
-use crate::model::{BackoffSpec, CookieSpec, HealthCheckSpec, Rule, SameSite, ServiceId, ServiceSpec};
+use crate::model::{BackoffSpec, CookieSpec, HealthCheckSpec, Rule, SameSite, ServiceId, ServiceSpec, SpliceSpec};
 
 /// Errors in the configuration; each names the field at fault.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,8 @@ pub mod defaults {
     pub const MAX_HEADERS: usize = 100;
     /// `--max-connections`
     pub const MAX_CONNECTIONS: usize = 20_000;
+    /// `--max-spliced`
+    pub const MAX_SPLICED: u32 = sticky_common::maps::SPLICE_MAX_ENTRIES / 2;
 }
 
 /// Limits that keep one client from holding memory.
@@ -66,6 +68,9 @@ pub struct Limits {
     pub max_headers: usize,
     /// Most client connections open at once (all workers together); more wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Most connections spliced in the kernel at once (the splice maps hold two entries each); more
+    /// are relayed in user space.
+    pub max_spliced: u32,
 }
 
 /// Timeouts of the proxy.
@@ -124,6 +129,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Services, in file order.
     pub services: Vec<ServiceConfig>,
+    /// Do not load eBPF (`--no-ebpf`): no kernel splice; upgraded connections are relayed in user space.
+    pub no_ebpf: bool,
 }
 
 /// `sticky run --mode`.
@@ -190,6 +197,20 @@ pub struct RunArgs {
     /// When the pinned backend is gone, unhealthy or refuses connections, answer 503 instead of re-pinning.
     #[arg(long, env = "STICKY_STRICT", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Cookie")]
     pub strict: Option<bool>,
+
+    /// Splice pinned keep-alive connections in the kernel: a connection whose first request carries a
+    /// valid cookie for an available backend is handed to the kernel after that request's head is
+    /// forwarded. Its later requests are not inspected (no re-pin, no per-request metrics, no cookie
+    /// refresh): leave it off if a proxy in front multiplexes users on one connection. [default: false]
+    #[arg(long, env = "STICKY_SPLICE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Kernel splice")]
+    pub splice: Option<bool>,
+    /// Splice upgraded (WebSocket) connections in the kernel once the backend answered 101. [default: true]
+    #[arg(long, env = "STICKY_SPLICE_UPGRADES", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Kernel splice")]
+    pub splice_upgrades: Option<bool>,
+    /// Most connections spliced at once (kernel maps: two entries each); more are relayed in user
+    /// space. [default: 16384]
+    #[arg(long, env = "STICKY_MAX_SPLICED", value_name = "N", help_heading = "Kernel splice")]
+    pub max_spliced: Option<u32>,
 
     /// Path of an active HTTP health check (GET; 2xx/3xx passes). [default: none, passive checks only]
     #[arg(long, env = "STICKY_HEALTH_PATH", value_name = "PATH", help_heading = "Health")]
@@ -306,6 +327,7 @@ struct FileLimits {
     max_header_size: Option<usize>,
     max_headers: Option<usize>,
     max_connections: Option<usize>,
+    max_spliced: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -351,6 +373,10 @@ struct FileService {
     path_prefix: Option<OneOrMany>,
     priority: Option<i64>,
     strict: Option<bool>,
+    /// Splice pinned keep-alive connections (see `--splice`).
+    splice: Option<bool>,
+    /// Splice upgraded connections (see `--splice-upgrades`).
+    splice_upgrades: Option<bool>,
     #[serde(default)]
     backends: Vec<FileBackend>,
     #[serde(default)]
@@ -585,6 +611,8 @@ impl RunArgs {
             (self.cookie_samesite.is_some(), "--cookie-samesite"),
             (self.cookie_max_age.is_some(), "--cookie-max-age"),
             (self.strict.is_some(), "--strict"),
+            (self.splice.is_some(), "--splice"),
+            (self.splice_upgrades.is_some(), "--splice-upgrades"),
             (self.health_path.is_some(), "--health-path"),
             (self.health_interval.is_some(), "--health-interval"),
             (self.health_timeout.is_some(), "--health-timeout"),
@@ -639,9 +667,15 @@ impl RunArgs {
             strict: self.strict.unwrap_or(false),
             health,
             backoff,
+            splice: splice_spec(self.splice, self.splice_upgrades),
         };
         Ok(ServiceConfig { spec, backends })
     }
+}
+
+fn splice_spec(pinned: Option<bool>, upgrades: Option<bool>) -> SpliceSpec {
+    let default = SpliceSpec::default();
+    SpliceSpec { pinned: pinned.unwrap_or(default.pinned), upgrades: upgrades.unwrap_or(default.upgrades) }
 }
 
 fn file_service(i: usize, s: FileService) -> Result<ServiceConfig, ConfigError> {
@@ -711,6 +745,7 @@ fn file_service(i: usize, s: FileService) -> Result<ServiceConfig, ConfigError> 
         strict: s.strict.unwrap_or(false),
         health,
         backoff,
+        splice: splice_spec(s.splice, s.splice_upgrades),
     };
     Ok(ServiceConfig { spec, backends })
 }
@@ -773,6 +808,7 @@ pub fn build(args: &RunArgs, file_text: Option<&str>) -> Result<Config, ConfigEr
             .max_connections
             .or(fl.and_then(|l| l.max_connections))
             .unwrap_or(defaults::MAX_CONNECTIONS),
+        max_spliced: args.max_spliced.or(fl.and_then(|l| l.max_spliced)).unwrap_or(defaults::MAX_SPLICED),
     };
     if !(8192..=1 << 20).contains(&limits.max_header_size) {
         return Err(invalid(
@@ -785,6 +821,10 @@ pub fn build(args: &RunArgs, file_text: Option<&str>) -> Result<Config, ConfigEr
     }
     if limits.max_connections == 0 {
         return Err(invalid("max_connections", "must be at least 1"));
+    }
+    // each pair takes two entries in three kernel maps; keep the maps within a few tens of MiB
+    if !(1..=1 << 20).contains(&limits.max_spliced) {
+        return Err(invalid("max_spliced", format!("{} is out of range 1..=1048576", limits.max_spliced)));
     }
     let ft = f.map(|f| &f.timeouts);
     let pick = |flag: &str,
@@ -866,7 +906,7 @@ pub fn build(args: &RunArgs, file_text: Option<&str>) -> Result<Config, ConfigEr
             }
         }
     }
-    Ok(Config { listen, admin, workers, key_file, limits, timeouts, services })
+    Ok(Config { listen, admin, workers, key_file, limits, timeouts, services, no_ebpf: args.tcp.no_ebpf })
 }
 
 #[cfg(test)]

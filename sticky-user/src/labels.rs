@@ -106,6 +106,10 @@ pub struct LabeledService {
     pub cookie: CookieLabels,
     /// Pinned task gone: 503 instead of re-pinning.
     pub strict: bool,
+    /// Kernel splice of pinned keep-alive connections (`None`: sticky's default, off).
+    pub splice: Option<bool>,
+    /// Kernel splice of upgraded (WebSocket) connections (`None`: sticky's default, on).
+    pub splice_upgrades: Option<bool>,
     /// Active health check.
     pub health: HealthLabels,
     /// tcp mode: how long a client's affinity to a task lasts after its last connection.
@@ -166,6 +170,14 @@ pub const STICKY_LABELS: &[(&str, &str)] = &[
         "true: a Traefik cookie value http://IP:PORT naming a current task is honoured once and replaced by sticky's cookie (default: true with Traefik labels)",
     ),
     ("sticky.strict", "true: when the pinned task is gone, answer 503 instead of re-pinning"),
+    (
+        "sticky.splice",
+        "true: after the first request of a keep-alive connection with a valid cookie, relay the connection in the kernel (later requests are not inspected; leave off behind a proxy that multiplexes users)",
+    ),
+    (
+        "sticky.splice.upgrades",
+        "false: relay upgraded (WebSocket) connections in user space instead of the kernel (default true)",
+    ),
     ("sticky.healthcheck.path", "HTTP path for the active health check (default: passive checks only)"),
     ("sticky.healthcheck.interval", "time between probes, e.g. 5s"),
     ("sticky.healthcheck.timeout", "time a probe may take, e.g. 2s"),
@@ -202,6 +214,8 @@ pub fn parse(service_name: &str, labels: &BTreeMap<String, String>) -> Result<Op
         sticky: true,
         cookie: CookieLabels::default(),
         strict: false,
+        splice: None,
+        splice_upgrades: None,
         health: HealthLabels::default(),
         affinity_timeout: None,
         listen_port: None,
@@ -460,6 +474,8 @@ fn apply_sticky(labels: &BTreeMap<String, String>, svc: &mut LabeledService) -> 
             }
             "cookie.legacy" => svc.cookie.legacy = Some(boolean(key, v)?),
             "strict" => svc.strict = boolean(key, v)?,
+            "splice" => svc.splice = Some(boolean(key, v)?),
+            "splice.upgrades" => svc.splice_upgrades = Some(boolean(key, v)?),
             "healthcheck.path" => svc.health.path = Some(v.to_owned()),
             "healthcheck.interval" => svc.health.interval = Some(duration(key, v)?),
             "healthcheck.timeout" => svc.health.timeout = Some(duration(key, v)?),
@@ -673,6 +689,8 @@ mod tests {
                 ("sticky.cookie.samesite", "none"),
                 ("sticky.cookie.maxage", "0"),
                 ("sticky.strict", "yes"),
+                ("sticky.splice", "true"),
+                ("sticky.splice.upgrades", "false"),
                 ("sticky.healthcheck.path", "/health"),
                 ("sticky.healthcheck.interval", "2s"),
                 ("sticky.healthcheck.timeout", "500ms"),
@@ -695,6 +713,7 @@ mod tests {
         assert_eq!(svc.cookie.same_site, Some(SameSite::None));
         assert_eq!(svc.cookie.max_age, None, "0 means a session cookie");
         assert!(svc.strict);
+        assert_eq!((svc.splice, svc.splice_upgrades), (Some(true), Some(false)));
         assert_eq!(svc.health.path.as_deref(), Some("/health"));
         assert_eq!(svc.health.interval, Some(Duration::from_secs(2)));
         assert_eq!(svc.health.timeout, Some(Duration::from_millis(500)));

@@ -121,6 +121,25 @@ impl Default for BackoffSpec {
     }
 }
 
+/// Which of a service's connections the kernel relays once they are pinned (see
+/// [`crate::proxy::splice`]): user space then no longer sees their bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpliceSpec {
+    /// Keep-alive HTTP connections whose first request carries a valid cookie for an available
+    /// backend: spliced after that request's head is forwarded. Later requests on the connection are
+    /// not inspected (no re-pin, no per-request metrics, no Set-Cookie refresh), so a client that
+    /// multiplexes users on one connection (a proxy in front) must leave this off. Default: off.
+    pub pinned: bool,
+    /// Upgraded connections (WebSocket), after the backend's 101. Default: on.
+    pub upgrades: bool,
+}
+
+impl Default for SpliceSpec {
+    fn default() -> Self {
+        Self { pinned: false, upgrades: true }
+    }
+}
+
 /// Everything about a service except its backends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceSpec {
@@ -140,6 +159,8 @@ pub struct ServiceSpec {
     pub health: HealthCheckSpec,
     /// Passive health back-off.
     pub backoff: BackoffSpec,
+    /// What the kernel splice takes over.
+    pub splice: SpliceSpec,
 }
 
 /// Whether a backend takes new sessions.

@@ -10,7 +10,7 @@ use std::{
     collections::HashMap,
     net::SocketAddr,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
@@ -293,6 +293,8 @@ pub struct Shared {
     pub clock: Clock,
     /// Process-wide counters.
     pub stats: GlobalStats,
+    /// The kernel splice, once loaded (none: no eBPF, pinned connections stay in user space).
+    pub splice: OnceLock<Arc<crate::proxy::splice::Splicer>>,
 }
 
 impl Shared {
@@ -305,6 +307,7 @@ impl Shared {
             keys,
             clock: Clock { epoch: Instant::now() },
             stats: GlobalStats::default(),
+            splice: OnceLock::new(),
         }
     }
 
@@ -426,6 +429,7 @@ mod tests {
                 strict: false,
                 health: HealthCheckSpec { path: health.map(str::to_owned), ..HealthCheckSpec::default() },
                 backoff: BackoffSpec::default(),
+                splice: crate::model::SpliceSpec::default(),
             },
             backends: backends
                 .iter()

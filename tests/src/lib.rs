@@ -6,6 +6,7 @@
 //! test` prints at the end), and under `STICKY_REQUIRE_ALL=1` (CI) fail instead of skipping.
 
 pub mod l4;
+pub mod l7;
 pub mod netns;
 pub mod packet;
 pub mod process;

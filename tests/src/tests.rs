@@ -3,6 +3,8 @@
 mod classifier;
 mod l4_packets;
 mod l4_topology;
+mod l7_splice;
 mod maps_table;
 mod packets;
+mod splice;
 mod swarm;

@@ -13,6 +13,12 @@
 //! | `sticky_rejects_total` | counter | service, reason | 503s: `no_backend` or `strict` |
 //! | `sticky_upstream_connect_errors_total` | counter | service, backend | failed connects (each pauses the backend) |
 //! | `sticky_upgrades_total` | counter | service, backend | upgraded (WebSocket) connections relayed |
+//! | `sticky_spliced_connections_total` | counter | service, backend | pinned keep-alive connections handed to the kernel splice |
+//! | `sticky_splices_total` | counter | outcome | kernel splice pairs: `joined`, ended `finished` (FIN both ways) or `aborted` (reset), `refused` (maps full: relayed in user space) |
+//! | `sticky_spliced_connections_active` | gauge | | connections the kernel splices now |
+//! | `sticky_splice_skbs_total` | counter | verdict | skbs the kernel's splice verdict handled: `redirect` (sent on by the kernel) or `no_peer` |
+//! | `sticky_splice_map_entries` | gauge | map | entries in each splice map (two per spliced connection) |
+//! | `sticky_splice_map_max_entries` | gauge | map | capacity of each splice map |
 //! | `sticky_backend_up` | gauge | service, backend | 1 if the backend takes traffic now |
 //! | `sticky_backend_draining` | gauge | service, backend | 1 if it takes no new sessions |
 //! | `sticky_unrouted_requests_total` | counter | | requests no service rule matched (404) |
@@ -85,12 +91,13 @@ pub fn class(status: u16) -> usize {
 
 /// Per-backend counters.
 #[derive(Debug, Default)]
-pub struct BackendStats(Sharded<9>);
+pub struct BackendStats(Sharded<10>);
 
 const SESSIONS: usize = 5;
 const PINNED: usize = 6;
 const CONNECT_ERRORS: usize = 7;
 const UPGRADES: usize = 8;
+const SPLICED: usize = 9;
 
 impl BackendStats {
     /// A response with this status came from the backend.
@@ -116,6 +123,10 @@ impl BackendStats {
     pub fn upgrade(&self) {
         self.0.inc(UPGRADES);
     }
+    /// A pinned keep-alive connection to the backend was handed to the kernel splice.
+    pub fn spliced(&self) {
+        self.0.inc(SPLICED);
+    }
     /// Responses by class index.
     #[must_use]
     pub fn responses(&self, class: usize) -> u64 {
@@ -140,6 +151,11 @@ impl BackendStats {
     #[must_use]
     pub fn upgrades(&self) -> u64 {
         self.0.sum(UPGRADES)
+    }
+    /// Pinned keep-alive connections handed to the kernel splice.
+    #[must_use]
+    pub fn spliced_connections(&self) -> u64 {
+        self.0.sum(SPLICED)
     }
 }
 
@@ -261,6 +277,7 @@ impl Collector for StateCollector {
         let mut pinned = Vec::new();
         let mut connect_errors = Vec::new();
         let mut upgrades = Vec::new();
+        let mut spliced = Vec::new();
         let mut up = Vec::new();
         let mut draining = Vec::new();
         let mut repins = Vec::new();
@@ -277,6 +294,7 @@ impl Collector for StateCollector {
                 pinned.push((labels.clone(), b.live.stats.pinned_requests()));
                 connect_errors.push((labels.clone(), b.live.stats.connect_errors()));
                 upgrades.push((labels.clone(), b.live.stats.upgrades()));
+                spliced.push((labels.clone(), b.live.stats.spliced_connections()));
                 up.push((labels.clone(), i64::from(b.live.health_label() == "up")));
                 draining.push((labels, i64::from(b.draining())));
             }
@@ -316,6 +334,43 @@ impl Collector for StateCollector {
         )?;
         counter(&mut encoder, "sticky_upstream_connect_errors", "Failed connects to a backend.", &connect_errors)?;
         counter(&mut encoder, "sticky_upgrades", "Upgraded (WebSocket) connections relayed to a backend.", &upgrades)?;
+        counter(
+            &mut encoder,
+            "sticky_spliced_connections",
+            "Pinned keep-alive connections handed to the kernel splice.",
+            &spliced,
+        )?;
+        if let Some(splice) = shared.splice.get() {
+            let st = splice.stats();
+            let outcomes = [
+                ("joined", st.joined()),
+                ("finished", st.finished()),
+                ("aborted", st.aborted()),
+                ("refused", st.refused()),
+            ];
+            let rows: Vec<_> = outcomes.iter().map(|(o, v)| (vec![("outcome", *o)], *v)).collect();
+            counter(&mut encoder, "sticky_splices", "Kernel splice pairs by outcome.", &rows)?;
+            gauge(
+                &mut encoder,
+                "sticky_spliced_connections_active",
+                "Connections the kernel splices now.",
+                &[(Vec::new(), i64::try_from(splice.live()).unwrap_or(i64::MAX))],
+            )?;
+            let (redirect, no_peer) = splice.kernel_counters();
+            counter(
+                &mut encoder,
+                "sticky_splice_skbs",
+                "Socket buffers the kernel's splice verdict handled.",
+                &[(vec![("verdict", "redirect")], redirect), (vec![("verdict", "no_peer")], no_peer)],
+            )?;
+            let usage = splice.usage();
+            let used: Vec<_> =
+                usage.iter().map(|u| (vec![("map", u.name)], i64::try_from(u.used).unwrap_or(i64::MAX))).collect();
+            let max: Vec<_> =
+                usage.iter().map(|u| (vec![("map", u.name)], i64::try_from(u.max).unwrap_or(i64::MAX))).collect();
+            gauge(&mut encoder, "sticky_splice_map_entries", "Entries in each splice map.", &used)?;
+            gauge(&mut encoder, "sticky_splice_map_max_entries", "Capacity of each splice map.", &max)?;
+        }
         gauge(&mut encoder, "sticky_backend_up", "1 if the backend takes traffic now (health).", &up)?;
         gauge(&mut encoder, "sticky_backend_draining", "1 if the backend takes no new sessions.", &draining)?;
         counter(

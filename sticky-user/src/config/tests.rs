@@ -264,3 +264,33 @@ fn docker_takes_shared_flags_and_refuses_service_flags() {
     assert!(docker(&args(&["--docker", "--mode", "tcp"])).unwrap_err().to_string().contains("--mode"));
     assert!(docker(&args(&["--docker", "--docker-interval", "0s"])).is_err());
 }
+
+#[test]
+fn splice_options_from_flags_and_file() {
+    let defaults = build(&args(&["--backend=http://a:1"]), None).expect("valid flags");
+    let spec = defaults.services[0].spec.splice;
+    assert!(!spec.pinned, "pinned keep-alive splice is off by default (a proxy in front may multiplex users)");
+    assert!(spec.upgrades, "upgraded connections are spliced by default");
+    assert_eq!(defaults.limits.max_spliced, 16384);
+    assert!(!defaults.no_ebpf);
+
+    let c = build(
+        &args(&["--backend=http://a:1", "--splice", "--splice-upgrades=false", "--max-spliced=100", "--no-ebpf"]),
+        None,
+    )
+    .expect("valid flags");
+    assert_eq!(c.services[0].spec.splice, SpliceSpec { pinned: true, upgrades: false });
+    assert_eq!(c.limits.max_spliced, 100);
+    assert!(c.no_ebpf);
+
+    let file = "[limits]\nmax_spliced = 7\n[[services]]\nname = \"a\"\nsplice = true\nbackends = [\"http://a:1\"]\n\
+                [[services]]\nname = \"b\"\nsplice_upgrades = false\nbackends = [\"http://b:1\"]\n";
+    let c = build(&args(&["--config=x.toml"]), Some(file)).expect("valid file");
+    assert_eq!(c.services[0].spec.splice, SpliceSpec { pinned: true, upgrades: true });
+    assert_eq!(c.services[1].spec.splice, SpliceSpec { pinned: false, upgrades: false });
+    assert_eq!(c.limits.max_spliced, 7);
+
+    assert!(err(&args(&["--backend=http://a:1", "--max-spliced=0"]), None).starts_with("max_spliced:"));
+    let e = err(&args(&["--config=x.toml", "--splice"]), Some(file));
+    assert!(e.starts_with("--splice:") && e.contains("--config"), "{e}");
+}

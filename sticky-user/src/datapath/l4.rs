@@ -27,6 +27,8 @@ pub struct MapSizes {
     pub half_open: u32,
     /// `AFFINITY` entries: one per (client address, service).
     pub affinity: u32,
+    /// Entries of each splice map (`SPLICE_PEERS`, `SPLICE_SOCKS`, `SPLICE_BYTES`): two per spliced connection.
+    pub splice: u32,
 }
 
 impl Default for MapSizes {
@@ -37,11 +39,19 @@ impl Default for MapSizes {
             conns: maps::CONNS_MAX_ENTRIES,
             half_open: maps::HALF_OPEN_MAX_ENTRIES,
             affinity: maps::AFFINITY_MAX_ENTRIES,
+            splice: maps::SPLICE_MAX_ENTRIES,
         }
     }
 }
 
 impl MapSizes {
+    /// Sizes for http mode, which uses only the splice maps: the L4 maps at their smallest useful
+    /// size (they are created with the object all the same), `pairs` spliced connections.
+    #[must_use]
+    pub fn http(pairs: u32) -> Self {
+        Self { services: 1, backends: 1, conns: 64, half_open: 64, affinity: 64, splice: pairs.saturating_mul(2) }
+    }
+
     /// (map name, max_entries) for every resizable map.
     pub fn overrides(&self) -> impl Iterator<Item = (&'static str, u32)> {
         [
@@ -51,6 +61,9 @@ impl MapSizes {
             (maps::CONNS, self.conns),
             (maps::HALF_OPEN, self.half_open),
             (maps::AFFINITY, self.affinity),
+            (maps::SPLICE_PEERS, self.splice),
+            (maps::SPLICE_SOCKS, self.splice),
+            (maps::SPLICE_BYTES, self.splice),
         ]
         .into_iter()
     }

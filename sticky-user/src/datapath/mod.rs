@@ -4,15 +4,17 @@
 //! load (with the capacities the daemon asked for), so a daemon never runs against an object built
 //! from other sources. Failing to load is not fatal to sticky: callers log [`DatapathError`] once and
 //! serve in user space. The L4 maps live in [`l4`] (typed access, usage) and [`sync`] (backend sets
-//! into `BACKENDS`/`MAGLEV`/`SERVICES`).
+//! into `BACKENDS`/`MAGLEV`/`SERVICES`); the L7 splice maps in [`splice`].
 
 pub mod l4;
+pub mod socket;
+pub mod splice;
 pub mod sync;
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Map, MapData, MapInfo, PerCpuArray},
-    programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode},
+    programs::{ProgramError, SchedClassifier, SkSkb, TcAttachType, Xdp, XdpMode},
 };
 use sticky_common::{
     Counter, StatsValue,
@@ -28,6 +30,8 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 pub const PROG_TC: &str = "sticky_tc";
 /// Name of the XDP program.
 pub const PROG_XDP: &str = "sticky_xdp";
+/// Name of the sk_skb stream verdict of spliced sockets.
+pub const PROG_SPLICE: &str = "sticky_splice";
 
 /// What can go wrong while loading or driving the data path.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +96,7 @@ pub struct Datapath {
     ebpf: Ebpf,
     stats: PerCpuArray<MapData, StatsValue>,
     l4: l4::L4Maps,
+    splice: splice::SpliceMaps,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
 
@@ -138,6 +143,7 @@ impl Datapath {
             source: Box::new(source),
         })?;
         let l4 = l4::L4Maps::take(&mut ebpf, sizes)?;
+        let splice = splice::SpliceMaps::take(&mut ebpf, sizes.splice)?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(logger),
             Err(e) => {
@@ -145,7 +151,7 @@ impl Datapath {
                 None
             }
         };
-        Ok(Self { ebpf, stats, l4, logger })
+        Ok(Self { ebpf, stats, l4, splice, logger })
     }
 
     /// Attaches the tc classifier to `iface`'s ingress (TCX on Linux >= 6.6, netlink clsact before).
@@ -180,6 +186,29 @@ impl Datapath {
         })?;
         tracing::info!(program = PROG_XDP, iface, ?mode, "attached XDP program");
         Ok(())
+    }
+
+    /// Attaches `sticky_splice` to `SPLICE_SOCKS` as its stream verdict: from then on a socket that
+    /// joins the map has what it receives sent out of its peer (see [`splice::SpliceMaps::join`]).
+    ///
+    /// # Errors
+    /// The program fails to load (verifier) or to attach (kernel without sockmap support).
+    pub fn attach_splice(&mut self) -> Result<(), DatapathError> {
+        let prog: &mut SkSkb = program(&mut self.ebpf, PROG_SPLICE)?;
+        loaded(prog.load(), PROG_SPLICE)?;
+        prog.attach(self.splice.socks().fd()).map_err(|source| DatapathError::Program {
+            action: "attach",
+            name: PROG_SPLICE,
+            iface: None,
+            source: Box::new(source),
+        })?;
+        tracing::debug!(program = PROG_SPLICE, "attached the splice verdict to SPLICE_SOCKS");
+        Ok(())
+    }
+
+    /// The splice maps: join and leave socket pairs, bytes redirected, usage.
+    pub fn splice(&mut self) -> &mut splice::SpliceMaps {
+        &mut self.splice
     }
 
     /// The packet counters, summed over every CPU.
@@ -247,6 +276,12 @@ impl Datapath {
     }
 }
 
+impl std::fmt::Debug for Datapath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Datapath").finish_non_exhaustive()
+    }
+}
+
 /// Packet counters summed over every CPU, indexed by [`Counter`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats(pub [StatsValue; Counter::COUNT as usize]);
@@ -292,9 +327,12 @@ pub(crate) fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, Datap
 /// The kernel's info about a loaded map (only the kinds the registry uses).
 fn map_info(map: &Map) -> Option<Result<MapInfo, aya::maps::MapError>> {
     match map {
-        Map::PerCpuArray(data) | Map::RingBuf(data) | Map::Array(data) | Map::HashMap(data) | Map::LruHashMap(data) => {
-            Some(data.info())
-        }
+        Map::PerCpuArray(data)
+        | Map::RingBuf(data)
+        | Map::Array(data)
+        | Map::HashMap(data)
+        | Map::LruHashMap(data)
+        | Map::SockHash(data) => Some(data.info()),
         _ => None,
     }
 }

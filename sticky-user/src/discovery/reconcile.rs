@@ -30,7 +30,7 @@ use crate::{
     labels::{self, Identity, LabeledService, Mode, Source},
     model::{
         AdminState, Backend, BackendId, BackoffSpec, Catalog, CookieSpec, HealthCheckSpec, ServiceEntry, ServiceId,
-        ServiceSpec,
+        ServiceSpec, SpliceSpec,
     },
 };
 
@@ -305,6 +305,10 @@ fn spec(service: &ServiceInfo, labeled: &LabeledService) -> Result<ServiceSpec, 
         strict: labeled.strict,
         health,
         backoff: BackoffSpec::default(),
+        splice: SpliceSpec {
+            pinned: labeled.splice.unwrap_or(SpliceSpec::default().pinned),
+            upgrades: labeled.splice_upgrades.unwrap_or(SpliceSpec::default().upgrades),
+        },
     })
 }
 

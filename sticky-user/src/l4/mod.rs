@@ -63,7 +63,8 @@ pub struct TcpFlags {
     /// Services (each takes one Maglev row of 16381 slots, 64 KiB).
     #[arg(long, env = "STICKY_MAX_SERVICES", value_name = "N", default_value_t = sticky_common::maps::SERVICES_MAX_ENTRIES)]
     pub max_services: u32,
-    /// Serve in user space even where the kernel path could load.
+    /// Serve in user space even where the kernel path could load (tcp mode: the fallback proxy; http
+    /// mode: no kernel splice, upgraded connections are relayed in user space).
     #[arg(long, env = "STICKY_NO_EBPF")]
     pub no_ebpf: bool,
 }
@@ -244,6 +245,8 @@ impl TcpArgs {
             conns: self.max_flows.max(1).saturating_mul(2),
             half_open: self.max_half_open.max(1).saturating_mul(2),
             affinity: self.max_affinity.max(1),
+            // tcp mode splices nothing: the smallest size the kernel accepts
+            splice: 1,
         }
     }
 

@@ -260,8 +260,13 @@ pub fn prepare_request(parts: &mut request::Parts, client: &ClientInfo, upgrade:
         }
     }
     parts.version = Version::HTTP_11;
-    let headers = &mut parts.headers;
-    strip_hop_by_hop(headers, upgrade);
+    strip_hop_by_hop(&mut parts.headers, upgrade);
+    add_forwarded(&mut parts.headers, client);
+}
+
+/// Appends the client to `X-Forwarded-For` and `Forwarded`, and sets `X-Forwarded-Proto` and
+/// `X-Forwarded-Host` (from Host, or removed without one).
+pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo) {
     match headers.get(&X_FORWARDED_FOR) {
         Some(prev) => {
             let mut v = BytesMut::with_capacity(prev.len() + 2 + client.ip.len());
@@ -287,6 +292,29 @@ pub fn prepare_request(parts: &mut request::Parts, client: &ClientInfo, upgrade:
         }
     }
     headers.append(header::FORWARDED, client.forwarded_element(host.as_ref()));
+}
+
+/// An HTTP/1.1 request head as bytes (origin-form target, headers as they are in `parts`), for a
+/// connection that sticky hands to the kernel right after: its framing headers (Content-Length,
+/// Transfer-Encoding, Connection) stay the client's, because the body and every later byte pass
+/// through unchanged.
+#[must_use]
+pub fn encode_head(parts: &request::Parts) -> BytesMut {
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let size = parts.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>();
+    let mut out = BytesMut::with_capacity(parts.method.as_str().len() + target.len() + size + 16);
+    out.put_slice(parts.method.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(target.as_bytes());
+    out.put_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &parts.headers {
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"\r\n");
+    out
 }
 
 /// Whether a request asks for a protocol upgrade (WebSocket and friends).

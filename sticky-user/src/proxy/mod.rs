@@ -6,8 +6,10 @@
 
 pub mod check;
 pub mod forward;
+pub mod handoff;
 pub mod phases;
 pub mod rescue;
+pub mod splice;
 pub mod upgrade;
 
 use std::{
@@ -112,6 +114,11 @@ impl ConnCtx {
     }
 }
 
+/// Whether any service splices pinned keep-alive connections (then first requests are read before hyper).
+fn splices_pinned(shared: &Shared) -> bool {
+    shared.table().services.iter().any(|s| s.spec.splice.pinned)
+}
+
 /// Accepts client connections until `stop` turns true (or the listener fails for good); each connection
 /// gets its own task.
 ///
@@ -149,6 +156,21 @@ pub async fn serve(
                 client: forward::ClientInfo::new(peer),
                 upstreams: Mutex::default(),
             });
+            // a service with the splice option: the first request is read here, and maybe spliced
+            let io = match shared.splice.get().filter(|_| splices_pinned(&shared)) {
+                Some(splicer) => {
+                    let first = tokio::select! {
+                        biased;
+                        first = handoff::first(&ctx, splicer, stream) => first,
+                        _ = async { stop.wait_for(|s| *s).await.is_ok() } => handoff::First::Close,
+                    };
+                    match first {
+                        handoff::First::Serve(io) => io,
+                        handoff::First::HandedOff | handoff::First::Close => return,
+                    }
+                }
+                None => handoff::ClientIo::new(stream, bytes::Bytes::new()),
+            };
             let service = service_fn(move |req: Request<Incoming>| {
                 let ctx = ctx.clone();
                 async move { Ok::<_, Infallible>(phases::handle(ctx, req).await) }
@@ -165,7 +187,7 @@ pub async fn serve(
                 // hyper keeps 100 header slots on the stack; another count costs a heap allocation per request
                 builder.max_headers(settings.limits.max_headers);
             }
-            let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+            let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
             tokio::pin!(conn);
             let ended = tokio::select! {
                 biased;

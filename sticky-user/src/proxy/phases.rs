@@ -59,7 +59,8 @@ pub async fn handle(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<P
 
 // === route ===
 
-fn route(ctx: &ConnCtx, req: &Request<Incoming>) -> Result<Arc<ServiceRoute>, ProxyError> {
+/// The service whose rule matches the request's host and path.
+pub(super) fn route<B>(ctx: &ConnCtx, req: &Request<B>) -> Result<Arc<ServiceRoute>, ProxyError> {
     let host_header = req.headers().get(header::HOST);
     if req.version() == Version::HTTP_11 && host_header.is_none() && req.uri().authority().is_none() {
         return Err(ProxyError::new(Kind::MissingHost));
@@ -156,7 +157,11 @@ fn decide(ctx: &ConnCtx, service: &ServiceRoute, pinned: Pinned, exclude: &[usiz
 }
 
 fn strip_cookie(req: &mut Request<Incoming>, name: &[u8]) {
-    let headers = req.headers_mut();
+    strip_cookie_headers(req.headers_mut(), name);
+}
+
+/// Removes the cookie `name` from the `Cookie` headers (other cookies stay).
+pub(super) fn strip_cookie_headers(headers: &mut http::HeaderMap, name: &[u8]) {
     // the common case, a single Cookie header holding only sticky's cookie: drop it, no allocation
     let mut all = headers.get_all(header::COOKIE).iter();
     if let (Some(only), None) = (all.next(), all.next()) {
@@ -214,7 +219,8 @@ async fn forward(
                 let upgraded = upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS;
                 if upgraded {
                     if let Some(client) = client_upgrade {
-                        upgrade::spawn(client, hyper::upgrade::on(&mut resp), &backend.live);
+                        let splicer = ctx.shared.splice.get().filter(|_| service.spec.splice.upgrades);
+                        upgrade::spawn(client, hyper::upgrade::on(&mut resp), &backend.live, splicer.cloned());
                     }
                 } else if !upgrade {
                     ctx.put_upstream(backend.addr, up);

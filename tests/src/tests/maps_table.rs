@@ -26,7 +26,12 @@ fn object_maps_match_the_registry() {
         let spec =
             spec(name).unwrap_or_else(|| panic!("map {name} is in the object but not in sticky_common::maps::ALL"));
         let data = match map {
-            Map::PerCpuArray(d) | Map::RingBuf(d) | Map::Array(d) | Map::HashMap(d) | Map::LruHashMap(d) => d,
+            Map::PerCpuArray(d)
+            | Map::RingBuf(d)
+            | Map::Array(d)
+            | Map::HashMap(d)
+            | Map::LruHashMap(d)
+            | Map::SockHash(d) => d,
             other => panic!("map {name}: kind {other:?} is not handled by this test yet"),
         };
         let info = data.info().expect("map info must be readable");
