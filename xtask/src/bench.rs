@@ -41,8 +41,8 @@ pub struct Options {
     /// Output directory [default: target/bench/<UTC time>].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Only the configurations whose id matches this regex (`memory` selects the memory measurement).
-    /// Ids: direct, sticky-http-new, sticky-http-pinned, sticky-http-pinned-splice, haproxy-http-new,
+    /// Only the configurations whose id matches this regex. Ids: memory-http, memory-tcp (the memory
+    /// measurements, first), direct, sticky-http-new, sticky-http-pinned, sticky-http-pinned-splice, haproxy-http-new,
     /// haproxy-http-pinned, nginx-hash, sticky-tcp-kernel, sticky-tcp-user, haproxy-tcp, iptables-dnat.
     #[arg(long, value_name = "REGEX")]
     pub only: Option<String>,
@@ -60,16 +60,16 @@ pub struct Options {
 }
 
 impl Options {
-    /// The smoke run of `cargo xtask test`: `--quick` into `out`, with a given binary.
+    /// The smoke run of `cargo xtask test`: `--quick` into `out`.
     #[must_use]
-    pub fn smoke(out: PathBuf, sticky: PathBuf) -> Self {
+    pub fn smoke(out: PathBuf) -> Self {
         Self {
             quick: true,
             duration: None,
             runs: None,
             out: Some(out),
             only: None,
-            sticky: Some(sticky),
+            sticky: None,
             rps: false,
             no_setup: true,
         }
@@ -147,9 +147,10 @@ pub fn run(workspace: &Path, options: &Options, sticky: &Path) -> anyhow::Result
 
     let mut memory_levels = Vec::new();
     let mut memory_note = None;
-    if selected("memory") {
+    let modes = memory::Modes { http: selected("memory-http"), tcp: selected("memory-tcp") };
+    if modes.http || modes.tcp {
         let levels: &[u32] = if options.quick { &[1_000] } else { &[10_000, 100_000] };
-        match memory::run(&topo, &work, &sticky, &exe, levels) {
+        match memory::run(&topo, &work, &sticky, &exe, levels, modes) {
             Ok(l) => memory_levels = l,
             Err(e) => {
                 eprintln!("bench: memory: FAILED: {e:#}");

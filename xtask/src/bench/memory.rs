@@ -54,7 +54,9 @@ pub struct Level {
     pub open_connections: u64,
     /// RSS right after start (one request served), KiB.
     pub rss_start_kib: u64,
-    /// RSS with `live` sessions/flows, KiB.
+    /// http: RSS once every session was created and replayed, before the idle connections, KiB.
+    pub rss_sessions_kib: Option<u64>,
+    /// RSS with `live` sessions/flows (and the open connections), KiB.
     pub rss_kib: u64,
     /// Kernel memory of the process's BPF maps (fdinfo memlock), KiB; 0 in http mode.
     pub bpf_maps_kib: u64,
@@ -64,18 +66,34 @@ pub struct Level {
     pub check: String,
 }
 
+/// Which memory measurements run.
+#[derive(Clone, Copy, Debug)]
+pub struct Modes {
+    /// http sessions (`memory-http`).
+    pub http: bool,
+    /// tcp kernel flows (`memory-tcp`).
+    pub tcp: bool,
+}
+
 /// Measures every level of `levels` for http sessions and tcp kernel flows.
 ///
 /// # Errors
 /// A probe or a process fails, or a session/flow was not pinned.
-pub fn run(topo: &Topology, work: &Workdir, sticky: &Path, exe: &Path, levels: &[u32]) -> anyhow::Result<Vec<Level>> {
+pub fn run(
+    topo: &Topology,
+    work: &Workdir,
+    sticky: &Path,
+    exe: &Path,
+    levels: &[u32],
+    modes: Modes,
+) -> anyhow::Result<Vec<Level>> {
     let mut out = Vec::new();
-    for &live in levels {
+    for &live in levels.iter().filter(|_| modes.http) {
         super::check_interrupted()?;
         out.push(http_level(topo, work, sticky, exe, live)?);
         eprintln!("bench: memory: {}", describe(out.last().expect("just pushed")));
     }
-    for &live in levels {
+    for &live in levels.iter().filter(|_| modes.tcp) {
         super::check_interrupted()?;
         out.push(tcp_level(topo, work, sticky, exe, live)?);
         eprintln!("bench: memory: {}", describe(out.last().expect("just pushed")));
@@ -85,8 +103,8 @@ pub fn run(topo: &Topology, work: &Workdir, sticky: &Path, exe: &Path, levels: &
 
 fn describe(l: &Level) -> String {
     format!(
-        "{} with {} live: RSS {} KiB (start {} KiB), BPF maps {} KiB, {}",
-        l.mode, l.live, l.rss_kib, l.rss_start_kib, l.bpf_maps_kib, l.check
+        "{} with {} live: RSS {} KiB (start {} KiB, sessions alone {:?} KiB), BPF maps {} KiB, {}",
+        l.mode, l.live, l.rss_kib, l.rss_start_kib, l.rss_sessions_kib, l.bpf_maps_kib, l.check
     )
 }
 
@@ -110,22 +128,36 @@ fn http_level(topo: &Topology, work: &Workdir, sticky: &Path, exe: &Path, sessio
         threads: 8,
         hold: held_conns,
     };
-    let (held, mut probes) = hold(topo, exe, &[spec])?;
+    // The probe reports twice: sessions done (over 8 connections), then the idle connections open.
+    let mut probe = spawn_probe(topo, exe, &spec)?;
+    let stdout = probe.child().stdout.take().context("probe stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let sessions_done: Held = read_report(lines.next())?;
+    let rss_sessions_kib = measure::rss_kib(pid).context("sticky's RSS")?;
+    {
+        use std::io::Write as _;
+        let stdin = probe.child().stdin.as_mut().context("probe stdin")?;
+        stdin.write_all(b"go\n")?;
+        stdin.flush()?;
+    }
+    let held: Held = read_report(lines.next())?;
     let rss_kib = measure::rss_kib(pid).context("sticky's RSS")?;
-    probes.clear();
+    drop(probe);
+    ensure!(sessions_done.created == u64::from(sessions), "http sessions: {sessions_done:?}");
     ensure!(
         held.bad == 0 && held.unpinned == 0,
         "http sessions: {} bad responses, {} unpinned",
         held.bad,
         held.unpinned
     );
-    ensure!(held.created == u64::from(sessions) && held.open == u64::from(held_conns), "http sessions: {held:?}");
+    ensure!(held.created == u64::from(sessions) && held.open >= u64::from(held_conns), "http sessions: {held:?}");
     drop(running);
     Ok(Level {
         mode: "sticky-http".into(),
         live: held.created,
         open_connections: held.open,
         rss_start_kib,
+        rss_sessions_kib: Some(rss_sessions_kib),
         rss_kib,
         bpf_maps_kib: 0,
         conns_entries: None,
@@ -186,35 +218,47 @@ fn tcp_level(topo: &Topology, work: &Workdir, sticky: &Path, exe: &Path, flows: 
         live: held.created,
         open_connections: held.open,
         rss_start_kib,
+        rss_sessions_kib: None,
         rss_kib,
         bpf_maps_kib,
         conns_entries: conns_entries.map(|v| v as u64),
-        check: format!("each client address's flows on one backend ({} backends used)", held.backends.len()),
+        check: format!(
+            "each client address's flows on one backend ({} backends used); {} connects retried from a new \
+             client port after 1.5 s without SYN-ACK",
+            held.backends.len(),
+            held.connect_retries
+        ),
     })
+}
+
+/// Starts a memory probe in the client namespace, with pipes to its stdin and stdout.
+fn spawn_probe(topo: &Topology, exe: &Path, spec: &Spec) -> anyhow::Result<Proc> {
+    let json = serde_json::to_string(spec)?;
+    let mut cmd = topo.pinned(&topo.cli, LOAD_CPU, exe);
+    cmd.args(["bench-probe", &json]).stdin(Stdio::piped()).stdout(Stdio::piped());
+    let child = cmd.spawn().context("failed to start a memory probe")?;
+    Ok(Proc::from_child("memory probe", child))
+}
+
+/// A probe's report line.
+fn read_report(line: Option<std::io::Result<String>>) -> anyhow::Result<Held> {
+    let line = line.context("a memory probe failed (see its error above)")??;
+    serde_json::from_str(line.trim()).with_context(|| format!("bad probe report {line:?}"))
 }
 
 /// Starts one memory probe per spec and returns once all of them hold everything open (their
 /// reports, summed), with the probes, which close their connections when dropped.
 fn hold(topo: &Topology, exe: &Path, specs: &[Spec]) -> anyhow::Result<(Held, Vec<Proc>)> {
-    let mut procs = Vec::new();
-    for spec in specs {
-        let json = serde_json::to_string(spec)?;
-        let mut cmd = topo.pinned(&topo.cli, LOAD_CPU, exe);
-        cmd.args(["bench-probe", &json]).stdin(Stdio::piped()).stdout(Stdio::piped());
-        let child = cmd.spawn().context("failed to start a memory probe")?;
-        procs.push(Proc::from_child("memory probe", child));
-    }
+    let mut procs = specs.iter().map(|spec| spawn_probe(topo, exe, spec)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut total = Held::default();
     for probe in &mut procs {
         let stdout = probe.child().stdout.take().context("probe stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).context("failed to read a probe's report")?;
-        anyhow::ensure!(!line.trim().is_empty(), "a memory probe failed (see its error above)");
-        let held: Held = serde_json::from_str(line.trim()).with_context(|| format!("bad probe report {line:?}"))?;
+        let held = read_report(BufReader::new(stdout).lines().next())?;
         total.created += held.created;
         total.open += held.open;
         total.bad += held.bad;
         total.unpinned += held.unpinned;
+        total.connect_retries += held.connect_retries;
         for (b, n) in held.backends {
             *total.backends.entry(b).or_default() += n;
         }

@@ -13,7 +13,8 @@ use super::report::Results;
 /// # Errors
 /// Nothing was measured, or drawing fails.
 pub fn write(results: &Results, path: &Path) -> anyhow::Result<()> {
-    let rows: Vec<(String, f64, f64, bool)> = results
+    // First configuration at the top: plotters counts segments from the bottom.
+    let mut rows: Vec<(String, f64, f64, bool)> = results
         .configurations
         .iter()
         .filter_map(|r| {
@@ -24,6 +25,7 @@ pub fn write(results: &Results, path: &Path) -> anyhow::Result<()> {
         })
         .collect();
     anyhow::ensure!(!rows.is_empty(), "no configuration was measured: nothing to plot");
+    rows.reverse();
     let height = 140 + 34 * u32::try_from(rows.len()).unwrap_or(u32::MAX / 64);
     let root = SVGBackend::new(path, (1400, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -52,11 +54,12 @@ fn panel(
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(if labels { 420 } else { 10 })
-        .build_cartesian_2d(0.0..max, (0..n).into_segmented())
+        .build_cartesian_2d(0.0..max, (0..n.saturating_sub(1).max(1)).into_segmented())
         .map_err(err)?;
     chart
         .configure_mesh()
         .disable_y_mesh()
+        .light_line_style(WHITE)
         .y_labels(n)
         .y_label_formatter(&|v| match v {
             SegmentValue::CenterOf(i) if labels => titles.get(*i).cloned().unwrap_or_default(),
@@ -85,7 +88,7 @@ fn panel(
             .iter()
             .filter_map(|r| r.summary.as_ref())
             .enumerate()
-            .map(|(i, s)| (i, s.rps_min / 1000.0, s.rps_max / 1000.0))
+            .map(|(i, s)| (n - 1 - i, s.rps_min / 1000.0, s.rps_max / 1000.0))
             .collect();
         chart
             .draw_series(ranges.into_iter().map(|(i, lo, hi)| {

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 /// How long one connect, read or write may take before the probe gives up on it.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// A flow's connect gives up after this (one SYN retransmission, at 1 s) and retries from a new port.
+const CONNECT_RETRY_AFTER: Duration = Duration::from_millis(1500);
 
 /// What the probe does; passed as one JSON argument.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -32,8 +34,9 @@ pub enum Spec {
         requests: u32,
     },
     /// The http memory measurement: `sessions` sessions (a GET without cookie that gets one, then a
-    /// GET sending it back, which must reach the same backend) over `threads` keep-alive connections;
-    /// then `hold` more connections, each replaying one session's cookie once and left open idle.
+    /// GET sending it back, which must reach the same backend) over `threads` keep-alive connections,
+    /// which stay open; a first report, then a line on stdin; then `hold` more connections, each
+    /// replaying one session's cookie once and left open idle.
     Sessions {
         /// Where to send.
         target: SocketAddrV4,
@@ -86,6 +89,8 @@ pub struct Held {
     pub bad: u64,
     /// Session replays that reached another backend, or flows of one source on two backends.
     pub unpinned: u64,
+    /// Connects that timed out and were retried from another client port (flows only).
+    pub connect_retries: u64,
     /// Backends that answered, with counts.
     pub backends: std::collections::BTreeMap<String, u64>,
 }
@@ -142,11 +147,12 @@ fn sessions_probe(
     let prefix = format!("{cookie_name}=");
     // Phase 1: create and replay every session; keep (cookie, backend) of the first `hold`.
     let per_thread = sessions.div_ceil(threads);
-    let results: Vec<anyhow::Result<(Held, Vec<(String, String)>)>> = std::thread::scope(|s| {
+    type Out = (Held, Vec<(String, String)>, TcpStream);
+    let results: Vec<anyhow::Result<Out>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let prefix = &prefix;
-                s.spawn(move || -> anyhow::Result<(Held, Vec<(String, String)>)> {
+                s.spawn(move || -> anyhow::Result<Out> {
                     let mut held = Held::default();
                     let mut kept = Vec::new();
                     let mut c = Conn::open(target, None)?;
@@ -168,7 +174,7 @@ fn sessions_probe(
                             kept.push((cookie, backend));
                         }
                     }
-                    Ok((held, kept))
+                    Ok((held, kept, c.stream))
                 })
             })
             .collect();
@@ -179,8 +185,10 @@ fn sessions_probe(
     });
     let mut held = Held::default();
     let mut kept = Vec::new();
+    let mut open = Vec::new();
     for r in results {
-        let (h, k) = r?;
+        let (h, k, conn) = r?;
+        open.push(conn);
         held.created += h.created;
         held.bad += h.bad;
         held.unpinned += h.unpinned;
@@ -189,8 +197,13 @@ fn sessions_probe(
         }
         kept.extend(k);
     }
+    // Report, and wait for the bench to read the memory with the sessions alone.
+    held.open = open.len() as u64;
+    println!("{}", serde_json::to_string(&held)?);
+    std::io::stdout().flush()?;
+    let mut go = String::new();
+    std::io::stdin().read_line(&mut go)?;
     // Phase 2: one idle connection per kept session, each after one pinned request.
-    let mut open = Vec::with_capacity(kept.len());
     for (cookie, backend) in &kept {
         let mut c = Conn::open(target, None)?;
         let (status, again, _) = c.get(Some(cookie))?;
@@ -220,7 +233,19 @@ fn flows_probe(
                     let mut seen: Vec<(Ipv4Addr, String)> = Vec::new();
                     for i in (t..flows).step_by(threads as usize) {
                         let source = sources[i as usize % sources.len()];
-                        let mut c = Conn::open(target, Some(source))?;
+                        // A SYN the balancer cannot give a SNAT port is dropped, and its retransmissions
+                        // (same ports) would be too: retry from a new client port, and count it.
+                        let mut attempt = 0;
+                        let mut c = loop {
+                            match Conn::open_within(target, Some(source), CONNECT_RETRY_AFTER) {
+                                Ok(c) => break c,
+                                Err(e) if attempt >= 4 => return Err(e),
+                                Err(_) => {
+                                    attempt += 1;
+                                    held.connect_retries += 1;
+                                }
+                            }
+                        };
                         let (status, backend, _) = c.get(None)?;
                         let Some(backend) = backend.filter(|_| status == 200) else {
                             held.bad += 1;
@@ -252,6 +277,7 @@ fn flows_probe(
         held.created += h.created;
         held.bad += h.bad;
         held.unpinned += h.unpinned;
+        held.connect_retries += h.connect_retries;
         for (b, n) in h.backends {
             *held.backends.entry(b).or_default() += n;
         }
@@ -277,16 +303,22 @@ struct Conn {
 
 impl Conn {
     fn open(target: SocketAddrV4, source: Option<Ipv4Addr>) -> anyhow::Result<Self> {
-        let stream = match source {
-            None => TcpStream::connect_timeout(&SocketAddr::V4(target), IO_TIMEOUT),
-            Some(source) => {
-                let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-                socket.bind(&SocketAddr::V4(SocketAddrV4::new(source, 0)).into())?;
-                socket.connect_timeout(&SocketAddr::V4(target).into(), IO_TIMEOUT)?;
-                Ok(socket.into())
+        Self::open_within(target, source, IO_TIMEOUT)
+    }
+
+    fn open_within(target: SocketAddrV4, source: Option<Ipv4Addr>, timeout: Duration) -> anyhow::Result<Self> {
+        let connect = || -> std::io::Result<TcpStream> {
+            match source {
+                None => TcpStream::connect_timeout(&SocketAddr::V4(target), timeout),
+                Some(source) => {
+                    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+                    socket.bind(&SocketAddr::V4(SocketAddrV4::new(source, 0)).into())?;
+                    socket.connect_timeout(&SocketAddr::V4(target).into(), timeout)?;
+                    Ok(socket.into())
+                }
             }
-        }
-        .with_context(|| format!("failed to connect to {target}"))?;
+        };
+        let stream = connect().with_context(|| format!("failed to connect to {target} from {source:?}"))?;
         stream.set_read_timeout(Some(IO_TIMEOUT))?;
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
         stream.set_nodelay(true)?;

@@ -262,10 +262,15 @@ pub fn summarize(rows: &mut [Row], memory: &[Level]) -> Vec<GoalResult> {
                 goal: format!("RSS at 100k live sessions/flows <= {RSS_GOAL_MIB} MiB"),
                 met: at_100k.then_some(mib <= RSS_GOAL_MIB),
                 detail: format!(
-                    "{:.1} MiB RSS with {} live{}",
+                    "{:.1} MiB RSS with {} live, {} client connections open{}{}",
                     kib_to_mib(level.rss_kib),
                     level.live,
-                    if at_100k { String::new() } else { " (100k not measured in this run)".to_owned() }
+                    level.open_connections,
+                    level
+                        .rss_sessions_kib
+                        .map(|k| format!("; {:.1} MiB with the sessions alone (8 connections)", kib_to_mib(k)))
+                        .unwrap_or_default(),
+                    if at_100k { "" } else { " (100k not measured in this run)" }
                 ),
             });
         }
@@ -406,17 +411,19 @@ pub fn markdown(r: &Results) -> String {
         let _ = writeln!(md, "\n## sticky's memory\n");
         let _ = writeln!(
             md,
-            "| Mode | live sessions/flows | open client connections | RSS at start | RSS | BPF maps (kernel) | CONNS entries | check |"
+            "| Mode | live sessions/flows | open client connections | RSS at start | RSS, sessions alone | RSS | BPF maps (kernel) | CONNS entries | check |"
         );
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
         for l in &r.memory {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {:.1} MiB | **{:.1} MiB** | {} | {} | {} |",
+                "| {} | {} | {} | {:.1} MiB | {} | **{:.1} MiB** | {} | {} | {} |",
                 l.mode,
                 l.live,
                 l.open_connections,
                 kib_to_mib(l.rss_start_kib),
+                l.rss_sessions_kib
+                    .map_or_else(|| "–".to_owned(), |k| format!("{:.1} MiB (8 connections)", kib_to_mib(k))),
                 kib_to_mib(l.rss_kib),
                 if l.bpf_maps_kib == 0 { "–".to_owned() } else { format!("{:.1} MiB", kib_to_mib(l.bpf_maps_kib)) },
                 l.conns_entries.map_or_else(|| "–".to_owned(), |n| n.to_string()),
