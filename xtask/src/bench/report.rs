@@ -296,8 +296,12 @@ fn evaluate(rows: &[Row], row: &Row, goal: Goal) -> GoalResult {
     };
     let words = if p99 { format!("{words}, p99 no worse") } else { words };
     let (Some(s), Some(p)) = (row.summary.as_ref(), find(peer)) else {
-        let why = if row.summary.is_none() { row.id.as_str() } else { peer };
-        return GoalResult { config: row.id.clone(), goal: words, met: None, detail: format!("{why} not measured") };
+        let detail = match (row.status, row.summary.is_some()) {
+            (Status::Unavailable, _) => "not available in this build".to_owned(),
+            (_, false) => format!("{} not measured", row.id),
+            (_, true) => format!("{peer} not measured"),
+        };
+        return GoalResult { config: row.id.clone(), goal: words, met: None, detail };
     };
     let ratio = s.rps_median / p.rps_median;
     let mut met = ratio >= factor;
