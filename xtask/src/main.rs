@@ -1,5 +1,6 @@
 //! `cargo xtask`: one clap enum, one module per subcommand.
 
+mod bench;
 mod demo;
 mod image;
 mod test;
@@ -40,10 +41,20 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run every test: unit, property, packet (BPF_PROG_TEST_RUN), network-namespace and Swarm tests.
+    /// Run every test: unit, property, packet (BPF_PROG_TEST_RUN), network-namespace and Swarm tests;
+    /// then the bench's smoke run (`bench --quick`).
     Test(test::Options),
     /// Build the `FROM scratch` image (Dockerfile) from a static release binary, without any registry.
     Image(image::Options),
+    /// Benchmark sticky side by side with HAProxy, nginx and iptables in network namespaces (root);
+    /// writes JSON, Markdown and an SVG plot (bench/README.md explains them).
+    Bench(bench::Options),
+    /// The bench's probe, run by the bench itself inside its client namespace.
+    #[command(hide = true)]
+    BenchProbe {
+        /// What to probe (JSON).
+        spec: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -82,6 +93,17 @@ fn main() -> anyhow::Result<()> {
             setup::run(setup::Components { test: true, bench: false })?;
             image::run(&workspace, &options)
         }
+        Command::Bench(options) => {
+            if !options.no_setup {
+                setup::run(setup::Components { test: true, bench: true })?;
+            }
+            let bin = match &options.sticky {
+                Some(bin) => bin.clone(),
+                None => build_sticky(&workspace, true)?,
+            };
+            bench::run(&workspace, &options, &bin)
+        }
+        Command::BenchProbe { spec } => bench::probe::main(&spec),
     }
 }
 

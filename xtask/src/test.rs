@@ -1,5 +1,6 @@
 //! `cargo xtask test`: set up, build the eBPF object and the `sticky` binary, then run every test
-//! crate with cargo test, and end with one summary over all of them (and every skipped test, loudly).
+//! crate with cargo test, and end with one summary over all of them (and every skipped test, loudly);
+//! then the bench's smoke run (`bench --quick` with the same binary).
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -17,6 +18,9 @@ pub struct Options {
     /// Skip the set-up step (installing missing packages).
     #[arg(long)]
     no_setup: bool,
+    /// Skip the bench smoke run at the end (it also does not run when test arguments are given).
+    #[arg(long)]
+    no_bench: bool,
     /// Arguments after `--` go to every `cargo test` invocation's test binaries (e.g. a name filter).
     #[arg(last = true)]
     test_args: Vec<String>,
@@ -108,7 +112,29 @@ pub fn run(workspace: &Path, options: &Options) -> anyhow::Result<()> {
     if totals.binaries == 0 {
         bail!("no test binary ran");
     }
-    Ok(())
+    if options.no_bench || !options.test_args.is_empty() {
+        println!("bench smoke: skipped ({})", if options.no_bench { "--no-bench" } else { "test arguments given" });
+        return Ok(());
+    }
+    bench_smoke(workspace, &workspace.join("target").join(&triple).join("debug/sticky"))
+}
+
+/// `cargo xtask bench --quick` with the test build of sticky: every configuration must serve and pin
+/// correctly; no figure is judged (a debug build on a shared machine measures nothing).
+fn bench_smoke(workspace: &Path, sticky: &Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    println!();
+    println!("==================== bench smoke: cargo xtask bench --quick ====================");
+    println!("(checks that every configuration serves and pins; the figures of this debug build mean nothing)");
+    let out = workspace.join("target/bench/smoke");
+    let _ = std::fs::remove_dir_all(&out);
+    let result = crate::bench::run(workspace, &crate::bench::Options::smoke(out), sticky);
+    println!(
+        "==================== bench smoke: {} in {:.0} s ====================",
+        if result.is_ok() { "passed" } else { "FAILED" },
+        started.elapsed().as_secs_f64()
+    );
+    result.context("the bench smoke run failed")
 }
 
 fn step(name: &str, f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {

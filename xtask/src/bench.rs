@@ -1,0 +1,358 @@
+//! `cargo xtask bench`: sticky side by side with HAProxy, nginx and iptables in network namespaces,
+//! one load generator, one balancer core; every configuration checked from response bodies; results
+//! as JSON, Markdown and an SVG plot. bench/README.md explains the method and how to read it.
+
+mod configs;
+mod measure;
+mod memory;
+mod plot;
+pub mod probe;
+mod report;
+mod topology;
+mod verify;
+mod wrk;
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
+    time::SystemTime,
+};
+
+use anyhow::{Context as _, bail, ensure};
+
+use configs::{Config, Load, Workdir};
+use report::{Row, Run, Status};
+use topology::{LB_CPU, LOAD_CPU, Topology};
+
+/// Options of `cargo xtask bench`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Options {
+    /// Smoke run: 1 s warm-up and one 2 s run per configuration, memory at 1k sessions/flows only.
+    /// Fails only if a configuration fails to serve or to pin, never on a figure.
+    #[arg(long)]
+    pub quick: bool,
+    /// Seconds per measured run [default: 10; --quick: 2].
+    #[arg(long, value_name = "S")]
+    pub duration: Option<u32>,
+    /// Measured runs per configuration [default: 3; --quick: 1].
+    #[arg(long, value_name = "N")]
+    pub runs: Option<u32>,
+    /// Output directory [default: target/bench/<UTC time>].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Only the configurations whose id matches this regex. Ids: memory-http, memory-tcp (the memory
+    /// measurements, first), direct, sticky-http-new, sticky-http-pinned, sticky-http-pinned-splice, haproxy-http-new,
+    /// haproxy-http-pinned, nginx-hash, sticky-tcp-kernel, sticky-tcp-user, haproxy-tcp, iptables-dnat.
+    #[arg(long, value_name = "REGEX")]
+    pub only: Option<String>,
+    /// Use this sticky binary instead of building target/release/sticky.
+    #[arg(long, value_name = "PATH")]
+    pub sticky: Option<PathBuf>,
+    /// Steer the balancer namespace's receive processing to the balancer's core (RPS), so kernel
+    /// paths get that core as user-space balancers do. Default: softirq runs where the sender runs,
+    /// as in shared/perf-baseline.md (on this VM the cross-CPU interrupts of RPS cost a lot).
+    #[arg(long)]
+    pub rps: bool,
+    /// Skip the set-up step (installing missing packages).
+    #[arg(long)]
+    pub no_setup: bool,
+}
+
+impl Options {
+    /// The smoke run of `cargo xtask test`: `--quick` into `out`.
+    #[must_use]
+    pub fn smoke(out: PathBuf) -> Self {
+        Self {
+            quick: true,
+            duration: None,
+            runs: None,
+            out: Some(out),
+            only: None,
+            sticky: None,
+            rps: false,
+            no_setup: true,
+        }
+    }
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Fails once Ctrl-C or SIGTERM arrived, so the caller unwinds and every guard cleans up.
+///
+/// # Errors
+/// Interrupted.
+pub fn check_interrupted() -> anyhow::Result<()> {
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
+/// Runs the bench with the `sticky` binary at `sticky` and writes its results to the output directory.
+///
+/// # Errors
+/// The topology or the backends cannot be set up, a configuration failed to serve or to pin (after
+/// writing every result), or the run was interrupted.
+pub fn run(workspace: &Path, options: &Options, sticky: &Path) -> anyhow::Result<()> {
+    ensure!(xtask::setup::is_root(), "the bench needs root (network namespaces, BPF, iptables)");
+    // Ctrl-C reaches every child too (same process group); this process then cleans up and exits.
+    static HANDLER: std::sync::Once = std::sync::Once::new();
+    HANDLER.call_once(|| {
+        let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::Relaxed));
+    });
+    let only = options.only.as_deref().map(regex::Regex::new).transpose().context("bad --only regex")?;
+    let selected = |id: &str| only.as_ref().is_none_or(|r| r.is_match(id));
+    let (warmup, duration, runs) = if options.quick {
+        (1, options.duration.unwrap_or(2), options.runs.unwrap_or(1))
+    } else {
+        (2, options.duration.unwrap_or(10), options.runs.unwrap_or(3))
+    };
+    ensure!(duration >= 1 && runs >= 1, "--duration and --runs must be at least 1");
+    let started = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let out = options.out.clone().unwrap_or_else(|| workspace.join("target/bench").join(started.replace(':', "")));
+    let work = Workdir { dir: out.join("work") };
+    std::fs::create_dir_all(&work.dir).with_context(|| format!("failed to create {}", work.dir.display()))?;
+    let sticky = std::fs::canonicalize(sticky).with_context(|| format!("no sticky binary at {}", sticky.display()))?;
+    let exe = std::env::current_exe().context("cannot find the xtask binary for the probe")?;
+    let cpus = measure::cpu_times()?.len();
+    ensure!(
+        cpus > LB_CPU as usize,
+        "the bench pins the balancer to cpu{LB_CPU}: it needs 2 CPUs, this machine has {cpus}"
+    );
+    write_cookie_key(&work.file("cookie.key"))?;
+
+    let sticky_help = command_output(&sticky, &["run", "--help"]);
+    let machine = report::Machine {
+        cpu_model: cpu_model(),
+        cpus,
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned(),
+        load_before: measure::loadavg(),
+        load_after: [0.0; 3],
+        versions: versions(&sticky),
+    };
+    let method = report::Method {
+        quick: options.quick,
+        warmup_s: warmup,
+        duration_s: duration,
+        runs,
+        load: format!("wrk (Debian) -t{} -c{} keep-alive, from the client namespace", wrk::THREADS, wrk::CONNECTIONS),
+        placement: placement(options.rps),
+    };
+    eprintln!("bench: output in {}", out.display());
+    eprintln!("bench: load average before: {:?}", machine.load_before);
+
+    let topo = Topology::build(options.rps).context("failed to build the namespace topology")?;
+    let mut backends = configs::start_backends(&topo, &work, "backends", 1..=configs::BACKENDS, 1)?;
+
+    let mut memory_levels = Vec::new();
+    let mut memory_note = None;
+    let modes = memory::Modes { http: selected("memory-http"), tcp: selected("memory-tcp") };
+    if modes.http || modes.tcp {
+        let levels: &[u32] = if options.quick { &[1_000] } else { &[10_000, 100_000] };
+        match memory::run(&topo, &work, &sticky, &exe, levels, modes) {
+            Ok(l) => memory_levels = l,
+            Err(e) => {
+                eprintln!("bench: memory: FAILED: {e:#}");
+                memory_note = Some(format!("{e:#}"));
+            }
+        }
+    }
+
+    let mut rows = Vec::new();
+    for config in configs::ALL.iter().filter(|c| selected(c.id)) {
+        check_interrupted()?;
+        let mut row = Row {
+            id: config.id.to_owned(),
+            title: config.title.to_owned(),
+            status: Status::Ok,
+            note: None,
+            check: None,
+            check_under_load: None,
+            runs: Vec::new(),
+            summary: None,
+        };
+        if let Some(why) = configs::unavailable(config, &sticky_help) {
+            eprintln!("bench: {}: {why}", config.id);
+            row.status = Status::Unavailable;
+            row.note = Some(why);
+        } else {
+            eprintln!("bench: {}: {}", config.id, config.title);
+            let measured = measure_config(config, &topo, &work, &sticky, &exe, (warmup, duration, runs), &mut row);
+            backends.check_alive().context("the nginx backends died")?;
+            if let Err(e) = measured {
+                check_interrupted()?;
+                eprintln!("bench: {}: FAILED: {e:#}", config.id);
+                row.status = Status::Failed;
+                row.note = Some(format!("{e:#}"));
+            }
+        }
+        rows.push(row);
+    }
+    drop(backends);
+    drop(topo);
+
+    let goals = report::summarize(&mut rows, &memory_levels);
+    let results = report::Results {
+        schema: report::SCHEMA.to_owned(),
+        started,
+        machine: report::Machine { load_after: measure::loadavg(), ..machine },
+        method,
+        configurations: rows,
+        memory: memory_levels,
+        memory_note,
+        goals,
+    };
+    let md = report::markdown(&results);
+    std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&results)? + "\n")?;
+    std::fs::write(out.join("results.md"), &md)?;
+    let plotted = plot::write(&results, &out.join("plot.svg"));
+    println!("{md}");
+    println!("results: {0}/results.json, {0}/results.md, plot: {0}/plot.svg", out.display());
+    if let Err(e) = plotted {
+        eprintln!("bench: no plot: {e:#}");
+    }
+    let failed: Vec<&str> =
+        results.configurations.iter().filter(|r| r.status == Status::Failed).map(|r| r.id.as_str()).collect();
+    if !failed.is_empty() || results.memory_note.is_some() {
+        bail!(
+            "configurations that failed to serve or to pin: {failed:?}{}",
+            if results.memory_note.is_some() { "; the memory measurement failed" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+/// Starts one configuration, checks it, warms it up (checking who answered under load), measures it.
+fn measure_config(
+    config: &Config,
+    topo: &Topology,
+    work: &Workdir,
+    sticky: &Path,
+    exe: &Path,
+    (warmup, duration, runs): (u32, u32, u32),
+    row: &mut Row,
+) -> anyhow::Result<()> {
+    let mut running = configs::start(config, topo, work, sticky)?;
+    let checked = verify::functional(topo, exe, config)?;
+    row.check = Some(checked.summary.clone());
+    let cookie = match config.load {
+        Load::Pinned => Some(checked.cookie.as_ref().context("no cookie to pin with")?.0.as_str()),
+        Load::Plain => None,
+    };
+    let target = config.target();
+    let out = wrk::run_wrk(topo, &work.dir, target, cookie, warmup, wrk::Script::Verify)?;
+    let counted: wrk::Verify = wrk::parse(&out, "STICKY-BENCH-VERIFY ")?;
+    row.check_under_load = Some(verify::under_load(config, &checked, &counted)?);
+    for i in 0..runs {
+        check_interrupted()?;
+        let pids = topo.pids(&topo.lb);
+        let process_cpu = || pids.iter().filter_map(|p| measure::process_cpu(*p)).map(|d| d.as_secs_f64()).sum::<f64>();
+        let (cpu0, proc0) = (measure::cpu_times()?, process_cpu());
+        let out = wrk::run_wrk(topo, &work.dir, target, cookie, duration, wrk::Script::Report)?;
+        let (cpu1, proc1) = (measure::cpu_times()?, process_cpu());
+        let r: wrk::Report = wrk::parse(&out, "STICKY-BENCH-RESULT ")?;
+        ensure!(r.requests > 0, "run {i}: no request completed");
+        ensure!(r.errors.total() == 0, "run {i}: errors {:?} (statuses >= 400 or socket errors)", r.errors);
+        for p in &mut running.procs {
+            p.check_alive()?;
+        }
+        let (l, b) = (LOAD_CPU as usize, LB_CPU as usize);
+        #[expect(clippy::cast_precision_loss, reason = "µs durations")]
+        let seconds = r.duration_us as f64 / 1e6;
+        let run = Run {
+            rps: r.rps(),
+            requests: r.requests,
+            seconds,
+            p50_us: r.latency_us.p50,
+            p99_us: r.latency_us.p99,
+            p999_us: r.latency_us.p999,
+            errors: r.errors.total(),
+            lb_process_cpu_s: proc1 - proc0,
+            load_cpu_busy_s: cpu1[l].busy - cpu0[l].busy,
+            lb_cpu_busy_s: cpu1[b].busy - cpu0[b].busy,
+            lb_cpu_softirq_s: cpu1[b].softirq - cpu0[b].softirq,
+            softirq_s: cpu1.iter().zip(&cpu0).map(|(a, z)| a.softirq - z.softirq).sum(),
+        };
+        eprintln!(
+            "bench: {}: run {}/{runs}: {:.0} req/s, p50 {} p99 {} p99.9 {} µs, balancer core {:.0}% busy",
+            config.id,
+            i + 1,
+            run.rps,
+            run.p50_us,
+            run.p99_us,
+            run.p999_us,
+            run.lb_cpu_busy_s / seconds.max(1e-9) * 100.0
+        );
+        row.runs.push(run);
+    }
+    drop(running);
+    Ok(())
+}
+
+/// The CPU placement, in words for the report.
+fn placement(rps: bool) -> String {
+    let common = format!(
+        "CPU: the balancer (every process and thread in its namespace: 1 sticky worker, 1 HAProxy thread, \
+         1 nginx worker) is pinned to cpu{LB_CPU} with taskset; wrk, the probes and the nginx backends to \
+         cpu{LOAD_CPU}."
+    );
+    if rps {
+        format!(
+            "{common} RPS (--rps) steers each namespace's receive processing to its core: the balancer \
+             namespace's (TCP receive of its sockets, forwarding, netfilter, tc/eBPF) to cpu{LB_CPU}, the \
+             client's and the backends' to cpu{LOAD_CPU}; so the kernel paths (DNAT, sticky tcp kernel, \
+             direct's forwarding) run on the balancer's core too, as softirq."
+        )
+    } else {
+        format!(
+            "{common} Softirq runs on the sending CPU (veth delivers in the sender's context, as in \
+             shared/perf-baseline.md): the kernel paths (direct's forwarding, DNAT, sticky tcp kernel) run \
+             on cpu{LOAD_CPU} with wrk and the backends, and leave cpu{LB_CPU} idle; a user-space balancer's \
+             receive path is split between the cores. Compare kernel paths with direct, user-space ones with \
+             each other; the softirq column (all CPUs) shows what each path costs the kernel."
+        )
+    }
+}
+
+/// A fresh 32-byte cookie secret (hex) from the kernel's random source.
+fn write_cookie_key(path: &Path) -> anyhow::Result<()> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(path, hex + "\n").with_context(|| format!("failed to write {}", path.display()))
+}
+
+fn command_output(program: &Path, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
+        .unwrap_or_default()
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default().trim().to_owned()
+}
+
+fn versions(sticky: &Path) -> BTreeMap<String, String> {
+    let mut v = BTreeMap::new();
+    v.insert(
+        "sticky".into(),
+        format!("{} ({})", first_line(&command_output(sticky, &["--version"])), sticky.display()),
+    );
+    v.insert("haproxy".into(), first_line(&command_output(Path::new("haproxy"), &["-v"])));
+    v.insert("nginx".into(), first_line(&command_output(Path::new("nginx"), &["-v"])));
+    v.insert("wrk".into(), wrk::version());
+    v.insert("iptables".into(), first_line(&command_output(Path::new("iptables"), &["--version"])));
+    v
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_owned()))
+        .unwrap_or_default()
+}

@@ -1,0 +1,478 @@
+//! The configurations under test, as data: what runs in the balancer namespace, what wrk sends, what
+//! affinity the bench checks, which HAProxy row it is compared with and which goals it carries.
+
+use std::{
+    net::SocketAddrV4,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+use super::topology::{self, LB_CPU, LB_IFACES, Proc, Topology, VIP, VIP_PORT, backend_addr, backend_name};
+
+/// Backends every configuration balances over (b1 and b2; direct uses b1 alone).
+pub const BACKENDS: u16 = 2;
+
+/// What runs in the balancer namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Balancer {
+    /// Nothing: the client talks to b1, routed through the balancer namespace (the limit).
+    Direct,
+    /// `sticky run` (http), one worker; `splice`: with `--splice`.
+    StickyHttp {
+        /// Pass `--splice` (kernel relay of pinned keep-alive connections).
+        splice: bool,
+    },
+    /// `sticky run --mode tcp`; `kernel: false` adds `--no-ebpf` (the user-space fallback).
+    StickyTcp {
+        /// eBPF full NAT (true) or the user-space proxy (false).
+        kernel: bool,
+    },
+    /// HAProxy, http mode, `cookie SRV insert indirect nocache`, one thread.
+    HaproxyHttp,
+    /// HAProxy, tcp mode, `balance source`, one thread.
+    HaproxyTcp,
+    /// nginx, `hash $cookie_sid consistent` with upstream keep-alive, one worker.
+    NginxHash,
+    /// iptables DNAT to b1/b2 round robin (`statistic nth`), no affinity.
+    IptablesDnat,
+}
+
+/// The affinity a configuration promises, which the bench checks from response bodies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Affinity {
+    /// Only b1 answers (direct).
+    Single,
+    /// The balancer issues cookie `name` (Set-Cookie on every response without one) and routes a
+    /// request carrying it to the backend it was issued with.
+    CookieIssued(&'static str),
+    /// The client picks cookie `name`'s value; the balancer hashes it to a backend, always the same one.
+    CookieHashed(&'static str),
+    /// All connections of one client address reach one backend.
+    ClientIp,
+    /// None: new connections spread over the backends.
+    Spread,
+}
+
+/// What wrk sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Load {
+    /// No cookie: a cookie balancer starts a new session on every request.
+    Plain,
+    /// A cookie the bench checked pins to one backend (the cookie-jar case).
+    Pinned,
+}
+
+/// A goal of the issue, evaluated next to a sticky row (never asserted).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Goal {
+    /// req/s at least `factor` x the `peer` row's, and p99 no worse.
+    AtLeastPeerWithP99(&'static str, f64),
+    /// req/s at least `factor` x row `peer`'s.
+    AtLeast(&'static str, f64),
+}
+
+/// One configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Stable id (JSON key, `--only`).
+    pub id: &'static str,
+    /// Table label.
+    pub title: &'static str,
+    /// What runs.
+    pub balancer: Balancer,
+    /// What wrk sends.
+    pub load: Load,
+    /// The HAProxy row to compare with.
+    pub peer: Option<&'static str>,
+    /// Goals stated next to the row.
+    pub goals: &'static [Goal],
+}
+
+impl Config {
+    /// The affinity the bench checks.
+    #[must_use]
+    pub fn affinity(&self) -> Affinity {
+        match self.balancer {
+            Balancer::Direct => Affinity::Single,
+            Balancer::StickyHttp { .. } => Affinity::CookieIssued(STICKY_COOKIE),
+            Balancer::HaproxyHttp => Affinity::CookieIssued("SRV"),
+            Balancer::NginxHash => Affinity::CookieHashed("sid"),
+            Balancer::StickyTcp { .. } | Balancer::HaproxyTcp => Affinity::ClientIp,
+            Balancer::IptablesDnat => Affinity::Spread,
+        }
+    }
+
+    /// Where wrk sends.
+    #[must_use]
+    pub fn target(&self) -> SocketAddrV4 {
+        match self.balancer {
+            Balancer::Direct => backend_addr(1),
+            _ => SocketAddrV4::new(VIP, VIP_PORT),
+        }
+    }
+}
+
+/// sticky's cookie name (its default).
+pub const STICKY_COOKIE: &str = "sticky";
+
+const HAPROXY_NEW: &str = "haproxy-http-new";
+const HAPROXY_PINNED: &str = "haproxy-http-pinned";
+const HAPROXY_TCP: &str = "haproxy-tcp";
+
+/// Every configuration, in the order they run. iptables DNAT runs last: once a namespace has a nat
+/// table, conntrack stays hooked in it, which would tax every later configuration.
+pub const ALL: &[Config] = &[
+    Config {
+        id: "direct",
+        title: "direct to b1 (routed through the balancer namespace)",
+        balancer: Balancer::Direct,
+        load: Load::Plain,
+        peer: None,
+        goals: &[],
+    },
+    Config {
+        id: "sticky-http-new",
+        title: "sticky http, new sessions (no cookie)",
+        balancer: Balancer::StickyHttp { splice: false },
+        load: Load::Plain,
+        peer: Some(HAPROXY_NEW),
+        goals: &[],
+    },
+    Config {
+        id: "sticky-http-pinned",
+        title: "sticky http, pinned (valid cookie)",
+        balancer: Balancer::StickyHttp { splice: false },
+        load: Load::Pinned,
+        peer: Some(HAPROXY_PINNED),
+        goals: &[Goal::AtLeastPeerWithP99(HAPROXY_PINNED, 1.2)],
+    },
+    Config {
+        id: "sticky-http-pinned-splice",
+        title: "sticky http pinned + splice",
+        balancer: Balancer::StickyHttp { splice: true },
+        load: Load::Pinned,
+        peer: Some(HAPROXY_PINNED),
+        goals: &[Goal::AtLeastPeerWithP99(HAPROXY_PINNED, 1.2)],
+    },
+    Config {
+        id: HAPROXY_NEW,
+        title: "HAProxy cookie insert, new sessions (no cookie)",
+        balancer: Balancer::HaproxyHttp,
+        load: Load::Plain,
+        peer: None,
+        goals: &[],
+    },
+    Config {
+        id: HAPROXY_PINNED,
+        title: "HAProxy cookie insert, pinned (SRV cookie)",
+        balancer: Balancer::HaproxyHttp,
+        load: Load::Pinned,
+        peer: None,
+        goals: &[],
+    },
+    Config {
+        id: "nginx-hash",
+        title: "nginx hash $cookie_sid consistent (fixed cookie)",
+        balancer: Balancer::NginxHash,
+        load: Load::Pinned,
+        peer: Some(HAPROXY_PINNED),
+        goals: &[],
+    },
+    Config {
+        id: "sticky-tcp-kernel",
+        title: "sticky tcp, kernel (eBPF full NAT)",
+        balancer: Balancer::StickyTcp { kernel: true },
+        load: Load::Plain,
+        peer: Some(HAPROXY_TCP),
+        goals: &[Goal::AtLeast("direct", 0.9), Goal::AtLeast(HAPROXY_TCP, 2.0), Goal::AtLeast("iptables-dnat", 1.0)],
+    },
+    Config {
+        id: "sticky-tcp-user",
+        title: "sticky tcp, user-space fallback (--no-ebpf)",
+        balancer: Balancer::StickyTcp { kernel: false },
+        load: Load::Plain,
+        peer: Some(HAPROXY_TCP),
+        goals: &[],
+    },
+    Config {
+        id: HAPROXY_TCP,
+        title: "HAProxy mode tcp, balance source",
+        balancer: Balancer::HaproxyTcp,
+        load: Load::Plain,
+        peer: None,
+        goals: &[],
+    },
+    Config {
+        id: "iptables-dnat",
+        title: "iptables DNAT round robin (no affinity)",
+        balancer: Balancer::IptablesDnat,
+        load: Load::Plain,
+        peer: Some(HAPROXY_TCP),
+        goals: &[],
+    },
+];
+
+/// Why a configuration cannot run with this build, if it cannot.
+#[must_use]
+pub fn unavailable(config: &Config, sticky_help: &str) -> Option<String> {
+    match config.balancer {
+        Balancer::StickyHttp { splice: true } if !sticky_help.contains("--splice") => {
+            Some("not available in this build (`sticky run --help` has no --splice)".to_owned())
+        }
+        _ => None,
+    }
+}
+
+/// What the bench starts and must stop for one configuration.
+#[derive(Debug)]
+pub struct Running {
+    /// The balancer's processes (empty for direct and DNAT).
+    pub procs: Vec<Proc>,
+    iptables_ns: Option<String>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            p.stop();
+        }
+        if let Some(ns) = &self.iptables_ns {
+            let _ =
+                Command::new("ip").args(["netns", "exec", ns, "iptables", "-t", "nat", "-F", "PREROUTING"]).output();
+        }
+    }
+}
+
+/// Files the balancers read and write: configs, logs, the cookie key.
+#[derive(Debug)]
+pub struct Workdir {
+    /// The directory (inside the output directory).
+    pub dir: PathBuf,
+}
+
+impl Workdir {
+    /// Path of a file in it.
+    #[must_use]
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// Starts `config`'s balancer on the balancer CPU and returns once it is listening (user space) or
+/// its rules are in (kernel).
+///
+/// # Errors
+/// It fails to start, or the kernel path fell back to user space.
+pub fn start(config: &Config, topo: &Topology, work: &Workdir, sticky: &Path) -> anyhow::Result<Running> {
+    let mut running = Running { procs: Vec::new(), iptables_ns: None };
+    let log = work.file(&format!("{}.log", config.id));
+    let vip = SocketAddrV4::new(VIP, VIP_PORT).to_string();
+    match config.balancer {
+        Balancer::Direct => {}
+        Balancer::StickyHttp { splice } => {
+            let mut cmd = topo.pinned(&topo.lb, LB_CPU, sticky);
+            cmd.args(["run", "--listen", &vip, "--workers", "1", "--shutdown-timeout", "1s", "--cookie-key-file"])
+                .arg(work.file("cookie.key"));
+            for n in 1..=BACKENDS {
+                cmd.args(["--backend", &format!("{}=http://{}", backend_name(n), backend_addr(n))]);
+            }
+            if splice {
+                cmd.arg("--splice");
+            }
+            running.procs.push(Proc::spawn("sticky", &mut cmd, &log)?);
+        }
+        Balancer::StickyTcp { kernel } => {
+            let mut cmd = topo.pinned(&topo.lb, LB_CPU, sticky);
+            cmd.args(["run", "--mode", "tcp", "--listen", &vip]);
+            for n in 1..=BACKENDS {
+                cmd.args(["--backend", &backend_addr(n).to_string()]);
+            }
+            if kernel {
+                for iface in LB_IFACES {
+                    cmd.args(["--iface", iface]);
+                }
+            } else {
+                cmd.arg("--no-ebpf");
+            }
+            running.procs.push(Proc::spawn("sticky", &mut cmd, &log)?);
+        }
+        Balancer::HaproxyHttp | Balancer::HaproxyTcp => {
+            let http = config.balancer == Balancer::HaproxyHttp;
+            let (name, template) = if http {
+                ("haproxy-http.cfg", include_str!("../../../bench/haproxy-http.cfg"))
+            } else {
+                ("haproxy-tcp.cfg", include_str!("../../../bench/haproxy-tcp.cfg"))
+            };
+            let servers: Vec<String> = (1..=BACKENDS)
+                .map(|n| {
+                    let cookie = if http { format!(" cookie {}", backend_name(n)) } else { String::new() };
+                    format!("  server {} {}{cookie}", backend_name(n), backend_addr(n))
+                })
+                .collect();
+            let path = work.file(name);
+            write_template(&path, template, &[("listen", &vip), ("servers", &servers.join("\n"))])?;
+            let mut cmd = topo.pinned(&topo.lb, LB_CPU, Path::new("haproxy"));
+            cmd.arg("-db").arg("-f").arg(&path);
+            running.procs.push(Proc::spawn("haproxy", &mut cmd, &log)?);
+        }
+        Balancer::NginxHash => {
+            let servers: Vec<String> = (1..=BACKENDS).map(|n| format!("    server {};", backend_addr(n))).collect();
+            let path = work.file("nginx-lb.conf");
+            let dir = work.dir.to_string_lossy();
+            write_template(
+                &path,
+                include_str!("../../../bench/nginx-lb.conf"),
+                &[("dir", &dir), ("listen", &vip), ("cookie", "sid"), ("servers", &servers.join("\n"))],
+            )?;
+            let mut cmd = topo.pinned(&topo.lb, LB_CPU, Path::new("nginx"));
+            cmd.arg("-p").arg(&work.dir).arg("-e").arg(work.file("nginx-lb.err")).arg("-c").arg(&path);
+            cmd.args(["-g", "daemon off;"]);
+            running.procs.push(Proc::spawn("nginx (balancer)", &mut cmd, &log)?);
+        }
+        Balancer::IptablesDnat => {
+            running.iptables_ns = Some(topo.lb.clone());
+            for n in 1..=BACKENDS {
+                let mut cmd = topo.exec(&topo.lb, "iptables");
+                cmd.args(["-t", "nat", "-A", "PREROUTING", "-d", &VIP.to_string(), "-p", "tcp"])
+                    .args(["--dport", &VIP_PORT.to_string()]);
+                // rule n of N takes every (N-n+1)-th remaining new connection: round robin
+                let remaining = BACKENDS - n + 1;
+                if remaining > 1 {
+                    cmd.args(["-m", "statistic", "--mode", "nth", "--every", &remaining.to_string(), "--packet", "0"]);
+                }
+                cmd.args(["-j", "DNAT", "--to-destination", &backend_addr(n).to_string()]);
+                topology::run(&mut cmd)?;
+            }
+        }
+    }
+    wait_serving(config, topo, &mut running, &log)?;
+    if config.balancer == (Balancer::StickyTcp { kernel: true }) {
+        wait_kernel_path(&log)?;
+    }
+    Ok(running)
+}
+
+/// Waits (at most 5 s) until sticky's log says tcp mode runs in the kernel; fails if it says user space.
+///
+/// # Errors
+/// It fell back to user space, or never said.
+pub fn wait_kernel_path(log: &Path) -> anyhow::Result<()> {
+    for _ in 0..50 {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains("tcp mode in the kernel") {
+            return Ok(());
+        }
+        if text.contains("tcp mode in user space") || text.contains("runs in user space") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("sticky tcp did not start in the kernel (see {}):\n{}", log.display(), tail(log))
+}
+
+/// Waits (at most 10 s) until a GET through the configuration gets a 200 from the client namespace.
+fn wait_serving(config: &Config, topo: &Topology, running: &mut Running, log: &Path) -> anyhow::Result<()> {
+    let url = format!("http://{}/", config.target());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        super::check_interrupted()?;
+        for p in &mut running.procs {
+            p.check_alive()
+                .with_context(|| format!("{} failed to start; its log {}:\n{}", p.name, log.display(), tail(log)))?;
+        }
+        let out = topo
+            .exec(&topo.cli, "curl")
+            .args(["-s", "-o", "/dev/null", "-m", "1", "-w", "%{http_code}", &url])
+            .output()
+            .context("failed to run curl")?;
+        if out.stdout == b"200" {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("{} did not serve {url} within 10 s; log {}:\n{}", config.id, log.display(), tail(log))
+}
+
+/// The last lines of a log.
+#[must_use]
+pub fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// Writes `template` with each `{{key}}` replaced.
+///
+/// # Errors
+/// The file cannot be written, or a placeholder is left.
+pub fn write_template(path: &Path, template: &str, values: &[(&str, &str)]) -> anyhow::Result<()> {
+    let mut text = template.to_owned();
+    for (key, value) in values {
+        text = text.replace(&format!("{{{{{key}}}}}"), value);
+    }
+    if let Some(at) = text.find("{{") {
+        bail!("{}: placeholder left: {}", path.display(), &text[at..text.len().min(at + 20)]);
+    }
+    std::fs::write(path, text).with_context(|| format!("failed to write {}", path.display()))
+}
+
+/// Starts backends `numbers` (`bN` on port 8080 + N): one nginx with `workers` workers on the load
+/// CPU. With several workers each port is bound per worker (`reuseport`), so the kernel spreads
+/// connections evenly over them.
+///
+/// # Errors
+/// nginx fails to start or to answer.
+pub fn start_backends(
+    topo: &Topology,
+    work: &Workdir,
+    name: &str,
+    numbers: std::ops::RangeInclusive<u16>,
+    workers: u32,
+) -> anyhow::Result<Proc> {
+    std::fs::create_dir_all(work.file("tmp"))?;
+    let reuseport = if workers > 1 { " reuseport" } else { "" };
+    let last = *numbers.end();
+    let servers: Vec<String> = numbers
+        .map(|n| {
+            format!(
+                "  server {{ listen {}{reuseport}; location / {{ return 200 \"{}\\n\"; }} }}",
+                backend_addr(n),
+                backend_name(n)
+            )
+        })
+        .collect();
+    let path = work.file(&format!("{name}.conf"));
+    let dir = work.dir.to_string_lossy();
+    let nofile = topology::fd_limit();
+    write_template(
+        &path,
+        include_str!("../../../bench/backends.nginx.conf"),
+        &[
+            ("dir", &dir),
+            ("name", name),
+            ("workers", &workers.to_string()),
+            ("nofile", &nofile.to_string()),
+            ("connections", &nofile.saturating_sub(100).to_string()),
+            ("servers", &servers.join("\n")),
+        ],
+    )?;
+    let err = work.file(&format!("{name}.err"));
+    let mut cmd = topo.pinned(&topo.srv, topology::LOAD_CPU, Path::new("nginx"));
+    cmd.arg("-p").arg(&work.dir).arg("-e").arg(&err).arg("-c").arg(&path);
+    cmd.args(["-g", "daemon off;"]);
+    let mut proc = Proc::spawn(&format!("nginx ({name})"), &mut cmd, &work.file(&format!("{name}.log")))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let url = format!("http://{}/", backend_addr(last));
+    loop {
+        proc.check_alive().with_context(|| format!("nginx {name}: {}", tail(&err)))?;
+        let out = topo.exec(&topo.cli, "curl").args(["-s", "-m", "1", &url]).output()?;
+        if out.stdout == format!("{}\n", backend_name(last)).as_bytes() {
+            return Ok(proc);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "nginx {name} did not answer {url} within 10 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
