@@ -77,7 +77,7 @@ pub struct BackendLive {
 impl BackendLive {
     fn new(active_checks: bool) -> Self {
         let live = Self {
-            health: Mutex::new(Health::new(active_checks)),
+            health: Mutex::new(Health::new(active_checks, Instant::now())),
             word: AtomicU64::new(UP),
             drained: AtomicBool::new(false),
             stats: BackendStats::default(),

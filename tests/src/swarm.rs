@@ -23,6 +23,8 @@ pub struct Swarm {
     dir: PathBuf,
     socket: PathBuf,
     dockerd: Option<ChildGuard>,
+    /// Docker's VXLAN devices in the host namespace before this dockerd started (see [`teardown`]).
+    vxlans_before: Vec<String>,
     _lock: MutexGuard<'static, ()>,
 }
 
@@ -66,7 +68,8 @@ impl Swarm {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("data")).expect("create the dockerd data root");
         let socket = dir.join("docker.sock");
-        let mut swarm = Self { dir, socket, dockerd: None, _lock: lock };
+        let vxlans_before = host_vxlans();
+        let mut swarm = Self { dir, socket, dockerd: None, vxlans_before, _lock: lock };
         swarm.start_dockerd();
         let out = swarm.docker_output(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
         assert!(out.status.success(), "docker swarm init failed: {}\n{}", stderr(&out), swarm.log_tail());
@@ -328,12 +331,19 @@ impl Drop for Swarm {
                 }
             }
         }
-        teardown(&self.dir);
+        teardown(&self.dir, &self.vxlans_before);
     }
 }
 
-/// Removes what a dockerd rooted in `dir` leaves behind: shims, mounts, the gateway bridge, files.
-fn teardown(dir: &Path) {
+/// Removes what a dockerd rooted in `dir` leaves behind: shims, mounts, the gateway bridge, Docker
+/// VXLAN devices not in `keep`, files.
+///
+/// The overlay driver creates each VXLAN device (`vx-<VNI>-<network id>`) in the host namespace and
+/// then moves it into the overlay's sandbox. A dockerd killed or restarted at the wrong moment
+/// leaves one behind in the host namespace, and the kernel then refuses every later overlay with the
+/// same VNI and port ("error creating vxlan interface: file exists"): the next Swarm's tasks are
+/// rejected forever. So teardown deletes the ones this dockerd left.
+fn teardown(dir: &Path, keep: &[String]) {
     kill_processes_mentioning(&dir.to_string_lossy());
     // dockerd bind-mounts its data root and the network namespaces under its exec root: unmount
     // every mount point below `dir`, deepest first.
@@ -346,6 +356,10 @@ fn teardown(dir: &Path) {
         let _ = Command::new("umount").args(["-l", point]).output();
     }
     let _ = Command::new("ip").args(["link", "del", "docker_gwbridge"]).output();
+    for vxlan in host_vxlans().into_iter().filter(|v| !keep.contains(v)) {
+        eprintln!("swarm teardown: deleting {vxlan}, a VXLAN device dockerd left in the host namespace");
+        let _ = Command::new("ip").args(["link", "del", &vxlan]).output();
+    }
     if let Err(e) = std::fs::remove_dir_all(dir) {
         eprintln!("swarm teardown: remove {}: {e}", dir.display());
     }
@@ -377,9 +391,22 @@ fn sweep_stale() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(pid) = name.strip_prefix("sticky-swarm-").and_then(|p| p.parse::<u32>().ok()) else { continue };
         if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            teardown(&entry.path());
+            // Docker's VXLAN devices never stay in the host namespace on purpose: a dead run's are garbage.
+            teardown(&entry.path(), &[]);
         }
     }
+}
+
+/// Docker's VXLAN devices (`vx-...`) in the host network namespace.
+fn host_vxlans() -> Vec<String> {
+    let out = Command::new("ip").args(["-o", "link", "show", "type", "vxlan"]).output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    // `922: vx-001001-sppop: <BROADCAST,...> ...`
+    text.lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+        .filter(|n| n.starts_with("vx-"))
+        .collect()
 }
 
 /// A file of the workspace (the repository root), e.g. `deploy/stack.yml`.

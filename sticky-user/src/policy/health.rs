@@ -6,6 +6,9 @@
 //!   failure in a row (from `min` to `max`). When the pause is over it is available again on probation:
 //!   the next connect decides (success resets, failure doubles the pause). So a dead backend costs one
 //!   failed connect per pause, never a failed request (the proxy re-pins on connect failure).
+//!   A backend that joined less than [`STARTING_WINDOW`] ago pauses from [`STARTING_MIN_PAUSE`]
+//!   instead of `min`: a Swarm task is listed as running a moment before its process listens, and a
+//!   refused first connect must not keep it out for a whole `min` (1 s by default).
 //! - active (only if a check path is set): `fall` failed checks in a row take it out, `rise` passed
 //!   checks bring it back. A new backend starts out until its first check passes, so no traffic reaches
 //!   a task before it answers its check. A passed check also ends a passive pause: the backend accepted
@@ -15,11 +18,18 @@ use std::time::{Duration, Instant};
 
 use crate::model::{BackoffSpec, HealthCheckSpec};
 
+/// How long after joining a backend counts as starting (see the module docs).
+pub const STARTING_WINDOW: Duration = Duration::from_secs(5);
+/// The shortest pause of a starting backend's failed connect (doubling per failure like `min`).
+pub const STARTING_MIN_PAUSE: Duration = Duration::from_millis(100);
+
 /// Health of one backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Health {
     passive: Passive,
     active: Active,
+    /// When the backend joined.
+    joined: Instant,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,10 +66,10 @@ pub enum Availability {
 }
 
 impl Health {
-    /// A new backend. With active checks it stays out until its first check passes.
+    /// A backend that joins at `now`. With active checks it stays out until its first check passes.
     #[must_use]
-    pub fn new(active_checks: bool) -> Self {
-        Self { passive: Passive::Up, active: if active_checks { Active::Pending } else { Active::Off } }
+    pub fn new(active_checks: bool, now: Instant) -> Self {
+        Self { passive: Passive::Up, active: if active_checks { Active::Pending } else { Active::Off }, joined: now }
     }
 
     /// Whether the backend takes traffic at `now`.
@@ -90,7 +100,9 @@ impl Health {
             Passive::Up => 1,
             Passive::Paused { failures, .. } => failures.saturating_add(1),
         };
-        let pause = backoff_for(failures, backoff);
+        let starting = now.saturating_duration_since(self.joined) < STARTING_WINDOW;
+        let spec = if starting { BackoffSpec { min: backoff.min.min(STARTING_MIN_PAUSE), ..backoff } } else { backoff };
+        let pause = backoff_for(failures, spec);
         self.passive = Passive::Paused { until: now + pause, failures };
         pause
     }
@@ -149,9 +161,27 @@ mod tests {
     }
 
     #[test]
+    fn a_starting_backend_pauses_briefly_then_normally() {
+        let joined = Instant::now();
+        let mut h = Health::new(false, joined);
+        // refused while its process starts: 100 ms, doubling
+        assert_eq!(h.connect_failed(joined, BACKOFF), STARTING_MIN_PAUSE);
+        assert!(h.is_available(joined + STARTING_MIN_PAUSE));
+        assert_eq!(h.connect_failed(joined + STARTING_MIN_PAUSE, BACKOFF), STARTING_MIN_PAUSE * 2);
+        assert!(h.connect_ok());
+        // a failure once the window is over: the configured minimum
+        assert_eq!(h.connect_failed(joined + STARTING_WINDOW, BACKOFF), Duration::from_secs(1));
+        // a minimum below the starting pause is kept
+        let short = BackoffSpec { min: Duration::from_millis(10), max: Duration::from_secs(1) };
+        let mut h = Health::new(false, joined);
+        assert_eq!(h.connect_failed(joined, short), Duration::from_millis(10));
+    }
+
+    #[test]
     fn connect_failures_pause_then_probe() {
-        let t0 = Instant::now();
-        let mut h = Health::new(false);
+        let joined = Instant::now();
+        let t0 = joined + STARTING_WINDOW;
+        let mut h = Health::new(false, joined);
         assert!(h.is_available(t0));
         assert_eq!(h.connect_failed(t0, BACKOFF), Duration::from_secs(1));
         assert!(!h.is_available(t0));
@@ -174,7 +204,7 @@ mod tests {
     fn new_backend_waits_for_its_first_check() {
         let t0 = Instant::now();
         let spec = checks(2, 3);
-        let mut h = Health::new(true);
+        let mut h = Health::new(true, Instant::now());
         assert!(!h.is_available(t0), "no traffic before the first check passes");
         assert!(!h.checked(false, &spec));
         assert!(!h.is_available(t0));
@@ -186,7 +216,7 @@ mod tests {
     fn fall_and_rise_thresholds() {
         let t0 = Instant::now();
         let spec = checks(2, 3);
-        let mut h = Health::new(true);
+        let mut h = Health::new(true, Instant::now());
         h.checked(true, &spec);
         assert!(!h.checked(false, &spec), "one failure is below fall");
         assert!(h.is_available(t0));
@@ -207,7 +237,7 @@ mod tests {
     fn a_passed_check_ends_a_passive_pause() {
         let t0 = Instant::now();
         let spec = checks(1, 1);
-        let mut h = Health::new(true);
+        let mut h = Health::new(true, Instant::now());
         h.checked(true, &spec);
         h.connect_failed(t0, BACKOFF);
         assert!(!h.is_available(t0));
@@ -217,7 +247,7 @@ mod tests {
 
     #[test]
     fn checks_without_configuration_change_nothing() {
-        let mut h = Health::new(false);
+        let mut h = Health::new(false, Instant::now());
         assert!(!h.checked(false, &checks(1, 1)));
         assert_eq!(h.availability(), Availability::Up);
     }

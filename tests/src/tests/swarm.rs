@@ -373,7 +373,11 @@ fn seed_walkthrough_scaling_rolling_update_and_killed_task() {
         let since = running_since(&swarm, task);
         let delay_ms = served.saturating_sub(since) as f64 / 1e6;
         eprintln!("new task {task}: served {delay_ms:.0} ms after it became running");
-        assert!(delay_ms < 1000.0, "new task {task} served {delay_ms:.0} ms after running; must be under 1 s");
+        assert!(
+            delay_ms < 1000.0,
+            "new task {task} served {delay_ms:.0} ms after running; must be under 1 s. sticky's log:\n{}",
+            swarm.service_logs("sticky_sticky")
+        );
     }
 
     // --- scale 5 -> 2 under a client loop: no failed request; moved clients get a new cookie
