@@ -178,10 +178,7 @@ fn sessions_probe(
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("probe thread panicked"))))
-            .collect()
+        join_all(handles)
     });
     let mut held = Held::default();
     let mut kept = Vec::new();
@@ -264,10 +261,7 @@ fn flows_probe(
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("probe thread panicked"))))
-            .collect()
+        join_all(handles)
     });
     let mut held = Held::default();
     let mut open = Vec::new();
@@ -373,6 +367,11 @@ pub fn backend_of(body: &[u8]) -> Option<String> {
     let name = std::str::from_utf8(body).ok()?.strip_suffix('\n')?;
     let digits = name.strip_prefix('b')?;
     (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then(|| name.to_owned())
+}
+
+/// Each scoped probe thread's result, a panic counted as an error.
+fn join_all<T>(handles: Vec<std::thread::ScopedJoinHandle<'_, anyhow::Result<T>>>) -> Vec<anyhow::Result<T>> {
+    handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("probe thread panicked")))).collect()
 }
 
 #[cfg(test)]
