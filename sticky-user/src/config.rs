@@ -667,15 +667,10 @@ impl RunArgs {
             strict: self.strict.unwrap_or(false),
             health,
             backoff,
-            splice: splice_spec(self.splice, self.splice_upgrades),
+            splice: SpliceSpec::with(self.splice, self.splice_upgrades),
         };
         Ok(ServiceConfig { spec, backends })
     }
-}
-
-fn splice_spec(pinned: Option<bool>, upgrades: Option<bool>) -> SpliceSpec {
-    let default = SpliceSpec::default();
-    SpliceSpec { pinned: pinned.unwrap_or(default.pinned), upgrades: upgrades.unwrap_or(default.upgrades) }
 }
 
 fn file_service(i: usize, s: FileService) -> Result<ServiceConfig, ConfigError> {
@@ -745,7 +740,7 @@ fn file_service(i: usize, s: FileService) -> Result<ServiceConfig, ConfigError> 
         strict: s.strict.unwrap_or(false),
         health,
         backoff,
-        splice: splice_spec(s.splice, s.splice_upgrades),
+        splice: SpliceSpec::with(s.splice, s.splice_upgrades),
     };
     Ok(ServiceConfig { spec, backends })
 }

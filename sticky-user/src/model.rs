@@ -140,6 +140,15 @@ impl Default for SpliceSpec {
     }
 }
 
+impl SpliceSpec {
+    /// The options as given (flag, file key or label), each missing one at its default.
+    #[must_use]
+    pub fn with(pinned: Option<bool>, upgrades: Option<bool>) -> Self {
+        let default = Self::default();
+        Self { pinned: pinned.unwrap_or(default.pinned), upgrades: upgrades.unwrap_or(default.upgrades) }
+    }
+}
+
 /// Everything about a service except its backends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceSpec {

@@ -305,10 +305,7 @@ fn spec(service: &ServiceInfo, labeled: &LabeledService) -> Result<ServiceSpec, 
         strict: labeled.strict,
         health,
         backoff: BackoffSpec::default(),
-        splice: SpliceSpec {
-            pinned: labeled.splice.unwrap_or(SpliceSpec::default().pinned),
-            upgrades: labeled.splice_upgrades.unwrap_or(SpliceSpec::default().upgrades),
-        },
+        splice: SpliceSpec::with(labeled.splice, labeled.splice_upgrades),
     })
 }
 

@@ -198,6 +198,8 @@ fn sticky_and_traefik_v2_labels_route_by_host() {
                 ("traefik.http.routers.shop.rule", "Host(`shop.example`)"),
                 ("traefik.http.services.shop.loadbalancer.server.port", "8000"),
                 ("traefik.http.services.shop.loadbalancer.sticky.cookie.name", "shop_session"),
+                ("sticky.splice", "true"),
+                ("sticky.splice.upgrades", "false"),
             ],
             &[NET],
         ),
@@ -211,6 +213,8 @@ fn sticky_and_traefik_v2_labels_route_by_host() {
     assert!(!by_name["api"].cookie.legacy_traefik, "no Traefik labels: no Traefik cookies to honour");
     assert!(by_name["shop"].rule.matches(Some("shop.example"), "/"));
     assert_eq!(by_name["shop"].cookie.name, "shop_session");
+    assert_eq!(by_name["shop"].splice, SpliceSpec { pinned: true, upgrades: false });
+    assert_eq!(by_name["api"].splice, SpliceSpec::default(), "no splice labels: the defaults");
     assert!(by_name["shop"].priority > by_name["plain-traefik"].priority);
     assert!(!by_name["plain-traefik"].cookie.enabled, "Traefik labels without stickiness do not pin");
 }
