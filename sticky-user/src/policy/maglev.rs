@@ -3,14 +3,21 @@
 //! leaving moves its own slots and only a few others.
 //!
 //! The table is a pure function of the backend *set*: backends are sorted by their identity (address
-//! and port) before the fill, and the permutations come from a fixed, seedless hash of that identity
-//! ([`sticky_common::hash::hash_bytes`]), never from `RandomState`. Two balancers with the same set build
+//! and port) before the fill, and each backend's preference list is a keyed pseudo-random permutation
+//! of the slots whose key is a fixed, seedless hash of that identity
+//! ([`sticky_common::hash::hash_bytes`]), never `RandomState`. Two balancers with the same set build
 //! the same table, byte for byte, on any build. Clients map to slots with
 //! [`sticky_common::hash::maglev_slot`], the same function the kernel program runs.
+//!
+//! Why not the paper's `offset + j * skip` lists: two backends whose skips are equal, opposite or in a
+//! small ratio (for 64 backends, one set in eight has an equal pair) walk the same cycle of slots, so
+//! their claims interleave and removing a third backend reshuffles them: up to 28% of the survivors'
+//! slots moved (`{.0, .27, .105}` share skip 7907). A Feistel permutation per backend has no such
+//! algebra between backends; ARCHITECTURE.md has the measured disruption of both.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use sticky_common::hash::{MAGLEV_SIZE, hash_bytes, maglev_slot};
+use sticky_common::hash::{MAGLEV_SIZE, hash_bytes, maglev_slot, mix64};
 
 /// A Maglev lookup table over a set of backends.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,31 +74,64 @@ impl Maglev {
     }
 }
 
-/// The permutation of one backend: where its preference list starts and how it steps.
-fn permutation(backend: &SocketAddrV4, size: u32) -> (u64, u64) {
-    let mut id = [0u8; 6];
-    id[..4].copy_from_slice(&backend.ip().octets());
-    id[4..].copy_from_slice(&backend.port().to_be_bytes());
-    let size = u64::from(size);
-    let offset = hash_bytes(&id, 0) % size;
-    let skip = hash_bytes(&id, 1) % (size - 1) + 1;
-    (offset, skip)
+/// Rounds of the Feistel network; four make a pseudo-random permutation (Luby-Rackoff).
+const ROUNDS: usize = 4;
+
+/// One backend's preference list over the slots `0..size`: `slot(j)` is its `j`-th choice. A
+/// balanced Feistel network over the smallest even number of bits that covers `size`, keyed by the
+/// backend's identity, walked until it lands below `size` (cycle walking keeps it a permutation).
+struct Preference {
+    keys: [u64; ROUNDS],
+    half_bits: u32,
+    size: u64,
+}
+
+impl Preference {
+    fn new(backend: &SocketAddrV4, size: u32) -> Self {
+        let mut id = [0u8; 6];
+        id[..4].copy_from_slice(&backend.ip().octets());
+        id[4..].copy_from_slice(&backend.port().to_be_bytes());
+        let seed = hash_bytes(&id, 0);
+        let keys = std::array::from_fn(|round| mix64(seed ^ (round as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+        // size >= 2, so bits >= 1 and half_bits >= 1.
+        let bits = u32::BITS - (size - 1).leading_zeros();
+        Self { keys, half_bits: bits.div_ceil(2), size: u64::from(size) }
+    }
+
+    /// The `j`-th preferred slot (`j < size`).
+    fn slot(&self, j: u64) -> u64 {
+        let mut x = self.encrypt(j);
+        // The cycle through `j` comes back below `size` at the latest at `j` itself.
+        while x >= self.size {
+            x = self.encrypt(x);
+        }
+        x
+    }
+
+    fn encrypt(&self, x: u64) -> u64 {
+        let mask = (1u64 << self.half_bits) - 1;
+        let (mut left, mut right) = (x >> self.half_bits, x & mask);
+        for key in self.keys {
+            (left, right) = (right, left ^ (mix64(right ^ key) & mask));
+        }
+        (left << self.half_bits) | right
+    }
 }
 
 /// Maglev's population: backends take turns claiming their next preferred free slot until every
-/// slot is owned. Terminates because `size` is prime, so each permutation visits every slot.
+/// slot is owned. Terminates because each preference list visits every slot.
 fn populate(backends: &[SocketAddrV4], size: u32) -> Vec<u32> {
     const EMPTY: u32 = u32::MAX;
-    let perms: Vec<(u64, u64)> = backends.iter().map(|b| permutation(b, size)).collect();
+    let prefs: Vec<Preference> = backends.iter().map(|b| Preference::new(b, size)).collect();
     let mut next = vec![0u64; backends.len()];
     let mut slots = vec![EMPTY; size as usize];
     let mut filled = 0u32;
     'fill: loop {
-        for (i, &(offset, skip)) in perms.iter().enumerate() {
-            let mut slot = (offset + next[i] * skip) % u64::from(size);
+        for (i, pref) in prefs.iter().enumerate() {
+            let mut slot = pref.slot(next[i]);
             while slots[slot as usize] != EMPTY {
                 next[i] += 1;
-                slot = (offset + next[i] * skip) % u64::from(size);
+                slot = pref.slot(next[i]);
             }
             slots[slot as usize] = u32::try_from(i).expect("fewer than 2^32 backends");
             next[i] += 1;

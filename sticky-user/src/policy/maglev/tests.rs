@@ -31,6 +31,24 @@ fn every_backend_owns_its_share_within_one_slot() {
     }
 }
 
+/// A fixed family of sets, each with every one of its backends removed in turn: the sets that broke
+/// the paper's `offset + j * skip` lists (equal skips: {.0, .27, .105}; skips in ratio 2: {.19, .160,
+/// .173}; opposite skips with close offsets: {.49, .64, .114, .184, .232}), and the first n addresses
+/// of the /24 for n = 2..=16, 24, 32, 48 and 64.
+#[test]
+fn removing_any_backend_of_a_fixed_family_moves_few_others() {
+    let mut family: Vec<Vec<u32>> = vec![vec![0, 27, 105], vec![19, 160, 173], vec![49, 64, 114, 184, 232]];
+    family.extend((2..=16).chain([24, 32, 48, 64]).map(|n| (0..n).collect()));
+    for ids in family {
+        let set: Vec<_> = ids.iter().copied().map(backend).collect();
+        let before = Maglev::build(&set);
+        for gone in &set {
+            let share = survivors_moved(&before, *gone);
+            assert!(share <= MAX_SURVIVORS_MOVED, "ids {ids:?} without {gone}: {share:.4} of the table moved between survivors");
+        }
+    }
+}
+
 #[test]
 fn golden_table_is_the_same_on_every_build() {
     // A change here breaks agreement between balancers of different versions: don't, or bump a
@@ -40,9 +58,47 @@ fn golden_table_is_the_same_on_every_build() {
     assert_eq!(m.pick(Ipv4Addr::new(192, 0, 2, 2)), Some(GOLDEN_CLIENT), "192.0.2.2's backend");
 }
 
-/// Recorded once from this implementation (the first 16 slots of the table above, and 192.0.2.2's backend).
-const GOLDEN_HEAD: [u32; 16] = [0, 2, 1, 2, 0, 2, 0, 1, 0, 2, 1, 1, 2, 0, 2, 0];
+/// Recorded from the Feistel preference lists (2026-12-03): the first 16 slots of the table above, and 192.0.2.2's backend.
+const GOLDEN_HEAD: [u32; 16] = [0, 1, 0, 0, 2, 2, 0, 1, 0, 1, 2, 0, 1, 1, 1, 0];
 const GOLDEN_CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 12), 8000);
+
+/// The share of the table owned by backends other than `gone` that changes owner when `gone` leaves
+/// `before`'s set (and checks that no slot still names `gone`).
+fn survivors_moved(before: &Maglev, gone: SocketAddrV4) -> f64 {
+    let rest: Vec<_> = before.backends().iter().copied().filter(|b| *b != gone).collect();
+    let after = Maglev::build(&rest);
+    let mut moved = 0usize;
+    for (&b, &a) in before.slots().iter().zip(after.slots()) {
+        let (was, now) = (before.backends()[b as usize], after.backends()[a as usize]);
+        assert_ne!(now, gone, "a slot still names the removed backend");
+        if was != gone && was != now {
+            moved += 1;
+        }
+    }
+    moved as f64 / f64::from(MAGLEV_SIZE)
+}
+
+/// The bound the kernel path promises: removing one backend of 2 to 64 moves at most this share of
+/// the table between surviving backends (their clients without an affinity entry change backend).
+const MAX_SURVIVORS_MOVED: f64 = 0.03;
+
+proptest! {
+    // Many cases: the sets that break a permutation scheme are rare (one in eight at 64 backends
+    // for the paper's lists); each case builds two tables of up to 64 backends.
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn removing_a_backend_moves_its_slots_and_few_others(
+        addrs in proptest::collection::btree_set(any::<u32>(), 2..=64),
+        port in 1u16..,
+        victim in any::<prop::sample::Index>(),
+    ) {
+        let set: Vec<_> = addrs.iter().map(|&a| SocketAddrV4::new(Ipv4Addr::from(a), port)).collect();
+        let gone = set[victim.index(set.len())];
+        let share = survivors_moved(&Maglev::build(&set), gone);
+        prop_assert!(share <= MAX_SURVIVORS_MOVED, "{:.4} of the slots of surviving backends moved", share);
+    }
+}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
@@ -70,57 +126,20 @@ proptest! {
             prop_assert!((c as f64 - ideal).abs() / ideal < 0.02, "{} slots vs ideal {}", c, ideal);
         }
     }
-
-    #[test]
-    fn removing_a_backend_moves_its_slots_and_few_others(ids in proptest::collection::btree_set(0u32..250, 3..20), victim in any::<prop::sample::Index>()) {
-        let set: Vec<_> = ids.iter().copied().map(backend).collect();
-        let gone = set[victim.index(set.len())];
-        let before = Maglev::build(&set);
-        let rest: Vec<_> = set.iter().copied().filter(|b| *b != gone).collect();
-        let after = Maglev::build(&rest);
-        let mut others_moved = 0usize;
-        for (slot, (&b, &a)) in before.slots().iter().zip(after.slots()).enumerate() {
-            let was = before.backends()[b as usize];
-            let now = after.backends()[a as usize];
-            prop_assert_ne!(now, gone);
-            if was != gone && was != now {
-                others_moved += 1;
-            }
-            let _ = slot;
-        }
-        // Maglev trades strict minimality for balance: a few slots of the survivors move too. Bound
-        // measured over many sets: under 2% of the table at 3 backends, less with more.
-        let share = others_moved as f64 / f64::from(MAGLEV_SIZE);
-        prop_assert!(share < 0.03, "{:.4} of the slots of surviving backends moved", share);
-    }
 }
 
 /// Removing any one backend of `n`, the share of the table owned by *surviving* backends that moves
-/// (mean and worst over which backend leaves): ARCHITECTURE.md quotes these numbers.
+/// (mean and worst over which backend leaves, over the first n addresses of the /24): ARCHITECTURE.md
+/// quotes these numbers.
 #[test]
 fn disruption_of_surviving_backends_is_small() {
-    for (n, worst_bound) in [(3u32, 0.001), (10, 0.01), (100, 0.02)] {
+    for n in [2u32, 3, 5, 10, 64] {
         let set: Vec<_> = (0..n).map(backend).collect();
         let before = Maglev::build(&set);
-        let (mut worst, mut total) = (0usize, 0usize);
-        for gone in &set {
-            let rest: Vec<_> = set.iter().copied().filter(|b| b != gone).collect();
-            let after = Maglev::build(&rest);
-            let moved = before
-                .slots()
-                .iter()
-                .zip(after.slots())
-                .filter(|&(&b, &a)| {
-                    let was = before.backends()[b as usize];
-                    was != *gone && was != after.backends()[a as usize]
-                })
-                .count();
-            worst = worst.max(moved);
-            total += moved;
-        }
-        let size = f64::from(MAGLEV_SIZE);
-        let (mean, worst) = (total as f64 / f64::from(n) / size, worst as f64 / size);
+        let shares: Vec<f64> = set.iter().map(|gone| survivors_moved(&before, *gone)).collect();
+        let worst = shares.iter().copied().fold(0.0, f64::max);
+        let mean = shares.iter().sum::<f64>() / f64::from(n);
         println!("n={n}: surviving backends' slots moved: mean {:.3}%, worst {:.3}%", 100.0 * mean, 100.0 * worst);
-        assert!(worst < worst_bound, "n={n}: {worst} of the table moved between survivors");
+        assert!(worst <= MAX_SURVIVORS_MOVED, "n={n}: {worst} of the table moved between survivors");
     }
 }
