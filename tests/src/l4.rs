@@ -39,10 +39,13 @@ pub fn backend_mac(i: u8) -> [u8; 6] {
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x02];
 
 /// A namespace where the lab's FIB resolves: veth `t0` holds 198.51.100.1/24 and 192.0.2.1/24, with
-/// permanent neighbours for backends 198.51.100.10..=12 and clients 192.0.2.2..=254.
+/// permanent neighbours for backends 198.51.100.10..=12 and clients 192.0.2.2..=254, and IPv4
+/// forwarding on: `bpf_fib_lookup` answers `FWD_DISABLED` on an interface that does not forward (a
+/// test run's packet arrives on `lo`), and the program then passes the packet to the stack.
 #[must_use]
 pub fn lab_netns() -> NetNs {
     let ns = NetNs::new("lab");
+    ns.sysctl("net.ipv4.ip_forward", "1");
     ns.ip(&["link", "add", "t0", "type", "veth", "peer", "name", "t1"]);
     ns.ip(&["addr", "add", "198.51.100.1/24", "dev", "t0"]);
     ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "t0"]);

@@ -19,8 +19,12 @@ pub struct NetNs {
 }
 
 impl NetNs {
-    /// Creates a namespace named `stk<pid>x<n><role>` with `lo` up and IPv6 off (so no router
-    /// solicitations or DAD traffic disturb packet counts), and no routes at all.
+    /// Creates a namespace named `stk<pid>x<n><role>` with `lo` up, IPv6 off (so no router
+    /// solicitations or DAD traffic disturb packet counts), IPv4 forwarding off, and no routes at all.
+    ///
+    /// Forwarding is set, not inherited: a new namespace copies the IPv4 settings of the host's
+    /// (`net.core.devconf_inherit_init_net` = 0), and the host's `ip_forward` flips to 1 the moment
+    /// a test starts dockerd. A namespace that needs it (a balancer, the packet lab) turns it on.
     ///
     /// # Panics
     /// `ip netns add` fails (not root, or iproute2 missing).
@@ -35,6 +39,7 @@ impl NetNs {
         for key in ["all", "default"] {
             ns.sysctl(&format!("net.ipv6.conf.{key}.disable_ipv6"), "1");
         }
+        ns.sysctl("net.ipv4.ip_forward", "0");
         ns.ip(&["link", "set", "lo", "up"]);
         ns
     }
