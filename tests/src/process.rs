@@ -49,6 +49,28 @@ impl ChildGuard {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// Waits at most `timeout` for the child to exit: its status, or `None` if it still runs.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut status = None;
+        wait_until(timeout, || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        status
+    }
+
+    /// Everything the child wrote to its stderr (spawned with `Stdio::piped()`), read to the end.
+    ///
+    /// # Panics
+    /// stderr was not piped.
+    pub fn stderr_text(&mut self) -> String {
+        use std::io::Read as _;
+        let mut text = String::new();
+        let mut pipe = self.child.stderr.take().expect("stderr must be piped");
+        let _ = pipe.read_to_string(&mut text);
+        text
+    }
 }
 
 impl Drop for ChildGuard {

@@ -7,6 +7,7 @@
 //! into `BACKENDS`/`MAGLEV`/`SERVICES`); the L7 splice maps in [`splice`].
 
 pub mod l4;
+pub mod route;
 pub mod socket;
 pub mod splice;
 pub mod sync;

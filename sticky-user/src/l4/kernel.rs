@@ -11,7 +11,7 @@ use sticky_common::DatapathConfig;
 
 use super::{L4Error, TcpArgs, admin, hangup, metrics};
 use crate::datapath::{
-    Datapath, DatapathError,
+    Datapath, DatapathError, route,
     sync::{ServiceSpec, Sync},
 };
 
@@ -28,6 +28,8 @@ pub enum StartError {
 pub struct Kernel {
     datapath: Arc<Mutex<Datapath>>,
     sync: Sync,
+    /// The interfaces the classifier is attached to.
+    ifaces: Vec<String>,
 }
 
 /// Loads, configures and attaches the kernel path for `spec`.
@@ -49,15 +51,16 @@ pub fn start(args: &TcpArgs, spec: &ServiceSpec) -> Result<Kernel, StartError> {
         nat_port_max: args.snat_ports.high,
         pad: 0,
     };
-    let mut sync = Sync::new(sizes.backends);
-    let l4 = datapath.l4();
-    l4.set_config(&config).map_err(|e| StartError::Config(e.into()))?;
-    let report = sync.apply(l4, spec).map_err(|e| StartError::Config(e.into()))?;
     let ifaces = if args.ifaces.is_empty() { default_ifaces() } else { args.ifaces.clone() };
     // A mistyped --iface is a configuration error, not a reason to fall back to user space.
     if let Some(missing) = ifaces.iter().find(|i| !std::path::Path::new("/sys/class/net").join(i).exists()) {
         return Err(StartError::Config(L4Error::NoInterface { iface: missing.clone() }));
     }
+    check_routes(spec, &ifaces).map_err(StartError::Config)?;
+    let mut sync = Sync::new(sizes.backends);
+    let l4 = datapath.l4();
+    l4.set_config(&config).map_err(|e| StartError::Config(e.into()))?;
+    let report = sync.apply(l4, spec).map_err(|e| StartError::Config(e.into()))?;
     for iface in &ifaces {
         datapath.attach_tc(iface).map_err(StartError::Unavailable)?;
     }
@@ -65,7 +68,7 @@ pub fn start(args: &TcpArgs, spec: &ServiceSpec) -> Result<Kernel, StartError> {
         vip = %spec.vip, backends = report.added.len(), %snat_addr, ifaces = ?ifaces,
         affinity_timeout = ?spec.affinity_timeout, "tcp mode in the kernel"
     );
-    Ok(Kernel { datapath: Arc::new(Mutex::new(datapath)), sync })
+    Ok(Kernel { datapath: Arc::new(Mutex::new(datapath)), sync, ifaces })
 }
 
 impl Kernel {
@@ -94,7 +97,7 @@ impl Kernel {
                 () = &mut shutdown => return Ok(()),
                 () = hangup(&mut hup) => {}
             }
-            let spec = match args.service() {
+            let spec = match args.service().and_then(|spec| check_routes(&spec, &self.ifaces).map(|()| spec)) {
                 Ok(spec) => spec,
                 Err(e) => {
                     tracing::warn!(error = %crate::telemetry::chain(&e), "reload failed; keeping the current backends");
@@ -109,6 +112,29 @@ impl Kernel {
             );
         }
     }
+}
+
+/// Refuses a set-up that would black-hole flows: every attached interface must forward IPv4
+/// (`bpf_fib_lookup` refuses otherwise), and every backend must be routed out of an attached
+/// interface (its replies arrive there and must be translated back) and not be local (a local
+/// backend's replies never cross tc ingress).
+fn check_routes(spec: &ServiceSpec, ifaces: &[String]) -> Result<(), L4Error> {
+    for iface in ifaces {
+        let on = route::forwarding(iface).map_err(|source| L4Error::Route { what: format!("forwarding on {iface}"), source })?;
+        if on == Some(false) {
+            return Err(L4Error::NoForwarding { iface: iface.clone() });
+        }
+    }
+    for backend in &spec.backends {
+        let found = route::lookup(*backend.ip()).map_err(|source| L4Error::Route { what: format!("the route to {backend}"), source })?;
+        if found.local {
+            return Err(L4Error::LocalBackend { backend: *backend });
+        }
+        if !ifaces.contains(&found.iface) {
+            return Err(L4Error::ReplyIfaceNotAttached { backend: *backend, iface: found.iface, attached: ifaces.join(",") });
+        }
+    }
+    Ok(())
 }
 
 /// The source address the kernel picks to reach `backend` (a UDP connect sends nothing).

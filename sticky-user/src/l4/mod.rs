@@ -212,6 +212,43 @@ pub enum L4Error {
         /// The name given.
         iface: String,
     },
+    /// An attached interface does not forward IPv4, so the kernel's FIB lookup refuses every flow.
+    #[error(
+        "tcp mode in the kernel needs IPv4 forwarding on {iface} (bpf_fib_lookup refuses to route otherwise): \
+         sysctl -w net.ipv4.conf.{iface}.forwarding=1, or --no-ebpf"
+    )]
+    NoForwarding {
+        /// The interface.
+        iface: String,
+    },
+    /// A backend's replies would arrive on an interface the classifier is not attached to.
+    #[error(
+        "replies from backend {backend} arrive on {iface}, where the kernel path is not attached \
+         (--iface {attached}): add --iface {iface}"
+    )]
+    ReplyIfaceNotAttached {
+        /// The backend.
+        backend: SocketAddrV4,
+        /// The interface that routes to it.
+        iface: String,
+        /// The interfaces attached, comma-separated.
+        attached: String,
+    },
+    /// A backend is an address of this host: its replies never cross tc ingress.
+    #[error("backend {backend} is an address of this host, which the kernel path cannot balance to: use --no-ebpf")]
+    LocalBackend {
+        /// The backend.
+        backend: SocketAddrV4,
+    },
+    /// A routing fact could not be read.
+    #[error("failed to read {what}")]
+    Route {
+        /// What was read.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// No backend at all at start-up.
     #[error("no backend: give --backend IP:PORT or --backends-file PATH")]
     NoBackends,

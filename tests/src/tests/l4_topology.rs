@@ -306,3 +306,59 @@ fn l4_without_privileges_says_so_once_and_serves_in_user_space() {
     assert!(lines[0].contains("user space"), "and what happens instead: {}", lines[0]);
     assert!(log.contains("tcp mode in user space"), "the fallback runs; log:\n{log}");
 }
+
+/// `sticky run --mode tcp` in the balancer namespace of a fresh topology with `args` after the
+/// common ones; returns its exit status and stderr (it must exit within 10 s).
+fn run_to_exit(topo: &crate::Topology, args: &[&str]) -> (std::process::ExitStatus, String) {
+    use crate::topology::backend_addr;
+    let bin = crate::sticky_bin();
+    let mut cmd = topo.lb.command(bin.to_str().expect("utf-8 path"));
+    cmd.args(["run", "--mode", "tcp", "--listen", &crate::l4::VIP.to_string()]);
+    for i in 0..3 {
+        cmd.args(["--backend", &format!("{}:8000", backend_addr(i))]);
+    }
+    cmd.args(args).env("NO_COLOR", "1").stdin(std::process::Stdio::null());
+    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    let mut child = crate::ChildGuard::spawn(&mut cmd);
+    let status = child.wait_timeout(Duration::from_secs(10)).expect("a misconfigured sticky must exit at start, not serve");
+    (status, child.stderr_text())
+}
+
+#[test]
+fn l4_kernel_refuses_an_iface_list_that_misses_the_reply_side() {
+    require_root!();
+    use crate::topology::LB_BACKEND_IFACE;
+    let topo = crate::Topology::builder().backends(3).build();
+    // Only the client side: the backends' replies arrive on br0, where nothing would translate them.
+    let (status, stderr) = run_to_exit(&topo, &["--iface", LB_CLIENT_IFACE]);
+    assert!(!status.success(), "must refuse to start: {stderr}");
+    assert!(
+        stderr.contains(&format!("add --iface {LB_BACKEND_IFACE}")),
+        "the one line names the interface to add: {stderr}"
+    );
+    // Both sides: it starts (and serves, as the other tests show), so the check does not refuse a good set-up.
+    let bin = crate::sticky_bin();
+    let mut good = crate::ChildGuard::spawn(
+        topo.lb
+            .command(bin.to_str().expect("utf-8 path"))
+            .args(["run", "--mode", "tcp", "--listen", &crate::l4::VIP.to_string(), "--backend"])
+            .arg(format!("{}:8000", crate::topology::backend_addr(0)))
+            .args(["--iface", LB_CLIENT_IFACE, "--iface", LB_BACKEND_IFACE, "--admin", "127.0.0.1:9464"])
+            .env("NO_COLOR", "1"),
+    );
+    let up = crate::process::wait_until(Duration::from_secs(10), || {
+        topo.lb.run(|| crate::process::can_connect("127.0.0.1:9464".parse().expect("literal address")))
+    });
+    assert!(up && good.is_running(), "with both interfaces attached, sticky starts and serves its admin");
+}
+
+#[test]
+fn l4_kernel_refuses_an_interface_that_does_not_forward() {
+    require_root!();
+    use crate::topology::LB_BACKEND_IFACE;
+    let topo = crate::Topology::builder().backends(3).build();
+    topo.lb.sysctl("net.ipv4.ip_forward", "0");
+    let (status, stderr) = run_to_exit(&topo, &["--iface", LB_CLIENT_IFACE, "--iface", LB_BACKEND_IFACE]);
+    assert!(!status.success(), "must refuse to start: {stderr}");
+    assert!(stderr.contains("needs IPv4 forwarding on"), "the line says why: {stderr}");
+}
