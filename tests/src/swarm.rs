@@ -18,6 +18,28 @@ use crate::{ChildGuard, process::wait_until};
 
 static ONE_DOCKERD: Mutex<()> = Mutex::new(());
 
+/// The machine-wide half of "one dockerd at a time": an exclusive `flock` on a file in /tmp, held
+/// while a Swarm runs, so two test processes (two checkouts tested at once) take turns instead of
+/// colliding on Docker's bridges. The kernel drops it when the process dies, even by SIGKILL.
+struct HostLock(std::fs::File);
+
+impl HostLock {
+    fn acquire() -> Self {
+        use std::os::fd::AsRawFd as _;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open("/tmp/sticky-swarm.lock")
+            .expect("/tmp must be writable");
+        // SAFETY: flock on a descriptor this function owns; it blocks until the lock is free.
+        #[expect(unsafe_code, reason = "flock: no std API for advisory locks on 1.87")]
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        assert!(rc == 0, "flock /tmp/sticky-swarm.lock: {}", std::io::Error::last_os_error());
+        Self(file)
+    }
+}
+
 /// A running private Swarm; dropping it tears everything down.
 pub struct Swarm {
     dir: PathBuf,
@@ -26,6 +48,8 @@ pub struct Swarm {
     /// Docker's VXLAN devices in the host namespace before this dockerd started (see [`teardown`]).
     vxlans_before: Vec<String>,
     _lock: MutexGuard<'static, ()>,
+    // Declared after everything torn down in Drop: released last.
+    _host_lock: HostLock,
 }
 
 impl std::fmt::Debug for Swarm {
@@ -62,6 +86,7 @@ impl Swarm {
     #[must_use]
     pub fn start() -> Self {
         let lock = ONE_DOCKERD.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let host_lock = HostLock::acquire();
         // A previous run killed with SIGKILL leaves its dockerd behind: its bridge would collide.
         sweep_stale();
         let dir = PathBuf::from(format!("/tmp/sticky-swarm-{}", std::process::id()));
@@ -69,7 +94,7 @@ impl Swarm {
         std::fs::create_dir_all(dir.join("data")).expect("create the dockerd data root");
         let socket = dir.join("docker.sock");
         let vxlans_before = host_vxlans();
-        let mut swarm = Self { dir, socket, dockerd: None, vxlans_before, _lock: lock };
+        let mut swarm = Self { dir, socket, dockerd: None, vxlans_before, _lock: lock, _host_lock: host_lock };
         swarm.start_dockerd();
         let out = swarm.docker_output(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
         assert!(out.status.success(), "docker swarm init failed: {}\n{}", stderr(&out), swarm.log_tail());
