@@ -21,7 +21,7 @@ static ONE_DOCKERD: Mutex<()> = Mutex::new(());
 /// The machine-wide half of "one dockerd at a time": an exclusive `flock` on a file in /tmp, held
 /// while a Swarm runs, so two test processes (two checkouts tested at once) take turns instead of
 /// colliding on Docker's bridges. The kernel drops it when the process dies, even by SIGKILL.
-struct HostLock(std::fs::File);
+struct HostLock(#[expect(dead_code, reason = "held for its descriptor: closing it releases the lock")] std::fs::File);
 
 impl HostLock {
     fn acquire() -> Self {
