@@ -144,26 +144,22 @@ pub fn decide(
     }
 }
 
-/// Picks a backend for a new session: the first available, active backend in `schedule` from `cursor`
-/// on; failing that, the first available draining one.
+/// Picks a backend for a new session: the `cursor`-th usable (available, not excluded) active backend
+/// of `schedule`, counting only usable entries; failing any, the `cursor`-th usable draining one.
+///
+/// Counting only usable entries is what spreads displaced sessions: while some backends are out or
+/// draining, the others share the picks in their weights' proportion. (Taking the first usable entry
+/// at `cursor` instead gives every skipped entry's turn to the one after it: with 3 of 5 backends out,
+/// one survivor took 4 picks in 5.)
 #[must_use]
 pub fn pick(view: &impl View, schedule: &[u32], cursor: usize, exclude: &[usize]) -> Option<usize> {
-    if schedule.is_empty() {
-        return None;
-    }
-    let start = cursor % schedule.len();
-    let ordered = schedule[start..].iter().chain(&schedule[..start]).map(|&i| i as usize);
-    let usable = |i: &usize| *i < view.count() && view.available(*i) && !exclude.contains(i);
-    let mut fallback = None;
-    for i in ordered {
-        if usable(&i) {
-            if !view.draining(i) {
-                return Some(i);
-            }
-            fallback.get_or_insert(i);
-        }
-    }
-    fallback
+    let usable = |i: usize| i < view.count() && view.available(i) && !exclude.contains(&i);
+    let nth = |draining: bool| {
+        let candidates = || schedule.iter().map(|&i| i as usize).filter(|&i| usable(i) && view.draining(i) == draining);
+        let count = candidates().count();
+        (count > 0).then(|| candidates().nth(cursor % count)).flatten()
+    };
+    nth(false).or_else(|| nth(true))
 }
 
 /// The smooth weighted round-robin order of backends with these weights (nginx's algorithm, computed

@@ -49,7 +49,7 @@ fn new_sessions_round_robin_over_available_active_backends() {
             other => panic!("new session must be pinned, got {other:?}"),
         })
         .collect();
-    assert_eq!(backends, vec![0, 2, 2, 0, 0, 2, 2, 0]);
+    assert_eq!(backends, vec![0, 2, 0, 2, 0, 2, 0, 2], "new sessions alternate between the two available active backends");
 }
 
 #[test]
@@ -150,6 +150,46 @@ proptest! {
             for &i in &active {
                 prop_assert!(counts[i] > 0 && counts[i] <= 2 * fair + 10, "backend {} got {} of {}", i, counts[i], s.len() * 10);
             }
+        }
+    }
+}
+
+#[test]
+fn displaced_sessions_spread_over_the_backends_left() {
+    // 5 backends, 3 of them out: the two left share new picks half and half, not 4 to 1.
+    let v = Fake(vec![DOWN, UP, DOWN, UP, DOWN]);
+    let s = schedule(&[1; 5]);
+    let mut per = [0usize; 5];
+    for c in 0..60 {
+        per[pick(&v, &s, c, &[]).expect("two backends are up")] += 1;
+    }
+    assert_eq!(per, [0, 30, 0, 30, 0]);
+}
+
+proptest! {
+    #[test]
+    fn any_window_of_picks_follows_the_weights_of_the_usable_backends(
+        state in proptest::collection::vec((any::<bool>(), any::<bool>()), 1..8),
+        weights in proptest::collection::vec(1u32..4, 8),
+        start in 0usize..1000,
+    ) {
+        let v = Fake(state.clone());
+        let w = &weights[..state.len()];
+        let s = schedule(w);
+        let active: Vec<usize> = (0..state.len()).filter(|&i| state[i].0 && !state[i].1).collect();
+        let draining: Vec<usize> = (0..state.len()).filter(|&i| state[i].0 && state[i].1).collect();
+        let usable = if active.is_empty() { draining } else { active };
+        let total: u32 = usable.iter().map(|&i| w[i]).sum();
+        let mut per = vec![0u32; state.len()];
+        for c in start..start + total as usize * 3 {
+            match pick(&v, &s, c, &[]) {
+                Some(i) => per[i] += 1,
+                None => prop_assert!(usable.is_empty(), "a usable backend exists, so a pick must be made"),
+            }
+        }
+        for i in 0..state.len() {
+            let expected = if usable.contains(&i) { w[i] * 3 } else { 0 };
+            prop_assert_eq!(per[i], expected, "backend {} over {} picks", i, total * 3);
         }
     }
 }
