@@ -42,7 +42,8 @@ macro_rules! require_swarm {
     };
 }
 
-const IMAGE: &str = "sticky:test";
+/// The image the README's walkthrough builds (`cargo xtask image`) and the stack file defaults to.
+const IMAGE: &str = "sticky:latest";
 const WHOAMI: &str = "whoami-service";
 /// The seed tutorial's cookie name: Traefik's generated name for backend `whoami-service`.
 const SEED_COOKIE: &str = "_a49bc";
@@ -138,25 +139,15 @@ fn seed(swarm: &Swarm, extra: &[&str]) {
     swarm.docker(&args);
 }
 
-/// Deploys `deploy/stack.yml` as stack `name`, published on `port`, and waits until it serves
-/// whoami through it.
-///
-/// Docker 20.10 rejects CAP_BPF and CAP_PERFMON by name ("unknown capability"); there the file's
-/// variables put SYS_ADMIN (which BPF and PERFMON were split from) and NET_RAW (a default
-/// capability, as a placeholder: the list must not repeat) in their places. Newer engines deploy the
-/// file's own BPF, NET_ADMIN, PERFMON.
+/// Deploys `deploy/stack.yml` as stack `name`, published on `port`, as the README's pasted block
+/// does (`STICKY_PORT=... docker stack deploy --resolve-image never -c deploy/stack.yml NAME`), and
+/// waits until it serves whoami through it. Only what this private Swarm must differ in is set: the
+/// socket of its own dockerd.
 fn deploy_sticky(swarm: &Swarm, name: &str, port: u16) {
-    let version = swarm.docker(&["version", "--format", "{{.Server.Version}}"]);
-    let mut env = vec![
-        ("STICKY_IMAGE", IMAGE.to_owned()),
+    let env = vec![
         ("STICKY_PORT", port.to_string()),
-        ("STICKY_NETWORK", "whoaminet".to_owned()),
         ("DOCKER_SOCKET", swarm.socket().display().to_string()),
     ];
-    if version.split('.').next().and_then(|m| m.parse::<u32>().ok()).is_some_and(|major| major < 23) {
-        env.push(("STICKY_CAP_BPF", "SYS_ADMIN".to_owned()));
-        env.push(("STICKY_CAP_PERFMON", "NET_RAW".to_owned()));
-    }
     swarm.deploy_stack(name, &workspace_file("deploy/stack.yml"), &env);
     let service = format!("{name}_sticky");
     swarm.wait_running(&service, 1, Duration::from_secs(30));
