@@ -8,12 +8,12 @@
 //!    a service -> [`open_flow`]: [`select_backend`] (fresh affinity to a live backend, else Maglev),
 //!    a SNAT port from a deterministic candidate list, both directions into `HALF_OPEN`.
 //!
-//! Verdict convention: every step returns `Result<_, Action>`; `Err` is the packet's final action and
-//! `?` hands it straight up, so each function reads as its happy path. Exactly one verdict counter is
-//! counted per packet, by [`run`].
+//! Verdict convention ([`Action`]): every step returns `Result<_, Action>`; `Err` is the packet's final
+//! action and `?` hands it straight up, so each function reads as its happy path. The steps count
+//! only events; the packet's one verdict counter is counted by the entry point (`sticky_tc`).
 
 use aya_ebpf::{
-    bindings::{BPF_ANY, BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT},
+    bindings::{BPF_ANY, BPF_NOEXIST},
     helpers::bpf_ktime_get_ns,
     maps::LruHashMap,
     programs::TcContext,
@@ -27,6 +27,7 @@ use sticky_common::{
 };
 
 use crate::{
+    action::Action,
     maps::{AFFINITY, BACKENDS, CONFIG, CONNS, HALF_OPEN, MAGLEV, SERVICES},
     nat,
     parse::Tcp4,
@@ -37,41 +38,9 @@ use crate::{
 /// for the verifier; 8 keeps the chance that all are taken below 1e-6 while the range is under 18% full.
 const MAX_PORT_PROBES: u32 = 8;
 
-/// A packet's final action and the verdict counter that records it.
-#[derive(Clone, Copy)]
-pub enum Action {
-    /// Hand the packet to the stack (`TC_ACT_OK`).
-    Pass(Counter),
-    /// Drop it (`TC_ACT_SHOT`).
-    Drop(Counter),
-    /// The program redirected it; the value is the helper's return (`TC_ACT_REDIRECT`).
-    Redirect(Counter, i32),
-}
-
-/// Runs the L4 path on a TCP segment, counts its verdict, and returns the tc action.
+/// Runs the L4 path on a TCP segment: the last step's action (a redirect), or an earlier step's final action.
 #[inline(always)]
-pub fn run(ctx: &TcContext, pkt: &Tcp4) -> i32 {
-    let action = match process(ctx, pkt) {
-        Ok(action) | Err(action) => action,
-    };
-    match action {
-        Action::Pass(c) => {
-            count(c);
-            TC_ACT_OK as i32
-        }
-        Action::Drop(c) => {
-            count(c);
-            TC_ACT_SHOT as i32
-        }
-        Action::Redirect(c, ret) => {
-            count(c);
-            ret
-        }
-    }
-}
-
-#[inline(always)]
-fn process(ctx: &TcContext, pkt: &Tcp4) -> Result<Action, Action> {
+pub fn process(ctx: &TcContext, pkt: &Tcp4) -> Result<Action, Action> {
     if let Some(conn) = lookup_conn(&pkt.key) {
         return established(ctx, pkt, conn);
     }

@@ -1,5 +1,6 @@
-//! sticky's eBPF programs: entry points only. Each entry runs its steps and turns the result into a
-//! verdict and a counter; the steps live in their own modules and read top-down.
+//! sticky's eBPF programs: entry points only. Each entry runs its steps (`try_*`), counts the final
+//! [`Action`]'s verdict counter and maps the action to its program type's return code, in one place
+//! each; the steps live in their own modules and read top-down.
 //!
 //! - `sticky_tc`: tc (TCX) ingress. Classifies every frame (`parse`), then runs the L4 path (`l4`:
 //!   connection table, affinity, Maglev, full NAT via `nat`) on IPv4 TCP.
@@ -10,6 +11,7 @@
 #![no_std]
 #![no_main]
 
+mod action;
 mod l4;
 mod maps;
 mod nat;
@@ -24,11 +26,18 @@ use aya_ebpf::{
 };
 use sticky_common::Counter;
 
-use crate::parse::Verdict;
+use crate::action::Action;
 
 /// tc ingress: classify every frame, run the L4 path on IPv4 TCP, pass what is not ours, drop what is malformed.
 #[classifier]
 pub fn sticky_tc(ctx: TcContext) -> i32 {
+    let (Ok(action) | Err(action)) = try_tc(&ctx);
+    stats::count(action.counter());
+    tc_code(action)
+}
+
+#[inline(always)]
+fn try_tc(ctx: &TcContext) -> Result<Action, Action> {
     // Headers beyond the linear part of the skb are invisible to direct packet access: pull the
     // largest header stack we parse (Ethernet + IPv4 with options + TCP with options) into it first.
     let linear = ctx.data_end() - ctx.data();
@@ -37,23 +46,43 @@ pub fn sticky_tc(ctx: TcContext) -> i32 {
         // Failure leaves the skb as it was; parsing then sees the short linear part and reports it.
         let _ = ctx.pull_data(wanted as u32);
     }
-    match parse::classify(&ctx) {
-        Verdict::Drop(_) => TC_ACT_SHOT as i32,
-        Verdict::Pass(_) => TC_ACT_OK as i32,
-        Verdict::Tcp(pkt) => l4::run(&ctx, &pkt),
+    let pkt = parse::classify(ctx)?;
+    l4::process(ctx, &pkt)
+}
+
+/// The tc return code of `action`.
+#[inline(always)]
+fn tc_code(action: Action) -> i32 {
+    match action {
+        Action::Pass(_) => TC_ACT_OK as i32,
+        Action::Drop(_) => TC_ACT_SHOT as i32,
+        Action::Redirect(_, code) => code,
     }
 }
 
 /// XDP: the same classification as `sticky_tc`, with XDP verdicts; TCP is passed on to tc.
 #[xdp]
 pub fn sticky_xdp(ctx: XdpContext) -> u32 {
-    match parse::classify(&ctx) {
-        Verdict::Drop(_) => xdp_action::XDP_DROP,
-        Verdict::Pass(_) => xdp_action::XDP_PASS,
-        Verdict::Tcp(_) => {
-            stats::count(Counter::PassToTc);
-            xdp_action::XDP_PASS
-        }
+    let (Ok(action) | Err(action)) = try_xdp(&ctx);
+    stats::count(action.counter());
+    xdp_code(action)
+}
+
+#[inline(always)]
+fn try_xdp(ctx: &XdpContext) -> Result<Action, Action> {
+    parse::classify(ctx)?;
+    // The L4 rewrite needs the skb's checksum helpers (`CHECKSUM_PARTIAL`), which XDP does not have.
+    Ok(Action::Pass(Counter::PassToTc))
+}
+
+/// The XDP return code of `action`.
+#[inline(always)]
+fn xdp_code(action: Action) -> u32 {
+    match action {
+        Action::Pass(_) => xdp_action::XDP_PASS,
+        Action::Drop(_) => xdp_action::XDP_DROP,
+        // No XDP step redirects today; at XDP a redirect helper returns an XDP action too.
+        Action::Redirect(_, code) => code as u32,
     }
 }
 

@@ -16,7 +16,7 @@ use aya_ebpf::{
 use sticky_common::{ConnValue, Counter};
 
 use crate::{
-    l4::Action,
+    action::Action,
     parse::{IP_OFF, TCP_OFF, Tcp4},
 };
 

@@ -1,8 +1,9 @@
 //! Bounds-checked header access and the classification of a frame: Ethernet -> IPv4 -> TCP.
 //!
 //! Every header read goes through [`header`], which checks the header ends before `data_end`: the
-//! verifier rejects any packet access it cannot prove in bounds. What this path does not handle is
-//! passed to the stack untouched with a reason; what is malformed is dropped with a reason.
+//! verifier rejects any packet access it cannot prove in bounds. What this path does not handle ends
+//! in an [`Action`] that passes it to the stack untouched, with a reason; what is malformed, in one
+//! that drops it, with a reason.
 
 use aya_ebpf::programs::{TcContext, XdpContext};
 use aya_log_ebpf::debug;
@@ -13,7 +14,7 @@ use network_types::{
 };
 use sticky_common::{Counter, FlowKey};
 
-use crate::stats::count;
+use crate::{action::Action, stats::count};
 
 /// The longest header stack we parse: Ethernet, IPv4 with 40 bytes of options, TCP with 40 bytes of options.
 pub const MAX_HEADERS_LEN: usize = EthHdr::LEN + 60 + 60;
@@ -71,26 +72,6 @@ impl Tcp4 {
 /// IPv4 `frags` field, host order: the More-Fragments flag and the fragment offset.
 const IP_MF_AND_OFFSET: u16 = 0x3fff;
 
-/// What a program does with a frame, and the counter that records it.
-#[derive(Clone, Copy)]
-pub enum Verdict {
-    /// An IPv4 TCP segment with sane headers and no IP options: the L4 path's traffic.
-    Tcp(Tcp4),
-    /// Not ours: hand it to the stack untouched.
-    Pass(Counter),
-    /// Malformed: drop it.
-    Drop(Counter),
-}
-
-impl Verdict {
-    const fn counter(self) -> Counter {
-        match self {
-            Self::Tcp(_) => Counter::TcpV4,
-            Self::Pass(c) | Self::Drop(c) => c,
-        }
-    }
-}
-
 /// A program context with direct packet access.
 pub trait Frame: aya_ebpf::EbpfContext {
     /// Address of the first byte of the frame.
@@ -131,37 +112,35 @@ fn header<F: Frame, T>(frame: &F, offset: usize) -> Option<*const T> {
     Some(start as *const T)
 }
 
-/// Counts the frame as seen, classifies it, counts the verdict's reason and returns the verdict.
+/// Counts the frame as seen and classifies it: an IPv4 TCP segment for the L4 path (counted as
+/// `TcpV4`, a class), or the final action for anything else, which the entry point counts.
 #[inline(always)]
-pub fn classify<F: Frame>(frame: &F) -> Verdict {
+pub fn classify<F: Frame>(frame: &F) -> Result<Tcp4, Action> {
     count(Counter::Seen);
-    let verdict = match parse_tcp4(frame) {
-        Ok(tcp) => Verdict::Tcp(tcp),
-        Err(verdict) => verdict,
-    };
-    let counter = verdict.counter();
-    count(counter);
-    if let Verdict::Drop(_) = verdict {
+    let parsed = parse_tcp4(frame);
+    match parsed {
+        Ok(_) => count(Counter::TcpV4),
         // Rare by construction (malformed frames): one ring-buffer record each, filtered by AYA_LOG_LEVEL.
-        debug!(frame, "dropped malformed frame: reason {}", counter.index());
+        Err(Action::Drop(reason)) => debug!(frame, "dropped malformed frame: reason {}", reason.index()),
+        Err(_) => {}
     }
-    verdict
+    parsed
 }
 
-/// Walks Ethernet -> IPv4 -> TCP; `Err` carries the pass or drop verdict for anything else.
+/// Walks Ethernet -> IPv4 -> TCP; `Err` carries the pass or drop action for anything else.
 #[inline(always)]
-fn parse_tcp4<F: Frame>(frame: &F) -> Result<Tcp4, Verdict> {
-    let eth: *const EthHdr = header(frame, 0).ok_or(Verdict::Drop(Counter::DropTruncated))?;
+fn parse_tcp4<F: Frame>(frame: &F) -> Result<Tcp4, Action> {
+    let eth: *const EthHdr = header(frame, 0).ok_or(Action::Drop(Counter::DropTruncated))?;
     // SAFETY: `header` checked that the whole EthHdr lies inside the frame.
     let ether_type = unsafe { (*eth).ether_type };
     if ether_type == EtherType::Ipv6 as u16 {
-        return Err(Verdict::Pass(Counter::PassIpv6));
+        return Err(Action::Pass(Counter::PassIpv6));
     }
     if ether_type != EtherType::Ipv4 as u16 {
-        return Err(Verdict::Pass(Counter::PassNotIp));
+        return Err(Action::Pass(Counter::PassNotIp));
     }
 
-    let ip: *const Ipv4Hdr = header(frame, EthHdr::LEN).ok_or(Verdict::Drop(Counter::DropTruncated))?;
+    let ip: *const Ipv4Hdr = header(frame, EthHdr::LEN).ok_or(Action::Drop(Counter::DropTruncated))?;
     // SAFETY: `header` checked that the whole fixed Ipv4Hdr lies inside the frame.
     let (vihl, tot_len, frags, proto, src_addr, dst_addr) = unsafe {
         (
@@ -175,19 +154,19 @@ fn parse_tcp4<F: Frame>(frame: &F) -> Result<Tcp4, Verdict> {
     };
     let ip_header_len = usize::from(vihl & 0x0f) * 4;
     if vihl >> 4 != 4 || ip_header_len < Ipv4Hdr::LEN || usize::from(tot_len) < ip_header_len {
-        return Err(Verdict::Drop(Counter::DropBadIpHeader));
+        return Err(Action::Drop(Counter::DropBadIpHeader));
     }
     if frags & IP_MF_AND_OFFSET != 0 {
-        return Err(Verdict::Pass(Counter::PassFragment));
+        return Err(Action::Pass(Counter::PassFragment));
     }
     if proto != IPPROTO_TCP {
-        return Err(Verdict::Pass(Counter::PassNotTcp));
+        return Err(Action::Pass(Counter::PassNotTcp));
     }
     if ip_header_len != Ipv4Hdr::LEN {
-        return Err(Verdict::Pass(Counter::PassIpOptions));
+        return Err(Action::Pass(Counter::PassIpOptions));
     }
 
-    let tcp: *const TcpHdr = header(frame, TCP_OFF).ok_or(Verdict::Drop(Counter::DropTruncated))?;
+    let tcp: *const TcpHdr = header(frame, TCP_OFF).ok_or(Action::Drop(Counter::DropTruncated))?;
     // SAFETY: `header` checked that the whole fixed TcpHdr lies inside the frame.
     let (tcp_header_len, src_port, dst_port, flags) = unsafe {
         (
@@ -198,7 +177,7 @@ fn parse_tcp4<F: Frame>(frame: &F) -> Result<Tcp4, Verdict> {
         )
     };
     if tcp_header_len < TcpHdr::LEN || Ipv4Hdr::LEN + tcp_header_len > usize::from(tot_len) {
-        return Err(Verdict::Drop(Counter::DropBadTcpHeader));
+        return Err(Action::Drop(Counter::DropBadTcpHeader));
     }
     Ok(Tcp4 { key: FlowKey::tcp(src_addr, dst_addr, src_port, dst_port), flags })
 }
