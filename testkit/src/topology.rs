@@ -240,20 +240,7 @@ impl TopologyBuilder {
         };
         let client = create(l.client_role)?;
         let lb = create(l.lb_role)?;
-        // Create each veth inside a namespace, with its peer moved straight into the other one:
-        // nothing appears in the root namespace, so parallel tests cannot collide on names.
-        lb.try_ip(&[
-            "link",
-            "add",
-            l.lb_client_iface,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            l.client_iface,
-            "netns",
-            client.name(),
-        ])?;
+        veth(&lb, l.lb_client_iface, &client, l.client_iface)?;
         address_up(&lb, l.lb_client_iface, l.lb_client_addr)?;
         if let Backends::Bridge { .. } = l.backends {
             lb.try_ip(&["link", "add", l.lb_backend_iface, "type", "bridge"])?;
@@ -277,38 +264,15 @@ impl TopologyBuilder {
                 Backends::Bridge { port_prefix } => {
                     let ns = create(&format!("{}{i}", l.backend_role))?;
                     let port = format!("{port_prefix}{i}");
-                    lb.try_ip(&[
-                        "link",
-                        "add",
-                        &port,
-                        "type",
-                        "veth",
-                        "peer",
-                        "name",
-                        l.backend_iface,
-                        "netns",
-                        ns.name(),
-                    ])?;
+                    veth(&lb, &port, &ns, l.backend_iface)?;
                     lb.try_ip(&["link", "set", &port, "master", l.lb_backend_iface])?;
                     lb.try_ip(&["link", "set", &port, "up"])?;
                     ns
                 }
                 Backends::Veth => {
                     let ns = create(l.backend_role)?;
-                    let lb_end = l.lb_backend_iface;
-                    lb.try_ip(&[
-                        "link",
-                        "add",
-                        lb_end,
-                        "type",
-                        "veth",
-                        "peer",
-                        "name",
-                        l.backend_iface,
-                        "netns",
-                        ns.name(),
-                    ])?;
-                    address_up(&lb, lb_end, l.lb_backend_addr)?;
+                    veth(&lb, l.lb_backend_iface, &ns, l.backend_iface)?;
+                    address_up(&lb, l.lb_backend_iface, l.lb_backend_addr)?;
                     ns
                 }
             };
@@ -318,6 +282,13 @@ impl TopologyBuilder {
         }
         Ok(Topology { client, lb, backends })
     }
+}
+
+/// A veth pair: `end` in `ns`, `peer_end` in `peer`.
+fn veth(ns: &NetNs, end: &str, peer: &NetNs, peer_end: &str) -> Result<(), NetNsError> {
+    // Created inside a namespace with its peer moved straight into the other one: nothing appears in
+    // the root namespace, so parallel tests cannot collide on names.
+    ns.try_ip(&["link", "add", end, "type", "veth", "peer", "name", peer_end, "netns", peer.name()])
 }
 
 /// Gives `iface` in `ns` the address `addr` in its /24 and brings it up.
