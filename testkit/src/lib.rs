@@ -11,8 +11,8 @@
 //!   framing test servers read requests with.
 //! - [`prometheus`]: one sample of a `/metrics` text by its series.
 //!
-//! Tests panic with messages; the bench wants errors: where both use a job, `name()` panics and
-//! `try_name()` returns the module's error.
+//! Tests panic with messages; the bench wants errors: where both use a job, the plain function panics
+//! and its `try_` twin returns the module's error (one thiserror enum per module).
 #![deny(unsafe_code)]
 
 pub mod http;
@@ -26,3 +26,15 @@ pub mod wait;
 pub use netns::NetNs;
 pub use process::ChildGuard;
 pub use topology::Topology;
+
+/// `e`'s causes, outermost first, joined with `: ` (what `anyhow`'s `{:#}` prints), for panic and log
+/// messages of the panicking twins and the guards' drops.
+pub(crate) fn causes(e: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        parts.push(c.to_string());
+        cause = c.source();
+    }
+    parts.join(": ")
+}

@@ -13,6 +13,7 @@ use std::{
 };
 
 use crate::{
+    causes,
     process::{self, ProcessError},
     wait,
 };
@@ -96,7 +97,7 @@ impl NetNs {
     /// `ip netns add` fails (not root, or iproute2 missing).
     #[must_use]
     pub fn new(role: &str) -> Self {
-        Self::try_create(Naming::TESTS, role).unwrap_or_else(|e| panic!("{e}: {}", chain(&e)))
+        Self::try_create(Naming::TESTS, role).unwrap_or_else(|e| panic!("{e}: {}", causes(&e)))
     }
 
     /// Creates a namespace named by `naming` for `role`, with `lo` up, IPv6 off (so no router
@@ -144,7 +145,7 @@ impl NetNs {
     /// # Panics
     /// The command fails; the message carries its stderr.
     pub fn ip(&self, args: &[&str]) {
-        self.try_ip(args).unwrap_or_else(|e| panic!("{e}: {}", chain(&e)));
+        self.try_ip(args).unwrap_or_else(|e| panic!("{e}: {}", causes(&e)));
     }
 
     /// `ip -n <ns> <args>`.
@@ -160,7 +161,7 @@ impl NetNs {
     /// # Panics
     /// The command fails.
     pub fn sysctl(&self, key: &str, value: &str) {
-        self.try_sysctl(key, value).unwrap_or_else(|e| panic!("{e}: {}", chain(&e)));
+        self.try_sysctl(key, value).unwrap_or_else(|e| panic!("{e}: {}", causes(&e)));
     }
 
     /// Sets a sysctl inside the namespace.
@@ -186,7 +187,7 @@ impl NetNs {
     /// The command fails.
     #[must_use]
     pub fn output(&self, program: &str, args: &[&str]) -> String {
-        self.try_output(program, args).unwrap_or_else(|e| panic!("{e}: {}", chain(&e)))
+        self.try_output(program, args).unwrap_or_else(|e| panic!("{e}: {}", causes(&e)))
     }
 
     /// Runs `program args` inside the namespace and returns its stdout.
@@ -259,7 +260,7 @@ impl Drop for NetNs {
         stop_all_inside(&self.name, self.grace);
         // Never panic in drop (it may run while a failing test unwinds): log instead.
         if let Err(e) = process::run(Command::new("ip").args(["netns", "del", &self.name])) {
-            eprintln!("netns {}: {e}: {}", self.name, chain(&e));
+            eprintln!("netns {}: {e}: {}", self.name, causes(&e));
         }
     }
 }
@@ -317,17 +318,6 @@ fn enter(file: &std::fs::File, path: &str) {
     #[expect(unsafe_code, reason = "libc::setns: no std API enters a namespace")]
     let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
     assert!(rc == 0, "setns({path}): {}", std::io::Error::last_os_error());
-}
-
-/// The causes below `e`, for panic and log messages.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut parts = Vec::new();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        parts.push(c.to_string());
-        cause = c.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use crate::wait;
+use crate::{causes, wait};
 
 /// A process that failed to start, to run to success, or to stay alive.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +84,7 @@ impl ChildGuard {
     /// The program cannot start.
     #[must_use]
     pub fn spawn(cmd: &mut Command) -> Self {
-        Self::try_spawn(cmd).unwrap_or_else(|e| panic!("{e}: {}", source_of(&e)))
+        Self::try_spawn(cmd).unwrap_or_else(|e| panic!("{e}: {}", causes(&e)))
     }
 
     /// Spawns `cmd` with stdin closed, named after its command line.
@@ -273,11 +273,6 @@ pub fn run(cmd: &mut Command) -> Result<Output, ProcessError> {
         return Err(ProcessError::Failed { what, status: out.status, stderr });
     }
     Ok(out)
-}
-
-/// `e` and the cause below it, for panic messages.
-fn source_of(e: &ProcessError) -> String {
-    std::error::Error::source(e).map(ToString::to_string).unwrap_or_default()
 }
 
 #[cfg(test)]

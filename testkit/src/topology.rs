@@ -18,7 +18,7 @@
 use std::{net::Ipv4Addr, time::Duration};
 
 use crate::{
-    NetNs,
+    NetNs, causes,
     netns::{Naming, NetNsError},
 };
 
@@ -214,10 +214,7 @@ impl TopologyBuilder {
     /// Any `ip` command fails (not root). Namespaces created so far are removed.
     #[must_use]
     pub fn build(self) -> Topology {
-        self.try_build().unwrap_or_else(|e| {
-            let cause = std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default();
-            panic!("{e}: {cause}")
-        })
+        self.try_build().unwrap_or_else(|e| panic!("{e}: {}", causes(&e)))
     }
 
     /// Creates the namespaces, links, addresses and routes.

@@ -248,7 +248,7 @@ impl ClientLoop {
                                 client,
                                 format!("{} {:?}", r.status, r.text()),
                             )),
-                            Err(e) => report.failures.push((started.elapsed(), client, e.to_string())),
+                            Err(e) => report.failures.push((started.elapsed(), client, format!("{e:?}"))),
                         }
                         std::thread::sleep(Duration::from_millis(20));
                     }
@@ -716,7 +716,7 @@ fn label_sets_route_by_host_two_instances_agree_and_tcp_by_labels() {
     let mut per_source = BTreeMap::new();
     for s in &sources {
         let bodies: BTreeSet<String> = (0..5)
-            .map(|_| crate::l4::get_once(vip, *s).unwrap_or_else(|e| panic!("tcp connection from {s}: {e}")))
+            .map(|_| crate::l4::get_once(vip, *s).unwrap_or_else(|e| panic!("tcp connection from {s}: {e:?}")))
             .collect();
         assert_eq!(bodies.len(), 1, "every connection of client {s} must reach one task: {bodies:?}");
         let body = bodies.into_iter().next().unwrap_or_default();
