@@ -113,7 +113,7 @@ impl L7Lab {
         let lab = Self { ns, lb, _whoami: whoami, log, config };
         let up = wait::until(Duration::from_secs(10), || {
             lab.run(|| {
-                let whoami = WHOAMI.map(|(_, a)| a.parse::<SocketAddr>().expect("WHOAMI holds socket addresses"));
+                let whoami = WHOAMI.map(|(_, a)| a.parse::<SocketAddr>().expect("WHOAMI must hold socket addresses"));
                 [LB, ADMIN].into_iter().chain(whoami).all(can_connect)
             })
         });

@@ -275,8 +275,8 @@ mod tests {
             (0..connections)
                 .map(|_| {
                     let (stream, peer) = listener.accept().expect("the test client must connect");
-                    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-                    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("a read timeout must be settable");
+                    let mut reader = BufReader::new(stream.try_clone().expect("a socket must be clonable"));
                     let mut writer = stream;
                     let mut served = 0;
                     while let Ok(Some(req)) = wire::read_request(&mut reader) {
@@ -288,7 +288,7 @@ mod tests {
                         writer
                             .write_all(head.as_bytes())
                             .and_then(|()| writer.write_all(body.as_bytes()))
-                            .expect("write");
+                            .expect("the test server must write its response");
                         if close {
                             break;
                         }
@@ -310,10 +310,12 @@ mod tests {
         }
         let r = client.request("POST", "/", &[], b"posted").expect("a POST must be answered");
         assert!(r.text().ends_with("posted"), "the body must reach the server: {r:?}");
-        client.send("PUT", "/", &[("connection", "close")], b"in two chunks", Framing::Chunked).expect("send");
+        client
+            .send("PUT", "/", &[("connection", "close")], b"in two chunks", Framing::Chunked)
+            .expect("a chunked request must be written");
         let r = client.read_response().expect("a chunked request must be answered");
         assert!(r.text().ends_with("in two chunks"), "{r:?}");
-        assert_eq!(client.read_to_end().expect("the server closes after connection: close"), b"");
+        assert_eq!(client.read_to_end().expect("the server must close after connection: close"), b"");
         assert_eq!(server.join().expect("the server thread must not panic"), vec![5], "all on one connection");
     }
 
@@ -324,7 +326,9 @@ mod tests {
         assert_eq!(r.whoami(), Some("srv 1"));
         let from = Ipv4Addr::new(127, 0, 0, 3);
         let mut client = Client::to(addr).from(from).open().expect("a connect from 127.0.0.3 must work");
-        let r = client.request("GET", "/", &[("connection", "close")], b"").expect("answered");
+        let r = client
+            .request("GET", "/", &[("connection", "close")], b"")
+            .expect("a request with connection: close must be answered");
         assert!(r.text().contains("from 127.0.0.3"), "the server must see the chosen source: {r:?}");
         assert_eq!(server.join().expect("the server thread must not panic"), vec![1, 1]);
     }
@@ -333,7 +337,8 @@ mod tests {
     fn a_silent_server_is_a_timeout_not_a_hang() {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding loopback must work");
         let addr = listener.local_addr().expect("a bound listener must have an address");
-        let mut client = Client::to(addr).io_timeout(Duration::from_millis(50)).open().expect("connect");
+        let mut client =
+            Client::to(addr).io_timeout(Duration::from_millis(50)).open().expect("a connect to a listener must work");
         let err = client.get("/").expect_err("no response must be an error");
         assert!(matches!(err, HttpError::Receive { .. }), "{err:?}");
         assert!(err.to_string().contains(&addr.to_string()), "the error must name the server: {err}");

@@ -360,13 +360,16 @@ mod tests {
             assert_eq!(got.body, b"hello world", "{framing:?} must carry the body intact");
         }
         let mut get = Vec::new();
-        write_request(&mut get, "GET", "/", "lab", &[("Host", "other")], b"", Framing::Length).expect("write");
-        let text = String::from_utf8(get).expect("ascii");
+        write_request(&mut get, "GET", "/", "lab", &[("Host", "other")], b"", Framing::Length)
+            .expect("writing to a Vec must work");
+        let text = String::from_utf8(get).expect("a request head must be ASCII");
         assert_eq!(text, "GET / HTTP/1.1\r\nHost: other\r\n\r\n", "a caller's Host wins; a GET needs no length");
     }
 
     #[test]
     fn a_closed_connection_before_a_request_is_no_request() {
-        assert!(read_request(&mut BufReader::new(&b""[..])).expect("EOF is not an error here").is_none());
+        assert!(
+            read_request(&mut BufReader::new(&b""[..])).expect("EOF before a request must not be an error").is_none()
+        );
     }
 }

@@ -147,7 +147,9 @@ fn l7_splice_keeps_a_pinned_keep_alive_connection_on_its_backend_while_sticky_is
         // the control: a connection on the proxy path gets nothing while the process is stopped
         let mut fresh = fresh;
         fresh.stream().set_read_timeout(Some(Duration::from_millis(700))).expect("timeout");
-        fresh.send("GET", "/", &[("cookie", &format!("sticky={cookie}"))], b"", Framing::Length).expect("written");
+        fresh
+            .send("GET", "/", &[("cookie", &format!("sticky={cookie}"))], b"", Framing::Length)
+            .expect("a request must be written");
         assert!(fresh.read_response().is_err(), "a non-spliced connection must stall while sticky is stopped");
         fresh
     });

@@ -191,7 +191,7 @@ mod tests {
         assert_eq!(names, ["cli", "lb", "srv"].map(|role| format!("stbench{pid}{role}")), "README's names");
         for (ns, host, what) in [(&topo.srv, BACKEND_HOST, "the backend host"), (&topo.lb, VIP, "the VIP")] {
             let listener = ns.run(|| TcpListener::bind((host, 0)).expect("a listener must bind in its namespace"));
-            let addr = listener.local_addr().expect("a bound listener has an address");
+            let addr = listener.local_addr().expect("a bound listener must have an address");
             let from = extra_client_addr(5);
             let connected = topo.cli.run(|| testkit::net::connect(addr, Some(from.into()), Duration::from_secs(5)));
             connected.unwrap_or_else(|e| panic!("a client must reach {what} through the balancer: {e}"));
@@ -199,7 +199,8 @@ mod tests {
             assert_eq!(peer, SocketAddr::from((from, peer.port())), "{what} must see the client's own address");
         }
         drop(topo);
-        let left = testkit::process::run(std::process::Command::new("ip").args(["netns", "list"])).expect("ip netns");
+        let left = testkit::process::run(std::process::Command::new("ip").args(["netns", "list"]))
+            .expect("ip netns list must run");
         let left = String::from_utf8_lossy(&left.stdout);
         assert!(names.iter().all(|n| !left.contains(n.as_str())), "every namespace must be gone: {left}");
     }
