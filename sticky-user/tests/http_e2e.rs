@@ -8,7 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Proc, TempDir, get, get_ok, post, raw, sticky, sticky_args, who, whoami, whoami_at};
+use common::{Proc, TempDir, get, get_ok, metric, post, sticky, sticky_args, who, whoami, whoami_at};
+use testkit::{http::raw, wait};
 
 fn three() -> (Proc, Proc, Proc) {
     (whoami("b1"), whoami("b2"), whoami("b3"))
@@ -20,26 +21,22 @@ fn cookie_header(value: &str) -> String {
     format!("sticky={value}")
 }
 
-fn metric(admin: std::net::SocketAddr, line_prefix: &str) -> u64 {
-    let m = get_ok(admin, "/metrics", &[]).body;
-    m.lines()
-        .find_map(|l| l.strip_prefix(line_prefix).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("metric {line_prefix} must exist in:\n{m}"))
-}
-
 #[test]
 fn a_cookie_keeps_one_backend_for_100_requests_over_new_connections() {
     let (b1, b2, b3) = three();
     let lb = sticky(&[&b1, &b2, &b3], &NAMES, &[]);
     let first = get_ok(lb.addr, "/", &[]);
     let pinned = who(&first);
-    let value = first.sticky_cookie("sticky").expect("a new session must get Set-Cookie");
-    assert!(first.all("set-cookie")[0].contains("Path=/") && first.all("set-cookie")[0].contains("HttpOnly"));
+    let value = first.cookie("sticky").expect("a new session must get Set-Cookie").to_owned();
+    assert!(
+        first.header_values("set-cookie")[0].contains("Path=/")
+            && first.header_values("set-cookie")[0].contains("HttpOnly")
+    );
     let cookie = cookie_header(&value);
     for i in 0..100 {
         let r = get_ok(lb.addr, "/", &[("Cookie", &cookie)]);
         assert_eq!(who(&r), pinned, "request {i} must stay on the pinned backend");
-        assert!(r.all("set-cookie").is_empty(), "a valid cookie is not set again");
+        assert!(r.header_values("set-cookie").is_empty(), "a valid cookie is not set again");
     }
     let admin = lb.admin.expect("admin");
     assert_eq!(
@@ -57,7 +54,7 @@ fn fresh_clients_spread_evenly_over_all_backends() {
     for _ in 0..30 {
         let r = get_ok(lb.addr, "/", &[]);
         *counts.entry(who(&r)).or_insert(0) += 1;
-        cookies.insert(r.sticky_cookie("sticky").expect("each new session gets a cookie"));
+        cookies.insert(r.cookie("sticky").expect("each new session gets a cookie").to_owned());
     }
     // round robin over a shared counter: exactly a third each
     assert_eq!(counts, BTreeMap::from([("b1".to_owned(), 10), ("b2".to_owned(), 10), ("b3".to_owned(), 10)]));
@@ -74,7 +71,7 @@ fn backends_from_the_environment_work_like_flags() {
     let mut seen = HashSet::new();
     for _ in 0..4 {
         let r = get_ok(lb.addr, "/", &[]);
-        assert!(r.sticky_cookie("SRV").is_some(), "the cookie name comes from the flag");
+        assert!(r.cookie("SRV").is_some(), "the cookie name comes from the flag");
         seen.insert(who(&r));
     }
     assert_eq!(seen, HashSet::from(["b1".to_owned(), "b2".to_owned()]));
@@ -93,14 +90,14 @@ fn a_second_instance_with_the_same_key_honours_the_cookie() {
     // three sessions from lb1, so that lb2 agreeing by its own round robin would be a 1-in-27 accident
     for _ in 0..3 {
         let first = get_ok(lb1.addr, "/", &[]);
-        let cookie = cookie_header(&first.sticky_cookie("sticky").expect("cookie"));
+        let cookie = cookie_header(first.cookie("sticky").expect("cookie"));
         for _ in 0..10 {
             let r = get_ok(lb2.addr, "/", &[("Cookie", &cookie)]);
             assert_eq!(who(&r), who(&first), "the second instance must honour the first one's cookie");
-            assert!(r.sticky_cookie("sticky").is_none());
+            assert!(r.cookie("sticky").is_none());
         }
         let r = get_ok(lb3.addr, "/", &[("Cookie", &cookie)]);
-        assert!(r.sticky_cookie("sticky").is_some(), "another key means an invalid cookie: re-pinned with a new one");
+        assert!(r.cookie("sticky").is_some(), "another key means an invalid cookie: re-pinned with a new one");
     }
 }
 
@@ -109,7 +106,7 @@ fn tampered_forged_and_oversized_cookies_are_repinned_never_refused() {
     let (b1, b2, b3) = three();
     let lb = sticky(&[&b1, &b2, &b3], &NAMES, &[]);
     let first = get_ok(lb.addr, "/", &[]);
-    let value = first.sticky_cookie("sticky").expect("cookie");
+    let value = first.cookie("sticky").expect("cookie").to_owned();
     let mut variants: Vec<String> = Vec::new();
     for i in 0..value.len() {
         let mut v = value.clone().into_bytes();
@@ -127,7 +124,7 @@ fn tampered_forged_and_oversized_cookies_are_repinned_never_refused() {
     for v in &variants {
         let r = get_ok(lb.addr, "/", &[("Cookie", &format!("a=1; sticky={v}; b=2"))]);
         assert!(names.contains(&who(&r)), "only configured backends answer");
-        let new = r.sticky_cookie("sticky").expect("a bad cookie is replaced by a new one");
+        let new = r.cookie("sticky").expect("a bad cookie is replaced by a new one").to_owned();
         assert_ne!(&new, v);
         let again = get_ok(lb.addr, "/", &[("Cookie", &cookie_header(&new))]);
         assert_eq!(who(&again), who(&r), "the new cookie pins");
@@ -148,14 +145,14 @@ fn killing_the_pinned_backend_repins_with_a_new_cookie_and_no_failed_request() {
         .map(|_| get_ok(lb.addr, "/", &[]))
         .find(|r| who(r) == "b1")
         .expect("one of three new sessions lands on b1");
-    let cookie = cookie_header(&pinned.sticky_cookie("sticky").expect("cookie"));
+    let cookie = cookie_header(pinned.cookie("sticky").expect("cookie"));
     // make the proxy hold a pooled upstream connection to b1, then kill b1
     get_ok(lb.addr, "/", &[("Cookie", &cookie)]);
     b1.kill();
     let r = get_ok(lb.addr, "/", &[("Cookie", &cookie)]);
     let moved_to = who(&r);
     assert_ne!(moved_to, "b1");
-    let new_cookie = cookie_header(&r.sticky_cookie("sticky").expect("a re-pin rewrites the cookie"));
+    let new_cookie = cookie_header(r.cookie("sticky").expect("a re-pin rewrites the cookie"));
     for _ in 0..20 {
         let r = get_ok(lb.addr, "/", &[("Cookie", &new_cookie)]);
         assert_eq!(who(&r), moved_to, "the new cookie keeps the new backend");
@@ -187,12 +184,7 @@ fn a_recovered_backend_takes_new_sessions_again() {
     assert!(!seen.contains("b1"), "a dead backend gets no session");
     assert_eq!(seen.len(), 2);
     let _b1 = whoami_at("b1", Some(port));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut back = false;
-    while Instant::now() < deadline && !back {
-        back = who(&get_ok(lb.addr, "/", &[])) == "b1";
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let back = wait::until(Duration::from_secs(5), || who(&get_ok(lb.addr, "/", &[])) == "b1");
     assert!(back, "the restarted backend must take new sessions once its pause is over");
 }
 
@@ -204,17 +196,17 @@ fn strict_answers_503_instead_of_repinning() {
         .map(|_| get_ok(lb.addr, "/", &[]))
         .find(|r| who(r) == "b1")
         .expect("one of three new sessions lands on b1");
-    let cookie = cookie_header(&pinned.sticky_cookie("sticky").expect("cookie"));
+    let cookie = cookie_header(pinned.cookie("sticky").expect("cookie"));
     b1.kill();
     for _ in 0..3 {
         let r = get(lb.addr, "/", &[("Cookie", &cookie)]).expect("a response");
         assert_eq!(r.status, 503);
-        assert!(r.body.contains("strict"), "the 503 explains itself: {}", r.body);
-        assert!(r.sticky_cookie("sticky").is_none(), "strict does not re-pin");
+        assert!(r.text().contains("strict"), "the 503 explains itself: {}", r.text());
+        assert!(r.cookie("sticky").is_none(), "strict does not re-pin");
     }
     // new sessions still work, and a forged cookie is still just a new session
     assert_ne!(who(&get_ok(lb.addr, "/", &[])), "b1");
-    assert!(get_ok(lb.addr, "/", &[("Cookie", "sticky=forged")]).sticky_cookie("sticky").is_some());
+    assert!(get_ok(lb.addr, "/", &[("Cookie", "sticky=forged")]).cookie("sticky").is_some());
 }
 
 #[test]
@@ -227,7 +219,7 @@ fn no_available_backend_is_503() {
     for _ in 0..3 {
         let r = get(lb.addr, "/", &[]).expect("a response");
         assert_eq!(r.status, 503, "{r:?}");
-        assert!(r.body.contains("no backend"), "{}", r.body);
+        assert!(r.text().contains("no backend"), "{}", r.text());
     }
 }
 
@@ -237,19 +229,19 @@ fn app_cookies_pass_through_and_sticky_cookie_is_not_forwarded() {
     let lb = sticky(&[&b1, &b2, &b3], &NAMES, &[]);
     let r = get_ok(lb.addr, "/set-cookie", &[]);
     let name = who(&r);
-    let set = r.all("set-cookie");
+    let set = r.header_values("set-cookie");
     assert!(
         set.contains(&format!("app={name}; Path=/").as_str()),
         "the application's Set-Cookie is untouched: {set:?}"
     );
-    let value = r.sticky_cookie("sticky").expect("and the sticky cookie is added");
+    let value = r.cookie("sticky").expect("and the sticky cookie is added").to_owned();
     let seen = get_ok(
         lb.addr,
         "/headers",
         &[("Cookie", &format!("a=1; sticky={value}; b=2")), ("X-Forwarded-For", "192.0.2.9")],
     );
     assert_eq!(who(&seen), name);
-    let body = seen.body.to_ascii_lowercase();
+    let body = seen.text().to_ascii_lowercase();
     assert!(body.contains("\ncookie: a=1; b=2\n"), "the sticky cookie is stripped, the others kept: {body}");
     assert!(body.contains(&format!("\nhost: {}\n", lb.addr)), "Host passes through");
     assert!(body.contains("\nx-forwarded-for: 192.0.2.9, 127.0.0.1\n"));
@@ -258,7 +250,7 @@ fn app_cookies_pass_through_and_sticky_cookie_is_not_forwarded() {
     assert!(body.contains(&format!("\nforwarded: for=127.0.0.1;host=\"{}\";proto=http\n", lb.addr)));
     // only the sticky cookie: the Cookie header disappears
     let only = get_ok(lb.addr, "/headers", &[("Cookie", &format!("sticky={value}"))]);
-    assert!(!only.body.to_ascii_lowercase().contains("\ncookie:"), "{}", only.body);
+    assert!(!only.text().to_ascii_lowercase().contains("\ncookie:"), "{}", only.text());
 }
 
 #[test]
@@ -309,13 +301,13 @@ backends = [{{ name = "w1", url = "http://{}" }}]
     let lb = sticky_args(&["--config".to_owned(), file.to_string_lossy().into_owned()]);
     let api = get_ok(lb.addr, "/api/users", &[]);
     assert_eq!(who(&api), "a1");
-    let api_cookie = api.sticky_cookie("api_sticky").expect("the api service's own cookie name");
+    let api_cookie = api.cookie("api_sticky").expect("the api service's own cookie name").to_owned();
     assert_eq!(who(&get_ok(lb.addr, "/", &[])), "w1");
     assert_eq!(who(&get_ok(lb.addr, "/", &[("Host", "other.example:8080")])), "w2");
     // a cookie of one service means nothing to another (the web service does not know it)
     let r = get_ok(lb.addr, "/", &[("Cookie", &format!("sticky={api_cookie}"))]);
     assert_eq!(who(&r), "w1");
-    assert!(r.sticky_cookie("sticky").is_some(), "re-pinned with the web service's cookie");
+    assert!(r.cookie("sticky").is_some(), "re-pinned with the web service's cookie");
 }
 
 #[test]
@@ -327,7 +319,7 @@ fn draining_keeps_pinned_sessions_and_takes_no_new_ones() {
         .map(|_| get_ok(lb.addr, "/", &[]))
         .find(|r| who(r) == "b1")
         .expect("one of three new sessions lands on b1");
-    let cookie = cookie_header(&pinned.sticky_cookie("sticky").expect("cookie"));
+    let cookie = cookie_header(pinned.cookie("sticky").expect("cookie"));
     assert_eq!(post(admin, "/api/services/default/backends/b1/drain").expect("drain").status, 200);
     assert_eq!(post(admin, "/api/services/default/backends/nope/drain").expect("drain").status, 404);
     for _ in 0..12 {
@@ -336,7 +328,7 @@ fn draining_keeps_pinned_sessions_and_takes_no_new_ones() {
     for _ in 0..5 {
         assert_eq!(who(&get_ok(lb.addr, "/", &[("Cookie", &cookie)])), "b1", "pinned sessions stay");
     }
-    let report = get_ok(admin, "/api/backends", &[]).body;
+    let report = get_ok(admin, "/api/backends", &[]).into_text();
     assert!(report.contains("\"state\": \"draining\""), "{report}");
     assert_eq!(post(admin, "/api/services/default/backends/b1/activate").expect("activate").status, 200);
     let back = (0..6).any(|_| who(&get_ok(lb.addr, "/", &[])) == "b1");
@@ -352,12 +344,7 @@ fn active_health_checks_gate_traffic() {
     let r = get(failing.addr, "/", &[]).expect("a response");
     assert_eq!(r.status, 503, "{r:?}");
     let passing = sticky(&[&b1, &b2, &b3], &NAMES, &["--health-path", "/", "--health-interval", "100ms"]);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut ok = false;
-    while Instant::now() < deadline && !ok {
-        ok = get(passing.addr, "/", &[]).is_ok_and(|r| r.status == 200);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let ok = wait::until(Duration::from_secs(5), || get(passing.addr, "/", &[]).is_ok_and(|r| r.status == 200));
     assert!(ok, "backends that pass their check take traffic");
 }
 
@@ -463,23 +450,23 @@ fn max_age_cookies_are_refreshed_at_half_time_and_expire_server_side() {
     let (b1, b2, b3) = three();
     let lb = sticky(&[&b1, &b2, &b3], &NAMES, &["--cookie-max-age", "4s"]);
     let first = get_ok(lb.addr, "/", &[]);
-    assert!(first.all("set-cookie")[0].contains("Max-Age=4"), "{:?}", first.all("set-cookie"));
-    let old = first.sticky_cookie("sticky").expect("cookie");
+    assert!(first.header_values("set-cookie")[0].contains("Max-Age=4"), "{:?}", first.header_values("set-cookie"));
+    let old = first.cookie("sticky").expect("cookie").to_owned();
     let pinned = who(&first);
     let young = get_ok(lb.addr, "/", &[("Cookie", &cookie_header(&old))]);
-    assert!(young.sticky_cookie("sticky").is_none(), "a young cookie is not re-issued");
+    assert!(young.cookie("sticky").is_none(), "a young cookie is not re-issued");
     // issue times are whole seconds: 3.05 s later the cookie's age is 3 or 4, past half of Max-Age but
     // not past Max-Age: re-issued for the same backend
     std::thread::sleep(Duration::from_millis(3050));
     let r = get_ok(lb.addr, "/", &[("Cookie", &cookie_header(&old))]);
     assert_eq!(who(&r), pinned, "a refresh keeps the backend");
-    let refreshed = r.sticky_cookie("sticky").expect("past half of Max-Age the cookie is re-issued");
+    let refreshed = r.cookie("sticky").expect("past half of Max-Age the cookie is re-issued").to_owned();
     assert_ne!(refreshed, old);
     // 2 s later the old cookie's age is 5 or 6: expired server-side (a browser would have dropped it;
     // this is a replayed cookie), treated as absent and counted; the refreshed one is still good
     std::thread::sleep(Duration::from_millis(2000));
     let r = get_ok(lb.addr, "/", &[("Cookie", &cookie_header(&old))]);
-    assert!(r.sticky_cookie("sticky").is_some(), "an expired cookie is replaced");
+    assert!(r.cookie("sticky").is_some(), "an expired cookie is replaced");
     let admin = lb.admin.expect("admin");
     assert_eq!(metric(admin, "sticky_repins_total{service=\"default\",reason=\"expired\"}"), 1);
     let r = get_ok(lb.addr, "/", &[("Cookie", &cookie_header(&refreshed))]);
@@ -510,11 +497,8 @@ fn sigterm_finishes_requests_in_flight_then_exits() {
     let pid = lb.pid().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs").success());
     let r = in_flight.join().expect("the client thread").expect("the request in flight is answered");
-    assert_eq!((r.status, r.body.as_str()), (200, "I'm slow\n"));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while lb.running() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert_eq!((r.status, r.text().as_ref()), (200, "I'm slow\n"));
+    wait::until(Duration::from_secs(5), || !lb.running());
     assert!(!lb.running(), "sticky exits once nothing is in flight");
     assert!(std::net::TcpStream::connect(addr).is_err(), "and no longer accepts");
 }
@@ -542,7 +526,7 @@ fn a_pooled_connection_the_backend_closed_is_replaced_without_an_error() {
     for i in 0..10 {
         let r = get(lb.addr, "/", &[]).expect("a response");
         assert_eq!(
-            (r.status, r.body.as_str()),
+            (r.status, r.text().as_ref()),
             (200, "I'm brief\n"),
             "request {i}: a stale pooled connection must not fail the request"
         );

@@ -11,6 +11,7 @@ use std::{
 
 use common::{Proc, get_ok, sticky, who, whoami};
 use futures_util::{SinkExt as _, StreamExt as _};
+use testkit::{ChildGuard, wait};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest as _};
 
 /// Opens a WebSocket through `lb` with an optional cookie, sends `messages`, returns the 101's
@@ -72,14 +73,12 @@ fn websocket_echo_through_the_proxy_stays_on_the_pinned_backend() {
         assert_eq!(echoes, expected);
     }
     let admin = lb.admin.expect("admin");
-    let metrics = get_ok(admin, "/metrics", &[]).body;
-    let line = format!("sticky_upgrades_total{{service=\"default\",backend=\"{first}\"}} 6");
-    // the counter is bumped on the relay task; give it a moment
-    let ok = (0..50).any(|_| {
-        std::thread::sleep(Duration::from_millis(20));
-        get_ok(admin, "/metrics", &[]).body.contains(&line)
+    let series = format!(r#"sticky_upgrades_total{{service="default",backend="{first}"}}"#);
+    // the counter is bumped on the relay task: wait for it
+    let counted = wait::until(Duration::from_secs(5), || {
+        testkit::prometheus::sample(&get_ok(admin, "/metrics", &[]).into_text(), &series) == Some(6)
     });
-    assert!(ok || metrics.contains(&line), "six upgrades counted on {first}");
+    assert!(counted, "six upgrades counted on {first}");
 }
 
 #[test]
@@ -93,15 +92,8 @@ fn demo_prints_curl_commands_that_work() {
         .stderr(Stdio::null())
         .spawn()
         .expect("sticky demo must start");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let stdout = child.stdout.take().expect("piped stdout");
-    let _guard = Kill(child);
+    let _guard = ChildGuard::adopt("sticky demo", child);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {

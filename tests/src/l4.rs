@@ -3,8 +3,7 @@
 //! bound to a chosen source address, `sticky run --mode tcp` processes, and a spoofed-SYN flooder.
 
 use std::{
-    io::{Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     time::{Duration, Instant},
 };
 
@@ -16,8 +15,13 @@ use sticky::datapath::{
     sync::{ServiceSpec, Sync},
 };
 use sticky_common::{Counter, DatapathConfig};
-
-use crate::NetNs;
+use testkit::{
+    ChildGuard, NetNs, Topology,
+    http::{Client, HttpError},
+    net::can_connect,
+    topology::{CLIENT_ADDR, LB_BACKEND_IFACE, LB_CLIENT_IFACE, backend_addr},
+    wait,
+};
 
 /// tc verdicts.
 pub const TC_ACT_OK: u32 = 0;
@@ -203,70 +207,21 @@ pub fn monotonic_ns() -> u64 {
     u64::try_from(ts.tv_sec).unwrap() * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap()
 }
 
-/// One HTTP/1.1 keep-alive connection to `sticky whoami`, from a chosen source address.
-#[derive(Debug)]
-pub struct Http {
-    stream: TcpStream,
+/// A keep-alive HTTP connection to `addr` from `from` (any port), as the L4 tests' clients make them:
+/// 2 s to connect, 3 s per read, `host: test`.
+///
+/// # Errors
+/// The connect fails.
+pub fn connect(addr: SocketAddrV4, from: Ipv4Addr) -> Result<Client, HttpError> {
+    Client::to(addr).from(from).io_timeout(Duration::from_secs(3)).host("test").open()
 }
 
-impl Http {
-    /// Connects to `addr` from `from` (any port), within 2 s.
-    ///
-    /// # Errors
-    /// The connect fails.
-    pub fn connect(addr: SocketAddrV4, from: Ipv4Addr) -> std::io::Result<Self> {
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-        socket.bind(&SocketAddr::from((from, 0)).into())?;
-        socket.connect_timeout(&SocketAddr::V4(addr).into(), Duration::from_secs(2))?;
-        let stream: TcpStream = socket.into();
-        stream.set_read_timeout(Some(Duration::from_secs(3)))?;
-        stream.set_nodelay(true)?;
-        Ok(Self { stream })
-    }
-
-    /// Sets how long [`Http::get`] waits for the response.
-    ///
-    /// # Errors
-    /// The socket refuses the option.
-    pub fn set_timeout(&mut self, timeout: Duration) -> std::io::Result<()> {
-        self.stream.set_read_timeout(Some(timeout))
-    }
-
-    /// One `GET /` on this connection; returns the body (`I'm NAME\n`).
-    ///
-    /// # Errors
-    /// The connection fails or the response is malformed.
-    pub fn get(&mut self) -> std::io::Result<String> {
-        self.stream.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")?;
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 1024];
-        loop {
-            let n = self.stream.read(&mut chunk)?;
-            if n == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed mid-response"));
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            let text = String::from_utf8_lossy(&buf);
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let len = head
-                    .lines()
-                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
-                    .and_then(|v| v.parse::<usize>().ok())
-                    .ok_or_else(|| std::io::Error::other("no content-length"))?;
-                if body.len() >= len {
-                    return Ok(body[..len].to_owned());
-                }
-            }
-        }
-    }
-}
-
-/// A fresh connection's body: connect from `from`, one GET, close.
+/// A fresh connection's body: connect from `from`, one `GET /`, close.
 ///
 /// # Errors
 /// The connection or the request fails.
-pub fn get_once(addr: SocketAddrV4, from: Ipv4Addr) -> std::io::Result<String> {
-    Http::connect(addr, from)?.get()
+pub fn get_once(addr: SocketAddrV4, from: Ipv4Addr) -> Result<String, HttpError> {
+    Ok(connect(addr, from)?.get("/")?.into_text())
 }
 
 /// Sends `count` TCP SYNs with spoofed sources (198.18.0.0/15, 131072 addresses, times 8 source
@@ -388,7 +343,7 @@ impl Engine {
 }
 
 /// The topology's VIP and port.
-pub const VIP: SocketAddrV4 = SocketAddrV4::new(crate::topology::VIP, 80);
+pub const VIP: SocketAddrV4 = SocketAddrV4::new(testkit::topology::VIP, 80);
 /// Where `sticky run` serves /metrics, inside the balancer namespace.
 pub const ADMIN: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9100);
 
@@ -396,15 +351,15 @@ pub const ADMIN: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9100);
 /// `sticky run --mode tcp` on the balancer, its backends in a file it re-reads on SIGHUP.
 pub struct L4Topo {
     /// The namespaces (dropped last: they kill what is left inside).
-    pub topo: crate::Topology,
+    pub topo: Topology,
     /// The balancer process.
-    pub lb: crate::ChildGuard,
+    pub lb: ChildGuard,
     /// The engine.
     pub engine: Engine,
     backends_file: std::path::PathBuf,
     log: std::path::PathBuf,
     args: Vec<std::ffi::OsString>,
-    _backends: Vec<crate::ChildGuard>,
+    _backends: Vec<ChildGuard>,
 }
 
 impl L4Topo {
@@ -416,16 +371,15 @@ impl L4Topo {
     /// Anything fails to start within 10 s.
     #[must_use]
     pub fn start(engine: Engine, extra_clients: usize, extra_args: &[&str]) -> Self {
-        use crate::topology::{LB_BACKEND_IFACE, LB_CLIENT_IFACE, backend_addr};
-        let topo = crate::Topology::builder().backends(3).extra_client_addrs(extra_clients).build();
+        let topo = Topology::builder().backends(3).extra_client_addrs(extra_clients).build();
         topo.lb.ip(&["addr", "add", &format!("{}/32", VIP.ip()), "dev", "lo"]);
-        topo.lb.ip(&["route", "add", "198.18.0.0/15", "via", &crate::topology::CLIENT_ADDR.to_string()]);
+        topo.lb.ip(&["route", "add", "198.18.0.0/15", "via", &CLIENT_ADDR.to_string()]);
         let bin = crate::sticky_bin();
         let bin = bin.to_str().expect("utf-8 path");
         let mut backends = Vec::new();
         for (i, ns) in topo.backends.iter().enumerate() {
             let addr = format!("{}:8000", backend_addr(i));
-            backends.push(crate::ChildGuard::spawn(ns.command(bin).args([
+            backends.push(ChildGuard::spawn(ns.command(bin).args([
                 "whoami",
                 "--listen",
                 &addr,
@@ -470,17 +424,16 @@ impl L4Topo {
         let log = std::env::temp_dir().join(format!("{}.log", topo.lb.name()));
         let lb = spawn_logged(topo.lb.command(program).args(&args), &log);
         let this = Self { topo, lb, engine, backends_file, log, args, _backends: backends };
-        let ready = crate::process::wait_until(Duration::from_secs(10), || {
-            this.topo.lb.run(|| crate::process::can_connect(SocketAddr::V4(ADMIN)))
-                && this.topo.client.run(|| {
-                    (0..3)
-                        .all(|i| crate::process::can_connect(SocketAddr::V4(SocketAddrV4::new(backend_addr(i), 8000))))
-                })
+        let ready = wait::until(Duration::from_secs(10), || {
+            this.topo.lb.run(|| can_connect(SocketAddr::V4(ADMIN)))
+                && this
+                    .topo
+                    .client
+                    .run(|| (0..3).all(|i| can_connect(SocketAddr::V4(SocketAddrV4::new(backend_addr(i), 8000)))))
         });
         assert!(ready, "{engine:?}: sticky run and the backends must come up");
-        let reachable = crate::process::wait_until(Duration::from_secs(5), || {
-            this.topo.client.run(|| get_once(VIP, crate::topology::CLIENT_ADDR).is_ok())
-        });
+        let reachable =
+            wait::until(Duration::from_secs(5), || this.topo.client.run(|| get_once(VIP, CLIENT_ADDR).is_ok()));
         assert!(reachable, "{engine:?}: the VIP must answer");
         this
     }
@@ -495,9 +448,7 @@ impl L4Topo {
         self.lb.kill();
         let bin = crate::sticky_bin();
         self.lb = spawn_logged(self.topo.lb.command(bin.to_str().expect("utf-8 path")).args(&self.args), &self.log);
-        let ready = crate::process::wait_until(Duration::from_secs(10), || {
-            self.topo.lb.run(|| crate::process::can_connect(SocketAddr::V4(ADMIN)))
-        });
+        let ready = wait::until(Duration::from_secs(10), || self.topo.lb.run(|| can_connect(SocketAddr::V4(ADMIN))));
         assert!(ready, "sticky must come back after a restart");
     }
 
@@ -514,13 +465,9 @@ impl L4Topo {
     #[must_use]
     pub fn metrics(&self) -> String {
         self.topo.lb.run(|| {
-            let mut s =
-                TcpStream::connect_timeout(&SocketAddr::V4(ADMIN), Duration::from_secs(2)).expect("admin must accept");
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-            let mut text = String::new();
-            s.read_to_string(&mut text).expect("metrics must arrive");
-            text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+            // 10 s: a scrape walks the flow maps, which a flood fills.
+            let mut admin = Client::to(ADMIN).io_timeout(Duration::from_secs(10)).open().expect("admin must accept");
+            admin.request("GET", "/metrics", &[("connection", "close")], b"").expect("metrics must arrive").into_text()
         })
     }
 
@@ -531,23 +478,22 @@ impl L4Topo {
     #[must_use]
     pub fn sample(&self, series: &str) -> u64 {
         let text = self.metrics();
-        sticky::l4::metrics::sample(&text, series).unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
+        testkit::prometheus::sample(&text, series).unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
     }
 
     /// Replaces the backend set with backends `indices` and sends SIGHUP.
     pub fn set_backends(&self, indices: &[usize]) {
-        let set: Vec<SocketAddrV4> =
-            indices.iter().map(|&i| SocketAddrV4::new(crate::topology::backend_addr(i), 8000)).collect();
+        let set: Vec<SocketAddrV4> = indices.iter().map(|&i| SocketAddrV4::new(backend_addr(i), 8000)).collect();
         write_backends(&self.backends_file, &set);
         self.signal(libc::SIGHUP);
     }
 
     /// Sends `signal` to the balancer process.
+    ///
+    /// # Panics
+    /// It has exited.
     pub fn signal(&self, signal: i32) {
-        // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
-        #[expect(unsafe_code, reason = "libc::kill: std cannot send SIGHUP/SIGSTOP")]
-        let rc = unsafe { libc::kill(i32::try_from(self.lb.id()).unwrap(), signal) };
-        assert_eq!(rc, 0, "kill({signal}) must reach sticky");
+        self.lb.signal(signal).unwrap_or_else(|e| panic!("signal {signal} must reach sticky: {e}"));
     }
 
     /// The balancer's scheduler state letter from /proc (`T` while stopped).
@@ -561,11 +507,7 @@ impl L4Topo {
 impl Drop for L4Topo {
     fn drop(&mut self) {
         // A stopped process still dies of SIGKILL, but let it run so its exit is orderly in logs.
-        // SAFETY: as in `signal`.
-        #[expect(unsafe_code, reason = "libc::kill")]
-        unsafe {
-            libc::kill(i32::try_from(self.lb.id()).unwrap_or(0), libc::SIGCONT);
-        }
+        let _ = self.lb.signal(libc::SIGCONT);
         let _ = std::fs::remove_file(&self.backends_file);
         if std::thread::panicking() {
             eprintln!("--- sticky run ({:?}) log ---\n{}", self.engine, self.log());
@@ -574,10 +516,10 @@ impl Drop for L4Topo {
     }
 }
 
-/// Spawns `cmd` with `RUST_LOG=info`, its stderr appended to `log` (shown if the test fails).
-fn spawn_logged(cmd: &mut std::process::Command, log: &std::path::Path) -> crate::ChildGuard {
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("temp dir must be writable");
-    crate::ChildGuard::spawn(cmd.env("RUST_LOG", "info").env("NO_COLOR", "1").stderr(file))
+/// Spawns `cmd` with `RUST_LOG=info`, its output appended to `log` (shown if the test fails).
+fn spawn_logged(cmd: &mut std::process::Command, log: &std::path::Path) -> ChildGuard {
+    testkit::process::log_to(cmd, log).expect("the temp dir must be writable");
+    ChildGuard::spawn(cmd.env("RUST_LOG", "info").env("NO_COLOR", "1"))
 }
 
 fn write_backends(path: &std::path::Path, set: &[SocketAddrV4]) {

@@ -1,23 +1,29 @@
 //! http mode harness: a network namespace of its own with two echo backends that name themselves
 //! (`b1`, `b2`, service `echo`), two `sticky whoami` for WebSockets (`ws1`, `ws2`, service `ws` on
 //! `/ws`), and `sticky run --config` in front, all on the namespace's loopback (fixed ports: the
-//! namespace is the test's alone). Clients run inside it through
-//! [`L7Lab::run`]; a keep-alive HTTP/1.1 client and an echo server that checks request framing live
-//! here too.
+//! namespace is the test's alone). Clients run inside it through [`L7Lab::run`]; an echo server that
+//! checks request framing lives here too.
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream},
+    io::{BufReader, Write as _},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener},
     path::PathBuf,
     time::Duration,
 };
 
-use crate::{ChildGuard, NetNs, process::wait_until, sticky_bin};
+use testkit::{
+    ChildGuard, NetNs,
+    http::{Client, wire},
+    net::can_connect,
+    wait,
+};
+
+use crate::sticky_bin;
 
 /// Where `sticky run` listens inside the lab.
-pub const LB: &str = "127.0.0.1:8080";
+pub const LB: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
 /// Its admin listener.
-pub const ADMIN: &str = "127.0.0.1:9100";
+pub const ADMIN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9100));
 /// The echo backends, by name.
 pub const ECHO: [(&str, &str); 2] = [("b1", "127.0.0.1:8001"), ("b2", "127.0.0.1:8002")];
 /// The `sticky whoami` backends (WebSocket echo `I'm NAME: MESSAGE`), by name.
@@ -102,14 +108,13 @@ impl L7Lab {
             ns.command(bin)
         };
         let log = std::env::temp_dir().join(format!("{}.log", ns.name()));
-        let file = std::fs::File::create(&log).expect("temp dir must be writable");
-        let lb = ChildGuard::spawn(cmd.args(&args).env("RUST_LOG", "info").env("NO_COLOR", "1").stderr(file));
+        testkit::process::log_to(&mut cmd, &log).expect("the temp dir must be writable");
+        let lb = ChildGuard::spawn(cmd.args(&args).env("RUST_LOG", "info").env("NO_COLOR", "1"));
         let lab = Self { ns, lb, _whoami: whoami, log, config };
-        let up = wait_until(Duration::from_secs(10), || {
+        let up = wait::until(Duration::from_secs(10), || {
             lab.run(|| {
-                [LB, ADMIN, WHOAMI[0].1, WHOAMI[1].1]
-                    .iter()
-                    .all(|a| crate::process::can_connect(a.parse().expect("address")))
+                let whoami = WHOAMI.map(|(_, a)| a.parse::<SocketAddr>().expect("WHOAMI must hold socket addresses"));
+                [LB, ADMIN].into_iter().chain(whoami).all(can_connect)
             })
         });
         assert!(up, "{ebpf:?}: sticky run and its backends must come up; log:\n{}", lab.log());
@@ -134,18 +139,18 @@ impl L7Lab {
     #[must_use]
     pub fn sample(&self, series: &str) -> u64 {
         let text = self.run(|| {
-            let mut c = Client::connect(ADMIN);
-            c.request("GET", "/metrics", &[], b"").body_text()
+            let metrics = testkit::http::get(ADMIN, "/metrics", &[]).expect("the admin listener must answer");
+            metrics.into_text()
         });
-        sticky::l4::metrics::sample(&text, series).unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
+        testkit::prometheus::sample(&text, series).unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
     }
 
     /// Sends `signal` to `sticky run`.
+    ///
+    /// # Panics
+    /// It has exited.
     pub fn signal(&self, signal: i32) {
-        // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
-        #[expect(unsafe_code, reason = "libc::kill: std cannot send SIGSTOP/SIGCONT")]
-        let rc = unsafe { libc::kill(i32::try_from(self.lb.id()).expect("pid"), signal) };
-        assert_eq!(rc, 0, "kill({signal}) must reach sticky");
+        self.lb.signal(signal).unwrap_or_else(|e| panic!("signal {signal} must reach sticky: {e}"));
     }
 
     /// Waits until every splice map is empty and no pair is live (the metrics say so).
@@ -153,7 +158,7 @@ impl L7Lab {
     /// # Panics
     /// Not within 5 s.
     pub fn assert_splice_empty(&self) {
-        let empty = wait_until(Duration::from_secs(5), || {
+        let empty = wait::until(Duration::from_secs(5), || {
             self.sample("sticky_spliced_connections_active{}") == 0
                 && ["SPLICE_PEERS", "SPLICE_SOCKS", "SPLICE_BYTES"]
                     .iter()
@@ -166,185 +171,12 @@ impl L7Lab {
 impl Drop for L7Lab {
     fn drop(&mut self) {
         // a stopped process dies of SIGKILL too, but let it run so that its log ends in order
-        // SAFETY: as in `signal`.
-        #[expect(unsafe_code, reason = "libc::kill")]
-        unsafe {
-            libc::kill(i32::try_from(self.lb.id()).unwrap_or(0), libc::SIGCONT);
-        }
+        let _ = self.lb.signal(libc::SIGCONT);
         if std::thread::panicking() {
             eprintln!("--- sticky run log ---\n{}", self.log());
         }
         let _ = std::fs::remove_file(&self.log);
         let _ = std::fs::remove_file(&self.config);
-    }
-}
-
-/// An HTTP response as the client read it.
-#[derive(Debug, Clone)]
-pub struct Response {
-    /// Status code.
-    pub status: u16,
-    /// Headers, names lowercased.
-    pub headers: Vec<(String, String)>,
-    /// Body bytes (de-chunked).
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    /// The first value of a header.
-    #[must_use]
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-
-    /// The body as text.
-    #[must_use]
-    pub fn body_text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// The value of the `sticky` cookie this response sets, if any.
-    #[must_use]
-    pub fn sticky_cookie(&self) -> Option<String> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k == "set-cookie")
-            .find_map(|(_, v)| v.strip_prefix("sticky=").map(|rest| rest.split(';').next().unwrap_or("").to_owned()))
-    }
-}
-
-/// A keep-alive HTTP/1.1 client on one connection.
-pub struct Client {
-    reader: BufReader<TcpStream>,
-    /// The socket (for shutdown, linger, timeouts).
-    pub stream: TcpStream,
-}
-
-impl Client {
-    /// Connects to `addr` (from the calling thread's namespace), with 5 s read timeouts.
-    ///
-    /// # Panics
-    /// The connect fails.
-    #[must_use]
-    pub fn connect(addr: &str) -> Self {
-        let addr: SocketAddr = addr.parse().expect("address");
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect must work");
-        stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-        stream.set_nodelay(true).expect("nodelay");
-        Self { reader: BufReader::new(stream.try_clone().expect("clone")), stream }
-    }
-
-    /// Sends a request with a `Content-Length` body and reads the response.
-    ///
-    /// # Panics
-    /// The connection fails or the response does not parse.
-    pub fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
-        self.send(method, path, headers, body, false);
-        self.read_response().unwrap_or_else(|e| panic!("{method} {path}: response must arrive: {e}"))
-    }
-
-    /// Writes a request; `chunked` sends the body in two chunks.
-    ///
-    /// # Panics
-    /// The write fails.
-    pub fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8], chunked: bool) {
-        let mut out = format!("{method} {path} HTTP/1.1\r\nhost: lab\r\n");
-        for (k, v) in headers {
-            out.push_str(&format!("{k}: {v}\r\n"));
-        }
-        let mut bytes = if chunked {
-            out.push_str("transfer-encoding: chunked\r\n\r\n");
-            let (a, b) = body.split_at(body.len() / 2);
-            let mut v = out.into_bytes();
-            for part in [a, b] {
-                if !part.is_empty() {
-                    v.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
-                    v.extend_from_slice(part);
-                    v.extend_from_slice(b"\r\n");
-                }
-            }
-            v.extend_from_slice(b"0\r\n\r\n");
-            v
-        } else {
-            out.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
-            let mut v = out.into_bytes();
-            v.extend_from_slice(body);
-            v
-        };
-        self.stream.write_all(&bytes).expect("request write must work");
-        bytes.clear();
-    }
-
-    /// Reads one response (Content-Length or chunked body).
-    ///
-    /// # Errors
-    /// The connection fails, times out or closes before a whole response.
-    pub fn read_response(&mut self) -> std::io::Result<Response> {
-        let mut line = String::new();
-        if self.reader.read_line(&mut line)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad(&line))?;
-        let headers = read_headers(&mut self.reader)?;
-        let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-        let body = if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-            read_chunked(&mut self.reader)?
-        } else {
-            let n: usize = get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-            let mut body = vec![0u8; n];
-            self.reader.read_exact(&mut body)?;
-            body
-        };
-        Ok(Response { status, headers, body })
-    }
-
-    /// Reads until EOF; returns what arrived (an error if the read fails, e.g. a reset).
-    ///
-    /// # Errors
-    /// The read fails.
-    pub fn read_to_end(&mut self) -> std::io::Result<Vec<u8>> {
-        let mut rest = Vec::new();
-        self.reader.read_to_end(&mut rest)?;
-        Ok(rest)
-    }
-}
-
-fn bad(what: &str) -> std::io::Error {
-    std::io::Error::other(format!("not HTTP: {what:?}"))
-}
-
-fn read_headers(r: &mut impl std::io::BufRead) -> std::io::Result<Vec<(String, String)>> {
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            return Ok(headers);
-        }
-        let (k, v) = line.split_once(':').ok_or_else(|| bad(line))?;
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-    }
-}
-
-fn read_chunked(r: &mut impl std::io::BufRead) -> std::io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let mut line = String::new();
-        r.read_line(&mut line)?;
-        let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16).map_err(|_| bad(&line))?;
-        if size == 0 {
-            // trailers, then the blank line
-            read_headers(r)?;
-            return Ok(body);
-        }
-        let start = body.len();
-        body.resize(start + size, 0);
-        r.read_exact(&mut body[start..])?;
-        let mut crlf = [0u8; 2];
-        r.read_exact(&mut crlf)?;
     }
 }
 
@@ -356,31 +188,14 @@ fn echo_server(listener: &TcpListener, name: &'static str) {
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         std::thread::spawn(move || {
-            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let Ok(clone) = stream.try_clone() else { return };
+            let mut reader = BufReader::new(clone);
             let mut writer = stream;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    return; // the client closed: close too
-                }
-                let Ok(headers) = read_headers(&mut reader) else { return };
-                let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-                let body = if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-                    match read_chunked(&mut reader) {
-                        Ok(b) => b,
-                        Err(_) => return,
-                    }
-                } else {
-                    let n: usize = get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-                    let mut b = vec![0u8; n];
-                    if reader.read_exact(&mut b).is_err() {
-                        return;
-                    }
-                    b
-                };
-                let saw = if get("x-forwarded-for").is_some() { "yes" } else { "no" };
+            // Ok(None): the client closed, so close too; an error: the framing broke, drop the connection.
+            while let Ok(Some(request)) = wire::read_request(&mut reader) {
+                let saw = if request.header("x-forwarded-for").is_some() { "yes" } else { "no" };
                 let mut out = format!("I'm {name}\n").into_bytes();
-                out.extend_from_slice(&body);
+                out.extend_from_slice(&request.body);
                 let head = format!(
                     "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nx-backend: {name}\r\nx-saw-forwarded: {saw}\r\n\r\n",
                     out.len()
@@ -388,10 +203,19 @@ fn echo_server(listener: &TcpListener, name: &'static str) {
                 if writer.write_all(head.as_bytes()).and_then(|()| writer.write_all(&out)).is_err() {
                     return;
                 }
-                if get("connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
+                if request.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
                     return; // FIN to the client
                 }
             }
         });
     }
+}
+
+/// A keep-alive client of `sticky run` (call it inside the lab's namespace): 5 s per read, `host: lab`.
+///
+/// # Panics
+/// The connect fails.
+#[must_use]
+pub fn client() -> Client {
+    Client::to(LB).host("lab").open().expect("a connect to sticky run must work")
 }

@@ -11,10 +11,10 @@ use std::{
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     sync::{Mutex, MutexGuard},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use crate::{ChildGuard, process::wait_until};
+use testkit::{ChildGuard, wait};
 
 static ONE_DOCKERD: Mutex<()> = Mutex::new(());
 
@@ -144,7 +144,7 @@ impl Swarm {
         let log = std::fs::File::create(self.dir.join("dockerd.log")).expect("create dockerd.log");
         let mut cmd = self.dockerd_command(log);
         self.dockerd = Some(ChildGuard::spawn(&mut cmd));
-        let up = wait_until(Duration::from_secs(30), || self.docker_output(&["version"]).status.success());
+        let up = wait::until(Duration::from_secs(30), || self.docker_output(&["version"]).status.success());
         assert!(up, "dockerd did not come up in 30 s:\n{}", self.log_tail());
     }
 
@@ -224,7 +224,7 @@ impl Swarm {
     /// # Panics
     /// Not converged within `timeout` (the message lists the tasks).
     pub fn wait_running(&self, service: &str, n: usize, timeout: Duration) {
-        let converged = wait_until(timeout, || self.running_tasks(service).len() == n);
+        let converged = wait::until(timeout, || self.running_tasks(service).len() == n);
         assert!(
             converged,
             "service {service} did not reach {n} running tasks in {timeout:?}:\n{}",
@@ -266,12 +266,12 @@ impl Swarm {
     }
 
     /// Sends a signal to dockerd (e.g. SIGSTOP/SIGCONT to make its API hang and come back).
+    ///
+    /// # Panics
+    /// dockerd has exited.
     pub fn signal_dockerd(&self, signal: i32) {
         if let Some(d) = &self.dockerd {
-            // SAFETY: kill has no memory-safety preconditions.
-            #[expect(unsafe_code, reason = "libc::kill: no std API sends an arbitrary signal")]
-            let rc = unsafe { libc::kill(i32::try_from(d.id()).expect("pid fits i32"), signal) };
-            assert!(rc == 0, "kill -{signal} dockerd: {}", std::io::Error::last_os_error());
+            d.signal(signal).unwrap_or_else(|e| panic!("signal {signal} must reach dockerd: {e}"));
         }
     }
 
@@ -332,7 +332,7 @@ impl Drop for Swarm {
             if let Some(log) = log {
                 let mut cmd = self.dockerd_command(log);
                 self.dockerd = Some(ChildGuard::spawn(&mut cmd));
-                let _ = wait_until(Duration::from_secs(20), || self.docker_output(&["version"]).status.success());
+                let _ = wait::until(Duration::from_secs(20), || self.docker_output(&["version"]).status.success());
             }
         }
         let _ = self.docker_output(&["swarm", "leave", "--force"]);
@@ -343,18 +343,9 @@ impl Drop for Swarm {
             args.extend(ids.iter().map(String::as_str));
             let _ = self.docker_output(&args);
         }
-        if let Some(d) = &self.dockerd {
-            // SAFETY: kill has no memory-safety preconditions.
-            #[expect(unsafe_code, reason = "libc::kill: graceful SIGTERM so dockerd unmounts and stops containerd")]
-            unsafe {
-                libc::kill(i32::try_from(d.id()).unwrap_or(0), libc::SIGTERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(15);
-            if let Some(mut d) = self.dockerd.take() {
-                while d.is_running() && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
+        if let Some(mut d) = self.dockerd.take() {
+            // SIGTERM first, so dockerd unmounts and stops containerd.
+            d.stop(Duration::from_secs(15));
         }
         teardown(&self.dir, &self.vxlans_before);
     }
@@ -394,17 +385,13 @@ fn teardown(dir: &Path, keep: &[String]) {
 fn kill_processes_mentioning(needle: &str) {
     let Ok(entries) = std::fs::read_dir("/proc") else { return };
     for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        if pid == i32::try_from(std::process::id()).unwrap_or(-1) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if pid == std::process::id() {
             continue;
         }
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         if String::from_utf8_lossy(&cmdline).contains(needle) {
-            // SAFETY: kill has no memory-safety preconditions.
-            #[expect(unsafe_code, reason = "libc::kill: no std API signals an arbitrary pid")]
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
+            let _ = testkit::process::signal(pid, libc::SIGKILL);
         }
     }
 }
@@ -438,68 +425,6 @@ fn host_vxlans() -> Vec<String> {
 #[must_use]
 pub fn workspace_file(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
-}
-
-/// One HTTP response as the Swarm tests look at it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Reply {
-    /// Status code.
-    pub status: u16,
-    /// `Set-Cookie` headers, as `name=value` (attributes dropped), and whole.
-    pub set_cookies: Vec<(String, String)>,
-    /// The body.
-    pub body: String,
-}
-
-impl Reply {
-    /// The value of the cookie `name` this response sets, if any.
-    #[must_use]
-    pub fn cookie(&self, name: &str) -> Option<&str> {
-        self.set_cookies.iter().find_map(|(pair, _)| pair.strip_prefix(name)?.strip_prefix('='))
-    }
-
-    /// The name in a whoami body (`I'm NAME`), if the response came from whoami.
-    #[must_use]
-    pub fn whoami(&self) -> Option<&str> {
-        if self.status != 200 {
-            return None;
-        }
-        self.body.lines().next()?.strip_prefix("I'm ")
-    }
-}
-
-/// One `GET /` with `Connection: close` to `addr`, with a Host header and optionally a Cookie header.
-///
-/// # Errors
-/// Connect, write or read fails, or the response does not parse.
-pub fn http_get(addr: std::net::SocketAddr, host: &str, cookie: Option<&str>) -> std::io::Result<Reply> {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.set_write_timeout(Some(Duration::from_secs(2)))?;
-    let cookie = cookie.map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
-    s.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\n{cookie}Connection: close\r\n\r\n").as_bytes())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) =
-        text.split_once("\r\n\r\n").ok_or_else(|| std::io::Error::other(format!("no response head: {text:?}")))?;
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad status line: {head:?}")))?;
-    let set_cookies = lines
-        .filter_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case("set-cookie").then(|| {
-                let v = v.trim();
-                (v.split(';').next().unwrap_or_default().trim().to_owned(), v.to_owned())
-            })
-        })
-        .collect();
-    Ok(Reply { status, set_cookies, body: body.to_owned() })
 }
 
 fn stderr(out: &Output) -> String {

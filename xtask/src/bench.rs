@@ -246,7 +246,7 @@ fn measure_config(
     row.check_under_load = Some(verify::under_load(config, &checked, &counted)?);
     for i in 0..runs {
         check_interrupted()?;
-        let pids = topo.pids(&topo.lb);
+        let pids = topo.lb.pids();
         let process_cpu = || pids.iter().filter_map(|p| measure::process_cpu(*p)).map(|d| d.as_secs_f64()).sum::<f64>();
         let (cpu0, proc0) = (measure::cpu_times()?, process_cpu());
         let out = wrk::run_wrk(topo, &work.dir, target, cookie, duration, wrk::Script::Report)?;

@@ -27,7 +27,7 @@ pub struct Options {
 }
 
 /// The crates whose tests run, in order: pure ones first, so a broken codec fails fast.
-const PACKAGES: &[&str] = &["sticky-common", "xtask", "sticky-user", "sticky-tests"];
+const PACKAGES: &[&str] = &["sticky-common", "sticky-testkit", "xtask", "sticky-user", "sticky-tests"];
 
 pub fn run(workspace: &Path, options: &Options) -> anyhow::Result<()> {
     let started = Instant::now();

@@ -1,23 +1,28 @@
-//! Helpers of the end-to-end tests: real `sticky` processes on 127.0.0.1, killed on drop, and a tiny
-//! blocking HTTP/1.1 client that opens a new connection per request (so stickiness is tested across
-//! connections, and malformed requests can be sent byte for byte).
+//! Helpers of the end-to-end tests: real `sticky` processes on 127.0.0.1 on free ports, killed on drop
+//! and polled until ready; requests through the test kit's HTTP client, a new connection per request
+//! (so stickiness is tested across connections, and malformed requests can be sent byte for byte).
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::{
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use testkit::{ChildGuard, wait};
+pub use testkit::{
+    http::{Response, get},
+    net::free_port,
 };
 
 /// The binary under test.
 pub const STICKY: &str = env!("CARGO_BIN_EXE_sticky");
 
-/// A child process, killed (and reaped) on drop, also when a test panics.
+/// A `sticky` process, killed (and reaped) on drop, also when a test panics.
 pub struct Proc {
-    child: Child,
+    child: ChildGuard,
     /// Where it listens.
     pub addr: SocketAddr,
     /// Its admin listener, if any.
@@ -27,8 +32,7 @@ pub struct Proc {
 impl Proc {
     /// Kills the process and waits until it is gone (its sockets closed).
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.kill();
     }
 
     /// Its process id.
@@ -38,41 +42,12 @@ impl Proc {
 
     /// Whether it is still running.
     pub fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.child.is_running()
     }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding port 0 on loopback must work")
-}
-
-/// Polls `ready` every 20 ms for at most 10 s, while `proc` runs. Returns whether it became ready.
-fn wait_ready(proc: &mut Proc, ready: impl Fn(&Proc) -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if !proc.running() {
-            return false;
-        }
-        if ready(proc) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 /// Starts a process on a free port (retrying with another port if it dies, e.g. the port was taken in
-/// between) and waits until `ready`.
+/// between) and waits, at most 10 s, until `ready`.
 fn start(
     port: Option<u16>,
     make: impl Fn(SocketAddr, Option<SocketAddr>) -> Command,
@@ -83,10 +58,15 @@ fn start(
         let addr = SocketAddr::from(([127, 0, 0, 1], port.unwrap_or_else(free_port)));
         let admin = with_admin.then(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
         let mut cmd = make(addr, admin);
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).env("RUST_LOG", "warn");
-        let child = cmd.spawn().expect("the sticky binary must start");
-        let mut proc = Proc { child, addr, admin };
-        if wait_ready(&mut proc, &ready) {
+        cmd.stdout(Stdio::null()).stderr(Stdio::null()).env("RUST_LOG", "warn");
+        let mut proc = Proc { child: ChildGuard::spawn(&mut cmd), addr, admin };
+        let mut up = false;
+        wait::until(Duration::from_secs(10), || {
+            // A process that died will not become ready: stop polling it, try another port.
+            up = proc.running() && ready(&proc);
+            up || !proc.running()
+        });
+        if up {
             return proc;
         }
     }
@@ -106,7 +86,7 @@ pub fn whoami_at(name: &str, port: Option<u16>) -> Proc {
         c.args(["whoami", "--listen", &addr.to_string(), "--name", name]);
         c
     };
-    start(port, make, false, |p| get(p.addr, "/", &[]).is_ok_and(|r| r.body == expected))
+    start(port, make, false, |p| get(p.addr, "/", &[]).is_ok_and(|r| r.text() == expected))
 }
 
 /// `sticky run` with these backends (`NAME=URL`) and extra arguments, ready when its admin says ok.
@@ -136,106 +116,28 @@ pub fn sticky_env(args: &[String], env: &[(&str, &str)]) -> Proc {
     start(None, make, true, |p| p.admin.is_some_and(|a| get(a, "/healthz", &[]).is_ok_and(|r| r.status == 200)))
 }
 
-/// A response, as received.
-#[derive(Debug, Clone)]
-pub struct Resp {
-    /// Status code.
-    pub status: u16,
-    /// Headers, names lowercased, in order.
-    pub headers: Vec<(String, String)>,
-    /// Body as text.
-    pub body: String,
-}
-
-impl Resp {
-    /// Every value of a header.
-    pub fn all(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
-    }
-
-    /// The value of the sticky cookie set by this response, if any.
-    pub fn sticky_cookie(&self, name: &str) -> Option<String> {
-        self.all("set-cookie").into_iter().find_map(|v| {
-            v.strip_prefix(&format!("{name}=")).map(|rest| rest.split(';').next().unwrap_or("").to_owned())
-        })
-    }
-}
-
-/// Sends raw bytes on a new connection and reads the response until the server closes (bounded: 5 s).
-pub fn raw(addr: SocketAddr, request: &[u8]) -> std::io::Result<Resp> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(request)?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16384];
-    loop {
-        match s.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                if complete(&buf) {
-                    break;
-                }
-            }
-            Err(e) if buf.is_empty() => return Err(e),
-            // a reset after the response was sent (the server closed with unread input)
-            Err(_) => break,
-        }
-    }
-    parse(&buf)
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {:?}", String::from_utf8_lossy(&buf))))
-}
-
-fn complete(buf: &[u8]) -> bool {
-    let Some(end) = find(buf, b"\r\n\r\n") else { return false };
-    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-    head.lines()
-        .find_map(|l| l.strip_prefix("content-length:").and_then(|v| v.trim().parse::<usize>().ok()))
-        .is_some_and(|n| buf.len() >= end + 4 + n)
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-fn parse(buf: &[u8]) -> Option<Resp> {
-    let end = find(buf, b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&buf[..end]).ok()?;
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Some(Resp { status, headers, body: String::from_utf8_lossy(&buf[end + 4..]).into_owned() })
-}
-
-/// `GET path` with extra headers on a new connection (`Connection: close`).
-pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Resp> {
-    let mut req = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        req.push_str(&format!("Host: {addr}\r\n"));
-    }
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    raw(addr, req.as_bytes())
-}
-
 /// `POST path` with an empty body on a new connection.
-pub fn post(addr: SocketAddr, path: &str) -> std::io::Result<Resp> {
-    raw(
-        addr,
-        format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").as_bytes(),
-    )
+///
+/// # Errors
+/// The exchange fails.
+pub fn post(addr: SocketAddr, path: &str) -> Result<Response, testkit::http::HttpError> {
+    testkit::http::request(addr, "POST", path, &[], b"")
 }
 
 /// A GET that must succeed with 200.
-pub fn get_ok(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Resp {
+pub fn get_ok(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
     let r = get(addr, path, headers).expect("request through the proxy must get a response");
     assert_eq!(r.status, 200, "request must succeed: {r:?}");
     r
+}
+
+/// A sample of `/metrics` at `admin`, e.g. `sticky_repins_total{service="default",reason="expired"}`.
+///
+/// # Panics
+/// The series is missing.
+pub fn metric(admin: SocketAddr, series: &str) -> u64 {
+    let text = get_ok(admin, "/metrics", &[]).into_text();
+    testkit::prometheus::sample(&text, series).unwrap_or_else(|| panic!("metric {series} must exist in:\n{text}"))
 }
 
 /// A scratch directory, removed on drop.
@@ -268,15 +170,10 @@ impl Drop for TempDir {
     }
 }
 
-/// Body `I'm NAME\n` → NAME.
+/// Body `I'm NAME\n` of a 200 → NAME.
 ///
 /// # Panics
-/// The body is not a whoami body.
-pub fn who(r: &Resp) -> String {
-    r.body
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("I'm "))
-        .expect("a whoami body must start with I'm NAME")
-        .to_owned()
+/// The response is not whoami's.
+pub fn who(r: &Response) -> String {
+    r.whoami().expect("a whoami body must start with I'm NAME").to_owned()
 }

@@ -2,20 +2,20 @@
 //! must count exactly the packets that arrive and let every one of them through.
 
 use std::{
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpStream, UdpSocket},
+    net::{SocketAddr, UdpSocket},
     time::Duration,
 };
 
 use sticky::datapath::{Datapath, Stats};
 use sticky_common::Counter;
-
-use crate::{
-    ChildGuard, Topology,
-    process::{can_connect, wait_until},
-    require_root, sticky_bin,
+use testkit::{
+    ChildGuard, Topology, http,
+    net::can_connect,
     topology::{BACKEND_IFACE, backend_addr},
+    wait,
 };
+
+use crate::{require_root, sticky_bin};
 
 const REQUESTS: usize = 20;
 const DATAGRAMS: u64 = 7;
@@ -24,16 +24,6 @@ const DATAGRAMS: u64 = 7;
 enum Attach {
     Tc,
     XdpGeneric,
-}
-
-/// One HTTP/1.0 request from the calling thread's namespace; returns the response body.
-fn get(addr: SocketAddr) -> String {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("backend must accept");
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    s.write_all(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).expect("response must arrive");
-    response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
 }
 
 /// Packet-level counters of the backend namespace that the classifier's counters must match.
@@ -66,7 +56,7 @@ fn counts_real_traffic(attach: Attach) {
         "--name",
         "b0",
     ]));
-    assert!(topo.client.run(|| wait_until(Duration::from_secs(5), || can_connect(addr))), "whoami must come up");
+    assert!(topo.client.run(|| wait::until(Duration::from_secs(5), || can_connect(addr))), "whoami must come up");
 
     let dp = backend.run(|| {
         let mut dp = Datapath::load(aya_log::Level::Warn).expect("the embedded eBPF object must load");
@@ -87,13 +77,14 @@ fn counts_real_traffic(attach: Attach) {
         for i in 0..DATAGRAMS {
             udp.send_to(format!("datagram {i}").as_bytes(), (backend_addr(0), 9)).unwrap();
         }
-        (0..REQUESTS).map(|_| get(addr)).collect::<Vec<_>>()
+        // One connection per request (`connection: close`): each adds its handshake to the counts.
+        (0..REQUESTS).map(|_| http::get(addr, "/", &[]).expect("whoami must answer").into_text()).collect::<Vec<_>>()
     });
     assert!(bodies.iter().all(|b| b == "I'm b0\n"), "every request must reach whoami and come back: {bodies:?}");
 
     // The last FIN/ACKs are still in flight when the client returns: wait until the counters settle.
     let mut last = observe(&topo, &dp);
-    let settled = wait_until(Duration::from_secs(3), || {
+    let settled = wait::until(Duration::from_secs(3), || {
         std::thread::sleep(Duration::from_millis(150));
         let now = observe(&topo, &dp);
         let same = now == last;

@@ -9,10 +9,17 @@ use std::{
     time::{Duration, Instant},
 };
 
+use testkit::{
+    ChildGuard, Topology,
+    http::Client,
+    net::can_connect,
+    topology::{CLIENT_ADDR, CLIENT_IFACE, LB_BACKEND_IFACE, LB_CLIENT_IFACE, backend_addr, extra_client_addr},
+    wait,
+};
+
 use crate::{
-    l4::{Engine, Http, L4Topo, VIP, get_once, iface_mac, syn_flood},
+    l4::{self, Engine, L4Topo, VIP, get_once, iface_mac, syn_flood},
     require_root,
-    topology::{CLIENT_ADDR, CLIENT_IFACE, LB_CLIENT_IFACE, extra_client_addr},
 };
 
 const ALL_BODIES: [&str; 3] = ["I'm b0\n", "I'm b1\n", "I'm b2\n"];
@@ -83,13 +90,13 @@ fn l4_fallback_one_client_sticks_and_thirty_clients_spread() {
 fn l4_kernel_established_and_new_flows_need_no_user_space() {
     require_root!();
     let lab = L4Topo::start(Engine::Kernel, 3, &[]);
-    let mut open = lab.topo.client.run(|| Http::connect(VIP, CLIENT_ADDR).expect("connect"));
-    let mine = lab.topo.client.run(|| open.get().expect("request"));
+    let mut open = lab.topo.client.run(|| l4::connect(VIP, CLIENT_ADDR).expect("connect"));
+    let mine = lab.topo.client.run(|| open.get("/").expect("request").into_text());
     lab.signal(libc::SIGSTOP);
-    assert!(crate::process::wait_until(Duration::from_secs(2), || lab.lb_state() == 'T'), "sticky must be stopped");
+    assert!(wait::until(Duration::from_secs(2), || lab.lb_state() == 'T'), "sticky must be stopped");
     let (same, fresh, others) = lab.topo.client.run(|| {
         let same: Vec<String> =
-            (0..20).map(|_| open.get().expect("the established connection must keep working")).collect();
+            (0..20).map(|_| open.get("/").expect("the established connection must keep working").into_text()).collect();
         let fresh: Vec<String> =
             (0..10).map(|_| get_once(VIP, CLIENT_ADDR).expect("new connections must work")).collect();
         let others: Vec<String> =
@@ -115,13 +122,13 @@ fn l4_fallback_stops_relaying_under_sigstop() {
     // The control of the test above: the same pause stops a path that does pass through user space,
     // so a kernel-path connection that keeps answering is proof, not luck.
     let lab = L4Topo::start(Engine::Fallback, 0, &[]);
-    let mut open = lab.topo.client.run(|| Http::connect(VIP, CLIENT_ADDR).expect("connect"));
-    lab.topo.client.run(|| open.get().expect("request before the pause"));
+    let mut open = lab.topo.client.run(|| l4::connect(VIP, CLIENT_ADDR).expect("connect"));
+    lab.topo.client.run(|| open.get("/").expect("request before the pause"));
     lab.signal(libc::SIGSTOP);
-    assert!(crate::process::wait_until(Duration::from_secs(2), || lab.lb_state() == 'T'), "sticky must be stopped");
+    assert!(wait::until(Duration::from_secs(2), || lab.lb_state() == 'T'), "sticky must be stopped");
     let paused = lab.topo.client.run(|| {
-        open.set_timeout(Duration::from_millis(700)).unwrap();
-        open.get()
+        open.stream().set_read_timeout(Some(Duration::from_millis(700))).expect("a read timeout must be settable");
+        open.get("/")
     });
     lab.signal(libc::SIGCONT);
     assert!(paused.is_err(), "a stopped user-space proxy relays nothing: {paused:?}");
@@ -130,21 +137,21 @@ fn l4_fallback_stops_relaying_under_sigstop() {
 fn removed_backend_drains(engine: Engine) {
     let lab = L4Topo::start(engine, 0, &[]);
     let (mut open, mine) = lab.topo.client.run(|| {
-        let mut c = Http::connect(VIP, CLIENT_ADDR).expect("connect");
-        let body = c.get().expect("request");
+        let mut c = l4::connect(VIP, CLIENT_ADDR).expect("connect");
+        let body = c.get("/").expect("request").into_text();
         (c, body)
     });
     let gone = backend_of(&mine);
     let rest: Vec<usize> = (0..3).filter(|i| *i != gone).collect();
     lab.set_backends(&rest);
     // The reload is asynchronous: wait until a new connection of this client lands elsewhere.
-    let moved = crate::process::wait_until(Duration::from_secs(5), || {
+    let moved = wait::until(Duration::from_secs(5), || {
         lab.topo.client.run(|| get_once(VIP, CLIENT_ADDR).expect("new connections must work")) != mine
     });
     assert!(moved, "{engine:?}: after b{gone} left, the client's next connection moves");
     let (still, next) = lab.topo.client.run(|| {
         let still: Vec<String> =
-            (0..10).map(|_| open.get().expect("the draining connection must keep working")).collect();
+            (0..10).map(|_| open.get("/").expect("the draining connection must keep working").into_text()).collect();
         let next: Vec<String> =
             (0..10).map(|_| get_once(VIP, CLIENT_ADDR).expect("new connections must work")).collect();
         (still, next)
@@ -176,11 +183,11 @@ fn flood_keeps_established_flows(engine: Engine) {
     let lab = L4Topo::start(engine, 4, &small);
     let lb_mac = iface_mac(&lab.topo.lb, LB_CLIENT_IFACE);
     let cli_mac = iface_mac(&lab.topo.client, CLIENT_IFACE);
-    let mut conns: Vec<(Http, String)> = lab.topo.client.run(|| {
+    let mut conns: Vec<(Client, String)> = lab.topo.client.run(|| {
         (0..4)
             .map(|i| {
-                let mut c = Http::connect(VIP, extra_client_addr(i)).expect("connect");
-                let body = c.get().expect("request");
+                let mut c = l4::connect(VIP, extra_client_addr(i)).expect("connect");
+                let body = c.get("/").expect("request").into_text();
                 (c, body)
             })
             .collect()
@@ -198,8 +205,8 @@ fn flood_keeps_established_flows(engine: Engine) {
             let mut n = 0u32;
             while flooding.load(Ordering::Relaxed) {
                 for (c, body) in &mut conns {
-                    let got = c.get().expect("an established connection must keep working during the flood");
-                    assert_eq!(got, *body, "{engine:?}: same backend during the flood");
+                    let got = c.get("/").expect("an established connection must keep working during the flood");
+                    assert_eq!(got.text(), body.as_str(), "{engine:?}: same backend during the flood");
                     n += 1;
                 }
                 std::thread::sleep(Duration::from_millis(5));
@@ -233,10 +240,11 @@ fn flood_keeps_established_flows(engine: Engine) {
 }
 
 /// After the flood: the old connections and a new one still work.
-fn lab_after(topo: &crate::Topology, conns: &mut [(Http, String)], engine: Engine) {
+fn lab_after(topo: &Topology, conns: &mut [(Client, String)], engine: Engine) {
     topo.client.run(|| {
         for (c, body) in conns.iter_mut() {
-            assert_eq!(c.get().expect("established connections work after the flood"), *body, "{engine:?}");
+            let got = c.get("/").expect("established connections work after the flood");
+            assert_eq!(got.text(), body.as_str(), "{engine:?}");
         }
         backend_of(&get_once(VIP, CLIENT_ADDR).expect("new connections work after the flood"));
     });
@@ -253,7 +261,7 @@ struct L4Metrics {
 impl L4Metrics {
     fn of(lab: &L4Topo) -> Self {
         let text = lab.metrics();
-        let get = |s: &str| sticky::l4::metrics::sample(&text, s).unwrap_or(0);
+        let get = |s: &str| testkit::prometheus::sample(&text, s).unwrap_or(0);
         Self {
             new_flows: get(r#"sticky_l4_packets_total{counter="new_flow"}"#),
             half_open: get(r#"sticky_l4_map_entries{map="HALF_OPEN"}"#),
@@ -283,15 +291,14 @@ fn l4_kernel_open_connection_survives_a_restart() {
     // free candidate, the same SNAT port, so the backend's socket never notices.
     let mut lab = L4Topo::start(Engine::Kernel, 0, &[]);
     let (mut open, mine) = lab.topo.client.run(|| {
-        let mut c = Http::connect(VIP, CLIENT_ADDR).expect("connect");
-        let body = c.get().expect("request");
+        let mut c = l4::connect(VIP, CLIENT_ADDR).expect("connect");
+        let body = c.get("/").expect("request").into_text();
         (c, body)
     });
     lab.restart();
-    let after: Vec<String> = lab
-        .topo
-        .client
-        .run(|| (0..5).map(|_| open.get().expect("the open connection must survive the restart")).collect());
+    let after: Vec<String> = lab.topo.client.run(|| {
+        (0..5).map(|_| open.get("/").expect("the open connection must survive the restart").into_text()).collect()
+    });
     assert!(after.iter().all(|b| *b == mine), "same backend after the restart: {after:?}");
     assert!(lab.sample(r#"sticky_l4_packets_total{counter="rebuilt"}"#) >= 1, "the flow was rebuilt, not new");
 }
@@ -309,8 +316,7 @@ fn l4_without_privileges_says_so_once_and_serves_in_user_space() {
 
 /// `sticky run --mode tcp` in the balancer namespace of a fresh topology with `args` after the
 /// common ones; returns its exit status and stderr (it must exit within 10 s).
-fn run_to_exit(topo: &crate::Topology, args: &[&str]) -> (std::process::ExitStatus, String) {
-    use crate::topology::backend_addr;
+fn run_to_exit(topo: &Topology, args: &[&str]) -> (std::process::ExitStatus, String) {
     let bin = crate::sticky_bin();
     let mut cmd = topo.lb.command(bin.to_str().expect("utf-8 path"));
     cmd.args(["run", "--mode", "tcp", "--listen", &crate::l4::VIP.to_string()]);
@@ -319,16 +325,16 @@ fn run_to_exit(topo: &crate::Topology, args: &[&str]) -> (std::process::ExitStat
     }
     cmd.args(args).env("NO_COLOR", "1").stdin(std::process::Stdio::null());
     cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
-    let mut child = crate::ChildGuard::spawn(&mut cmd);
-    let status = child.wait_timeout(Duration::from_secs(10)).expect("a misconfigured sticky must exit at start, not serve");
+    let mut child = ChildGuard::spawn(&mut cmd);
+    let status =
+        child.wait_timeout(Duration::from_secs(10)).expect("a misconfigured sticky must exit at start, not serve");
     (status, child.stderr_text())
 }
 
 #[test]
 fn l4_kernel_refuses_an_iface_list_that_misses_the_reply_side() {
     require_root!();
-    use crate::topology::LB_BACKEND_IFACE;
-    let topo = crate::Topology::builder().backends(3).build();
+    let topo = Topology::builder().backends(3).build();
     // Only the client side: the backends' replies arrive on br0, where nothing would translate them.
     let (status, stderr) = run_to_exit(&topo, &["--iface", LB_CLIENT_IFACE]);
     assert!(!status.success(), "must refuse to start: {stderr}");
@@ -338,16 +344,16 @@ fn l4_kernel_refuses_an_iface_list_that_misses_the_reply_side() {
     );
     // Both sides: it starts (and serves, as the other tests show), so the check does not refuse a good set-up.
     let bin = crate::sticky_bin();
-    let mut good = crate::ChildGuard::spawn(
+    let mut good = ChildGuard::spawn(
         topo.lb
             .command(bin.to_str().expect("utf-8 path"))
             .args(["run", "--mode", "tcp", "--listen", &crate::l4::VIP.to_string(), "--backend"])
-            .arg(format!("{}:8000", crate::topology::backend_addr(0)))
+            .arg(format!("{}:8000", backend_addr(0)))
             .args(["--iface", LB_CLIENT_IFACE, "--iface", LB_BACKEND_IFACE, "--admin", "127.0.0.1:9464"])
             .env("NO_COLOR", "1"),
     );
-    let up = crate::process::wait_until(Duration::from_secs(10), || {
-        topo.lb.run(|| crate::process::can_connect("127.0.0.1:9464".parse().expect("literal address")))
+    let up = wait::until(Duration::from_secs(10), || {
+        topo.lb.run(|| can_connect("127.0.0.1:9464".parse().expect("literal address")))
     });
     assert!(up && good.is_running(), "with both interfaces attached, sticky starts and serves its admin");
 }
@@ -355,8 +361,7 @@ fn l4_kernel_refuses_an_iface_list_that_misses_the_reply_side() {
 #[test]
 fn l4_kernel_refuses_an_interface_that_does_not_forward() {
     require_root!();
-    use crate::topology::LB_BACKEND_IFACE;
-    let topo = crate::Topology::builder().backends(3).build();
+    let topo = Topology::builder().backends(3).build();
     topo.lb.sysctl("net.ipv4.ip_forward", "0");
     let (status, stderr) = run_to_exit(&topo, &["--iface", LB_CLIENT_IFACE, "--iface", LB_BACKEND_IFACE]);
     assert!(!status.success(), "must refuse to start: {stderr}");

@@ -6,9 +6,10 @@ use std::{net::Shutdown, time::Duration};
 
 use tungstenite::{Message, client::IntoClientRequest as _, http::HeaderValue};
 
+use testkit::{http::Framing, wait};
+
 use crate::{
-    l7::{Client, Ebpf, L7Lab, LB, Splice},
-    process::wait_until,
+    l7::{self, Ebpf, L7Lab, LB, Splice},
     require_root,
 };
 
@@ -85,7 +86,7 @@ fn l7_spliced_websocket_echoes_in_the_kernel_stays_pinned_and_empties_its_maps()
 
     // user space out of the path: the process is stopped, the WebSocket goes on
     lab.signal(libc::SIGSTOP);
-    assert!(wait_until(Duration::from_secs(2), || stopped(&lab)), "sticky must be stopped");
+    assert!(wait::until(Duration::from_secs(2), || stopped(&lab)), "sticky must be stopped");
     let ws = lab.run(move || {
         let mut ws = ws;
         for i in 0..20 {
@@ -106,32 +107,35 @@ fn l7_splice_keeps_a_pinned_keep_alive_connection_on_its_backend_while_sticky_is
     let lab = L7Lab::start(Ebpf::Kernel, Splice { pinned: true, upgrades: true });
     let (fresh, spliced, pinned, cookie) = lab.run(|| {
         // a new session stays on the proxy path, also for its later requests
-        let mut fresh = Client::connect(LB);
-        let r = fresh.request("GET", "/", &[], b"");
-        let cookie = r.sticky_cookie().expect("a new session gets a cookie");
+        let mut fresh = l7::client();
+        let r = fresh.request("GET", "/", &[], b"").expect("the response must arrive");
+        let cookie = r.cookie("sticky").expect("a new session gets a cookie").to_owned();
         let pinned = r.header("x-backend").expect("echo names itself").to_owned();
-        let r = fresh.request("GET", "/", &[], b"");
+        let r = fresh.request("GET", "/", &[], b"").expect("the response must arrive");
         assert_eq!(r.header("x-saw-forwarded"), Some("yes"), "a non-spliced connection's requests pass the proxy");
         // a connection whose first request carries the cookie is spliced after that request's head
-        let mut spliced = Client::connect(LB);
-        let r = spliced.request("POST", "/", &[("cookie", &format!("sticky={cookie}"))], b"first");
+        let mut spliced = l7::client();
+        let r = spliced
+            .request("POST", "/", &[("cookie", &format!("sticky={cookie}"))], b"first")
+            .expect("the response must arrive");
         assert_eq!(r.header("x-backend"), Some(pinned.as_str()), "the pinned backend answers");
         assert_eq!(r.header("x-saw-forwarded"), Some("yes"), "the first request got the forwarding headers");
         assert_eq!(r.body, format!("I'm {pinned}\nfirst").as_bytes());
-        assert!(r.sticky_cookie().is_none(), "a valid cookie is not set again");
+        assert!(r.cookie("sticky").is_none(), "a valid cookie is not set again");
         (fresh, spliced, pinned, cookie)
     });
     assert_eq!(lab.sample("sticky_spliced_connections_active{}"), 1);
     assert_eq!(lab.sample(&format!(r#"sticky_spliced_connections_total{{service="echo",backend="{pinned}"}}"#)), 1);
 
     lab.signal(libc::SIGSTOP);
-    assert!(wait_until(Duration::from_secs(2), || stopped(&lab)), "sticky must be stopped");
+    assert!(wait::until(Duration::from_secs(2), || stopped(&lab)), "sticky must be stopped");
     let fresh = lab.run(|| {
         let mut spliced = spliced;
         for i in 0..50 {
             let len = if i == 7 { 1 << 20 } else { 1 + i * 37 };
             let b = body(i, len);
-            spliced.send("POST", &format!("/r{i}"), &[], &b, i % 2 == 1);
+            let framing = if i % 2 == 1 { Framing::Chunked } else { Framing::Length };
+            spliced.send("POST", &format!("/r{i}"), &[], &b, framing).expect("a request must be written");
             let r = spliced.read_response().expect("a spliced request is answered while sticky is stopped");
             assert_eq!(r.status, 200);
             assert_eq!(r.header("x-backend"), Some(pinned.as_str()), "request {i} stays on its backend");
@@ -142,15 +146,17 @@ fn l7_splice_keeps_a_pinned_keep_alive_connection_on_its_backend_while_sticky_is
         }
         // the control: a connection on the proxy path gets nothing while the process is stopped
         let mut fresh = fresh;
-        fresh.stream.set_read_timeout(Some(Duration::from_millis(700))).expect("timeout");
-        fresh.send("GET", "/", &[("cookie", &format!("sticky={cookie}"))], b"", false);
+        fresh.stream().set_read_timeout(Some(Duration::from_millis(700))).expect("timeout");
+        fresh
+            .send("GET", "/", &[("cookie", &format!("sticky={cookie}"))], b"", Framing::Length)
+            .expect("a request must be written");
         assert!(fresh.read_response().is_err(), "a non-spliced connection must stall while sticky is stopped");
         fresh
     });
     lab.signal(libc::SIGCONT);
     lab.run(|| {
         let mut fresh = fresh;
-        fresh.stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        fresh.stream().set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
         let r = fresh.read_response().expect("answered once sticky runs again");
         assert_eq!(r.header("x-backend"), Some(pinned.as_str()));
     });
@@ -160,16 +166,27 @@ fn l7_splice_keeps_a_pinned_keep_alive_connection_on_its_backend_while_sticky_is
 fn l7_spliced_connections_pass_fin_and_reset_on_and_empty_their_maps() {
     require_root!();
     let lab = L7Lab::start(Ebpf::Kernel, Splice { pinned: true, upgrades: true });
-    let cookie = lab.run(|| Client::connect(LB).request("GET", "/", &[], b"").sticky_cookie().expect("cookie"));
+    let cookie = lab.run(|| {
+        l7::client()
+            .request("GET", "/", &[], b"")
+            .expect("the response must arrive")
+            .cookie("sticky")
+            .expect("cookie")
+            .to_owned()
+    });
     let with_cookie = format!("sticky={cookie}");
     let cookie_header = [("cookie", with_cookie.as_str())];
 
     // the client half-closes: the backend sees EOF and closes, which the client sees as EOF
     lab.run(|| {
-        let mut c = Client::connect(LB);
-        assert_eq!(c.request("GET", "/", &cookie_header, b"").status, 200);
-        assert_eq!(c.request("GET", "/", &[], b"").header("x-saw-forwarded"), Some("no"), "spliced");
-        c.stream.shutdown(Shutdown::Write).expect("shutdown");
+        let mut c = l7::client();
+        assert_eq!(c.request("GET", "/", &cookie_header, b"").expect("the response must arrive").status, 200);
+        assert_eq!(
+            c.request("GET", "/", &[], b"").expect("the response must arrive").header("x-saw-forwarded"),
+            Some("no"),
+            "spliced"
+        );
+        c.stream().shutdown(Shutdown::Write).expect("shutdown");
         assert_eq!(c.read_to_end().expect("EOF, not an error"), b"", "the backend's FIN comes back");
     });
     lab.assert_splice_empty();
@@ -177,22 +194,22 @@ fn l7_spliced_connections_pass_fin_and_reset_on_and_empty_their_maps() {
 
     // the backend closes first (after answering `connection: close`): the client reads the answer, then EOF
     lab.run(|| {
-        let mut c = Client::connect(LB);
-        assert_eq!(c.request("GET", "/", &cookie_header, b"").status, 200);
-        let r = c.request("GET", "/", &[("connection", "close")], b"");
+        let mut c = l7::client();
+        assert_eq!(c.request("GET", "/", &cookie_header, b"").expect("the response must arrive").status, 200);
+        let r = c.request("GET", "/", &[("connection", "close")], b"").expect("the response must arrive");
         assert_eq!(r.header("x-saw-forwarded"), Some("no"), "spliced");
         assert_eq!(c.read_to_end().expect("EOF, not an error"), b"", "the backend's FIN reaches the client");
         // the client may still write after the backend's FIN (half-open) before it closes
-        c.stream.shutdown(Shutdown::Write).expect("shutdown");
+        c.stream().shutdown(Shutdown::Write).expect("shutdown");
     });
     lab.assert_splice_empty();
     assert_eq!(lab.sample(r#"sticky_splices_total{outcome="finished"}"#), 2);
 
     // the client resets: the pair is torn down
     lab.run(|| {
-        let mut c = Client::connect(LB);
-        assert_eq!(c.request("GET", "/", &cookie_header, b"").status, 200);
-        socket2::SockRef::from(&c.stream).set_linger(Some(Duration::ZERO)).expect("linger");
+        let mut c = l7::client();
+        assert_eq!(c.request("GET", "/", &cookie_header, b"").expect("the response must arrive").status, 200);
+        socket2::SockRef::from(c.stream()).set_linger(Some(Duration::ZERO)).expect("linger");
         drop(c);
     });
     lab.assert_splice_empty();
@@ -202,14 +219,15 @@ fn l7_spliced_connections_pass_fin_and_reset_on_and_empty_their_maps() {
 fn falls_back(ebpf: Ebpf) {
     let lab = L7Lab::start(ebpf, Splice { pinned: true, upgrades: true });
     lab.run(|| {
-        let mut c = Client::connect(LB);
-        let r = c.request("GET", "/", &[], b"");
-        let cookie = format!("sticky={}", r.sticky_cookie().expect("cookie"));
+        let mut c = l7::client();
+        let r = c.request("GET", "/", &[], b"").expect("the response must arrive");
+        let cookie = format!("sticky={}", r.cookie("sticky").expect("cookie"));
         let pinned = r.header("x-backend").expect("echo names itself").to_owned();
-        let mut c = Client::connect(LB);
+        let mut c = l7::client();
         for i in 0..20 {
             let b = body(i, 100 + i);
-            c.send("POST", "/", &[("cookie", &cookie)], &b, i % 2 == 0);
+            let framing = if i % 2 == 0 { Framing::Chunked } else { Framing::Length };
+            c.send("POST", "/", &[("cookie", &cookie)], &b, framing).expect("a request must be written");
             let r = c.read_response().expect("answered");
             assert_eq!(r.header("x-backend"), Some(pinned.as_str()), "{ebpf:?}: request {i} stays pinned");
             assert_eq!(r.header("x-saw-forwarded"), Some("yes"), "{ebpf:?}: request {i} went through the proxy");

@@ -11,8 +11,9 @@ use std::{
 };
 
 use sticky::proxy::splice::Splicer;
+use testkit::wait;
 
-use crate::{process::wait_until, require_root};
+use crate::require_root;
 
 /// Client end, upstream end: the two sockets the test talks through; the proxy-side sockets
 /// between them are spliced.
@@ -64,7 +65,7 @@ fn assert_eof(s: &mut TcpStream, what: &str) {
 
 fn assert_maps_empty(splicer: &Splicer) {
     assert!(
-        wait_until(Duration::from_secs(5), || splicer.live() == 0 && splicer.usage().iter().all(|u| u.used == 0)),
+        wait::until(Duration::from_secs(5), || splicer.live() == 0 && splicer.usage().iter().all(|u| u.used == 0)),
         "the pair must be closed and every splice map empty: live {} usage {:?}",
         splicer.live(),
         splicer.usage()

@@ -15,10 +15,15 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use testkit::{
+    http::{self, HttpError, Response},
+    net::free_port,
+    wait,
+};
+
 use crate::{
-    process::wait_until,
     require_root, sticky_bin,
-    swarm::{Reply, Swarm, docker_available, http_get, is_static, workspace_file},
+    swarm::{Swarm, docker_available, is_static, workspace_file},
 };
 
 /// Returns from the test, loudly, when Docker or a static `sticky` binary is missing.
@@ -48,18 +53,20 @@ const WHOAMI: &str = "whoami-service";
 /// The seed tutorial's cookie name: Traefik's generated name for backend `whoami-service`.
 const SEED_COOKIE: &str = "_a49bc";
 
+/// One `GET /` with `connection: close` to `addr`, with a `host` header and optionally a `cookie` header.
+fn http_get(addr: SocketAddr, host: &str, cookie: Option<&str>) -> Result<Response, HttpError> {
+    let mut headers = vec![("host", host)];
+    headers.extend(cookie.map(|c| ("cookie", c)));
+    http::get(addr, "/", &headers)
+}
+
 /// One HTTP/1.1 GET with `Connection: close` to 127.0.0.1:`port`; the body, if the status is 200.
 fn get_local(port: u16) -> Option<String> {
-    http_get(loopback(port), "localhost", None).ok().filter(|r| r.status == 200).map(|r| r.body)
+    http_get(loopback(port), "localhost", None).ok().filter(|r| r.status == 200).map(Response::into_text)
 }
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-/// A TCP port nothing listens on right now (the kernel's pick; released before use).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
 }
 
 fn short(container: &str) -> &str {
@@ -96,7 +103,7 @@ fn private_swarm_runs_a_service_from_the_static_binary() {
         "hello-task",
     ]);
     swarm.wait_running("hello", 1, Duration::from_secs(30));
-    let served = wait_until(Duration::from_secs(10), || get_local(18321).as_deref() == Some("I'm hello-task\n"));
+    let served = wait::until(Duration::from_secs(10), || get_local(18321).as_deref() == Some("I'm hello-task\n"));
     assert!(served, "the published port must reach the task and its body must name it:\n{}", swarm.log_tail());
 }
 
@@ -151,7 +158,7 @@ fn deploy_sticky(swarm: &Swarm, name: &str, port: u16) {
     swarm.deploy_stack(name, &workspace_file("deploy/stack.yml"), &env);
     let service = format!("{name}_sticky");
     swarm.wait_running(&service, 1, Duration::from_secs(30));
-    let serving = wait_until(Duration::from_secs(15), || {
+    let serving = wait::until(Duration::from_secs(15), || {
         http_get(loopback(port), "localhost", None).is_ok_and(|r| r.whoami().is_some())
     });
     assert!(serving, "sticky must serve on 127.0.0.1:{port}:\n{}", swarm.service_logs(&service));
@@ -227,10 +234,12 @@ impl ClientLoop {
                                 }
                                 task = Some(name);
                             }
-                            Ok(r) => {
-                                report.failures.push((started.elapsed(), client, format!("{} {:?}", r.status, r.body)))
-                            }
-                            Err(e) => report.failures.push((started.elapsed(), client, e.to_string())),
+                            Ok(r) => report.failures.push((
+                                started.elapsed(),
+                                client,
+                                format!("{} {:?}", r.status, r.text()),
+                            )),
+                            Err(e) => report.failures.push((started.elapsed(), client, format!("{e:?}"))),
                         }
                         std::thread::sleep(Duration::from_millis(20));
                     }
@@ -273,7 +282,7 @@ fn pins(report: &LoopReport) -> BTreeMap<usize, String> {
 /// Waits until `service` has exactly `n` running tasks and no other container of it is left.
 fn wait_settled(swarm: &Swarm, service: &str, n: usize) {
     let filter = format!("label=com.docker.swarm.service.name={service}");
-    let settled = wait_until(Duration::from_secs(60), || {
+    let settled = wait::until(Duration::from_secs(60), || {
         let ps = swarm.docker(&["ps", "-q", "--filter", &filter]);
         swarm.running_tasks(service).len() == n && ps.lines().count() == n
     });
@@ -411,7 +420,7 @@ fn seed_walkthrough_scaling_rolling_update_and_killed_task() {
         "sticky:test2",
         WHOAMI,
     ]);
-    let done = wait_until(Duration::from_secs(60), || {
+    let done = wait::until(Duration::from_secs(60), || {
         swarm.docker(&["service", "inspect", "--format", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", WHOAMI])
             == "completed"
     });
@@ -501,7 +510,7 @@ fn dockerd_hung_then_killed_and_restarted_while_sticky_serves() {
     while hung.elapsed() < Duration::from_secs(7) {
         let r = http_get(addr, "localhost", Some(&cookie));
         assert_eq!(
-            r.as_ref().ok().and_then(Reply::whoami),
+            r.as_ref().ok().and_then(Response::whoami),
             Some(pinned.as_str()),
             "with the API hung for {:?}, the pinned task must keep answering: {r:?}",
             hung.elapsed()
@@ -513,7 +522,7 @@ fn dockerd_hung_then_killed_and_restarted_while_sticky_serves() {
     eprintln!("API hung 7 s: {served} pinned requests served");
     let service = "sticky_sticky";
     let back =
-        wait_until(Duration::from_secs(20), || count(&swarm.service_logs(service), "Docker API reachable again") == 1);
+        wait::until(Duration::from_secs(20), || count(&swarm.service_logs(service), "Docker API reachable again") == 1);
     let log = swarm.service_logs(service);
     assert!(back, "sticky must log the API's return:\n{log}");
     assert_eq!(count(&log, "Docker API unreachable"), 1, "one line for the loss:\n{log}");
@@ -535,7 +544,7 @@ fn dockerd_hung_then_killed_and_restarted_while_sticky_serves() {
     assert!(route.contains("dev docker_gwbridge"), "{gw} must be local to this test's bridge: {route}");
     let direct = SocketAddr::V4(SocketAddrV4::new(gw, 80));
     assert_eq!(
-        http_get(direct, "localhost", Some(&cookie)).ok().as_ref().and_then(Reply::whoami),
+        http_get(direct, "localhost", Some(&cookie)).ok().as_ref().and_then(Response::whoami),
         Some(pinned.as_str())
     );
     swarm.kill_dockerd();
@@ -547,7 +556,7 @@ fn dockerd_hung_then_killed_and_restarted_while_sticky_serves() {
     while crashed.elapsed() < Duration::from_secs(30) {
         let r = http_get(direct, "localhost", Some(&cookie));
         assert_eq!(
-            r.as_ref().ok().and_then(Reply::whoami),
+            r.as_ref().ok().and_then(Response::whoami),
             Some(pinned.as_str()),
             "with dockerd dead for {:?}, sticky must keep serving its pinned client: {r:?}",
             crashed.elapsed()
@@ -556,7 +565,7 @@ fn dockerd_hung_then_killed_and_restarted_while_sticky_serves() {
         let forged = format!("{SEED_COOKIE}=forged-{served}");
         let r = http_get(direct, "localhost", Some(&forged));
         assert!(
-            r.as_ref().ok().and_then(Reply::whoami).is_some(),
+            r.as_ref().ok().and_then(Response::whoami).is_some(),
             "with dockerd dead for {:?}, a re-pinned client must be served: {r:?}",
             crashed.elapsed()
         );
@@ -571,8 +580,8 @@ fn dockerd_hung_then_killed_and_restarted_while_sticky_serves() {
     let old = all;
     swarm.restart_dockerd();
     let restarted = Instant::now();
-    let recovered = wait_until(Duration::from_secs(90), || {
-        http_get(addr, "localhost", None).ok().as_ref().and_then(Reply::whoami).is_some_and(|n| !old.contains(n))
+    let recovered = wait::until(Duration::from_secs(90), || {
+        http_get(addr, "localhost", None).ok().as_ref().and_then(Response::whoami).is_some_and(|n| !old.contains(n))
     });
     assert!(recovered, "after dockerd's restart, sticky must serve the new tasks:\n{}", swarm.log_tail());
     eprintln!("published port serving new tasks {:?} after dockerd's restart", restarted.elapsed());
@@ -693,12 +702,12 @@ fn label_sets_route_by_host_two_instances_agree_and_tcp_by_labels() {
         assert!(out.status.success(), "ip addr add {s}: {}", String::from_utf8_lossy(&out.stderr));
     }
     let vip = SocketAddrV4::new(gw, 15432);
-    let up = wait_until(Duration::from_secs(10), || crate::l4::get_once(vip, sources[0]).is_ok());
+    let up = wait::until(Duration::from_secs(10), || crate::l4::get_once(vip, sources[0]).is_ok());
     assert!(up, "sticky must listen on {vip} for the tcp service:\n{}", swarm.service_logs("sticky_sticky"));
     let mut per_source = BTreeMap::new();
     for s in &sources {
         let bodies: BTreeSet<String> = (0..5)
-            .map(|_| crate::l4::get_once(vip, *s).unwrap_or_else(|e| panic!("tcp connection from {s}: {e}")))
+            .map(|_| crate::l4::get_once(vip, *s).unwrap_or_else(|e| panic!("tcp connection from {s}: {e:?}")))
             .collect();
         assert_eq!(bodies.len(), 1, "every connection of client {s} must reach one task: {bodies:?}");
         let body = bodies.into_iter().next().unwrap_or_default();

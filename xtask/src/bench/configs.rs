@@ -4,13 +4,18 @@
 use std::{
     net::SocketAddrV4,
     path::{Path, PathBuf},
-    process::Command,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
+use testkit::{ChildGuard, wait};
 
-use super::topology::{self, LB_CPU, LB_IFACES, Proc, Topology, VIP, VIP_PORT, backend_addr, backend_name};
+use super::topology::{
+    self, LB_CPU, LB_IFACES, LOAD_CPU, Topology, VIP, VIP_PORT, backend_addr, backend_name, pinned, spawn,
+};
+
+/// How often the bench checks whether something it started is ready.
+const POLL: Duration = Duration::from_millis(100);
 
 /// Backends every configuration balances over (b1 and b2; direct uses b1 alone).
 pub const BACKENDS: u16 = 2;
@@ -228,20 +233,17 @@ pub fn unavailable(config: &Config, sticky_help: &str) -> Option<String> {
 
 /// What the bench starts and must stop for one configuration.
 #[derive(Debug)]
-pub struct Running {
-    /// The balancer's processes (empty for direct and DNAT).
-    pub procs: Vec<Proc>,
-    iptables_ns: Option<String>,
+pub struct Running<'t> {
+    /// The balancer's processes (empty for direct and DNAT), stopped when dropped.
+    pub procs: Vec<ChildGuard>,
+    /// The namespace whose NAT rules to flush (DNAT).
+    iptables_ns: Option<&'t testkit::NetNs>,
 }
 
-impl Drop for Running {
+impl Drop for Running<'_> {
     fn drop(&mut self) {
-        for p in &mut self.procs {
-            p.stop();
-        }
-        if let Some(ns) = &self.iptables_ns {
-            let _ =
-                Command::new("ip").args(["netns", "exec", ns, "iptables", "-t", "nat", "-F", "PREROUTING"]).output();
+        if let Some(ns) = self.iptables_ns {
+            let _ = ns.command("iptables").args(["-t", "nat", "-F", "PREROUTING"]).output();
         }
     }
 }
@@ -266,14 +268,14 @@ impl Workdir {
 ///
 /// # Errors
 /// It fails to start, or the kernel path fell back to user space.
-pub fn start(config: &Config, topo: &Topology, work: &Workdir, sticky: &Path) -> anyhow::Result<Running> {
+pub fn start<'t>(config: &Config, topo: &'t Topology, work: &Workdir, sticky: &Path) -> anyhow::Result<Running<'t>> {
     let mut running = Running { procs: Vec::new(), iptables_ns: None };
     let log = work.file(&format!("{}.log", config.id));
     let vip = SocketAddrV4::new(VIP, VIP_PORT).to_string();
     match config.balancer {
         Balancer::Direct => {}
         Balancer::StickyHttp { splice } => {
-            let mut cmd = topo.pinned(&topo.lb, LB_CPU, sticky);
+            let mut cmd = pinned(&topo.lb, LB_CPU, sticky);
             cmd.args(["run", "--listen", &vip, "--workers", "1", "--shutdown-timeout", "1s", "--cookie-key-file"])
                 .arg(work.file("cookie.key"));
             for n in 1..=BACKENDS {
@@ -282,10 +284,10 @@ pub fn start(config: &Config, topo: &Topology, work: &Workdir, sticky: &Path) ->
             if splice {
                 cmd.arg("--splice");
             }
-            running.procs.push(Proc::spawn("sticky", &mut cmd, &log)?);
+            running.procs.push(spawn("sticky", &mut cmd, &log)?);
         }
         Balancer::StickyTcp { kernel } => {
-            let mut cmd = topo.pinned(&topo.lb, LB_CPU, sticky);
+            let mut cmd = pinned(&topo.lb, LB_CPU, sticky);
             cmd.args(["run", "--mode", "tcp", "--listen", &vip]);
             for n in 1..=BACKENDS {
                 cmd.args(["--backend", &backend_addr(n).to_string()]);
@@ -297,7 +299,7 @@ pub fn start(config: &Config, topo: &Topology, work: &Workdir, sticky: &Path) ->
             } else {
                 cmd.arg("--no-ebpf");
             }
-            running.procs.push(Proc::spawn("sticky", &mut cmd, &log)?);
+            running.procs.push(spawn("sticky", &mut cmd, &log)?);
         }
         Balancer::HaproxyHttp | Balancer::HaproxyTcp => {
             let http = config.balancer == Balancer::HaproxyHttp;
@@ -314,9 +316,9 @@ pub fn start(config: &Config, topo: &Topology, work: &Workdir, sticky: &Path) ->
                 .collect();
             let path = work.file(name);
             write_template(&path, template, &[("listen", &vip), ("servers", &servers.join("\n"))])?;
-            let mut cmd = topo.pinned(&topo.lb, LB_CPU, Path::new("haproxy"));
+            let mut cmd = pinned(&topo.lb, LB_CPU, Path::new("haproxy"));
             cmd.arg("-db").arg("-f").arg(&path);
-            running.procs.push(Proc::spawn("haproxy", &mut cmd, &log)?);
+            running.procs.push(spawn("haproxy", &mut cmd, &log)?);
         }
         Balancer::NginxHash => {
             let servers: Vec<String> = (1..=BACKENDS).map(|n| format!("    server {};", backend_addr(n))).collect();
@@ -327,15 +329,15 @@ pub fn start(config: &Config, topo: &Topology, work: &Workdir, sticky: &Path) ->
                 include_str!("../../../bench/nginx-lb.conf"),
                 &[("dir", &dir), ("listen", &vip), ("cookie", "sid"), ("servers", &servers.join("\n"))],
             )?;
-            let mut cmd = topo.pinned(&topo.lb, LB_CPU, Path::new("nginx"));
+            let mut cmd = pinned(&topo.lb, LB_CPU, Path::new("nginx"));
             cmd.arg("-p").arg(&work.dir).arg("-e").arg(work.file("nginx-lb.err")).arg("-c").arg(&path);
             cmd.args(["-g", "daemon off;"]);
-            running.procs.push(Proc::spawn("nginx (balancer)", &mut cmd, &log)?);
+            running.procs.push(spawn("nginx (balancer)", &mut cmd, &log)?);
         }
         Balancer::IptablesDnat => {
-            running.iptables_ns = Some(topo.lb.clone());
+            running.iptables_ns = Some(&topo.lb);
             for n in 1..=BACKENDS {
-                let mut cmd = topo.exec(&topo.lb, "iptables");
+                let mut cmd = topo.lb.command("iptables");
                 cmd.args(["-t", "nat", "-A", "PREROUTING", "-d", &VIP.to_string(), "-p", "tcp"])
                     .args(["--dport", &VIP_PORT.to_string()]);
                 // rule n of N takes every (N-n+1)-th remaining new connection: round robin
@@ -344,7 +346,7 @@ pub fn start(config: &Config, topo: &Topology, work: &Workdir, sticky: &Path) ->
                     cmd.args(["-m", "statistic", "--mode", "nth", "--every", &remaining.to_string(), "--packet", "0"]);
                 }
                 cmd.args(["-j", "DNAT", "--to-destination", &backend_addr(n).to_string()]);
-                topology::run(&mut cmd)?;
+                testkit::process::run(&mut cmd)?;
             }
         }
     }
@@ -360,40 +362,38 @@ pub fn start(config: &Config, topo: &Topology, work: &Workdir, sticky: &Path) ->
 /// # Errors
 /// It fell back to user space, or never said.
 pub fn wait_kernel_path(log: &Path) -> anyhow::Result<()> {
-    for _ in 0..50 {
+    let mut in_kernel = false;
+    wait::until(Duration::from_secs(5), || {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.contains("tcp mode in the kernel") {
-            return Ok(());
-        }
-        if text.contains("tcp mode in user space") || text.contains("runs in user space") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+        in_kernel = text.contains("tcp mode in the kernel");
+        in_kernel || text.contains("tcp mode in user space") || text.contains("runs in user space")
+    });
+    if in_kernel {
+        return Ok(());
     }
     bail!("sticky tcp did not start in the kernel (see {}):\n{}", log.display(), tail(log))
 }
 
 /// Waits (at most 10 s) until a GET through the configuration gets a 200 from the client namespace.
-fn wait_serving(config: &Config, topo: &Topology, running: &mut Running, log: &Path) -> anyhow::Result<()> {
+fn wait_serving(config: &Config, topo: &Topology, running: &mut Running<'_>, log: &Path) -> anyhow::Result<()> {
     let url = format!("http://{}/", config.target());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
+    let served = wait::try_until(Duration::from_secs(10), POLL, || -> anyhow::Result<bool> {
         super::check_interrupted()?;
         for p in &mut running.procs {
+            let name = p.name().to_owned();
             p.check_alive()
-                .with_context(|| format!("{} failed to start; its log {}:\n{}", p.name, log.display(), tail(log)))?;
+                .with_context(|| format!("{name} failed to start; its log {}:\n{}", log.display(), tail(log)))?;
         }
         let out = topo
-            .exec(&topo.cli, "curl")
+            .cli
+            .command("curl")
             .args(["-s", "-o", "/dev/null", "-m", "1", "-w", "%{http_code}", &url])
             .output()
             .context("failed to run curl")?;
-        if out.stdout == b"200" {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bail!("{} did not serve {url} within 10 s; log {}:\n{}", config.id, log.display(), tail(log))
+        Ok(out.stdout == b"200")
+    })?;
+    anyhow::ensure!(served, "{} did not serve {url} within 10 s; log {}:\n{}", config.id, log.display(), tail(log));
+    Ok(())
 }
 
 /// The last lines of a log.
@@ -431,7 +431,7 @@ pub fn start_backends(
     name: &str,
     numbers: std::ops::RangeInclusive<u16>,
     workers: u32,
-) -> anyhow::Result<Proc> {
+) -> anyhow::Result<ChildGuard> {
     std::fs::create_dir_all(work.file("tmp"))?;
     let reuseport = if workers > 1 { " reuseport" } else { "" };
     let last = *numbers.end();
@@ -460,19 +460,17 @@ pub fn start_backends(
         ],
     )?;
     let err = work.file(&format!("{name}.err"));
-    let mut cmd = topo.pinned(&topo.srv, topology::LOAD_CPU, Path::new("nginx"));
+    let mut cmd = pinned(&topo.srv, LOAD_CPU, Path::new("nginx"));
     cmd.arg("-p").arg(&work.dir).arg("-e").arg(&err).arg("-c").arg(&path);
     cmd.args(["-g", "daemon off;"]);
-    let mut proc = Proc::spawn(&format!("nginx ({name})"), &mut cmd, &work.file(&format!("{name}.log")))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut proc = spawn(&format!("nginx ({name})"), &mut cmd, &work.file(&format!("{name}.log")))?;
     let url = format!("http://{}/", backend_addr(last));
-    loop {
+    let body = format!("{}\n", backend_name(last));
+    let answered = wait::try_until(Duration::from_secs(10), POLL, || -> anyhow::Result<bool> {
         proc.check_alive().with_context(|| format!("nginx {name}: {}", tail(&err)))?;
-        let out = topo.exec(&topo.cli, "curl").args(["-s", "-m", "1", &url]).output()?;
-        if out.stdout == format!("{}\n", backend_name(last)).as_bytes() {
-            return Ok(proc);
-        }
-        anyhow::ensure!(Instant::now() < deadline, "nginx {name} did not answer {url} within 10 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        let out = topo.cli.command("curl").args(["-s", "-m", "1", &url]).output()?;
+        Ok(out.stdout == body.as_bytes())
+    })?;
+    anyhow::ensure!(answered, "nginx {name} did not answer {url} within 10 s");
+    Ok(proc)
 }

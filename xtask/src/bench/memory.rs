@@ -23,12 +23,15 @@ use std::{
 
 use anyhow::{Context as _, ensure};
 use serde::{Deserialize, Serialize};
+use testkit::{ChildGuard, wait};
 
 use super::{
     configs::{self, Balancer, Config, Load, Workdir},
     measure,
     probe::{Held, Spec},
-    topology::{self, CLIENT_EXTRA, LB_CPU, LB_IFACES, LOAD_CPU, Proc, Topology, VIP, VIP_PORT, backend_addr},
+    topology::{
+        self, CLIENT_EXTRA, LB_CPU, LB_IFACES, LOAD_CPU, Topology, VIP, VIP_PORT, adopt, backend_addr, pinned, spawn,
+    },
 };
 
 /// Idle client connections held open at the http levels: 10k, or what the open-file limit allows
@@ -118,7 +121,7 @@ fn http_level(topo: &Topology, work: &Workdir, sticky: &Path, exe: &Path, sessio
         goals: &[],
     };
     let running = configs::start(&config, topo, work, sticky)?;
-    let pid = running.procs.first().context("sticky process")?.pid();
+    let pid = running.procs.first().context("sticky process")?.id();
     let rss_start_kib = measure::rss_kib(pid).context("sticky's RSS")?;
     let held_conns = sessions.min(held());
     let spec = Spec::Sessions {
@@ -130,13 +133,13 @@ fn http_level(topo: &Topology, work: &Workdir, sticky: &Path, exe: &Path, sessio
     };
     // The probe reports twice: sessions done (over 8 connections), then the idle connections open.
     let mut probe = spawn_probe(topo, exe, &spec)?;
-    let stdout = probe.child().stdout.take().context("probe stdout")?;
+    let stdout = probe.child_mut().stdout.take().context("probe stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     let sessions_done: Held = read_report(lines.next())?;
     let rss_sessions_kib = measure::rss_kib(pid).context("sticky's RSS")?;
     {
         use std::io::Write as _;
-        let stdin = probe.child().stdin.as_mut().context("probe stdin")?;
+        let stdin = probe.child_mut().stdin.as_mut().context("probe stdin")?;
         stdin.write_all(b"go\n")?;
         stdin.flush()?;
     }
@@ -177,7 +180,7 @@ fn tcp_level(topo: &Topology, work: &Workdir, sticky: &Path, exe: &Path, flows: 
     let _backends =
         configs::start_backends(topo, work, &format!("memory-backends-{flows}"), FLOW_BACKENDS, probes + 1)?;
     let log = work.file(&format!("memory-tcp-{flows}.log"));
-    let mut cmd = topo.pinned(&topo.lb, LB_CPU, sticky);
+    let mut cmd = pinned(&topo.lb, LB_CPU, sticky);
     cmd.args(["run", "--mode", "tcp", "--listen", &SocketAddrV4::new(VIP, VIP_PORT).to_string(), "--admin", ADMIN]);
     // Room for every flow: 2 x 131072 CONNS entries, and SNAT ports outside nothing else's use here.
     cmd.args(["--max-flows", "131072", "--snat-ports", "1024-65535"]);
@@ -187,10 +190,10 @@ fn tcp_level(topo: &Topology, work: &Workdir, sticky: &Path, exe: &Path, flows: 
     for iface in LB_IFACES {
         cmd.args(["--iface", iface]);
     }
-    let mut sticky_proc = Proc::spawn("sticky tcp (memory)", &mut cmd, &log)?;
+    let mut sticky_proc = spawn("sticky tcp (memory)", &mut cmd, &log)?;
     wait_admin(topo, &mut sticky_proc, &log)?;
     configs::wait_kernel_path(&log)?;
-    let pid = sticky_proc.pid();
+    let pid = sticky_proc.id();
     let rss_start_kib = measure::rss_kib(pid).context("sticky's RSS")?;
     // Each probe gets its own client addresses, so it can check their affinity alone.
     let sources: Vec<Ipv4Addr> = CLIENT_EXTRA.map(|h| Ipv4Addr::new(198, 18, 1, h)).collect();
@@ -205,14 +208,12 @@ fn tcp_level(topo: &Topology, work: &Workdir, sticky: &Path, exe: &Path, flows: 
     let (held, mut probe_procs) = hold(topo, exe, &specs)?;
     let rss_kib = measure::rss_kib(pid).context("sticky's RSS")?;
     let (bpf_maps_kib, _) = measure::bpf_map_kib(pid);
-    let metrics = topo.exec(&topo.lb, "curl").args(["-s", "-m", "10", &format!("http://{ADMIN}/metrics")]).output()?;
-    let conns_entries = String::from_utf8_lossy(&metrics.stdout).lines().find_map(|l| {
-        l.strip_prefix("sticky_l4_map_entries{map=\"CONNS\"}").and_then(|v| v.trim().parse::<f64>().ok())
-    });
+    let metrics = topo.lb.command("curl").args(["-s", "-m", "10", &format!("http://{ADMIN}/metrics")]).output()?;
+    let conns_entries =
+        testkit::prometheus::sample(&String::from_utf8_lossy(&metrics.stdout), r#"sticky_l4_map_entries{map="CONNS"}"#);
     probe_procs.clear();
     ensure!(held.bad == 0 && held.unpinned == 0, "tcp flows: {} bad responses, {} unpinned", held.bad, held.unpinned);
     ensure!(held.open == u64::from(flows), "tcp flows: {held:?}");
-    #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "a map entry count")]
     Ok(Level {
         mode: "sticky-tcp-kernel".into(),
         live: held.created,
@@ -221,7 +222,7 @@ fn tcp_level(topo: &Topology, work: &Workdir, sticky: &Path, exe: &Path, flows: 
         rss_sessions_kib: None,
         rss_kib,
         bpf_maps_kib,
-        conns_entries: conns_entries.map(|v| v as u64),
+        conns_entries,
         check: format!(
             "each client address's flows on one backend ({} backends used); {} connects retried from a new \
              client port after 1.5 s without SYN-ACK",
@@ -232,12 +233,12 @@ fn tcp_level(topo: &Topology, work: &Workdir, sticky: &Path, exe: &Path, flows: 
 }
 
 /// Starts a memory probe in the client namespace, with pipes to its stdin and stdout.
-fn spawn_probe(topo: &Topology, exe: &Path, spec: &Spec) -> anyhow::Result<Proc> {
+fn spawn_probe(topo: &Topology, exe: &Path, spec: &Spec) -> anyhow::Result<ChildGuard> {
     let json = serde_json::to_string(spec)?;
-    let mut cmd = topo.pinned(&topo.cli, LOAD_CPU, exe);
+    let mut cmd = pinned(&topo.cli, LOAD_CPU, exe);
     cmd.args(["bench-probe", &json]).stdin(Stdio::piped()).stdout(Stdio::piped());
     let child = cmd.spawn().context("failed to start a memory probe")?;
-    Ok(Proc::from_child("memory probe", child))
+    Ok(adopt("memory probe", child))
 }
 
 /// A probe's report line.
@@ -248,11 +249,11 @@ fn read_report(line: Option<std::io::Result<String>>) -> anyhow::Result<Held> {
 
 /// Starts one memory probe per spec and returns once all of them hold everything open (their
 /// reports, summed), with the probes, which close their connections when dropped.
-fn hold(topo: &Topology, exe: &Path, specs: &[Spec]) -> anyhow::Result<(Held, Vec<Proc>)> {
+fn hold(topo: &Topology, exe: &Path, specs: &[Spec]) -> anyhow::Result<(Held, Vec<ChildGuard>)> {
     let mut procs = specs.iter().map(|spec| spawn_probe(topo, exe, spec)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut total = Held::default();
     for probe in &mut procs {
-        let stdout = probe.child().stdout.take().context("probe stdout")?;
+        let stdout = probe.child_mut().stdout.take().context("probe stdout")?;
         let held = read_report(BufReader::new(stdout).lines().next())?;
         total.created += held.created;
         total.open += held.open;
@@ -266,19 +267,19 @@ fn hold(topo: &Topology, exe: &Path, specs: &[Spec]) -> anyhow::Result<(Held, Ve
     Ok((total, procs))
 }
 
-fn wait_admin(topo: &Topology, proc: &mut Proc, log: &Path) -> anyhow::Result<()> {
-    for _ in 0..100 {
+fn wait_admin(topo: &Topology, proc: &mut ChildGuard, log: &Path) -> anyhow::Result<()> {
+    let poll = std::time::Duration::from_millis(100);
+    let up = wait::try_until(std::time::Duration::from_secs(10), poll, || -> anyhow::Result<bool> {
         super::check_interrupted()?;
         proc.check_alive().with_context(|| configs::tail(log))?;
         let out = topo
-            .exec(&topo.lb, "curl")
+            .lb
+            .command("curl")
             .args(["-s", "-o", "/dev/null", "-m", "1", "-w", "%{http_code}"])
             .arg(format!("http://{ADMIN}/metrics"))
             .output()?;
-        if out.stdout == b"200" {
-            return Ok(());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    anyhow::bail!("sticky tcp's admin listener did not answer within 10 s: {}", configs::tail(log))
+        Ok(out.stdout == b"200")
+    })?;
+    anyhow::ensure!(up, "sticky tcp's admin listener did not answer within 10 s: {}", configs::tail(log));
+    Ok(())
 }

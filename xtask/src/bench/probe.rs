@@ -4,13 +4,14 @@
 //! the memory measurement and holds them until its stdin closes.
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream},
+    io::{Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddrV4},
     time::Duration,
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, ensure};
 use serde::{Deserialize, Serialize};
+use testkit::http::Client;
 
 /// How long one connect, read or write may take before the probe gives up on it.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -128,7 +129,7 @@ pub fn main(spec: &str) -> anyhow::Result<()> {
 }
 
 /// Prints `held` and keeps `conns` open until stdin reaches EOF (the bench has read the memory).
-fn hold_until_stdin_closes(held: &Held, conns: Vec<TcpStream>) -> anyhow::Result<()> {
+fn hold_until_stdin_closes(held: &Held, conns: Vec<Conn>) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(held)?);
     std::io::stdout().flush()?;
     let mut sink = Vec::new();
@@ -143,11 +144,11 @@ fn sessions_probe(
     sessions: u32,
     threads: u32,
     hold: u32,
-) -> anyhow::Result<(Held, Vec<TcpStream>)> {
+) -> anyhow::Result<(Held, Vec<Conn>)> {
     let prefix = format!("{cookie_name}=");
     // Phase 1: create and replay every session; keep (cookie, backend) of the first `hold`.
     let per_thread = sessions.div_ceil(threads);
-    type Out = (Held, Vec<(String, String)>, TcpStream);
+    type Out = (Held, Vec<(String, String)>, Conn);
     let results: Vec<anyhow::Result<Out>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -174,7 +175,7 @@ fn sessions_probe(
                             kept.push((cookie, backend));
                         }
                     }
-                    Ok((held, kept, c.stream))
+                    Ok((held, kept, c))
                 })
             })
             .collect();
@@ -207,7 +208,7 @@ fn sessions_probe(
         if status != 200 || again.as_deref() != Some(backend.as_str()) {
             held.unpinned += 1;
         }
-        open.push(c.stream);
+        open.push(c);
     }
     held.open = open.len() as u64;
     Ok((held, open))
@@ -218,9 +219,9 @@ fn flows_probe(
     sources: &[Ipv4Addr],
     flows: u32,
     threads: u32,
-) -> anyhow::Result<(Held, Vec<TcpStream>)> {
+) -> anyhow::Result<(Held, Vec<Conn>)> {
     anyhow::ensure!(!sources.is_empty(), "no source addresses");
-    type Out = (Held, Vec<TcpStream>, Vec<(Ipv4Addr, String)>);
+    type Out = (Held, Vec<Conn>, Vec<(Ipv4Addr, String)>);
     let results: Vec<anyhow::Result<Out>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -255,7 +256,7 @@ fn flows_probe(
                             Some(_) => {}
                             None => seen.push((source, backend)),
                         }
-                        open.push(c.stream);
+                        open.push(c);
                     }
                     Ok((held, open, seen))
                 })
@@ -289,11 +290,8 @@ fn flows_probe(
     Ok((held, open))
 }
 
-/// One keep-alive HTTP/1.1 client connection.
-struct Conn {
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
-}
+/// One keep-alive HTTP/1.1 client connection (the test kit's client, as the bench's probes use it).
+struct Conn(Client);
 
 impl Conn {
     fn open(target: SocketAddrV4, source: Option<Ipv4Addr>) -> anyhow::Result<Self> {
@@ -301,63 +299,24 @@ impl Conn {
     }
 
     fn open_within(target: SocketAddrV4, source: Option<Ipv4Addr>, timeout: Duration) -> anyhow::Result<Self> {
-        let connect = || -> std::io::Result<TcpStream> {
-            match source {
-                None => TcpStream::connect_timeout(&SocketAddr::V4(target), timeout),
-                Some(source) => {
-                    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-                    socket.bind(&SocketAddr::V4(SocketAddrV4::new(source, 0)).into())?;
-                    socket.connect_timeout(&SocketAddr::V4(target).into(), timeout)?;
-                    Ok(socket.into())
-                }
-            }
-        };
-        let stream = connect().with_context(|| format!("failed to connect to {target} from {source:?}"))?;
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
-        stream.set_write_timeout(Some(IO_TIMEOUT))?;
-        stream.set_nodelay(true)?;
-        let reader = BufReader::new(stream.try_clone()?);
-        Ok(Self { stream, reader })
+        let mut connect = Client::to(target).connect_timeout(timeout).io_timeout(IO_TIMEOUT).host("bench.test");
+        if let Some(source) = source {
+            connect = connect.from(source);
+        }
+        Ok(Self(connect.open()?))
     }
 
     /// One GET /; returns the status, the backend its body names and the Set-Cookie `name=value`s.
     fn get(&mut self, cookie: Option<&str>) -> anyhow::Result<(u16, Option<String>, Vec<String>)> {
-        let mut request = String::from("GET / HTTP/1.1\r\nHost: bench.test\r\n");
-        if let Some(cookie) = cookie {
-            request += &format!("Cookie: {cookie}\r\n");
-        }
-        request += "\r\n";
-        self.stream.write_all(request.as_bytes()).context("failed to send a request")?;
-        let mut line = String::new();
-        self.reader.read_line(&mut line).context("failed to read a status line")?;
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .with_context(|| format!("bad status line {line:?}"))?;
-        let mut length = 0usize;
-        let mut set_cookie = Vec::new();
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line).context("failed to read a header")?;
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            let Some((name, value)) = header.split_once(':') else { bail!("bad header line {header:?}") };
-            let value = value.trim();
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.parse().with_context(|| format!("bad content-length {value:?}"))?;
-            } else if name.eq_ignore_ascii_case("set-cookie") {
-                set_cookie.push(value.split(';').next().unwrap_or_default().trim().to_owned());
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                bail!("chunked responses are not expected from the bench's backends");
-            }
-        }
-        anyhow::ensure!(length <= 4096, "response body of {length} bytes: not a bench backend");
-        let mut body = vec![0; length];
-        self.reader.read_exact(&mut body).context("failed to read a body")?;
-        Ok((status, backend_of(&body), set_cookie))
+        let cookie: Vec<(&str, &str)> = cookie.map(|c| ("cookie", c)).into_iter().collect();
+        let r = self.0.request("GET", "/", &cookie, b"")?;
+        ensure!(
+            r.header("transfer-encoding").is_none(),
+            "chunked responses are not expected from the bench's backends"
+        );
+        ensure!(r.body.len() <= 4096, "response body of {} bytes: not a bench backend", r.body.len());
+        let set_cookie = r.set_cookies().into_iter().map(str::to_owned).collect();
+        Ok((r.status, backend_of(&r.body), set_cookie))
     }
 }
 

@@ -1,5 +1,6 @@
-//! The bench's network: client, balancer and backend namespaces joined by veth pairs, RFC 2544
-//! benchmark addresses, no default route anywhere; processes inside them; all removed on drop.
+//! The bench's network, built by the test kit's topology builder from the bench's own layout: client,
+//! balancer and backend namespaces joined by veth pairs, RFC 2544 benchmark addresses, no default
+//! route anywhere; and the bench's processes inside them. Everything is removed on drop.
 //!
 //! ```text
 //!  client ns                 balancer ns                          backend ns
@@ -9,14 +10,15 @@
 //! The client reaches 198.18.2.0/24 and the VIP through the balancer namespace, which forwards;
 //! the backends reach the client networks through it too. Nothing else is routed.
 
-use std::{
-    net::Ipv4Addr,
-    path::Path,
-    process::{Child, Command, Output, Stdio},
-    time::{Duration, Instant},
-};
+use std::{net::Ipv4Addr, path::Path, process::Command, time::Duration};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
+use testkit::{
+    ChildGuard, NetNs,
+    netns::Naming,
+    process,
+    topology::{Backends, Layout},
+};
 
 /// Extra client addresses for the flow-memory measurement (many clients, see `memory.rs`).
 pub const CLIENT_EXTRA: std::ops::RangeInclusive<u8> = 64..=127;
@@ -32,13 +34,47 @@ pub const BACKEND_PORT0: u16 = 8080;
 /// The balancer's interfaces, towards the client and towards the backends.
 pub const LB_IFACES: [&str; 2] = ["l1", "l2"];
 
-/// Prefix of the namespaces; `<prefix><pid><role>`. Not `stk` (the tests' sweep owns that prefix).
-const PREFIX: &str = "stbench";
-
 /// The CPU of the balancer (its process, and the kernel receive path of its namespace).
 pub const LB_CPU: u32 = 1;
 /// The CPU of wrk, the probes and the backends (and their namespaces' receive path).
 pub const LOAD_CPU: u32 = 0;
+
+/// How long a process of the bench gets between SIGTERM and SIGKILL when it is stopped.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+/// The same for whatever is still inside a namespace when the topology goes.
+const NETNS_GRACE: Duration = Duration::from_secs(1);
+
+/// The layout of the diagram above. Namespaces are `stbench<pid>{cli,lb,srv}`: not `stk` (the tests'
+/// sweep owns that prefix), and one set per process.
+const LAYOUT: Layout = Layout {
+    naming: Naming::PerProcess("stbench"),
+    client_role: "cli",
+    lb_role: "lb",
+    backend_role: "srv",
+    client_iface: "c0",
+    client_addr: Ipv4Addr::new(198, 18, 1, 1),
+    extra_client_addr,
+    lb_client_iface: LB_IFACES[0],
+    lb_client_addr: Ipv4Addr::new(198, 18, 1, 2),
+    lb_backend_iface: LB_IFACES[1],
+    lb_backend_addr: Ipv4Addr::new(198, 18, 2, 1),
+    backend_iface: "s0",
+    backend_addr: backend_host,
+    // No bridge between the balancer and the backends: it would be on every measured path.
+    backends: Backends::Veth,
+    vip_nets: &["198.19.0.0/24"],
+};
+
+/// The `i`-th of the [`CLIENT_EXTRA`] addresses.
+fn extra_client_addr(i: usize) -> Ipv4Addr {
+    let host = u8::try_from(i).ok().and_then(|i| CLIENT_EXTRA.start().checked_add(i));
+    Ipv4Addr::new(198, 18, 1, host.filter(|h| CLIENT_EXTRA.contains(h)).expect("i must index CLIENT_EXTRA"))
+}
+
+/// Every backend is one host, [`BACKEND_HOST`], one port each.
+fn backend_host(_: usize) -> Ipv4Addr {
+    BACKEND_HOST
+}
 
 /// Backend `n` (1-based): its name, which is also its whole response body without the newline.
 #[must_use]
@@ -52,16 +88,15 @@ pub fn backend_addr(n: u16) -> std::net::SocketAddrV4 {
     std::net::SocketAddrV4::new(BACKEND_HOST, BACKEND_PORT0 + n)
 }
 
-/// The three namespaces; deleted (with every process still inside) on drop.
+/// The three namespaces; deleted (with every process still inside: SIGTERM, then SIGKILL) on drop.
 #[derive(Debug)]
 pub struct Topology {
     /// Client namespace (wrk, probes).
-    pub cli: String,
+    pub cli: NetNs,
     /// Balancer namespace (the configuration under test).
-    pub lb: String,
+    pub lb: NetNs,
     /// Backend namespace (nginx).
-    pub srv: String,
-    created: Vec<String>,
+    pub srv: NetNs,
 }
 
 impl Topology {
@@ -72,103 +107,53 @@ impl Topology {
     /// # Errors
     /// An `ip` or `sysctl` command fails (not root, iproute2 missing).
     pub fn build(steer: bool) -> anyhow::Result<Self> {
-        sweep_stale();
-        let pid = std::process::id();
-        let name = |role: &str| format!("{PREFIX}{pid}{role}");
-        let mut topo = Self { cli: name("cli"), lb: name("lb"), srv: name("srv"), created: Vec::new() };
-        for ns in [topo.cli.clone(), topo.lb.clone(), topo.srv.clone()] {
-            run(Command::new("ip").args(["netns", "add", &ns]))?;
-            topo.created.push(ns.clone());
-            topo.sysctl(&ns, "net.ipv6.conf.all.disable_ipv6", "1")?;
-            topo.sysctl(&ns, "net.ipv6.conf.default.disable_ipv6", "1")?;
-            topo.ip(&ns, &["link", "set", "lo", "up"])?;
-        }
-        let (cli, lb, srv) = (topo.cli.clone(), topo.lb.clone(), topo.srv.clone());
-        topo.ip(&cli, &["link", "add", "c0", "type", "veth", "peer", "name", "l1", "netns", &lb])?;
-        topo.ip(&lb, &["link", "add", "l2", "type", "veth", "peer", "name", "s0", "netns", &srv])?;
-        for (ns, dev, addr) in [
-            (&cli, "c0", "198.18.1.1/24"),
-            (&lb, "l1", "198.18.1.2/24"),
-            (&lb, "l2", "198.18.2.1/24"),
-            (&srv, "s0", "198.18.2.2/24"),
-        ] {
-            topo.ip(ns, &["addr", "add", addr, "dev", dev])?;
-            topo.ip(ns, &["link", "set", dev, "up"])?;
-        }
-        for host in CLIENT_EXTRA {
-            topo.ip(&cli, &["addr", "add", &format!("198.18.1.{host}/24"), "dev", "c0"])?;
-        }
-        topo.ip(&lb, &["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
-        topo.ip(&cli, &["route", "add", "198.18.2.0/24", "via", "198.18.1.2"])?;
-        topo.ip(&cli, &["route", "add", "198.19.0.0/24", "via", "198.18.1.2"])?;
-        topo.ip(&srv, &["route", "add", "198.18.1.0/24", "via", "198.18.2.1"])?;
-        topo.sysctl(&lb, "net.ipv4.ip_forward", "1")?;
+        let extra = CLIENT_EXTRA.count();
+        let built = testkit::Topology::with_layout(LAYOUT).extra_client_addrs(extra).grace(NETNS_GRACE).try_build()?;
+        let testkit::Topology { client: cli, lb, mut backends } = built;
+        let srv = backends.pop().context("the bench's layout has one backend namespace")?;
+        let topo = Self { cli, lb, srv };
+        topo.lb.try_ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
         // Many short-lived connections in the probes: reuse TIME_WAIT ports towards the same peer.
-        topo.sysctl(&cli, "net.ipv4.tcp_tw_reuse", "1")?;
-        for (ns, dev, cpu) in [(&cli, "c0", LOAD_CPU), (&lb, "l1", LB_CPU), (&lb, "l2", LB_CPU), (&srv, "s0", LOAD_CPU)]
-            .into_iter()
-            .filter(|_| steer)
-        {
+        topo.cli.try_sysctl("net.ipv4.tcp_tw_reuse", "1")?;
+        let steering = [
+            (&topo.cli, "c0", LOAD_CPU),
+            (&topo.lb, "l1", LB_CPU),
+            (&topo.lb, "l2", LB_CPU),
+            (&topo.srv, "s0", LOAD_CPU),
+        ];
+        for (ns, dev, cpu) in steering.into_iter().filter(|_| steer) {
             let mask = format!("{:x}", 1u32 << cpu);
             let path = format!("/sys/class/net/{dev}/queues/rx-0/rps_cpus");
-            run(topo.exec(ns, "sh").args(["-c", &format!("echo {mask} > {path}")]))?;
+            process::run(ns.command("sh").args(["-c", &format!("echo {mask} > {path}")]))?;
         }
         Ok(topo)
     }
-
-    /// A command running `program` inside namespace `ns` (`ip netns exec`, which execs: the child's
-    /// pid is the program's).
-    #[must_use]
-    pub fn exec(&self, ns: &str, program: &str) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns, program]);
-        cmd
-    }
-
-    /// A command running `program` inside `ns`, pinned to `cpu`, with its open-file limit raised to
-    /// the hard limit (`prlimit`, then `taskset`, both exec).
-    #[must_use]
-    pub fn pinned(&self, ns: &str, cpu: u32, program: &Path) -> Command {
-        let mut cmd = self.exec(ns, "prlimit");
-        let limit = fd_limit();
-        cmd.arg(format!("--nofile={limit}:{limit}")).args(["taskset", "-c", &cpu.to_string()]).arg(program);
-        cmd
-    }
-
-    /// `ip -n <ns> <args>`.
-    ///
-    /// # Errors
-    /// The command fails.
-    pub fn ip(&self, ns: &str, args: &[&str]) -> anyhow::Result<()> {
-        run(Command::new("ip").arg("-n").arg(ns).args(args)).map(drop)
-    }
-
-    /// Sets a sysctl inside `ns`.
-    ///
-    /// # Errors
-    /// The command fails.
-    pub fn sysctl(&self, ns: &str, key: &str, value: &str) -> anyhow::Result<()> {
-        run(self.exec(ns, "sysctl").args(["-qw", &format!("{key}={value}")])).map(drop)
-    }
-
-    /// The pids of every process inside `ns`.
-    #[must_use]
-    pub fn pids(&self, ns: &str) -> Vec<u32> {
-        let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() else {
-            return Vec::new();
-        };
-        String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|p| p.parse().ok()).collect()
-    }
 }
 
-impl Drop for Topology {
-    fn drop(&mut self) {
-        for ns in self.created.iter().rev() {
-            kill_all_inside(ns);
-            // Deleting the namespace also removes its iptables rules, routes and links.
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
+/// A command running `program` inside `ns`, pinned to `cpu`, with its open-file limit raised to
+/// the hard limit (`prlimit`, then `taskset`, both exec).
+#[must_use]
+pub fn pinned(ns: &NetNs, cpu: u32, program: &Path) -> Command {
+    let mut cmd = ns.command("prlimit");
+    let limit = fd_limit();
+    cmd.arg(format!("--nofile={limit}:{limit}")).args(["taskset", "-c", &cpu.to_string()]).arg(program);
+    cmd
+}
+
+/// Starts `cmd` as the bench's process `name`, stdout and stderr appended to `log`; stopped on drop
+/// with SIGTERM, then SIGKILL if it has not exited within 3 s.
+///
+/// # Errors
+/// The log cannot be opened or the command cannot start.
+pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> anyhow::Result<ChildGuard> {
+    process::log_to(cmd, log)?;
+    Ok(ChildGuard::try_spawn(cmd)?.named(name).with_grace(STOP_GRACE))
+}
+
+/// Guards a process of the bench spawned with pipes (SIGTERM, then SIGKILL after 3 s, on drop).
+#[must_use]
+pub fn adopt(name: &str, child: std::process::Child) -> ChildGuard {
+    ChildGuard::adopt(name, child).with_grace(STOP_GRACE)
 }
 
 /// The hard limit of open files (this process's; without CAP_SYS_RESOURCE nothing can go above it).
@@ -184,134 +169,51 @@ pub fn fd_limit() -> u64 {
         .unwrap_or(1024)
 }
 
-/// Removes namespaces left by a bench whose process no longer exists (killed with SIGKILL).
-fn sweep_stale() {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
-        return;
+#[cfg(test)]
+mod tests {
+    use std::{
+        net::{Ipv4Addr, SocketAddr, TcpListener},
+        time::Duration,
     };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some(name) = line.split_whitespace().next() else { continue };
-        let Some(rest) = name.strip_prefix(PREFIX) else { continue };
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        if digits.is_empty() || Path::new(&format!("/proc/{digits}")).exists() {
-            continue;
-        }
-        eprintln!("bench: removing stale namespace {name}");
-        kill_all_inside(name);
-        let _ = Command::new("ip").args(["netns", "del", name]).output();
-    }
-}
 
-/// SIGTERM to every process in `ns`, then SIGKILL to those still there after a second.
-fn kill_all_inside(ns: &str) {
-    let pids = |ns: &str| -> Vec<String> {
-        Command::new("ip")
-            .args(["netns", "pids", ns])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().map(str::to_owned).collect())
-            .unwrap_or_default()
-    };
-    for signal in ["-TERM", "-KILL"] {
-        let list = pids(ns);
-        if list.is_empty() {
+    use super::{BACKEND_HOST, CLIENT_EXTRA, Topology, VIP, extra_client_addr};
+
+    #[test]
+    fn the_bench_network_routes_clients_to_the_backends_and_the_vip_and_goes_on_drop() {
+        if !xtask::setup::is_root() {
+            // No skip log here (that is the tests crate's); the bench smoke run needs root as well.
+            eprintln!("SKIPPED bench topology test: needs root (network namespaces)");
             return;
         }
-        let _ = Command::new("kill").arg(signal).args(&list).stderr(Stdio::null()).status();
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while Instant::now() < deadline && !pids(ns).is_empty() {
-            std::thread::sleep(Duration::from_millis(50));
+        let topo = Topology::build(false).expect("the bench network must build as root");
+        let names = [&topo.cli, &topo.lb, &topo.srv].map(|ns| ns.name().to_owned());
+        let pid = std::process::id();
+        assert_eq!(names, ["cli", "lb", "srv"].map(|role| format!("stbench{pid}{role}")), "README's names");
+        for (ns, host, what) in [(&topo.srv, BACKEND_HOST, "the backend host"), (&topo.lb, VIP, "the VIP")] {
+            let listener = ns.run(|| TcpListener::bind((host, 0)).expect("a listener must bind in its namespace"));
+            let addr = listener.local_addr().expect("a bound listener must have an address");
+            let from = extra_client_addr(5);
+            let connected = topo.cli.run(|| testkit::net::connect(addr, Some(from.into()), Duration::from_secs(5)));
+            connected.unwrap_or_else(|e| panic!("a client must reach {what} through the balancer: {e}"));
+            let (_, peer) = listener.accept().expect("the connection must be accepted");
+            assert_eq!(peer, SocketAddr::from((from, peer.port())), "{what} must see the client's own address");
         }
-    }
-}
-
-/// A process of the bench: SIGTERM on drop, SIGKILL if it has not exited within 3 s.
-#[derive(Debug)]
-pub struct Proc {
-    /// What it is, for messages.
-    pub name: String,
-    child: Child,
-}
-
-impl Proc {
-    /// Spawns `cmd` with stdout/stderr into `log` (appended).
-    ///
-    /// # Errors
-    /// The log cannot be opened or the command cannot start.
-    pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> anyhow::Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .with_context(|| format!("failed to open {}", log.display()))?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()
-            .with_context(|| format!("failed to start {name}: {cmd:?}"))?;
-        Ok(Self { name: name.to_owned(), child })
+        drop(topo);
+        let left = testkit::process::run(std::process::Command::new("ip").args(["netns", "list"]))
+            .expect("ip netns list must run");
+        let left = String::from_utf8_lossy(&left.stdout);
+        assert!(names.iter().all(|n| !left.contains(n.as_str())), "every namespace must be gone: {left}");
     }
 
-    /// Wraps an already spawned child.
-    #[must_use]
-    pub fn from_child(name: &str, child: Child) -> Self {
-        Self { name: name.to_owned(), child }
+    #[test]
+    fn extra_clients_are_the_documented_range() {
+        assert_eq!(extra_client_addr(0), Ipv4Addr::new(198, 18, 1, 64));
+        assert_eq!(extra_client_addr(CLIENT_EXTRA.count() - 1), Ipv4Addr::new(198, 18, 1, 127));
     }
 
-    /// The process id.
-    #[must_use]
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    #[test]
+    #[should_panic(expected = "i must index CLIENT_EXTRA")]
+    fn no_extra_client_beyond_the_range() {
+        let _ = extra_client_addr(CLIENT_EXTRA.count());
     }
-
-    /// The child, for its pipes.
-    pub fn child(&mut self) -> &mut Child {
-        &mut self.child
-    }
-
-    /// Fails if the process has exited.
-    ///
-    /// # Errors
-    /// It has exited (the message has its status).
-    pub fn check_alive(&mut self) -> anyhow::Result<()> {
-        match self.child.try_wait()? {
-            Some(status) => bail!("{} exited ({status})", self.name),
-            None => Ok(()),
-        }
-    }
-
-    /// Stops the process (SIGTERM, then SIGKILL after 3 s) and waits for it.
-    pub fn stop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).stderr(Stdio::null()).status();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Runs `cmd` to completion.
-///
-/// # Errors
-/// It cannot start or exits non-zero (the message has its stderr).
-pub fn run(cmd: &mut Command) -> anyhow::Result<Output> {
-    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("failed to run {cmd:?}"))?;
-    if !out.status.success() {
-        bail!("{cmd:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(out)
 }

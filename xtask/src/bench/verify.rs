@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail, ensure};
 use super::{
     configs::{Affinity, BACKENDS, Config, Load},
     probe::{Reply, Spec},
-    topology::{LOAD_CPU, Topology, backend_name},
+    topology::{LOAD_CPU, Topology, backend_name, pinned},
     wrk,
 };
 
@@ -31,9 +31,9 @@ pub struct Checked {
 /// The probe fails.
 pub fn probe(topo: &Topology, exe: &Path, spec: &Spec) -> anyhow::Result<String> {
     let json = serde_json::to_string(spec)?;
-    let mut cmd = topo.pinned(&topo.cli, LOAD_CPU, exe);
+    let mut cmd = pinned(&topo.cli, LOAD_CPU, exe);
     cmd.args(["bench-probe", &json]);
-    let out = super::topology::run(&mut cmd).context("the probe failed")?;
+    let out = testkit::process::run(&mut cmd).context("the probe failed")?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 

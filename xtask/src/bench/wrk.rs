@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, net::SocketAddrV4, path::Path};
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
-use super::topology::{LOAD_CPU, Topology, run};
+use super::topology::{LOAD_CPU, Topology};
 
 /// wrk threads: one, as in shared/perf-baseline.md (it saturates at ~180-210k req/s on this VM).
 pub const THREADS: u32 = 1;
@@ -106,7 +106,7 @@ pub fn run_wrk(
     if !path.exists() {
         std::fs::write(&path, text).with_context(|| format!("failed to write {}", path.display()))?;
     }
-    let mut cmd = topo.exec(&topo.cli, "taskset");
+    let mut cmd = topo.cli.command("taskset");
     cmd.args(["-c", &LOAD_CPU.to_string(), "wrk"])
         .arg(format!("-t{THREADS}"))
         .arg(format!("-c{CONNECTIONS}"))
@@ -117,7 +117,7 @@ pub fn run_wrk(
         cmd.args(["-H", &format!("Cookie: {cookie}")]);
     }
     cmd.arg(format!("http://{target}/"));
-    let out = run(&mut cmd)?;
+    let out = testkit::process::run(&mut cmd)?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
