@@ -102,7 +102,7 @@ impl Table {
             self.by_name(&name)
         });
         match named {
-            Some(candidates) => Some(self.choose(candidates, schemes)),
+            Some(candidates) => self.choose(candidates, schemes),
             None => match unknown {
                 UnknownName::Default => self.certs.first(),
                 UnknownName::Reject => None,
@@ -118,17 +118,16 @@ impl Table {
         self.wildcard.get(parent).map(Vec::as_slice)
     }
 
-    fn choose(&self, candidates: &[usize], schemes: &[SignatureScheme]) -> &Arc<Loaded> {
-        let first = &self.certs[candidates[0]];
-        if candidates.len() == 1 {
-            return first;
+    /// The first candidate whose key can sign with one of `schemes`, else the first (the handshake then
+    /// fails either way, with the best certificate). `None` only for an empty list, which `new` never
+    /// makes.
+    fn choose(&self, candidates: &[usize], schemes: &[SignatureScheme]) -> Option<&Arc<Loaded>> {
+        let mut certs = candidates.iter().filter_map(|&i| self.certs.get(i));
+        let first = certs.next()?;
+        if candidates.len() == 1 || first.key.key.choose_scheme(schemes).is_some() {
+            return Some(first);
         }
-        candidates
-            .iter()
-            .map(|&i| &self.certs[i])
-            .find(|c| c.key.key.choose_scheme(schemes).is_some())
-            // none can sign for this client: the handshake fails either way, with the best one
-            .unwrap_or(first)
+        Some(certs.find(|c| c.key.key.choose_scheme(schemes).is_some()).unwrap_or(first))
     }
 
     /// Expiry facts of every certificate, in source order.

@@ -143,7 +143,13 @@ impl Answers {
         let stored = answer.clone();
         blocking(move || storage.write_challenge(&stored)).await?;
         let challenges = self.challenges.clone();
-        blocking(move || challenges.insert(&answer)).await?;
+        let (kind, id) = (answer.kind, answer.id.clone());
+        // the TLS-ALPN-01 certificate is made here: a CPU-bound moment, off the async threads
+        if let Err(e) = blocking(move || challenges.insert(&answer)).await {
+            // not served here, so not left for the others either
+            self.withdraw(kind, id).await;
+            return Err(e.into());
+        }
         Ok(())
     }
 
