@@ -71,6 +71,7 @@ impl Request {
     /// The first name: the certificate's files are named after it.
     #[must_use]
     pub fn main(&self) -> &str {
+        // never empty: `new` refuses a request without a name
         &self.names[0]
     }
 
