@@ -19,6 +19,8 @@
 //! - [`l4`]: `sticky run --mode tcp`: the kernel path's control loop, or the user-space fallback proxy.
 //! - [`whoami`]: the tiny demo app (`sticky whoami`): every request gets `I'm NAME`.
 //! - [`telemetry`]: tracing set-up, and the bridge that carries aya-log records into it.
+//! - [`tls`]: HTTPS at the edge: rustls server config, certificates (files, directories, Swarm secrets,
+//!   ACME), SNI, hot reload (the listener wiring comes with the HTTP engine).
 #![deny(unsafe_code)]
 
 pub mod admin;
@@ -37,4 +39,5 @@ pub mod proxy;
 pub mod rule;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 pub mod whoami;

@@ -25,8 +25,9 @@ pub const TOOLCHAIN_PACKAGES: &[&str] = &[
     "lld-22",
 ];
 
-/// Packages the tests and demo use: network namespaces and veth (iproute2), iptables, curl, Docker Swarm.
-pub const TEST_PACKAGES: &[&str] = &["iproute2", "iptables", "curl", "docker.io"];
+/// Packages the tests and demo use: network namespaces and veth (iproute2), iptables, curl, Docker Swarm,
+/// the ACME test server (pebble) and a TLS scanner (testssl.sh).
+pub const TEST_PACKAGES: &[&str] = &["iproute2", "iptables", "curl", "docker.io", "pebble", "testssl.sh"];
 
 /// The peers and the load generator of `cargo xtask bench`.
 pub const BENCH_PACKAGES: &[&str] = &["wrk", "haproxy", "nginx-light"];
