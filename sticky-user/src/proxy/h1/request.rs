@@ -224,7 +224,8 @@ impl RequestHead {
         self.origin = self.target;
         if self.method == Method::Connect {
             // authority-form: host and a port, nothing else
-            if !syntax::authority_port(target).is_some_and(|port| port.is_some_and(|p| !p.is_empty())) {
+            let has_port = matches!(syntax::authority_port(target), Some(Some(port)) if !port.is_empty());
+            if !has_port {
                 return Err(RequestError::TargetForm);
             }
             self.form = TargetForm::Authority;
@@ -522,6 +523,32 @@ mod tests {
             (h.upgrade(), h.host(second), h.keep_alive(), h.head().fields().len()),
             (Upgrade::None, None, false, 0)
         );
+    }
+
+    #[test]
+    fn keep_alive_follows_the_version_and_connection_options() {
+        let keep = |raw: &[u8]| parse(raw).expect("the request must be accepted").keep_alive();
+        assert!(keep(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(!keep(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"));
+        assert!(!keep(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nConnection: Close\r\n\r\n"));
+        assert!(!keep(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(keep(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+        assert!(!keep(b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n"));
+    }
+
+    #[test]
+    fn upgrades_and_expectations_are_read_for_http_1_1_only() {
+        let ws = b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+        let h = parse(ws).expect("a WebSocket handshake must be accepted");
+        assert_eq!((h.upgrade(), h.websocket_key(ws)), (Upgrade::WebSocket, Some(&b"dGhlIHNhbXBsZSBub25jZQ=="[..])));
+        let h2c = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+        assert_eq!(parse(h2c).expect("an h2c offer must be accepted").upgrade(), Upgrade::Ignored);
+        let no_option = b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n";
+        assert_eq!(parse(no_option).expect("Upgrade without the option must be accepted").upgrade(), Upgrade::None);
+        let expect = |raw: &[u8]| parse(raw).expect("the request must be accepted").expect_continue();
+        assert!(expect(b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n"));
+        assert!(!expect(b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"));
+        assert!(!expect(b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: something-else\r\n\r\n"));
     }
 
     #[test]

@@ -168,3 +168,57 @@ fn write_forwarding(
     out.put_slice(rw.proto.as_bytes());
     out.put_slice(b"\r\n");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::h1::{Limits, Status};
+
+    fn rewrite(raw: &[u8], rw: &RequestRewrite<'_>) -> String {
+        let mut req = RequestHead::default();
+        let parsed = req.parse(raw, Limits { max_head: 4096, max_fields: 32 });
+        assert!(matches!(parsed, Ok(Status::Complete { .. })), "{parsed:?}: the request must be accepted");
+        let mut out = Vec::new();
+        write_request(&req, raw, rw, &mut out);
+        String::from_utf8(out).expect("the rewritten head must be text")
+    }
+
+    const RAW: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nCookie: sticky=x; b=1\r\n\r\n";
+
+    #[test]
+    fn an_untrusted_peer_loses_its_forwarding_fields() {
+        let client = ClientAddr::new([192, 0, 2, 7].into());
+        let rw =
+            RequestRewrite { client: &client, proto: Proto::Http, prior: PriorHops::Discard, cookie: Some(b"sticky") };
+        assert_eq!(
+            rewrite(RAW, &rw),
+            "GET / HTTP/1.1\r\nHost: a\r\nCookie: b=1\r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n\
+             X-Forwarded-Host: a\r\nForwarded: for=192.0.2.7;host=\"a\";proto=http\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_bracketed_https_is_said_and_cookies_stay_without_a_cookie_name() {
+        let client = ClientAddr::new("2001:db8::1".parse().expect("an IPv6 literal"));
+        let rw = RequestRewrite { client: &client, proto: Proto::Https, prior: PriorHops::Keep, cookie: None };
+        assert_eq!(
+            rewrite(RAW, &rw),
+            "GET / HTTP/1.1\r\nHost: a\r\nForwarded: for=6.6.6.6\r\nCookie: sticky=x; b=1\r\n\
+             X-Forwarded-For: 6.6.6.6, 2001:db8::1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: a\r\n\
+             Forwarded: for=\"[2001:db8::1]\";host=\"a\";proto=https\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn only_an_http_1_0_request_without_authority_stays_http_1_0() {
+        let minor = |raw: &[u8]| {
+            let mut req = RequestHead::default();
+            req.parse(raw, Limits { max_head: 4096, max_fields: 32 }).expect("the request must be accepted");
+            forwarded_minor(&req, raw)
+        };
+        assert_eq!(minor(b"GET / HTTP/1.0\r\n\r\n"), 0);
+        assert_eq!(minor(b"GET / HTTP/1.0\r\nHost: a\r\n\r\n"), 1);
+        assert_eq!(minor(b"GET http://a/ HTTP/1.0\r\n\r\n"), 1);
+        assert_eq!(minor(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 1);
+    }
+}

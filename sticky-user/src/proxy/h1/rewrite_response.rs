@@ -125,3 +125,47 @@ pub fn write_response(
     out.put_slice(b"\r\n");
     Ok(Relay { sent: true, dropped_set_cookies, dechunk, close })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::h1::{Exchange, Limits, Method, Status};
+
+    fn head(raw: &[u8]) -> ResponseHead {
+        let mut h = ResponseHead::default();
+        let parsed = h.parse(raw, Limits { max_head: 4096, max_fields: 32 }, &Exchange::new(Method::Get, None));
+        assert!(matches!(parsed, Ok(Status::Complete { .. })), "{parsed:?}: the response must be accepted");
+        h
+    }
+
+    const RW: ResponseRewrite<'static> =
+        ResponseRewrite { cookie: Some(b"sticky"), set_cookie: None, client_minor: 1, keep_alive: true };
+
+    #[test]
+    fn a_set_cookie_that_would_split_the_head_is_refused_before_writing() {
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        for bad in [&b"sticky=a\r\nX-Injected: 1"[..], b"sticky=a\nb", b"", b"sticky=\0"] {
+            let mut out = Vec::new();
+            let rw = ResponseRewrite { set_cookie: Some(bad), ..RW };
+            assert_eq!(write_response(&head(raw), raw, &rw, &mut out), Err(RewriteError::SetCookie));
+            assert!(out.is_empty(), "nothing may be written before the error");
+        }
+    }
+
+    #[test]
+    fn the_relay_plan_follows_the_framing_and_the_client() {
+        let plan = |raw: &[u8], rw: &ResponseRewrite<'_>| {
+            write_response(&head(raw), raw, rw, &mut Vec::new()).expect("the response must be written")
+        };
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(plan(chunked, &RW), Relay { sent: true, dropped_set_cookies: 0, dechunk: false, close: false });
+        let old = ResponseRewrite { client_minor: 0, ..RW };
+        assert_eq!(plan(chunked, &old), Relay { sent: true, dropped_set_cookies: 0, dechunk: true, close: true });
+        let until_close = b"HTTP/1.1 200 OK\r\n\r\n";
+        assert_eq!(plan(until_close, &RW), Relay { sent: true, dropped_set_cookies: 0, dechunk: false, close: true });
+        let forged = b"HTTP/1.1 200 OK\r\nSet-Cookie: sticky=1\r\nSet-Cookie: sticky=2\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(plan(forged, &RW).dropped_set_cookies, 2);
+        let no_cookie = ResponseRewrite { cookie: None, ..RW };
+        assert_eq!(plan(forged, &no_cookie).dropped_set_cookies, 0, "a service without a cookie keeps them");
+    }
+}
