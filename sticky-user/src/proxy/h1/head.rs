@@ -310,7 +310,7 @@ fn diagnose(buf: &[u8], request: bool) -> HeadError {
         }
         if !(line_no == 0 && content.is_empty()) {
             let found = if line_no == 0 {
-                if request { request_line(content) } else { status_line(content) }
+                if request { request_line(content, terminated) } else { status_line(content) }
             } else if content.is_empty() {
                 None
             } else {
@@ -328,15 +328,18 @@ fn diagnose(buf: &[u8], request: bool) -> HeadError {
     }
 }
 
-fn request_line(line: &[u8]) -> Option<HeadError> {
+/// The defect of a request line; `complete` is false for a line still being received, whose missing
+/// parts are not defects.
+fn request_line(line: &[u8], complete: bool) -> Option<HeadError> {
     let mut parts = line.split(|&b| b == b' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let method = parts.next().unwrap_or_default();
+    if method.is_empty() {
         return Some(HeadError::StartLine);
-    };
-    if !syntax::is_token(method) {
-        return Some(if method.is_empty() { HeadError::StartLine } else { HeadError::Method });
     }
+    if !syntax::is_token(method) {
+        return Some(HeadError::Method);
+    }
+    let Some(target) = parts.next() else { return complete.then_some(HeadError::StartLine) };
     if target.is_empty() {
         return Some(HeadError::StartLine);
     }
@@ -344,10 +347,13 @@ fn request_line(line: &[u8]) -> Option<HeadError> {
     if !target.iter().all(|&b| (0x21..=0x7e).contains(&b) || b >= 0x80) || std::str::from_utf8(target).is_err() {
         return Some(HeadError::Target);
     }
-    if version != b"HTTP/1.1" && version != b"HTTP/1.0" {
-        return Some(HeadError::Version);
+    let Some(version) = parts.next() else { return complete.then_some(HeadError::StartLine) };
+    if parts.next().is_some() {
+        return Some(HeadError::StartLine);
     }
-    None
+    let known = version == b"HTTP/1.1" || version == b"HTTP/1.0";
+    let prefix = !complete && (b"HTTP/1.1".starts_with(version) || b"HTTP/1.0".starts_with(version));
+    (!known && !prefix).then_some(HeadError::Version)
 }
 
 fn status_line(line: &[u8]) -> Option<HeadError> {
@@ -403,6 +409,8 @@ mod tests {
         assert_eq!(diag(b"GET  / HTTP/1.1\r\n\r\n"), HeadError::StartLine);
         assert_eq!(diag(b"G(T / HTTP/1.1\r\n\r\n"), HeadError::Method);
         assert_eq!(diag(b"GET / HTTP/2.0\r\n\r\n"), HeadError::Version);
+        assert_eq!(diag(b"GET /\x7f"), HeadError::Target, "a line still arriving is judged on what it has");
+        assert_eq!(diag(b"GET / HTTP/1.1 x\r\n\r\n"), HeadError::StartLine);
         assert_eq!(diagnose(b"HTTP/1.1 2000 OK\r\n\r\n", false), HeadError::Status);
         assert_eq!(diagnose(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\n", false), HeadError::Malformed, "nothing to name");
     }

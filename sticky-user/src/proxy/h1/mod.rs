@@ -57,6 +57,8 @@ pub mod websocket;
 mod write;
 
 #[cfg(test)]
+mod bench;
+#[cfg(test)]
 mod cases;
 #[cfg(test)]
 mod roundtrip;
