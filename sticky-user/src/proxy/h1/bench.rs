@@ -34,20 +34,20 @@ fn pinned_request_and_response_heads() {
         up.clear();
         down.clear();
         let parsed = req.parse(black_box(REQUEST), LIMITS);
-        assert!(matches!(parsed, Ok(Status::Complete { .. })), "the request must parse");
+        assert!(matches!(parsed, Ok(Parsed::Complete { .. })), "the request must parse");
         let cookie = req.cookies(REQUEST).flat_map(crate::cookie::pairs).find(|(n, _)| *n == b"sticky");
         black_box(cookie);
         write_request(&req, REQUEST, &rw, &mut up);
         let exchange = Exchange::of(&req, REQUEST);
         let parsed = resp.parse(black_box(RESPONSE), LIMITS, &exchange);
-        assert!(matches!(parsed, Ok(Status::Complete { .. })), "the response must parse");
+        assert!(matches!(parsed, Ok(Parsed::Complete { .. })), "the response must parse");
         let relay = write_response(&resp, RESPONSE, &reply, &mut down);
         assert!(relay.is_ok_and(|r| r.sent), "the response must be written");
         black_box((&up, &down));
     }
     let per = started.elapsed() / ROUNDS;
     let mut check = RequestHead::default();
-    assert!(matches!(check.parse(&up, LIMITS), Ok(Status::Complete { .. })), "the backend's head must parse");
+    assert!(matches!(check.parse(&up, LIMITS), Ok(Parsed::Complete { .. })), "the backend's head must parse");
     println!(
         "codec work per pinned exchange: {per:?} ({} request fields, {} bytes up, {} bytes down)",
         req.head().fields().len(),

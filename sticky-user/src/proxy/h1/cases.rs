@@ -421,8 +421,8 @@ fn run_request(raw: &[u8]) -> Result<(RequestFraming, Vec<u8>), RequestError> {
     let rw = RequestRewrite { client: &client, proto: Proto::Http, prior: PriorHops::Keep, cookie: Some(b"sticky") };
     let mut head = RequestHead::default();
     match head.parse(raw, LIMITS)? {
-        Status::Complete { .. } => {}
-        Status::Incomplete => panic!("{:?} must be a complete head", String::from_utf8_lossy(raw)),
+        Parsed::Complete { .. } => {}
+        Parsed::Incomplete => panic!("{:?} must be a complete head", String::from_utf8_lossy(raw)),
     }
     let mut out = Vec::new();
     write_request(&head, raw, &rw, &mut out);
@@ -472,8 +472,8 @@ fn run_response(ctx: Ctx, raw: &[u8]) -> Result<(ResponseKind, ResponseFraming, 
     };
     let mut head = ResponseHead::default();
     match head.parse(raw, LIMITS, &exchange)? {
-        Status::Complete { .. } => {}
-        Status::Incomplete => panic!("{:?} must be a complete head", String::from_utf8_lossy(raw)),
+        Parsed::Complete { .. } => {}
+        Parsed::Incomplete => panic!("{:?} must be a complete head", String::from_utf8_lossy(raw)),
     }
     let mut out = Vec::new();
     write_response(&head, raw, &rw, &mut out).expect("the rows' Set-Cookie must be writable");

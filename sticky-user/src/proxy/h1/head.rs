@@ -23,9 +23,16 @@ pub struct Limits {
     pub max_fields: usize,
 }
 
+impl From<crate::config::Limits> for Limits {
+    /// The head limits of the configuration (`--max-header-size`, `--max-headers`).
+    fn from(l: crate::config::Limits) -> Self {
+        Self { max_head: l.max_header_size, max_fields: l.max_headers }
+    }
+}
+
 /// Whether a buffer held a whole head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
+pub enum Parsed {
     /// More bytes are needed (and the limits allow them).
     Incomplete,
     /// The head is the first `len` bytes; the body (if any) starts at `len`.
@@ -227,20 +234,20 @@ impl Head {
         let final_line = len - 2;
         let crlf_before = |at: usize| at >= 2 && head.get(at - 2..at) == Some(b"\r\n");
         self.fields.reserve(fields.len());
-        for (i, f) in fields.iter().enumerate() {
+        for f in fields {
             let name = offset(head, f.name.as_bytes()).ok_or(HeadError::Malformed)?;
             let value = offset(head, f.value).ok_or(HeadError::Malformed)?;
-            let line_end = match fields.get(i + 1) {
-                Some(next) => offset(head, next.name.as_bytes()).ok_or(HeadError::Malformed)?.start,
-                None => final_line,
-            };
             if !crlf_before(name.start) {
                 return Err(HeadError::BareLf);
+            }
+            // a line ends where the next one starts
+            if let Some(previous) = self.fields.last_mut() {
+                previous.line = Span::new(previous.line.start()..name.start);
             }
             self.fields.push(Field {
                 name: Span::new(name.clone()),
                 value: Span::new(value),
-                line: Span::new(name.start..line_end),
+                line: Span::new(name.start..final_line),
                 kind: Name::classify(f.name.as_bytes()),
             });
         }

@@ -40,7 +40,10 @@
 //! a request with both framing fields is refused, a response with both is read as chunked and its
 //! upstream connection closed ([`response`]); only WebSocket upgrades are relayed ([`Upgrade`]); a
 //! `Connection` option cannot remove Host, Content-Length or Transfer-Encoding
-//! ([`syntax::Name::is_protected`]).
+//! ([`syntax::Name::is_protected`]); names that read as those or as `X-Forwarded-*` with `_` for `-`
+//! are dropped ([`syntax::Name::Lookalike`]); an HTTP/1.0 request without any authority is forwarded
+//! as HTTP/1.0 rather than given an invented Host ([`rewrite_request::forwarded_minor`]); an HTTP/1.0
+//! client gets a chunked body as its data, then the connection's end ([`Relay::dechunk`]).
 
 pub mod body;
 pub mod chunked;
@@ -67,7 +70,7 @@ pub use body::{Body, BodyError};
 pub use chunked::{ChunkedBody, ChunkedError, Progress};
 pub use forwarded::{ClientAddr, PriorHops, Proto};
 pub use framing::FramingError;
-pub use head::{Field, Head, HeadError, Limits, Span, Status};
+pub use head::{Field, Head, HeadError, Limits, Parsed, Span};
 pub use request::{Method, RequestError, RequestFraming, RequestHead, TargetForm, Upgrade};
 pub use response::{Exchange, ResponseError, ResponseFraming, ResponseHead, ResponseKind};
 pub use rewrite_request::{RequestRewrite, write_request};

@@ -12,7 +12,7 @@
 
 use super::{
     framing::{ConnectionOptions, ContentLength, FramingError, TransferCodings},
-    head::{self, Head, HeadError, Limits, Span, Status},
+    head::{self, Head, HeadError, Limits, Parsed, Span},
     syntax::{self, Name},
     websocket,
 };
@@ -188,7 +188,7 @@ impl RequestHead {
     ///
     /// # Errors
     /// A malformed head (400), or one over `limits` (431, see [`RequestError::is_over_limit`]).
-    pub fn parse(&mut self, buf: &[u8], limits: Limits) -> Result<Status, RequestError> {
+    pub fn parse(&mut self, buf: &[u8], limits: Limits) -> Result<Parsed, RequestError> {
         *self = Self { head: std::mem::take(&mut self.head), ..Self::default() };
         self.head.clear();
         // bytes past the limit are never looked at
@@ -201,7 +201,7 @@ impl RequestHead {
             Ok(httparse::Status::Partial) if window.len() >= limits.max_head => {
                 return Err(HeadError::TooLarge { max: limits.max_head }.into());
             }
-            Ok(httparse::Status::Partial) => return Ok(Status::Incomplete),
+            Ok(httparse::Status::Partial) => return Ok(Parsed::Incomplete),
             Err(e) => return Err(head::refused(window, e, limits, true).into()),
         };
         self.head.record(window, req.headers, len)?;
@@ -214,7 +214,7 @@ impl RequestHead {
         self.minor = minor;
         self.read_target(window)?;
         self.read_fields(window)?;
-        Ok(Status::Complete { len })
+        Ok(Parsed::Complete { len })
     }
 
     /// Classifies the target and checks its form against the method and its bytes.
@@ -472,11 +472,11 @@ mod tests {
     fn parse(raw: &[u8]) -> Result<RequestHead, RequestError> {
         let mut head = RequestHead::default();
         match head.parse(raw, LIMITS)? {
-            Status::Complete { len } => {
+            Parsed::Complete { len } => {
                 assert_eq!(len, head.len(), "the length returned must be the head's");
                 Ok(head)
             }
-            Status::Incomplete => panic!("{:?} must be a complete head", String::from_utf8_lossy(raw)),
+            Parsed::Incomplete => panic!("{:?} must be a complete head", String::from_utf8_lossy(raw)),
         }
     }
 
@@ -496,7 +496,7 @@ mod tests {
     #[test]
     fn a_partial_head_waits_and_an_oversized_one_is_431() {
         let mut h = RequestHead::default();
-        assert_eq!(h.parse(b"GET / HTTP/1.1\r\nHost: a\r\n", LIMITS), Ok(Status::Incomplete));
+        assert_eq!(h.parse(b"GET / HTTP/1.1\r\nHost: a\r\n", LIMITS), Ok(Parsed::Incomplete));
         let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
         big.resize(9000, b'a');
         let e = h.parse(&big, LIMITS).expect_err("a head over the limit must be refused");
@@ -508,7 +508,7 @@ mod tests {
         assert!(e.is_over_limit());
         let exactly = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
         let fits = Limits { max_head: exactly.len(), max_fields: 1 };
-        assert!(matches!(h.parse(exactly.as_bytes(), fits), Ok(Status::Complete { .. })), "a head at the limit fits");
+        assert!(matches!(h.parse(exactly.as_bytes(), fits), Ok(Parsed::Complete { .. })), "a head at the limit fits");
     }
 
     #[test]

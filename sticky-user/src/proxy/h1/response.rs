@@ -11,7 +11,7 @@
 
 use super::{
     framing::{ConnectionOptions, ContentLength, FramingError, TransferCodings},
-    head::{self, Head, HeadError, Limits, Span, Status},
+    head::{self, Head, HeadError, Limits, Parsed, Span},
     request::{Method, RequestHead, Upgrade},
     rewrite_request::forwarded_minor,
     syntax::{self, Name},
@@ -115,7 +115,7 @@ impl ResponseHead {
     ///
     /// # Errors
     /// A malformed or oversized head, or a 101 that is not the WebSocket the client asked for.
-    pub fn parse(&mut self, buf: &[u8], limits: Limits, exchange: &Exchange) -> Result<Status, ResponseError> {
+    pub fn parse(&mut self, buf: &[u8], limits: Limits, exchange: &Exchange) -> Result<Parsed, ResponseError> {
         *self = Self { head: std::mem::take(&mut self.head), ..Self::default() };
         self.head.clear();
         let window = buf.get(..limits.max_head).unwrap_or(buf);
@@ -127,7 +127,7 @@ impl ResponseHead {
             Ok(httparse::Status::Partial) if window.len() >= limits.max_head => {
                 return Err(HeadError::TooLarge { max: limits.max_head }.into());
             }
-            Ok(httparse::Status::Partial) => return Ok(Status::Incomplete),
+            Ok(httparse::Status::Partial) => return Ok(Parsed::Incomplete),
             Err(e) => return Err(head::refused(window, e, limits, false).into()),
         };
         self.head.record(window, resp.headers, len)?;
@@ -138,7 +138,7 @@ impl ResponseHead {
         self.minor = minor;
         self.status = status;
         self.read_fields(window, exchange)?;
-        Ok(Status::Complete { len })
+        Ok(Parsed::Complete { len })
     }
 
     fn read_fields(&mut self, buf: &[u8], exchange: &Exchange) -> Result<(), ResponseError> {
@@ -291,8 +291,8 @@ mod tests {
     fn parse(raw: &[u8], exchange: &Exchange) -> Result<ResponseHead, ResponseError> {
         let mut head = ResponseHead::default();
         match head.parse(raw, LIMITS, exchange)? {
-            Status::Complete { .. } => Ok(head),
-            Status::Incomplete => panic!("{:?} must be a complete head", String::from_utf8_lossy(raw)),
+            Parsed::Complete { .. } => Ok(head),
+            Parsed::Incomplete => panic!("{:?} must be a complete head", String::from_utf8_lossy(raw)),
         }
     }
 

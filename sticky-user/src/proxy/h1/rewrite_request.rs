@@ -172,12 +172,12 @@ fn write_forwarding(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::h1::{Limits, Status};
+    use crate::proxy::h1::{Limits, Parsed};
 
     fn rewrite(raw: &[u8], rw: &RequestRewrite<'_>) -> String {
         let mut req = RequestHead::default();
         let parsed = req.parse(raw, Limits { max_head: 4096, max_fields: 32 });
-        assert!(matches!(parsed, Ok(Status::Complete { .. })), "{parsed:?}: the request must be accepted");
+        assert!(matches!(parsed, Ok(Parsed::Complete { .. })), "{parsed:?}: the request must be accepted");
         let mut out = Vec::new();
         write_request(&req, raw, rw, &mut out);
         String::from_utf8(out).expect("the rewritten head must be text")

@@ -129,12 +129,12 @@ pub fn write_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::h1::{Exchange, Limits, Method, Status};
+    use crate::proxy::h1::{Exchange, Limits, Method, Parsed};
 
     fn head(raw: &[u8]) -> ResponseHead {
         let mut h = ResponseHead::default();
         let parsed = h.parse(raw, Limits { max_head: 4096, max_fields: 32 }, &Exchange::new(Method::Get, None));
-        assert!(matches!(parsed, Ok(Status::Complete { .. })), "{parsed:?}: the response must be accepted");
+        assert!(matches!(parsed, Ok(Parsed::Complete { .. })), "{parsed:?}: the response must be accepted");
         h
     }
 

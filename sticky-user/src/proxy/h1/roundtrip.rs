@@ -84,7 +84,7 @@ fn forward(raw: &[u8]) -> (RequestHead, Vec<u8>) {
     let rw = RequestRewrite { client: &client, proto: Proto::Http, prior: PriorHops::Keep, cookie: Some(b"sticky") };
     let mut head = RequestHead::default();
     let status = head.parse(raw, LIMITS).expect("a generated request must be accepted");
-    assert!(matches!(status, Status::Complete { .. }), "a generated request must be complete");
+    assert!(matches!(status, Parsed::Complete { .. }), "a generated request must be complete");
     let mut out = Vec::new();
     write_request(&head, raw, &rw, &mut out);
     (head, out)
@@ -141,7 +141,7 @@ proptest! {
         let raw = g.bytes();
         let (first, out) = forward(&raw);
         let mut again = RequestHead::default();
-        prop_assert!(matches!(again.parse(&out, LIMITS), Ok(Status::Complete { .. })), "the backend's head must parse: {}", String::from_utf8_lossy(&out));
+        prop_assert!(matches!(again.parse(&out, LIMITS), Ok(Parsed::Complete { .. })), "the backend's head must parse: {}", String::from_utf8_lossy(&out));
         prop_assert_eq!(again.framing(), first.framing());
         prop_assert_eq!(again.framing(), g.framing);
         prop_assert_eq!(again.method_bytes(&out), g.method.as_bytes());
@@ -213,12 +213,12 @@ proptest! {
         let exchange = Exchange::new(Method::Get, None);
         let mut head = ResponseHead::default();
         let parsed = head.parse(raw.as_bytes(), LIMITS, &exchange);
-        prop_assert!(matches!(parsed, Ok(Status::Complete { .. })), "a generated response must parse: {:?}", parsed);
+        prop_assert!(matches!(parsed, Ok(Parsed::Complete { .. })), "a generated response must parse: {:?}", parsed);
         let rw = ResponseRewrite { cookie: Some(b"sticky"), set_cookie: Some(b"sticky=mine"), client_minor: 1, keep_alive: true };
         let mut out = Vec::new();
         let relay = write_response(&head, raw.as_bytes(), &rw, &mut out).expect("a valid Set-Cookie must be written");
         let mut again = ResponseHead::default();
-        prop_assert!(matches!(again.parse(&out, LIMITS, &exchange), Ok(Status::Complete { .. })), "the client's head must parse: {}", String::from_utf8_lossy(&out));
+        prop_assert!(matches!(again.parse(&out, LIMITS, &exchange), Ok(Parsed::Complete { .. })), "the client's head must parse: {}", String::from_utf8_lossy(&out));
         prop_assert_eq!(again.status(), status);
         prop_assert_eq!(again.framing(), head.framing());
         let theirs = fields.iter().filter(|(n, v)| n == "Set-Cookie" && v.trim_start().starts_with("sticky")).count();

@@ -223,30 +223,35 @@ impl Name {
     /// The class of a field name (ASCII case-insensitive).
     #[must_use]
     pub fn classify(name: &[u8]) -> Self {
-        // the length picks at most two candidates, so a request pays one or two compares per field
-        let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
-        match name.len() {
-            2 if is(b"te") => Self::Te,
-            4 if is(b"host") => Self::Host,
-            6 if is(b"cookie") => Self::Cookie,
-            6 if is(b"expect") => Self::Expect,
-            7 if is(b"upgrade") => Self::Upgrade,
-            7 if is(b"trailer") => Self::Trailer,
-            9 if is(b"forwarded") => Self::Forwarded,
-            10 if is(b"connection") => Self::Connection,
-            10 if is(b"keep-alive") => Self::KeepAlive,
-            10 if is(b"set-cookie") => Self::SetCookie,
-            14 if is(b"content-length") => Self::ContentLength,
-            15 if is(b"x-forwarded-for") => Self::XForwardedFor,
-            16 if is(b"proxy-connection") => Self::ProxyConnection,
-            16 if is(b"x-forwarded-host") => Self::XForwardedHost,
-            17 if is(b"transfer-encoding") => Self::TransferEncoding,
-            17 if is(b"x-forwarded-proto") => Self::XForwardedProto,
-            17 if is(b"sec-websocket-key") => Self::SecWebSocketKey,
-            19 if is(b"proxy-authorization") => Self::ProxyAuthorization,
-            20 if is(b"sec-websocket-accept") => Self::SecWebSocketAccept,
-            _ if name.contains(&b'_') && Self::reads_as_managed(name) => Self::Lookalike,
-            _ => Self::Other,
+        // length and first letter leave one candidate: a field costs one compare at most
+        let (class, known): (Self, &[u8]) = match (name.len(), name.first().map(u8::to_ascii_lowercase)) {
+            (2, Some(b't')) => (Self::Te, b"te"),
+            (4, Some(b'h')) => (Self::Host, b"host"),
+            (6, Some(b'c')) => (Self::Cookie, b"cookie"),
+            (6, Some(b'e')) => (Self::Expect, b"expect"),
+            (7, Some(b'u')) => (Self::Upgrade, b"upgrade"),
+            (7, Some(b't')) => (Self::Trailer, b"trailer"),
+            (9, Some(b'f')) => (Self::Forwarded, b"forwarded"),
+            (10, Some(b'c')) => (Self::Connection, b"connection"),
+            (10, Some(b'k')) => (Self::KeepAlive, b"keep-alive"),
+            (10, Some(b's')) => (Self::SetCookie, b"set-cookie"),
+            (14, Some(b'c')) => (Self::ContentLength, b"content-length"),
+            (15, Some(b'x')) => (Self::XForwardedFor, b"x-forwarded-for"),
+            (16, Some(b'p')) => (Self::ProxyConnection, b"proxy-connection"),
+            (16, Some(b'x')) => (Self::XForwardedHost, b"x-forwarded-host"),
+            (17, Some(b't')) => (Self::TransferEncoding, b"transfer-encoding"),
+            (17, Some(b'x')) => (Self::XForwardedProto, b"x-forwarded-proto"),
+            (17, Some(b's')) => (Self::SecWebSocketKey, b"sec-websocket-key"),
+            (19, Some(b'p')) => (Self::ProxyAuthorization, b"proxy-authorization"),
+            (20, Some(b's')) => (Self::SecWebSocketAccept, b"sec-websocket-accept"),
+            _ => (Self::Other, b""),
+        };
+        if class != Self::Other && name.eq_ignore_ascii_case(known) {
+            class
+        } else if name.contains(&b'_') && Self::reads_as_managed(name) {
+            Self::Lookalike
+        } else {
+            Self::Other
         }
     }
 
@@ -301,6 +306,35 @@ mod tests {
         assert_eq!(Name::classify(b"X_Forwarded_For"), Name::Lookalike);
         assert_eq!(Name::classify(b"content_length"), Name::Lookalike);
         assert_eq!(Name::classify(b"X_Request_Id"), Name::Other);
+        let every = [
+            "te",
+            "host",
+            "cookie",
+            "expect",
+            "upgrade",
+            "trailer",
+            "forwarded",
+            "connection",
+            "keep-alive",
+            "set-cookie",
+            "content-length",
+            "x-forwarded-for",
+            "proxy-connection",
+            "x-forwarded-host",
+            "transfer-encoding",
+            "x-forwarded-proto",
+            "sec-websocket-key",
+            "proxy-authorization",
+            "sec-websocket-accept",
+        ];
+        for name in every {
+            let class = Name::classify(name.to_ascii_uppercase().as_bytes());
+            assert!(!matches!(class, Name::Other | Name::Lookalike), "{name} must be known");
+            // a name of the same length and first letter is not mistaken for it
+            let mut other = name.as_bytes().to_vec();
+            other[1] = b'#';
+            assert_eq!(Name::classify(&other), Name::Other, "{name} must be compared whole");
+        }
     }
 
     #[test]
