@@ -148,7 +148,10 @@ mod tests {
         chunked.feed(b"1\r\na\r\n").expect("a valid chunk must be accepted");
         assert_eq!(chunked.finish(), Err(BodyError::Truncated));
         let mut close = Body::UntilClose;
-        assert_eq!(close.feed(b"anything").expect("until close takes all"), Progress { used: 8, done: false });
+        assert_eq!(
+            close.feed(b"anything").expect("a body until close must take everything"),
+            Progress { used: 8, done: false }
+        );
         assert_eq!(close.finish(), Ok(()));
     }
 

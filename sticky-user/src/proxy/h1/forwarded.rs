@@ -89,13 +89,14 @@ mod tests {
 
     #[test]
     fn addresses_are_written_as_text_and_mapped_ipv4_unmapped() {
-        let v4 = ClientAddr::new("192.0.2.7".parse().expect("an IPv4 literal"));
+        let v4 = ClientAddr::new("192.0.2.7".parse().expect("an IPv4 literal must parse"));
         assert_eq!((v4.ip(), v4.is_ipv6()), (&b"192.0.2.7"[..], false));
-        let v6 = ClientAddr::new("2001:db8::1".parse().expect("an IPv6 literal"));
+        let v6 = ClientAddr::new("2001:db8::1".parse().expect("an IPv6 literal must parse"));
         assert_eq!((v6.ip(), v6.is_ipv6()), (&b"2001:db8::1"[..], true));
-        let mapped = ClientAddr::new("::ffff:127.0.0.1".parse().expect("a mapped literal"));
+        let mapped = ClientAddr::new("::ffff:127.0.0.1".parse().expect("a mapped literal must parse"));
         assert_eq!((mapped.ip(), mapped.is_ipv6()), (&b"127.0.0.1"[..], false));
-        let long = ClientAddr::new("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().expect("a long literal"));
+        let long =
+            ClientAddr::new("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().expect("a long literal must parse"));
         assert_eq!(long.ip(), b"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
     }
 }

@@ -211,17 +211,17 @@ mod tests {
 
     #[test]
     fn codings_track_the_final_one() {
-        assert!(codings(&[b"chunked"]).expect("chunked").is_only_chunked());
-        assert!(codings(&[b"CHUNKED"]).expect("case-insensitive").is_only_chunked());
-        let gzip_chunked = codings(&[b"gzip", b"chunked"]).expect("two lines are one list");
+        assert!(codings(&[b"chunked"]).expect("chunked must be accepted").is_only_chunked());
+        assert!(codings(&[b"CHUNKED"]).expect("codings must be case-insensitive").is_only_chunked());
+        let gzip_chunked = codings(&[b"gzip", b"chunked"]).expect("two lines must be one list");
         assert!(gzip_chunked.is_chunked() && !gzip_chunked.is_only_chunked());
-        assert!(!codings(&[b"chunked, gzip"]).expect("chunked first is allowed").is_chunked());
+        assert!(!codings(&[b"chunked, gzip"]).expect("chunked first must be allowed").is_chunked());
         assert_eq!(codings(&[b"chunked", b"chunked"]), Err(FramingError::ChunkedTwice));
         assert_eq!(codings(&[b"chunked,"]), Err(FramingError::TransferCoding));
         assert_eq!(codings(&[b""]), Err(FramingError::TransferCoding));
         assert_eq!(codings(&[b"chunked;q=1"]), Err(FramingError::TransferCoding));
         assert_eq!(codings(&[b"\"chunked\""]), Err(FramingError::TransferCoding));
-        assert!(codings(&[b"gzip;level=1, chunked"]).expect("parameters of other codings pass").is_chunked());
+        assert!(codings(&[b"gzip;level=1, chunked"]).expect("parameters of other codings must pass").is_chunked());
     }
 
     #[test]

@@ -199,7 +199,7 @@ mod tests {
 
     #[test]
     fn ipv6_clients_are_bracketed_https_is_said_and_cookies_stay_without_a_cookie_name() {
-        let client = ClientAddr::new("2001:db8::1".parse().expect("an IPv6 literal"));
+        let client = ClientAddr::new("2001:db8::1".parse().expect("an IPv6 literal must parse"));
         let rw = RequestRewrite { client: &client, proto: Proto::Https, prior: PriorHops::Keep, cookie: None };
         assert_eq!(
             rewrite(RAW, &rw),

@@ -160,10 +160,10 @@ fn trailers_are_fields_bounded_and_never_framing() {
         let body = format!("0\r\n{name}: 5\r\n\r\n");
         assert!(matches!(refused(body.as_bytes()), ChunkedError::ForbiddenTrailer { .. }), "{name} must be refused");
     }
-    assert!(whole(b"0\r\nContent-Lengths: 5\r\nHostname: x\r\n\r\n").expect("look-alike names pass").1);
+    assert!(whole(b"0\r\nContent-Lengths: 5\r\nHostname: x\r\n\r\n").expect("look-alike names must pass").1);
     let mut small = ChunkedBody::new(8);
     assert_eq!(small.feed(b"0\r\nAbcdefgh: 1\r\n\r\n"), Err(ChunkedError::TrailerTooLarge { max: 8 }));
-    assert!(ChunkedBody::new(8).feed(b"0\r\nA: 1\r\n\r\n").expect("eight bytes of trailers fit").done);
+    assert!(ChunkedBody::new(8).feed(b"0\r\nA: 1\r\n\r\n").expect("eight bytes of trailers must fit").done);
 }
 
 #[test]
