@@ -6,6 +6,7 @@
 
 pub mod check;
 pub mod forward;
+pub mod h1;
 pub mod handoff;
 pub mod phases;
 pub mod rescue;
