@@ -120,18 +120,24 @@ impl Kernel {
 /// backend's replies never cross tc ingress).
 fn check_routes(spec: &ServiceSpec, ifaces: &[String]) -> Result<(), L4Error> {
     for iface in ifaces {
-        let on = route::forwarding(iface).map_err(|source| L4Error::Route { what: format!("forwarding on {iface}"), source })?;
+        let on = route::forwarding(iface)
+            .map_err(|source| L4Error::Route { what: format!("forwarding on {iface}"), source })?;
         if on == Some(false) {
             return Err(L4Error::NoForwarding { iface: iface.clone() });
         }
     }
     for backend in &spec.backends {
-        let found = route::lookup(*backend.ip()).map_err(|source| L4Error::Route { what: format!("the route to {backend}"), source })?;
+        let found = route::lookup(*backend.ip())
+            .map_err(|source| L4Error::Route { what: format!("the route to {backend}"), source })?;
         if found.local {
             return Err(L4Error::LocalBackend { backend: *backend });
         }
         if !ifaces.contains(&found.iface) {
-            return Err(L4Error::ReplyIfaceNotAttached { backend: *backend, iface: found.iface, attached: ifaces.join(",") });
+            return Err(L4Error::ReplyIfaceNotAttached {
+                backend: *backend,
+                iface: found.iface,
+                attached: ifaces.join(","),
+            });
         }
     }
     Ok(())

@@ -49,7 +49,11 @@ fn new_sessions_round_robin_over_available_active_backends() {
             other => panic!("new session must be pinned, got {other:?}"),
         })
         .collect();
-    assert_eq!(backends, vec![0, 2, 0, 2, 0, 2, 0, 2], "new sessions alternate between the two available active backends");
+    assert_eq!(
+        backends,
+        vec![0, 2, 0, 2, 0, 2, 0, 2],
+        "new sessions alternate between the two available active backends"
+    );
 }
 
 #[test]

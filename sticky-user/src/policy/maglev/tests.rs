@@ -44,7 +44,10 @@ fn removing_any_backend_of_a_fixed_family_moves_few_others() {
         let before = Maglev::build(&set);
         for gone in &set {
             let share = survivors_moved(&before, *gone);
-            assert!(share <= MAX_SURVIVORS_MOVED, "ids {ids:?} without {gone}: {share:.4} of the table moved between survivors");
+            assert!(
+                share <= MAX_SURVIVORS_MOVED,
+                "ids {ids:?} without {gone}: {share:.4} of the table moved between survivors"
+            );
         }
     }
 }
