@@ -29,6 +29,43 @@ use tokio_tungstenite::{
     tungstenite::{Message, handshake::derive_accept_key, protocol::Role},
 };
 
+use crate::cli::WhoamiArgs;
+
+/// Why `sticky whoami` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WhoamiError {
+    /// The address cannot be bound.
+    #[error("whoami cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The listener broke.
+    #[error("whoami on {addr} failed")]
+    Serve {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `sticky whoami`: binds `--listen` and serves until `stop` completes (see [`serve_until`]).
+///
+/// # Errors
+/// The address cannot be bound, or the listener breaks.
+pub async fn run(args: &WhoamiArgs, stop: impl Future<Output = ()>) -> Result<(), WhoamiError> {
+    let name = args.name.clone().unwrap_or_else(default_name);
+    let addr = args.listen;
+    let listener = TcpListener::bind(addr).await.map_err(|source| WhoamiError::Bind { addr, source })?;
+    tracing::info!(listen = %addr, %name, "whoami listening");
+    serve_until(listener, name, stop, args.grace).await.map_err(|source| WhoamiError::Serve { addr, source })
+}
+
 /// Serves `I'm {name}\n` on `listener` until the task is dropped.
 ///
 /// A connection's error ends that connection only; the accept loop keeps going.
@@ -180,14 +217,4 @@ pub fn default_name() -> String {
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "whoami".to_owned())
-}
-
-/// Binds `addr` and serves; for callers that have an address rather than a listener.
-///
-/// # Errors
-/// The address cannot be bound.
-pub async fn bind_and_serve(addr: SocketAddr, name: String) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
-    tracing::info!(%addr, %name, "whoami listening");
-    serve(listener, name).await
 }

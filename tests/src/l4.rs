@@ -10,10 +10,9 @@ use std::{
 
 use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions};
 use etherparse::{Ipv4Header, SlicedPacket, TransportSlice};
-use sticky::datapath::{
-    Datapath, PROG_TC, Stats,
-    l4::MapSizes,
-    sync::{ServiceSpec, Sync},
+use sticky::{
+    datapath::{Datapath, PROG_TC, Stats, sizes::MapSizes, sync::MapSync},
+    model::TcpService,
 };
 use sticky_common::{Counter, DatapathConfig};
 
@@ -88,9 +87,9 @@ pub struct Lab {
     /// The loaded object.
     pub dp: Datapath,
     /// The service sync (backend ids).
-    pub sync: Sync,
+    pub sync: MapSync,
     /// The service.
-    pub spec: ServiceSpec,
+    pub spec: TcpService,
 }
 
 impl Lab {
@@ -99,7 +98,7 @@ impl Lab {
     /// # Panics
     /// Loading, the verifier, or a map write fails.
     #[must_use]
-    pub fn new(spec: ServiceSpec, ports: (u16, u16), sizes: MapSizes) -> Self {
+    pub fn new(spec: TcpService, ports: (u16, u16), sizes: MapSizes) -> Self {
         let mut dp = Datapath::load_with(aya_log::Level::Warn, &sizes).expect("the embedded eBPF object must load");
         let prog: &mut SchedClassifier =
             dp.ebpf_mut().program_mut(PROG_TC).expect("sticky_tc in object").try_into().expect("a classifier");
@@ -110,9 +109,9 @@ impl Lab {
             nat_port_max: ports.1,
             pad: 0,
         };
-        dp.l4().set_config(&config).expect("CONFIG must be writable");
-        let mut sync = Sync::new(sizes.backends);
-        sync.apply(dp.l4(), &spec).expect("the service must be written");
+        dp.tcp().set_config(&config).expect("CONFIG must be writable");
+        let mut sync = MapSync::new(sizes.backends);
+        sync.apply(dp.tcp(), &spec).expect("the service must be written");
         Self { dp, sync, spec }
     }
 
@@ -531,7 +530,7 @@ impl L4Topo {
     #[must_use]
     pub fn sample(&self, series: &str) -> u64 {
         let text = self.metrics();
-        sticky::l4::metrics::sample(&text, series).unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
+        sticky::admin::metrics::sample(&text, series).unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
     }
 
     /// Replaces the backend set with backends `indices` and sends SIGHUP.

@@ -137,7 +137,7 @@ impl L7Lab {
             let mut c = Client::connect(ADMIN);
             c.request("GET", "/metrics", &[], b"").body_text()
         });
-        sticky::l4::metrics::sample(&text, series).unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
+        sticky::admin::metrics::sample(&text, series).unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
     }
 
     /// Sends `signal` to `sticky run`.

@@ -12,7 +12,7 @@ use aya::{
 };
 use sticky_common::maps;
 
-use super::{DatapathError, l4::MapUsage, take_map};
+use super::{DatapathError, sizes::MapUsage, take_map};
 
 /// `BPF_NOEXIST`: cookies are unique, so an existing key means a bug; fail instead of replacing.
 const NOEXIST: u64 = 1;
@@ -52,7 +52,7 @@ impl SpliceMaps {
     /// So the verdict never runs on a socket whose peer is unknown (it would have to leave those
     /// bytes on the socket, where nobody reads them any more). Bytes that were already queued on a
     /// socket before the join are not seen until the verdict is triggered: see
-    /// [`crate::proxy::splice`], which does that right after.
+    /// [`crate::splice`], which does that right after.
     ///
     /// # Errors
     /// A map is full (`--max-spliced`) or the kernel refuses a socket (not TCP, not established).

@@ -1,7 +1,7 @@
 //! Backend sets into the kernel: backend ids, `BACKENDS` slots, the Maglev row and the `SERVICES`
 //! entry of each L4 service, written in an order that is safe while packets flow.
 //!
-//! Order of one [`Sync::apply`]: new backends' slots first (alive), then the Maglev slots that change,
+//! Order of one [`MapSync::apply`]: new backends' slots first (alive), then the Maglev slots that change,
 //! then the service entry, then departed backends' slots cleared. A packet meanwhile sees either the
 //! old or the new owner of a slot, both alive at that moment; a departed backend's established flows
 //! go on (the connection table holds its address), and its clients' affinity stops being trusted.
@@ -9,7 +9,6 @@
 use std::{
     collections::{BTreeMap, HashMap},
     net::SocketAddrV4,
-    time::Duration,
 };
 
 use sticky_common::{
@@ -19,22 +18,10 @@ use sticky_common::{
     service::SVC_F_AFFINITY,
 };
 
-use super::{DatapathError, l4::L4Maps};
-use crate::policy::maglev::Maglev;
+use super::{DatapathError, tcp::TcpMaps};
+use crate::{model::TcpService, policy::maglev::Maglev};
 
-/// One L4 service as user space wants it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceSpec {
-    /// The virtual IP and port clients connect to.
-    pub vip: SocketAddrV4,
-    /// The backends (order and duplicates do not matter).
-    pub backends: Vec<SocketAddrV4>,
-    /// How long a client's affinity is trusted after its last new connection; zero turns affinity
-    /// off (Maglev alone still keeps a client on one backend while the set does not change).
-    pub affinity_timeout: Duration,
-}
-
-/// What one [`Sync::apply`] changed.
+/// What one [`MapSync::apply`] changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SyncReport {
     /// Backends that joined, with their ids.
@@ -47,7 +34,7 @@ pub struct SyncReport {
 
 /// What user space last wrote for each service.
 #[derive(Debug, Default)]
-pub struct Sync {
+pub struct MapSync {
     services: HashMap<SocketAddrV4, ServiceState>,
     ids: IdAllocator,
 }
@@ -59,7 +46,7 @@ struct ServiceState {
     row: Vec<BackendId>,
 }
 
-impl Sync {
+impl MapSync {
     /// A sync for maps with `max_backends` backend slots.
     #[must_use]
     pub fn new(max_backends: u32) -> Self {
@@ -82,7 +69,7 @@ impl Sync {
     ///
     /// # Errors
     /// Out of service ids or backend slots (`--max-services`, `--max-backends`), or a map write fails.
-    pub fn apply(&mut self, maps: &mut L4Maps, spec: &ServiceSpec) -> Result<SyncReport, DatapathError> {
+    pub fn apply(&mut self, maps: &mut TcpMaps, spec: &TcpService) -> Result<SyncReport, DatapathError> {
         let max_services = maps.sizes().services;
         let next_id = (0..max_services)
             .find(|id| !self.services.values().any(|s| s.id == *id))

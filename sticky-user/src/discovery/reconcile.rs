@@ -1,10 +1,10 @@
-//! Swarm services, tasks and labels -> the catalog sticky balances, and its tcp-mode services (pure).
+//! Swarm services, tasks and labels -> the catalog sticky balances, http and tcp services (pure).
 //!
 //! One function, [`reconcile`], from one listing of the Docker API to one complete view. For each
 //! service that opts in by labels ([`crate::labels::parse`]):
 //! - **network**: the label's (`sticky.network`, `traefik.docker.network`), else the one network the
-//!   service shares with sticky's own task, else (sticky not a task of this Swarm) the service's only
-//!   network; anything else is a [`Problem`] naming the networks to choose from;
+//!   service shares with sticky's own task ([`Placement`]), else (sticky not a task of this Swarm)
+//!   the service's only network; anything else is a [`Problem`] naming the networks to choose from;
 //! - **port**: the label's, else a problem;
 //! - **backends**: the service's tasks whose observed state is `running`, at their address on that
 //!   network (never the VIP). A task whose desired state is no longer `running` (scale-down, rolling
@@ -15,40 +15,26 @@
 //!   (`slot-N`; `node-ID` for global services). Two tasks of one slot during an update: the one
 //!   that should run wins, so sessions move to the replacement as soon as it runs.
 //!
-//! A service whose labels do not parse, or that lacks a network or port, is left out with a
-//! [`Problem`]; the others are unaffected. Output is sorted, so equal inputs give equal outputs and
+//! - **options**: validated as `sticky run` validates its flags and file ([`ServiceSpec::validate`]).
+//!
+//! A service whose labels do not parse or validate, or that lacks a network or port, is left out
+//! with a [`Problem`]; the others are unaffected. Output is sorted, so equal inputs give equal outputs and
 //! the caller can publish only on change.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::{IpAddr, SocketAddr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4},
     time::Duration,
 };
 
+use super::docker::{ServiceInfo, TaskInfo};
 use crate::{
-    docker::{ServiceInfo, TaskInfo},
-    labels::{self, Identity, LabeledService, Mode, Source},
+    labels::{self, Dialect, Identity, LabeledService, Mode},
     model::{
-        AdminState, Backend, BackendId, BackoffSpec, Catalog, CookieSpec, HealthCheckSpec, ServiceEntry, ServiceId,
-        ServiceSpec, SpliceSpec,
+        AdminState, Backend, BackendId, BackoffSpec, Catalog, CookieSpec, HealthCheckSpec, HttpService, ServiceId,
+        ServiceSpec, SpliceSpec, TcpService,
     },
 };
-
-/// A tcp-mode service (`sticky.mode=tcp`): served by [`crate::l4`], not by the HTTP proxy.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TcpService {
-    /// Swarm service id.
-    pub id: ServiceId,
-    /// Swarm service name.
-    pub name: String,
-    /// The port sticky listens on for it (`sticky.listen.port`, else the tasks' port).
-    pub listen_port: u16,
-    /// Running tasks that take new connections (draining ones are left out: in tcp mode a backend
-    /// that leaves the set keeps its open connections and gets no new ones).
-    pub backends: Vec<SocketAddrV4>,
-    /// Client affinity lifetime (`sticky.affinity.timeout`); none: the `--affinity-timeout` default.
-    pub affinity_timeout: Option<Duration>,
-}
 
 /// Why an opted-in service is not balanced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,7 +49,7 @@ pub struct Problem {
 
 /// Where sticky itself runs, as far as its networks are concerned.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Own {
+pub enum Placement {
     /// A task of this Swarm attached to these networks (ids).
     Task(BTreeSet<String>),
     /// Not a task of this Swarm (on the host, or a plain container): networks unknown.
@@ -73,10 +59,8 @@ pub enum Own {
 /// Everything one listing says.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
-    /// The http-mode services and their backends.
+    /// The http and tcp services and their backends.
     pub catalog: Catalog,
-    /// The tcp-mode services.
-    pub tcp: Vec<TcpService>,
     /// Opted-in services that are left out, and why.
     pub problems: Vec<Problem>,
     /// (service id, service name, label) for each label in sticky's or Traefik's namespace that
@@ -86,18 +70,19 @@ pub struct Outcome {
 
 /// Sticky's own networks: those of the task running in container `own_container` (a full id).
 #[must_use]
-pub fn own(tasks: &[TaskInfo], own_container: Option<&str>) -> Own {
-    let Some(own) = own_container else { return Own::Elsewhere };
+pub fn placement(tasks: &[TaskInfo], own_container: Option<&str>) -> Placement {
+    let Some(own) = own_container else { return Placement::Elsewhere };
     // any state: sticky's own task may still be `starting` in the manager's view at its first listing
     tasks
         .iter()
         .find(|t| t.container_id.as_deref() == Some(own))
-        .map_or(Own::Elsewhere, |t| Own::Task(t.network_names.keys().cloned().collect()))
+        .map_or(Placement::Elsewhere, |t| Placement::Task(t.network_names.keys().cloned().collect()))
 }
 
-/// The catalog, tcp services, problems and ignored labels of one listing.
+/// The catalog, problems and ignored labels of one listing. `affinity_timeout` is the affinity
+/// lifetime of tcp services without a `sticky.affinity.timeout` label (`--affinity-timeout`).
 #[must_use]
-pub fn reconcile(services: &[ServiceInfo], tasks: &[TaskInfo], own: &Own) -> Outcome {
+pub fn reconcile(services: &[ServiceInfo], tasks: &[TaskInfo], own: &Placement, affinity_timeout: Duration) -> Outcome {
     // network id -> name, from every task's attachments (services list networks by id only)
     let names: BTreeMap<&str, &str> =
         tasks.iter().flat_map(|t| t.network_names.iter().map(|(id, name)| (id.as_str(), name.as_str()))).collect();
@@ -133,7 +118,7 @@ pub fn reconcile(services: &[ServiceInfo], tasks: &[TaskInfo], own: &Own) -> Out
         let backends = backends(service, &labeled, tasks, &network, port);
         match labeled.mode {
             Mode::Http => match spec(service, &labeled) {
-                Ok(spec) => out.catalog.services.push(ServiceEntry { spec, backends }),
+                Ok(spec) => out.catalog.http.push(HttpService { spec, backends }),
                 Err(message) => out.problems.push(problem(message)),
             },
             Mode::Tcp => {
@@ -145,6 +130,8 @@ pub fn reconcile(services: &[ServiceInfo], tasks: &[TaskInfo], own: &Own) -> Out
                     continue;
                 }
                 tcp_ports.insert(listen_port, service.name.clone());
+                // draining tasks are left out: in tcp mode a backend that leaves the set keeps its
+                // open connections and gets no new ones
                 let mut v4: Vec<SocketAddrV4> = backends
                     .iter()
                     .filter(|b| b.admin == AdminState::Active)
@@ -155,12 +142,12 @@ pub fn reconcile(services: &[ServiceInfo], tasks: &[TaskInfo], own: &Own) -> Out
                     .collect();
                 v4.sort_unstable();
                 v4.dedup();
-                out.tcp.push(TcpService {
+                out.catalog.tcp.push(TcpService {
                     id: ServiceId(service.id.as_str().into()),
                     name: service.name.clone(),
-                    listen_port,
+                    vip: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, listen_port),
                     backends: v4,
-                    affinity_timeout: labeled.affinity_timeout,
+                    affinity_timeout: labeled.affinity_timeout.unwrap_or(affinity_timeout),
                 });
             }
         }
@@ -172,7 +159,7 @@ pub fn reconcile(services: &[ServiceInfo], tasks: &[TaskInfo], own: &Own) -> Out
 fn network(
     service: &ServiceInfo,
     labeled: &LabeledService,
-    own: &Own,
+    own: &Placement,
     names: &BTreeMap<&str, &str>,
 ) -> Result<String, String> {
     let name_of = |id: &str| names.get(id).map_or_else(|| id.to_owned(), |n| (*n).to_owned());
@@ -187,7 +174,7 @@ fn network(
                 if all.is_empty() { "none".to_owned() } else { list(&all) }
             ));
         };
-        if let Own::Task(mine) = own
+        if let Placement::Task(mine) = own
             && !mine.contains(id)
         {
             return Err(format!(
@@ -197,16 +184,16 @@ fn network(
         return Ok(name.clone());
     }
     let candidates: Vec<&(String, String)> = match own {
-        Own::Task(mine) => attached.iter().filter(|(id, _)| mine.contains(id)).collect(),
-        Own::Elsewhere => attached.iter().collect(),
+        Placement::Task(mine) => attached.iter().filter(|(id, _)| mine.contains(id)).collect(),
+        Placement::Elsewhere => attached.iter().collect(),
     };
     match (candidates.as_slice(), own) {
         ([(_, name)], _) => Ok(name.clone()),
-        ([], Own::Task(_)) => Err(format!(
+        ([], Placement::Task(_)) => Err(format!(
             "shares no network with sticky: attach sticky to one of the service's networks ({})",
             if attached.is_empty() { "none".to_owned() } else { list(&attached.iter().collect::<Vec<_>>()) }
         )),
-        ([], Own::Elsewhere) => {
+        ([], Placement::Elsewhere) => {
             Err("has no network: attach it to an overlay network that sticky is attached to".into())
         }
         (several, _) => Err(format!(
@@ -257,56 +244,44 @@ fn address(task: &TaskInfo, network: &str) -> Option<IpAddr> {
     on.first().copied()
 }
 
-/// The http-mode service spec of the labels, validated like `sticky run`'s.
+/// The http-mode service spec of the labels, validated like `sticky run`'s flags and file.
 fn spec(service: &ServiceInfo, labeled: &LabeledService) -> Result<ServiceSpec, String> {
     if labeled.route.strip_prefix {
         return Err("PathPrefixStrip/PathStrip rules are not supported: the backend would get unstripped paths".into());
     }
     let c = &labeled.cookie;
-    let defaults = CookieSpec::default();
-    let traefik = labeled.sources.iter().any(|s| matches!(s, Source::TraefikV1 | Source::TraefikV2));
-    let cookie = CookieSpec {
-        name: c.name.clone().unwrap_or(defaults.name),
-        path: c.path.clone().unwrap_or(defaults.path),
-        domain: c.domain.clone(),
-        secure: c.secure.unwrap_or(defaults.secure),
-        http_only: c.http_only.unwrap_or(defaults.http_only),
-        same_site: c.same_site,
-        max_age: c.max_age,
-        enabled: labeled.sticky,
-        legacy_traefik: c.legacy.unwrap_or(traefik),
-    };
-    let attr_ok = |s: &str| !s.is_empty() && s.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b';');
-    if cookie.name.is_empty() {
-        return Err("cookie name is empty".into());
-    }
-    if !cookie.path.starts_with('/') || !attr_ok(&cookie.path) {
-        return Err(format!("cookie path {:?} must start with / and hold no spaces or ';'", cookie.path));
-    }
-    if let Some(d) = cookie.domain.as_deref().filter(|d| !attr_ok(d)) {
-        return Err(format!("cookie domain {d:?} is not a domain"));
-    }
-    if cookie.same_site == Some(labels::SameSite::None) && !cookie.secure {
-        return Err("cookie SameSite=None needs Secure (browsers drop it otherwise): set the secure label too".into());
-    }
-    let mut health = HealthCheckSpec { path: labeled.health.path.clone(), ..HealthCheckSpec::default() };
-    health.interval = labeled.health.interval.filter(|d| !d.is_zero()).unwrap_or(health.interval);
-    health.timeout = labeled.health.timeout.filter(|d| !d.is_zero()).unwrap_or(health.timeout);
-    if let Some(p) = health.path.as_deref().filter(|p| !p.starts_with('/')) {
-        return Err(format!("health check path {p:?} must start with /"));
-    }
+    let cookie_default = CookieSpec::default();
+    let traefik = labeled.dialects.iter().any(|d| matches!(d, Dialect::TraefikV1 | Dialect::TraefikV2));
+    let health_default = HealthCheckSpec::default();
     let rule = labeled.route.rule.clone();
-    Ok(ServiceSpec {
+    let spec = ServiceSpec {
         id: ServiceId(service.id.as_str().into()),
         name: service.name.clone(),
         priority: rule.default_priority(),
         rule,
-        cookie,
+        cookie: CookieSpec {
+            name: c.name.clone().unwrap_or(cookie_default.name),
+            path: c.path.clone().unwrap_or(cookie_default.path),
+            domain: c.domain.clone(),
+            secure: c.secure.unwrap_or(cookie_default.secure),
+            http_only: c.http_only.unwrap_or(cookie_default.http_only),
+            same_site: c.same_site,
+            max_age: c.max_age,
+            enabled: labeled.sticky,
+            legacy_traefik: c.legacy.unwrap_or(traefik),
+        },
         strict: labeled.strict,
-        health,
+        health: HealthCheckSpec {
+            path: labeled.health.path.clone(),
+            interval: labeled.health.interval.unwrap_or(health_default.interval),
+            timeout: labeled.health.timeout.unwrap_or(health_default.timeout),
+            ..health_default
+        },
         backoff: BackoffSpec::default(),
         splice: SpliceSpec::with(labeled.splice, labeled.splice_upgrades),
-    })
+    };
+    spec.validate().map_err(|e| e.to_string())?;
+    Ok(spec)
 }
 
 #[cfg(test)]

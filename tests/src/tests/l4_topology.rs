@@ -59,7 +59,7 @@ fn sticks_and_spreads(engine: Engine) -> L4Topo {
             assert!(lab.sample(r#"sticky_l4_map_entries{map="AFFINITY"}"#) >= 31, "one affinity entry per client");
         }
         Engine::Fallback | Engine::Unprivileged => {
-            let hits = lab.sample(r#"sticky_l4_fallback_connections_total{outcome="affinity_hit"}"#);
+            let hits = lab.sample(r#"sticky_l4_fallback_connections_total{service="default",outcome="affinity_hit"}"#);
             assert!(hits >= 49 + 30, "{engine:?}: repeat connections follow affinity ({hits})");
         }
     }
@@ -253,7 +253,7 @@ struct L4Metrics {
 impl L4Metrics {
     fn of(lab: &L4Topo) -> Self {
         let text = lab.metrics();
-        let get = |s: &str| sticky::l4::metrics::sample(&text, s).unwrap_or(0);
+        let get = |s: &str| sticky::admin::metrics::sample(&text, s).unwrap_or(0);
         Self {
             new_flows: get(r#"sticky_l4_packets_total{counter="new_flow"}"#),
             half_open: get(r#"sticky_l4_map_entries{map="HALF_OPEN"}"#),
@@ -320,7 +320,8 @@ fn run_to_exit(topo: &crate::Topology, args: &[&str]) -> (std::process::ExitStat
     cmd.args(args).env("NO_COLOR", "1").stdin(std::process::Stdio::null());
     cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
     let mut child = crate::ChildGuard::spawn(&mut cmd);
-    let status = child.wait_timeout(Duration::from_secs(10)).expect("a misconfigured sticky must exit at start, not serve");
+    let status =
+        child.wait_timeout(Duration::from_secs(10)).expect("a misconfigured sticky must exit at start, not serve");
     (status, child.stderr_text())
 }
 
