@@ -1,6 +1,7 @@
 //! The command line: every clap type of `sticky` (subcommands and their flags, http, tcp and Swarm
 //! alike), with help texts and environment variables. Parsing only: what the values mean and whether
 //! they fit together is [`crate::config`]'s job, and its defaults are the ones the help shows.
+#![expect(clippy::doc_markdown, reason = "the doc comments are clap's --help text, read in a terminal, not rustdoc")]
 
 use std::{
     net::{Ipv4Addr, SocketAddr},

@@ -39,7 +39,7 @@ impl fmt::Display for BackendId {
 
 pub use crate::rule::Rule;
 
-/// The SameSite attribute of the cookie.
+/// The `SameSite` attribute of the cookie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SameSite {
     /// `SameSite=Lax`
@@ -69,6 +69,7 @@ fn spec_error(section: &'static str, key: &'static str, message: impl Into<Strin
 
 /// How the sticky cookie is named and which attributes its `Set-Cookie` carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[expect(clippy::struct_excessive_bools, reason = "each bool is a cookie attribute or option of its own")]
 pub struct CookieSpec {
     /// Cookie name (an RFC 6265 token).
     pub name: String,

@@ -1,4 +1,4 @@
-//! One parser per kind of value (duration, boolean, port, port range, SameSite, address, name,
+//! One parser per kind of value (duration, boolean, port, port range, `SameSite`, address, name,
 //! backend URL): flags, the TOML file and Swarm labels read each kind through the same function, so
 //! the three accept the same spellings (pure).
 //!
@@ -99,7 +99,7 @@ pub fn port_range(text: &str) -> Result<PortRange, ValueError> {
     Ok(PortRange { low, high })
 }
 
-/// The SameSite attribute: `lax`, `strict` or `none`, in any case.
+/// The `SameSite` attribute: `lax`, `strict` or `none`, in any case.
 ///
 /// # Errors
 /// Anything else.

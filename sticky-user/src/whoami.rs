@@ -137,15 +137,14 @@ async fn accept_loop(listener: &TcpListener, name: String, closing: Arc<AtomicBo
 
 fn respond(req: Request<Incoming>, name: &Arc<str>, body: Bytes) -> Response<Full<Bytes>> {
     let mut resp = match req.uri().path() {
-        "/ws" => match websocket(req, name.clone()) {
-            Some(resp) => return resp,
-            None => {
-                let mut r =
-                    Response::new(Full::new(Bytes::from(format!("I'm {name}\n/ws needs a WebSocket upgrade\n"))));
-                *r.status_mut() = StatusCode::BAD_REQUEST;
-                r
+        "/ws" => {
+            if let Some(resp) = websocket(req, name) {
+                return resp;
             }
-        },
+            let mut r = Response::new(Full::new(Bytes::from(format!("I'm {name}\n/ws needs a WebSocket upgrade\n"))));
+            *r.status_mut() = StatusCode::BAD_REQUEST;
+            r
+        }
         "/headers" => {
             let mut text = format!("I'm {name}\n{} {} {:?}\n", req.method(), req.uri(), req.version());
             for (k, v) in req.headers() {
@@ -170,7 +169,7 @@ fn respond(req: Request<Incoming>, name: &Arc<str>, body: Bytes) -> Response<Ful
 }
 
 /// Accepts a WebSocket handshake and spawns the echo loop; `None` if the request is not one.
-fn websocket(mut req: Request<Incoming>, name: Arc<str>) -> Option<Response<Full<Bytes>>> {
+fn websocket(mut req: Request<Incoming>, name: &Arc<str>) -> Option<Response<Full<Bytes>>> {
     let is_ws = req.headers().get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     let key = req.headers().get(header::SEC_WEBSOCKET_KEY)?;
     if !is_ws {
@@ -203,7 +202,7 @@ fn websocket(mut req: Request<Incoming>, name: Arc<str>) -> Option<Response<Full
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    if let Ok(v) = HeaderValue::from_str(&name) {
+    if let Ok(v) = HeaderValue::from_str(name) {
         h.insert("x-whoami", v);
     }
     Some(resp)

@@ -1,4 +1,9 @@
 //! `cargo xtask`: one clap enum, one module per subcommand.
+#![deny(unsafe_code)]
+#![expect(
+    clippy::pedantic,
+    reason = "the bench harness moves onto the shared test kit (issue 20, point 5), which brings xtask under the workspace's pedantic lints"
+)]
 
 mod bench;
 mod demo;

@@ -5,7 +5,7 @@
 //! discovery, health checks and the admin API. Why not one multi-thread runtime: a connection's
 //! requests, its upstream connections and the idle pool then all live on one thread (no work
 //! stealing, no cross-thread wake-ups, a lock-free pool), and `--workers 1` gives the proxy exactly
-//! one core for benchmarks. Why one shared socket and not SO_REUSEPORT: a second process cannot
+//! one core for benchmarks. Why one shared socket and not `SO_REUSEPORT`: a second process cannot
 //! silently bind the same port and take half the traffic, and the kernel hands each new connection
 //! to whichever worker is free to accept it first.
 

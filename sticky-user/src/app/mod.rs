@@ -172,21 +172,18 @@ impl Running {
 pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppError> {
     let keys = keys.unwrap_or_else(Keys::random);
     let tcp_default = config.tcp.as_ref().map_or(config::defaults::AFFINITY_TIMEOUT, |t| t.affinity_timeout);
-    let (catalogs, discovery) = match &config.swarm {
-        Some(swarm) => {
-            let api = Api::new(&swarm.host).map_err(DiscoveryError::from)?;
-            let options = SwarmOptions {
-                interval: swarm.interval,
-                own_container: docker::own_container_id(),
-                affinity_timeout: tcp_default,
-            };
-            start_discovery(SwarmDiscovery::new(api, options)).await?
-        }
-        None => {
-            let http = config.http.as_ref().map(|h| StaticList::http(h.services.clone(), &keys));
-            let tcp = config.tcp.as_ref().and_then(|t| Some(StaticList::tcp(t.service.clone()?, t.affinity_timeout)));
-            start_discovery(http.or(tcp).unwrap_or_default()).await?
-        }
+    let (catalogs, discovery) = if let Some(swarm) = &config.swarm {
+        let api = Api::new(&swarm.host).map_err(DiscoveryError::from)?;
+        let options = SwarmOptions {
+            interval: swarm.interval,
+            own_container: docker::own_container_id(),
+            affinity_timeout: tcp_default,
+        };
+        start_discovery(SwarmDiscovery::new(api, options)).await?
+    } else {
+        let http = config.http.as_ref().map(|h| StaticList::http(h.services.clone(), &keys));
+        let tcp = config.tcp.as_ref().and_then(|t| Some(StaticList::tcp(t.service.clone()?, t.affinity_timeout)));
+        start_discovery(http.or(tcp).unwrap_or_default()).await?
     };
     let first = catalogs.borrow().clone();
     let mut sources = Sources::default();
@@ -270,11 +267,9 @@ async fn follow(
             tcp.update(&catalog.tcp).await;
         }
     }
-    match discovery.await {
-        Ok(Err(e)) => tracing::error!(
-            error = %crate::telemetry::chain(&e),
-            "discovery stopped; the last catalog stays in force"
-        ),
-        _ => tracing::warn!("discovery stopped; the last catalog stays in force"),
+    if let Ok(Err(e)) = discovery.await {
+        tracing::error!(error = %crate::telemetry::chain(&e), "discovery stopped; the last catalog stays in force");
+    } else {
+        tracing::warn!("discovery stopped; the last catalog stays in force");
     }
 }

@@ -30,6 +30,7 @@ pub(super) struct FileConfig {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[expect(clippy::struct_field_names, reason = "the fields are the file's keys, named like the flags")]
 pub(super) struct FileLimits {
     pub max_header_size: Option<usize>,
     pub max_headers: Option<usize>,

@@ -185,9 +185,10 @@ pub struct TcpConfig {
     pub affinity_timeout: Duration,
     /// Interfaces to attach the kernel path to (empty: every interface but loopback and bridge ports).
     pub ifaces: Vec<String>,
-    /// Source address of NATed packets (none: the one the kernel picks towards the first backend).
+    /// Source address of the packets the kernel path sends to backends (none: the one the kernel
+    /// picks towards the first backend).
     pub snat_addr: Option<Ipv4Addr>,
-    /// Source ports of NATed packets.
+    /// Source ports of the packets the kernel path sends to backends.
     pub snat_ports: PortRange,
     /// Table capacities.
     pub limits: TcpLimits,

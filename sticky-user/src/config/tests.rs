@@ -1,3 +1,5 @@
+//! Flags and file into a Config: defaults, precedence, every option applied, errors naming the field.
+
 use clap::Parser;
 
 use super::*;

@@ -36,7 +36,7 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 pub const PROG_TC: &str = "sticky_tc";
 /// Name of the XDP program.
 pub const PROG_XDP: &str = "sticky_xdp";
-/// Name of the sk_skb stream verdict of spliced sockets.
+/// Name of the `sk_skb` stream verdict of spliced sockets.
 pub const PROG_SPLICE: &str = "sticky_splice";
 
 /// What can go wrong while loading or driving the data path.
@@ -45,7 +45,7 @@ pub enum DatapathError {
     /// The binary carries no eBPF object.
     #[error("this sticky binary was built without its eBPF programs (STICKY_EBPF_SKIP=1)")]
     NotEmbedded,
-    /// The kernel refused the object (no CAP_BPF, old kernel, verifier).
+    /// The kernel refused the object (no `CAP_BPF`, old kernel, verifier).
     #[error("failed to load the eBPF object (needs root or CAP_BPF+CAP_NET_ADMIN+CAP_PERFMON, Linux >= 6.6)")]
     Load(#[source] Box<aya::EbpfError>),
     /// A program the daemon needs is not in the object.

@@ -41,7 +41,7 @@ impl MapSizes {
         Self { services: 1, backends: 1, conns: 64, half_open: 64, affinity: 64, splice: pairs.saturating_mul(2) }
     }
 
-    /// (map name, max_entries) for every resizable map.
+    /// (map name, `max_entries`) for every resizable map.
     pub fn overrides(&self) -> impl Iterator<Item = (&'static str, u32)> {
         [
             (maps::SERVICES, self.services),

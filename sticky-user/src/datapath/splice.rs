@@ -118,9 +118,9 @@ impl SpliceMaps {
     pub fn usage(&self) -> [MapUsage; 3] {
         let max = u64::from(self.max);
         [
-            MapUsage { name: maps::SPLICE_PEERS, used: self.peers.keys().filter(Result::is_ok).count() as u64, max },
-            MapUsage { name: maps::SPLICE_SOCKS, used: self.socks.keys().filter(Result::is_ok).count() as u64, max },
-            MapUsage { name: maps::SPLICE_BYTES, used: self.bytes.keys().filter(Result::is_ok).count() as u64, max },
+            MapUsage { name: maps::SPLICE_PEERS, used: self.peers.keys().flatten().count() as u64, max },
+            MapUsage { name: maps::SPLICE_SOCKS, used: self.socks.keys().flatten().count() as u64, max },
+            MapUsage { name: maps::SPLICE_BYTES, used: self.bytes.keys().flatten().count() as u64, max },
         ]
     }
 }

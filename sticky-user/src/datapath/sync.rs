@@ -7,7 +7,7 @@
 //! go on (the connection table holds its address), and its clients' affinity stops being trusted.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     net::SocketAddrV4,
 };
 
@@ -80,9 +80,9 @@ impl MapSync {
             row: Vec::new(),
         });
         let mut report = SyncReport::default();
-        let wanted: BTreeMap<SocketAddrV4, ()> = spec.backends.iter().map(|b| (*b, ())).collect();
+        let wanted: BTreeSet<SocketAddrV4> = spec.backends.iter().copied().collect();
 
-        for backend in wanted.keys() {
+        for backend in &wanted {
             if state.backends.contains_key(backend) {
                 continue;
             }
@@ -108,6 +108,7 @@ impl MapSync {
         };
         for (slot, &id) in row.iter().enumerate() {
             if state.row.get(slot) != Some(&id) {
+                #[expect(clippy::cast_possible_truncation, reason = "a slot is below MAGLEV_SIZE (16381)")]
                 maps.set_maglev_slot(state.id, slot as u32, id)?;
                 report.slots_changed += 1;
             }
@@ -129,7 +130,7 @@ impl MapSync {
         maps.set_service(&key, &value)?;
 
         let gone: Vec<(SocketAddrV4, BackendId)> =
-            state.backends.iter().filter(|(b, _)| !wanted.contains_key(b)).map(|(b, id)| (*b, *id)).collect();
+            state.backends.iter().filter(|(b, _)| !wanted.contains(*b)).map(|(b, id)| (*b, *id)).collect();
         for (backend, id) in gone {
             maps.set_backend(id, &BackendValue::default())?;
             state.backends.remove(&backend);

@@ -154,7 +154,7 @@ impl TcpMaps {
     pub fn usage(&self, stats: Stats) -> Result<Usage, DatapathError> {
         let mut flows_per_backend = BTreeMap::new();
         let mut conns = 0u64;
-        for entry in self.conns.iter() {
+        for entry in &self.conns {
             // An entry evicted between the key walk and its lookup is simply not counted.
             let Ok((_, value)) = entry else { continue };
             conns += 1;
@@ -162,9 +162,9 @@ impl TcpMaps {
                 *flows_per_backend.entry(value.backend).or_insert(0) += 1;
             }
         }
-        let half_open = self.half_open.keys().filter(Result::is_ok).count() as u64;
-        let affinity = self.affinity.keys().filter(Result::is_ok).count() as u64;
-        let services = self.services.keys().filter(Result::is_ok).count() as u64;
+        let half_open = self.half_open.keys().flatten().count() as u64;
+        let affinity = self.affinity.keys().flatten().count() as u64;
+        let services = self.services.keys().flatten().count() as u64;
         let backends = self.backends.iter().filter(|b| b.as_ref().is_ok_and(|b| b.flags != 0)).count() as u64;
         let s = &self.sizes;
         let maps = vec![

@@ -31,7 +31,7 @@ const MAX_TASKS_BODY: usize = 64 << 20;
 /// What can go wrong talking to the daemon.
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
-    /// DOCKER_HOST is not a unix socket.
+    /// `DOCKER_HOST` is not a unix socket.
     #[error("DOCKER_HOST={host}: sticky supports unix sockets only (mount /var/run/docker.sock)")]
     Host {
         /// The host as given.

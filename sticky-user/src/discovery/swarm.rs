@@ -240,7 +240,7 @@ impl ListingMemory {
                     "found sticky's own task; services are reached on the networks they share with it"
                 ),
                 (Placement::Elsewhere, Some(id)) => {
-                    tracing::warn!(container = %id, "sticky's container is not a task of this Swarm: each service needs sticky.network (or traefik.docker.network) or exactly one network")
+                    tracing::warn!(container = %id, "sticky's container is not a task of this Swarm: each service needs sticky.network (or traefik.docker.network) or exactly one network");
                 }
                 (Placement::Elsewhere, None) => tracing::info!(
                     "sticky runs outside a container: each service needs sticky.network (or traefik.docker.network) or exactly one network"

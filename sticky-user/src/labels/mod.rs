@@ -15,7 +15,7 @@ pub mod sticky;
 pub mod traefik_v1;
 pub mod traefik_v2;
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 
 use sha1::{Digest as _, Sha1};
 
@@ -256,14 +256,17 @@ fn apply_health(health: &mut HealthLabels, labels: &Labels, prefix: &str) -> Res
     Ok(())
 }
 
-/// Traefik's generated cookie name: `_` and the first 5 hex digits of SHA-1("_TRAEFIK_BACKEND_" + name).
+/// Traefik's generated cookie name: `_` and the first 5 hex digits of `SHA-1("_TRAEFIK_BACKEND_" + name)`.
 ///
 /// For the classic v1 recipe (service `whoami-service`) the backend is `backend-whoami-service`
 /// and the name is `_a49bc`.
 #[must_use]
 pub fn traefik_cookie_name(backend: &str) -> String {
     let digest = Sha1::digest(format!("_TRAEFIK_BACKEND_{backend}").as_bytes());
-    let hex: String = digest.iter().take(3).map(|b| format!("{b:02x}")).collect();
+    let hex = digest.iter().take(3).fold(String::with_capacity(6), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    });
     format!("_{}", &hex[..5])
 }
 

@@ -25,6 +25,7 @@ impl std::fmt::Debug for Label {
 }
 
 /// Labels read elsewhere ([`ENABLE`], [`TRAEFIK_PROVIDER`]) or by [`route`] set nothing here.
+#[expect(clippy::unnecessary_wraps, reason = "the signature of every entry of the table")]
 fn nothing(_: &mut LabeledService, _: &str) -> Result<(), ValueError> {
     Ok(())
 }

@@ -76,7 +76,7 @@ pub fn apply(
     // Every router's rule routes here (their `service` fields can only name this service).
     let mut routes = Vec::new();
     for (k, v) in labels {
-        if k.strip_prefix(ROUTERS).is_some_and(|rest| rest.ends_with(".rule")) {
+        if k.strip_prefix(ROUTERS).and_then(|rest| rest.split_once('.')).is_some_and(|(_, field)| field == "rule") {
             routes.push(route(k, v)?);
         }
     }

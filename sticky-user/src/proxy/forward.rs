@@ -138,7 +138,7 @@ async fn connection(
             backend.live.stats.connect_error();
             tracing::warn!(
                 service = %service.spec.name, backend = %backend.id, addr = %backend.addr, timed_out = e.timed_out,
-                error = ?e.source.as_ref().map(ToString::to_string), pause_ms = pause.as_millis() as u64,
+                error = ?e.source.as_ref().map(ToString::to_string), pause_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
                 "connect to backend failed; backend paused"
             );
             exclude.push(index);

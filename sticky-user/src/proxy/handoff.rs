@@ -73,12 +73,9 @@ pub async fn first(ctx: &Arc<ConnCtx>, splicer: &Arc<Splicer>, mut stream: TcpSt
         return FirstRequest::Serve(ClientIo::new(stream, buf.freeze()));
     };
     let Some(b) = service.backends.get(index) else { return FirstRequest::Serve(ClientIo::new(stream, buf.freeze())) };
-    let upstream = match tokio::time::timeout(settings.timeouts.connect, TcpStream::connect(b.addr)).await {
-        Ok(Ok(s)) => s,
-        _ => {
-            // the normal path connects again, pauses the backend on failure and re-pins
-            return FirstRequest::Serve(ClientIo::new(stream, buf.freeze()));
-        }
+    let Ok(Ok(upstream)) = tokio::time::timeout(settings.timeouts.connect, TcpStream::connect(b.addr)).await else {
+        // the normal path connects again, pauses the backend on failure and re-pins
+        return FirstRequest::Serve(ClientIo::new(stream, buf.freeze()));
     };
     let _ = upstream.set_nodelay(true);
     pin::strip_cookie_headers(req.headers_mut(), service.spec.cookie.name.as_bytes());

@@ -24,7 +24,7 @@ impl ClientInfo {
     pub fn new(peer: SocketAddr) -> Self {
         let ip = match peer.ip() {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-            v4 => v4,
+            v4 @ IpAddr::V4(_) => v4,
         };
         let forwarded_for = match ip {
             IpAddr::V4(v4) => format!("for={v4}"),
@@ -95,10 +95,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     headers.remove(header::TRAILER);
     headers.remove(header::TRANSFER_ENCODING);
     headers.remove(header::PROXY_AUTHORIZATION);
-    if !upgrade {
-        headers.remove(header::UPGRADE);
-    } else {
+    if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
     }
 }
 

@@ -95,7 +95,7 @@ pub fn read(keys: &Keys, service: &ServiceRoute, headers: &HeaderMap) -> CookieP
     CookiePin { pinned, issued, legacy, found }
 }
 
-/// Reads the sticky cookie, removes it from the request (the backend never sees it, like HAProxy's
+/// Reads the sticky cookie, removes it from the request (the backend never sees it, like `HAProxy`'s
 /// `indirect`), and decides.
 pub fn pin(ctx: &ConnCtx, service: &ServiceRoute, headers: &mut HeaderMap) -> PinState {
     let cookie = read(&ctx.proxy.routing.keys, service, headers);

@@ -74,10 +74,9 @@ impl ProxyError {
             Self::NoRoute => StatusCode::NOT_FOUND,
             // malformed by the HTTP/1.1 rules, caught after parsing
             Self::MissingHost => StatusCode::BAD_REQUEST,
-            // every backend is out of health or the service is empty: temporary, retry later
-            Self::NoBackend { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            // every backend is out of health or the service is empty: temporary, retry later;
             // strict mode keeps the session on its backend or nowhere
-            Self::StrictUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoBackend { .. } | Self::StrictUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             // a gateway that could not reach its upstream in time is a 504, could not reach it at all a 502
             Self::Connect { timed_out: true, .. } | Self::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Connect { timed_out: false, .. } | Self::Upstream { .. } => StatusCode::BAD_GATEWAY,

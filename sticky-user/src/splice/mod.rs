@@ -222,23 +222,31 @@ impl Splicer {
         // Watch first, join second: a FIN that arrives in between is reported once the lock is free.
         for (side, s) in socks.iter().enumerate() {
             if let Err(e) = self.watch.add(s.as_fd(), slot.token(side)) {
-                socks.iter().for_each(|s| self.watch.remove(s.as_fd()));
+                self.unwatch(&socks);
                 pairs.release(slot);
                 return Err((SpliceError::Socket(e), socks));
             }
         }
         let joined = lock(&self.datapath).splice().join((cookies[0], socks[0].as_fd()), (cookies[1], socks[1].as_fd()));
         if let Err(e) = joined {
-            socks.iter().for_each(|s| self.watch.remove(s.as_fd()));
+            self.unwatch(&socks);
             pairs.release(slot);
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
             return Err((e.into(), socks));
         }
         // bytes that arrived before the join (the first response, a pipelined request) go now
-        socks.iter().for_each(|s| socket::kick(s.as_fd()));
+        for s in &socks {
+            socket::kick(s.as_fd());
+        }
         pairs.insert(slot, Pair::new(socks, cookies, base));
         self.stats.joined.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    fn unwatch(&self, socks: &[StdTcpStream; 2]) {
+        for s in socks {
+            self.watch.remove(s.as_fd());
+        }
     }
 }
 

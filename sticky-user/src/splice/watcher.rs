@@ -93,16 +93,12 @@ impl Pairs {
 
     /// A free slot for a pair about to join.
     pub(super) fn reserve(&mut self) -> SlotId {
-        match self.free.pop() {
-            Some(slot) => {
-                let generation = self.slots.get(slot as usize).map_or(0, |s| s.generation);
-                SlotId { slot, generation }
-            }
-            None => {
-                self.slots.push(Slot::default());
-                SlotId { slot: u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX), generation: 0 }
-            }
+        if let Some(slot) = self.free.pop() {
+            let generation = self.slots.get(slot as usize).map_or(0, |s| s.generation);
+            return SlotId { slot, generation };
         }
+        self.slots.push(Slot::default());
+        SlotId { slot: u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX), generation: 0 }
     }
 
     /// Gives a reserved slot back unused.

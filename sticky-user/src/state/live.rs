@@ -205,6 +205,7 @@ impl Generation<'_> {
     }
 
     /// Keeps what this generation handed out and drops the rest; returns the backends dropped.
+    #[must_use = "the caller reports the backends that left"]
     pub fn finish(self) -> Vec<(ServiceId, BackendId)> {
         let gone =
             self.registry.backends.keys().filter(|k| !self.backends.contains_key(*k)).cloned().collect::<Vec<_>>();

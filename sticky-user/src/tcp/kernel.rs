@@ -167,7 +167,7 @@ fn source_addr_towards(backend: SocketAddrV4) -> Result<Ipv4Addr, TcpError> {
 }
 
 /// Warns when the SNAT ports overlap this host's ephemeral ports: a local connection could then
-/// collide with a NATed flow's 4-tuple.
+/// collide with a translated flow's 4-tuple.
 fn warn_on_port_overlap(low: u16, high: u16) {
     let Ok(text) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") else { return };
     let mut it = text.split_whitespace().filter_map(|w| w.parse::<u16>().ok());

@@ -5,7 +5,7 @@
 //! the backend sets into the maps and reads usage), else in user space ([`user`]: one tokio proxy
 //! per service with the same decisions, from the same [`crate::policy`] code). Swarm's services are
 //! always served in user space: the kernel path matches one VIP address per service, and a Swarm
-//! task receives a service's clients on several addresses (its overlay addresses, docker_gwbridge
+//! task receives a service's clients on several addresses (its overlay addresses, `docker_gwbridge`
 //! for published ports), which it does not cover yet. Backend sets come from discovery
 //! ([`TcpMode::update`]); `/metrics` reads [`TcpMetrics`].
 

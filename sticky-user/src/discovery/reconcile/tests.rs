@@ -1,3 +1,5 @@
+//! One Swarm listing into one catalog: networks, ports, task states, identities, labels, tcp services.
+
 use std::collections::{BTreeMap, HashMap};
 
 use super::*;
