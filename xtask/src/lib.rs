@@ -14,6 +14,10 @@
 pub mod ebpf;
 pub mod setup;
 
+/// Set on every cargo that builds `sticky`: its build script then embeds the real eBPF object and
+/// fails without the toolchain, instead of embedding an empty one (sticky-user/build.rs).
+pub const EMBED_EBPF: (&str, &str) = ("STICKY_EBPF_BUILD", "1");
+
 /// The host's target triple, as rustc reports it (e.g. `x86_64-unknown-linux-gnu`).
 ///
 /// # Errors
