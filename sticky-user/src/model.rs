@@ -369,4 +369,28 @@ mod tests {
         assert_eq!(any.to_traefik(), "Host(`a`) || (Host(`Example.com`) && PathPrefix(`/api`))");
         assert!(Rule::Always.matches(None, "/anything"));
     }
+
+    #[test]
+    fn options_are_validated_the_same_whatever_their_source() {
+        assert_eq!(CookieSpec::default().validate(), Ok(()));
+        let key = |spec: CookieSpec| spec.validate().expect_err("the option must be refused").key;
+        assert_eq!(key(CookieSpec { name: "a b".into(), ..CookieSpec::default() }), "name");
+        assert_eq!(key(CookieSpec { path: "app".into(), ..CookieSpec::default() }), "path");
+        assert_eq!(key(CookieSpec { domain: Some("a;b".into()), ..CookieSpec::default() }), "domain");
+        assert_eq!(key(CookieSpec { same_site: Some(SameSite::None), ..CookieSpec::default() }), "samesite");
+        assert_eq!(key(CookieSpec { max_age: Some(Duration::ZERO), ..CookieSpec::default() }), "max_age");
+        let none_secure = CookieSpec { same_site: Some(SameSite::None), secure: true, ..CookieSpec::default() };
+        assert_eq!(none_secure.validate(), Ok(()), "SameSite=None is fine with Secure");
+
+        assert_eq!(HealthCheckSpec::default().validate(), Ok(()));
+        let zero = HealthCheckSpec { interval: Duration::ZERO, ..HealthCheckSpec::default() };
+        let e = zero.validate().expect_err("a zero interval must be refused, from a flag or a label alike");
+        assert_eq!((e.section, e.key), ("health", "interval"));
+        assert_eq!(
+            HealthCheckSpec { fall: 0, ..HealthCheckSpec::default() }.validate().map_err(|e| e.key),
+            Err("fall")
+        );
+        let backoff = BackoffSpec { min: Duration::from_secs(2), max: Duration::from_secs(1) };
+        assert_eq!(backoff.validate().map_err(|e| e.key), Err("backoff_max"));
+    }
 }

@@ -29,22 +29,76 @@ use std::{
 
 use super::docker::{ServiceInfo, TaskInfo};
 use crate::{
-    labels::{self, Dialect, Identity, LabeledService, Mode},
+    labels::{self, Dialect, Identity, LabelError, LabeledService, Mode},
     model::{
         AdminState, Backend, BackendId, BackoffSpec, Catalog, CookieSpec, HealthCheckSpec, HttpService, ServiceId,
-        ServiceSpec, SpliceSpec, TcpService,
+        ServiceSpec, SpecError, SpliceSpec, TcpService,
     },
 };
 
-/// Why an opted-in service is not balanced.
+/// An opted-in service that is not balanced, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
     /// Swarm service id.
     pub service_id: String,
     /// Swarm service name.
     pub service: String,
-    /// One line saying what is wrong and what to do.
-    pub message: String,
+    /// What is wrong, and what to do.
+    pub reason: LeftOut,
+}
+
+/// Why an opted-in service is left out; each message says what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LeftOut {
+    /// A label sticky acts on has an unusable value.
+    #[error("labels: {0}")]
+    Labels(LabelError),
+    /// The network its labels name is not one of the service's.
+    #[error("network {wanted} (from its labels) is not one of the service's networks ({attached})")]
+    UnknownNetwork {
+        /// The network named.
+        wanted: String,
+        /// The service's networks, comma-separated (`none`).
+        attached: String,
+    },
+    /// The network its labels name is not one of sticky's.
+    #[error("sticky is not attached to network {network}: add it to sticky's service (stack file networks)")]
+    NotOnNetwork {
+        /// The network named.
+        network: String,
+    },
+    /// It shares no network with sticky's own task.
+    #[error("shares no network with sticky: attach sticky to one of the service's networks ({attached})")]
+    NoSharedNetwork {
+        /// The service's networks, comma-separated (`none`).
+        attached: String,
+    },
+    /// It has no network at all (sticky runs outside the Swarm).
+    #[error("has no network: attach it to an overlay network that sticky is attached to")]
+    NoNetwork,
+    /// It shares several networks with sticky and no label picks one.
+    #[error("shares several networks with sticky ({shared}): choose one with sticky.network or traefik.docker.network")]
+    SeveralNetworks {
+        /// The shared networks, comma-separated.
+        shared: String,
+    },
+    /// No label gives the tasks' port.
+    #[error("no port: set sticky.port (or traefik.port, traefik.http.services.<s>.loadbalancer.server.port)")]
+    NoPort,
+    /// A Traefik rule that strips the path prefix, which sticky does not do.
+    #[error("PathPrefixStrip/PathStrip rules are not supported: the backend would get unstripped paths")]
+    StripPrefix,
+    /// An option fails the validation `sticky run` applies to its flags and file.
+    #[error("{0}")]
+    Options(SpecError),
+    /// Another tcp service already listens on its port.
+    #[error("sticky.listen.port {port} is already taken by tcp service {other}")]
+    TcpPortTaken {
+        /// The port.
+        port: u16,
+        /// The service that has it.
+        other: String,
+    },
 }
 
 /// Where sticky itself runs, as far as its networks are concerned.
@@ -92,41 +146,37 @@ pub fn reconcile(services: &[ServiceInfo], tasks: &[TaskInfo], own: &Placement, 
     let mut tcp_ports: BTreeMap<u16, String> = BTreeMap::new();
     for service in sorted {
         let problem =
-            |message: String| Problem { service_id: service.id.clone(), service: service.name.clone(), message };
+            |reason: LeftOut| Problem { service_id: service.id.clone(), service: service.name.clone(), reason };
         let labeled = match labels::parse(&service.name, &service.labels) {
             Ok(Some(l)) => l,
             Ok(None) => continue,
             Err(e) => {
-                out.problems.push(problem(format!("labels: {e}")));
+                out.problems.push(problem(LeftOut::Labels(e)));
                 continue;
             }
         };
         out.ignored.extend(labeled.ignored.iter().map(|l| (service.id.clone(), service.name.clone(), l.clone())));
         let network = match network(service, &labeled, own, &names) {
             Ok(n) => n,
-            Err(message) => {
-                out.problems.push(problem(message));
+            Err(reason) => {
+                out.problems.push(problem(reason));
                 continue;
             }
         };
         let Some(port) = labeled.port else {
-            out.problems.push(problem(
-                "no port: set sticky.port (or traefik.port, traefik.http.services.<s>.loadbalancer.server.port)".into(),
-            ));
+            out.problems.push(problem(LeftOut::NoPort));
             continue;
         };
         let backends = backends(service, &labeled, tasks, &network, port);
         match labeled.mode {
             Mode::Http => match spec(service, &labeled) {
                 Ok(spec) => out.catalog.http.push(HttpService { spec, backends }),
-                Err(message) => out.problems.push(problem(message)),
+                Err(reason) => out.problems.push(problem(reason)),
             },
             Mode::Tcp => {
                 let listen_port = labeled.listen_port.unwrap_or(port);
                 if let Some(other) = tcp_ports.get(&listen_port) {
-                    out.problems.push(problem(format!(
-                        "sticky.listen.port {listen_port} is already taken by tcp service {other}"
-                    )));
+                    out.problems.push(problem(LeftOut::TcpPortTaken { port: listen_port, other: other.clone() }));
                     continue;
                 }
                 tcp_ports.insert(listen_port, service.name.clone());
@@ -161,25 +211,26 @@ fn network(
     labeled: &LabeledService,
     own: &Placement,
     names: &BTreeMap<&str, &str>,
-) -> Result<String, String> {
+) -> Result<String, LeftOut> {
     let name_of = |id: &str| names.get(id).map_or_else(|| id.to_owned(), |n| (*n).to_owned());
     let attached: Vec<(String, String)> = service.network_ids.iter().map(|id| (id.clone(), name_of(id))).collect();
-    let list = |nets: &[&(String, String)]| nets.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", ");
+    let list = |nets: &[&(String, String)]| {
+        if nets.is_empty() {
+            "none".to_owned()
+        } else {
+            nets.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", ")
+        }
+    };
+    let all: Vec<&(String, String)> = attached.iter().collect();
     if let Some(wanted) = &labeled.network {
         let found = attached.iter().find(|(id, name)| name == wanted || id == wanted);
         let Some((id, name)) = found else {
-            let all: Vec<&(String, String)> = attached.iter().collect();
-            return Err(format!(
-                "network {wanted} (from its labels) is not one of the service's networks ({})",
-                if all.is_empty() { "none".to_owned() } else { list(&all) }
-            ));
+            return Err(LeftOut::UnknownNetwork { wanted: wanted.clone(), attached: list(&all) });
         };
         if let Placement::Task(mine) = own
             && !mine.contains(id)
         {
-            return Err(format!(
-                "sticky is not attached to network {name}: add it to sticky's service (stack file networks)"
-            ));
+            return Err(LeftOut::NotOnNetwork { network: name.clone() });
         }
         return Ok(name.clone());
     }
@@ -189,17 +240,9 @@ fn network(
     };
     match (candidates.as_slice(), own) {
         ([(_, name)], _) => Ok(name.clone()),
-        ([], Placement::Task(_)) => Err(format!(
-            "shares no network with sticky: attach sticky to one of the service's networks ({})",
-            if attached.is_empty() { "none".to_owned() } else { list(&attached.iter().collect::<Vec<_>>()) }
-        )),
-        ([], Placement::Elsewhere) => {
-            Err("has no network: attach it to an overlay network that sticky is attached to".into())
-        }
-        (several, _) => Err(format!(
-            "shares several networks with sticky ({}): choose one with sticky.network or traefik.docker.network",
-            list(several)
-        )),
+        ([], Placement::Task(_)) => Err(LeftOut::NoSharedNetwork { attached: list(&all) }),
+        ([], Placement::Elsewhere) => Err(LeftOut::NoNetwork),
+        (several, _) => Err(LeftOut::SeveralNetworks { shared: list(several) }),
     }
 }
 
@@ -245,9 +288,9 @@ fn address(task: &TaskInfo, network: &str) -> Option<IpAddr> {
 }
 
 /// The http-mode service spec of the labels, validated like `sticky run`'s flags and file.
-fn spec(service: &ServiceInfo, labeled: &LabeledService) -> Result<ServiceSpec, String> {
+fn spec(service: &ServiceInfo, labeled: &LabeledService) -> Result<ServiceSpec, LeftOut> {
     if labeled.route.strip_prefix {
-        return Err("PathPrefixStrip/PathStrip rules are not supported: the backend would get unstripped paths".into());
+        return Err(LeftOut::StripPrefix);
     }
     let c = &labeled.cookie;
     let cookie_default = CookieSpec::default();
@@ -280,7 +323,7 @@ fn spec(service: &ServiceInfo, labeled: &LabeledService) -> Result<ServiceSpec, 
         backoff: BackoffSpec::default(),
         splice: SpliceSpec::with(labeled.splice, labeled.splice_upgrades),
     };
-    spec.validate().map_err(|e| e.to_string())?;
+    spec.validate().map_err(LeftOut::Options)?;
     Ok(spec)
 }
 

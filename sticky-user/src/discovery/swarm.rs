@@ -203,7 +203,7 @@ struct ListingMemory {
     /// Every service seen, by id, for services removed while their tasks still run.
     services: HashMap<String, ServiceInfo>,
     /// The problem last logged per service id.
-    problems: HashMap<String, String>,
+    problems: HashMap<String, reconcile::LeftOut>,
     /// (service id, label) already logged as ignored.
     ignored: HashSet<(String, String)>,
     /// Services balanced in the last outcome, by id: (name, one line of state) for change lines.
@@ -252,10 +252,10 @@ impl ListingMemory {
 
         let mut now_problems = HashMap::new();
         for p in out.problems {
-            if self.problems.get(&p.service_id) != Some(&p.message) {
-                tracing::error!(service = %p.service, problem = %p.message, "service not balanced");
+            if self.problems.get(&p.service_id) != Some(&p.reason) {
+                tracing::error!(service = %p.service, problem = %p.reason, "service not balanced");
             }
-            now_problems.insert(p.service_id, p.message);
+            now_problems.insert(p.service_id, p.reason);
         }
         self.problems = now_problems;
         for (id, name, label) in out.ignored {
@@ -355,7 +355,7 @@ mod tests {
         let mut broken = service();
         broken.labels.insert("sticky.port".into(), "eighty".into());
         memory.update(vec![broken.clone()], &[], None, AFFINITY);
-        assert!(memory.problems["s1"].contains("sticky.port"));
+        assert!(memory.problems["s1"].to_string().contains("sticky.port"));
         memory.update(vec![broken], &[], None, AFFINITY);
         assert_eq!(memory.problems.len(), 1);
         memory.update(vec![service()], &[], None, AFFINITY);

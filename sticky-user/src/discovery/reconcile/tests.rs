@@ -150,20 +150,27 @@ fn network_is_the_label_or_the_one_shared_with_sticky() {
     let on_both = Placement::Task([NET.to_owned(), OTHER.to_owned()].into());
     let out = reconcile(&both(&port), &tasks, &on_both, AFFINITY);
     assert!(out.catalog.http.is_empty());
-    assert!(out.problems[0].message.contains("several networks") && out.problems[0].message.contains("othernet"));
+    assert!(
+        out.problems[0].reason.to_string().contains("several networks")
+            && out.problems[0].reason.to_string().contains("othernet")
+    );
     // a label settles it (by name)
     let out = reconcile(&both(&[("sticky.port", "80"), ("sticky.network", "othernet")]), &tasks, &on_both, AFFINITY);
     assert_eq!(out.catalog.http[0].backends[0].addr.to_string(), "10.0.2.3:80");
     // a labelled network that sticky is not on
     let out =
         reconcile(&both(&[("sticky.port", "80"), ("sticky.network", "othernet")]), &tasks, &on_whoaminet(), AFFINITY);
-    assert!(out.problems[0].message.contains("sticky is not attached to network othernet"), "{:?}", out.problems);
+    assert!(
+        out.problems[0].reason.to_string().contains("sticky is not attached to network othernet"),
+        "{:?}",
+        out.problems
+    );
     // a labelled network the service is not on
     let out = reconcile(&both(&[("sticky.port", "80"), ("sticky.network", "nope")]), &tasks, &on_both, AFFINITY);
-    assert!(out.problems[0].message.contains("network nope"), "{:?}", out.problems);
+    assert!(out.problems[0].reason.to_string().contains("network nope"), "{:?}", out.problems);
     // no shared network
     let out = reconcile(&[service("svc1", "web", &port, &[OTHER])], &tasks, &on_whoaminet(), AFFINITY);
-    assert!(out.problems[0].message.contains("shares no network"), "{:?}", out.problems);
+    assert!(out.problems[0].reason.to_string().contains("shares no network"), "{:?}", out.problems);
     // sticky outside the Swarm: the service's only network, or a problem
     let out = reconcile(&[service("svc1", "web", &port, &[OTHER])], &tasks, &Placement::Elsewhere, AFFINITY);
     assert_eq!(out.catalog.http[0].backends[0].addr.to_string(), "10.0.2.3:80");
@@ -184,7 +191,8 @@ fn a_broken_service_does_not_affect_the_others() {
     let out = reconcile(&services, &tasks, &on_whoaminet(), AFFINITY);
     let names: Vec<&str> = out.catalog.http.iter().map(|s| s.spec.name.as_str()).collect();
     assert_eq!(names, ["good"]);
-    let problems: Vec<(&str, &str)> = out.problems.iter().map(|p| (p.service.as_str(), p.message.as_str())).collect();
+    let problems: Vec<(&str, String)> =
+        out.problems.iter().map(|p| (p.service.as_str(), p.reason.to_string())).collect();
     assert_eq!(problems.len(), 4, "{problems:?}");
     assert!(problems[0].0 == "bad" && problems[0].1.contains("sticky.port"));
     assert!(problems[1].0 == "noport" && problems[1].1.contains("no port"));
@@ -265,7 +273,7 @@ fn tcp_services_get_active_ipv4_tasks_and_their_own_port() {
         ]
     );
     assert_eq!(out.problems.len(), 1);
-    assert!(out.problems[0].service == "db-copy" && out.problems[0].message.contains("15432"));
+    assert!(out.problems[0].service == "db-copy" && out.problems[0].reason.to_string().contains("15432"));
 }
 
 #[test]
@@ -291,4 +299,13 @@ fn sticky_finds_its_own_networks_through_its_task() {
     assert_eq!(placement(&tasks, Some("c-me")), Placement::Task([NET.to_owned(), OTHER.to_owned()].into()));
     assert_eq!(placement(&tasks, Some("c-unknown")), Placement::Elsewhere);
     assert_eq!(placement(&tasks, None), Placement::Elsewhere);
+}
+
+#[test]
+fn label_options_are_validated_like_flags() {
+    let labels = [("sticky.port", "80"), ("sticky.healthcheck.path", "/health"), ("sticky.healthcheck.interval", "0")];
+    let out = reconcile(&[service("svc1", "web", &labels, &[NET])], &[], &on_whoaminet(), AFFINITY);
+    assert!(out.catalog.http.is_empty(), "a zero health interval is refused, as --health-interval=0 is");
+    let [problem] = out.problems.as_slice() else { panic!("one problem must be reported: {:?}", out.problems) };
+    assert_eq!(problem.reason.to_string(), "health.interval: must be longer than 0");
 }
