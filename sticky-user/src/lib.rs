@@ -49,3 +49,33 @@ pub mod tcp;
 pub mod telemetry;
 pub mod values;
 pub mod whoami;
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeSet, path::Path};
+
+    /// Every source file but the sibling test modules (`tests.rs`), as `sticky-user/src/...`.
+    fn sources(dir: &Path, out: &mut BTreeSet<String>) {
+        for entry in std::fs::read_dir(dir).expect("src must be readable") {
+            let path = entry.expect("a directory entry must be readable").path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") && path.file_name().is_some_and(|n| n != "tests.rs") {
+                let relative = path.strip_prefix(env!("CARGO_MANIFEST_DIR")).expect("a file under the crate");
+                out.insert(format!("sticky-user/{}", relative.display()));
+            }
+        }
+    }
+
+    #[test]
+    fn architecture_md_lists_every_file_and_no_other() {
+        let mut files = BTreeSet::new();
+        sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+        let listed: BTreeSet<String> = include_str!("../../ARCHITECTURE.md")
+            .lines()
+            .filter(|l| l.starts_with("sticky-user/src/"))
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect();
+        assert_eq!(listed, files, "ARCHITECTURE.md's module list must have one line per file of sticky-user/src");
+    }
+}
