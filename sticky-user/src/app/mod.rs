@@ -80,7 +80,7 @@ pub enum AppError {
         source: std::io::Error,
     },
     /// Discovery failed before its first catalog.
-    #[error("no services to serve")]
+    #[error("discovery failed before publishing its first catalog")]
     Discovery(#[from] DiscoveryError),
     /// Discovery ended without publishing anything.
     #[error("discovery ended before publishing any service")]

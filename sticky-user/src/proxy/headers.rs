@@ -35,6 +35,8 @@ impl ClientInfo {
     }
 
     fn forwarded_element(&self, host: Option<&HeaderValue>) -> HeaderValue {
+        // try_lock: the cache never makes a request wait; a busy (or poisoned) cache is passed by
+        // and the element built anew
         if let (Some(h), Ok(cache)) = (host, self.cache.try_lock()) {
             if let Some((cached_host, value)) = &*cache {
                 if cached_host == h {
