@@ -1,7 +1,7 @@
 //! Fixed, seedless hashes that the kernel and user space compute identically: which Maglev slot a
 //! client falls in, which SNAT ports a flow tries, and the stable identity hashes of the Maglev build.
 //!
-//! Why not a crate: the same code must run in the eBPF program (no_std, no loops over unbounded data,
+//! Why not a crate: the same code must run in the eBPF program (`no_std`, no loops over unbounded data,
 //! no 128-bit arithmetic) and in the daemon, and its output must never change between builds or
 //! instances (several balancers agree only if they hash alike). Murmur3's finalizers are a few
 //! multiply/xor-shift steps with good avalanche, and FNV-1a covers byte strings in user space.
@@ -71,7 +71,9 @@ pub const fn nat_port(start: u32, i: u32, min: u16, max: u16) -> Option<u16> {
         return None;
     }
     let len = (max - min) as u32 + 1;
-    Some(min + (start.wrapping_add(i) % len) as u16)
+    #[expect(clippy::cast_possible_truncation, reason = "the remainder is below len, at most 65536 - min")]
+    let offset = (start.wrapping_add(i) % len) as u16;
+    Some(min + offset)
 }
 
 #[cfg(test)]

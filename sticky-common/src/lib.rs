@@ -5,6 +5,7 @@
 //! [`hash`] holds the hashes both sides must compute alike (Maglev slot, SNAT-port candidates).
 //! The `user` feature adds [`aya::Pod`] impls so user space can read and write these types in maps.
 #![no_std]
+#![deny(unsafe_code)]
 
 pub mod affinity;
 pub mod backend;

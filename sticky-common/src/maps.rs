@@ -115,13 +115,21 @@ pub const SPLICE_BYTES: &str = "SPLICE_BYTES";
 /// Default capacity of each splice map (`--max-spliced` x 2: one entry per socket, two per connection).
 pub const SPLICE_MAX_ENTRIES: u32 = 2 * 16384;
 
+/// The size of `T` as the kernel's map API takes it (`u32`).
+const fn size32<T>() -> u32 {
+    const { assert!(size_of::<T>() <= u32::MAX as usize) };
+    #[expect(clippy::cast_possible_truncation, reason = "asserted at compile time just above")]
+    let size = size_of::<T>() as u32;
+    size
+}
+
 /// Every map of the eBPF object.
 pub const ALL: &[MapSpec] = &[
     MapSpec {
         name: STATS,
         kind: MapKind::PerCpuArray,
-        key_size: size_of::<u32>() as u32,
-        value_size: size_of::<StatsValue>() as u32,
+        key_size: size32::<u32>(),
+        value_size: size32::<StatsValue>(),
         max_entries: STATS_MAX_ENTRIES,
         writer: "sticky_tc, sticky_xdp (per packet)",
         reader: "datapath::Stats (admin /metrics, `sticky demo`)",
@@ -142,8 +150,8 @@ pub const ALL: &[MapSpec] = &[
     MapSpec {
         name: SERVICES,
         kind: MapKind::Hash,
-        key_size: size_of::<ServiceKey>() as u32,
-        value_size: size_of::<ServiceValue>() as u32,
+        key_size: size32::<ServiceKey>(),
+        value_size: size32::<ServiceValue>(),
         max_entries: SERVICES_MAX_ENTRIES,
         writer: "datapath::sync (user space)",
         reader: "sticky_tc (packets with no flow entry)",
@@ -153,8 +161,8 @@ pub const ALL: &[MapSpec] = &[
     MapSpec {
         name: BACKENDS,
         kind: MapKind::Array,
-        key_size: size_of::<u32>() as u32,
-        value_size: size_of::<BackendValue>() as u32,
+        key_size: size32::<u32>(),
+        value_size: size32::<BackendValue>(),
         max_entries: BACKENDS_MAX_ENTRIES,
         writer: "datapath::sync (user space)",
         reader: "sticky_tc (new flows only)",
@@ -164,8 +172,8 @@ pub const ALL: &[MapSpec] = &[
     MapSpec {
         name: MAGLEV,
         kind: MapKind::Array,
-        key_size: size_of::<u32>() as u32,
-        value_size: size_of::<BackendId>() as u32,
+        key_size: size32::<u32>(),
+        value_size: size32::<BackendId>(),
         max_entries: MAGLEV_MAX_ENTRIES,
         writer: "datapath::sync (policy::maglev tables)",
         reader: "sticky_tc (new flows without fresh affinity)",
@@ -175,8 +183,8 @@ pub const ALL: &[MapSpec] = &[
     MapSpec {
         name: CONNS,
         kind: MapKind::LruHash,
-        key_size: size_of::<FlowKey>() as u32,
-        value_size: size_of::<ConnValue>() as u32,
+        key_size: size32::<FlowKey>(),
+        value_size: size32::<ConnValue>(),
         max_entries: CONNS_MAX_ENTRIES,
         writer: "sticky_tc (handshake done, twin restore, RST delete)",
         reader: "sticky_tc (every packet); datapath usage (count)",
@@ -186,8 +194,8 @@ pub const ALL: &[MapSpec] = &[
     MapSpec {
         name: HALF_OPEN,
         kind: MapKind::LruHash,
-        key_size: size_of::<FlowKey>() as u32,
-        value_size: size_of::<ConnValue>() as u32,
+        key_size: size32::<FlowKey>(),
+        value_size: size32::<ConnValue>(),
         max_entries: HALF_OPEN_MAX_ENTRIES,
         writer: "sticky_tc (SYN, rebuild)",
         reader: "sticky_tc (CONNS misses); datapath usage (count)",
@@ -197,8 +205,8 @@ pub const ALL: &[MapSpec] = &[
     MapSpec {
         name: AFFINITY,
         kind: MapKind::LruHash,
-        key_size: size_of::<AffinityKey>() as u32,
-        value_size: size_of::<AffinityValue>() as u32,
+        key_size: size32::<AffinityKey>(),
+        value_size: size32::<AffinityValue>(),
         max_entries: AFFINITY_MAX_ENTRIES,
         writer: "sticky_tc (handshake done, FIN/RST)",
         reader: "sticky_tc (new flows); datapath usage (count)",
@@ -208,8 +216,8 @@ pub const ALL: &[MapSpec] = &[
     MapSpec {
         name: CONFIG,
         kind: MapKind::Array,
-        key_size: size_of::<u32>() as u32,
-        value_size: size_of::<DatapathConfig>() as u32,
+        key_size: size32::<u32>(),
+        value_size: size32::<DatapathConfig>(),
         max_entries: CONFIG_MAX_ENTRIES,
         writer: "datapath (user space, at start-up)",
         reader: "sticky_tc (new flows and packets with no flow entry)",
@@ -219,8 +227,8 @@ pub const ALL: &[MapSpec] = &[
     MapSpec {
         name: SPLICE_PEERS,
         kind: MapKind::SockHash,
-        key_size: size_of::<u64>() as u32,
-        value_size: size_of::<u32>() as u32,
+        key_size: size32::<u64>(),
+        value_size: size32::<u32>(),
         max_entries: SPLICE_MAX_ENTRIES,
         writer: "proxy::splice (join; the kernel removes a socket when it closes)",
         reader: "sticky_splice (every skb of a spliced socket)",
@@ -230,8 +238,8 @@ pub const ALL: &[MapSpec] = &[
     MapSpec {
         name: SPLICE_SOCKS,
         kind: MapKind::SockHash,
-        key_size: size_of::<u64>() as u32,
-        value_size: size_of::<u32>() as u32,
+        key_size: size32::<u64>(),
+        value_size: size32::<u32>(),
         max_entries: SPLICE_MAX_ENTRIES,
         writer: "proxy::splice (join, after SPLICE_PEERS; the kernel removes a socket when it closes)",
         reader: "kernel: membership runs sticky_splice on the socket's data",
@@ -241,8 +249,8 @@ pub const ALL: &[MapSpec] = &[
     MapSpec {
         name: SPLICE_BYTES,
         kind: MapKind::Hash,
-        key_size: size_of::<u64>() as u32,
-        value_size: size_of::<u64>() as u32,
+        key_size: size32::<u64>(),
+        value_size: size32::<u64>(),
         max_entries: SPLICE_MAX_ENTRIES,
         writer: "proxy::splice (insert at join, delete at close); sticky_splice (adds per skb)",
         reader: "proxy::splice (before forwarding a FIN); datapath usage (count)",

@@ -46,7 +46,7 @@ macro_rules! counters {
                 match self { $(Self::$name => CounterKind::$kind,)* }
             }
 
-            /// Stable snake_case name, used as the Prometheus label and in JSON.
+            /// Stable `snake_case` name, used as the Prometheus label and in JSON.
             #[must_use]
             pub const fn name(self) -> &'static str {
                 match self { $(Self::$name => $label,)* }

@@ -15,6 +15,8 @@
 //! (`--cookie-key-file`), so every sticky process with the same secret reads every other's cookies.
 //! Anything that does not verify is a [`Fault`]; the proxy treats it exactly like a missing cookie.
 
+use std::fmt::Write as _;
+
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
@@ -253,7 +255,7 @@ pub fn attributes(spec: &CookieSpec) -> String {
         s.push_str(domain);
     }
     if let Some(age) = spec.max_age {
-        s.push_str(&format!("; Max-Age={}", age.as_secs()));
+        let _ = write!(s, "; Max-Age={}", age.as_secs());
     }
     if spec.secure {
         s.push_str("; Secure");

@@ -1,9 +1,15 @@
-//! What sticky balances, as plain data: services, their routing rules and options, and their backends.
+//! What sticky balances, as plain data: http and tcp services, their options and their backends,
+//! and the one validation of those options, whatever source (flags, file, labels) they come from.
 //!
-//! Discovery (static list now, Swarm later) produces a [`Catalog`]; [`crate::state`] compiles it into
-//! the routing table the proxy reads. Nothing here does I/O.
+//! Discovery produces a [`Catalog`]; [`crate::state`] compiles its http services into the routing
+//! table the proxy reads, and [`crate::tcp`] serves its tcp services. Nothing here does I/O.
 
-use std::{fmt, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    net::{SocketAddr, SocketAddrV4},
+    sync::Arc,
+    time::Duration,
+};
 
 /// A service's stable identity: the Swarm service id, or the name of a statically configured service.
 ///
@@ -33,7 +39,7 @@ impl fmt::Display for BackendId {
 
 pub use crate::rule::Rule;
 
-/// The SameSite attribute of the cookie.
+/// The `SameSite` attribute of the cookie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SameSite {
     /// `SameSite=Lax`
@@ -44,8 +50,26 @@ pub enum SameSite {
     None,
 }
 
+/// An option whose value cannot be used, named by its section and key (`cookie`, `samesite`) so
+/// that each source can say where it was written (`--cookie-samesite`, `services[0].cookie.samesite`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{section}.{key}: {message}")]
+pub struct SpecError {
+    /// `cookie` or `health`.
+    pub section: &'static str,
+    /// The option within the section, as the file spells it (`max_age`, `backoff_min`).
+    pub key: &'static str,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+fn spec_error(section: &'static str, key: &'static str, message: impl Into<String>) -> SpecError {
+    SpecError { section, key, message: message.into() }
+}
+
 /// How the sticky cookie is named and which attributes its `Set-Cookie` carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[expect(clippy::struct_excessive_bools, reason = "each bool is a cookie attribute or option of its own")]
 pub struct CookieSpec {
     /// Cookie name (an RFC 6265 token).
     pub name: String,
@@ -85,6 +109,40 @@ impl Default for CookieSpec {
     }
 }
 
+impl CookieSpec {
+    /// Checks that browsers accept the cookie as configured: the name an RFC 6265 token, path and
+    /// domain free of spaces, `;` and control characters, `SameSite=None` only with `Secure`, a
+    /// Max-Age above zero.
+    ///
+    /// # Errors
+    /// The first option at fault.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        // RFC 6265 cookie-name is an RFC 7230 token
+        let token =
+            |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        let attribute = |s: &str| !s.is_empty() && s.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b';');
+        if !token(&self.name) {
+            let message = format!("{:?} is not a valid cookie name (letters, digits, !#$%&'*+-.^_`|~)", self.name);
+            return Err(spec_error("cookie", "name", message));
+        }
+        if !self.path.starts_with('/') || !attribute(&self.path) {
+            let message = format!("{:?} must start with / and hold no spaces, ';' or control characters", self.path);
+            return Err(spec_error("cookie", "path", message));
+        }
+        if let Some(d) = self.domain.as_deref().filter(|d| !attribute(d)) {
+            return Err(spec_error("cookie", "domain", format!("{d:?} is not a domain")));
+        }
+        if self.same_site == Some(SameSite::None) && !self.secure {
+            let message = "SameSite=None needs Secure (browsers drop the cookie otherwise); set secure too";
+            return Err(spec_error("cookie", "samesite", message));
+        }
+        if self.max_age.is_some_and(|d| d.is_zero()) {
+            return Err(spec_error("cookie", "max_age", "must be longer than 0"));
+        }
+        Ok(())
+    }
+}
+
 /// Active health checking of a service's backends (passive checking is always on).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthCheckSpec {
@@ -106,6 +164,32 @@ impl Default for HealthCheckSpec {
     }
 }
 
+impl HealthCheckSpec {
+    /// Checks that the checks can run: a path from the root, an interval and a timeout above zero,
+    /// at least one check to fall and to rise.
+    ///
+    /// # Errors
+    /// The first option at fault.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if let Some(p) = self.path.as_deref().filter(|p| !p.starts_with('/')) {
+            return Err(spec_error("health", "path", format!("{p:?} must start with /")));
+        }
+        if self.interval.is_zero() {
+            return Err(spec_error("health", "interval", "must be longer than 0"));
+        }
+        if self.timeout.is_zero() {
+            return Err(spec_error("health", "timeout", "must be longer than 0"));
+        }
+        if self.fall == 0 {
+            return Err(spec_error("health", "fall", "must be at least 1"));
+        }
+        if self.rise == 0 {
+            return Err(spec_error("health", "rise", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
 /// Passive health: how long a backend that refused or timed out a connection is left alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BackoffSpec {
@@ -121,8 +205,24 @@ impl Default for BackoffSpec {
     }
 }
 
+impl BackoffSpec {
+    /// Checks that a failed backend is paused at all, and never for less than the first pause.
+    ///
+    /// # Errors
+    /// The first option at fault.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.min.is_zero() {
+            return Err(spec_error("health", "backoff_min", "must be longer than 0"));
+        }
+        if self.max < self.min {
+            return Err(spec_error("health", "backoff_max", "must not be shorter than backoff_min"));
+        }
+        Ok(())
+    }
+}
+
 /// Which of a service's connections the kernel relays once they are pinned (see
-/// [`crate::proxy::splice`]): user space then no longer sees their bytes.
+/// [`crate::splice`]): user space then no longer sees their bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SpliceSpec {
     /// Keep-alive HTTP connections whose first request carries a valid cookie for an available
@@ -149,7 +249,7 @@ impl SpliceSpec {
     }
 }
 
-/// Everything about a service except its backends.
+/// Everything about an http service except its backends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceSpec {
     /// Stable identity.
@@ -195,20 +295,61 @@ pub struct Backend {
     pub admin: AdminState,
 }
 
-/// A service and its current backends.
+impl ServiceSpec {
+    /// Checks every option (cookie, health, back-off) as [`CookieSpec::validate`] and its
+    /// siblings do.
+    ///
+    /// # Errors
+    /// The first option at fault.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        self.cookie.validate()?;
+        self.health.validate()?;
+        self.backoff.validate()
+    }
+}
+
+/// An http service and its current backends.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceEntry {
+pub struct HttpService {
     /// The service.
     pub spec: ServiceSpec,
     /// Its backends, in no particular order.
     pub backends: Vec<Backend>,
 }
 
+/// A tcp-mode service: clients of one address kept on one backend each (affinity, then Maglev).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpService {
+    /// Stable identity (Swarm service id, or `default` for the flags' service).
+    pub id: ServiceId,
+    /// Human name (logs, metrics).
+    pub name: String,
+    /// Where clients connect: the VIP the kernel path matches, or the address the user-space path
+    /// binds (`0.0.0.0:PORT` for Swarm services).
+    pub vip: SocketAddrV4,
+    /// The backends (order and duplicates do not matter).
+    pub backends: Vec<SocketAddrV4>,
+    /// How long a client's affinity is trusted after its last new connection; zero turns affinity
+    /// off (Maglev alone still keeps a client on one backend while the set does not change).
+    pub affinity_timeout: Duration,
+}
+
+impl TcpService {
+    /// A service named after its VIP (for tests and tools that have no other name for it).
+    #[must_use]
+    pub fn at(vip: SocketAddrV4, backends: Vec<SocketAddrV4>, affinity_timeout: Duration) -> Self {
+        let name = vip.to_string();
+        Self { id: ServiceId(name.as_str().into()), name, vip, backends, affinity_timeout }
+    }
+}
+
 /// One complete view published by discovery: every service sticky balances, with its backends.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Catalog {
-    /// The services.
-    pub services: Vec<ServiceEntry>,
+    /// The http services (the proxy).
+    pub http: Vec<HttpService>,
+    /// The tcp services (tcp mode).
+    pub tcp: Vec<TcpService>,
 }
 
 #[cfg(test)]
@@ -227,5 +368,29 @@ mod tests {
         assert!(any.matches(Some("a"), "/"));
         assert_eq!(any.to_traefik(), "Host(`a`) || (Host(`Example.com`) && PathPrefix(`/api`))");
         assert!(Rule::Always.matches(None, "/anything"));
+    }
+
+    #[test]
+    fn options_are_validated_the_same_whatever_their_source() {
+        assert_eq!(CookieSpec::default().validate(), Ok(()));
+        let key = |spec: CookieSpec| spec.validate().expect_err("the option must be refused").key;
+        assert_eq!(key(CookieSpec { name: "a b".into(), ..CookieSpec::default() }), "name");
+        assert_eq!(key(CookieSpec { path: "app".into(), ..CookieSpec::default() }), "path");
+        assert_eq!(key(CookieSpec { domain: Some("a;b".into()), ..CookieSpec::default() }), "domain");
+        assert_eq!(key(CookieSpec { same_site: Some(SameSite::None), ..CookieSpec::default() }), "samesite");
+        assert_eq!(key(CookieSpec { max_age: Some(Duration::ZERO), ..CookieSpec::default() }), "max_age");
+        let none_secure = CookieSpec { same_site: Some(SameSite::None), secure: true, ..CookieSpec::default() };
+        assert_eq!(none_secure.validate(), Ok(()), "SameSite=None is fine with Secure");
+
+        assert_eq!(HealthCheckSpec::default().validate(), Ok(()));
+        let zero = HealthCheckSpec { interval: Duration::ZERO, ..HealthCheckSpec::default() };
+        let e = zero.validate().expect_err("a zero interval must be refused, from a flag or a label alike");
+        assert_eq!((e.section, e.key), ("health", "interval"));
+        assert_eq!(
+            HealthCheckSpec { fall: 0, ..HealthCheckSpec::default() }.validate().map_err(|e| e.key),
+            Err("fall")
+        );
+        let backoff = BackoffSpec { min: Duration::from_secs(2), max: Duration::from_secs(1) };
+        assert_eq!(backoff.validate().map_err(|e| e.key), Err("backoff_max"));
     }
 }

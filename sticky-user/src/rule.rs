@@ -54,10 +54,9 @@ pub enum RuleError {
 pub struct Route {
     /// When the route applies.
     pub rule: Rule,
-    /// v1 `PathPrefixStrip`/`PathStrip`: remove the matched prefix before forwarding.
+    /// v1 `PathPrefixStrip`/`PathStrip`: the matched prefix would be removed before forwarding,
+    /// which sticky does not do, so every source refuses such a rule.
     pub strip_prefix: bool,
-    /// Router priority: longer rules win, as in Traefik (the rule text's length by default).
-    pub priority: usize,
 }
 
 impl Route {
@@ -74,22 +73,7 @@ impl Route {
         } else {
             parse_v1(trimmed)?
         };
-        Ok(Self { rule, strip_prefix, priority: trimmed.len() })
-    }
-
-    /// The path to forward: `path` with the matched prefix removed if this route strips.
-    #[must_use]
-    pub fn forwarded_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
-        if !self.strip_prefix {
-            return path.into();
-        }
-        match self.rule.matched_prefix(path) {
-            Some(prefix) => {
-                let rest = &path[prefix.trim_end_matches('/').len()..];
-                if rest.starts_with('/') { rest.into() } else { format!("/{rest}").into() }
-            }
-            None => path.into(),
-        }
+        Ok(Self { rule, strip_prefix })
     }
 }
 
@@ -120,20 +104,6 @@ impl Rule {
     #[must_use]
     pub fn default_priority(&self) -> i64 {
         i64::try_from(self.to_traefik().len()).unwrap_or(i64::MAX)
-    }
-
-    /// The longest path prefix (or exact path) of this rule that `path` matches, for stripping.
-    fn matched_prefix(&self, path: &str) -> Option<&str> {
-        match self {
-            Self::Path(paths) => paths.iter().find(|p| *p == path).map(String::as_str),
-            Self::PathPrefix(prefixes) => {
-                prefixes.iter().filter(|p| path.starts_with(p.as_str())).map(String::as_str).max_by_key(|p| p.len())
-            }
-            Self::And(rules) | Self::Or(rules) => {
-                rules.iter().filter_map(|r| r.matched_prefix(path)).max_by_key(|p| p.len())
-            }
-            Self::Always | Self::Host(_) | Self::Not(_) => None,
-        }
     }
 }
 
@@ -387,11 +357,9 @@ mod tests {
     #[test]
     fn strip_prefix_v1() {
         let r = route("PathPrefixStrip:/api");
-        assert!(r.strip_prefix);
-        assert_eq!(r.forwarded_path("/api/users"), "/users");
-        assert_eq!(r.forwarded_path("/api"), "/");
-        let r = route("PathPrefix:/api");
-        assert_eq!(r.forwarded_path("/api/users"), "/api/users");
+        assert!(r.strip_prefix, "reported, so that sources can refuse it");
+        assert!(r.rule.matches(None, "/api/users") && !r.rule.matches(None, "/web"), "matched like PathPrefix");
+        assert!(!route("PathPrefix:/api").strip_prefix);
     }
 
     #[test]
@@ -409,7 +377,8 @@ mod tests {
     fn empty_rule_is_any_and_longer_rules_rank_higher() {
         assert_eq!(route("").rule, Rule::Always);
         assert!(!route("Host(`a`)").rule.matches(None, "/"), "no host matches no Host matcher");
-        assert!(route("Host(`a`) && PathPrefix(`/x`)").priority > route("Host(`a`)").priority);
+        let priority = |text: &str| route(text).rule.default_priority();
+        assert!(priority("Host(`a`) && PathPrefix(`/x`)") > priority("Host(`a`)"));
     }
 
     proptest::proptest! {

@@ -29,6 +29,43 @@ use tokio_tungstenite::{
     tungstenite::{Message, handshake::derive_accept_key, protocol::Role},
 };
 
+use crate::cli::WhoamiArgs;
+
+/// Why `sticky whoami` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WhoamiError {
+    /// The address cannot be bound.
+    #[error("whoami cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The listener broke.
+    #[error("whoami on {addr} failed")]
+    Serve {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `sticky whoami`: binds `--listen` and serves until `stop` completes (see [`serve_until`]).
+///
+/// # Errors
+/// The address cannot be bound, or the listener breaks.
+pub async fn run(args: &WhoamiArgs, stop: impl Future<Output = ()>) -> Result<(), WhoamiError> {
+    let name = args.name.clone().unwrap_or_else(default_name);
+    let addr = args.listen;
+    let listener = TcpListener::bind(addr).await.map_err(|source| WhoamiError::Bind { addr, source })?;
+    tracing::info!(listen = %addr, %name, "whoami listening");
+    serve_until(listener, name, stop, args.grace).await.map_err(|source| WhoamiError::Serve { addr, source })
+}
+
 /// Serves `I'm {name}\n` on `listener` until the task is dropped.
 ///
 /// A connection's error ends that connection only; the accept loop keeps going.
@@ -100,15 +137,14 @@ async fn accept_loop(listener: &TcpListener, name: String, closing: Arc<AtomicBo
 
 fn respond(req: Request<Incoming>, name: &Arc<str>, body: Bytes) -> Response<Full<Bytes>> {
     let mut resp = match req.uri().path() {
-        "/ws" => match websocket(req, name.clone()) {
-            Some(resp) => return resp,
-            None => {
-                let mut r =
-                    Response::new(Full::new(Bytes::from(format!("I'm {name}\n/ws needs a WebSocket upgrade\n"))));
-                *r.status_mut() = StatusCode::BAD_REQUEST;
-                r
+        "/ws" => {
+            if let Some(resp) = websocket(req, name) {
+                return resp;
             }
-        },
+            let mut r = Response::new(Full::new(Bytes::from(format!("I'm {name}\n/ws needs a WebSocket upgrade\n"))));
+            *r.status_mut() = StatusCode::BAD_REQUEST;
+            r
+        }
         "/headers" => {
             let mut text = format!("I'm {name}\n{} {} {:?}\n", req.method(), req.uri(), req.version());
             for (k, v) in req.headers() {
@@ -133,7 +169,7 @@ fn respond(req: Request<Incoming>, name: &Arc<str>, body: Bytes) -> Response<Ful
 }
 
 /// Accepts a WebSocket handshake and spawns the echo loop; `None` if the request is not one.
-fn websocket(mut req: Request<Incoming>, name: Arc<str>) -> Option<Response<Full<Bytes>>> {
+fn websocket(mut req: Request<Incoming>, name: &Arc<str>) -> Option<Response<Full<Bytes>>> {
     let is_ws = req.headers().get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     let key = req.headers().get(header::SEC_WEBSOCKET_KEY)?;
     if !is_ws {
@@ -166,7 +202,7 @@ fn websocket(mut req: Request<Incoming>, name: Arc<str>) -> Option<Response<Full
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    if let Ok(v) = HeaderValue::from_str(&name) {
+    if let Ok(v) = HeaderValue::from_str(name) {
         h.insert("x-whoami", v);
     }
     Some(resp)
@@ -180,14 +216,4 @@ pub fn default_name() -> String {
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "whoami".to_owned())
-}
-
-/// Binds `addr` and serves; for callers that have an address rather than a listener.
-///
-/// # Errors
-/// The address cannot be bound.
-pub async fn bind_and_serve(addr: SocketAddr, name: String) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
-    tracing::info!(%addr, %name, "whoami listening");
-    serve(listener, name).await
 }

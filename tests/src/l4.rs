@@ -9,10 +9,9 @@ use std::{
 
 use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions};
 use etherparse::{Ipv4Header, SlicedPacket, TransportSlice};
-use sticky::datapath::{
-    Datapath, PROG_TC, Stats,
-    l4::MapSizes,
-    sync::{ServiceSpec, Sync},
+use sticky::{
+    datapath::{Datapath, PROG_TC, Stats, sizes::MapSizes, sync::MapSync},
+    model::TcpService,
 };
 use sticky_common::{Counter, DatapathConfig};
 use testkit::{
@@ -92,9 +91,9 @@ pub struct Lab {
     /// The loaded object.
     pub dp: Datapath,
     /// The service sync (backend ids).
-    pub sync: Sync,
+    pub sync: MapSync,
     /// The service.
-    pub spec: ServiceSpec,
+    pub spec: TcpService,
 }
 
 impl Lab {
@@ -103,7 +102,7 @@ impl Lab {
     /// # Panics
     /// Loading, the verifier, or a map write fails.
     #[must_use]
-    pub fn new(spec: ServiceSpec, ports: (u16, u16), sizes: MapSizes) -> Self {
+    pub fn new(spec: TcpService, ports: (u16, u16), sizes: MapSizes) -> Self {
         let mut dp = Datapath::load_with(aya_log::Level::Warn, &sizes).expect("the embedded eBPF object must load");
         let prog: &mut SchedClassifier =
             dp.ebpf_mut().program_mut(PROG_TC).expect("sticky_tc in object").try_into().expect("a classifier");
@@ -114,9 +113,9 @@ impl Lab {
             nat_port_max: ports.1,
             pad: 0,
         };
-        dp.l4().set_config(&config).expect("CONFIG must be writable");
-        let mut sync = Sync::new(sizes.backends);
-        sync.apply(dp.l4(), &spec).expect("the service must be written");
+        dp.tcp().set_config(&config).expect("CONFIG must be writable");
+        let mut sync = MapSync::new(sizes.backends);
+        sync.apply(dp.tcp(), &spec).expect("the service must be written");
         Self { dp, sync, spec }
     }
 

@@ -56,7 +56,9 @@ pub fn build(workspace: &Path) -> anyhow::Result<PathBuf> {
     }
     let mut cmd = Command::new(CARGO);
     cmd.current_dir(workspace)
-        .args(["build", "--release", "--locked", "--package", PACKAGE, "--target", TARGET, "--target-dir"])
+        // `bpf`: the binary is built for the BPF target only (sticky-ebpf/Cargo.toml)
+        .args(["build", "--release", "--locked", "--package", PACKAGE, "--features", "bpf", "--target", TARGET])
+        .arg("--target-dir")
         .arg(workspace.join("target/ebpf"));
     // An enclosing cargo (build.rs) exports its own compiler, flags and wrappers: none of them apply here.
     for key in [

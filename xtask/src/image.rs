@@ -26,7 +26,8 @@ pub fn run(workspace: &Path, options: &Options) -> anyhow::Result<()> {
     build
         .current_dir(workspace)
         .args(["build", "--release", "--locked", "--package", "sticky-user", "--bin", "sticky", "--target", &triple])
-        .env(&rustflags, "-C target-feature=+crt-static");
+        .env(&rustflags, "-C target-feature=+crt-static")
+        .env(xtask::EMBED_EBPF.0, xtask::EMBED_EBPF.1);
     let status = build.status().with_context(|| format!("failed to run {build:?}"))?;
     anyhow::ensure!(status.success(), "{build:?} failed ({status})");
 

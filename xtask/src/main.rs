@@ -1,4 +1,9 @@
 //! `cargo xtask`: one clap enum, one module per subcommand.
+#![deny(unsafe_code)]
+#![expect(
+    clippy::pedantic,
+    reason = "the bench harness moves onto the shared test kit (issue 20, point 5), which brings xtask under the workspace's pedantic lints"
+)]
 
 mod bench;
 mod demo;
@@ -117,7 +122,9 @@ fn workspace_root() -> PathBuf {
 fn build_sticky(workspace: &std::path::Path, release: bool) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
-    cmd.current_dir(workspace).args(["build", "--locked", "--package", "sticky-user", "--bin", "sticky"]);
+    cmd.current_dir(workspace)
+        .args(["build", "--locked", "--package", "sticky-user", "--bin", "sticky"])
+        .env(xtask::EMBED_EBPF.0, xtask::EMBED_EBPF.1);
     if release {
         cmd.arg("--release");
     }

@@ -52,6 +52,7 @@ pub fn run(workspace: &Path, options: &Options) -> anyhow::Result<()> {
             .current_dir(workspace)
             .args(["build", "--locked", "--package", "sticky-user", "--bin", "sticky", "--target", &triple])
             .env(&static_flags.0, static_flags.1)
+            .env(xtask::EMBED_EBPF.0, xtask::EMBED_EBPF.1)
             .status()
             .context("failed to run cargo build")?;
         anyhow::ensure!(status.success(), "cargo build failed ({status})");
@@ -69,6 +70,7 @@ pub fn run(workspace: &Path, options: &Options) -> anyhow::Result<()> {
     }
     cmd.arg("--").args(&options.test_args);
     cmd.env(&static_flags.0, static_flags.1)
+        .env(xtask::EMBED_EBPF.0, xtask::EMBED_EBPF.1)
         .env("STICKY_BIN", workspace.join("target").join(&triple).join("debug/sticky"))
         .env("STICKY_SKIP_LOG", &skip_log)
         .env("RUST_BACKTRACE", "1")

@@ -1,420 +1,339 @@
-//! Counters the proxy bumps on every request, and their Prometheus rendering.
+//! Every metric sticky serves, in one table ([`ALL`]: name, type, labels, help), and its rendering
+//! through prometheus-client at each scrape, for every part that runs: the http proxy (the routing
+//! table's counters), the kernel splice, and tcp mode (kernel or user space).
 //!
-//! Each counter is sharded per worker thread (one cache line per worker), so the hot path does one
-//! uncontended atomic add and never looks a label set up in a shared map; a scrape sums the shards
-//! and walks the current routing table, so every label value comes from there.
-//!
-//! | metric | type | labels | meaning |
-//! |---|---|---|---|
-//! | `sticky_requests_total` | counter | service, backend, class | responses by status class (`backend=""`: answered by sticky itself) |
-//! | `sticky_sessions_total` | counter | service, backend | new sessions (cookies issued) per backend, re-pins included |
-//! | `sticky_pinned_requests_total` | counter | service, backend | requests that arrived with a valid cookie for the backend |
-//! | `sticky_repins_total` | counter | service, reason | sessions moved off their backend, by reason |
-//! | `sticky_rejects_total` | counter | service, reason | 503s: `no_backend` or `strict` |
-//! | `sticky_upstream_connect_errors_total` | counter | service, backend | failed connects (each pauses the backend) |
-//! | `sticky_upgrades_total` | counter | service, backend | upgraded (WebSocket) connections relayed |
-//! | `sticky_spliced_connections_total` | counter | service, backend | pinned keep-alive connections handed to the kernel splice |
-//! | `sticky_splices_total` | counter | outcome | kernel splice pairs: `joined`, ended `finished` (FIN both ways) or `aborted` (reset), `refused` (maps full: relayed in user space) |
-//! | `sticky_spliced_connections_active` | gauge | | connections the kernel splices now |
-//! | `sticky_splice_skbs_total` | counter | verdict | skbs the kernel's splice verdict handled: `redirect` (sent on by the kernel) or `no_peer` |
-//! | `sticky_splice_map_entries` | gauge | map | entries in each splice map (two per spliced connection) |
-//! | `sticky_splice_map_max_entries` | gauge | map | capacity of each splice map |
-//! | `sticky_backend_up` | gauge | service, backend | 1 if the backend takes traffic now |
-//! | `sticky_backend_draining` | gauge | service, backend | 1 if it takes no new sessions |
-//! | `sticky_unrouted_requests_total` | counter | | requests no service rule matched (404) |
-//! | `sticky_connections_total` | counter | | client connections accepted |
-//! | `sticky_connections_active` | gauge | | client connections open now |
+//! Rendering reads snapshots ([`Sources`]), never the hot path's structures beyond their atomic
+//! counters, and names each family from the table, so what `/metrics` serves and [`ALL`] cannot
+//! drift; a test holds [`ALL`] against ARCHITECTURE.md's metrics table and against a real scrape.
 
-use std::{
-    cell::Cell,
-    sync::atomic::{AtomicI64, AtomicU64, Ordering},
-};
+use std::{fmt, sync::Arc};
 
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric as _},
     metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+    registry::Registry,
 };
 
-use crate::policy::RepinReason;
+use crate::{
+    datapath::sizes::MapUsage,
+    policy::RepinReason,
+    splice::SpliceSnapshot,
+    state::Routing,
+    stats::{CLASSES, ProxyStats},
+    tcp::TcpSnapshot,
+};
 
-const SHARDS: usize = 16;
-
-thread_local! {
-    static SHARD: Cell<usize> = const { Cell::new(0) };
+/// One metric family: its name as samples show it (`_total` for counters), type, label names and help.
+#[derive(Clone, Copy, Debug)]
+pub struct Metric {
+    /// The samples' name.
+    pub name: &'static str,
+    /// Counter or gauge.
+    pub kind: MetricType,
+    /// Label names, in order.
+    pub labels: &'static [&'static str],
+    /// The `# HELP` line.
+    pub help: &'static str,
 }
 
-/// Makes the calling thread count into shard `worker` (mod the shard count). Workers call it once.
-pub fn set_worker_shard(worker: usize) {
-    SHARD.with(|s| s.set(worker % SHARDS));
+const fn counter(name: &'static str, labels: &'static [&'static str], help: &'static str) -> Metric {
+    Metric { name, kind: MetricType::Counter, labels, help }
 }
 
-#[repr(align(64))]
-#[derive(Debug)]
-struct Line<const N: usize>([AtomicU64; N]);
+const fn gauge(name: &'static str, labels: &'static [&'static str], help: &'static str) -> Metric {
+    Metric { name, kind: MetricType::Gauge, labels, help }
+}
 
-/// `N` counters, one cache line per worker shard.
-#[derive(Debug)]
-pub struct Sharded<const N: usize>(Box<[Line<N>]>);
+const SERVICE_BACKEND: &[&str] = &["service", "backend"];
 
-impl<const N: usize> Default for Sharded<N> {
-    fn default() -> Self {
-        Self((0..SHARDS).map(|_| Line(std::array::from_fn(|_| AtomicU64::new(0)))).collect())
+/// `sticky_requests_total`
+pub const REQUESTS: Metric = counter(
+    "sticky_requests_total",
+    &["service", "backend", "class"],
+    "Responses by service, backend (empty: answered by sticky) and status class.",
+);
+/// `sticky_sessions_total`
+pub const SESSIONS: Metric =
+    counter("sticky_sessions_total", SERVICE_BACKEND, "New sessions (cookies issued) per backend, re-pins included.");
+/// `sticky_pinned_requests_total`
+pub const PINNED_REQUESTS: Metric = counter(
+    "sticky_pinned_requests_total",
+    SERVICE_BACKEND,
+    "Requests that arrived with a valid cookie for the backend.",
+);
+/// `sticky_repins_total`
+pub const REPINS: Metric =
+    counter("sticky_repins_total", &["service", "reason"], "Sessions moved off their backend, by reason.");
+/// `sticky_rejects_total`
+pub const REJECTS: Metric = counter(
+    "sticky_rejects_total",
+    &["service", "reason"],
+    "Requests answered 503: no backend available, or strict pin unavailable.",
+);
+/// `sticky_upstream_connect_errors_total`
+pub const CONNECT_ERRORS: Metric =
+    counter("sticky_upstream_connect_errors_total", SERVICE_BACKEND, "Failed connects to a backend.");
+/// `sticky_upgrades_total`
+pub const UPGRADES: Metric =
+    counter("sticky_upgrades_total", SERVICE_BACKEND, "Upgraded (WebSocket) connections relayed to a backend.");
+/// `sticky_spliced_connections_total`
+pub const SPLICED_CONNECTIONS: Metric = counter(
+    "sticky_spliced_connections_total",
+    SERVICE_BACKEND,
+    "Pinned keep-alive connections handed to the kernel splice.",
+);
+/// `sticky_backend_up`
+pub const BACKEND_UP: Metric =
+    gauge("sticky_backend_up", SERVICE_BACKEND, "1 if the backend takes traffic now (health).");
+/// `sticky_backend_draining`
+pub const BACKEND_DRAINING: Metric =
+    gauge("sticky_backend_draining", SERVICE_BACKEND, "1 if the backend takes no new sessions.");
+/// `sticky_unrouted_requests_total`
+pub const UNROUTED: Metric = counter("sticky_unrouted_requests_total", &[], "Requests that matched no service (404).");
+/// `sticky_connections_total`
+pub const CONNECTIONS: Metric = counter("sticky_connections_total", &[], "Client connections accepted.");
+/// `sticky_connections_active`
+pub const CONNECTIONS_ACTIVE: Metric = gauge("sticky_connections_active", &[], "Client connections open now.");
+/// `sticky_splices_total`
+pub const SPLICES: Metric = counter("sticky_splices_total", &["outcome"], "Kernel splice pairs by outcome.");
+/// `sticky_spliced_connections_active`
+pub const SPLICED_ACTIVE: Metric =
+    gauge("sticky_spliced_connections_active", &[], "Connections the kernel splices now.");
+/// `sticky_splice_skbs_total`
+pub const SPLICE_SKBS: Metric =
+    counter("sticky_splice_skbs_total", &["verdict"], "Socket buffers the kernel's splice verdict handled.");
+/// `sticky_splice_map_entries`
+pub const SPLICE_MAP_ENTRIES: Metric = gauge("sticky_splice_map_entries", &["map"], "Entries in each splice map.");
+/// `sticky_splice_map_max_entries`
+pub const SPLICE_MAP_MAX: Metric = gauge("sticky_splice_map_max_entries", &["map"], "Capacity of each splice map.");
+/// `sticky_l4_packets_total`
+pub const L4_PACKETS: Metric = counter(
+    "sticky_l4_packets_total",
+    &["counter"],
+    "Packets of the eBPF programs, by counter (verdicts and L4 events).",
+);
+/// `sticky_l4_map_entries`
+pub const L4_MAP_ENTRIES: Metric = gauge(
+    "sticky_l4_map_entries",
+    &["map"],
+    "Entries in an L4 table (kernel maps, or the user-space affinity tables).",
+);
+/// `sticky_l4_map_max_entries`
+pub const L4_MAP_MAX: Metric = gauge("sticky_l4_map_max_entries", &["map"], "Capacity of an L4 table.");
+/// `sticky_l4_backend_flows`
+pub const L4_BACKEND_FLOWS: Metric =
+    gauge("sticky_l4_backend_flows", &["backend_id"], "Established flows per backend id (kernel path).");
+/// `sticky_l4_fallback_connections_total`
+pub const L4_FALLBACK_CONNECTIONS: Metric = counter(
+    "sticky_l4_fallback_connections_total",
+    &["service", "outcome"],
+    "Connections of tcp mode in user space, by service and outcome.",
+);
+/// `sticky_l4_fallback_active`
+pub const L4_FALLBACK_ACTIVE: Metric =
+    gauge("sticky_l4_fallback_active", &["service"], "Connections tcp mode relays in user space now.");
+
+/// Every metric sticky can serve (each family only when its part runs).
+pub const ALL: &[Metric] = &[
+    REQUESTS,
+    SESSIONS,
+    PINNED_REQUESTS,
+    REPINS,
+    REJECTS,
+    CONNECT_ERRORS,
+    UPGRADES,
+    SPLICED_CONNECTIONS,
+    BACKEND_UP,
+    BACKEND_DRAINING,
+    UNROUTED,
+    CONNECTIONS,
+    CONNECTIONS_ACTIVE,
+    SPLICES,
+    SPLICED_ACTIVE,
+    SPLICE_SKBS,
+    SPLICE_MAP_ENTRIES,
+    SPLICE_MAP_MAX,
+    L4_PACKETS,
+    L4_MAP_ENTRIES,
+    L4_MAP_MAX,
+    L4_BACKEND_FLOWS,
+    L4_FALLBACK_CONNECTIONS,
+    L4_FALLBACK_ACTIVE,
+];
+
+/// Reads a snapshot of one part at scrape time.
+pub type Probe<T> = Box<dyn Fn() -> T + Send + Sync>;
+
+/// What `/metrics` reads, for the parts that run.
+#[derive(Default)]
+pub struct Sources {
+    /// The http proxy: its routing table (with the per-backend and per-service counters) and its
+    /// own counters.
+    pub http: Option<(Arc<Routing>, Arc<ProxyStats>)>,
+    /// The kernel splice.
+    pub splice: Option<Probe<SpliceSnapshot>>,
+    /// tcp mode.
+    pub tcp: Option<Probe<TcpSnapshot>>,
+}
+
+impl fmt::Debug for Sources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sources")
+            .field("http", &self.http.is_some())
+            .field("splice", &self.splice.is_some())
+            .field("tcp", &self.tcp.is_some())
+            .finish()
     }
 }
 
-impl<const N: usize> Sharded<N> {
-    /// Adds one to counter `i` (ignored if out of range).
-    #[inline]
-    pub fn inc(&self, i: usize) {
-        let shard = SHARD.with(Cell::get);
-        if let Some(c) = self.0.get(shard).and_then(|l| l.0.get(i)) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Counter `i` summed over the shards.
-    #[must_use]
-    pub fn sum(&self, i: usize) -> u64 {
-        self.0.iter().filter_map(|l| l.0.get(i)).map(|c| c.load(Ordering::Relaxed)).sum()
-    }
-}
-
-/// Status classes, by index.
-pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-
-/// The class index of a status code.
+/// A registry that renders `sources` at each scrape.
 #[must_use]
-pub fn class(status: u16) -> usize {
-    usize::from(status / 100).clamp(1, 5) - 1
+pub fn registry(sources: Sources) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Scrape(sources)));
+    registry
 }
 
-/// Per-backend counters.
-#[derive(Debug, Default)]
-pub struct BackendStats(Sharded<10>);
-
-const SESSIONS: usize = 5;
-const PINNED: usize = 6;
-const CONNECT_ERRORS: usize = 7;
-const UPGRADES: usize = 8;
-const SPLICED: usize = 9;
-
-impl BackendStats {
-    /// A response with this status came from the backend.
-    #[inline]
-    pub fn response(&self, status: u16) {
-        self.0.inc(class(status));
-    }
-    /// A cookie was issued for the backend.
-    #[inline]
-    pub fn session(&self) {
-        self.0.inc(SESSIONS);
-    }
-    /// A request arrived with a valid cookie for the backend.
-    #[inline]
-    pub fn pinned(&self) {
-        self.0.inc(PINNED);
-    }
-    /// A connect to the backend failed.
-    pub fn connect_error(&self) {
-        self.0.inc(CONNECT_ERRORS);
-    }
-    /// A connection to the backend was upgraded.
-    pub fn upgrade(&self) {
-        self.0.inc(UPGRADES);
-    }
-    /// A pinned keep-alive connection to the backend was handed to the kernel splice.
-    pub fn spliced(&self) {
-        self.0.inc(SPLICED);
-    }
-    /// Responses by class index.
-    #[must_use]
-    pub fn responses(&self, class: usize) -> u64 {
-        self.0.sum(class)
-    }
-    /// Cookies issued.
-    #[must_use]
-    pub fn sessions(&self) -> u64 {
-        self.0.sum(SESSIONS)
-    }
-    /// Requests with a valid cookie.
-    #[must_use]
-    pub fn pinned_requests(&self) -> u64 {
-        self.0.sum(PINNED)
-    }
-    /// Failed connects.
-    #[must_use]
-    pub fn connect_errors(&self) -> u64 {
-        self.0.sum(CONNECT_ERRORS)
-    }
-    /// Upgraded connections.
-    #[must_use]
-    pub fn upgrades(&self) -> u64 {
-        self.0.sum(UPGRADES)
-    }
-    /// Pinned keep-alive connections handed to the kernel splice.
-    #[must_use]
-    pub fn spliced_connections(&self) -> u64 {
-        self.0.sum(SPLICED)
-    }
-}
-
-/// Per-service counters: re-pins by reason, rejects, and responses sticky made itself.
-#[derive(Debug, Default)]
-pub struct ServiceStats(Sharded<12>);
-
-const LOCAL: usize = 5; // 5 status classes of local responses from here
-const REJECT_NO_BACKEND: usize = 10;
-const REJECT_STRICT: usize = 11;
-
-fn repin_index(r: RepinReason) -> usize {
-    RepinReason::ALL.iter().position(|x| *x == r).unwrap_or(0)
-}
-
-impl ServiceStats {
-    /// A session left its backend.
-    pub fn repin(&self, reason: RepinReason) {
-        self.0.inc(repin_index(reason));
-    }
-    /// Re-pins for a reason.
-    #[must_use]
-    pub fn repins(&self, reason: RepinReason) -> u64 {
-        self.0.sum(repin_index(reason))
-    }
-    /// Sticky answered a request of this service itself (no backend) with this status.
-    pub fn local_response(&self, status: u16) {
-        self.0.inc(LOCAL + class(status));
-    }
-    /// Local responses by class index.
-    #[must_use]
-    pub fn local_responses(&self, class: usize) -> u64 {
-        self.0.sum(LOCAL + class)
-    }
-    /// A 503 because no backend was available (`strict = false`) or the pinned one was not (`strict = true`).
-    pub fn reject(&self, strict: bool) {
-        self.0.inc(if strict { REJECT_STRICT } else { REJECT_NO_BACKEND });
-    }
-    /// 503s for either reason.
-    #[must_use]
-    pub fn rejects(&self, strict: bool) -> u64 {
-        self.0.sum(if strict { REJECT_STRICT } else { REJECT_NO_BACKEND })
-    }
-}
-
-/// Process-wide counters.
-#[derive(Debug, Default)]
-pub struct GlobalStats {
-    counters: Sharded<2>,
-    active: AtomicI64,
-}
-
-impl GlobalStats {
-    /// A request matched no service.
-    pub fn unrouted(&self) {
-        self.counters.inc(0);
-    }
-    /// A client connection was accepted; returns a guard that counts it as active until dropped.
-    pub fn connection(&self) -> ActiveGuard<'_> {
-        self.counters.inc(1);
-        self.active.fetch_add(1, Ordering::Relaxed);
-        ActiveGuard(&self.active)
-    }
-    /// Client connections open now.
-    #[must_use]
-    pub fn active_connections(&self) -> i64 {
-        self.active.load(Ordering::Relaxed)
-    }
-}
-
-/// Counts one connection as active while it lives.
+/// The collector behind [`registry`].
 #[derive(Debug)]
-pub struct ActiveGuard<'a>(&'a AtomicI64);
+struct Scrape(Sources);
 
-impl Drop for ActiveGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Renders the counters of a [`crate::state::Shared`] at each scrape.
-#[derive(Debug)]
-pub struct StateCollector(pub std::sync::Arc<crate::state::Shared>);
-
-type Labels<'a> = Vec<(&'static str, &'a str)>;
-
-fn counter(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    rows: &[(Labels<'_>, u64)],
-) -> Result<(), std::fmt::Error> {
-    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (labels, value) in rows {
-        ConstCounter::new(*value).encode(metric.encode_family(labels)?)?;
-    }
-    Ok(())
-}
-
-fn gauge(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    rows: &[(Labels<'_>, i64)],
-) -> Result<(), std::fmt::Error> {
-    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (labels, value) in rows {
-        ConstGauge::new(*value).encode(metric.encode_family(labels)?)?;
-    }
-    Ok(())
-}
-
-impl Collector for StateCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let shared = &self.0;
-        let table = shared.table_full();
-        let mut requests = Vec::new();
-        let mut sessions = Vec::new();
-        let mut pinned = Vec::new();
-        let mut connect_errors = Vec::new();
-        let mut upgrades = Vec::new();
-        let mut spliced = Vec::new();
-        let mut up = Vec::new();
-        let mut draining = Vec::new();
-        let mut repins = Vec::new();
-        let mut rejects = Vec::new();
-        for s in &table.services {
-            let sn = s.spec.name.as_str();
-            for b in &s.backends {
-                let bn: &str = &b.id.0;
-                let labels = vec![("service", sn), ("backend", bn)];
-                for (i, c) in CLASSES.iter().enumerate() {
-                    requests.push((vec![("service", sn), ("backend", bn), ("class", *c)], b.live.stats.responses(i)));
-                }
-                sessions.push((labels.clone(), b.live.stats.sessions()));
-                pinned.push((labels.clone(), b.live.stats.pinned_requests()));
-                connect_errors.push((labels.clone(), b.live.stats.connect_errors()));
-                upgrades.push((labels.clone(), b.live.stats.upgrades()));
-                spliced.push((labels.clone(), b.live.stats.spliced_connections()));
-                up.push((labels.clone(), i64::from(b.live.health_label() == "up")));
-                draining.push((labels, i64::from(b.draining())));
-            }
-            for (i, c) in CLASSES.iter().enumerate() {
-                requests.push((vec![("service", sn), ("backend", ""), ("class", *c)], s.live.stats.local_responses(i)));
-            }
-            for r in RepinReason::ALL {
-                repins.push((vec![("service", sn), ("reason", r.as_str())], s.live.stats.repins(r)));
-            }
-            rejects.push((vec![("service", sn), ("reason", "no_backend")], s.live.stats.rejects(false)));
-            rejects.push((vec![("service", sn), ("reason", "strict")], s.live.stats.rejects(true)));
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        if let Some((routing, stats)) = &self.0.http {
+            http(&mut encoder, routing, stats)?;
         }
-        counter(
-            &mut encoder,
-            "sticky_requests",
-            "Responses by service, backend (empty: answered by sticky) and status class.",
-            &requests,
-        )?;
-        counter(
-            &mut encoder,
-            "sticky_sessions",
-            "New sessions (cookies issued) per backend, re-pins included.",
-            &sessions,
-        )?;
-        counter(
-            &mut encoder,
-            "sticky_pinned_requests",
-            "Requests that arrived with a valid cookie for the backend.",
-            &pinned,
-        )?;
-        counter(&mut encoder, "sticky_repins", "Sessions moved off their backend, by reason.", &repins)?;
-        counter(
-            &mut encoder,
-            "sticky_rejects",
-            "Requests answered 503: no backend available, or strict pin unavailable.",
-            &rejects,
-        )?;
-        counter(&mut encoder, "sticky_upstream_connect_errors", "Failed connects to a backend.", &connect_errors)?;
-        counter(&mut encoder, "sticky_upgrades", "Upgraded (WebSocket) connections relayed to a backend.", &upgrades)?;
-        counter(
-            &mut encoder,
-            "sticky_spliced_connections",
-            "Pinned keep-alive connections handed to the kernel splice.",
-            &spliced,
-        )?;
-        if let Some(splice) = shared.splice.get() {
-            let st = splice.stats();
-            let outcomes = [
-                ("joined", st.joined()),
-                ("finished", st.finished()),
-                ("aborted", st.aborted()),
-                ("refused", st.refused()),
-            ];
-            let rows: Vec<_> = outcomes.iter().map(|(o, v)| (vec![("outcome", *o)], *v)).collect();
-            counter(&mut encoder, "sticky_splices", "Kernel splice pairs by outcome.", &rows)?;
-            gauge(
-                &mut encoder,
-                "sticky_spliced_connections_active",
-                "Connections the kernel splices now.",
-                &[(Vec::new(), i64::try_from(splice.live()).unwrap_or(i64::MAX))],
-            )?;
-            let (redirect, no_peer) = splice.kernel_counters();
-            counter(
-                &mut encoder,
-                "sticky_splice_skbs",
-                "Socket buffers the kernel's splice verdict handled.",
-                &[(vec![("verdict", "redirect")], redirect), (vec![("verdict", "no_peer")], no_peer)],
-            )?;
-            let usage = splice.usage();
-            let used: Vec<_> =
-                usage.iter().map(|u| (vec![("map", u.name)], i64::try_from(u.used).unwrap_or(i64::MAX))).collect();
-            let max: Vec<_> =
-                usage.iter().map(|u| (vec![("map", u.name)], i64::try_from(u.max).unwrap_or(i64::MAX))).collect();
-            gauge(&mut encoder, "sticky_splice_map_entries", "Entries in each splice map.", &used)?;
-            gauge(&mut encoder, "sticky_splice_map_max_entries", "Capacity of each splice map.", &max)?;
+        if let Some(probe) = &self.0.splice {
+            splice(&mut encoder, &probe())?;
         }
-        gauge(&mut encoder, "sticky_backend_up", "1 if the backend takes traffic now (health).", &up)?;
-        gauge(&mut encoder, "sticky_backend_draining", "1 if the backend takes no new sessions.", &draining)?;
-        counter(
-            &mut encoder,
-            "sticky_unrouted_requests",
-            "Requests that matched no service (404).",
-            &[(Vec::new(), shared.stats.counters.sum(0))],
-        )?;
-        counter(
-            &mut encoder,
-            "sticky_connections",
-            "Client connections accepted.",
-            &[(Vec::new(), shared.stats.counters.sum(1))],
-        )?;
-        gauge(
-            &mut encoder,
-            "sticky_connections_active",
-            "Client connections open now.",
-            &[(Vec::new(), shared.stats.active_connections())],
-        )?;
+        if let Some(probe) = &self.0.tcp {
+            tcp(&mut encoder, &probe())?;
+        }
         Ok(())
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shards_sum_and_classes_map() {
-        let s = Sharded::<2>::default();
-        s.inc(0);
-        std::thread::scope(|t| {
-            t.spawn(|| {
-                set_worker_shard(3);
-                s.inc(0);
-                s.inc(1);
-            });
-        });
-        s.inc(5);
-        assert_eq!((s.sum(0), s.sum(1)), (2, 1));
-        assert_eq!(
-            [class(101), class(200), class(304), class(431), class(503), class(999), class(0)],
-            [0, 1, 2, 3, 4, 4, 0]
-        );
+/// One family: `rows` are label values (in the order of `metric.labels`) and a value.
+fn family<'a>(
+    encoder: &mut DescriptorEncoder<'_>,
+    metric: &Metric,
+    rows: impl IntoIterator<Item = (Vec<&'a str>, u64)>,
+) -> fmt::Result {
+    // prometheus-client appends `_total` to a counter's samples itself
+    let name = match metric.kind {
+        MetricType::Counter => metric.name.strip_suffix("_total").unwrap_or(metric.name),
+        _ => metric.name,
+    };
+    let mut family = encoder.encode_descriptor(name, metric.help, None, metric.kind)?;
+    for (values, value) in rows {
+        let labels: Vec<(&str, &str)> = metric.labels.iter().copied().zip(values).collect();
+        let series = family.encode_family(&labels)?;
+        match metric.kind {
+            MetricType::Counter => ConstCounter::new(value).encode(series)?,
+            _ => ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(series)?,
+        }
     }
+    Ok(())
 }
+
+/// The proxy's families: per backend and per service from the current routing table, and its own.
+fn http(encoder: &mut DescriptorEncoder<'_>, routing: &Routing, stats: &ProxyStats) -> fmt::Result {
+    let table = routing.table_full();
+    let per_backend = |read: &dyn Fn(&crate::state::BackendRoute) -> u64| {
+        table
+            .services
+            .iter()
+            .flat_map(|s| s.backends.iter().map(move |b| (s, b)))
+            .map(|(s, b)| (vec![s.spec.name.as_str(), &*b.id.0], read(b)))
+            .collect::<Vec<_>>()
+    };
+    let mut requests = Vec::new();
+    for s in &table.services {
+        for b in &s.backends {
+            for (i, c) in CLASSES.iter().enumerate() {
+                requests.push((vec![s.spec.name.as_str(), &*b.id.0, *c], b.live.stats.responses(i)));
+            }
+        }
+        for (i, c) in CLASSES.iter().enumerate() {
+            requests.push((vec![s.spec.name.as_str(), "", *c], s.live.stats.local_responses(i)));
+        }
+    }
+    family(encoder, &REQUESTS, requests)?;
+    family(encoder, &SESSIONS, per_backend(&|b| b.live.stats.sessions()))?;
+    family(encoder, &PINNED_REQUESTS, per_backend(&|b| b.live.stats.pinned_requests()))?;
+    let repins = table.services.iter().flat_map(|s| {
+        RepinReason::ALL.iter().map(move |r| (vec![s.spec.name.as_str(), r.as_str()], s.live.stats.repins(*r)))
+    });
+    family(encoder, &REPINS, repins)?;
+    let rejects = table.services.iter().flat_map(|s| {
+        [("no_backend", false), ("strict", true)]
+            .into_iter()
+            .map(move |(reason, strict)| (vec![s.spec.name.as_str(), reason], s.live.stats.rejects(strict)))
+    });
+    family(encoder, &REJECTS, rejects)?;
+    family(encoder, &CONNECT_ERRORS, per_backend(&|b| b.live.stats.connect_errors()))?;
+    family(encoder, &UPGRADES, per_backend(&|b| b.live.stats.upgrades()))?;
+    family(encoder, &SPLICED_CONNECTIONS, per_backend(&|b| b.live.stats.spliced_connections()))?;
+    family(encoder, &BACKEND_UP, per_backend(&|b| u64::from(b.live.health_label() == "up")))?;
+    family(encoder, &BACKEND_DRAINING, per_backend(&|b| u64::from(b.draining())))?;
+    family(encoder, &UNROUTED, [(Vec::new(), stats.unrouted_requests())])?;
+    family(encoder, &CONNECTIONS, [(Vec::new(), stats.connections())])?;
+    let active = u64::try_from(stats.active_connections()).unwrap_or(0);
+    family(encoder, &CONNECTIONS_ACTIVE, [(Vec::new(), active)])
+}
+
+/// The kernel splice's families.
+fn splice(encoder: &mut DescriptorEncoder<'_>, s: &SpliceSnapshot) -> fmt::Result {
+    let outcomes = [("joined", s.joined), ("finished", s.finished), ("aborted", s.aborted), ("refused", s.refused)];
+    family(encoder, &SPLICES, outcomes.map(|(o, v)| (vec![o], v)))?;
+    family(encoder, &SPLICED_ACTIVE, [(Vec::new(), s.live)])?;
+    let skbs = [(vec!["redirect"], s.redirected_skbs), (vec!["no_peer"], s.no_peer_skbs)];
+    family(encoder, &SPLICE_SKBS, skbs)?;
+    family(encoder, &SPLICE_MAP_ENTRIES, s.maps.iter().map(|m| (vec![m.name], m.used)))?;
+    family(encoder, &SPLICE_MAP_MAX, s.maps.iter().map(|m| (vec![m.name], m.max)))
+}
+
+/// tcp mode's families: the kernel path's counters, map usage and flows, or each user-space
+/// service's connections (their affinity tables summed as the `AFFINITY` map).
+fn tcp(encoder: &mut DescriptorEncoder<'_>, t: &TcpSnapshot) -> fmt::Result {
+    let maps: Vec<MapUsage> = match &t.kernel {
+        Some(usage) => usage.maps.clone(),
+        None if t.services.is_empty() => Vec::new(),
+        None => vec![MapUsage {
+            name: sticky_common::maps::AFFINITY,
+            used: t.services.iter().map(|(_, s)| s.affinity_used).sum(),
+            max: t.services.iter().map(|(_, s)| s.affinity_max).sum(),
+        }],
+    };
+    if let Some(usage) = &t.kernel {
+        family(encoder, &L4_PACKETS, usage.stats.iter().map(|(c, v)| (vec![c.name()], v)))?;
+    }
+    if !maps.is_empty() {
+        family(encoder, &L4_MAP_ENTRIES, maps.iter().map(|m| (vec![m.name], m.used)))?;
+        family(encoder, &L4_MAP_MAX, maps.iter().map(|m| (vec![m.name], m.max)))?;
+    }
+    if let Some(usage) = &t.kernel {
+        let ids: Vec<(String, u64)> = usage.flows_per_backend.iter().map(|(id, n)| (id.to_string(), *n)).collect();
+        family(encoder, &L4_BACKEND_FLOWS, ids.iter().map(|(id, n)| (vec![id.as_str()], *n)))?;
+    }
+    if !t.services.is_empty() {
+        let outcomes = t
+            .services
+            .iter()
+            .flat_map(|(name, s)| s.outcomes().into_iter().map(move |(outcome, v)| (vec![name.as_str(), outcome], v)));
+        family(encoder, &L4_FALLBACK_CONNECTIONS, outcomes)?;
+        family(encoder, &L4_FALLBACK_ACTIVE, t.services.iter().map(|(name, s)| (vec![name.as_str()], s.active)))?;
+    }
+    Ok(())
+}
+
+/// Reads one sample of `text` (Prometheus exposition) by its full series name, e.g.
+/// `sticky_l4_map_entries{map="CONNS"}`. For tests and `sticky` diagnostics.
+#[must_use]
+pub fn sample(text: &str, series: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,9 +1,10 @@
-//! The admin listener (`--admin ADDR`): Prometheus metrics, the backends as JSON, draining.
+//! The one admin listener (`--admin ADDR`), for every part that runs: Prometheus metrics, and for
+//! the http proxy the backends as JSON and draining.
 //!
 //! | method and path | answer |
 //! |---|---|
-//! | `GET /metrics` | Prometheus text format (see [`metrics`]) |
-//! | `GET /api/backends` | JSON: every service and backend with health, drain state and counters |
+//! | `GET /metrics` | Prometheus/OpenMetrics text (see [`metrics`]) |
+//! | `GET /api/backends` | JSON: every http service and backend with health, drain state and counters |
 //! | `POST /api/services/{service}/backends/{backend}/drain` | mark draining: no new sessions, pinned ones still served |
 //! | `POST /api/services/{service}/backends/{backend}/activate` | take new sessions again |
 //! | `GET /healthz` | `ok` (the balancer itself is up) |
@@ -24,23 +25,30 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::state::Shared;
+use crate::state::Routing;
+
+/// What the admin listener serves.
+#[derive(Debug)]
+pub struct Admin {
+    /// `/metrics`: every part's families ([`metrics::registry`]).
+    pub registry: Registry,
+    /// The http proxy's routing state, for `/api/backends` and draining (none in tcp mode).
+    pub routing: Option<Arc<Routing>>,
+}
 
 /// Serves the admin API on `listener` until dropped.
 ///
 /// # Errors
 /// Only an accept error that will not recover.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<()> {
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(metrics::StateCollector(shared.clone())));
-    let registry = Arc::new(registry);
+pub async fn serve(listener: TcpListener, admin: Admin) -> std::io::Result<()> {
+    let admin = Arc::new(admin);
     loop {
         let (stream, peer) = crate::net::accept(&listener).await?;
-        let (shared, registry) = (shared.clone(), registry.clone());
+        let admin = admin.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
-                let resp = handle(&shared, &registry, &req);
-                async move { Ok::<_, Infallible>(resp) }
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(handle(admin, &req).await) }
             });
             if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
                 tracing::debug!(%peer, error = %e, "admin connection ended with an error");
@@ -53,11 +61,11 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> std::io::Resul
 ///
 /// # Errors
 /// The address cannot be bound.
-pub async fn spawn(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<SocketAddr> {
+pub async fn spawn(addr: SocketAddr, admin: Admin) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tokio::spawn(async move {
-        if let Err(e) = serve(listener, shared).await {
+        if let Err(e) = serve(listener, admin).await {
             tracing::error!(error = %e, "admin listener failed");
         }
     });
@@ -71,14 +79,19 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     r
 }
 
-fn handle(shared: &Shared, registry: &Registry, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(admin: Arc<Admin>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (req.method(), segments.as_slice()) {
-        (&Method::GET, ["metrics"]) => {
-            let mut out = String::new();
-            match prometheus_client::encoding::text::encode(&mut out, registry) {
-                Ok(()) => {
+    match (req.method(), segments.as_slice(), &admin.routing) {
+        (&Method::GET, ["metrics"], _) => {
+            // counting kernel map entries is a burst of syscalls: keep it off the runtime's thread
+            let encoded = tokio::task::spawn_blocking(move || {
+                let mut out = String::new();
+                prometheus_client::encoding::text::encode(&mut out, &admin.registry).map(|()| out)
+            })
+            .await;
+            match encoded {
+                Ok(Ok(out)) => {
                     let mut r = text(StatusCode::OK, out);
                     r.headers_mut().insert(
                         header::CONTENT_TYPE,
@@ -86,25 +99,28 @@ fn handle(shared: &Shared, registry: &Registry, req: &Request<Incoming>) -> Resp
                     );
                     r
                 }
-                Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "failed to encode metrics\n"),
+                _ => text(StatusCode::INTERNAL_SERVER_ERROR, "failed to encode metrics\n"),
             }
         }
-        (&Method::GET, ["api", "backends"]) => {
-            let body = serde_json::to_vec_pretty(&report(shared)).unwrap_or_default();
+        (&Method::GET, ["api", "backends"], Some(routing)) => {
+            let body = serde_json::to_vec_pretty(&report(routing)).unwrap_or_default();
             let mut r = text(StatusCode::OK, body);
             r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
             r
         }
-        (&Method::POST, ["api", "services", service, "backends", backend, action @ ("drain" | "activate")]) => {
-            match shared.set_draining(service, backend, *action == "drain") {
-                Ok(()) => text(
-                    StatusCode::OK,
-                    format!("{backend} of {service}: {}\n", if *action == "drain" { "draining" } else { "active" }),
-                ),
-                Err(e) => text(StatusCode::NOT_FOUND, format!("{e}\n")),
-            }
-        }
-        (&Method::GET, ["healthz"]) => text(StatusCode::OK, "ok\n"),
+        (
+            &Method::POST,
+            ["api", "services", service, "backends", backend, action @ ("drain" | "activate")],
+            Some(routing),
+        ) => match routing.set_draining(service, backend, *action == "drain") {
+            Ok(()) => text(
+                StatusCode::OK,
+                format!("{backend} of {service}: {}\n", if *action == "drain" { "draining" } else { "active" }),
+            ),
+            Err(e) => text(StatusCode::NOT_FOUND, format!("{e}\n")),
+        },
+        (&Method::GET, ["healthz"], _) => text(StatusCode::OK, "ok\n"),
+        (_, ["api", ..], None) => text(StatusCode::NOT_FOUND, "no http services here (tcp mode); try /metrics\n"),
         _ => text(StatusCode::NOT_FOUND, "not found; try /metrics, /api/backends, /healthz\n"),
     }
 }
@@ -164,8 +180,8 @@ pub struct BackendReport {
 
 /// Builds the report from the current table.
 #[must_use]
-pub fn report(shared: &Shared) -> Report {
-    let table = shared.table_full();
+pub fn report(routing: &Routing) -> Report {
+    let table = routing.table_full();
     let services = table
         .services
         .iter()
@@ -188,7 +204,7 @@ pub fn report(shared: &Shared) -> Report {
                     health: b.live.health_label(),
                     sessions: b.live.stats.sessions(),
                     pinned_requests: b.live.stats.pinned_requests(),
-                    responses: metrics::CLASSES
+                    responses: crate::stats::CLASSES
                         .iter()
                         .enumerate()
                         .map(|(i, c)| (*c, b.live.stats.responses(i)))

@@ -1,6 +1,9 @@
+//! Flags and file into a Config: defaults, precedence, every option applied, errors naming the field.
+
 use clap::Parser;
 
 use super::*;
+use crate::model::{BackoffSpec, CookieSpec, HealthCheckSpec, Rule, SameSite, SpliceSpec};
 
 #[derive(Parser)]
 struct Cli {
@@ -18,13 +21,17 @@ fn err(args: &RunArgs, file: Option<&str>) -> String {
     build(args, file).expect_err("configuration must be refused").to_string()
 }
 
+/// The http part of a configuration that must have one.
+fn http(args: &RunArgs, file: Option<&str>) -> HttpConfig {
+    build(args, file).expect("configuration must be valid").http.expect("http mode must configure the proxy")
+}
+
 #[test]
 fn flags_give_one_catch_all_service_with_defaults() {
-    let c = build(
+    let c = http(
         &args(&["--backend", "b1=http://127.0.0.1:8001", "--backend", "http://localhost:8002/", "--workers", "1"]),
         None,
-    )
-    .expect("valid flags");
+    );
     assert_eq!(c.listen, "0.0.0.0:8080".parse().expect("address"));
     assert_eq!(c.workers, 1);
     assert_eq!(c.timeouts.connect, Duration::from_secs(2));
@@ -41,7 +48,7 @@ fn flags_give_one_catch_all_service_with_defaults() {
 
 #[test]
 fn every_cookie_and_health_flag_is_applied() {
-    let c = build(
+    let c = http(
         &args(&[
             "--backend=http://[::1]:81",
             "--cookie-name=SRV",
@@ -63,8 +70,7 @@ fn every_cookie_and_health_flag_is_applied() {
             "--idle-timeout=10s",
         ]),
         None,
-    )
-    .expect("valid flags");
+    );
     let s = &c.services[0].spec;
     assert_eq!(
         s.cookie,
@@ -154,9 +160,10 @@ backends = ["http://10.0.1.1:8000"]
 
 #[test]
 fn file_gives_several_services_with_rules() {
-    let c = build(&args(&["--config=x.toml", "--listen=127.0.0.1:1"]), Some(FILE)).expect("valid file");
+    let config = build(&args(&["--config=x.toml", "--listen=127.0.0.1:1"]), Some(FILE)).expect("valid file");
+    assert_eq!(config.admin, Some("127.0.0.1:9090".parse().expect("address")));
+    let c = config.http.expect("http mode");
     assert_eq!(c.listen, "127.0.0.1:1".parse().expect("address"), "a flag wins over the file");
-    assert_eq!(c.admin, Some("127.0.0.1:9090".parse().expect("address")));
     assert_eq!(c.workers, 2);
     assert_eq!(c.key_file.as_deref(), Some(std::path::Path::new("/run/secrets/sticky")));
     assert_eq!(c.timeouts.connect, Duration::from_millis(500));
@@ -219,19 +226,14 @@ fn bad_files_are_named() {
 #[test]
 fn file_rule_in_traefik_syntax() {
     let file = "[[services]]\nname = \"api\"\nrule = \"Host(`a.example`) && (PathPrefix(`/v1`) || Path(`/health`))\"\nbackends = [\"http://10.0.0.1:80\"]\n";
-    let c = build(&args(&["--config=x.toml"]), Some(file)).expect("valid file");
+    let c = http(&args(&["--config=x.toml"]), Some(file));
     let rule = &c.services[0].spec.rule;
     assert!(rule.matches(Some("a.example"), "/health"));
     assert!(rule.matches(Some("a.example:8080"), "/v1/x"));
     assert!(!rule.matches(Some("a.example"), "/healthz"));
     let v1 =
         "[[services]]\nname = \"api\"\nrule = \"Host:a.example;PathPrefix:/v1\"\nbackends = [\"http://10.0.0.1:80\"]\n";
-    assert!(
-        build(&args(&["--config=x.toml"]), Some(v1)).expect("v1 rule").services[0]
-            .spec
-            .rule
-            .matches(Some("a.example"), "/v1")
-    );
+    assert!(http(&args(&["--config=x.toml"]), Some(v1)).services[0].spec.rule.matches(Some("a.example"), "/v1"));
     let both =
         "[[services]]\nname = \"api\"\nrule = \"Host(`a`)\"\nhost = \"a\"\nbackends = [\"http://10.0.0.1:80\"]\n";
     assert!(err(&args(&["--config=x.toml"]), Some(both)).contains("services[0].rule"));
@@ -251,41 +253,46 @@ fn docker_takes_shared_flags_and_refuses_service_flags() {
         "--docker-interval",
         "250ms",
     ]);
-    let c = build(&a, None).expect("--docker needs no backend");
+    let config = build(&a, None).expect("--docker needs no backend");
+    let c = config.http.as_ref().expect("the proxy serves Swarm's http services");
     assert!(c.services.is_empty(), "services are discovered at run time");
     assert_eq!(c.key_file.as_deref(), Some(std::path::Path::new("/run/secrets/k")));
-    let d = docker(&a).unwrap().expect("--docker given");
+    let tcp = config.tcp.as_ref().expect("Swarm's tcp services are served too");
+    assert!(tcp.service.is_none() && !tcp.kernel, "in user space, with no service of their own");
+    let d = config.swarm.expect("--docker given");
     assert_eq!(d.interval, Duration::from_millis(250));
     if std::env::var_os("DOCKER_HOST").is_none() {
         assert_eq!(d.host, "unix:///var/run/docker.sock");
     }
-    assert_eq!(docker(&args(&["--backend", "http://a:1"])).unwrap(), None);
+    assert_eq!(build(&args(&["--backend", "http://a:1"]), None).expect("valid flags").swarm, None);
     assert!(err(&args(&["--docker", "--cookie-name", "x"]), None).contains("--cookie-name"));
-    assert!(docker(&args(&["--docker", "--mode", "tcp"])).unwrap_err().to_string().contains("--mode"));
-    assert!(docker(&args(&["--docker", "--docker-interval", "0s"])).is_err());
+    assert!(err(&args(&["--docker", "--mode", "tcp"]), None).contains("--mode"));
+    assert!(err(&args(&["--docker", "--docker-interval", "0s"]), None).starts_with("--docker-interval:"));
 }
 
 #[test]
 fn splice_options_from_flags_and_file() {
     let defaults = build(&args(&["--backend=http://a:1"]), None).expect("valid flags");
+    assert!(!defaults.no_ebpf);
+    let defaults = defaults.http.expect("http mode");
     let spec = defaults.services[0].spec.splice;
     assert!(!spec.pinned, "pinned keep-alive splice is off by default (a proxy in front may multiplex users)");
     assert!(spec.upgrades, "upgraded connections are spliced by default");
     assert_eq!(defaults.limits.max_spliced, 16384);
-    assert!(!defaults.no_ebpf);
 
-    let c = build(
+    let config = build(
         &args(&["--backend=http://a:1", "--splice", "--splice-upgrades=false", "--max-spliced=100", "--no-ebpf"]),
         None,
     )
     .expect("valid flags");
+    assert!(config.no_ebpf);
+    let c = config.http.expect("http mode");
     assert_eq!(c.services[0].spec.splice, SpliceSpec { pinned: true, upgrades: false });
     assert_eq!(c.limits.max_spliced, 100);
-    assert!(c.no_ebpf);
 
     let file = "[limits]\nmax_spliced = 7\n[[services]]\nname = \"a\"\nsplice = true\nbackends = [\"http://a:1\"]\n\
                 [[services]]\nname = \"b\"\nsplice_upgrades = false\nbackends = [\"http://b:1\"]\n";
-    let c = build(&args(&["--config=x.toml"]), Some(file)).expect("valid file");
+    let c = http(&args(&["--config=x.toml"]), Some(file));
     assert_eq!(c.services[0].spec.splice, SpliceSpec { pinned: true, upgrades: true });
     assert_eq!(c.services[1].spec.splice, SpliceSpec { pinned: false, upgrades: false });
     assert_eq!(c.limits.max_spliced, 7);
@@ -293,4 +300,89 @@ fn splice_options_from_flags_and_file() {
     assert!(err(&args(&["--backend=http://a:1", "--max-spliced=0"]), None).starts_with("max_spliced:"));
     let e = err(&args(&["--config=x.toml", "--splice"]), Some(file));
     assert!(e.starts_with("--splice:") && e.contains("--config"), "{e}");
+}
+
+#[test]
+fn tcp_mode_takes_a_vip_ipv4_backends_and_its_defaults() {
+    let config =
+        build(&args(&["--mode=tcp", "--listen=203.0.113.10:5432", "--backend=tcp://198.51.100.10:5432"]), None)
+            .expect("valid tcp flags");
+    assert!(config.http.is_none(), "tcp mode runs no proxy");
+    let tcp = config.tcp.expect("tcp mode");
+    let service = tcp.service.expect("the flags' service");
+    assert_eq!(service.vip, "203.0.113.10:5432".parse().expect("address"));
+    assert_eq!(service.backends, vec!["198.51.100.10:5432".parse().expect("address")]);
+    assert!(tcp.kernel, "the kernel path is tried unless --no-ebpf");
+    assert_eq!(tcp.affinity_timeout, defaults::AFFINITY_TIMEOUT);
+    assert_eq!(tcp.snat_ports, defaults::SNAT_PORTS);
+    assert_eq!(tcp.limits.max_flows, defaults::MAX_FLOWS);
+
+    let tcp = build(
+        &args(&[
+            "--mode=tcp",
+            "--listen=203.0.113.10:80",
+            "--backends-file=/tmp/b",
+            "--affinity-timeout=1.5s",
+            "--snat-ports=62000-62010",
+            "--max-affinity=7",
+            "--no-ebpf",
+        ]),
+        None,
+    )
+    .expect("valid tcp flags")
+    .tcp
+    .expect("tcp mode");
+    assert_eq!(tcp.affinity_timeout, Duration::from_millis(1500), "the one duration syntax");
+    assert_eq!(tcp.snat_ports, PortRange { low: 62000, high: 62010 });
+    assert_eq!(tcp.limits.max_affinity, 7);
+    assert!(!tcp.kernel);
+
+    assert!(err(&args(&["--mode=tcp", "--backend=198.51.100.10:1"]), None).starts_with("--listen:"));
+    assert!(err(&args(&["--mode=tcp", "--listen=[::1]:80", "--backend=198.51.100.10:1"]), None).contains("IPv4"));
+    assert!(err(&args(&["--mode=tcp", "--listen=203.0.113.10:80"]), None).contains("no backend"));
+    let e = err(&args(&["--mode=tcp", "--listen=203.0.113.10:80", "--backend=http://a:1"]), None);
+    assert!(e.starts_with("--backend") && e.contains("IPv4 IP:PORT"), "{e}");
+    let e =
+        err(&args(&["--mode=tcp", "--listen=203.0.113.10:80", "--backend=198.51.100.10:1", "--snat-ports=9-1"]), None);
+    assert!(e.starts_with("--snat-ports:"), "{e}");
+}
+
+#[test]
+fn help_shows_the_defaults_config_applies() {
+    use clap::CommandFactory as _;
+    let help = Cli::command().render_long_help().to_string();
+    let secs = |d: Duration| format!("{}s", d.as_secs());
+    let shown = [
+        defaults::LISTEN.to_string(),
+        secs(defaults::CONNECT_TIMEOUT),
+        secs(defaults::RESPONSE_TIMEOUT),
+        secs(defaults::IDLE_TIMEOUT),
+        secs(defaults::SHUTDOWN_TIMEOUT),
+        defaults::MAX_HEADER_SIZE.to_string(),
+        defaults::MAX_HEADERS.to_string(),
+        defaults::MAX_CONNECTIONS.to_string(),
+        defaults::MAX_SPLICED.to_string(),
+        defaults::DOCKER_HOST.to_owned(),
+        format!("{}ms", defaults::DOCKER_INTERVAL.as_millis()),
+        format!("{}h", defaults::AFFINITY_TIMEOUT.as_secs() / 3600),
+        format!("{}-{}", defaults::SNAT_PORTS.low, defaults::SNAT_PORTS.high),
+        defaults::MAX_FLOWS.to_string(),
+        defaults::MAX_HALF_OPEN.to_string(),
+        defaults::MAX_AFFINITY.to_string(),
+        defaults::MAX_BACKENDS.to_string(),
+        defaults::MAX_SERVICES.to_string(),
+    ];
+    for value in shown {
+        assert!(help.contains(&format!("[default: {value}]")), "`sticky run --help` must show the default {value}");
+    }
+}
+
+#[test]
+fn flags_and_file_read_booleans_and_durations_alike() {
+    let flags = http(&args(&["--backend=http://a:1", "--strict=yes", "--health-interval=1.5s"]), None);
+    assert!(flags.services[0].spec.strict, "flags take the labels' boolean spellings");
+    let file = "[[services]]\nname = \"a\"\nbackends = [\"http://a:1\"]\n[services.health]\ninterval = \"1.5s\"\n";
+    let from_file = http(&args(&["--config=x.toml"]), Some(file));
+    assert_eq!(flags.services[0].spec.health.interval, Duration::from_millis(1500));
+    assert_eq!(from_file.services[0].spec.health.interval, flags.services[0].spec.health.interval);
 }

@@ -1,4 +1,9 @@
-use std::net::{IpAddr, SocketAddr};
+//! The cookie round-trips, resists tampering, expiry and other keys, and holds no address in any encoding.
+
+use std::{
+    fmt::Write as _,
+    net::{IpAddr, SocketAddr},
+};
 
 use proptest::prelude::*;
 
@@ -156,7 +161,10 @@ fn cookie_header_parsing_and_stripping() {
 }
 
 fn encodings_of(bytes: &[u8]) -> Vec<Vec<u8>> {
-    let hex_lower: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex_lower: String = bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    });
     let hex_upper = hex_lower.to_uppercase();
     let mut v = vec![bytes.to_vec(), hex_lower.into_bytes(), hex_upper.into_bytes()];
     for engine in [&base64::engine::general_purpose::STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {

@@ -1,21 +1,26 @@
-//! The kernel data path: load the embedded eBPF object, attach its programs, read its counters.
+//! The kernel data path, and the only user of aya: load the embedded eBPF object, attach its
+//! programs, read its counters.
 //!
 //! Every map is taken by its `sticky_common::maps` name and checked against the registry's shape at
-//! load (with the capacities the daemon asked for), so a daemon never runs against an object built
-//! from other sources. Failing to load is not fatal to sticky: callers log [`DatapathError`] once and
-//! serve in user space. The L4 maps live in [`l4`] (typed access, usage) and [`sync`] (backend sets
-//! into `BACKENDS`/`MAGLEV`/`SERVICES`); the L7 splice maps in [`splice`].
+//! load (with the capacities the daemon asked for, [`sizes`]), so a daemon never runs against an
+//! object built from other sources. Failing to load is not fatal to sticky: callers log
+//! [`DatapathError`] once and serve in user space. tcp mode's maps live in [`tcp`] (typed access,
+//! usage) and [`sync`] (backend sets into `BACKENDS`/`MAGLEV`/`SERVICES`); the splice maps in
+//! [`splice`]; [`route`] and [`socket`] are the kernel facts both need beside the maps.
 
-pub mod l4;
 pub mod route;
+pub mod sizes;
 pub mod socket;
 pub mod splice;
 pub mod sync;
+pub mod tcp;
+
+pub use aya::programs::XdpMode;
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Map, MapData, MapInfo, PerCpuArray},
-    programs::{ProgramError, SchedClassifier, SkSkb, TcAttachType, Xdp, XdpMode},
+    programs::{ProgramError, SchedClassifier, SkSkb, TcAttachType, Xdp},
 };
 use sticky_common::{
     Counter, StatsValue,
@@ -31,7 +36,7 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 pub const PROG_TC: &str = "sticky_tc";
 /// Name of the XDP program.
 pub const PROG_XDP: &str = "sticky_xdp";
-/// Name of the sk_skb stream verdict of spliced sockets.
+/// Name of the `sk_skb` stream verdict of spliced sockets.
 pub const PROG_SPLICE: &str = "sticky_splice";
 
 /// What can go wrong while loading or driving the data path.
@@ -40,7 +45,7 @@ pub enum DatapathError {
     /// The binary carries no eBPF object.
     #[error("this sticky binary was built without its eBPF programs (STICKY_EBPF_SKIP=1)")]
     NotEmbedded,
-    /// The kernel refused the object (no CAP_BPF, old kernel, verifier).
+    /// The kernel refused the object (no `CAP_BPF`, old kernel, verifier).
     #[error("failed to load the eBPF object (needs root or CAP_BPF+CAP_NET_ADMIN+CAP_PERFMON, Linux >= 6.6)")]
     Load(#[source] Box<aya::EbpfError>),
     /// A program the daemon needs is not in the object.
@@ -96,7 +101,7 @@ pub enum DatapathError {
 pub struct Datapath {
     ebpf: Ebpf,
     stats: PerCpuArray<MapData, StatsValue>,
-    l4: l4::L4Maps,
+    tcp: tcp::TcpMaps,
     splice: splice::SpliceMaps,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
@@ -110,14 +115,14 @@ impl Datapath {
     /// # Errors
     /// No object embedded, the kernel refuses it, or a map's shape differs from the registry.
     pub fn load(log_level: aya_log::Level) -> Result<Self, DatapathError> {
-        Self::load_with(log_level, &l4::MapSizes::default())
+        Self::load_with(log_level, &sizes::MapSizes::default())
     }
 
     /// Loads the embedded object with the map capacities in `sizes`.
     ///
     /// # Errors
     /// As [`Datapath::load`]; also a size of 0.
-    pub fn load_with(log_level: aya_log::Level, sizes: &l4::MapSizes) -> Result<Self, DatapathError> {
+    pub fn load_with(log_level: aya_log::Level, sizes: &sizes::MapSizes) -> Result<Self, DatapathError> {
         if OBJECT.is_empty() {
             return Err(DatapathError::NotEmbedded);
         }
@@ -143,7 +148,7 @@ impl Datapath {
             action: "open",
             source: Box::new(source),
         })?;
-        let l4 = l4::L4Maps::take(&mut ebpf, sizes)?;
+        let tcp = tcp::TcpMaps::take(&mut ebpf, sizes)?;
         let splice = splice::SpliceMaps::take(&mut ebpf, sizes.splice)?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(logger),
@@ -152,7 +157,7 @@ impl Datapath {
                 None
             }
         };
-        Ok(Self { ebpf, stats, l4, splice, logger })
+        Ok(Self { ebpf, stats, tcp, splice, logger })
     }
 
     /// Attaches the tc classifier to `iface`'s ingress (TCX on Linux >= 6.6, netlink clsact before).
@@ -229,9 +234,9 @@ impl Datapath {
         Ok(stats)
     }
 
-    /// The L4 maps: configuration, services, backends, Maglev rows, flows, affinity.
-    pub fn l4(&mut self) -> &mut l4::L4Maps {
-        &mut self.l4
+    /// tcp mode's maps: configuration, services, backends, Maglev rows, flows, affinity.
+    pub fn tcp(&mut self) -> &mut tcp::TcpMaps {
+        &mut self.tcp
     }
 
     /// Map usage (entries used vs capacity) and the packet counters, for `/metrics` and `sticky inspect`.
@@ -240,8 +245,8 @@ impl Datapath {
     ///
     /// # Errors
     /// The kernel refuses a map read.
-    pub fn usage(&self) -> Result<l4::Usage, DatapathError> {
-        self.l4.usage(self.stats()?)
+    pub fn usage(&self) -> Result<tcp::Usage, DatapathError> {
+        self.tcp.usage(self.stats()?)
     }
 
     /// The underlying aya object, for tests that run programs with `BPF_PROG_TEST_RUN`.

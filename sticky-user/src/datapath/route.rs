@@ -17,7 +17,14 @@ pub struct Route {
     pub local: bool,
 }
 
-// rtnetlink constants the libc crate does not carry (linux/rtnetlink.h).
+// rtnetlink constants the libc crate does not carry (linux/rtnetlink.h), and those it carries as
+// c_int that the wire fields hold narrower (all small: 1, 2, 2).
+#[expect(clippy::cast_possible_truncation, reason = "NLM_F_REQUEST is 1")]
+const NLM_F_REQUEST: u16 = libc::NLM_F_REQUEST as u16;
+#[expect(clippy::cast_possible_truncation, reason = "NLMSG_ERROR is 2")]
+const NLMSG_ERROR: u16 = libc::NLMSG_ERROR as u16;
+#[expect(clippy::cast_possible_truncation, reason = "AF_INET is 2")]
+const AF_INET: u8 = libc::AF_INET as u8;
 const RTN_LOCAL: u8 = 2;
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
@@ -64,11 +71,11 @@ fn request(dst: Ipv4Addr) -> Vec<u8> {
     let mut m = Vec::with_capacity(len);
     m.extend_from_slice(&u32::try_from(len).expect("short message").to_ne_bytes()); // nlmsg_len
     m.extend_from_slice(&libc::RTM_GETROUTE.to_ne_bytes()); // nlmsg_type
-    m.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes()); // nlmsg_flags
+    m.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes()); // nlmsg_flags
     m.extend_from_slice(&1u32.to_ne_bytes()); // nlmsg_seq
     m.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_pid: the kernel
     // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags (u32)
-    m.extend_from_slice(&[libc::AF_INET as u8, 32, 0, 0, 0, 0, 0, 0]);
+    m.extend_from_slice(&[AF_INET, 32, 0, 0, 0, 0, 0, 0]);
     m.extend_from_slice(&0u32.to_ne_bytes());
     m.extend_from_slice(&8u16.to_ne_bytes()); // rta_len
     m.extend_from_slice(&RTA_DST.to_ne_bytes());
@@ -84,7 +91,7 @@ fn parse(reply: &[u8]) -> io::Result<Route> {
     let len = u32_at(reply, 0).ok_or_else(bad)? as usize;
     let kind = u16_at(reply, 4).ok_or_else(bad)?;
     let msg = reply.get(..len).ok_or_else(bad)?;
-    if kind == libc::NLMSG_ERROR as u16 {
+    if kind == NLMSG_ERROR {
         let errno = i32::from_ne_bytes(u32_at(msg, NLMSG_HDR).ok_or_else(bad)?.to_ne_bytes());
         return Err(io::Error::from_raw_os_error(-errno));
     }
@@ -157,7 +164,7 @@ mod tests {
     fn a_reply_error_carries_the_errno() {
         let mut reply = vec![0u8; NLMSG_HDR + 4];
         reply[..4].copy_from_slice(&20u32.to_ne_bytes());
-        reply[4..6].copy_from_slice(&(libc::NLMSG_ERROR as u16).to_ne_bytes());
+        reply[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
         reply[NLMSG_HDR..].copy_from_slice(&(-libc::ENETUNREACH).to_ne_bytes());
         assert_eq!(parse(&reply).unwrap_err().raw_os_error(), Some(libc::ENETUNREACH));
     }

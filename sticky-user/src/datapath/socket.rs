@@ -8,13 +8,18 @@ use std::{
     time::Duration,
 };
 
+/// The size of `T` as a socket option length.
+fn socklen<T>() -> libc::socklen_t {
+    libc::socklen_t::try_from(size_of::<T>()).unwrap_or(libc::socklen_t::MAX)
+}
+
 /// The socket cookie of `fd` (`SO_COOKIE`, Linux >= 4.12): the key of the splice maps.
 ///
 /// # Errors
 /// Not a socket.
 pub fn cookie(fd: BorrowedFd<'_>) -> io::Result<u64> {
     let mut value = 0u64;
-    let mut len = size_of::<u64>() as libc::socklen_t;
+    let mut len = socklen::<u64>();
     // SAFETY: value and len are live locals of the sizes the kernel is told.
     #[expect(unsafe_code, reason = "getsockopt(SO_COOKIE) has no safe wrapper in std")]
     let rc = unsafe {
@@ -27,7 +32,7 @@ fn bytes_acked(fd: BorrowedFd<'_>) -> io::Result<u64> {
     // SAFETY: tcp_info is plain integers; all-zero is a valid value.
     #[expect(unsafe_code, reason = "zeroed plain-old-data struct for getsockopt")]
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
+    let mut len = socklen::<libc::tcp_info>();
     // SAFETY: info and len are live locals of the sizes the kernel is told.
     #[expect(unsafe_code, reason = "getsockopt(TCP_INFO) has no safe wrapper in std")]
     let rc = unsafe {
@@ -98,7 +103,7 @@ pub fn queued_in(fd: BorrowedFd<'_>) -> io::Result<u64> {
 ///
 /// Data that arrived before the join sits on the receive queue, and the verdict only runs on the
 /// next "data ready", which may never come (the client waits for an answer). For a socket with a
-/// stream verdict, `recvmsg` first hands such leftover bytes to the verdict (tcp_bpf's
+/// stream verdict, `recvmsg` first hands such leftover bytes to the verdict (`tcp_bpf`'s
 /// `tcp_bpf_recvmsg_parser`, Linux >= 6.4; the same re-check that covers bytes received before
 /// `accept`). `MSG_PEEK | MSG_DONTWAIT` consumes nothing and never blocks: the bytes are redirected
 /// by the verdict, and what the call itself returns (normally `EAGAIN`) does not matter.
@@ -159,7 +164,7 @@ impl CloseWatch {
     /// # Errors
     /// The kernel refuses (the fd is already in the set, or closed).
     pub fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-        let mut event = libc::epoll_event { events: (libc::EPOLLRDHUP | libc::EPOLLET) as u32, u64: token };
+        let mut event = libc::epoll_event { events: (libc::EPOLLRDHUP | libc::EPOLLET).cast_unsigned(), u64: token };
         // SAFETY: event is a live local; both fds are open for the duration of the call.
         #[expect(unsafe_code, reason = "epoll has no safe wrapper in std")]
         let rc =
@@ -182,11 +187,13 @@ impl CloseWatch {
     /// The epoll fd is broken (a bug); `EINTR` is not an error (nothing is appended).
     pub fn wait(&self, timeout: Option<Duration>, out: &mut Vec<Closing>) -> io::Result<()> {
         const MAX: usize = 64;
+        #[expect(clippy::cast_possible_truncation, clippy::cast_possible_wrap, reason = "MAX is 64")]
+        const MAX_EVENTS: i32 = MAX as i32;
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; MAX];
         let ms = timeout.map_or(-1, |t| i32::try_from(t.as_millis().max(1)).unwrap_or(i32::MAX));
         // SAFETY: events is a live local array of MAX entries, and the kernel is told MAX.
         #[expect(unsafe_code, reason = "epoll has no safe wrapper in std")]
-        let n = unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), MAX as i32, ms) };
+        let n = unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), MAX_EVENTS, ms) };
         if n < 0 {
             let e = io::Error::last_os_error();
             return if e.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(e) };

@@ -12,7 +12,7 @@ use aya::{
 };
 use sticky_common::maps;
 
-use super::{DatapathError, l4::MapUsage, take_map};
+use super::{DatapathError, sizes::MapUsage, take_map};
 
 /// `BPF_NOEXIST`: cookies are unique, so an existing key means a bug; fail instead of replacing.
 const NOEXIST: u64 = 1;
@@ -52,7 +52,7 @@ impl SpliceMaps {
     /// So the verdict never runs on a socket whose peer is unknown (it would have to leave those
     /// bytes on the socket, where nobody reads them any more). Bytes that were already queued on a
     /// socket before the join are not seen until the verdict is triggered: see
-    /// [`crate::proxy::splice`], which does that right after.
+    /// [`crate::splice`], which does that right after.
     ///
     /// # Errors
     /// A map is full (`--max-spliced`) or the kernel refuses a socket (not TCP, not established).
@@ -118,9 +118,9 @@ impl SpliceMaps {
     pub fn usage(&self) -> [MapUsage; 3] {
         let max = u64::from(self.max);
         [
-            MapUsage { name: maps::SPLICE_PEERS, used: self.peers.keys().filter(Result::is_ok).count() as u64, max },
-            MapUsage { name: maps::SPLICE_SOCKS, used: self.socks.keys().filter(Result::is_ok).count() as u64, max },
-            MapUsage { name: maps::SPLICE_BYTES, used: self.bytes.keys().filter(Result::is_ok).count() as u64, max },
+            MapUsage { name: maps::SPLICE_PEERS, used: self.peers.keys().flatten().count() as u64, max },
+            MapUsage { name: maps::SPLICE_SOCKS, used: self.socks.keys().flatten().count() as u64, max },
+            MapUsage { name: maps::SPLICE_BYTES, used: self.bytes.keys().flatten().count() as u64, max },
         ]
     }
 }

@@ -1,15 +1,14 @@
 //! Backend sets into the kernel: backend ids, `BACKENDS` slots, the Maglev row and the `SERVICES`
 //! entry of each L4 service, written in an order that is safe while packets flow.
 //!
-//! Order of one [`Sync::apply`]: new backends' slots first (alive), then the Maglev slots that change,
+//! Order of one [`MapSync::apply`]: new backends' slots first (alive), then the Maglev slots that change,
 //! then the service entry, then departed backends' slots cleared. A packet meanwhile sees either the
 //! old or the new owner of a slot, both alive at that moment; a departed backend's established flows
 //! go on (the connection table holds its address), and its clients' affinity stops being trusted.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     net::SocketAddrV4,
-    time::Duration,
 };
 
 use sticky_common::{
@@ -19,22 +18,10 @@ use sticky_common::{
     service::SVC_F_AFFINITY,
 };
 
-use super::{DatapathError, l4::L4Maps};
-use crate::policy::maglev::Maglev;
+use super::{DatapathError, tcp::TcpMaps};
+use crate::{model::TcpService, policy::maglev::Maglev};
 
-/// One L4 service as user space wants it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceSpec {
-    /// The virtual IP and port clients connect to.
-    pub vip: SocketAddrV4,
-    /// The backends (order and duplicates do not matter).
-    pub backends: Vec<SocketAddrV4>,
-    /// How long a client's affinity is trusted after its last new connection; zero turns affinity
-    /// off (Maglev alone still keeps a client on one backend while the set does not change).
-    pub affinity_timeout: Duration,
-}
-
-/// What one [`Sync::apply`] changed.
+/// What one [`MapSync::apply`] changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SyncReport {
     /// Backends that joined, with their ids.
@@ -47,7 +34,7 @@ pub struct SyncReport {
 
 /// What user space last wrote for each service.
 #[derive(Debug, Default)]
-pub struct Sync {
+pub struct MapSync {
     services: HashMap<SocketAddrV4, ServiceState>,
     ids: IdAllocator,
 }
@@ -59,7 +46,7 @@ struct ServiceState {
     row: Vec<BackendId>,
 }
 
-impl Sync {
+impl MapSync {
     /// A sync for maps with `max_backends` backend slots.
     #[must_use]
     pub fn new(max_backends: u32) -> Self {
@@ -82,7 +69,7 @@ impl Sync {
     ///
     /// # Errors
     /// Out of service ids or backend slots (`--max-services`, `--max-backends`), or a map write fails.
-    pub fn apply(&mut self, maps: &mut L4Maps, spec: &ServiceSpec) -> Result<SyncReport, DatapathError> {
+    pub fn apply(&mut self, maps: &mut TcpMaps, spec: &TcpService) -> Result<SyncReport, DatapathError> {
         let max_services = maps.sizes().services;
         let next_id = (0..max_services)
             .find(|id| !self.services.values().any(|s| s.id == *id))
@@ -93,9 +80,9 @@ impl Sync {
             row: Vec::new(),
         });
         let mut report = SyncReport::default();
-        let wanted: BTreeMap<SocketAddrV4, ()> = spec.backends.iter().map(|b| (*b, ())).collect();
+        let wanted: BTreeSet<SocketAddrV4> = spec.backends.iter().copied().collect();
 
-        for backend in wanted.keys() {
+        for backend in &wanted {
             if state.backends.contains_key(backend) {
                 continue;
             }
@@ -121,6 +108,7 @@ impl Sync {
         };
         for (slot, &id) in row.iter().enumerate() {
             if state.row.get(slot) != Some(&id) {
+                #[expect(clippy::cast_possible_truncation, reason = "a slot is below MAGLEV_SIZE (16381)")]
                 maps.set_maglev_slot(state.id, slot as u32, id)?;
                 report.slots_changed += 1;
             }
@@ -142,7 +130,7 @@ impl Sync {
         maps.set_service(&key, &value)?;
 
         let gone: Vec<(SocketAddrV4, BackendId)> =
-            state.backends.iter().filter(|(b, _)| !wanted.contains_key(b)).map(|(b, id)| (*b, *id)).collect();
+            state.backends.iter().filter(|(b, _)| !wanted.contains(*b)).map(|(b, id)| (*b, *id)).collect();
         for (backend, id) in gone {
             maps.set_backend(id, &BackendValue::default())?;
             state.backends.remove(&backend);

@@ -1,14 +1,18 @@
-//! The discovery seam: a source of [`Catalog`]s (services and their backends) that sticky balances.
+//! The discovery seam: a source of [`Catalog`]s (http and tcp services and their backends) that
+//! sticky balances.
 //!
 //! A discovery runs as one task and publishes a complete catalog into a `watch` channel whenever what
-//! it sees changes; the app compiles each into the routing table ([`crate::state::Shared::publish`]).
+//! it sees changes; the app compiles its http services into the routing table
+//! ([`crate::state::Routing::publish`]) and hands its tcp services to [`crate::tcp`].
 //! Complete snapshots, not deltas: a source that loses its upstream (Docker API down) simply stops
 //! publishing and the last catalog stays in force. Backends keep their [`crate::model::BackendId`]
 //! across catalogs so that their health, drain mark and sessions carry over.
 //!
-//! Sources: [`static_list`] (`--backend`, `--config`) and [`swarm`] (`--docker`: services and tasks
-//! of a Swarm, through the Docker API, with [`reconcile`] turning one listing into one catalog).
+//! Sources: [`static_list`] (`--backend`, `--config`, `--mode tcp`) and [`swarm`] (`--docker`:
+//! services and tasks of a Swarm, through the Docker API ([`docker`]), with [`reconcile`] turning one
+//! listing into one catalog).
 
+pub mod docker;
 pub mod reconcile;
 pub mod static_list;
 pub mod swarm;
@@ -34,6 +38,32 @@ pub enum DiscoveryError {
         #[source]
         source: std::io::Error,
     },
+    /// The backends file of tcp mode cannot be read.
+    #[error("failed to read backends file {path}")]
+    BackendsFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line of the backends file is not an IPv4 IP:PORT.
+    #[error("backends file {path}, line {line}")]
+    BackendLine {
+        /// The file.
+        path: std::path::PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        #[source]
+        source: crate::values::ValueError,
+    },
+    /// tcp mode found no backend at start.
+    #[error("no backend: give --backend IP:PORT or --backends-file PATH")]
+    NoTcpBackends,
+    /// The Docker API cannot be used (`--docker`).
+    #[error("Swarm discovery cannot use the Docker API")]
+    Docker(#[from] docker::DockerError),
 }
 
 /// A source of catalogs.

@@ -1,10 +1,10 @@
-//! Swarm services, tasks and labels -> the catalog sticky balances, and its tcp-mode services (pure).
+//! Swarm services, tasks and labels -> the catalog sticky balances, http and tcp services (pure).
 //!
 //! One function, [`reconcile`], from one listing of the Docker API to one complete view. For each
 //! service that opts in by labels ([`crate::labels::parse`]):
 //! - **network**: the label's (`sticky.network`, `traefik.docker.network`), else the one network the
-//!   service shares with sticky's own task, else (sticky not a task of this Swarm) the service's only
-//!   network; anything else is a [`Problem`] naming the networks to choose from;
+//!   service shares with sticky's own task ([`Placement`]), else (sticky not a task of this Swarm)
+//!   the service's only network; anything else is a [`Problem`] naming the networks to choose from;
 //! - **port**: the label's, else a problem;
 //! - **backends**: the service's tasks whose observed state is `running`, at their address on that
 //!   network (never the VIP). A task whose desired state is no longer `running` (scale-down, rolling
@@ -15,55 +15,95 @@
 //!   (`slot-N`; `node-ID` for global services). Two tasks of one slot during an update: the one
 //!   that should run wins, so sessions move to the replacement as soon as it runs.
 //!
-//! A service whose labels do not parse, or that lacks a network or port, is left out with a
-//! [`Problem`]; the others are unaffected. Output is sorted, so equal inputs give equal outputs and
+//! - **options**: validated as `sticky run` validates its flags and file ([`ServiceSpec::validate`]).
+//!
+//! A service whose labels do not parse or validate, or that lacks a network or port, is left out
+//! with a [`Problem`]; the others are unaffected. Output is sorted, so equal inputs give equal outputs and
 //! the caller can publish only on change.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::{IpAddr, SocketAddr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4},
     time::Duration,
 };
 
+use super::docker::{ServiceInfo, TaskInfo};
 use crate::{
-    docker::{ServiceInfo, TaskInfo},
-    labels::{self, Identity, LabeledService, Mode, Source},
+    labels::{self, Dialect, Identity, LabelError, LabeledService, Mode},
     model::{
-        AdminState, Backend, BackendId, BackoffSpec, Catalog, CookieSpec, HealthCheckSpec, ServiceEntry, ServiceId,
-        ServiceSpec, SpliceSpec,
+        AdminState, Backend, BackendId, BackoffSpec, Catalog, CookieSpec, HealthCheckSpec, HttpService, ServiceId,
+        ServiceSpec, SpecError, SpliceSpec, TcpService,
     },
 };
 
-/// A tcp-mode service (`sticky.mode=tcp`): served by [`crate::l4`], not by the HTTP proxy.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TcpService {
-    /// Swarm service id.
-    pub id: ServiceId,
-    /// Swarm service name.
-    pub name: String,
-    /// The port sticky listens on for it (`sticky.listen.port`, else the tasks' port).
-    pub listen_port: u16,
-    /// Running tasks that take new connections (draining ones are left out: in tcp mode a backend
-    /// that leaves the set keeps its open connections and gets no new ones).
-    pub backends: Vec<SocketAddrV4>,
-    /// Client affinity lifetime (`sticky.affinity.timeout`); none: the `--affinity-timeout` default.
-    pub affinity_timeout: Option<Duration>,
-}
-
-/// Why an opted-in service is not balanced.
+/// An opted-in service that is not balanced, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
     /// Swarm service id.
     pub service_id: String,
     /// Swarm service name.
     pub service: String,
-    /// One line saying what is wrong and what to do.
-    pub message: String,
+    /// What is wrong, and what to do.
+    pub reason: LeftOut,
+}
+
+/// Why an opted-in service is left out; each message says what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LeftOut {
+    /// A label sticky acts on has an unusable value.
+    #[error("labels: {0}")]
+    Labels(LabelError),
+    /// The network its labels name is not one of the service's.
+    #[error("network {wanted} (from its labels) is not one of the service's networks ({attached})")]
+    UnknownNetwork {
+        /// The network named.
+        wanted: String,
+        /// The service's networks, comma-separated (`none`).
+        attached: String,
+    },
+    /// The network its labels name is not one of sticky's.
+    #[error("sticky is not attached to network {network}: add it to sticky's service (stack file networks)")]
+    NotOnNetwork {
+        /// The network named.
+        network: String,
+    },
+    /// It shares no network with sticky's own task.
+    #[error("shares no network with sticky: attach sticky to one of the service's networks ({attached})")]
+    NoSharedNetwork {
+        /// The service's networks, comma-separated (`none`).
+        attached: String,
+    },
+    /// It has no network at all (sticky runs outside the Swarm).
+    #[error("has no network: attach it to an overlay network that sticky is attached to")]
+    NoNetwork,
+    /// It shares several networks with sticky and no label picks one.
+    #[error("shares several networks with sticky ({shared}): choose one with sticky.network or traefik.docker.network")]
+    SeveralNetworks {
+        /// The shared networks, comma-separated.
+        shared: String,
+    },
+    /// No label gives the tasks' port.
+    #[error("no port: set sticky.port (or traefik.port, traefik.http.services.<s>.loadbalancer.server.port)")]
+    NoPort,
+    /// A Traefik rule that strips the path prefix, which sticky does not do.
+    #[error("PathPrefixStrip/PathStrip rules are not supported: the backend would get unstripped paths")]
+    StripPrefix,
+    /// An option fails the validation `sticky run` applies to its flags and file.
+    #[error("{0}")]
+    Options(SpecError),
+    /// Another tcp service already listens on its port.
+    #[error("sticky.listen.port {port} is already taken by tcp service {other}")]
+    TcpPortTaken {
+        /// The port.
+        port: u16,
+        /// The service that has it.
+        other: String,
+    },
 }
 
 /// Where sticky itself runs, as far as its networks are concerned.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Own {
+pub enum Placement {
     /// A task of this Swarm attached to these networks (ids).
     Task(BTreeSet<String>),
     /// Not a task of this Swarm (on the host, or a plain container): networks unknown.
@@ -73,10 +113,8 @@ pub enum Own {
 /// Everything one listing says.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
-    /// The http-mode services and their backends.
+    /// The http and tcp services and their backends.
     pub catalog: Catalog,
-    /// The tcp-mode services.
-    pub tcp: Vec<TcpService>,
     /// Opted-in services that are left out, and why.
     pub problems: Vec<Problem>,
     /// (service id, service name, label) for each label in sticky's or Traefik's namespace that
@@ -86,18 +124,19 @@ pub struct Outcome {
 
 /// Sticky's own networks: those of the task running in container `own_container` (a full id).
 #[must_use]
-pub fn own(tasks: &[TaskInfo], own_container: Option<&str>) -> Own {
-    let Some(own) = own_container else { return Own::Elsewhere };
+pub fn placement(tasks: &[TaskInfo], own_container: Option<&str>) -> Placement {
+    let Some(own) = own_container else { return Placement::Elsewhere };
     // any state: sticky's own task may still be `starting` in the manager's view at its first listing
     tasks
         .iter()
         .find(|t| t.container_id.as_deref() == Some(own))
-        .map_or(Own::Elsewhere, |t| Own::Task(t.network_names.keys().cloned().collect()))
+        .map_or(Placement::Elsewhere, |t| Placement::Task(t.network_names.keys().cloned().collect()))
 }
 
-/// The catalog, tcp services, problems and ignored labels of one listing.
+/// The catalog, problems and ignored labels of one listing. `affinity_timeout` is the affinity
+/// lifetime of tcp services without a `sticky.affinity.timeout` label (`--affinity-timeout`).
 #[must_use]
-pub fn reconcile(services: &[ServiceInfo], tasks: &[TaskInfo], own: &Own) -> Outcome {
+pub fn reconcile(services: &[ServiceInfo], tasks: &[TaskInfo], own: &Placement, affinity_timeout: Duration) -> Outcome {
     // network id -> name, from every task's attachments (services list networks by id only)
     let names: BTreeMap<&str, &str> =
         tasks.iter().flat_map(|t| t.network_names.iter().map(|(id, name)| (id.as_str(), name.as_str()))).collect();
@@ -107,44 +146,42 @@ pub fn reconcile(services: &[ServiceInfo], tasks: &[TaskInfo], own: &Own) -> Out
     let mut tcp_ports: BTreeMap<u16, String> = BTreeMap::new();
     for service in sorted {
         let problem =
-            |message: String| Problem { service_id: service.id.clone(), service: service.name.clone(), message };
+            |reason: LeftOut| Problem { service_id: service.id.clone(), service: service.name.clone(), reason };
         let labeled = match labels::parse(&service.name, &service.labels) {
             Ok(Some(l)) => l,
             Ok(None) => continue,
             Err(e) => {
-                out.problems.push(problem(format!("labels: {e}")));
+                out.problems.push(problem(LeftOut::Labels(e)));
                 continue;
             }
         };
         out.ignored.extend(labeled.ignored.iter().map(|l| (service.id.clone(), service.name.clone(), l.clone())));
         let network = match network(service, &labeled, own, &names) {
             Ok(n) => n,
-            Err(message) => {
-                out.problems.push(problem(message));
+            Err(reason) => {
+                out.problems.push(problem(reason));
                 continue;
             }
         };
         let Some(port) = labeled.port else {
-            out.problems.push(problem(
-                "no port: set sticky.port (or traefik.port, traefik.http.services.<s>.loadbalancer.server.port)".into(),
-            ));
+            out.problems.push(problem(LeftOut::NoPort));
             continue;
         };
         let backends = backends(service, &labeled, tasks, &network, port);
         match labeled.mode {
             Mode::Http => match spec(service, &labeled) {
-                Ok(spec) => out.catalog.services.push(ServiceEntry { spec, backends }),
-                Err(message) => out.problems.push(problem(message)),
+                Ok(spec) => out.catalog.http.push(HttpService { spec, backends }),
+                Err(reason) => out.problems.push(problem(reason)),
             },
             Mode::Tcp => {
                 let listen_port = labeled.listen_port.unwrap_or(port);
                 if let Some(other) = tcp_ports.get(&listen_port) {
-                    out.problems.push(problem(format!(
-                        "sticky.listen.port {listen_port} is already taken by tcp service {other}"
-                    )));
+                    out.problems.push(problem(LeftOut::TcpPortTaken { port: listen_port, other: other.clone() }));
                     continue;
                 }
                 tcp_ports.insert(listen_port, service.name.clone());
+                // draining tasks are left out: in tcp mode a backend that leaves the set keeps its
+                // open connections and gets no new ones
                 let mut v4: Vec<SocketAddrV4> = backends
                     .iter()
                     .filter(|b| b.admin == AdminState::Active)
@@ -155,12 +192,12 @@ pub fn reconcile(services: &[ServiceInfo], tasks: &[TaskInfo], own: &Own) -> Out
                     .collect();
                 v4.sort_unstable();
                 v4.dedup();
-                out.tcp.push(TcpService {
+                out.catalog.tcp.push(TcpService {
                     id: ServiceId(service.id.as_str().into()),
                     name: service.name.clone(),
-                    listen_port,
+                    vip: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, listen_port),
                     backends: v4,
-                    affinity_timeout: labeled.affinity_timeout,
+                    affinity_timeout: labeled.affinity_timeout.unwrap_or(affinity_timeout),
                 });
             }
         }
@@ -172,47 +209,40 @@ pub fn reconcile(services: &[ServiceInfo], tasks: &[TaskInfo], own: &Own) -> Out
 fn network(
     service: &ServiceInfo,
     labeled: &LabeledService,
-    own: &Own,
+    own: &Placement,
     names: &BTreeMap<&str, &str>,
-) -> Result<String, String> {
+) -> Result<String, LeftOut> {
     let name_of = |id: &str| names.get(id).map_or_else(|| id.to_owned(), |n| (*n).to_owned());
     let attached: Vec<(String, String)> = service.network_ids.iter().map(|id| (id.clone(), name_of(id))).collect();
-    let list = |nets: &[&(String, String)]| nets.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", ");
+    let list = |nets: &[&(String, String)]| {
+        if nets.is_empty() {
+            "none".to_owned()
+        } else {
+            nets.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", ")
+        }
+    };
+    let all: Vec<&(String, String)> = attached.iter().collect();
     if let Some(wanted) = &labeled.network {
         let found = attached.iter().find(|(id, name)| name == wanted || id == wanted);
         let Some((id, name)) = found else {
-            let all: Vec<&(String, String)> = attached.iter().collect();
-            return Err(format!(
-                "network {wanted} (from its labels) is not one of the service's networks ({})",
-                if all.is_empty() { "none".to_owned() } else { list(&all) }
-            ));
+            return Err(LeftOut::UnknownNetwork { wanted: wanted.clone(), attached: list(&all) });
         };
-        if let Own::Task(mine) = own
+        if let Placement::Task(mine) = own
             && !mine.contains(id)
         {
-            return Err(format!(
-                "sticky is not attached to network {name}: add it to sticky's service (stack file networks)"
-            ));
+            return Err(LeftOut::NotOnNetwork { network: name.clone() });
         }
         return Ok(name.clone());
     }
     let candidates: Vec<&(String, String)> = match own {
-        Own::Task(mine) => attached.iter().filter(|(id, _)| mine.contains(id)).collect(),
-        Own::Elsewhere => attached.iter().collect(),
+        Placement::Task(mine) => attached.iter().filter(|(id, _)| mine.contains(id)).collect(),
+        Placement::Elsewhere => attached.iter().collect(),
     };
     match (candidates.as_slice(), own) {
         ([(_, name)], _) => Ok(name.clone()),
-        ([], Own::Task(_)) => Err(format!(
-            "shares no network with sticky: attach sticky to one of the service's networks ({})",
-            if attached.is_empty() { "none".to_owned() } else { list(&attached.iter().collect::<Vec<_>>()) }
-        )),
-        ([], Own::Elsewhere) => {
-            Err("has no network: attach it to an overlay network that sticky is attached to".into())
-        }
-        (several, _) => Err(format!(
-            "shares several networks with sticky ({}): choose one with sticky.network or traefik.docker.network",
-            list(several)
-        )),
+        ([], Placement::Task(_)) => Err(LeftOut::NoSharedNetwork { attached: list(&all) }),
+        ([], Placement::Elsewhere) => Err(LeftOut::NoNetwork),
+        (several, _) => Err(LeftOut::SeveralNetworks { shared: list(several) }),
     }
 }
 
@@ -257,56 +287,44 @@ fn address(task: &TaskInfo, network: &str) -> Option<IpAddr> {
     on.first().copied()
 }
 
-/// The http-mode service spec of the labels, validated like `sticky run`'s.
-fn spec(service: &ServiceInfo, labeled: &LabeledService) -> Result<ServiceSpec, String> {
+/// The http-mode service spec of the labels, validated like `sticky run`'s flags and file.
+fn spec(service: &ServiceInfo, labeled: &LabeledService) -> Result<ServiceSpec, LeftOut> {
     if labeled.route.strip_prefix {
-        return Err("PathPrefixStrip/PathStrip rules are not supported: the backend would get unstripped paths".into());
+        return Err(LeftOut::StripPrefix);
     }
     let c = &labeled.cookie;
-    let defaults = CookieSpec::default();
-    let traefik = labeled.sources.iter().any(|s| matches!(s, Source::TraefikV1 | Source::TraefikV2));
-    let cookie = CookieSpec {
-        name: c.name.clone().unwrap_or(defaults.name),
-        path: c.path.clone().unwrap_or(defaults.path),
-        domain: c.domain.clone(),
-        secure: c.secure.unwrap_or(defaults.secure),
-        http_only: c.http_only.unwrap_or(defaults.http_only),
-        same_site: c.same_site,
-        max_age: c.max_age,
-        enabled: labeled.sticky,
-        legacy_traefik: c.legacy.unwrap_or(traefik),
-    };
-    let attr_ok = |s: &str| !s.is_empty() && s.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b';');
-    if cookie.name.is_empty() {
-        return Err("cookie name is empty".into());
-    }
-    if !cookie.path.starts_with('/') || !attr_ok(&cookie.path) {
-        return Err(format!("cookie path {:?} must start with / and hold no spaces or ';'", cookie.path));
-    }
-    if let Some(d) = cookie.domain.as_deref().filter(|d| !attr_ok(d)) {
-        return Err(format!("cookie domain {d:?} is not a domain"));
-    }
-    if cookie.same_site == Some(labels::SameSite::None) && !cookie.secure {
-        return Err("cookie SameSite=None needs Secure (browsers drop it otherwise): set the secure label too".into());
-    }
-    let mut health = HealthCheckSpec { path: labeled.health.path.clone(), ..HealthCheckSpec::default() };
-    health.interval = labeled.health.interval.filter(|d| !d.is_zero()).unwrap_or(health.interval);
-    health.timeout = labeled.health.timeout.filter(|d| !d.is_zero()).unwrap_or(health.timeout);
-    if let Some(p) = health.path.as_deref().filter(|p| !p.starts_with('/')) {
-        return Err(format!("health check path {p:?} must start with /"));
-    }
+    let cookie_default = CookieSpec::default();
+    let traefik = labeled.dialects.iter().any(|d| matches!(d, Dialect::TraefikV1 | Dialect::TraefikV2));
+    let health_default = HealthCheckSpec::default();
     let rule = labeled.route.rule.clone();
-    Ok(ServiceSpec {
+    let spec = ServiceSpec {
         id: ServiceId(service.id.as_str().into()),
         name: service.name.clone(),
         priority: rule.default_priority(),
         rule,
-        cookie,
+        cookie: CookieSpec {
+            name: c.name.clone().unwrap_or(cookie_default.name),
+            path: c.path.clone().unwrap_or(cookie_default.path),
+            domain: c.domain.clone(),
+            secure: c.secure.unwrap_or(cookie_default.secure),
+            http_only: c.http_only.unwrap_or(cookie_default.http_only),
+            same_site: c.same_site,
+            max_age: c.max_age,
+            enabled: labeled.sticky,
+            legacy_traefik: c.legacy.unwrap_or(traefik),
+        },
         strict: labeled.strict,
-        health,
+        health: HealthCheckSpec {
+            path: labeled.health.path.clone(),
+            interval: labeled.health.interval.unwrap_or(health_default.interval),
+            timeout: labeled.health.timeout.unwrap_or(health_default.timeout),
+            ..health_default
+        },
         backoff: BackoffSpec::default(),
         splice: SpliceSpec::with(labeled.splice, labeled.splice_upgrades),
-    })
+    };
+    spec.validate().map_err(LeftOut::Options)?;
+    Ok(spec)
 }
 
 #[cfg(test)]

@@ -6,13 +6,13 @@
 //! [`SwarmOptions::interval`] anyway (faster for a second after an event, when the task that caused
 //! it turns `running`). What a listing means is [`super::reconcile`] (pure); this module is the I/O and
 //! the memory between listings:
-//! - the last published catalog and tcp set: published again only when they change;
+//! - the last published catalog (http and tcp services): published again only when it changes;
 //! - services that vanished (`docker service rm`) while their tasks still run: kept, with those tasks
 //!   draining, until the tasks stop;
 //! - what was logged: each problem once while it lasts, each ignored label once, the API's state once
 //!   per change.
 //!
-//! The daemon unreachable, failing or slower than [`crate::docker::CALL_TIMEOUT`]: nothing is
+//! The daemon unreachable, failing or slower than [`super::docker::CALL_TIMEOUT`]: nothing is
 //! published (the last catalog stays in force, never an empty one), and the listing is retried with
 //! exponential back-off from [`BACKOFF_MIN`] to [`BACKOFF_MAX`].
 
@@ -23,16 +23,14 @@ use std::{
 };
 
 use futures_util::StreamExt as _;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 use super::{
     Discovery, DiscoveryError, Publisher,
-    reconcile::{self, Own, TcpService},
-};
-use crate::{
     docker::{Api, DockerError, ServiceInfo, TaskInfo},
-    model::Catalog,
+    reconcile::{self, Placement},
 };
+use crate::model::{AdminState, Catalog};
 
 /// First retry delay after a failed listing.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(200);
@@ -44,9 +42,6 @@ const AFTER_EVENT: Duration = Duration::from_millis(100);
 /// How long after an event the fast period lasts.
 const AFTER_EVENT_WINDOW: Duration = Duration::from_secs(1);
 
-/// Where the tcp-mode services go (the l4 side consumes them).
-pub type TcpPublisher = watch::Sender<Arc<Vec<TcpService>>>;
-
 /// Settings of Swarm discovery.
 #[derive(Clone, Debug)]
 pub struct SwarmOptions {
@@ -54,6 +49,8 @@ pub struct SwarmOptions {
     pub interval: Duration,
     /// The container sticky runs in (full id), to find its own networks; none: not in a container.
     pub own_container: Option<String>,
+    /// Affinity lifetime of tcp services without a `sticky.affinity.timeout` label.
+    pub affinity_timeout: Duration,
 }
 
 /// Swarm discovery over one daemon's API.
@@ -61,14 +58,13 @@ pub struct SwarmOptions {
 pub struct SwarmDiscovery {
     api: Api,
     options: SwarmOptions,
-    tcp: TcpPublisher,
 }
 
 impl SwarmDiscovery {
-    /// Discovery through `api`; tcp-mode services are published into `tcp`.
+    /// Discovery through `api`.
     #[must_use]
-    pub fn new(api: Api, options: SwarmOptions, tcp: TcpPublisher) -> Self {
-        Self { api, options, tcp }
+    pub fn new(api: Api, options: SwarmOptions) -> Self {
+        Self { api, options }
     }
 }
 
@@ -78,7 +74,7 @@ impl Discovery for SwarmDiscovery {
         let events = tokio::spawn(watch_events(self.api.clone(), wake.clone()));
         // the event watcher ends with this future (also when it is dropped)
         let _events = AbortOnDrop(events);
-        let mut memory = Memory::default();
+        let mut memory = ListingMemory::default();
         let mut api_state = ApiState::Unknown;
         let mut backoff = BACKOFF_MIN;
         let mut fast_until: Option<Instant> = None;
@@ -88,7 +84,8 @@ impl Discovery for SwarmDiscovery {
                 Ok((services, tasks)) => {
                     api_state.up(&memory);
                     backoff = BACKOFF_MIN;
-                    let (catalog, tcp) = memory.update(services, &tasks, self.options.own_container.as_deref());
+                    let own = self.options.own_container.as_deref();
+                    let catalog = memory.update(services, &tasks, own, self.options.affinity_timeout);
                     let first = memory.first_publish();
                     publish.send_if_modified(|current| {
                         let changed = **current != catalog;
@@ -96,13 +93,6 @@ impl Discovery for SwarmDiscovery {
                             *current = Arc::new(catalog);
                         }
                         changed || first
-                    });
-                    self.tcp.send_if_modified(|current| {
-                        let changed = **current != tcp;
-                        if changed {
-                            *current = Arc::new(tcp);
-                        }
-                        changed
                     });
                     match fast_until {
                         Some(t) if Instant::now() < t => AFTER_EVENT,
@@ -150,7 +140,7 @@ async fn watch_events(api: Api, wake: Arc<Notify>) {
                     wake.notify_one();
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, "docker event stream ended; the timer keeps re-listing");
+                    tracing::debug!(error = %crate::telemetry::chain(&e), "docker event stream ended; the timer keeps re-listing");
                     break;
                 }
             }
@@ -179,7 +169,7 @@ enum ApiState {
 }
 
 impl ApiState {
-    fn up(&mut self, memory: &Memory) {
+    fn up(&mut self, memory: &ListingMemory) {
         match self {
             Self::Up => return,
             Self::Unknown => tracing::info!("Docker API reachable; following Swarm services"),
@@ -191,15 +181,15 @@ impl ApiState {
         *self = Self::Up;
     }
 
-    fn down(&mut self, error: &DockerError, memory: &Memory) {
+    fn down(&mut self, error: &DockerError, memory: &ListingMemory) {
         match self {
             Self::Down { .. } => return,
             Self::Unknown => tracing::warn!(
-                error = %error,
+                error = %crate::telemetry::chain(error),
                 "Docker API unreachable; nothing to balance until it answers (retrying with back-off)"
             ),
             Self::Up => tracing::warn!(
-                error = %error, services = memory.published_services,
+                error = %crate::telemetry::chain(error), services = memory.published_services,
                 "Docker API unreachable or too slow; keeping the last known services and tasks (retrying with back-off)"
             ),
         }
@@ -209,11 +199,11 @@ impl ApiState {
 
 /// What discovery remembers between listings.
 #[derive(Debug, Default)]
-struct Memory {
+struct ListingMemory {
     /// Every service seen, by id, for services removed while their tasks still run.
     services: HashMap<String, ServiceInfo>,
     /// The problem last logged per service id.
-    problems: HashMap<String, String>,
+    problems: HashMap<String, reconcile::LeftOut>,
     /// (service id, label) already logged as ignored.
     ignored: HashSet<(String, String)>,
     /// Services balanced in the last outcome, by id: (name, one line of state) for change lines.
@@ -224,14 +214,15 @@ struct Memory {
     published_once: bool,
 }
 
-impl Memory {
-    /// Reconciles one listing, logs what changed, and returns the catalog and tcp set to publish.
+impl ListingMemory {
+    /// Reconciles one listing, logs what changed, and returns the catalog to publish.
     fn update(
         &mut self,
         services: Vec<ServiceInfo>,
         tasks: &[TaskInfo],
         own_container: Option<&str>,
-    ) -> (Catalog, Vec<TcpService>) {
+        affinity_timeout: Duration,
+    ) -> Catalog {
         let listed: HashSet<String> = services.iter().map(|s| s.id.clone()).collect();
         // a removed service stays while any of its tasks still runs (those tasks all drain)
         self.services
@@ -240,31 +231,31 @@ impl Memory {
             self.services.insert(s.id.clone(), s);
         }
         let all: Vec<ServiceInfo> = self.services.values().cloned().collect();
-        let own = reconcile::own(tasks, own_container);
-        let found = matches!(own, Own::Task(_));
+        let own = reconcile::placement(tasks, own_container);
+        let found = matches!(own, Placement::Task(_));
         if self.own_found != Some(found) {
             match (&own, own_container) {
-                (Own::Task(nets), _) => tracing::info!(
+                (Placement::Task(nets), _) => tracing::info!(
                     networks = nets.len(),
                     "found sticky's own task; services are reached on the networks they share with it"
                 ),
-                (Own::Elsewhere, Some(id)) => {
-                    tracing::warn!(container = %id, "sticky's container is not a task of this Swarm: each service needs sticky.network (or traefik.docker.network) or exactly one network")
+                (Placement::Elsewhere, Some(id)) => {
+                    tracing::warn!(container = %id, "sticky's container is not a task of this Swarm: each service needs sticky.network (or traefik.docker.network) or exactly one network");
                 }
-                (Own::Elsewhere, None) => tracing::info!(
+                (Placement::Elsewhere, None) => tracing::info!(
                     "sticky runs outside a container: each service needs sticky.network (or traefik.docker.network) or exactly one network"
                 ),
             }
             self.own_found = Some(found);
         }
-        let out = reconcile::reconcile(&all, tasks, &own);
+        let out = reconcile::reconcile(&all, tasks, &own, affinity_timeout);
 
         let mut now_problems = HashMap::new();
         for p in out.problems {
-            if self.problems.get(&p.service_id) != Some(&p.message) {
-                tracing::error!(service = %p.service, problem = %p.message, "service not balanced");
+            if self.problems.get(&p.service_id) != Some(&p.reason) {
+                tracing::error!(service = %p.service, problem = %p.reason, "service not balanced");
             }
-            now_problems.insert(p.service_id, p.message);
+            now_problems.insert(p.service_id, p.reason);
         }
         self.problems = now_problems;
         for (id, name, label) in out.ignored {
@@ -273,8 +264,8 @@ impl Memory {
             }
         }
         let mut balanced = BTreeMap::new();
-        for s in &out.catalog.services {
-            let draining = s.backends.iter().filter(|b| b.admin == crate::model::AdminState::Draining).count();
+        for s in &out.catalog.http {
+            let draining = s.backends.iter().filter(|b| b.admin == AdminState::Draining).count();
             let line = format!(
                 "http rule {} cookie {}{} tasks {} draining {}",
                 s.spec.rule.to_traefik(),
@@ -285,8 +276,8 @@ impl Memory {
             );
             balanced.insert(s.spec.id.0.to_string(), (s.spec.name.clone(), line));
         }
-        for t in &out.tcp {
-            let line = format!("tcp port {} tasks {}", t.listen_port, t.backends.len());
+        for t in &out.catalog.tcp {
+            let line = format!("tcp port {} tasks {}", t.vip.port(), t.backends.len());
             balanced.insert(t.id.0.to_string(), (t.name.clone(), line));
         }
         for (id, (name, line)) in &balanced {
@@ -300,8 +291,8 @@ impl Memory {
             }
         }
         self.balanced = balanced;
-        self.published_services = out.catalog.services.len() + out.tcp.len();
-        (out.catalog, out.tcp)
+        self.published_services = out.catalog.http.len() + out.catalog.tcp.len();
+        out.catalog
     }
 
     /// True exactly once: the first catalog is published even if it is empty (the app waits for it).
@@ -315,7 +306,9 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::{docker::EndpointMode, model::AdminState};
+    use crate::discovery::docker::EndpointMode;
+
+    const AFFINITY: Duration = Duration::from_secs(3 * 3600);
 
     fn service() -> ServiceInfo {
         ServiceInfo {
@@ -344,28 +337,28 @@ mod tests {
 
     #[test]
     fn a_removed_service_drains_until_its_tasks_stop() {
-        let mut memory = Memory::default();
-        let (catalog, _) = memory.update(vec![service()], &[task("t1", "running", "running")], None);
-        assert_eq!(catalog.services[0].backends[0].admin, AdminState::Active);
+        let mut memory = ListingMemory::default();
+        let catalog = memory.update(vec![service()], &[task("t1", "running", "running")], None, AFFINITY);
+        assert_eq!(catalog.http[0].backends[0].admin, AdminState::Active);
         // `docker service rm`: the service is gone from the listing, its task still runs
-        let (catalog, _) = memory.update(vec![], &[task("t1", "running", "remove")], None);
-        assert_eq!(catalog.services.len(), 1, "kept while its task runs");
-        assert_eq!(catalog.services[0].backends[0].admin, AdminState::Draining);
-        let (catalog, _) = memory.update(vec![], &[task("t1", "shutdown", "remove")], None);
-        assert!(catalog.services.is_empty(), "gone once its tasks stopped");
+        let catalog = memory.update(vec![], &[task("t1", "running", "remove")], None, AFFINITY);
+        assert_eq!(catalog.http.len(), 1, "kept while its task runs");
+        assert_eq!(catalog.http[0].backends[0].admin, AdminState::Draining);
+        let catalog = memory.update(vec![], &[task("t1", "shutdown", "remove")], None, AFFINITY);
+        assert!(catalog.http.is_empty(), "gone once its tasks stopped");
         assert!(memory.services.is_empty());
     }
 
     #[test]
     fn problems_are_remembered_until_they_change() {
-        let mut memory = Memory::default();
+        let mut memory = ListingMemory::default();
         let mut broken = service();
         broken.labels.insert("sticky.port".into(), "eighty".into());
-        memory.update(vec![broken.clone()], &[], None);
-        assert!(memory.problems["s1"].contains("sticky.port"));
-        memory.update(vec![broken], &[], None);
+        memory.update(vec![broken.clone()], &[], None, AFFINITY);
+        assert!(memory.problems["s1"].to_string().contains("sticky.port"));
+        memory.update(vec![broken], &[], None, AFFINITY);
         assert_eq!(memory.problems.len(), 1);
-        memory.update(vec![service()], &[], None);
+        memory.update(vec![service()], &[], None, AFFINITY);
         assert!(memory.problems.is_empty(), "fixed labels clear the problem");
         assert!(memory.first_publish() && !memory.first_publish());
     }

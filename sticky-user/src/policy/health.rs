@@ -121,7 +121,7 @@ impl Health {
         let rise = spec.rise.max(1);
         self.active = match (&self.active, passed) {
             (Active::Off, _) => Active::Off,
-            (Active::Pending, true) | (Active::Up { .. }, true) => Active::Up { failures: 0 },
+            (Active::Pending | Active::Up { .. }, true) => Active::Up { failures: 0 },
             (Active::Pending, false) => Active::Pending,
             (Active::Up { failures }, false) if failures + 1 >= fall => Active::Down { passes: 0 },
             (Active::Up { failures }, false) => Active::Up { failures: failures + 1 },

@@ -87,7 +87,7 @@ struct Preference {
 }
 
 impl Preference {
-    fn new(backend: &SocketAddrV4, size: u32) -> Self {
+    fn new(backend: SocketAddrV4, size: u32) -> Self {
         let mut id = [0u8; 6];
         id[..4].copy_from_slice(&backend.ip().octets());
         id[4..].copy_from_slice(&backend.port().to_be_bytes());
@@ -122,18 +122,21 @@ impl Preference {
 /// slot is owned. Terminates because each preference list visits every slot.
 fn populate(backends: &[SocketAddrV4], size: u32) -> Vec<u32> {
     const EMPTY: u32 = u32::MAX;
-    let prefs: Vec<Preference> = backends.iter().map(|b| Preference::new(b, size)).collect();
+    let prefs: Vec<Preference> = backends.iter().map(|b| Preference::new(*b, size)).collect();
     let mut next = vec![0u64; backends.len()];
     let mut slots = vec![EMPTY; size as usize];
     let mut filled = 0u32;
     'fill: loop {
         for (i, pref) in prefs.iter().enumerate() {
             let mut slot = pref.slot(next[i]);
+            #[expect(clippy::cast_possible_truncation, reason = "a slot is below size, a u32")]
             while slots[slot as usize] != EMPTY {
                 next[i] += 1;
                 slot = pref.slot(next[i]);
             }
-            slots[slot as usize] = u32::try_from(i).expect("fewer than 2^32 backends");
+            #[expect(clippy::cast_possible_truncation, reason = "a slot is below size, a u32")]
+            let slot = slot as usize;
+            slots[slot] = u32::try_from(i).expect("fewer than 2^32 backends");
             next[i] += 1;
             filled += 1;
             if filled == size {

@@ -1,3 +1,6 @@
+//! Decisions and the weighted round-robin schedule, by example and by property.
+#![expect(clippy::cast_possible_truncation, reason = "counts of schedules of at most 160 entries")]
+
 use proptest::prelude::*;
 
 use super::*;

@@ -1,388 +1,172 @@
-//! Upstream side of the proxy: connections to backends (per client connection, then a per-worker idle
-//! pool, then a new connect), and the header rewrites on the way there and back.
-//!
-//! Reuse without a shared lock: each client connection keeps the upstream connections it used (a
-//! handful, usually one: its session's backend) and hands them to its worker's idle pool when it
-//! closes. The pool is thread-local, which is safe because each worker is a current-thread runtime
-//! whose tasks never change threads.
+//! The forward phase: the request to its backend on an idle upstream connection or a new one. A
+//! failed connect pauses the backend and the decision is made again without it (nothing was sent,
+//! so any method is safe to retry); a reused connection found closed before the request was written
+//! is replaced the same way. Upgrades are handed to [`super::upgrade`] once the backend agreed.
 
-use std::{
-    cell::RefCell,
-    collections::HashMap,
-    net::{IpAddr, SocketAddr},
-    time::{Duration, Instant},
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+use super::{
+    conn::ConnCtx,
+    headers,
+    pin::{self, PinState},
+    rescue::ProxyError,
+    upgrade,
+    upstream::{self, ConnectError, Upstream},
+};
+use crate::{
+    policy::{Decision, Reject},
+    state::ServiceRoute,
 };
 
-use bytes::{BufMut as _, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Version, header, request, uri::Uri};
-use hyper::{body::Incoming, client::conn::http1};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+/// Connect attempts per request (each on another backend, or a fresh connection after a stale one).
+const MAX_ATTEMPTS: usize = 4;
 
-/// A connection to a backend, able to carry one request at a time.
-pub type Upstream = http1::SendRequest<Incoming>;
-
-/// Idle upstream connections kept per backend per worker.
-const POOL_PER_BACKEND: usize = 64;
-/// Idle upstream connections older than this are not reused (backends close idle ones on their own
-/// schedule; Node's default is 5 s, nginx's 75 s). A reused connection that turns out closed before the
-/// request is written is retried transparently anyway; this only keeps the pool fresh.
-const POOL_IDLE: Duration = Duration::from_secs(30);
-/// Upstream connections a client connection keeps for itself (one per backend it talks to).
-const PER_CONNECTION: usize = 4;
-
-thread_local! {
-    static POOL: RefCell<HashMap<SocketAddr, Vec<(Instant, Upstream)>>> = RefCell::new(HashMap::new());
-}
-
-fn pool_take(addr: SocketAddr) -> Option<Upstream> {
-    POOL.try_with(|p| {
-        let mut p = p.borrow_mut();
-        let list = p.get_mut(&addr)?;
-        let mut found = None;
-        while let Some((since, up)) = list.pop() {
-            if since.elapsed() < POOL_IDLE && up.is_ready() {
-                found = Some(up);
-                break;
-            }
-        }
-        // forget backends that have nothing pooled (addresses come and go with Swarm tasks)
-        if list.is_empty() {
-            p.remove(&addr);
-        }
-        found
-    })
-    .ok()
-    .flatten()
-}
-
-fn pool_put(addr: SocketAddr, up: Upstream) {
-    if up.is_closed() {
-        return;
-    }
-    let _ = POOL.try_with(|p| {
-        let mut p = p.borrow_mut();
-        let list = p.entry(addr).or_default();
-        if list.len() >= POOL_PER_BACKEND {
-            list.remove(0);
-        }
-        list.push((Instant::now(), up));
-    });
-}
-
-/// The upstream connections one client connection holds; they go to the worker's pool when it closes.
-#[derive(Default)]
-pub struct Upstreams {
-    held: Vec<(SocketAddr, Upstream)>,
-}
-
-impl Upstreams {
-    /// An idle connection to `addr`, from this client connection or the worker's pool.
-    pub fn take(&mut self, addr: SocketAddr) -> Option<Upstream> {
-        while let Some(i) = self.held.iter().position(|(a, _)| *a == addr) {
-            let (_, up) = self.held.swap_remove(i);
-            if !up.is_closed() {
-                return Some(up);
-            }
-        }
-        pool_take(addr)
-    }
-
-    /// Gives a connection back after its response head arrived (its body may still be streaming: the
-    /// next user waits for `ready()`).
-    pub fn put(&mut self, addr: SocketAddr, up: Upstream) {
-        if up.is_closed() {
-            return;
-        }
-        if self.held.len() >= PER_CONNECTION {
-            let (a, old) = self.held.remove(0);
-            pool_put(a, old);
-        }
-        self.held.push((addr, up));
-    }
-}
-
-impl Drop for Upstreams {
-    fn drop(&mut self) {
-        for (addr, up) in self.held.drain(..) {
-            pool_put(addr, up);
-        }
-    }
-}
-
-/// Why a connect failed.
+/// The backend's answer to a forwarded request.
 #[derive(Debug)]
-pub struct ConnectError {
-    /// The connect timeout expired.
-    pub timed_out: bool,
-    /// The socket or handshake error, if not a timeout.
-    pub source: Option<std::io::Error>,
+pub struct Forwarded {
+    /// Index of the backend that answered.
+    pub index: usize,
+    /// Its response head (the body still streaming).
+    pub response: Response<Incoming>,
+    /// The connection was upgraded (101 to an upgrade request) and handed over.
+    pub upgraded: bool,
 }
 
-/// Connects to a backend and starts the HTTP/1 client on the connection (driven by its own task).
+/// Sends `req` to the backend `pin` decided on (deciding again without any backend that refuses
+/// the connection) and returns its response head.
 ///
 /// # Errors
-/// Refused, unreachable, or not connected within `timeout`.
-pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Upstream, ConnectError> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(ConnectError { timed_out: false, source: Some(e) }),
-        Err(_) => return Err(ConnectError { timed_out: true, source: None }),
-    };
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| ConnectError { timed_out: false, source: Some(std::io::Error::other(e)) })?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(%addr, error = %e, "upstream connection ended with an error");
+/// No backend available, every connect failed, or the backend failed or timed out after the
+/// request was sent.
+pub async fn forward(
+    ctx: &ConnCtx,
+    service: &ServiceRoute,
+    pin: &mut PinState,
+    mut req: Request<Incoming>,
+) -> Result<Forwarded, ProxyError> {
+    let upgrade = headers::is_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    headers::prepare_request(&mut parts, &ctx.client, upgrade);
+    let mut req = Some(Request::from_parts(parts, body));
+    let mut exclude: Vec<usize> = Vec::new();
+    let mut last_connect: Option<(String, ConnectError)> = None;
+    for _ in 0..MAX_ATTEMPTS {
+        let index = match pin.decision {
+            Decision::Keep(i) | Decision::Pin { backend: i, .. } => i,
+            Decision::Reject(r) => return Err(reject(service, r, last_connect)),
+        };
+        let Some(backend) = service.backends.get(index) else { break };
+        let Some(mut up) = connection(ctx, service, index, &mut exclude, &mut last_connect).await else {
+            // the connect failed and paused the backend: decide again without it
+            pin.decision = pin::decide(ctx, service, pin.pinned, &exclude);
+            continue;
+        };
+        let Some(mut request) = req.take() else { break };
+        if !request.headers().contains_key(header::HOST) {
+            if let Ok(v) = HeaderValue::from_str(&backend.addr.to_string()) {
+                request.headers_mut().insert(header::HOST, v);
+            }
         }
-    });
-    Ok(sender)
-}
-
-/// Per-connection facts used for the forwarding headers, computed once per client connection.
-#[derive(Debug)]
-pub struct ClientInfo {
-    /// The client's IP as text, for X-Forwarded-For.
-    ip: HeaderValue,
-    /// `for=...` as RFC 7239 wants it (IPv6 quoted and bracketed).
-    forwarded_for: String,
-    /// Last (Host, Forwarded element) built, since a connection usually sends one host.
-    cache: std::sync::Mutex<Option<(HeaderValue, HeaderValue)>>,
-}
-
-impl ClientInfo {
-    /// Facts about a client at `peer`.
-    #[must_use]
-    pub fn new(peer: SocketAddr) -> Self {
-        let ip = match peer.ip() {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-            v4 => v4,
-        };
-        let forwarded_for = match ip {
-            IpAddr::V4(v4) => format!("for={v4}"),
-            IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
-        };
-        let ip = HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Self { ip, forwarded_for, cache: std::sync::Mutex::new(None) }
-    }
-
-    fn forwarded_element(&self, host: Option<&HeaderValue>) -> HeaderValue {
-        if let (Some(h), Ok(cache)) = (host, self.cache.try_lock()) {
-            if let Some((cached_host, value)) = &*cache {
-                if cached_host == h {
-                    return value.clone();
+        let sent = tokio::time::timeout(ctx.settings().timeouts.response, up.try_send_request(request)).await;
+        match sent {
+            Ok(Ok(mut response)) => {
+                let upgraded = upgrade && response.status() == StatusCode::SWITCHING_PROTOCOLS;
+                if upgraded {
+                    if let Some(client) = client_upgrade {
+                        let splicer = ctx.proxy.splicer.clone().filter(|_| service.spec.splice.upgrades);
+                        upgrade::spawn(client, hyper::upgrade::on(&mut response), &backend.live, splicer);
+                    }
+                } else if !upgrade {
+                    ctx.put_upstream(backend.addr, up);
                 }
+                return Ok(Forwarded { index, response, upgraded });
+            }
+            Ok(Err(mut e)) => match e.take_message() {
+                // the connection closed before the request was written (a reused connection the
+                // backend had just closed): nothing was sent, try again on a fresh one
+                Some(back) => {
+                    tracing::debug!(backend = %backend.id, error = %e.error(), "reused upstream connection was closed; retrying");
+                    req = Some(back);
+                }
+                None => {
+                    return Err(ProxyError::Upstream { backend: backend.id.to_string(), source: e.into_error() });
+                }
+            },
+            // dropping the send future closed that upstream connection; it is not reused
+            Err(_) => return Err(ProxyError::ResponseTimeout { backend: backend.id.to_string() }),
+        }
+    }
+    Err(match last_connect {
+        Some((backend, e)) => ProxyError::Connect {
+            service: service.spec.name.clone(),
+            backend,
+            timed_out: e.timed_out,
+            source: e.source,
+        },
+        None => ProxyError::NoBackend { service: service.spec.name.clone() },
+    })
+}
+
+/// A ready upstream connection to backend `index`, or `None` after a failed connect (recorded in
+/// `exclude`, the backend's health and `last`).
+async fn connection(
+    ctx: &ConnCtx,
+    service: &ServiceRoute,
+    index: usize,
+    exclude: &mut Vec<usize>,
+    last: &mut Option<(String, ConnectError)>,
+) -> Option<Upstream> {
+    let backend = service.backends.get(index)?;
+    // an idle connection: wait until it can take a request (it may still be finishing a response body)
+    while let Some(mut up) = ctx.take_upstream(backend.addr) {
+        if up.ready().await.is_ok() {
+            return Some(up);
+        }
+    }
+    let clock = &ctx.proxy.routing.clock;
+    match upstream::connect(backend.addr, ctx.settings().timeouts.connect).await {
+        Ok(up) => {
+            if backend.live.connect_ok(clock) {
+                tracing::info!(service = %service.spec.name, backend = %backend.id, "backend is back: connect succeeded");
+            }
+            Some(up)
+        }
+        Err(e) => {
+            let pause = backend.live.connect_failed(clock, service.spec.backoff);
+            backend.live.stats.connect_error();
+            tracing::warn!(
+                service = %service.spec.name, backend = %backend.id, addr = %backend.addr, timed_out = e.timed_out,
+                error = ?e.source.as_ref().map(ToString::to_string), pause_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
+                "connect to backend failed; backend paused"
+            );
+            exclude.push(index);
+            *last = Some((backend.id.to_string(), e));
+            None
+        }
+    }
+}
+
+fn reject(service: &ServiceRoute, r: Reject, last_connect: Option<(String, ConnectError)>) -> ProxyError {
+    match r {
+        Reject::Strict(reason) => {
+            service.live.stats.reject(true);
+            tracing::info!(service = %service.spec.name, reason = reason.as_str(), "strict: pinned backend unavailable, answering 503");
+            ProxyError::StrictUnavailable { service: service.spec.name.clone(), reason }
+        }
+        Reject::NoBackend => {
+            service.live.stats.reject(false);
+            match last_connect {
+                // every candidate refused: say what the last one did
+                Some((backend, e)) if e.timed_out => ProxyError::Connect {
+                    service: service.spec.name.clone(),
+                    backend,
+                    timed_out: true,
+                    source: e.source,
+                },
+                _ => ProxyError::NoBackend { service: service.spec.name.clone() },
             }
         }
-        let mut buf = BytesMut::with_capacity(self.forwarded_for.len() + 32);
-        buf.put_slice(self.forwarded_for.as_bytes());
-        if let Some(h) = host {
-            // quoted-string: drop characters that would end the quote
-            buf.put_slice(b";host=\"");
-            buf.extend(h.as_bytes().iter().copied().filter(|&b| b != b'"' && b != b'\\'));
-            buf.put_u8(b'"');
-        }
-        buf.put_slice(b";proto=http");
-        let value =
-            HeaderValue::from_maybe_shared(buf.freeze()).unwrap_or_else(|_| HeaderValue::from_static("for=unknown"));
-        if let (Some(h), Ok(mut cache)) = (host, self.cache.try_lock()) {
-            *cache = Some((h.clone(), value.clone()));
-        }
-        value
-    }
-}
-
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
-/// Removes the hop-by-hop headers (RFC 9110 §7.6.1), those named in `Connection` too. For an upgrade,
-/// `Connection: upgrade` and `Upgrade` are end-to-end in effect and stay.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    // one pass over the (few) header names is cheaper than a hash lookup per hop-by-hop name, and
-    // most messages have none of them
-    if !upgrade && !headers.keys().any(is_hop_by_hop) {
-        return;
-    }
-    if let Some(conn) = headers.get(header::CONNECTION) {
-        // rare (HTTP/1.1 clients keep alive by default), so the allocation does not matter
-        let named: Vec<HeaderName> = conn
-            .as_bytes()
-            .split(|&b| b == b',')
-            .filter_map(|n| HeaderName::from_bytes(n.trim_ascii()).ok())
-            .filter(|n| !(upgrade && n == header::UPGRADE))
-            .collect();
-        for n in named {
-            headers.remove(n);
-        }
-        if !upgrade {
-            headers.remove(header::CONNECTION);
-        }
-    }
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&PROXY_CONNECTION);
-    headers.remove(header::TE);
-    headers.remove(header::TRAILER);
-    headers.remove(header::TRANSFER_ENCODING);
-    headers.remove(header::PROXY_AUTHORIZATION);
-    if !upgrade {
-        headers.remove(header::UPGRADE);
-    } else {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    }
-}
-
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
-        || name == header::TE
-        || name == header::TRAILER
-        || name == header::TRANSFER_ENCODING
-        || name == header::PROXY_AUTHORIZATION
-        || name == header::UPGRADE
-}
-
-/// Rewrites a client request's head for the backend: origin-form URI, HTTP/1.1, hop-by-hop headers
-/// removed, X-Forwarded-For appended, X-Forwarded-Proto/-Host set, a `Forwarded` element appended.
-/// Host is passed through untouched.
-pub fn prepare_request(parts: &mut request::Parts, client: &ClientInfo, upgrade: bool) {
-    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-        // absolute-form (a client talking to us as to a proxy): the backend gets origin-form
-        let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        if let Ok(uri) = Uri::try_from(pq) {
-            parts.uri = uri;
-        }
-    }
-    parts.version = Version::HTTP_11;
-    strip_hop_by_hop(&mut parts.headers, upgrade);
-    add_forwarded(&mut parts.headers, client);
-}
-
-/// Appends the client to `X-Forwarded-For` and `Forwarded`, and sets `X-Forwarded-Proto` and
-/// `X-Forwarded-Host` (from Host, or removed without one).
-pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo) {
-    match headers.get(&X_FORWARDED_FOR) {
-        Some(prev) => {
-            let mut v = BytesMut::with_capacity(prev.len() + 2 + client.ip.len());
-            v.put_slice(prev.as_bytes());
-            v.put_slice(b", ");
-            v.put_slice(client.ip.as_bytes());
-            if let Ok(v) = HeaderValue::from_maybe_shared(v.freeze()) {
-                headers.insert(&X_FORWARDED_FOR, v);
-            }
-        }
-        None => {
-            headers.insert(&X_FORWARDED_FOR, client.ip.clone());
-        }
-    }
-    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    let host = headers.get(header::HOST).cloned();
-    match &host {
-        Some(h) => {
-            headers.insert(&X_FORWARDED_HOST, h.clone());
-        }
-        None => {
-            headers.remove(&X_FORWARDED_HOST);
-        }
-    }
-    headers.append(header::FORWARDED, client.forwarded_element(host.as_ref()));
-}
-
-/// An HTTP/1.1 request head as bytes (origin-form target, headers as they are in `parts`), for a
-/// connection that sticky hands to the kernel right after: its framing headers (Content-Length,
-/// Transfer-Encoding, Connection) stay the client's, because the body and every later byte pass
-/// through unchanged.
-#[must_use]
-pub fn encode_head(parts: &request::Parts) -> BytesMut {
-    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let size = parts.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>();
-    let mut out = BytesMut::with_capacity(parts.method.as_str().len() + target.len() + size + 16);
-    out.put_slice(parts.method.as_str().as_bytes());
-    out.put_u8(b' ');
-    out.put_slice(target.as_bytes());
-    out.put_slice(b" HTTP/1.1\r\n");
-    for (name, value) in &parts.headers {
-        out.put_slice(name.as_str().as_bytes());
-        out.put_slice(b": ");
-        out.put_slice(value.as_bytes());
-        out.put_slice(b"\r\n");
-    }
-    out.put_slice(b"\r\n");
-    out
-}
-
-/// Whether a request asks for a protocol upgrade (WebSocket and friends).
-#[must_use]
-pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|v| v.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parts(req: http::Request<()>) -> request::Parts {
-        req.into_parts().0
-    }
-
-    #[test]
-    fn forwarding_headers_are_set_and_hop_by_hop_removed() {
-        let client = ClientInfo::new("10.1.2.3:5555".parse().expect("addr"));
-        let mut p = parts(
-            http::Request::get("http://example.com:8080/a?b=1")
-                .header("host", "example.com:8080")
-                .header("connection", "keep-alive, x-secret")
-                .header("x-secret", "1")
-                .header("keep-alive", "timeout=5")
-                .header("x-forwarded-for", "192.0.2.1")
-                .header("x-forwarded-proto", "https")
-                .header("forwarded", "for=192.0.2.1")
-                .header("cookie", "a=1")
-                .body(())
-                .expect("request"),
-        );
-        prepare_request(&mut p, &client, false);
-        assert_eq!(p.uri, "/a?b=1");
-        assert_eq!(p.version, Version::HTTP_11);
-        let h = &p.headers;
-        assert_eq!(h["host"], "example.com:8080", "Host passes through");
-        assert_eq!(h["x-forwarded-for"], "192.0.2.1, 10.1.2.3");
-        assert_eq!(h["x-forwarded-proto"], "http");
-        assert_eq!(h["x-forwarded-host"], "example.com:8080");
-        let fwd: Vec<_> = h.get_all("forwarded").iter().map(|v| v.to_str().expect("ascii")).collect();
-        assert_eq!(fwd, vec!["for=192.0.2.1", "for=10.1.2.3;host=\"example.com:8080\";proto=http"]);
-        assert!(!h.contains_key("connection") && !h.contains_key("x-secret") && !h.contains_key("keep-alive"));
-        assert_eq!(h["cookie"], "a=1");
-    }
-
-    #[test]
-    fn ipv6_clients_are_quoted_and_upgrades_keep_their_headers() {
-        let client = ClientInfo::new("[2001:db8::1]:5555".parse().expect("addr"));
-        let mut p = parts(
-            http::Request::get("/ws")
-                .header("connection", "Upgrade")
-                .header("upgrade", "websocket")
-                .body(())
-                .expect("request"),
-        );
-        assert!(is_upgrade(&p.headers));
-        prepare_request(&mut p, &client, true);
-        assert_eq!(p.headers["upgrade"], "websocket");
-        assert_eq!(p.headers["connection"], "upgrade");
-        assert!(!p.headers.contains_key("x-forwarded-host"));
-        assert_eq!(p.headers["forwarded"], "for=\"[2001:db8::1]\";proto=http");
-        assert_eq!(p.headers["x-forwarded-for"], "2001:db8::1");
-        let mapped = ClientInfo::new("[::ffff:127.0.0.1]:1".parse().expect("addr"));
-        assert_eq!(mapped.ip, "127.0.0.1");
     }
 }

@@ -3,29 +3,18 @@
 //! Two statuses are not made here, because hyper's HTTP/1 parser answers them before any request
 //! reaches sticky: **400** for a request that does not parse (bad request line, header or URI) and
 //! **431** for a head larger than `--max-header-size` or with more fields than `--max-headers`
-//! (both limits are configured on hyper in [`super::serve`]). Everything sticky decides itself is
+//! (both limits are configured on hyper in [`super::server::serve`]). Everything sticky decides itself is
 //! mapped below, one case per error kind.
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
-use super::ProxyBody;
+use super::body::ProxyBody;
 use crate::policy::RepinReason;
 
-/// Who caused an error; decides whether the status says "your fault" (4xx) or "ours/upstream" (5xx).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// The client sent something unusable.
-    Client,
-    /// A backend failed.
-    Upstream,
-    /// Sticky's own state (no route, no backend).
-    Internal,
-}
-
-/// What went wrong.
+/// What went wrong with a request; each case is answered with its own status ([`ProxyError::status`]).
 #[derive(Debug, thiserror::Error)]
-pub enum Kind {
+pub enum ProxyError {
     /// No service rule matches the request.
     #[error("no service matches this host and path")]
     NoRoute,
@@ -76,60 +65,33 @@ pub enum Kind {
     },
 }
 
-/// An error of the proxy, with the side that caused it and whether a retry could help.
-#[derive(Debug, thiserror::Error)]
-#[error("{kind}")]
-pub struct ProxyError {
-    /// What happened.
-    #[source]
-    pub kind: Kind,
-    /// Who caused it.
-    pub source: Source,
-    /// Whether retrying on another connection could succeed (no byte of the request was sent).
-    pub retry: bool,
-}
-
 impl ProxyError {
-    /// An error from its kind; the side and retry flag follow from the kind.
-    #[must_use]
-    pub fn new(kind: Kind) -> Self {
-        let (source, retry) = match &kind {
-            Kind::NoRoute | Kind::NoBackend { .. } | Kind::StrictUnavailable { .. } => (Source::Internal, false),
-            Kind::MissingHost => (Source::Client, false),
-            Kind::Connect { .. } => (Source::Upstream, true),
-            Kind::ResponseTimeout { .. } | Kind::Upstream { .. } => (Source::Upstream, false),
-        };
-        Self { kind, source, retry }
-    }
-
     /// The status this error is answered with.
     #[must_use]
     pub fn status(&self) -> StatusCode {
-        match &self.kind {
+        match self {
             // nothing to route to: the resource does not exist on this balancer
-            Kind::NoRoute => StatusCode::NOT_FOUND,
+            Self::NoRoute => StatusCode::NOT_FOUND,
             // malformed by the HTTP/1.1 rules, caught after parsing
-            Kind::MissingHost => StatusCode::BAD_REQUEST,
-            // every backend is out of health or the service is empty: temporary, retry later
-            Kind::NoBackend { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::MissingHost => StatusCode::BAD_REQUEST,
+            // every backend is out of health or the service is empty: temporary, retry later;
             // strict mode keeps the session on its backend or nowhere
-            Kind::StrictUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoBackend { .. } | Self::StrictUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             // a gateway that could not reach its upstream in time is a 504, could not reach it at all a 502
-            Kind::Connect { timed_out: true, .. } | Kind::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Kind::Connect { timed_out: false, .. } | Kind::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Self::Connect { timed_out: true, .. } | Self::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Connect { timed_out: false, .. } | Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
         }
     }
 
     /// The short body explaining the status to a person.
     fn body(&self) -> String {
-        match &self.kind {
-            Kind::StrictUnavailable { .. } => format!(
-                "{}: {}.\nThis service is strict: the session stays on its backend or is refused. \
+        match self {
+            Self::StrictUnavailable { .. } => format!(
+                "{}: {self}.\nThis service is strict: the session stays on its backend or is refused. \
                  Retry later, or drop the session cookie to start a new session on another backend.\n",
                 self.status(),
-                self.kind
             ),
-            _ => format!("{}: {}\n", self.status(), self.kind),
+            _ => format!("{}: {self}\n", self.status()),
         }
     }
 
@@ -150,21 +112,22 @@ mod tests {
 
     #[test]
     fn each_kind_has_its_status() {
-        let s = |k| ProxyError::new(k).status().as_u16();
-        assert_eq!(s(Kind::NoRoute), 404);
-        assert_eq!(s(Kind::MissingHost), 400);
-        assert_eq!(s(Kind::NoBackend { service: "a".into() }), 503);
-        assert_eq!(s(Kind::StrictUnavailable { service: "a".into(), reason: RepinReason::Unhealthy }), 503);
-        assert_eq!(s(Kind::Connect { service: "a".into(), backend: "b".into(), timed_out: true, source: None }), 504);
-        assert_eq!(s(Kind::Connect { service: "a".into(), backend: "b".into(), timed_out: false, source: None }), 502);
-        assert_eq!(s(Kind::ResponseTimeout { backend: "b".into() }), 504);
-        let strict =
-            ProxyError::new(Kind::StrictUnavailable { service: "web".into(), reason: RepinReason::ConnectFailed });
-        assert!(strict.body().contains("strict"), "the strict 503 explains itself");
-        assert_eq!(strict.source, Source::Internal);
-        assert!(
-            ProxyError::new(Kind::Connect { service: "a".into(), backend: "b".into(), timed_out: false, source: None })
-                .retry
+        let s = |e: ProxyError| e.status().as_u16();
+        assert_eq!(s(ProxyError::NoRoute), 404);
+        assert_eq!(s(ProxyError::MissingHost), 400);
+        assert_eq!(s(ProxyError::NoBackend { service: "a".into() }), 503);
+        assert_eq!(s(ProxyError::StrictUnavailable { service: "a".into(), reason: RepinReason::Unhealthy }), 503);
+        assert_eq!(
+            s(ProxyError::Connect { service: "a".into(), backend: "b".into(), timed_out: true, source: None }),
+            504
         );
+        assert_eq!(
+            s(ProxyError::Connect { service: "a".into(), backend: "b".into(), timed_out: false, source: None }),
+            502
+        );
+        assert_eq!(s(ProxyError::ResponseTimeout { backend: "b".into() }), 504);
+        let strict = ProxyError::StrictUnavailable { service: "web".into(), reason: RepinReason::ConnectFailed };
+        assert!(strict.body().contains("strict"), "the strict 503 explains itself");
+        assert!(s(ProxyError::NoRoute) == 404 && ProxyError::NoRoute.body().starts_with("404 Not Found: "));
     }
 }

@@ -2,7 +2,7 @@
 //! client socket and the backend socket are joined and bytes flow both ways until either side closes.
 //!
 //! Both sides are recovered as raw `TcpStream`s (plus whatever bytes hyper had already read past the
-//! handshake) and handed to [`splice::hand_off`]: the kernel splice carries them when it is loaded
+//! handshake) and handed to [`crate::splice::hand_off`]: the kernel splice carries them when it is loaded
 //! and the service allows it (`splice_upgrades`, on by default), the user-space relay otherwise.
 
 use std::sync::Arc;
@@ -12,11 +12,11 @@ use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::{
-    handoff::ClientIo,
+use super::client_io::ClientIo;
+use crate::{
     splice::{self, Splicer},
+    state::BackendLive,
 };
-use crate::state::BackendLive;
 
 /// Waits for both halves of the upgrade, then hands them over on a task of its own. The backend's
 /// counter of upgrades is bumped once both sockets are in hand.

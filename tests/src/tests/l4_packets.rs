@@ -9,9 +9,10 @@ use std::{
 };
 
 use sticky::{
-    datapath::{l4::MapSizes, sync::ServiceSpec},
-    l4::fallback::Balancer,
+    datapath::sizes::MapSizes,
+    model::TcpService,
     policy::{affinity::Choice, maglev::Maglev},
+    tcp::user::Balancer,
 };
 use sticky_common::{AffinityKey, AffinityValue, Counter, FlowKey, flow::CONN_F_FIN};
 
@@ -28,8 +29,8 @@ fn backends() -> Vec<SocketAddrV4> {
     (0..3).map(|i| SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 10 + i), 8000)).collect()
 }
 
-fn spec(timeout: Duration) -> ServiceSpec {
-    ServiceSpec { vip: LAB_VIP, backends: backends(), affinity_timeout: timeout }
+fn spec(timeout: Duration) -> TcpService {
+    TcpService::at(LAB_VIP, backends(), timeout)
 }
 
 fn client(host: u8, port: u16) -> SocketAddrV4 {
@@ -70,9 +71,9 @@ fn a_flow_from_syn_to_rst() {
         }
         let fwd_key = key(c, LAB_VIP);
         let rev_key = key(syn.dst, syn.src);
-        assert!(lab.dp.l4().half_open(&fwd_key).is_some(), "SYN: forward entry in HALF_OPEN");
-        assert!(lab.dp.l4().half_open(&rev_key).is_some(), "SYN: reverse entry in HALF_OPEN");
-        assert!(lab.dp.l4().conn(&fwd_key).is_none(), "SYN: nothing in CONNS before the handshake completes");
+        assert!(lab.dp.tcp().half_open(&fwd_key).is_some(), "SYN: forward entry in HALF_OPEN");
+        assert!(lab.dp.tcp().half_open(&rev_key).is_some(), "SYN: reverse entry in HALF_OPEN");
+        assert!(lab.dp.tcp().conn(&fwd_key).is_none(), "SYN: nothing in CONNS before the handshake completes");
 
         // Retransmitted SYN: the very same rewrite.
         let before = lab.stats();
@@ -95,10 +96,10 @@ fn a_flow_from_syn_to_rst() {
         assert_eq!(verdict, TC_ACT_REDIRECT);
         assert_eq!(parse_out(&out).dst, expected);
         assert_eq!(delta(&before, &lab.stats(), Counter::Established), 1);
-        assert!(lab.dp.l4().conn(&fwd_key).is_some() && lab.dp.l4().conn(&rev_key).is_some(), "ACK: both in CONNS");
-        assert!(lab.dp.l4().half_open(&fwd_key).is_none() && lab.dp.l4().half_open(&rev_key).is_none());
+        assert!(lab.dp.tcp().conn(&fwd_key).is_some() && lab.dp.tcp().conn(&rev_key).is_some(), "ACK: both in CONNS");
+        assert!(lab.dp.tcp().half_open(&fwd_key).is_none() && lab.dp.tcp().half_open(&rev_key).is_none());
         let svc = lab.sync.service_id(LAB_VIP).unwrap();
-        let aff = lab.dp.l4().affinity(&AffinityKey { client_addr: u32::from(*c.ip()).to_be(), service: svc });
+        let aff = lab.dp.tcp().affinity(&AffinityKey { client_addr: u32::from(*c.ip()).to_be(), service: svc });
         assert_eq!(aff.map(|a| a.backend), lab.sync.backend_id(LAB_VIP, expected), "affinity names the backend");
 
         // Data both ways, checksums valid (parse_out checks them).
@@ -110,7 +111,7 @@ fn a_flow_from_syn_to_rst() {
         assert_eq!(parse_out(&out).dst, c);
 
         // The LRU evicts the client-side entry: the next packet finds the flow through its reply entry.
-        lab.dp.l4().evict_conn(&fwd_key).expect("entry present");
+        lab.dp.tcp().evict_conn(&fwd_key).expect("entry present");
         let before = lab.stats();
         let (verdict, out) = lab.run(&Tcp4::new(c, LAB_VIP).ack(2001).build());
         assert_eq!(verdict, TC_ACT_REDIRECT);
@@ -118,12 +119,12 @@ fn a_flow_from_syn_to_rst() {
         assert_eq!(delta(&before, &lab.stats(), Counter::Recovered), 1);
 
         // The LRU evicts the reply entry: the client's next packet writes it again.
-        lab.dp.l4().evict_conn(&rev_key).expect("entry present");
+        lab.dp.tcp().evict_conn(&rev_key).expect("entry present");
         let before = lab.stats();
         let (verdict, _) = lab.run(&Tcp4::new(c, LAB_VIP).ack(2001).build());
         assert_eq!(verdict, TC_ACT_REDIRECT);
         assert_eq!(delta(&before, &lab.stats(), Counter::TwinRestored), 1);
-        assert!(lab.dp.l4().conn(&rev_key).is_some(), "reply entry restored");
+        assert!(lab.dp.tcp().conn(&rev_key).is_some(), "reply entry restored");
 
         // A reply to a SNAT port that has no entry is dropped, not handed to the stack (which would RST).
         let stray = SocketAddrV4::new(LAB_SNAT, if syn.src.port() == 61000 { 61001 } else { 61000 });
@@ -136,7 +137,7 @@ fn a_flow_from_syn_to_rst() {
         let (verdict, out) = lab.run(&Tcp4::new(c, LAB_VIP).fin().ack(2001).build());
         assert_eq!(verdict, TC_ACT_REDIRECT);
         assert!(parse_out(&out).fin);
-        assert_ne!(lab.dp.l4().conn(&fwd_key).unwrap().flags & CONN_F_FIN, 0, "FIN recorded");
+        assert_ne!(lab.dp.tcp().conn(&fwd_key).unwrap().flags & CONN_F_FIN, 0, "FIN recorded");
         let before = lab.stats();
         let (verdict, out) = lab.run(&Tcp4::new(c, LAB_VIP).syn().build());
         assert_eq!(verdict, TC_ACT_REDIRECT);
@@ -150,13 +151,13 @@ fn a_flow_from_syn_to_rst() {
         let reopened = parse_out(&out);
         let _ = lab.run(&Tcp4::new(c, LAB_VIP).ack(1).build());
         let rev_key = key(reopened.dst, reopened.src);
-        assert!(lab.dp.l4().conn(&fwd_key).is_some());
+        assert!(lab.dp.tcp().conn(&fwd_key).is_some());
         let before = lab.stats();
         let (verdict, out) = lab.run(&Tcp4::new(c, LAB_VIP).rst().build());
         assert_eq!(verdict, TC_ACT_REDIRECT);
         assert!(parse_out(&out).rst, "the RST itself reaches the backend");
         assert_eq!(delta(&before, &lab.stats(), Counter::FlowRst), 1);
-        assert!(lab.dp.l4().conn(&fwd_key).is_none() && lab.dp.l4().conn(&rev_key).is_none(), "RST: entries deleted");
+        assert!(lab.dp.tcp().conn(&fwd_key).is_none() && lab.dp.tcp().conn(&rev_key).is_none(), "RST: entries deleted");
     });
 }
 
@@ -229,16 +230,16 @@ fn affinity_is_trusted_only_fresh_and_alive() {
             |lab: &mut Lab, port: u16| parse_out(&lab.run(&Tcp4::new(client(7, port), LAB_VIP).syn().build()).1).dst;
 
         let fresh = AffinityValue { backend: other_id, pad: 0, last_used_ns: monotonic_ns() };
-        lab.dp.l4().set_affinity(&akey, &fresh).unwrap();
+        lab.dp.tcp().set_affinity(&akey, &fresh).unwrap();
         assert_eq!(syn_from(&mut lab, 1000), other, "a fresh entry to a live backend wins over Maglev");
 
         let stale = AffinityValue { last_used_ns: monotonic_ns() - 6_000_000_000, ..fresh };
-        lab.dp.l4().set_affinity(&akey, &stale).unwrap();
+        lab.dp.tcp().set_affinity(&akey, &stale).unwrap();
         assert_eq!(syn_from(&mut lab, 1001), maglev, "an entry older than the timeout is ignored");
 
-        lab.dp.l4().set_affinity(&akey, &fresh).unwrap();
+        lab.dp.tcp().set_affinity(&akey, &fresh).unwrap();
         let rest: Vec<_> = backends().into_iter().filter(|b| *b != other).collect();
-        let report = lab.sync.apply(lab.dp.l4(), &ServiceSpec { backends: rest.clone(), ..lab.spec.clone() }).unwrap();
+        let report = lab.sync.apply(lab.dp.tcp(), &TcpService { backends: rest.clone(), ..lab.spec.clone() }).unwrap();
         assert_eq!(report.removed, vec![(other, other_id)]);
         let now = syn_from(&mut lab, 1002);
         assert_ne!(now, other, "an entry to a backend that left is ignored");
@@ -252,7 +253,7 @@ fn exhausted_snat_ports_drop_the_syn() {
     let ns = lab_netns();
     ns.run(|| {
         // One backend and a single SNAT port: the second concurrent flow has nowhere to go.
-        let one = ServiceSpec { vip: LAB_VIP, backends: vec![backends()[0]], affinity_timeout: Duration::from_secs(5) };
+        let one = TcpService::at(LAB_VIP, vec![backends()[0]], Duration::from_secs(5));
         let mut lab = Lab::new(one, (61000, 61000), MapSizes::default());
         let (verdict, out) = lab.run(&Tcp4::new(client(2, 1), LAB_VIP).syn().build());
         assert_eq!(verdict, TC_ACT_REDIRECT);

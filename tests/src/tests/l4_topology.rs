@@ -66,7 +66,7 @@ fn sticks_and_spreads(engine: Engine) -> L4Topo {
             assert!(lab.sample(r#"sticky_l4_map_entries{map="AFFINITY"}"#) >= 31, "one affinity entry per client");
         }
         Engine::Fallback | Engine::Unprivileged => {
-            let hits = lab.sample(r#"sticky_l4_fallback_connections_total{outcome="affinity_hit"}"#);
+            let hits = lab.sample(r#"sticky_l4_fallback_connections_total{service="default",outcome="affinity_hit"}"#);
             assert!(hits >= 49 + 30, "{engine:?}: repeat connections follow affinity ({hits})");
         }
     }

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use sticky::proxy::splice::Splicer;
+use sticky::splice::Splicer;
 use testkit::wait;
 
 use crate::require_root;

@@ -1,7 +1,12 @@
+//! One Swarm listing into one catalog: networks, ports, task states, identities, labels, tcp services.
+
 use std::collections::{BTreeMap, HashMap};
 
 use super::*;
-use crate::docker::EndpointMode;
+use crate::discovery::docker::EndpointMode;
+
+/// `--affinity-timeout` in these listings.
+const AFFINITY: Duration = Duration::from_secs(3 * 3600);
 
 const NET: &str = "netwhoami";
 const OTHER: &str = "netother";
@@ -46,11 +51,11 @@ const SEED: &[(&str, &str)] = &[
     ("traefik.backend.loadbalancer.stickiness", "true"),
 ];
 
-fn on_whoaminet() -> Own {
-    Own::Task([NET.to_owned()].into())
+fn on_whoaminet() -> Placement {
+    Placement::Task([NET.to_owned()].into())
 }
 
-fn addrs(entry: &ServiceEntry) -> Vec<(String, String, AdminState)> {
+fn addrs(entry: &HttpService) -> Vec<(String, String, AdminState)> {
     entry.backends.iter().map(|b| (b.id.0.to_string(), b.addr.to_string(), b.admin)).collect()
 }
 
@@ -64,10 +69,10 @@ fn seed_recipe_gives_running_tasks_on_the_labelled_network() {
         task("t0", "svc1", Some(1), "shutdown", "shutdown", &[(NET, "10.0.1.2")]),
         task("other", "svc9", Some(1), "running", "running", &[(NET, "10.0.1.9")]),
     ];
-    let out = reconcile(&services, &tasks, &on_whoaminet());
+    let out = reconcile(&services, &tasks, &on_whoaminet(), AFFINITY);
     assert!(out.problems.is_empty(), "{:?}", out.problems);
-    assert!(out.tcp.is_empty());
-    let [entry] = out.catalog.services.as_slice() else { panic!("one service: {:?}", out.catalog) };
+    assert!(out.catalog.tcp.is_empty());
+    let [entry] = out.catalog.http.as_slice() else { panic!("one service: {:?}", out.catalog) };
     assert_eq!(entry.spec.id.0.as_ref(), "svc1");
     assert_eq!(entry.spec.cookie.name, "_a49bc", "Traefik's name, so migrating clients keep their cookie");
     assert!(entry.spec.cookie.enabled && entry.spec.cookie.legacy_traefik);
@@ -95,9 +100,9 @@ fn shutting_down_tasks_drain_and_starting_ones_wait() {
         task("e", "svc1", Some(5), "running", "running", &[(NET, "10.0.1.7")]),
         task("f", "svc1", Some(6), "complete", "shutdown", &[(NET, "10.0.1.8")]),
     ];
-    let out = reconcile(&[healthchecked], &tasks, &on_whoaminet());
+    let out = reconcile(&[healthchecked], &tasks, &on_whoaminet(), AFFINITY);
     assert_eq!(
-        addrs(&out.catalog.services[0]),
+        addrs(&out.catalog.http[0]),
         vec![
             ("a".into(), "10.0.1.3:80".into(), AdminState::Draining),
             ("b".into(), "10.0.1.4:80".into(), AdminState::Draining),
@@ -114,9 +119,9 @@ fn slot_identity_hands_the_slot_to_the_replacement() {
     let other = task("x", "svc1", Some(2), "running", "running", &[(NET, "10.0.1.4")]);
     let svc = [service("svc1", "web", &labels, &[NET])];
     // stop-first: the old task drains under the slot's name until the new one runs
-    let out = reconcile(&svc, &[old_running.clone(), new_starting.clone(), other.clone()], &on_whoaminet());
+    let out = reconcile(&svc, &[old_running.clone(), new_starting.clone(), other.clone()], &on_whoaminet(), AFFINITY);
     assert_eq!(
-        addrs(&out.catalog.services[0]),
+        addrs(&out.catalog.http[0]),
         vec![
             ("slot-1".into(), "10.0.1.3:80".into(), AdminState::Draining),
             ("slot-2".into(), "10.0.1.4:80".into(), AdminState::Active),
@@ -124,12 +129,12 @@ fn slot_identity_hands_the_slot_to_the_replacement() {
     );
     // start-first: both run; the replacement takes the slot, so the slot's cookies now reach it
     let new_running = TaskInfo { state: "running".into(), ..new_starting };
-    let out = reconcile(&svc, &[old_running, new_running, other], &on_whoaminet());
-    assert_eq!(addrs(&out.catalog.services[0])[0], ("slot-1".into(), "10.0.1.9:80".into(), AdminState::Active));
+    let out = reconcile(&svc, &[old_running, new_running, other], &on_whoaminet(), AFFINITY);
+    assert_eq!(addrs(&out.catalog.http[0])[0], ("slot-1".into(), "10.0.1.9:80".into(), AdminState::Active));
     // global services have no slot: the node names the task
     let global = TaskInfo { slot: None, ..task("g", "svc1", None, "running", "running", &[(NET, "10.0.1.5")]) };
-    let out = reconcile(&svc, &[global], &on_whoaminet());
-    assert_eq!(out.catalog.services[0].backends[0].id.0.as_ref(), "node-node1");
+    let out = reconcile(&svc, &[global], &on_whoaminet(), AFFINITY);
+    assert_eq!(out.catalog.http[0].backends[0].id.0.as_ref(), "node-node1");
 }
 
 #[test]
@@ -139,29 +144,37 @@ fn network_is_the_label_or_the_one_shared_with_sticky() {
     let port = [("sticky.port", "80")];
 
     // sticky on whoaminet only: the shared one
-    let out = reconcile(&both(&port), &tasks, &on_whoaminet());
-    assert_eq!(out.catalog.services[0].backends[0].addr.to_string(), "10.0.1.3:80");
+    let out = reconcile(&both(&port), &tasks, &on_whoaminet(), AFFINITY);
+    assert_eq!(out.catalog.http[0].backends[0].addr.to_string(), "10.0.1.3:80");
     // sticky on both: ambiguous, named in the problem
-    let on_both = Own::Task([NET.to_owned(), OTHER.to_owned()].into());
-    let out = reconcile(&both(&port), &tasks, &on_both);
-    assert!(out.catalog.services.is_empty());
-    assert!(out.problems[0].message.contains("several networks") && out.problems[0].message.contains("othernet"));
+    let on_both = Placement::Task([NET.to_owned(), OTHER.to_owned()].into());
+    let out = reconcile(&both(&port), &tasks, &on_both, AFFINITY);
+    assert!(out.catalog.http.is_empty());
+    assert!(
+        out.problems[0].reason.to_string().contains("several networks")
+            && out.problems[0].reason.to_string().contains("othernet")
+    );
     // a label settles it (by name)
-    let out = reconcile(&both(&[("sticky.port", "80"), ("sticky.network", "othernet")]), &tasks, &on_both);
-    assert_eq!(out.catalog.services[0].backends[0].addr.to_string(), "10.0.2.3:80");
+    let out = reconcile(&both(&[("sticky.port", "80"), ("sticky.network", "othernet")]), &tasks, &on_both, AFFINITY);
+    assert_eq!(out.catalog.http[0].backends[0].addr.to_string(), "10.0.2.3:80");
     // a labelled network that sticky is not on
-    let out = reconcile(&both(&[("sticky.port", "80"), ("sticky.network", "othernet")]), &tasks, &on_whoaminet());
-    assert!(out.problems[0].message.contains("sticky is not attached to network othernet"), "{:?}", out.problems);
+    let out =
+        reconcile(&both(&[("sticky.port", "80"), ("sticky.network", "othernet")]), &tasks, &on_whoaminet(), AFFINITY);
+    assert!(
+        out.problems[0].reason.to_string().contains("sticky is not attached to network othernet"),
+        "{:?}",
+        out.problems
+    );
     // a labelled network the service is not on
-    let out = reconcile(&both(&[("sticky.port", "80"), ("sticky.network", "nope")]), &tasks, &on_both);
-    assert!(out.problems[0].message.contains("network nope"), "{:?}", out.problems);
+    let out = reconcile(&both(&[("sticky.port", "80"), ("sticky.network", "nope")]), &tasks, &on_both, AFFINITY);
+    assert!(out.problems[0].reason.to_string().contains("network nope"), "{:?}", out.problems);
     // no shared network
-    let out = reconcile(&[service("svc1", "web", &port, &[OTHER])], &tasks, &on_whoaminet());
-    assert!(out.problems[0].message.contains("shares no network"), "{:?}", out.problems);
+    let out = reconcile(&[service("svc1", "web", &port, &[OTHER])], &tasks, &on_whoaminet(), AFFINITY);
+    assert!(out.problems[0].reason.to_string().contains("shares no network"), "{:?}", out.problems);
     // sticky outside the Swarm: the service's only network, or a problem
-    let out = reconcile(&[service("svc1", "web", &port, &[OTHER])], &tasks, &Own::Elsewhere);
-    assert_eq!(out.catalog.services[0].backends[0].addr.to_string(), "10.0.2.3:80");
-    assert!(!reconcile(&both(&port), &tasks, &Own::Elsewhere).problems.is_empty());
+    let out = reconcile(&[service("svc1", "web", &port, &[OTHER])], &tasks, &Placement::Elsewhere, AFFINITY);
+    assert_eq!(out.catalog.http[0].backends[0].addr.to_string(), "10.0.2.3:80");
+    assert!(!reconcile(&both(&port), &tasks, &Placement::Elsewhere, AFFINITY).problems.is_empty());
 }
 
 #[test]
@@ -175,10 +188,11 @@ fn a_broken_service_does_not_affect_the_others() {
         service("s6", "samesite", &[("sticky.port", "80"), ("sticky.cookie.samesite", "none")], &[NET]),
     ];
     let tasks = [task("t", "s3", Some(1), "running", "running", &[(NET, "10.0.1.3")])];
-    let out = reconcile(&services, &tasks, &on_whoaminet());
-    let names: Vec<&str> = out.catalog.services.iter().map(|s| s.spec.name.as_str()).collect();
+    let out = reconcile(&services, &tasks, &on_whoaminet(), AFFINITY);
+    let names: Vec<&str> = out.catalog.http.iter().map(|s| s.spec.name.as_str()).collect();
     assert_eq!(names, ["good"]);
-    let problems: Vec<(&str, &str)> = out.problems.iter().map(|p| (p.service.as_str(), p.message.as_str())).collect();
+    let problems: Vec<(&str, String)> =
+        out.problems.iter().map(|p| (p.service.as_str(), p.reason.to_string())).collect();
     assert_eq!(problems.len(), 4, "{problems:?}");
     assert!(problems[0].0 == "bad" && problems[0].1.contains("sticky.port"));
     assert!(problems[1].0 == "noport" && problems[1].1.contains("no port"));
@@ -205,9 +219,9 @@ fn sticky_and_traefik_v2_labels_route_by_host() {
         ),
         service("s3", "plain-traefik", &[("traefik.port", "8000")], &[NET]),
     ];
-    let out = reconcile(&services, &[], &on_whoaminet());
+    let out = reconcile(&services, &[], &on_whoaminet(), AFFINITY);
     let by_name: BTreeMap<&str, &ServiceSpec> =
-        out.catalog.services.iter().map(|s| (s.spec.name.as_str(), &s.spec)).collect();
+        out.catalog.http.iter().map(|s| (s.spec.name.as_str(), &s.spec)).collect();
     assert!(by_name["api"].rule.matches(Some("api.example"), "/") && !by_name["api"].rule.matches(Some("x"), "/"));
     assert_eq!(by_name["api"].cookie.name, "sticky");
     assert!(!by_name["api"].cookie.legacy_traefik, "no Traefik labels: no Traefik cookies to honour");
@@ -237,29 +251,29 @@ fn tcp_services_get_active_ipv4_tasks_and_their_own_port() {
         task("b", "s1", Some(2), "running", "shutdown", &[(NET, "10.0.1.4")]),
         task("c", "s1", Some(3), "running", "running", &[(NET, "fd00::5")]),
     ];
-    let out = reconcile(&services, &tasks, &on_whoaminet());
-    assert!(out.catalog.services.is_empty());
+    let out = reconcile(&services, &tasks, &on_whoaminet(), AFFINITY);
+    assert!(out.catalog.http.is_empty());
     assert_eq!(
-        out.tcp,
+        out.catalog.tcp,
         vec![
             TcpService {
                 id: ServiceId("s1".into()),
                 name: "db".into(),
-                listen_port: 15432,
+                vip: "0.0.0.0:15432".parse().unwrap(),
                 backends: vec!["10.0.1.3:5432".parse().unwrap()],
-                affinity_timeout: Some(Duration::from_secs(600)),
+                affinity_timeout: Duration::from_secs(600),
             },
             TcpService {
                 id: ServiceId("s3".into()),
                 name: "mqtt".into(),
-                listen_port: 1883,
+                vip: "0.0.0.0:1883".parse().unwrap(),
                 backends: vec![],
-                affinity_timeout: None,
+                affinity_timeout: AFFINITY,
             },
         ]
     );
     assert_eq!(out.problems.len(), 1);
-    assert!(out.problems[0].service == "db-copy" && out.problems[0].message.contains("15432"));
+    assert!(out.problems[0].service == "db-copy" && out.problems[0].reason.to_string().contains("15432"));
 }
 
 #[test]
@@ -270,19 +284,28 @@ fn equal_listings_give_equal_outcomes_in_any_order() {
         task("t1", "s1", Some(1), "running", "running", &[(NET, "10.0.1.3")]),
         task("t3", "s2", Some(1), "running", "running", &[(NET, "10.0.1.5")]),
     ];
-    let a = reconcile(&services, &tasks, &on_whoaminet());
+    let a = reconcile(&services, &tasks, &on_whoaminet(), AFFINITY);
     let (mut rs, mut rt) = (services.clone(), tasks.clone());
     rs.reverse();
     rt.reverse();
-    assert_eq!(a, reconcile(&rs, &rt, &on_whoaminet()));
-    assert_eq!(a.catalog.services[0].spec.name, "a");
+    assert_eq!(a, reconcile(&rs, &rt, &on_whoaminet(), AFFINITY));
+    assert_eq!(a.catalog.http[0].spec.name, "a");
 }
 
 #[test]
 fn sticky_finds_its_own_networks_through_its_task() {
     let mine = task("me", "lb", None, "running", "running", &[(NET, "10.0.1.2"), (OTHER, "10.0.2.2")]);
     let tasks = [task("x", "s", Some(1), "running", "running", &[(NET, "10.0.1.3")]), mine];
-    assert_eq!(own(&tasks, Some("c-me")), Own::Task([NET.to_owned(), OTHER.to_owned()].into()));
-    assert_eq!(own(&tasks, Some("c-unknown")), Own::Elsewhere);
-    assert_eq!(own(&tasks, None), Own::Elsewhere);
+    assert_eq!(placement(&tasks, Some("c-me")), Placement::Task([NET.to_owned(), OTHER.to_owned()].into()));
+    assert_eq!(placement(&tasks, Some("c-unknown")), Placement::Elsewhere);
+    assert_eq!(placement(&tasks, None), Placement::Elsewhere);
+}
+
+#[test]
+fn label_options_are_validated_like_flags() {
+    let labels = [("sticky.port", "80"), ("sticky.healthcheck.path", "/health"), ("sticky.healthcheck.interval", "0")];
+    let out = reconcile(&[service("svc1", "web", &labels, &[NET])], &[], &on_whoaminet(), AFFINITY);
+    assert!(out.catalog.http.is_empty(), "a zero health interval is refused, as --health-interval=0 is");
+    let [problem] = out.problems.as_slice() else { panic!("one problem must be reported: {:?}", out.problems) };
+    assert_eq!(problem.reason.to_string(), "health.interval: must be longer than 0");
 }

@@ -1,4 +1,9 @@
 //! Maglev properties: balance, minimal disruption, determinism, agreement with the kernel's slot hash.
+#![expect(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    reason = "slot counts and indices below MAGLEV_SIZE (16381): exact in f64 and usize"
+)]
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 

@@ -1,5 +1,5 @@
 //! The Docker Engine API edge of Swarm discovery: services, tasks with their network addresses,
-//! and the event stream. Plain data out; what to do with it lives in `discovery::swarm`.
+//! and the event stream. Plain data out; what to do with it lives in [`super::swarm`].
 //!
 //! bollard does the typed calls (services, events). Tasks come from the raw `/tasks` JSON, because
 //! bollard's `Task` model has no `NetworksAttachments`, which is where a task's addresses are.
@@ -31,15 +31,37 @@ const MAX_TASKS_BODY: usize = 64 << 20;
 /// What can go wrong talking to the daemon.
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
-    /// DOCKER_HOST is not a unix socket.
-    #[error("DOCKER_HOST={0}: sticky supports unix sockets only (mount /var/run/docker.sock)")]
-    Host(String),
-    /// A bollard call failed.
-    #[error("docker API: {0}")]
+    /// `DOCKER_HOST` is not a unix socket.
+    #[error("DOCKER_HOST={host}: sticky supports unix sockets only (mount /var/run/docker.sock)")]
+    Host {
+        /// The host as given.
+        host: String,
+    },
+    /// A bollard call (services, events) failed.
+    #[error("docker API")]
     Api(#[from] bollard::errors::Error),
-    /// The raw /tasks call failed.
-    #[error("docker API /tasks: {0}")]
-    Tasks(String),
+    /// The raw `/tasks` call could not be made (socket, HTTP exchange, body).
+    #[error("docker API {path}: the request failed")]
+    Raw {
+        /// The API path asked for.
+        path: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The daemon answered the raw `/tasks` call with an error status.
+    #[error("docker API {path}: {status}: {body}")]
+    Status {
+        /// The API path asked for.
+        path: String,
+        /// The HTTP status.
+        status: http::StatusCode,
+        /// The daemon's message.
+        body: String,
+    },
+    /// The `/tasks` answer is not the JSON Docker sends.
+    #[error("docker API /tasks: unexpected JSON")]
+    Json(#[from] serde_json::Error),
     /// A call took longer than [`CALL_TIMEOUT`].
     #[error("docker API: no answer within {0:?}")]
     Timeout(Duration),
@@ -111,7 +133,7 @@ impl Api {
     pub fn new(host: &str) -> Result<Self, DockerError> {
         let path = host.strip_prefix("unix://").unwrap_or(host);
         if !path.starts_with('/') {
-            return Err(DockerError::Host(host.to_owned()));
+            return Err(DockerError::Host { host: host.to_owned() });
         }
         let version = bollard::ClientVersion { major_version: 1, minor_version: 41 };
         let docker = Docker::connect_with_unix(path, CALL_TIMEOUT.as_secs(), &version)?;
@@ -151,21 +173,23 @@ impl Api {
     }
 
     async fn get_raw(&self, path: &str) -> Result<bytes::Bytes, DockerError> {
-        let err = |e: &dyn std::fmt::Display| DockerError::Tasks(e.to_string());
-        let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| err(&e))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| err(&e))?;
+        let err = |source: Box<dyn std::error::Error + Send + Sync>| DockerError::Raw { path: path.to_owned(), source };
+        let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| err(e.into()))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| err(e.into()))?;
         let driver = tokio::spawn(conn);
         let req = http::Request::get(path)
             .header("host", "docker")
             .body(Empty::<bytes::Bytes>::new())
-            .map_err(|e| err(&e))?;
-        let resp = sender.send_request(req).await.map_err(|e| err(&e))?;
+            .map_err(|e| err(e.into()))?;
+        let resp = sender.send_request(req).await.map_err(|e| err(e.into()))?;
         let status = resp.status();
-        let body = Limited::new(resp.into_body(), MAX_TASKS_BODY).collect().await.map_err(|e| err(&*e))?.to_bytes();
+        let body = Limited::new(resp.into_body(), MAX_TASKS_BODY).collect().await.map_err(err)?.to_bytes();
         driver.abort();
         if !status.is_success() {
-            return Err(DockerError::Tasks(format!("{status}: {}", String::from_utf8_lossy(&body).trim())));
+            let body = String::from_utf8_lossy(&body).trim().to_owned();
+            return Err(DockerError::Status { path: path.to_owned(), status, body });
         }
         Ok(body)
     }
@@ -272,7 +296,7 @@ struct RawNetworkSpec {
 /// # Errors
 /// The body is not the JSON Docker sends.
 pub fn parse_tasks(body: &[u8]) -> Result<Vec<TaskInfo>, DockerError> {
-    let raw: Vec<RawTask> = serde_json::from_slice(body).map_err(|e| DockerError::Tasks(format!("bad JSON: {e}")))?;
+    let raw: Vec<RawTask> = serde_json::from_slice(body)?;
     Ok(raw
         .into_iter()
         .map(|t| {

@@ -1,5 +1,6 @@
-//! Typed access to the L4 maps: capacities at load, the configuration, services, backends, Maglev
-//! rows, and the usage numbers (entries used vs capacity, flows per backend) user space exports.
+//! Typed access to the maps of tcp mode's kernel path (the L4 maps): the configuration, services,
+//! backends, Maglev rows, and the usage numbers (entries used vs capacity, flows per backend) user
+//! space exports.
 
 use std::collections::BTreeMap;
 
@@ -12,75 +13,13 @@ use sticky_common::{
     hash::MAGLEV_SIZE, maps,
 };
 
-use super::{DatapathError, Stats, take_map};
+use super::{
+    DatapathError, Stats,
+    sizes::{MapSizes, MapUsage},
+    take_map,
+};
 
-/// Capacities of the resizable maps, set at load (`EbpfLoader::map_max_entries`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MapSizes {
-    /// `SERVICES` entries; `MAGLEV` gets one row of `MAGLEV_SIZE` slots per service.
-    pub services: u32,
-    /// `BACKENDS` slots, over all services.
-    pub backends: u32,
-    /// `CONNS` entries: two per established flow.
-    pub conns: u32,
-    /// `HALF_OPEN` entries: two per flow whose handshake is in progress.
-    pub half_open: u32,
-    /// `AFFINITY` entries: one per (client address, service).
-    pub affinity: u32,
-    /// Entries of each splice map (`SPLICE_PEERS`, `SPLICE_SOCKS`, `SPLICE_BYTES`): two per spliced connection.
-    pub splice: u32,
-}
-
-impl Default for MapSizes {
-    fn default() -> Self {
-        Self {
-            services: maps::SERVICES_MAX_ENTRIES,
-            backends: maps::BACKENDS_MAX_ENTRIES,
-            conns: maps::CONNS_MAX_ENTRIES,
-            half_open: maps::HALF_OPEN_MAX_ENTRIES,
-            affinity: maps::AFFINITY_MAX_ENTRIES,
-            splice: maps::SPLICE_MAX_ENTRIES,
-        }
-    }
-}
-
-impl MapSizes {
-    /// Sizes for http mode, which uses only the splice maps: the L4 maps at their smallest useful
-    /// size (they are created with the object all the same), `pairs` spliced connections.
-    #[must_use]
-    pub fn http(pairs: u32) -> Self {
-        Self { services: 1, backends: 1, conns: 64, half_open: 64, affinity: 64, splice: pairs.saturating_mul(2) }
-    }
-
-    /// (map name, max_entries) for every resizable map.
-    pub fn overrides(&self) -> impl Iterator<Item = (&'static str, u32)> {
-        [
-            (maps::SERVICES, self.services),
-            (maps::BACKENDS, self.backends),
-            (maps::MAGLEV, self.services.saturating_mul(MAGLEV_SIZE)),
-            (maps::CONNS, self.conns),
-            (maps::HALF_OPEN, self.half_open),
-            (maps::AFFINITY, self.affinity),
-            (maps::SPLICE_PEERS, self.splice),
-            (maps::SPLICE_SOCKS, self.splice),
-            (maps::SPLICE_BYTES, self.splice),
-        ]
-        .into_iter()
-    }
-}
-
-/// How full one map is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MapUsage {
-    /// Map name (the registry's).
-    pub name: &'static str,
-    /// Entries present (for arrays: non-empty slots).
-    pub used: u64,
-    /// Capacity.
-    pub max: u64,
-}
-
-/// Everything user space exports about the kernel path.
+/// Everything user space exports about the kernel path of tcp mode.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Usage {
     /// One row per L4 map.
@@ -100,7 +39,7 @@ impl Usage {
 }
 
 /// The L4 maps, typed.
-pub struct L4Maps {
+pub struct TcpMaps {
     config: Array<MapData, DatapathConfig>,
     services: HashMap<MapData, ServiceKey, ServiceValue>,
     backends: Array<MapData, BackendValue>,
@@ -121,7 +60,7 @@ macro_rules! typed {
     };
 }
 
-impl L4Maps {
+impl TcpMaps {
     pub(super) fn take(ebpf: &mut Ebpf, sizes: &MapSizes) -> Result<Self, DatapathError> {
         Ok(Self {
             config: typed!(ebpf, maps::CONFIG),
@@ -155,17 +94,6 @@ impl L4Maps {
     /// The map is full or the kernel refuses the write.
     pub fn set_service(&mut self, key: &ServiceKey, value: &ServiceValue) -> Result<(), DatapathError> {
         self.services.insert(key, value, 0).map_err(map_err(maps::SERVICES, "update"))
-    }
-
-    /// Removes a service (absent is fine).
-    ///
-    /// # Errors
-    /// The kernel refuses the delete.
-    pub fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DatapathError> {
-        match self.services.remove(key) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(map_err(maps::SERVICES, "delete")(e)),
-        }
     }
 
     /// Writes backend slot `id`.
@@ -226,7 +154,7 @@ impl L4Maps {
     pub fn usage(&self, stats: Stats) -> Result<Usage, DatapathError> {
         let mut flows_per_backend = BTreeMap::new();
         let mut conns = 0u64;
-        for entry in self.conns.iter() {
+        for entry in &self.conns {
             // An entry evicted between the key walk and its lookup is simply not counted.
             let Ok((_, value)) = entry else { continue };
             conns += 1;
@@ -234,9 +162,9 @@ impl L4Maps {
                 *flows_per_backend.entry(value.backend).or_insert(0) += 1;
             }
         }
-        let half_open = self.half_open.keys().filter(Result::is_ok).count() as u64;
-        let affinity = self.affinity.keys().filter(Result::is_ok).count() as u64;
-        let services = self.services.keys().filter(Result::is_ok).count() as u64;
+        let half_open = self.half_open.keys().flatten().count() as u64;
+        let affinity = self.affinity.keys().flatten().count() as u64;
+        let services = self.services.keys().flatten().count() as u64;
         let backends = self.backends.iter().filter(|b| b.as_ref().is_ok_and(|b| b.flags != 0)).count() as u64;
         let s = &self.sizes;
         let maps = vec![

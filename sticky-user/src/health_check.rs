@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 
 use crate::{
     model::{BackendId, ServiceId},
-    state::Shared,
+    state::Routing,
 };
 
 /// How often the scheduler looks for due checks; bounds how late a check can start.
@@ -30,13 +30,13 @@ const TICK: Duration = Duration::from_millis(100);
 ///
 /// # Cancel safety
 /// Cancel safe; checks in flight finish on their own tasks.
-pub async fn run(shared: Arc<Shared>) {
+pub async fn run(routing: Arc<Routing>) {
     let mut last: HashMap<(ServiceId, BackendId), Instant> = HashMap::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let table = shared.table_full();
+        let table = routing.table_full();
         let now = Instant::now();
         let mut present = HashSet::new();
         for service in &table.services {
@@ -49,8 +49,8 @@ pub async fn run(shared: Arc<Shared>) {
                     continue;
                 }
                 last.insert(key, now);
-                let (shared, spec, path, live, addr) =
-                    (shared.clone(), spec.clone(), path.clone(), b.live.clone(), b.addr);
+                let (routing, spec, path, live, addr) =
+                    (routing.clone(), spec.clone(), path.clone(), b.live.clone(), b.addr);
                 let (service_name, backend) = (service.spec.name.clone(), b.id.clone());
                 tokio::spawn(async move {
                     let outcome = tokio::time::timeout(spec.timeout, probe(addr, &path)).await;
@@ -60,7 +60,7 @@ pub async fn run(shared: Arc<Shared>) {
                         Ok(Err(e)) => (false, e.to_string()),
                         Err(_) => (false, format!("no answer within {:?}", spec.timeout)),
                     };
-                    if live.checked(&shared.clock, passed, &spec) {
+                    if live.checked(&routing.clock, passed, &spec) {
                         let state = if passed { "in" } else { "out" };
                         tracing::info!(service = %service_name, backend = %backend, %addr, check = %why, "active health check: backend {state}");
                     } else if !passed {

@@ -1,0 +1,164 @@
+//! The metrics table holds both ways: ARCHITECTURE.md has one row per metric of [`ALL`] and no
+//! other, and a scrape of a real admin listener serves exactly the families of [`ALL`], with their
+//! types and label names, when every part runs.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::SocketAddr,
+    sync::Arc,
+    time::Duration,
+};
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use super::*;
+use crate::{
+    admin::{self, Admin},
+    cookie::Keys,
+    datapath::{Stats, tcp::Usage},
+    model::{AdminState, Backend, BackendId, Catalog, HttpService, Rule, ServiceId, ServiceSpec},
+    tcp::user,
+};
+
+/// A metric as a table or a scrape shows it: type and label names, by sample name.
+type Shape = BTreeMap<String, (String, Vec<String>)>;
+
+fn table() -> Shape {
+    ALL.iter()
+        .map(|m| (m.name.to_owned(), (m.kind.as_str().to_owned(), m.labels.iter().map(|l| (*l).to_owned()).collect())))
+        .collect()
+}
+
+/// The rows of ARCHITECTURE.md's metrics table: `| `name` | type | labels, ... | part | meaning |`.
+fn documented() -> Shape {
+    let doc = include_str!("../../../../ARCHITECTURE.md");
+    let section = doc.split("\n## Metrics\n").nth(1).expect("ARCHITECTURE.md must have a Metrics section");
+    section
+        .lines()
+        .skip_while(|l| !l.starts_with("| metric |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|row| {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            let labels = cells[3].split(',').map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
+            (cells[1].trim_matches('`').to_owned(), (cells[2].to_owned(), labels))
+        })
+        .collect()
+}
+
+/// The families of an exposition: each sample name with its family's type and its label names.
+fn served(text: &str) -> Shape {
+    let mut types = BTreeMap::new();
+    let mut out = Shape::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("a TYPE line must name a family and its type");
+            types.insert(name.to_owned(), kind.to_owned());
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let (series, _value) = line.rsplit_once(' ').expect("a sample line must have a value");
+            let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
+            let labels: Vec<String> = labels
+                .trim_end_matches('}')
+                .split("\",")
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| pair.split_once('=').expect("a label must be name=\"value\"").0.to_owned())
+                .collect();
+            let family = name.strip_suffix("_total").filter(|f| types.contains_key(*f)).unwrap_or(name);
+            let kind = types.get(family).cloned().expect("a sample must follow its family's TYPE line");
+            if let Some((_, seen)) = out.insert(name.to_owned(), (kind, labels.clone())) {
+                assert_eq!(seen, labels, "every sample of {name} must carry the same labels");
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn architecture_md_has_a_row_for_every_metric_and_no_other() {
+    assert_eq!(documented(), table(), "ARCHITECTURE.md's metrics table must match admin::metrics::ALL");
+}
+
+#[test]
+fn every_metric_is_named_once() {
+    let names: BTreeSet<&str> = ALL.iter().map(|m| m.name).collect();
+    assert_eq!(names.len(), ALL.len(), "two metrics of the table share a name");
+    for m in ALL {
+        let counter = matches!(m.kind, MetricType::Counter);
+        assert_eq!(m.name.ends_with("_total"), counter, "{}: counters and only counters end in _total", m.name);
+    }
+}
+
+/// Every part running: one http service with one backend, the kernel splice, tcp mode in the
+/// kernel and in user space.
+fn every_part() -> (Sources, Arc<Routing>) {
+    let routing = Arc::new(Routing::new(Keys::random()));
+    let rule = Rule::Always;
+    let spec = ServiceSpec {
+        id: ServiceId("web".into()),
+        name: "web".into(),
+        priority: rule.default_priority(),
+        rule,
+        cookie: crate::model::CookieSpec::default(),
+        strict: false,
+        health: crate::model::HealthCheckSpec::default(),
+        backoff: crate::model::BackoffSpec::default(),
+        splice: crate::model::SpliceSpec::default(),
+    };
+    let backend = Backend {
+        id: BackendId("w1".into()),
+        addr: SocketAddr::from(([127, 0, 0, 1], 9)),
+        weight: 1,
+        admin: AdminState::Active,
+    };
+    routing.publish(&Catalog { http: vec![HttpService { spec, backends: vec![backend] }], tcp: vec![] });
+    let usage = |name| MapUsage { name, used: 1, max: 2 };
+    let splice = SpliceSnapshot {
+        joined: 1,
+        finished: 1,
+        aborted: 0,
+        refused: 0,
+        live: 0,
+        redirected_skbs: 3,
+        no_peer_skbs: 0,
+        maps: [
+            usage(sticky_common::maps::SPLICE_PEERS),
+            usage(sticky_common::maps::SPLICE_SOCKS),
+            usage(sticky_common::maps::SPLICE_BYTES),
+        ],
+    };
+    let tcp = TcpSnapshot {
+        kernel: Some(Usage {
+            maps: vec![usage(sticky_common::maps::CONNS), usage(sticky_common::maps::AFFINITY)],
+            flows_per_backend: BTreeMap::from([(0, 1)]),
+            stats: Stats::default(),
+        }),
+        services: vec![("db".to_owned(), user::Snapshot::default())],
+    };
+    let sources = Sources {
+        http: Some((routing.clone(), Arc::new(ProxyStats::default()))),
+        splice: Some(Box::new(move || splice)),
+        tcp: Some(Box::new(move || tcp.clone())),
+    };
+    (sources, routing)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_scrape_serves_exactly_the_table() {
+    let (sources, routing) = every_part();
+    let admin = Admin { registry: registry(sources), routing: Some(routing) };
+    let addr = admin::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), admin)
+        .await
+        .expect("the admin listener must bind a loopback port");
+    let scrape = async {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("the admin listener must accept");
+        conn.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.expect("the request must be sent");
+        let mut text = String::new();
+        conn.read_to_string(&mut text).await.expect("the answer must be read to its end");
+        text
+    };
+    let text = tokio::time::timeout(Duration::from_secs(10), scrape).await.expect("/metrics must answer");
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer must have a head");
+    assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(served(body), table(), "what /metrics serves must be the table, exactly:\n{body}");
+    assert_eq!(sample(body, r#"sticky_splice_skbs_total{verdict="redirect"}"#), Some(3), "values come through");
+}

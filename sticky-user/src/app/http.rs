@@ -1,0 +1,130 @@
+//! The http proxy of `sticky run`: the listening socket, `--workers` threads each accepting on its
+//! own handle of it, the health checks, and the graceful stop.
+//!
+//! Threads: each worker runs a current-thread tokio runtime; the calling (control) runtime runs
+//! discovery, health checks and the admin API. Why not one multi-thread runtime: a connection's
+//! requests, its upstream connections and the idle pool then all live on one thread (no work
+//! stealing, no cross-thread wake-ups, a lock-free pool), and `--workers 1` gives the proxy exactly
+//! one core for benchmarks. Why one shared socket and not `SO_REUSEPORT`: a second process cannot
+//! silently bind the same port and take half the traffic, and the kernel hands each new connection
+//! to whichever worker is free to accept it first.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::sync::{Semaphore, watch};
+
+use super::AppError;
+use crate::{
+    config::HttpConfig,
+    proxy::{self, Proxy, Settings},
+    splice::Splicer,
+    state::Routing,
+    stats::{self, ProxyStats},
+};
+
+/// The proxy, serving.
+#[derive(Debug)]
+pub struct HttpServer {
+    /// Address of the client listener.
+    pub listen: SocketAddr,
+    /// Routing table and live backend state.
+    pub routing: Arc<Routing>,
+    /// The proxy's own counters.
+    pub stats: Arc<ProxyStats>,
+    grace: Duration,
+    stop: watch::Sender<bool>,
+}
+
+impl HttpServer {
+    /// Binds the listener of `config` and starts the workers and the health checks (on the calling
+    /// runtime), with routes from `routing` and pinned/upgraded connections spliced by `splicer`.
+    ///
+    /// # Errors
+    /// The listener cannot be bound, or a worker thread cannot start.
+    pub fn start(config: &HttpConfig, routing: Arc<Routing>, splicer: Option<Arc<Splicer>>) -> Result<Self, AppError> {
+        let listener = bind(config.listen)?;
+        let listen = listener.local_addr().map_err(|source| AppError::Bind { addr: config.listen, source })?;
+        let stats = Arc::new(ProxyStats::default());
+        let settings = Settings { limits: config.limits, timeouts: config.timeouts };
+        let proxy = Arc::new(Proxy { routing: routing.clone(), stats: stats.clone(), splicer, settings });
+        let permits = Arc::new(Semaphore::new(config.limits.max_connections));
+        let (stop, stop_rx) = watch::channel(false);
+        for worker in 0..config.workers {
+            let handle = listener.try_clone().map_err(|source| AppError::Worker { worker, source })?;
+            let (proxy, permits, stop_rx) = (proxy.clone(), permits.clone(), stop_rx.clone());
+            std::thread::Builder::new()
+                .name(format!("sticky-w{worker}"))
+                .spawn(move || worker_main(worker, handle, proxy, permits, stop_rx))
+                .map_err(|source| AppError::Worker { worker, source })?;
+        }
+        tokio::spawn(crate::health_check::run(routing.clone()));
+        // the workers hold their own handles of the socket; this one is not needed any more
+        drop(listener);
+        Ok(Self { listen, routing, stats, grace: config.timeouts.shutdown, stop })
+    }
+
+    /// Stops accepting, lets requests in flight finish, and returns once every client connection is
+    /// closed or the shutdown timeout has passed (then the remaining ones are cut when the process
+    /// exits). Upgraded (WebSocket) connections are not waited for.
+    pub async fn shutdown(&self) {
+        tracing::info!(grace = ?self.grace, "stopping: no new connections, finishing requests in flight");
+        self.stop.send_replace(true);
+        let deadline = tokio::time::Instant::now() + self.grace;
+        while self.stats.active_connections() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.stats.active_connections();
+        if left > 0 {
+            tracing::warn!(connections = left, "shutdown grace period over; closing the remaining connections");
+        } else {
+            tracing::info!("all client connections closed; exiting");
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, AppError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let err = |source| AppError::Bind { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    socket.set_reuse_address(true).map_err(err)?;
+    if addr.is_ipv6() {
+        let _ = socket.set_only_v6(false);
+    }
+    socket.bind(&addr.into()).map_err(err)?;
+    socket.listen(4096).map_err(err)?;
+    socket.set_nonblocking(true).map_err(err)?;
+    Ok(socket.into())
+}
+
+fn worker_main(
+    worker: usize,
+    listener: std::net::TcpListener,
+    proxy: Arc<Proxy>,
+    permits: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+) {
+    stats::set_worker_shard(worker);
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(worker, error = %e, "failed to start a worker runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(worker, error = %e, "failed to register the listener");
+                return;
+            }
+        };
+        if let Err(e) = proxy::serve(listener, proxy, permits, stop.clone()).await {
+            tracing::error!(worker, error = %e, "accept loop failed");
+        }
+        // stopped accepting (the listener handle is closed here); serve the open connections to their end
+        let mut stop = stop;
+        let _ = stop.wait_for(|s| *s).await.is_ok();
+        std::future::pending::<()>().await;
+    });
+}

@@ -1,0 +1,275 @@
+//! `sticky run` as one application: the configuration, one discovery (static or Swarm) publishing
+//! one catalog, the parts that serve it (the http proxy, tcp mode, or both with `--docker`), one
+//! admin listener for all of them, and one graceful stop. `sticky demo` and `sticky inspect` are
+//! built from the same pieces.
+
+pub mod demo;
+pub mod http;
+pub mod inspect;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use tokio::{sync::watch, task::JoinHandle};
+
+pub use self::{demo::demo, http::HttpServer, inspect::inspect};
+use crate::{
+    admin::{
+        self, Admin,
+        metrics::{self, Sources},
+    },
+    cli::RunArgs,
+    config::{self, Config, ConfigError},
+    cookie::{CookieError, Keys},
+    datapath::DatapathError,
+    discovery::{
+        Discovery, DiscoveryError,
+        docker::{self, Api},
+        static_list::StaticList,
+        swarm::{SwarmDiscovery, SwarmOptions},
+    },
+    model::Catalog,
+    splice,
+    state::Routing,
+    tcp::{TcpError, TcpMode},
+};
+
+/// Errors starting sticky.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The `--config` file cannot be read.
+    #[error("failed to read config file {path}")]
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The flags or the file are invalid.
+    #[error("invalid configuration")]
+    Config(#[from] ConfigError),
+    /// The cookie key file cannot be read.
+    #[error("failed to read cookie key file {path}")]
+    KeyFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The key is unusable.
+    #[error("unusable cookie key in {path}")]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: CookieError,
+    },
+    /// A listener cannot be bound.
+    #[error("failed to listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Discovery failed before its first catalog.
+    #[error("discovery failed before publishing its first catalog")]
+    Discovery(#[from] DiscoveryError),
+    /// Discovery ended without publishing anything.
+    #[error("discovery ended before publishing any service")]
+    NoCatalog,
+    /// A worker thread could not start.
+    #[error("failed to start worker thread {worker}")]
+    Worker {
+        /// Worker index.
+        worker: usize,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// tcp mode cannot serve.
+    #[error("tcp mode cannot start")]
+    Tcp(#[from] TcpError),
+    /// `sticky inspect`: the data path cannot load or attach.
+    #[error("the eBPF data path is unavailable")]
+    Datapath(#[from] DatapathError),
+    /// `sticky inspect`: a print interval that is not a positive number of seconds.
+    #[error("--interval {interval}: must be a positive number of seconds")]
+    Interval {
+        /// The interval given.
+        interval: f64,
+    },
+}
+
+/// Reads the cookie secret (trailing whitespace and newline ignored), or makes a random one with a warning.
+///
+/// # Errors
+/// The file cannot be read or holds fewer than 16 bytes.
+pub fn load_keys(file: Option<&Path>) -> Result<Keys, AppError> {
+    let Some(path) = file else {
+        tracing::warn!(
+            "no --cookie-key-file: cookies are signed with a random key, so they do not survive a restart and other sticky instances reject them"
+        );
+        return Ok(Keys::random());
+    };
+    let bytes = std::fs::read(path).map_err(|source| AppError::KeyFile { path: path.to_owned(), source })?;
+    Keys::from_secret(bytes.trim_ascii_end()).map_err(|source| AppError::Key { path: path.to_owned(), source })
+}
+
+/// `sticky run`: configures from `args` (and the `--config` file), serves until `stop` completes,
+/// then stops gracefully.
+///
+/// # Errors
+/// The configuration is invalid, or a part cannot start.
+pub async fn run(args: &RunArgs, stop: impl Future<Output = ()>) -> Result<(), AppError> {
+    let file = match &args.config {
+        Some(path) => {
+            Some(std::fs::read_to_string(path).map_err(|source| AppError::ConfigFile { path: path.clone(), source })?)
+        }
+        None => None,
+    };
+    let config = config::build(args, file.as_deref())?;
+    // only the proxy signs cookies
+    let keys = config.http.as_ref().map(|http| load_keys(http.key_file.as_deref())).transpose()?;
+    let running = start(config, keys).await?;
+    stop.await;
+    running.shutdown().await;
+    Ok(())
+}
+
+/// What `sticky run` started.
+#[derive(Debug)]
+pub struct Running {
+    /// The http proxy, if it runs.
+    pub http: Option<HttpServer>,
+    /// Address of the admin listener, if any.
+    pub admin: Option<SocketAddr>,
+}
+
+impl Running {
+    /// Stops gracefully: the proxy stops accepting and finishes the requests in flight; tcp mode's
+    /// relays and the kernel path end with the process.
+    pub async fn shutdown(&self) {
+        if let Some(http) = &self.http {
+            http.shutdown().await;
+        }
+    }
+}
+
+/// Starts every part of `config`: discovery first (waiting for its first catalog), then the proxy
+/// (its cookies signed with `keys`, a random key if none) and tcp mode on it, then the admin
+/// listener. Must be called on a tokio runtime, which then carries the control tasks.
+///
+/// # Errors
+/// Discovery, bind, thread or tcp mode errors.
+pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppError> {
+    let keys = keys.unwrap_or_else(Keys::random);
+    let tcp_default = config.tcp.as_ref().map_or(config::defaults::AFFINITY_TIMEOUT, |t| t.affinity_timeout);
+    let (catalogs, discovery) = if let Some(swarm) = &config.swarm {
+        let api = Api::new(&swarm.host).map_err(DiscoveryError::from)?;
+        let options = SwarmOptions {
+            interval: swarm.interval,
+            own_container: docker::own_container_id(),
+            affinity_timeout: tcp_default,
+        };
+        start_discovery(SwarmDiscovery::new(api, options)).await?
+    } else {
+        let http = config.http.as_ref().map(|h| StaticList::http(h.services.clone(), &keys));
+        let tcp = config.tcp.as_ref().and_then(|t| Some(StaticList::tcp(t.service.clone()?, t.affinity_timeout)));
+        start_discovery(http.or(tcp).unwrap_or_default()).await?
+    };
+    let first = catalogs.borrow().clone();
+    let mut sources = Sources::default();
+
+    let http = match &config.http {
+        Some(http) => {
+            let routing = Arc::new(Routing::new(keys));
+            routing.publish(&first);
+            let pinned: Vec<&str> =
+                first.http.iter().filter(|s| s.spec.splice.pinned).map(|s| s.spec.name.as_str()).collect();
+            let splicer = splice::load(config.no_ebpf, http.limits.max_spliced, &pinned);
+            if let Some(splicer) = splicer.clone() {
+                sources.splice = Some(Box::new(move || splicer.snapshot()));
+            }
+            let server = HttpServer::start(http, routing, splicer)?;
+            sources.http = Some((server.routing.clone(), server.stats.clone()));
+            Some(server)
+        }
+        None => None,
+    };
+    let tcp = match &config.tcp {
+        Some(tcp) => {
+            let mode = TcpMode::start(tcp, &first.tcp).await?;
+            let metrics = mode.metrics();
+            sources.tcp = Some(Box::new(move || metrics.snapshot()));
+            Some(mode)
+        }
+        None => None,
+    };
+    tokio::spawn(follow(catalogs, discovery, http.as_ref().map(|h| h.routing.clone()), tcp));
+
+    let admin = match config.admin {
+        Some(addr) => {
+            let admin =
+                Admin { registry: metrics::registry(sources), routing: http.as_ref().map(|h| h.routing.clone()) };
+            Some(admin::spawn(addr, admin).await.map_err(|source| AppError::Bind { addr, source })?)
+        }
+        None => None,
+    };
+    let workers = config.http.as_ref().map(|h| h.workers);
+    tracing::info!(listen = ?http.as_ref().map(|h| h.listen), workers = ?workers, admin = ?admin, "sticky is serving");
+    Ok(Running { http, admin })
+}
+
+/// Runs `discovery` on a task and waits for its first catalog.
+async fn start_discovery(
+    discovery: impl Discovery,
+) -> Result<(watch::Receiver<Arc<Catalog>>, JoinHandle<Result<(), DiscoveryError>>), AppError> {
+    let (tx, mut rx) = watch::channel(Arc::new(Catalog::default()));
+    let mut task = tokio::spawn(discovery.run(tx));
+    tokio::select! {
+        changed = rx.changed() => {
+            if changed.is_err() {
+                return Err(AppError::NoCatalog);
+            }
+        }
+        ended = &mut task => {
+            return Err(match ended {
+                Ok(Err(e)) => AppError::Discovery(e),
+                _ => AppError::NoCatalog,
+            });
+        }
+    }
+    rx.borrow_and_update();
+    Ok((rx, task))
+}
+
+/// Hands every catalog discovery publishes to the parts that run, until discovery ends.
+async fn follow(
+    mut catalogs: watch::Receiver<Arc<Catalog>>,
+    discovery: JoinHandle<Result<(), DiscoveryError>>,
+    routing: Option<Arc<Routing>>,
+    mut tcp: Option<TcpMode>,
+) {
+    while catalogs.changed().await.is_ok() {
+        let catalog = catalogs.borrow_and_update().clone();
+        if let Some(routing) = &routing {
+            routing.publish(&catalog);
+        }
+        if let Some(tcp) = &mut tcp {
+            tcp.update(&catalog.tcp).await;
+        }
+    }
+    if let Ok(Err(e)) = discovery.await {
+        tracing::error!(error = %crate::telemetry::chain(&e), "discovery stopped; the last catalog stays in force");
+    } else {
+        tracing::warn!("discovery stopped; the last catalog stays in force");
+    }
+}

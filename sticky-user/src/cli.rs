@@ -1,0 +1,293 @@
+//! The command line: every clap type of `sticky` (subcommands and their flags, http, tcp and Swarm
+//! alike), with help texts and environment variables. Parsing only: what the values mean and whether
+//! they fit together is [`crate::config`]'s job, and its defaults are the ones the help shows.
+#![expect(clippy::doc_markdown, reason = "the doc comments are clap's --help text, read in a terminal, not rustdoc")]
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::values;
+
+/// sticky: a sticky-session load balancer for Docker Swarm, with an eBPF fast path.
+///
+/// Every flag can also be set through the environment variable named in its help (STICKY_...).
+/// Logging: RUST_LOG (e.g. `info`, `sticky=debug`).
+#[derive(Debug, Parser)]
+#[command(name = "sticky", version, propagate_version = true)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the sticky-session balancer: one service from --backend flags, several from --config FILE,
+    /// or every Swarm service that opts in by labels with --docker.
+    ///
+    /// Durations are written like 500ms, 2s, 1.5s, 1m30s, 12h (a bare number is seconds).
+    Run(Box<RunArgs>),
+    /// Start three whoami backends and the balancer on loopback, print what to curl, serve until Ctrl-C.
+    Demo(DemoArgs),
+    /// A tiny demo app: every request gets `200 I'm NAME`.
+    Whoami(WhoamiArgs),
+    /// Attach the packet classifier to an interface and print its counters (a diagnostic of the eBPF data path).
+    Inspect(InspectArgs),
+}
+
+/// `sticky demo`.
+#[derive(Clone, Debug, Args)]
+pub struct DemoArgs {
+    /// Address of the balancer.
+    #[arg(long, env = "STICKY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Worker threads of the balancer.
+    #[arg(long, env = "STICKY_WORKERS", default_value_t = 1)]
+    pub workers: usize,
+}
+
+/// `sticky whoami`.
+#[derive(Clone, Debug, Args)]
+pub struct WhoamiArgs {
+    /// Address to listen on.
+    #[arg(long, env = "STICKY_LISTEN", default_value = "0.0.0.0:8000")]
+    pub listen: SocketAddr,
+    /// Name in the response body (default: the host name, i.e. a container's id).
+    #[arg(long, env = "STICKY_NAME")]
+    pub name: Option<String>,
+    /// On SIGTERM: stop accepting at once, close each open connection after its next response,
+    /// and exit after this long (e.g. 500ms; keep it below Swarm's --stop-grace-period).
+    #[arg(long, env = "STICKY_GRACE", default_value = "500ms", value_parser = values::duration)]
+    pub grace: Duration,
+}
+
+/// `sticky inspect`.
+#[derive(Clone, Debug, Args)]
+pub struct InspectArgs {
+    /// Interface to attach to.
+    #[arg(long, env = "STICKY_IFACE")]
+    pub iface: String,
+    /// Attach at XDP in this mode instead of tc ingress.
+    #[arg(long, env = "STICKY_XDP")]
+    pub xdp: Option<XdpModeArg>,
+    /// Seconds between two prints of the counters.
+    #[arg(long, env = "STICKY_INTERVAL", default_value_t = 1.0)]
+    pub interval: f64,
+    /// Stop after this many prints (default: until Ctrl-C).
+    #[arg(long, env = "STICKY_COUNT")]
+    pub count: Option<u64>,
+}
+
+/// `sticky inspect --xdp MODE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum XdpModeArg {
+    /// Let the kernel choose (native if the driver supports it).
+    Auto,
+    /// Generic XDP (in the stack, works on any device).
+    Skb,
+    /// Native XDP (in the driver).
+    Native,
+}
+
+/// `sticky run --mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum RunMode {
+    /// HTTP reverse proxy pinning clients with a signed cookie.
+    #[default]
+    Http,
+    /// L4 client affinity (eBPF full NAT, or the user-space fallback).
+    Tcp,
+}
+
+/// The flags of `sticky run` (each also read from the `STICKY_*` variable named in its help). The
+/// defaults in brackets are applied by [`crate::config`], so that an absent flag can be told apart
+/// from one given at its default.
+#[derive(Clone, Debug, Default, Args)]
+#[command(next_help_heading = "Balancer")]
+pub struct RunArgs {
+    /// Balancing mode: http (cookie-pinning reverse proxy) or tcp (L4 client affinity, in the
+    /// kernel when eBPF can load, else in user space).
+    #[arg(long, env = "STICKY_MODE", value_enum, default_value_t = RunMode::Http)]
+    pub mode: RunMode,
+    /// TOML file with several services, each with a host/path rule (see docs). Excludes the service flags below.
+    #[arg(long, env = "STICKY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address for client connections (tcp mode: the IPv4 VIP:PORT). [default: 0.0.0.0:8080]
+    #[arg(long, env = "STICKY_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Backend as URL (`http://HOST:PORT`) or NAME=URL; repeat for more, or comma-separate in the variable.
+    /// The name is the backend's identity in cookies; without one, a keyed digest of the URL is used.
+    /// tcp mode: IPv4 IP:PORT.
+    #[arg(long = "backend", env = "STICKY_BACKEND", value_name = "[NAME=]URL", value_delimiter = ',')]
+    pub backends: Vec<String>,
+    /// Admin listener for /metrics (Prometheus), /api/backends (JSON) and draining. [default: none]
+    #[arg(long, env = "STICKY_ADMIN", value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
+    /// Worker threads, each running its own event loop. [default: number of CPUs]
+    #[arg(long, env = "STICKY_WORKERS", value_name = "N")]
+    pub workers: Option<usize>,
+    /// File with the cookie signing secret (>= 16 bytes; trailing newline ignored), e.g. a Swarm secret.
+    /// Instances with the same secret accept each other's cookies. [default: a random secret per process]
+    #[arg(long, env = "STICKY_COOKIE_KEY_FILE", value_name = "FILE")]
+    pub cookie_key_file: Option<PathBuf>,
+
+    /// Cookie name. [default: sticky]
+    #[arg(long, env = "STICKY_COOKIE_NAME", value_name = "NAME", help_heading = "Cookie")]
+    pub cookie_name: Option<String>,
+    /// Cookie Path attribute. [default: /]
+    #[arg(long, env = "STICKY_COOKIE_PATH", value_name = "PATH", help_heading = "Cookie")]
+    pub cookie_path: Option<String>,
+    /// Cookie Domain attribute. [default: none, a host-only cookie]
+    #[arg(long, env = "STICKY_COOKIE_DOMAIN", value_name = "DOMAIN", help_heading = "Cookie")]
+    pub cookie_domain: Option<String>,
+    /// Cookie Secure attribute (true/false). [default: false]
+    #[arg(long, env = "STICKY_COOKIE_SECURE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean, help_heading = "Cookie")]
+    pub cookie_secure: Option<bool>,
+    /// Cookie HttpOnly attribute (true/false). [default: true]
+    #[arg(long, env = "STICKY_COOKIE_HTTPONLY", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean, help_heading = "Cookie")]
+    pub cookie_httponly: Option<bool>,
+    /// Cookie SameSite attribute: lax, strict or none. [default: not sent]
+    #[arg(long, env = "STICKY_COOKIE_SAMESITE", value_name = "MODE", help_heading = "Cookie")]
+    pub cookie_samesite: Option<String>,
+    /// Cookie Max-Age (e.g. 3600, 90m, 12h); also how long sticky honours a cookie, refreshed at half-time.
+    /// [default: none, a session cookie honoured until the browser drops it]
+    #[arg(long, env = "STICKY_COOKIE_MAX_AGE", value_name = "DURATION", help_heading = "Cookie")]
+    pub cookie_max_age: Option<String>,
+    /// When the pinned backend is gone, unhealthy or refuses connections, answer 503 instead of re-pinning.
+    #[arg(long, env = "STICKY_STRICT", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean, help_heading = "Cookie")]
+    pub strict: Option<bool>,
+
+    /// Splice pinned keep-alive connections in the kernel: a connection whose first request carries a
+    /// valid cookie for an available backend is handed to the kernel after that request's head is
+    /// forwarded. Its later requests are not inspected (no re-pin, no per-request metrics, no cookie
+    /// refresh): leave it off if a proxy in front multiplexes users on one connection. [default: false]
+    #[arg(long, env = "STICKY_SPLICE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean, help_heading = "Kernel splice")]
+    pub splice: Option<bool>,
+    /// Splice upgraded (WebSocket) connections in the kernel once the backend answered 101. [default: true]
+    #[arg(long, env = "STICKY_SPLICE_UPGRADES", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean, help_heading = "Kernel splice")]
+    pub splice_upgrades: Option<bool>,
+    /// Most connections spliced at once (kernel maps: two entries each); more are relayed in user
+    /// space. [default: 16384]
+    #[arg(long, env = "STICKY_MAX_SPLICED", value_name = "N", help_heading = "Kernel splice")]
+    pub max_spliced: Option<u32>,
+
+    /// Path of an active HTTP health check (GET; 2xx/3xx passes). [default: none, passive checks only]
+    #[arg(long, env = "STICKY_HEALTH_PATH", value_name = "PATH", help_heading = "Health")]
+    pub health_path: Option<String>,
+    /// Time between two active checks of a backend. [default: 5s]
+    #[arg(long, env = "STICKY_HEALTH_INTERVAL", value_name = "DURATION", help_heading = "Health")]
+    pub health_interval: Option<String>,
+    /// An active check without a response head within this time fails. [default: 2s]
+    #[arg(long, env = "STICKY_HEALTH_TIMEOUT", value_name = "DURATION", help_heading = "Health")]
+    pub health_timeout: Option<String>,
+    /// Failed active checks in a row that take a backend out. [default: 2]
+    #[arg(long, env = "STICKY_HEALTH_FALL", value_name = "N", help_heading = "Health")]
+    pub health_fall: Option<u32>,
+    /// Passed active checks in a row that bring a backend back. [default: 2]
+    #[arg(long, env = "STICKY_HEALTH_RISE", value_name = "N", help_heading = "Health")]
+    pub health_rise: Option<u32>,
+    /// Passive check: a backend that refused or timed out a connection is left alone this long,
+    /// doubling per failure in a row up to --backoff-max. [default: 1s]
+    #[arg(long, env = "STICKY_BACKOFF_MIN", value_name = "DURATION", help_heading = "Health")]
+    pub backoff_min: Option<String>,
+    /// Longest passive pause. [default: 30s]
+    #[arg(long, env = "STICKY_BACKOFF_MAX", value_name = "DURATION", help_heading = "Health")]
+    pub backoff_max: Option<String>,
+
+    /// Connecting to a backend; on expiry the backend is paused and the request re-pinned. [default: 2s]
+    #[arg(long, env = "STICKY_CONNECT_TIMEOUT", value_name = "DURATION", help_heading = "Limits")]
+    pub connect_timeout: Option<String>,
+    /// From sending a request to a backend to its response head; on expiry 504. [default: 60s]
+    #[arg(long, env = "STICKY_RESPONSE_TIMEOUT", value_name = "DURATION", help_heading = "Limits")]
+    pub response_timeout: Option<String>,
+    /// How long a client connection may wait before its next complete request head (keep-alive idle time
+    /// plus the time to send the headers); then it is closed. [default: 60s]
+    #[arg(long, env = "STICKY_IDLE_TIMEOUT", value_name = "DURATION", help_heading = "Limits")]
+    pub idle_timeout: Option<String>,
+    /// On SIGTERM or Ctrl-C: stop accepting, close idle connections, and wait this long at most for
+    /// requests in flight to finish before exiting. [default: 10s]
+    #[arg(long, env = "STICKY_SHUTDOWN_TIMEOUT", value_name = "DURATION", help_heading = "Limits")]
+    pub shutdown_timeout: Option<String>,
+    /// Largest request head (request line + headers), bytes; larger gets 431. [default: 32768]
+    #[arg(long, env = "STICKY_MAX_HEADER_SIZE", value_name = "BYTES", help_heading = "Limits")]
+    pub max_header_size: Option<usize>,
+    /// Most header fields per request; more gets 431. [default: 100]
+    #[arg(long, env = "STICKY_MAX_HEADERS", value_name = "N", help_heading = "Limits")]
+    pub max_headers: Option<usize>,
+    /// Most client connections open at once; further ones wait in the listen backlog. [default: 20000]
+    #[arg(long, env = "STICKY_MAX_CONNECTIONS", value_name = "N", help_heading = "Limits")]
+    pub max_connections: Option<usize>,
+
+    /// Discover the services from Docker Swarm instead of --backend/--config: every service that
+    /// opts in with sticky.* or Traefik labels, its running tasks as backends (see README, labels).
+    #[arg(long, env = "STICKY_DOCKER", help_heading = "Swarm (--docker)")]
+    pub docker: bool,
+    /// The Docker Engine socket of a Swarm manager. [default: unix:///var/run/docker.sock]
+    #[arg(long, env = "DOCKER_HOST", value_name = "unix://PATH", help_heading = "Swarm (--docker)")]
+    pub docker_host: Option<String>,
+    /// How often services and tasks are listed again without an event (events list them at once). [default: 500ms]
+    #[arg(long, env = "STICKY_DOCKER_INTERVAL", value_name = "DURATION", help_heading = "Swarm (--docker)")]
+    pub docker_interval: Option<String>,
+
+    /// tcp mode's own flags.
+    #[command(flatten)]
+    pub tcp: TcpFlags,
+}
+
+/// The flags only tcp mode reads, grouped under "TCP mode" in `sticky run --help`. `--listen`,
+/// `--backend` and `--admin` are shared with http mode; `--affinity-timeout` and `--max-affinity`
+/// also apply to Swarm services with `sticky.mode=tcp`.
+#[derive(Clone, Debug, Default, Args)]
+#[command(next_help_heading = "TCP mode (--mode tcp)")]
+pub struct TcpFlags {
+    /// A file of backends, one IP:PORT per line (`#` starts a comment), added to --backend. Re-read on
+    /// SIGHUP: a backend that disappears drains (its open connections go on, it gets no new ones).
+    #[arg(long, env = "STICKY_BACKENDS_FILE", value_name = "PATH")]
+    pub backends_file: Option<PathBuf>,
+    /// Interface to attach the kernel path to; repeat for more. Default: every interface except
+    /// loopback and ports enslaved to a bridge or bond (the bridge itself is attached).
+    #[arg(long = "iface", env = "STICKY_IFACES", value_name = "IFACE", value_delimiter = ',')]
+    pub ifaces: Vec<String>,
+    /// How long a client stays with its backend after its last new connection (e.g. `30s`, `10m`,
+    /// `3h`); `0s` turns affinity off (Maglev alone, which moves clients when the backend set
+    /// changes). [default: 3h]
+    #[arg(long, env = "STICKY_AFFINITY_TIMEOUT", value_name = "DURATION")]
+    pub affinity_timeout: Option<String>,
+    /// Source address of balancer-to-backend packets (full NAT); backends must route it back here.
+    /// Default: the address the kernel would use to reach the first backend.
+    #[arg(long, env = "STICKY_SNAT_ADDR", value_name = "IPV4")]
+    pub snat_addr: Option<Ipv4Addr>,
+    /// Source ports of balancer-to-backend packets, LOW-HIGH inclusive. Must not overlap this host's
+    /// ephemeral ports (net.ipv4.ip_local_port_range, 32768-60999 by default) or its listeners.
+    /// [default: 61000-65535]
+    #[arg(long, env = "STICKY_SNAT_PORTS", value_name = "LOW-HIGH")]
+    pub snat_ports: Option<String>,
+    /// Established flows the kernel tracks (CONNS holds two entries per flow); beyond it the least
+    /// recently used are evicted and rebuilt on their next packet. [default: 65536]
+    #[arg(long, env = "STICKY_MAX_FLOWS", value_name = "N")]
+    pub max_flows: Option<u32>,
+    /// Flows in their handshake the kernel tracks (HALF_OPEN, two entries each); a SYN flood churns
+    /// only these. [default: 8192]
+    #[arg(long, env = "STICKY_MAX_HALF_OPEN", value_name = "N")]
+    pub max_half_open: Option<u32>,
+    /// (client address, service) pairs whose affinity is remembered, kernel and fallback alike; beyond
+    /// it the least recently used are forgotten (those clients re-pick through Maglev). [default: 65536]
+    #[arg(long, env = "STICKY_MAX_AFFINITY", value_name = "N")]
+    pub max_affinity: Option<u32>,
+    /// Backend slots, over all services. [default: 1024]
+    #[arg(long, env = "STICKY_MAX_BACKENDS", value_name = "N")]
+    pub max_backends: Option<u32>,
+    /// Services (each takes one Maglev row of 16381 slots, 64 KiB). [default: 16]
+    #[arg(long, env = "STICKY_MAX_SERVICES", value_name = "N")]
+    pub max_services: Option<u32>,
+    /// Serve in user space even where the kernel path could load (tcp mode: the fallback proxy; http
+    /// mode: no kernel splice, upgraded connections are relayed in user space).
+    #[arg(long, env = "STICKY_NO_EBPF")]
+    pub no_ebpf: bool,
+}

@@ -1,0 +1,432 @@
+//! `sticky run`'s flags (and `STICKY_*` variables) and its TOML file, validated into one [`Config`]:
+//! which parts run (the http proxy, tcp mode, Swarm discovery), with what settings and which
+//! statically given services (pure: reading files is left to the caller).
+//!
+//! Precedence: a flag (or its variable) over the file over the built-in default ([`defaults`]).
+//! The http service settings (backends, cookie, health, strict) come either from flags (one service
+//! matching every request, [`flags`]) or from the file (several services, each with a host/path
+//! rule, [`file`]), never from both. Errors name the field (`services[1].cookie.samesite`,
+//! `--cookie-max-age`).
+
+mod file;
+mod flags;
+
+use std::{
+    collections::HashSet,
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    path::PathBuf,
+    time::Duration,
+};
+
+pub use flags::SERVICE;
+
+use crate::{
+    cli::{RunArgs, RunMode},
+    model::ServiceSpec,
+    values::{self, BackendUrl, PortRange},
+};
+
+/// Errors in the configuration; each names the field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A field has a value that cannot be used.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// Path of the field, e.g. `services[0].backends[2]` or `--cookie-max-age`.
+        field: String,
+        /// What is wrong and what is expected.
+        message: String,
+    },
+    /// The TOML file does not parse or has unknown keys.
+    #[error("config file {path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error, which gives the line and the key.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field: field.into(), message: message.into() }
+}
+
+/// Built-in defaults; `sticky run --help` shows the same values (a test holds them together).
+pub mod defaults {
+    use std::time::Duration;
+
+    use crate::values::PortRange;
+
+    /// `--listen`
+    pub const LISTEN: std::net::SocketAddr =
+        std::net::SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 8080));
+    /// `--connect-timeout`
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+    /// `--response-timeout`
+    pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// `--idle-timeout`
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// `--shutdown-timeout`
+    pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+    /// `--max-header-size`
+    pub const MAX_HEADER_SIZE: usize = 32 * 1024;
+    /// `--max-headers`
+    pub const MAX_HEADERS: usize = 100;
+    /// `--max-connections`
+    pub const MAX_CONNECTIONS: usize = 20_000;
+    /// `--max-spliced`
+    pub const MAX_SPLICED: u32 = sticky_common::maps::SPLICE_MAX_ENTRIES / 2;
+    /// `--docker-host`
+    pub const DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+    /// `--docker-interval`
+    pub const DOCKER_INTERVAL: Duration = Duration::from_millis(500);
+    /// `--affinity-timeout`
+    pub const AFFINITY_TIMEOUT: Duration = Duration::from_secs(3 * 3600);
+    /// `--snat-ports`: above Linux's default ephemeral range (32768-60999).
+    pub const SNAT_PORTS: PortRange = PortRange { low: 61000, high: 65535 };
+    /// `--max-flows`: `CONNS` holds two entries per flow.
+    pub const MAX_FLOWS: u32 = sticky_common::maps::CONNS_MAX_ENTRIES / 2;
+    /// `--max-half-open`: `HALF_OPEN` holds two entries per flow.
+    pub const MAX_HALF_OPEN: u32 = sticky_common::maps::HALF_OPEN_MAX_ENTRIES / 2;
+    /// `--max-affinity`
+    pub const MAX_AFFINITY: u32 = sticky_common::maps::AFFINITY_MAX_ENTRIES;
+    /// `--max-backends`
+    pub const MAX_BACKENDS: u32 = sticky_common::maps::BACKENDS_MAX_ENTRIES;
+    /// `--max-services`
+    pub const MAX_SERVICES: u32 = sticky_common::maps::SERVICES_MAX_ENTRIES;
+}
+
+/// Limits that keep one client from holding memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request head (request line and headers), bytes; larger gets 431.
+    pub max_header_size: usize,
+    /// Most header fields in a request; more gets 431.
+    pub max_headers: usize,
+    /// Most client connections open at once (all workers together); more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Most connections spliced in the kernel at once (the splice maps hold two entries each); more
+    /// are relayed in user space.
+    pub max_spliced: u32,
+}
+
+/// Timeouts of the proxy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Connecting to a backend; on expiry the backend is marked down and the request re-pinned.
+    pub connect: Duration,
+    /// From the request sent to the backend's response head; on expiry 504.
+    pub response: Duration,
+    /// A client connection's wait for a complete request head, idle keep-alive time included; then closed.
+    pub idle: Duration,
+    /// On SIGTERM/SIGINT: how long requests in flight may take to finish before the process exits.
+    pub shutdown: Duration,
+}
+
+/// One statically configured http service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// Everything but the backends.
+    pub spec: ServiceSpec,
+    /// The backends.
+    pub backends: Vec<BackendUrl>,
+}
+
+/// The statically configured tcp service of `--mode tcp`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpServiceConfig {
+    /// The VIP and port clients connect to.
+    pub vip: SocketAddrV4,
+    /// `--backend` addresses.
+    pub backends: Vec<SocketAddrV4>,
+    /// `--backends-file`: more backends, re-read on SIGHUP.
+    pub backends_file: Option<PathBuf>,
+}
+
+/// The http proxy: listener, threads, cookie key, limits and its statically given services.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Client listener.
+    pub listen: SocketAddr,
+    /// Worker threads, each with its own event loop.
+    pub workers: usize,
+    /// File holding the cookie secret; none = a random secret (with a warning).
+    pub key_file: Option<PathBuf>,
+    /// Per-connection limits.
+    pub limits: Limits,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Services, in file order (none with `--docker`: they are discovered).
+    pub services: Vec<ServiceConfig>,
+}
+
+/// Capacities of tcp mode's tables (the kernel maps, and the fallback's affinity table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpLimits {
+    /// Established flows tracked by the kernel.
+    pub max_flows: u32,
+    /// Flows in their handshake tracked by the kernel.
+    pub max_half_open: u32,
+    /// Clients whose affinity is remembered (per service in user space).
+    pub max_affinity: u32,
+    /// Backend slots, over all services.
+    pub max_backends: u32,
+    /// Services.
+    pub max_services: u32,
+}
+
+/// tcp mode: how its services are served, and the one given by flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpConfig {
+    /// `--mode tcp`'s service (none with `--docker`: services come from labels).
+    pub service: Option<TcpServiceConfig>,
+    /// Affinity lifetime of services that do not set their own.
+    pub affinity_timeout: Duration,
+    /// Interfaces to attach the kernel path to (empty: every interface but loopback and bridge ports).
+    pub ifaces: Vec<String>,
+    /// Source address of the packets the kernel path sends to backends (none: the one the kernel
+    /// picks towards the first backend).
+    pub snat_addr: Option<Ipv4Addr>,
+    /// Source ports of the packets the kernel path sends to backends.
+    pub snat_ports: PortRange,
+    /// Table capacities.
+    pub limits: TcpLimits,
+    /// Whether the kernel path may be tried (not with `--docker`, whose services it cannot take).
+    pub kernel: bool,
+}
+
+/// `sticky run --docker`: where and how often to ask the Docker API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SwarmConfig {
+    /// The daemon's socket (`unix://...`).
+    pub host: String,
+    /// Re-list period without events.
+    pub interval: Duration,
+}
+
+/// The validated configuration of `sticky run`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Admin listener (`/metrics`, `/api/backends`), if any; one for every part that runs.
+    pub admin: Option<SocketAddr>,
+    /// The http proxy (none with `--mode tcp`).
+    pub http: Option<HttpConfig>,
+    /// tcp mode (none in http mode without `--docker`).
+    pub tcp: Option<TcpConfig>,
+    /// Swarm discovery (`--docker`), the source of both parts' services.
+    pub swarm: Option<SwarmConfig>,
+    /// Do not load eBPF (`--no-ebpf`): no kernel splice, tcp mode in user space.
+    pub no_ebpf: bool,
+}
+
+/// Builds the configuration from flags and, if `--config` was given, the file's text.
+///
+/// # Errors
+/// A [`ConfigError`] naming the first field at fault.
+pub fn build(args: &RunArgs, file_text: Option<&str>) -> Result<Config, ConfigError> {
+    let swarm = swarm(args)?;
+    let file = match (&args.config, file_text) {
+        (Some(path), Some(text)) => {
+            if let Some(flag) = flags::service_flag_given(args) {
+                return Err(invalid(flag, "cannot be combined with --config: set service options in the file"));
+            }
+            Some(file::parse(path, text)?)
+        }
+        _ => None,
+    };
+    let admin = match args.admin {
+        Some(a) => Some(a),
+        None => file::address("admin", file.as_ref().and_then(|f| f.admin.as_deref()))?,
+    };
+    let (http, tcp) = match (args.mode, &swarm) {
+        (RunMode::Http, None) => (Some(http(args, file)?), None),
+        (RunMode::Http, Some(_)) => (Some(http(args, file)?), Some(tcp(args, None, false)?)),
+        (RunMode::Tcp, _) => (None, Some(tcp(args, Some(flags::tcp_service(args)?), !args.tcp.no_ebpf)?)),
+    };
+    Ok(Config { admin, http, tcp, swarm, no_ebpf: args.tcp.no_ebpf })
+}
+
+/// The Swarm settings of `--docker` (none without it), which excludes the static service options.
+fn swarm(args: &RunArgs) -> Result<Option<SwarmConfig>, ConfigError> {
+    if !args.docker {
+        return Ok(None);
+    }
+    if args.mode != RunMode::Http {
+        return Err(invalid(
+            "--mode",
+            "cannot be combined with --docker: each service's mode comes from its sticky.mode label",
+        ));
+    }
+    if args.config.is_some() {
+        return Err(invalid("--config", "cannot be combined with --docker: services come from Swarm labels"));
+    }
+    if let Some(flag) = flags::service_flag_given(args) {
+        return Err(invalid(flag, "cannot be combined with --docker: set service options with sticky.* labels"));
+    }
+    let interval = flags::duration("--docker-interval", args.docker_interval.as_ref())?;
+    let interval = positive("--docker-interval", interval.unwrap_or(defaults::DOCKER_INTERVAL))?;
+    let host = args.docker_host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| defaults::DOCKER_HOST.into());
+    Ok(Some(SwarmConfig { host, interval }))
+}
+
+fn positive(field: &str, d: Duration) -> Result<Duration, ConfigError> {
+    if d.is_zero() { Err(invalid(field, "must be longer than 0")) } else { Ok(d) }
+}
+
+/// The http proxy's settings: flags over the file over the defaults; its services from the file,
+/// the flags, or (`--docker`) none yet.
+fn http(args: &RunArgs, file: Option<file::FileConfig>) -> Result<HttpConfig, ConfigError> {
+    let f = file.as_ref();
+    let listen = match args.listen {
+        Some(a) => a,
+        None => file::address("listen", f.and_then(|f| f.listen.as_deref()))?.unwrap_or(defaults::LISTEN),
+    };
+    let workers = args
+        .workers
+        .or(f.and_then(|f| f.workers))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    if !(1..=1024).contains(&workers) {
+        return Err(invalid("workers", format!("{workers} is out of range 1..=1024")));
+    }
+    let key_file = args.cookie_key_file.clone().or_else(|| f.and_then(|f| f.cookie_key_file.clone()));
+    let limits = limits(args, f.map(|f| &f.limits))?;
+    let timeouts = timeouts(args, f.map(|f| &f.timeouts))?;
+    let services = match file {
+        Some(file) => {
+            if file.services.is_empty() {
+                return Err(invalid("services", "the file defines no [[services]]"));
+            }
+            let services = file
+                .services
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| file::service(i, s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut seen = HashSet::new();
+            for (i, s) in services.iter().enumerate() {
+                if !seen.insert(s.spec.name.clone()) {
+                    return Err(invalid(format!("services[{i}].name"), format!("{:?} is used twice", s.spec.name)));
+                }
+            }
+            services
+        }
+        // discovered at run time
+        None if args.docker => Vec::new(),
+        None => vec![flags::http_service(args)?],
+    };
+    for (i, s) in services.iter().enumerate() {
+        let mut names = HashSet::new();
+        for (j, b) in s.backends.iter().enumerate() {
+            if !names.insert(b.name.clone().unwrap_or_else(|| b.url.clone())) {
+                return Err(invalid(
+                    format!("services[{i}].backends[{j}]"),
+                    format!("{} appears twice in service {}", b.name.as_deref().unwrap_or(&b.url), s.spec.name),
+                ));
+            }
+        }
+    }
+    Ok(HttpConfig { listen, workers, key_file, limits, timeouts, services })
+}
+
+fn limits(args: &RunArgs, fl: Option<&file::FileLimits>) -> Result<Limits, ConfigError> {
+    let limits = Limits {
+        max_header_size: args
+            .max_header_size
+            .or(fl.and_then(|l| l.max_header_size))
+            .unwrap_or(defaults::MAX_HEADER_SIZE),
+        max_headers: args.max_headers.or(fl.and_then(|l| l.max_headers)).unwrap_or(defaults::MAX_HEADERS),
+        max_connections: args
+            .max_connections
+            .or(fl.and_then(|l| l.max_connections))
+            .unwrap_or(defaults::MAX_CONNECTIONS),
+        max_spliced: args.max_spliced.or(fl.and_then(|l| l.max_spliced)).unwrap_or(defaults::MAX_SPLICED),
+    };
+    if !(8192..=1 << 20).contains(&limits.max_header_size) {
+        return Err(invalid(
+            "max_header_size",
+            format!("{} is out of range 8192..=1048576 bytes", limits.max_header_size),
+        ));
+    }
+    if !(1..=1000).contains(&limits.max_headers) {
+        return Err(invalid("max_headers", format!("{} is out of range 1..=1000", limits.max_headers)));
+    }
+    if limits.max_connections == 0 {
+        return Err(invalid("max_connections", "must be at least 1"));
+    }
+    // each pair takes two entries in three kernel maps; keep the maps within a few tens of MiB
+    if !(1..=1 << 20).contains(&limits.max_spliced) {
+        return Err(invalid("max_spliced", format!("{} is out of range 1..=1048576", limits.max_spliced)));
+    }
+    Ok(limits)
+}
+
+fn timeouts(args: &RunArgs, ft: Option<&file::FileTimeouts>) -> Result<Timeouts, ConfigError> {
+    let pick = |flag: &str, key: &str, given: Option<&String>, filed: Option<&file::FileDuration>, default| {
+        let d = match flags::duration(flag, given)? {
+            Some(d) => Some(d),
+            None => file::duration(&format!("timeouts.{key}"), filed)?,
+        };
+        positive(flag, d.unwrap_or(default))
+    };
+    Ok(Timeouts {
+        connect: pick(
+            "--connect-timeout",
+            "connect",
+            args.connect_timeout.as_ref(),
+            ft.and_then(|t| t.connect.as_ref()),
+            defaults::CONNECT_TIMEOUT,
+        )?,
+        response: pick(
+            "--response-timeout",
+            "response",
+            args.response_timeout.as_ref(),
+            ft.and_then(|t| t.response.as_ref()),
+            defaults::RESPONSE_TIMEOUT,
+        )?,
+        idle: pick(
+            "--idle-timeout",
+            "idle",
+            args.idle_timeout.as_ref(),
+            ft.and_then(|t| t.idle.as_ref()),
+            defaults::IDLE_TIMEOUT,
+        )?,
+        shutdown: pick(
+            "--shutdown-timeout",
+            "shutdown",
+            args.shutdown_timeout.as_ref(),
+            ft.and_then(|t| t.shutdown.as_ref()),
+            defaults::SHUTDOWN_TIMEOUT,
+        )?,
+    })
+}
+
+/// tcp mode's settings, with `service` (the flags' one, in `--mode tcp`).
+fn tcp(args: &RunArgs, service: Option<TcpServiceConfig>, kernel: bool) -> Result<TcpConfig, ConfigError> {
+    let t = &args.tcp;
+    let affinity_timeout =
+        flags::duration("--affinity-timeout", t.affinity_timeout.as_ref())?.unwrap_or(defaults::AFFINITY_TIMEOUT);
+    let snat_ports = match &t.snat_ports {
+        Some(text) => file::value("--snat-ports", values::port_range(text))?,
+        None => defaults::SNAT_PORTS,
+    };
+    let limits = TcpLimits {
+        max_flows: t.max_flows.unwrap_or(defaults::MAX_FLOWS),
+        max_half_open: t.max_half_open.unwrap_or(defaults::MAX_HALF_OPEN),
+        max_affinity: t.max_affinity.unwrap_or(defaults::MAX_AFFINITY),
+        max_backends: t.max_backends.unwrap_or(defaults::MAX_BACKENDS),
+        max_services: t.max_services.unwrap_or(defaults::MAX_SERVICES),
+    };
+    Ok(TcpConfig {
+        service,
+        affinity_timeout,
+        ifaces: t.ifaces.clone(),
+        snat_addr: t.snat_addr,
+        snat_ports,
+        limits,
+        kernel,
+    })
+}
+
+#[cfg(test)]
+mod tests;

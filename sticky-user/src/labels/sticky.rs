@@ -1,0 +1,201 @@
+//! sticky's own labels, `sticky.*`: one table ([`LABELS`]) of key, README help and what the value
+//! sets, read by the parser, by the README test and by the "not understood" report.
+
+use super::{Identity, LabelError, LabeledService, Labels, Mode, route, sanitize_cookie_name, value};
+use crate::values::{self, ValueError};
+
+/// `sticky.enable`: read by [`super::parse`] to decide whether the service opted in.
+pub const ENABLE: &str = "sticky.enable";
+/// `sticky.traefik.provider`: read by [`super::traefik_v2`] to name cookies as Traefik does.
+pub const TRAEFIK_PROVIDER: &str = "sticky.traefik.provider";
+
+/// One label: its key, its row in the README, and what its value sets.
+pub struct Label {
+    /// The label's key.
+    pub key: &'static str,
+    /// Its meaning, as the README's table gives it.
+    pub help: &'static str,
+    apply: fn(&mut LabeledService, &str) -> Result<(), ValueError>,
+}
+
+impl std::fmt::Debug for Label {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.key)
+    }
+}
+
+/// Labels read elsewhere ([`ENABLE`], [`TRAEFIK_PROVIDER`]) or by [`route`] set nothing here.
+#[expect(clippy::unnecessary_wraps, reason = "the signature of every entry of the table")]
+fn nothing(_: &mut LabeledService, _: &str) -> Result<(), ValueError> {
+    Ok(())
+}
+
+/// Every `sticky.*` label sticky understands.
+pub const LABELS: &[Label] = &[
+    Label {
+        key: ENABLE,
+        help: "true: balance this service with sticky (false: ignore it even with Traefik labels)",
+        apply: nothing,
+    },
+    Label { key: "sticky.mode", help: "http (default) or tcp", apply: |s, v| mode(v).map(|x| s.mode = x) },
+    Label {
+        key: "sticky.port",
+        help: "port the tasks listen on",
+        apply: |s, v| values::port(v).map(|x| s.port = Some(x)),
+    },
+    Label {
+        key: "sticky.network",
+        help: "network whose task addresses sticky uses (needed when the service has several)",
+        apply: |s, v| {
+            s.network = Some(v.to_owned());
+            Ok(())
+        },
+    },
+    Label {
+        key: RULE,
+        help: "routing rule, Traefik v1 or v2 syntax, e.g. Host(`app.example`) && PathPrefix(`/`)",
+        apply: nothing,
+    },
+    Label {
+        key: "sticky.sticky",
+        help: "false: balance without pinning (default true)",
+        apply: |s, v| values::boolean(v).map(|x| s.sticky = x),
+    },
+    Label {
+        key: "sticky.cookie.name",
+        help: "cookie name (default: sticky, or Traefik's generated name with Traefik labels)",
+        apply: |s, v| {
+            s.cookie.name = Some(sanitize_cookie_name(v));
+            Ok(())
+        },
+    },
+    Label {
+        key: "sticky.cookie.path",
+        help: "cookie Path (default /)",
+        apply: |s, v| {
+            s.cookie.path = Some(v.to_owned());
+            Ok(())
+        },
+    },
+    Label {
+        key: "sticky.cookie.domain",
+        help: "cookie Domain (default: none, host-only)",
+        apply: |s, v| {
+            s.cookie.domain = Some(v.to_owned());
+            Ok(())
+        },
+    },
+    Label {
+        key: "sticky.cookie.secure",
+        help: "true: Secure attribute",
+        apply: |s, v| values::boolean(v).map(|x| s.cookie.secure = Some(x)),
+    },
+    Label {
+        key: "sticky.cookie.httponly",
+        help: "true: HttpOnly attribute (default true)",
+        apply: |s, v| values::boolean(v).map(|x| s.cookie.http_only = Some(x)),
+    },
+    Label {
+        key: "sticky.cookie.samesite",
+        help: "lax, strict or none",
+        apply: |s, v| values::same_site(v).map(|x| s.cookie.same_site = Some(x)),
+    },
+    Label {
+        key: "sticky.cookie.maxage",
+        help: "cookie Max-Age in seconds (default: session cookie)",
+        apply: |s, v| values::max_age_seconds(v).map(|x| s.cookie.max_age = x),
+    },
+    Label {
+        key: "sticky.cookie.identity",
+        help: "task (default): the cookie names the task; slot: the replica slot (node for global services), so a rolling update's replacement keeps the sessions",
+        apply: |s, v| identity(v).map(|x| s.cookie.identity = x),
+    },
+    Label {
+        key: "sticky.cookie.legacy",
+        help: "true: a Traefik cookie value http://IP:PORT naming a current task is honoured once and replaced by sticky's cookie (default: true with Traefik labels)",
+        apply: |s, v| values::boolean(v).map(|x| s.cookie.legacy = Some(x)),
+    },
+    Label {
+        key: "sticky.strict",
+        help: "true: when the pinned task is gone, answer 503 instead of re-pinning",
+        apply: |s, v| values::boolean(v).map(|x| s.strict = x),
+    },
+    Label {
+        key: "sticky.splice",
+        help: "true: after the first request of a keep-alive connection with a valid cookie, relay the connection in the kernel (later requests are not inspected; leave off behind a proxy that multiplexes users)",
+        apply: |s, v| values::boolean(v).map(|x| s.splice = Some(x)),
+    },
+    Label {
+        key: "sticky.splice.upgrades",
+        help: "false: relay upgraded (WebSocket) connections in user space instead of the kernel (default true)",
+        apply: |s, v| values::boolean(v).map(|x| s.splice_upgrades = Some(x)),
+    },
+    Label {
+        key: "sticky.healthcheck.path",
+        help: "HTTP path for the active health check (default: passive checks only)",
+        apply: |s, v| {
+            s.health.path = Some(v.to_owned());
+            Ok(())
+        },
+    },
+    Label {
+        key: "sticky.healthcheck.interval",
+        help: "time between probes, e.g. 5s",
+        apply: |s, v| values::duration(v).map(|x| s.health.interval = Some(x)),
+    },
+    Label {
+        key: "sticky.healthcheck.timeout",
+        help: "time a probe may take, e.g. 2s",
+        apply: |s, v| values::duration(v).map(|x| s.health.timeout = Some(x)),
+    },
+    Label {
+        key: "sticky.affinity.timeout",
+        help: "tcp mode: client affinity lifetime after its last connection, e.g. 30m",
+        apply: |s, v| values::duration(v).map(|x| s.affinity_timeout = Some(x)),
+    },
+    Label {
+        key: "sticky.listen.port",
+        help: "tcp mode: the port sticky listens on for this service",
+        apply: |s, v| values::port(v).map(|x| s.listen_port = Some(x)),
+    },
+    Label {
+        key: TRAEFIK_PROVIDER,
+        help: "provider name in Traefik v2/v3 generated cookie names: docker (default) or swarm",
+        apply: nothing,
+    },
+];
+
+/// `sticky.rule`: a rule has its own parser and error.
+const RULE: &str = "sticky.rule";
+
+/// Applies every `sticky.*` label of `labels` that [`LABELS`] knows (the others are reported by
+/// [`super::parse`]).
+///
+/// # Errors
+/// A label's value does not parse.
+pub fn apply(labels: &Labels, svc: &mut LabeledService) -> Result<(), LabelError> {
+    for (key, v) in labels {
+        if key == RULE {
+            svc.route = route(key, v)?;
+        } else if let Some(label) = LABELS.iter().find(|l| l.key == key) {
+            value(key, (label.apply)(svc, v))?;
+        }
+    }
+    Ok(())
+}
+
+fn mode(v: &str) -> Result<Mode, ValueError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "http" => Ok(Mode::Http),
+        "tcp" => Ok(Mode::Tcp),
+        _ => Err(ValueError::new(v, "http or tcp")),
+    }
+}
+
+fn identity(v: &str) -> Result<Identity, ValueError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "task" => Ok(Identity::Task),
+        "slot" => Ok(Identity::Slot),
+        _ => Err(ValueError::new(v, "task or slot")),
+    }
+}

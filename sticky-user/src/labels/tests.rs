@@ -1,0 +1,201 @@
+//! Label parsing across the three dialects: opt-in, precedence, Traefik's cookie names, errors.
+
+use std::time::Duration;
+
+use super::*;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+#[test]
+fn seed_recipe_labels_give_traefiks_cookie_name() {
+    let svc = parse(
+        "whoami-service",
+        &labels(&[
+            ("traefik.docker.network", "whoaminet"),
+            ("traefik.port", "8000"),
+            ("traefik.frontend.rule", "PathPrefix:/"),
+            ("traefik.backend.loadbalancer.stickiness", "true"),
+        ]),
+    )
+    .unwrap()
+    .expect("traefik labels opt in");
+    assert_eq!(svc.port, Some(8000));
+    assert_eq!(svc.network.as_deref(), Some("whoaminet"));
+    assert!(svc.sticky);
+    assert_eq!(svc.cookie.name.as_deref(), Some("_a49bc"), "the name the seed tutorial's curl shows");
+    assert!(svc.route.rule.matches(Some("localhost"), "/anything"));
+    assert_eq!(svc.dialects, vec![Dialect::TraefikV1]);
+    assert!(svc.ignored.is_empty(), "{:?}", svc.ignored);
+}
+
+#[test]
+fn v1_cookie_name_label_and_old_sticky_flag() {
+    let svc = parse(
+        "app",
+        &labels(&[
+            ("traefik.backend.loadbalancer.sticky", "true"),
+            ("traefik.backend.loadbalancer.stickiness.cookieName", "my cookie"),
+        ]),
+    )
+    .unwrap()
+    .unwrap();
+    assert!(svc.sticky);
+    assert_eq!(svc.cookie.name.as_deref(), Some("my_cookie"));
+}
+
+#[test]
+fn traefik_labels_without_stickiness_balance_without_pinning() {
+    let svc = parse("app", &labels(&[("traefik.port", "80")])).unwrap().unwrap();
+    assert!(!svc.sticky);
+    assert_eq!(svc.cookie.name, None);
+}
+
+#[test]
+fn v2_labels() {
+    let svc = parse(
+        "stack_web",
+        &labels(&[
+            ("traefik.enable", "true"),
+            ("traefik.http.routers.web.rule", "Host(`web.example`)"),
+            ("traefik.http.routers.web.entrypoints", "http"),
+            ("traefik.http.services.web.loadbalancer.server.port", "8080"),
+            ("traefik.http.services.web.loadbalancer.sticky.cookie.httponly", "true"),
+            ("traefik.http.services.web.loadbalancer.sticky.cookie.samesite", "strict"),
+            ("traefik.http.services.web.loadbalancer.sticky.cookie.maxage", "3600"),
+        ]),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(svc.port, Some(8080));
+    assert!(svc.sticky);
+    assert_eq!(svc.cookie.name.as_deref(), Some(traefik_cookie_name("web@docker").as_str()));
+    assert_eq!(svc.cookie.http_only, Some(true));
+    assert_eq!(svc.cookie.same_site, Some(SameSite::Strict));
+    assert_eq!(svc.cookie.max_age, Some(Duration::from_secs(3600)));
+    assert!(svc.route.rule.matches(Some("web.example"), "/"));
+    assert!(!svc.route.rule.matches(Some("other.example"), "/"));
+    assert_eq!(svc.ignored, vec!["traefik.http.routers.web.entrypoints".to_owned()]);
+}
+
+#[test]
+fn v2_explicit_name_and_provider_label() {
+    let svc = parse(
+        "web",
+        &labels(&[
+            ("traefik.http.services.web.loadbalancer.sticky.cookie", "true"),
+            ("sticky.traefik.provider", "swarm"),
+        ]),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(svc.cookie.name.as_deref(), Some(traefik_cookie_name("web@swarm").as_str()));
+}
+
+#[test]
+fn sticky_labels_override_traefik_and_cover_every_option() {
+    let svc = parse(
+        "db",
+        &labels(&[
+            ("traefik.port", "80"),
+            ("traefik.backend.loadbalancer.stickiness", "true"),
+            ("sticky.enable", "true"),
+            ("sticky.mode", "tcp"),
+            ("sticky.port", "5432"),
+            ("sticky.network", "backend"),
+            ("sticky.rule", "Host(`db.example`)"),
+            ("sticky.cookie.name", "sid"),
+            ("sticky.cookie.path", "/app"),
+            ("sticky.cookie.domain", "example.com"),
+            ("sticky.cookie.secure", "true"),
+            ("sticky.cookie.httponly", "false"),
+            ("sticky.cookie.samesite", "none"),
+            ("sticky.cookie.maxage", "0"),
+            ("sticky.strict", "yes"),
+            ("sticky.splice", "true"),
+            ("sticky.splice.upgrades", "false"),
+            ("sticky.healthcheck.path", "/health"),
+            ("sticky.healthcheck.interval", "2s"),
+            ("sticky.healthcheck.timeout", "500ms"),
+            ("sticky.affinity.timeout", "30m"),
+            ("sticky.listen.port", "15432"),
+            ("sticky.cookie.identity", "slot"),
+            ("sticky.cookie.legacy", "false"),
+            ("sticky.bogus", "1"),
+        ]),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(svc.mode, Mode::Tcp);
+    assert_eq!(svc.port, Some(5432));
+    assert_eq!(svc.network.as_deref(), Some("backend"));
+    assert_eq!(svc.cookie.name.as_deref(), Some("sid"));
+    assert_eq!(svc.cookie.path.as_deref(), Some("/app"));
+    assert_eq!(svc.cookie.domain.as_deref(), Some("example.com"));
+    assert_eq!((svc.cookie.secure, svc.cookie.http_only), (Some(true), Some(false)));
+    assert_eq!(svc.cookie.same_site, Some(SameSite::None));
+    assert_eq!(svc.cookie.max_age, None, "0 means a session cookie");
+    assert!(svc.strict);
+    assert_eq!((svc.splice, svc.splice_upgrades), (Some(true), Some(false)));
+    assert_eq!(svc.health.path.as_deref(), Some("/health"));
+    assert_eq!(svc.health.interval, Some(Duration::from_secs(2)));
+    assert_eq!(svc.health.timeout, Some(Duration::from_millis(500)));
+    assert_eq!(svc.affinity_timeout, Some(Duration::from_secs(1800)));
+    assert_eq!(svc.listen_port, Some(15432));
+    assert_eq!(svc.cookie.identity, Identity::Slot);
+    assert_eq!(svc.cookie.legacy, Some(false));
+    assert_eq!(svc.ignored, vec!["sticky.bogus".to_owned()]);
+    assert_eq!(svc.dialects, vec![Dialect::TraefikV1, Dialect::Sticky]);
+}
+
+#[test]
+fn opt_in_and_opt_out() {
+    assert_eq!(parse("x", &labels(&[("com.example", "1")])).unwrap(), None);
+    assert_eq!(parse("x", &labels(&[("traefik.port", "80"), ("traefik.enable", "false")])).unwrap(), None);
+    assert_eq!(parse("x", &labels(&[("traefik.port", "80"), ("sticky.enable", "false")])).unwrap(), None);
+    assert!(parse("x", &labels(&[("sticky.enable", "true")])).unwrap().is_some());
+}
+
+#[test]
+fn bad_values_name_the_label() {
+    let err = parse("x", &labels(&[("sticky.port", "http")])).unwrap_err();
+    assert!(err.to_string().contains("sticky.port"), "{err}");
+    let err = parse("x", &labels(&[("traefik.frontend.rule", "Method:GET")])).unwrap_err();
+    assert!(err.to_string().contains("traefik.frontend.rule") && err.to_string().contains("Method"), "{err}");
+    assert!(parse("x", &labels(&[("sticky.cookie.samesite", "sometimes")])).is_err());
+    assert!(parse("x", &labels(&[("sticky.healthcheck.interval", "5 parsecs")])).is_err());
+    assert!(parse("x", &labels(&[("sticky.cookie.identity", "container")])).is_err());
+}
+
+#[test]
+fn label_durations_take_the_flags_spellings_too() {
+    let interval =
+        |v: &str| parse("x", &labels(&[("sticky.healthcheck.interval", v)])).map(|s| s.and_then(|s| s.health.interval));
+    assert_eq!(interval("1.5s"), Ok(Some(Duration::from_millis(1500))));
+    assert_eq!(interval("1m30s"), Ok(Some(Duration::from_secs(90))), "the syntax flags always took");
+    assert_eq!(interval("10"), Ok(Some(Duration::from_secs(10))));
+    assert!(interval("-1s").is_err());
+}
+
+#[test]
+fn readme_documents_every_sticky_label() {
+    let readme = include_str!("../../../README.md");
+    for label in sticky::LABELS {
+        let row = format!("| `{}` | {} |", label.key, label.help);
+        assert!(readme.contains(&row), "README.md has no row {row}");
+    }
+}
+
+#[test]
+fn v1_normalization() {
+    assert_eq!(normalize_v1("my_stack_web"), "my-stack-web");
+    assert_eq!(normalize_v1("--a..b--"), "a-b");
+}
+
+proptest::proptest! {
+    #[test]
+    fn never_panics_on_arbitrary_labels(k in "(sticky|traefik)\\.[a-z.]{0,40}", v in ".{0,20}") {
+        let _ = parse("svc", &labels(&[(k.as_str(), v.as_str())]));
+    }
+}

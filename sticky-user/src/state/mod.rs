@@ -1,0 +1,223 @@
+//! The http routing state the proxy reads lock-free: the current [`RoutingTable`] behind an
+//! `ArcSwap`, and the live per-backend state behind it ([`live`]), which outlives each table.
+//!
+//! Discovery publishes a [`Catalog`]; [`Routing::publish`] compiles its http services into a
+//! [`RoutingTable`] ([`table`]: rules sorted by priority, cookie tags, round-robin schedule) and swaps
+//! it in with one atomic store. A request loads the current table (`ArcSwap::load`, no lock), then
+//! reads health as one atomic word per backend. Locks are taken only on events: a failed connect, a
+//! health check, a drain, a publish.
+
+pub mod live;
+pub mod table;
+
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+pub use self::{
+    live::{BackendLive, Clock, ServiceLive},
+    table::{BackendRoute, RoutingTable, ServiceRoute, View},
+};
+use crate::{cookie::Keys, lock::lock, model::Catalog};
+
+/// Errors of the drain API.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// No such service.
+    #[error("no service named {service}")]
+    NoService {
+        /// The name or id asked for.
+        service: String,
+    },
+    /// No such backend in the service.
+    #[error("service {service} has no backend {backend}")]
+    NoBackend {
+        /// The service.
+        service: String,
+        /// The backend id asked for.
+        backend: String,
+    },
+}
+
+/// The routing table and the live state behind it, shared by the workers, the admin listener, the
+/// health checker and discovery.
+#[derive(Debug)]
+pub struct Routing {
+    table: ArcSwap<RoutingTable>,
+    registry: Mutex<live::Registry>,
+    /// Cookie keys: the tags of the table, and what the proxy verifies cookies with.
+    pub keys: Keys,
+    /// Time base of the health words.
+    pub clock: Clock,
+}
+
+impl Routing {
+    /// Empty state (no services yet: every request gets 404 until the first publish).
+    #[must_use]
+    pub fn new(keys: Keys) -> Self {
+        Self {
+            table: ArcSwap::from_pointee(RoutingTable::default()),
+            registry: Mutex::default(),
+            keys,
+            clock: Clock::start(),
+        }
+    }
+
+    /// The current routing table (lock-free).
+    #[must_use]
+    pub fn table(&self) -> arc_swap::Guard<Arc<RoutingTable>> {
+        self.table.load()
+    }
+
+    /// The current routing table as an owned pointer (for long-lived readers).
+    #[must_use]
+    pub fn table_full(&self) -> Arc<RoutingTable> {
+        self.table.load_full()
+    }
+
+    /// Compiles `catalog`'s http services into a routing table and makes it current. Live state of
+    /// backends that stay (same service id and backend id) is kept; that of vanished backends is dropped.
+    pub fn publish(&self, catalog: &Catalog) {
+        let mut registry = lock(&self.registry);
+        let mut generation = registry.generation();
+        let table = RoutingTable::compile(&catalog.http, &self.keys, &mut generation);
+        for (service, backend) in generation.finish() {
+            tracing::info!(service = %service, backend = %backend, "backend removed");
+        }
+        self.table.store(Arc::new(table));
+    }
+
+    /// Marks a backend as draining (no new sessions, pinned ones still served) or active again.
+    /// `service` is a service name or id, `backend` a backend id. The mark outlives catalog updates.
+    ///
+    /// # Errors
+    /// No such service or backend.
+    pub fn set_draining(&self, service: &str, backend: &str, draining: bool) -> Result<(), StateError> {
+        let table = self.table();
+        let s = table
+            .services
+            .iter()
+            .find(|s| s.spec.name == service || &*s.spec.id.0 == service)
+            .ok_or_else(|| StateError::NoService { service: service.to_owned() })?;
+        let b = s
+            .backends
+            .iter()
+            .find(|b| &*b.id.0 == backend)
+            .ok_or_else(|| StateError::NoBackend { service: service.to_owned(), backend: backend.to_owned() })?;
+        b.live.set_drained(draining);
+        tracing::info!(service = %s.spec.name, backend = %b.id, draining, "drain state changed by admin");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        net::SocketAddr,
+        time::{Duration, Instant},
+    };
+
+    use super::*;
+    use crate::model::{
+        AdminState, Backend, BackendId, BackoffSpec, CookieSpec, HealthCheckSpec, HttpService, Rule, ServiceId,
+        ServiceSpec,
+    };
+
+    fn entry(name: &str, rule: Rule, backends: &[(&str, u16)], health: Option<&str>) -> HttpService {
+        HttpService {
+            spec: ServiceSpec {
+                id: ServiceId(name.into()),
+                name: name.into(),
+                priority: rule.default_priority(),
+                rule,
+                cookie: CookieSpec::default(),
+                strict: false,
+                health: HealthCheckSpec { path: health.map(str::to_owned), ..HealthCheckSpec::default() },
+                backoff: BackoffSpec::default(),
+                splice: crate::model::SpliceSpec::default(),
+            },
+            backends: backends
+                .iter()
+                .map(|(id, port)| Backend {
+                    id: BackendId((*id).into()),
+                    addr: SocketAddr::from(([127, 0, 0, 1], *port)),
+                    weight: 1,
+                    admin: AdminState::Active,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn routes_by_priority_and_keeps_live_state_across_publishes() {
+        let shared = Routing::new(Keys::random());
+        let api = entry("api", Rule::PathPrefix(vec!["/api".into()]), &[("a1", 1)], None);
+        let web = entry("web", Rule::Always, &[("w1", 2), ("w2", 3)], None);
+        shared.publish(&Catalog { tcp: vec![], http: vec![web.clone(), api.clone()] });
+        let t = shared.table();
+        assert_eq!(t.route(None, "/api/x").map(|s| s.spec.name.as_str()), Some("api"));
+        assert_eq!(t.route(None, "/x").map(|s| s.spec.name.as_str()), Some("web"));
+        let w1 = t.services[1].backends[0].live.clone();
+        w1.connect_failed(&shared.clock, BackoffSpec::default());
+        shared.set_draining("web", "w2", true).expect("w2 exists");
+        assert!(shared.set_draining("web", "nope", true).is_err());
+        assert!(shared.set_draining("nope", "w2", true).is_err());
+        // w2 moves to another address: same identity, same live state; w1 leaves and comes back fresh
+        let web2 = entry("web", Rule::Always, &[("w2", 4)], None);
+        shared.publish(&Catalog { tcp: vec![], http: vec![web2, api.clone()] });
+        let t = shared.table();
+        let w2 = &t.services[1].backends[0];
+        assert_eq!(w2.addr.port(), 4);
+        assert!(w2.draining(), "the admin's drain mark survives a catalog update");
+        shared.publish(&Catalog { tcp: vec![], http: vec![web, api] });
+        let t = shared.table();
+        assert!(t.services[1].backends[0].live.available_at(|| 0), "a backend that left and came back starts fresh");
+        assert!(!Arc::ptr_eq(&t.services[1].backends[0].live, &w1));
+    }
+
+    #[test]
+    fn health_word_follows_the_state_machine() {
+        let shared = Routing::new(Keys::random());
+        shared.publish(&Catalog { tcp: vec![], http: vec![entry("web", Rule::Always, &[("w1", 2)], Some("/health"))] });
+        let t = shared.table();
+        let b = &t.services[0].backends[0];
+        assert!(!b.live.available_at(|| 0), "with active checks a backend starts out");
+        let spec = HealthCheckSpec { path: Some("/health".into()), ..HealthCheckSpec::default() };
+        assert!(b.live.checked(&shared.clock, true, &spec));
+        assert!(b.live.available_at(|| 0));
+        let pause = b.live.connect_failed(
+            &shared.clock,
+            BackoffSpec { min: Duration::from_millis(100), max: Duration::from_secs(1) },
+        );
+        assert_eq!(pause, Duration::from_millis(100));
+        let now = shared.clock.ms(Instant::now());
+        assert!(!b.live.available_at(|| now));
+        assert!(b.live.available_at(|| now + 101), "available again once the pause is over");
+        assert!(b.live.connect_ok(&shared.clock));
+        assert!(b.live.available_at(|| now));
+        assert_eq!(b.live.health_label(), "up");
+    }
+
+    #[test]
+    fn cookie_tags_find_backends() {
+        let keys = Keys::random();
+        let shared = Routing::new(keys.clone());
+        let many: Vec<(String, u16)> = (0..20).map(|i| (format!("b{i}"), 1000 + i)).collect();
+        let refs: Vec<(&str, u16)> = many.iter().map(|(n, p)| (n.as_str(), *p)).collect();
+        shared.publish(&Catalog {
+            tcp: vec![],
+            http: vec![entry("web", Rule::Always, &refs, None), entry("two", Rule::Always, &refs[..2], None)],
+        });
+        let t = shared.table();
+        for s in &t.services {
+            for (i, b) in s.backends.iter().enumerate() {
+                assert_eq!(s.find(keys.tag(&s.spec.id, &b.id)), Some(i));
+            }
+            assert_eq!(
+                s.find(keys.tag(&ServiceId("other".into()), &s.backends[0].id)),
+                None,
+                "another service's cookie names nothing here"
+            );
+        }
+    }
+}

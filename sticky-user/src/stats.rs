@@ -1,0 +1,248 @@
+//! The counters the proxy bumps on every request: per backend, per service and per process.
+//!
+//! Each counter is sharded per worker thread (one cache line per worker), so the hot path does one
+//! uncontended atomic add and never looks a label set up in a shared map; a scrape
+//! ([`crate::admin::metrics`]) sums the shards and walks the current routing table, so every label
+//! value comes from there.
+
+use std::{
+    cell::Cell,
+    sync::atomic::{AtomicI64, AtomicU64, Ordering},
+};
+
+use crate::policy::RepinReason;
+
+const SHARDS: usize = 16;
+
+thread_local! {
+    static SHARD: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Makes the calling thread count into shard `worker` (mod the shard count). Workers call it once.
+pub fn set_worker_shard(worker: usize) {
+    SHARD.with(|s| s.set(worker % SHARDS));
+}
+
+#[repr(align(64))]
+#[derive(Debug)]
+struct Line<const N: usize>([AtomicU64; N]);
+
+/// `N` counters, one cache line per worker shard.
+#[derive(Debug)]
+pub struct Sharded<const N: usize>(Box<[Line<N>]>);
+
+impl<const N: usize> Default for Sharded<N> {
+    fn default() -> Self {
+        Self((0..SHARDS).map(|_| Line(std::array::from_fn(|_| AtomicU64::new(0)))).collect())
+    }
+}
+
+impl<const N: usize> Sharded<N> {
+    /// Adds one to counter `i` (ignored if out of range).
+    #[inline]
+    pub fn inc(&self, i: usize) {
+        let shard = SHARD.with(Cell::get);
+        if let Some(c) = self.0.get(shard).and_then(|l| l.0.get(i)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counter `i` summed over the shards.
+    #[must_use]
+    pub fn sum(&self, i: usize) -> u64 {
+        self.0.iter().filter_map(|l| l.0.get(i)).map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// Status classes, by index.
+pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The class index of a status code.
+#[must_use]
+pub fn class(status: u16) -> usize {
+    usize::from(status / 100).clamp(1, 5) - 1
+}
+
+/// Per-backend counters.
+#[derive(Debug, Default)]
+pub struct BackendStats(Sharded<10>);
+
+const SESSIONS: usize = 5;
+const PINNED: usize = 6;
+const CONNECT_ERRORS: usize = 7;
+const UPGRADES: usize = 8;
+const SPLICED: usize = 9;
+
+impl BackendStats {
+    /// A response with this status came from the backend.
+    #[inline]
+    pub fn response(&self, status: u16) {
+        self.0.inc(class(status));
+    }
+    /// A cookie was issued for the backend.
+    #[inline]
+    pub fn session(&self) {
+        self.0.inc(SESSIONS);
+    }
+    /// A request arrived with a valid cookie for the backend.
+    #[inline]
+    pub fn pinned(&self) {
+        self.0.inc(PINNED);
+    }
+    /// A connect to the backend failed.
+    pub fn connect_error(&self) {
+        self.0.inc(CONNECT_ERRORS);
+    }
+    /// A connection to the backend was upgraded.
+    pub fn upgrade(&self) {
+        self.0.inc(UPGRADES);
+    }
+    /// A pinned keep-alive connection to the backend was handed to the kernel splice.
+    pub fn spliced(&self) {
+        self.0.inc(SPLICED);
+    }
+    /// Responses by class index.
+    #[must_use]
+    pub fn responses(&self, class: usize) -> u64 {
+        self.0.sum(class)
+    }
+    /// Cookies issued.
+    #[must_use]
+    pub fn sessions(&self) -> u64 {
+        self.0.sum(SESSIONS)
+    }
+    /// Requests with a valid cookie.
+    #[must_use]
+    pub fn pinned_requests(&self) -> u64 {
+        self.0.sum(PINNED)
+    }
+    /// Failed connects.
+    #[must_use]
+    pub fn connect_errors(&self) -> u64 {
+        self.0.sum(CONNECT_ERRORS)
+    }
+    /// Upgraded connections.
+    #[must_use]
+    pub fn upgrades(&self) -> u64 {
+        self.0.sum(UPGRADES)
+    }
+    /// Pinned keep-alive connections handed to the kernel splice.
+    #[must_use]
+    pub fn spliced_connections(&self) -> u64 {
+        self.0.sum(SPLICED)
+    }
+}
+
+/// Per-service counters: re-pins by reason, rejects, and responses sticky made itself.
+#[derive(Debug, Default)]
+pub struct ServiceStats(Sharded<12>);
+
+const LOCAL: usize = 5; // 5 status classes of local responses from here
+const REJECT_NO_BACKEND: usize = 10;
+const REJECT_STRICT: usize = 11;
+
+fn repin_index(r: RepinReason) -> usize {
+    RepinReason::ALL.iter().position(|x| *x == r).unwrap_or(0)
+}
+
+impl ServiceStats {
+    /// A session left its backend.
+    pub fn repin(&self, reason: RepinReason) {
+        self.0.inc(repin_index(reason));
+    }
+    /// Re-pins for a reason.
+    #[must_use]
+    pub fn repins(&self, reason: RepinReason) -> u64 {
+        self.0.sum(repin_index(reason))
+    }
+    /// Sticky answered a request of this service itself (no backend) with this status.
+    pub fn local_response(&self, status: u16) {
+        self.0.inc(LOCAL + class(status));
+    }
+    /// Local responses by class index.
+    #[must_use]
+    pub fn local_responses(&self, class: usize) -> u64 {
+        self.0.sum(LOCAL + class)
+    }
+    /// A 503 because no backend was available (`strict = false`) or the pinned one was not (`strict = true`).
+    pub fn reject(&self, strict: bool) {
+        self.0.inc(if strict { REJECT_STRICT } else { REJECT_NO_BACKEND });
+    }
+    /// 503s for either reason.
+    #[must_use]
+    pub fn rejects(&self, strict: bool) -> u64 {
+        self.0.sum(if strict { REJECT_STRICT } else { REJECT_NO_BACKEND })
+    }
+}
+
+/// Counters of the proxy as a whole: client connections and requests no service took.
+#[derive(Debug, Default)]
+pub struct ProxyStats {
+    counters: Sharded<2>,
+    active: AtomicI64,
+}
+
+const UNROUTED: usize = 0;
+const CONNECTIONS: usize = 1;
+
+impl ProxyStats {
+    /// A request matched no service.
+    pub fn unrouted(&self) {
+        self.counters.inc(UNROUTED);
+    }
+    /// A client connection was accepted; returns a guard that counts it as active until dropped.
+    pub fn connection(&self) -> ActiveGuard<'_> {
+        self.counters.inc(CONNECTIONS);
+        self.active.fetch_add(1, Ordering::Relaxed);
+        ActiveGuard(&self.active)
+    }
+    /// Requests that matched no service.
+    #[must_use]
+    pub fn unrouted_requests(&self) -> u64 {
+        self.counters.sum(UNROUTED)
+    }
+    /// Client connections accepted.
+    #[must_use]
+    pub fn connections(&self) -> u64 {
+        self.counters.sum(CONNECTIONS)
+    }
+    /// Client connections open now.
+    #[must_use]
+    pub fn active_connections(&self) -> i64 {
+        self.active.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts one connection as active while it lives.
+#[derive(Debug)]
+pub struct ActiveGuard<'a>(&'a AtomicI64);
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_sum_and_classes_map() {
+        let s = Sharded::<2>::default();
+        s.inc(0);
+        std::thread::scope(|t| {
+            t.spawn(|| {
+                set_worker_shard(3);
+                s.inc(0);
+                s.inc(1);
+            });
+        });
+        s.inc(5);
+        assert_eq!((s.sum(0), s.sum(1)), (2, 1));
+        assert_eq!(
+            [class(101), class(200), class(304), class(431), class(503), class(999), class(0)],
+            [0, 1, 2, 3, 4, 4, 0]
+        );
+    }
+}

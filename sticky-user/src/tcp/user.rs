@@ -1,0 +1,321 @@
+//! tcp mode in user space: one tokio listener per service, deciding like the kernel path (the
+//! client's fresh affinity to a live backend, else the Maglev pick, from [`crate::policy`]), then
+//! relaying bytes. It serves `--mode tcp` when eBPF is unavailable (or `--no-ebpf`), and Swarm's
+//! tcp services always.
+//!
+//! Same behaviour, one process in the middle: every byte is copied twice through this process, and
+//! the backend sees the balancer's address as the client (as with the kernel's full NAT). A backend
+//! that leaves the set keeps its open connections (their tasks hold the sockets) and gets no new
+//! ones; a service that disappears stops accepting, its open connections go on.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr, SocketAddrV4},
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use tokio::{
+    net::{TcpListener, TcpStream},
+    task::JoinHandle,
+};
+
+use super::TcpError;
+use crate::{
+    lock::{lock, read, write},
+    model::{ServiceId, TcpService},
+    policy::{
+        affinity::{Choice, Table, choose},
+        maglev::Maglev,
+    },
+};
+
+/// How long a backend has to accept a connection before the client's is closed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Counters of the fallback, by outcome.
+#[derive(Debug, Default)]
+struct Counters {
+    affinity_hit: AtomicU64,
+    maglev_pick: AtomicU64,
+    no_backend: AtomicU64,
+    connect_failed: AtomicU64,
+    active: AtomicU64,
+}
+
+/// A copy of the fallback's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Connections that followed a fresh affinity entry.
+    pub affinity_hit: u64,
+    /// Connections whose backend came from the Maglev table.
+    pub maglev_pick: u64,
+    /// Connections closed because the set was empty.
+    pub no_backend: u64,
+    /// Connections closed because the backend refused or timed out.
+    pub connect_failed: u64,
+    /// Connections being relayed now.
+    pub active: u64,
+    /// Clients in the affinity table.
+    pub affinity_used: u64,
+    /// The affinity table's capacity.
+    pub affinity_max: u64,
+}
+
+impl Snapshot {
+    /// (outcome label, count) of the counters.
+    #[must_use]
+    pub fn outcomes(&self) -> [(&'static str, u64); 4] {
+        [
+            ("affinity_hit", self.affinity_hit),
+            ("maglev_pick", self.maglev_pick),
+            ("no_backend", self.no_backend),
+            ("connect_failed", self.connect_failed),
+        ]
+    }
+}
+
+/// One service's decisions and counters, shared by its connection tasks.
+#[derive(Debug)]
+pub struct Balancer {
+    table: RwLock<Arc<Maglev>>,
+    affinity: Mutex<Table<SocketAddrV4>>,
+    timeout_ns: u64,
+    clock: Instant,
+    counters: Counters,
+}
+
+impl Balancer {
+    /// A balancer over `spec`'s backends, remembering at most `max_affinity` clients.
+    #[must_use]
+    pub fn new(spec: &TcpService, max_affinity: u32) -> Self {
+        Self {
+            table: RwLock::new(Arc::new(Maglev::build(&spec.backends))),
+            affinity: Mutex::new(Table::new(max_affinity as usize)),
+            timeout_ns: u64::try_from(spec.affinity_timeout.as_nanos()).unwrap_or(u64::MAX),
+            clock: Instant::now(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Replaces the backend set (clients of a departed backend re-pick on their next connection).
+    pub fn set_backends(&self, backends: &[SocketAddrV4]) {
+        *write(&self.table) = Arc::new(Maglev::build(backends));
+    }
+
+    /// The backend of a new connection from `client`, as the kernel would choose it.
+    #[must_use]
+    pub fn choose(&self, client: std::net::Ipv4Addr) -> Choice<SocketAddrV4> {
+        let table = Arc::clone(&read(&self.table));
+        let entry = if self.timeout_ns > 0 { self.affinity().get(client) } else { None };
+        choose(entry, self.now_ns(), self.timeout_ns, |b| table.backends().contains(b), table.pick(client))
+    }
+
+    /// Records that `client`'s connection to `backend` was established.
+    pub fn established(&self, client: std::net::Ipv4Addr, backend: SocketAddrV4) {
+        if self.timeout_ns > 0 {
+            let now = self.now_ns();
+            self.affinity().record(client, backend, now, self.timeout_ns);
+        }
+    }
+
+    /// The counters now.
+    #[must_use]
+    pub fn snapshot(&self) -> Snapshot {
+        let c = &self.counters;
+        let affinity = self.affinity();
+        Snapshot {
+            affinity_hit: c.affinity_hit.load(Ordering::Relaxed),
+            maglev_pick: c.maglev_pick.load(Ordering::Relaxed),
+            no_backend: c.no_backend.load(Ordering::Relaxed),
+            connect_failed: c.connect_failed.load(Ordering::Relaxed),
+            active: c.active.load(Ordering::Relaxed),
+            affinity_used: affinity.len() as u64,
+            affinity_max: affinity.max() as u64,
+        }
+    }
+
+    fn affinity(&self) -> std::sync::MutexGuard<'_, Table<SocketAddrV4>> {
+        lock(&self.affinity)
+    }
+
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.clock.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// One client connection: choose, connect, relay until either side closes.
+async fn relay(balancer: Arc<Balancer>, mut client: TcpStream, peer: SocketAddr) {
+    let IpAddr::V4(client_ip) = peer.ip() else { return };
+    let counters = &balancer.counters;
+    let backend = match balancer.choose(client_ip) {
+        Choice::Affinity(b) => {
+            counters.affinity_hit.fetch_add(1, Ordering::Relaxed);
+            b
+        }
+        Choice::Pick(b) => {
+            counters.maglev_pick.fetch_add(1, Ordering::Relaxed);
+            b
+        }
+        Choice::None => {
+            counters.no_backend.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let mut upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(backend)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            counters.connect_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, %backend, error = %e, "backend refused");
+            return;
+        }
+        Err(_) => {
+            counters.connect_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, %backend, "backend connect timed out");
+            return;
+        }
+    };
+    balancer.established(client_ip, backend);
+    let _ = upstream.set_nodelay(true);
+    counters.active.fetch_add(1, Ordering::Relaxed);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(%peer, %backend, error = %e, "relay ended with an error");
+    }
+    counters.active.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Accepts `listener`'s connections, each relayed on a task of its own, until aborted (or the
+/// listener breaks for good).
+async fn accept(listener: TcpListener, balancer: Arc<Balancer>, service: String) {
+    loop {
+        match crate::net::accept(&listener).await {
+            Ok((stream, peer)) => {
+                tokio::spawn(relay(balancer.clone(), stream, peer));
+            }
+            Err(e) => {
+                tracing::error!(%service, error = %e, "tcp listener failed; no new connections for this service");
+                return;
+            }
+        }
+    }
+}
+
+/// One served tcp service.
+#[derive(Debug)]
+struct Served {
+    name: String,
+    vip: SocketAddrV4,
+    timeout: Duration,
+    backends: Vec<SocketAddrV4>,
+    balancer: Arc<Balancer>,
+    accept: JoinHandle<()>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        // stop accepting; connections being relayed run on their own tasks and go on
+        self.accept.abort();
+    }
+}
+
+/// Each served service's name and balancer, as `/metrics` reads them.
+pub type Published = Arc<Mutex<Vec<(String, Arc<Balancer>)>>>;
+
+/// The listeners of every tcp service served in user space, replaced as services come and go.
+#[derive(Debug)]
+pub struct Listeners {
+    served: HashMap<ServiceId, Served>,
+    /// (service, address) whose bind failure was logged, so that a retry on every update stays quiet.
+    bind_failed: HashMap<ServiceId, SocketAddrV4>,
+    max_affinity: u32,
+    /// What `/metrics` reads: each service's name and balancer.
+    published: Published,
+}
+
+impl Listeners {
+    /// No listener yet; each service's affinity table holds at most `max_affinity` clients.
+    #[must_use]
+    pub fn new(max_affinity: u32) -> Self {
+        Self { served: HashMap::new(), bind_failed: HashMap::new(), max_affinity, published: Arc::default() }
+    }
+
+    /// Where `/metrics` reads each served service's counters.
+    #[must_use]
+    pub fn published(&self) -> Published {
+        self.published.clone()
+    }
+
+    /// Serves exactly `services`: new ones get a listener, changed backend sets are swapped in
+    /// place, a changed address or affinity timeout rebinds, departed ones stop accepting.
+    ///
+    /// # Errors
+    /// With `strict`, the first address that cannot be bound; without, bind failures are logged
+    /// (once while they last) and retried on the next update.
+    pub async fn update(&mut self, services: &[TcpService], strict: bool) -> Result<(), TcpError> {
+        self.served.retain(|id, s| {
+            let keep = services.iter().any(|t| &t.id == id);
+            if !keep {
+                tracing::info!(service = %s.name, vip = %s.vip, "tcp service gone; no new connections (open ones go on)");
+            }
+            keep
+        });
+        self.bind_failed.retain(|id, _| services.iter().any(|t| &t.id == id));
+        for svc in services {
+            if let Some(s) = self.served.get_mut(&svc.id)
+                && s.vip == svc.vip
+                && s.timeout == svc.affinity_timeout
+            {
+                if s.backends != svc.backends {
+                    s.balancer.set_backends(&svc.backends);
+                    tracing::info!(service = %svc.name, backends = ?svc.backends, "tcp service backends changed");
+                    s.backends.clone_from(&svc.backends);
+                }
+                continue;
+            }
+            self.served.remove(&svc.id);
+            match self.serve(svc).await {
+                Ok(s) => {
+                    self.bind_failed.remove(&svc.id);
+                    tracing::info!(
+                        service = %svc.name, vip = %svc.vip, backends = ?svc.backends, affinity_timeout = ?svc.affinity_timeout,
+                        "tcp service listening"
+                    );
+                    self.served.insert(svc.id.clone(), s);
+                }
+                Err(e) if strict => return Err(e),
+                Err(e) => {
+                    if self.bind_failed.insert(svc.id.clone(), svc.vip) != Some(svc.vip) {
+                        tracing::error!(
+                            service = %svc.name, vip = %svc.vip, error = %crate::telemetry::chain(&e),
+                            "cannot listen for tcp service; retrying on the next change"
+                        );
+                    }
+                }
+            }
+        }
+        let mut published: Vec<(String, Arc<Balancer>)> =
+            self.served.values().map(|s| (s.name.clone(), s.balancer.clone())).collect();
+        published.sort_by(|a, b| a.0.cmp(&b.0));
+        *lock(&self.published) = published;
+        Ok(())
+    }
+
+    /// Binds the service's address and starts accepting.
+    async fn serve(&self, svc: &TcpService) -> Result<Served, TcpError> {
+        let addr = SocketAddr::V4(svc.vip);
+        let listener = TcpListener::bind(addr).await.map_err(|source| TcpError::Bind { addr, source })?;
+        let balancer = Arc::new(Balancer::new(svc, self.max_affinity));
+        let accept = tokio::spawn(accept(listener, balancer.clone(), svc.name.clone()));
+        Ok(Served {
+            name: svc.name.clone(),
+            vip: svc.vip,
+            timeout: svc.affinity_timeout,
+            backends: svc.backends.clone(),
+            balancer,
+            accept,
+        })
+    }
+}

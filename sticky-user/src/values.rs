@@ -1,0 +1,267 @@
+//! One parser per kind of value (duration, boolean, port, port range, `SameSite`, address, name,
+//! backend URL): flags, the TOML file and Swarm labels read each kind through the same function, so
+//! the three accept the same spellings (pure).
+//!
+//! Errors say what was given and what is expected; the caller adds where it was given (a flag, a
+//! file key, a label), which only it knows.
+
+use std::{
+    net::{SocketAddr, SocketAddrV4},
+    time::Duration,
+};
+
+use crate::model::SameSite;
+
+/// A value that does not parse: what was given and what is expected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ValueError(String);
+
+impl ValueError {
+    /// `given` does not parse; `expected` says what would.
+    #[must_use]
+    pub fn new(given: &str, expected: &str) -> Self {
+        Self(format!("{given:?}: expected {expected}"))
+    }
+}
+
+/// A duration: `500ms`, `2s`, `1.5s`, `1m30s`, `12h`; a bare number (`10`, `0.5`) is seconds.
+///
+/// # Errors
+/// Anything else, or a negative or too large value.
+pub fn duration(text: &str) -> Result<Duration, ValueError> {
+    let t = text.trim();
+    let bad = || ValueError::new(text, "a duration such as 500ms, 2s, 1.5s, 1m30s or 12h (a bare number is seconds)");
+    if let Ok(secs) = t.parse::<f64>() {
+        return seconds(secs).ok_or_else(bad);
+    }
+    if let Ok(d) = humantime::parse_duration(t) {
+        return Ok(d);
+    }
+    // a decimal number with one unit (humantime takes whole numbers only): 1.5s, 0.5h
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: f64 = number.parse().map_err(|_| bad())?;
+    let scale = match unit.trim() {
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(bad()),
+    };
+    seconds(n * scale).ok_or_else(bad)
+}
+
+fn seconds(secs: f64) -> Option<Duration> {
+    if secs.is_finite() && secs >= 0.0 { Duration::try_from_secs_f64(secs).ok() } else { None }
+}
+
+/// A boolean: `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, in any case.
+///
+/// # Errors
+/// Anything else.
+pub fn boolean(text: &str) -> Result<bool, ValueError> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(ValueError::new(text, "true or false")),
+    }
+}
+
+/// A TCP port, 1 to 65535.
+///
+/// # Errors
+/// Not a number in that range.
+pub fn port(text: &str) -> Result<u16, ValueError> {
+    text.trim().parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| ValueError::new(text, "a port 1-65535"))
+}
+
+/// An inclusive port range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    /// Lowest port.
+    pub low: u16,
+    /// Highest port (inclusive).
+    pub high: u16,
+}
+
+/// A port range `LOW-HIGH` with 1 <= LOW <= HIGH.
+///
+/// # Errors
+/// Not two ports joined by `-`, or LOW above HIGH.
+pub fn port_range(text: &str) -> Result<PortRange, ValueError> {
+    let bad = || ValueError::new(text, "LOW-HIGH with 1 <= LOW <= HIGH <= 65535");
+    let (low, high) = text.split_once('-').ok_or_else(bad)?;
+    let (low, high) = (port(low).map_err(|_| bad())?, port(high).map_err(|_| bad())?);
+    if low > high {
+        return Err(bad());
+    }
+    Ok(PortRange { low, high })
+}
+
+/// The `SameSite` attribute: `lax`, `strict` or `none`, in any case.
+///
+/// # Errors
+/// Anything else.
+pub fn same_site(text: &str) -> Result<SameSite, ValueError> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "lax" => Ok(SameSite::Lax),
+        "strict" => Ok(SameSite::Strict),
+        "none" => Ok(SameSite::None),
+        _ => Err(ValueError::new(text, "one of lax, strict, none")),
+    }
+}
+
+/// A Max-Age in whole seconds, as Traefik's labels write it: 0 or negative means a session cookie
+/// (`None`).
+///
+/// # Errors
+/// Not a whole number.
+pub fn max_age_seconds(text: &str) -> Result<Option<Duration>, ValueError> {
+    let secs: i64 = text.trim().parse().map_err(|_| ValueError::new(text, "a number of seconds"))?;
+    Ok(u64::try_from(secs).ok().filter(|s| *s > 0).map(Duration::from_secs))
+}
+
+/// A socket address, `IP:PORT` (IPv6 in brackets).
+///
+/// # Errors
+/// Not an address.
+pub fn socket_addr(text: &str) -> Result<SocketAddr, ValueError> {
+    text.trim().parse().map_err(|_| ValueError::new(text, "an address like 0.0.0.0:8080"))
+}
+
+/// A tcp-mode backend: IPv4 `IP:PORT`, optionally written `tcp://IP:PORT`.
+///
+/// # Errors
+/// Not an IPv4 address and port.
+pub fn tcp_backend(text: &str) -> Result<SocketAddrV4, ValueError> {
+    let t = text.trim();
+    t.strip_prefix("tcp://").unwrap_or(t).parse().map_err(|_| ValueError::new(text, "an IPv4 IP:PORT"))
+}
+
+/// A name of a backend or service: 1 to 64 of `A-Z a-z 0-9 - _ .`.
+///
+/// # Errors
+/// Empty, too long, or another character.
+pub fn name(text: &str) -> Result<&str, ValueError> {
+    let ok = !text.is_empty()
+        && text.len() <= 64
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok { Ok(text) } else { Err(ValueError(format!("name {text:?} must be 1-64 characters of A-Z a-z 0-9 - _ ."))) }
+}
+
+/// A backend weight for new sessions, 1 to 100.
+///
+/// # Errors
+/// Out of range.
+pub fn weight(weight: u32) -> Result<u32, ValueError> {
+    if (1..=100).contains(&weight) {
+        Ok(weight)
+    } else {
+        Err(ValueError(format!("weight {weight} is out of range 1..=100")))
+    }
+}
+
+/// A backend given by URL, before discovery names and resolves it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendUrl {
+    /// The name given with `NAME=URL`; none = derived from the URL with the cookie key.
+    pub name: Option<String>,
+    /// Port (80 if the URL has none).
+    pub port: u16,
+    /// Host part without port and brackets.
+    pub host: String,
+    /// Weight for new sessions.
+    pub weight: u32,
+    /// The URL as written (for messages, and the seed of a derived name).
+    pub url: String,
+}
+
+/// A backend URL `http://HOST[:PORT][/]`, optionally `NAME=` before it; weight 1.
+///
+/// # Errors
+/// Anything but a plain http URL of a host, or a bad name.
+pub fn backend_url(text: &str) -> Result<BackendUrl, ValueError> {
+    let (name, url) = match text.split_once('=') {
+        Some((n, u)) if !n.contains("://") => (Some(name(n.trim())?.to_owned()), u.trim()),
+        _ => (None, text.trim()),
+    };
+    let uri: http::Uri =
+        url.parse().map_err(|e| ValueError(format!("{url:?} is not a URL ({e}); expected http://HOST:PORT")))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(other) => {
+            return Err(ValueError(format!(
+                "{url:?}: scheme {other} is not supported; backends are plain http://HOST:PORT"
+            )));
+        }
+        None => return Err(ValueError(format!("{url:?} has no scheme; expected http://HOST:PORT"))),
+    }
+    let authority = uri.authority().ok_or_else(|| ValueError(format!("{url:?} has no host")))?;
+    if authority.as_str().contains('@') {
+        return Err(ValueError(format!("{url:?}: credentials in backend URLs are not supported")));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(ValueError(format!(
+            "{url:?}: a backend URL cannot have a path or query; requests keep their own path"
+        )));
+    }
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
+    let port = authority.port_u16().unwrap_or(80);
+    Ok(BackendUrl { name, port, host, weight: 1, url: url.to_owned() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_the_spellings_of_flags_files_and_labels() {
+        let d = |s: &str| duration(s).expect("must parse");
+        assert_eq!(d("250ms"), Duration::from_millis(250));
+        assert_eq!(d("1.5s"), Duration::from_millis(1500), "labels wrote decimals");
+        assert_eq!(d("1m30s"), Duration::from_secs(90), "flags wrote compound durations");
+        assert_eq!(d("10"), Duration::from_secs(10));
+        assert_eq!(d(" 0.5 "), Duration::from_millis(500));
+        assert_eq!(d("2h"), Duration::from_secs(7200));
+        for bad in ["-1s", "-1", "s", "5 parsecs", "", "inf", "1e400"] {
+            assert!(duration(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn small_values_parse_and_say_what_they_expect() {
+        assert_eq!((boolean("Yes"), boolean("off")), (Ok(true), Ok(false)));
+        assert!(boolean("maybe").expect_err("must be refused").to_string().contains("true or false"));
+        assert_eq!(port("8080"), Ok(8080));
+        assert!(port("0").is_err() && port("65536").is_err() && port("http").is_err());
+        assert_eq!(port_range("61000-65535"), Ok(PortRange { low: 61000, high: 65535 }));
+        assert!(port_range("5-4").is_err() && port_range("0-4").is_err() && port_range("61000").is_err());
+        assert_eq!(same_site("None"), Ok(SameSite::None));
+        assert!(same_site("sometimes").is_err());
+        assert_eq!(max_age_seconds("0"), Ok(None), "0 means a session cookie");
+        assert_eq!(max_age_seconds("60"), Ok(Some(Duration::from_secs(60))));
+        assert_eq!(tcp_backend("tcp://198.51.100.1:80"), Ok("198.51.100.1:80".parse().expect("address")));
+        assert!(tcp_backend("[::1]:80").is_err(), "tcp mode is IPv4");
+        assert!(name("a b").is_err() && name("").is_err() && name("web-1.a_b").is_ok());
+        assert!(weight(0).is_err() && weight(101).is_err() && weight(3).is_ok());
+    }
+
+    #[test]
+    fn backend_urls() {
+        let b = backend_url("b1=http://[::1]:81/").expect("valid");
+        assert_eq!((b.name.as_deref(), b.host.as_str(), b.port), (Some("b1"), "::1", 81));
+        assert_eq!(backend_url("http://a").expect("valid").port, 80);
+        assert!(backend_url("https://a:1").expect_err("refused").to_string().contains("scheme https is not supported"));
+        assert!(backend_url("http://a:1/path").expect_err("refused").to_string().contains("cannot have a path"));
+        assert!(backend_url("http://u@a:1").is_err() && backend_url("a:1").is_err());
+        assert!(backend_url("bad name=http://a:1").expect_err("refused").to_string().contains("name \"bad name\""));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(s in ".{0,24}") {
+            let _ = (duration(&s), boolean(&s), port_range(&s), backend_url(&s), max_age_seconds(&s));
+        }
+    }
+}
