@@ -23,9 +23,16 @@ pub fn init(default_filter: &str) -> tracing_appender::non_blocking::WorkerGuard
         .buffered_lines_limit(QUEUED_LINES)
         .thread_name("sticky-log")
         .finish(std::io::stderr());
-    let _ =
-        tracing_subscriber::registry().with(filter).with(fmt::layer().with_writer(writer).with_target(true)).try_init();
+    let layer = fmt::layer().with_writer(writer).with_target(true).with_ansi(colours());
+    let _ = tracing_subscriber::registry().with(filter).with(layer).try_init();
     guard
+}
+
+/// Colour codes only for a person at a terminal: not under Docker or systemd (stderr is a pipe
+/// there, and the escapes end up in `docker service logs` and journald), nor with `NO_COLOR` set.
+fn colours() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// The most verbose level enabled, as an aya-log level: the kernel skips formatting below it.

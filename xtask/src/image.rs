@@ -26,7 +26,9 @@ pub fn run(workspace: &Path, options: &Options) -> anyhow::Result<()> {
     build
         .current_dir(workspace)
         .args(["build", "--release", "--locked", "--package", "sticky-user", "--bin", "sticky", "--target", &triple])
+        // no debug info in the image (47 MB with it); symbols stay, so a panic's backtrace names functions
         .env(&rustflags, "-C target-feature=+crt-static")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
         .env(xtask::EMBED_EBPF.0, xtask::EMBED_EBPF.1);
     let status = build.status().with_context(|| format!("failed to run {build:?}"))?;
     anyhow::ensure!(status.success(), "{build:?} failed ({status})");
