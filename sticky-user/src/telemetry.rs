@@ -60,3 +60,15 @@ pub fn chain(error: &dyn std::error::Error) -> String {
     }
     out
 }
+
+/// An optional value for a log field: the value itself, or `none` (never `Some(..)`/`None`).
+pub struct Maybe<T>(pub Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for Maybe<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("none"),
+        }
+    }
+}

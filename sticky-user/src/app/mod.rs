@@ -224,7 +224,11 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
         None => None,
     };
     let workers = config.http.as_ref().map(|h| h.workers);
-    tracing::info!(listen = ?http.as_ref().map(|h| h.listen), workers = ?workers, admin = ?admin, "sticky is serving");
+    tracing::info!(
+        listen = %crate::telemetry::Maybe(http.as_ref().map(|h| h.listen)), workers = %crate::telemetry::Maybe(workers),
+        admin = %crate::telemetry::Maybe(admin),
+        "sticky is serving"
+    );
     Ok(Running { http, admin })
 }
 
