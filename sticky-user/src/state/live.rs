@@ -4,6 +4,7 @@
 
 use std::{
     collections::HashMap,
+    net::SocketAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
@@ -97,6 +98,16 @@ impl BackendLive {
         self.drained.store(drained, Ordering::Relaxed);
     }
 
+    /// The identity now answers at another address (a replica slot's replacement task, a task's new
+    /// address): a new process there, so its health starts afresh, starting window included (a
+    /// replacement is listed as running a moment before it listens). The drain mark and the counters
+    /// stay with the identity.
+    fn readdressed(&self, clock: &Clock, active_checks: bool) {
+        let mut h = lock(&self.health);
+        *h = Health::new(active_checks, Instant::now());
+        self.store(clock, if active_checks { Availability::Down } else { Availability::Up });
+    }
+
     /// A connect failed: pause the backend. Returns the pause.
     pub fn connect_failed(&self, clock: &Clock, backoff: BackoffSpec) -> Duration {
         let mut h = lock(&self.health);
@@ -161,14 +172,14 @@ impl ServiceLive {
 #[derive(Debug, Default)]
 pub struct Registry {
     services: HashMap<ServiceId, Arc<ServiceLive>>,
-    backends: HashMap<(ServiceId, BackendId), Arc<BackendLive>>,
+    backends: HashMap<(ServiceId, BackendId), (Arc<BackendLive>, SocketAddr)>,
 }
 
 impl Registry {
     /// Starts a new generation: what [`Registry::service`] and [`Registry::backend`] hand out until
     /// [`Generation::finish`] is all that is kept.
-    pub fn generation(&mut self) -> Generation<'_> {
-        Generation { registry: self, services: HashMap::new(), backends: HashMap::new() }
+    pub fn generation(&mut self, clock: Clock) -> Generation<'_> {
+        Generation { registry: self, services: HashMap::new(), backends: HashMap::new(), clock }
     }
 }
 
@@ -177,7 +188,19 @@ impl Registry {
 pub struct Generation<'a> {
     registry: &'a mut Registry,
     services: HashMap<ServiceId, Arc<ServiceLive>>,
-    backends: HashMap<(ServiceId, BackendId), Arc<BackendLive>>,
+    backends: HashMap<(ServiceId, BackendId), (Arc<BackendLive>, SocketAddr)>,
+    clock: Clock,
+}
+
+/// How a backend of a new catalog relates to the last one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// Not in the last catalog: new live state.
+    New,
+    /// Same identity, same address: live state kept.
+    Same,
+    /// Same identity at another address (the one given): health started afresh, drain mark kept.
+    Moved(SocketAddr),
 }
 
 impl Generation<'_> {
@@ -188,20 +211,26 @@ impl Generation<'_> {
         live
     }
 
-    /// The backend's live state, and whether it is new (a new one with active checks starts out).
+    /// The backend's live state at `addr`, and how it relates to the last catalog (a new one, or one
+    /// that moved, with active checks starts out).
     pub fn backend(
         &mut self,
         service: &ServiceId,
         backend: &BackendId,
+        addr: SocketAddr,
         active_checks: bool,
-    ) -> (Arc<BackendLive>, bool) {
+    ) -> (Arc<BackendLive>, Seen) {
         let key = (service.clone(), backend.clone());
-        let (live, new) = match self.registry.backends.get(&key) {
-            Some(l) => (l.clone(), false),
-            None => (Arc::new(BackendLive::new(active_checks)), true),
+        let (live, seen) = match self.registry.backends.get(&key) {
+            Some((l, was)) if *was == addr => (l.clone(), Seen::Same),
+            Some((l, was)) => {
+                l.readdressed(&self.clock, active_checks);
+                (l.clone(), Seen::Moved(*was))
+            }
+            None => (Arc::new(BackendLive::new(active_checks)), Seen::New),
         };
-        self.backends.insert(key, live.clone());
-        (live, new)
+        self.backends.insert(key, (live.clone(), addr));
+        (live, seen)
     }
 
     /// Keeps what this generation handed out and drops the rest; returns the backends dropped.

@@ -79,7 +79,7 @@ impl Routing {
     /// backends that stay (same service id and backend id) is kept; that of vanished backends is dropped.
     pub fn publish(&self, catalog: &Catalog) {
         let mut registry = lock(&self.registry);
-        let mut generation = registry.generation();
+        let mut generation = registry.generation(self.clock);
         let table = RoutingTable::compile(&catalog.http, &self.keys, &mut generation);
         for (service, backend) in generation.finish() {
             tracing::info!(service = %service, backend = %backend, "backend removed");
@@ -173,6 +173,31 @@ mod tests {
         let t = shared.table();
         assert!(t.services[1].backends[0].live.available_at(|| 0), "a backend that left and came back starts fresh");
         assert!(!Arc::ptr_eq(&t.services[1].backends[0].live, &w1));
+    }
+
+    #[test]
+    fn a_backend_at_a_new_address_starts_its_health_afresh() {
+        // A replica slot's replacement task (cookie identity "slot") keeps the identity at a new address.
+        let shared = Routing::new(Keys::random());
+        shared.publish(&Catalog { tcp: vec![], http: vec![entry("web", Rule::Always, &[("slot1", 2)], None)] });
+        let old = shared.table().services[0].backends[0].live.clone();
+        // the old task fails: paused
+        let slow = BackoffSpec { min: Duration::from_secs(30), max: Duration::from_secs(60) };
+        shared.set_draining("web", "slot1", true).expect("slot1 exists");
+        let paused = old.connect_failed(&shared.clock, slow);
+        assert!(!old.available_at(|| shared.clock.ms(Instant::now())), "paused for {paused:?}");
+
+        shared.publish(&Catalog { tcp: vec![], http: vec![entry("web", Rule::Always, &[("slot1", 3)], None)] });
+        let t = shared.table();
+        let moved = &t.services[0].backends[0];
+        assert!(Arc::ptr_eq(&moved.live, &old), "the identity keeps its live state (counters)");
+        assert!(moved.draining(), "and the admin's drain mark");
+        assert!(
+            moved.live.available_at(|| shared.clock.ms(Instant::now())),
+            "the new task is not paused for the old one's failure"
+        );
+        let pause = moved.live.connect_failed(&shared.clock, slow);
+        assert_eq!(pause, crate::policy::health::STARTING_MIN_PAUSE, "its first refused connect pauses it briefly");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Instant};
 
-use super::live::{BackendLive, Clock, Generation, ServiceLive};
+use super::live::{BackendLive, Clock, Generation, Seen, ServiceLive};
 use crate::{
     cookie::{self, Keys, Tag},
     model::{AdminState, BackendId, HttpService, ServiceSpec},
@@ -125,9 +125,14 @@ impl RoutingTable {
             let active_checks = spec.health.path.is_some();
             let mut backends = Vec::with_capacity(entry.backends.len());
             for b in &entry.backends {
-                let (backend_live, new) = generation.backend(&spec.id, &b.id, active_checks);
-                if new {
-                    tracing::info!(service = %spec.name, backend = %b.id, addr = %b.addr, "backend added");
+                let (backend_live, seen) = generation.backend(&spec.id, &b.id, b.addr, active_checks);
+                match seen {
+                    Seen::New => tracing::info!(service = %spec.name, backend = %b.id, addr = %b.addr, "backend added"),
+                    Seen::Moved(from) => tracing::info!(
+                        service = %spec.name, backend = %b.id, from = %from, to = %b.addr,
+                        "backend moved to a new address; its health starts afresh"
+                    ),
+                    Seen::Same => {}
                 }
                 backends.push(BackendRoute {
                     id: b.id.clone(),
