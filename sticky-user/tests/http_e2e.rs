@@ -324,6 +324,29 @@ fn draining_keeps_pinned_sessions_and_takes_no_new_ones() {
         .find(|r| who(r) == "b1")
         .expect("one of three new sessions lands on b1");
     let cookie = cookie_header(pinned.cookie("sticky").expect("cookie"));
+    // what a web page could make a browser send: refused, and nothing drains
+    let simple = testkit::http::request(
+        admin,
+        "POST",
+        "/api/services/default/backends/b1/drain",
+        &[("Content-Type", "text/plain")],
+        b"x",
+    )
+    .expect("admin answers");
+    assert_eq!(simple.status, 415, "a CORS-simple write is refused: {simple:?}");
+    let cross = testkit::http::request(
+        admin,
+        "POST",
+        "/api/services/default/backends/b1/drain",
+        &[("Content-Type", "application/json"), ("Origin", "http://evil.example")],
+        b"",
+    )
+    .expect("admin answers");
+    assert_eq!(cross.status, 403, "a cross-origin write is refused: {cross:?}");
+    assert!(
+        get_ok(admin, "/api/backends", &[]).into_text().matches("\"state\": \"draining\"").count() == 0,
+        "nothing drained"
+    );
     assert_eq!(post(admin, "/api/services/default/backends/b1/drain").expect("drain").status, 200);
     assert_eq!(post(admin, "/api/services/default/backends/nope/drain").expect("drain").status, 404);
     for _ in 0..12 {

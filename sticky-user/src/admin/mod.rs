@@ -9,8 +9,14 @@
 //! | `POST /api/services/{service}/backends/{backend}/activate` | take new sessions again |
 //! | `GET /healthz` | `ok` (the balancer itself is up) |
 //!
-//! `{service}` is a service name or id, `{backend}` a backend id (as listed by `/api/backends`). The
-//! admin listener has no authentication: bind it to loopback or an internal network.
+//! `{service}` is a service name or id, `{backend}` a backend id (as listed by `/api/backends`) or,
+//! for Swarm task ids, a prefix of at least 12 characters (what `docker service ps` prints).
+//!
+//! Writes must be `Content-Type: application/json` (the body is ignored) and, if they carry an
+//! `Origin`, come from the admin's own origin: a web page on another site can make a browser send a
+//! *simple* cross-origin POST (text/plain, a form) without asking, but a JSON one needs a CORS
+//! preflight, which this listener never grants. Beyond that the listener has no authentication:
+//! bind it to loopback or an internal network.
 
 pub mod metrics;
 
@@ -82,6 +88,11 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
 async fn handle(admin: Arc<Admin>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if req.method() == Method::POST
+        && let Err((status, why)) = write_allowed(req)
+    {
+        return text(status, why);
+    }
     match (req.method(), segments.as_slice(), &admin.routing) {
         (&Method::GET, ["metrics"], _) => {
             // counting kernel map entries is a burst of syscalls: keep it off the runtime's thread
@@ -123,6 +134,36 @@ async fn handle(admin: Arc<Admin>, req: &Request<Incoming>) -> Response<Full<Byt
         (_, ["api", ..], None) => text(StatusCode::NOT_FOUND, "no http services here (tcp mode); try /metrics\n"),
         _ => text(StatusCode::NOT_FOUND, "not found; try /metrics, /api/backends, /healthz\n"),
     }
+}
+
+/// Whether a write may go ahead: JSON (never a CORS-simple request) and same-origin if a browser sent it.
+fn write_allowed<B>(req: &Request<B>) -> Result<(), (StatusCode, &'static str)> {
+    let headers = req.headers();
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.as_bytes();
+        let host = headers.get(header::HOST).map(http::HeaderValue::as_bytes);
+        let same = host.is_some_and(|h| {
+            origin
+                .strip_prefix(b"http://")
+                .or_else(|| origin.strip_prefix(b"https://"))
+                .is_some_and(|o| o.eq_ignore_ascii_case(h))
+        });
+        if !same {
+            return Err((StatusCode::FORBIDDEN, "cross-origin admin writes are refused\n"));
+        }
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "admin writes need Content-Type: application/json (e.g. curl -X POST -H 'Content-Type: application/json' URL)\n",
+        ));
+    }
+    Ok(())
 }
 
 /// The `/api/backends` document.

@@ -29,6 +29,14 @@ pub enum StateError {
         /// The name or id asked for.
         service: String,
     },
+    /// A prefix that several backend ids start with.
+    #[error("service {service} has several backends starting with {prefix}; give more of the id")]
+    Ambiguous {
+        /// The service.
+        service: String,
+        /// The prefix given.
+        prefix: String,
+    },
     /// No such backend in the service.
     #[error("service {service} has no backend {backend}")]
     NoBackend {
@@ -99,14 +107,34 @@ impl Routing {
             .iter()
             .find(|s| s.spec.name == service || &*s.spec.id.0 == service)
             .ok_or_else(|| StateError::NoService { service: service.to_owned() })?;
-        let b = s
-            .backends
-            .iter()
-            .find(|b| &*b.id.0 == backend)
-            .ok_or_else(|| StateError::NoBackend { service: service.to_owned(), backend: backend.to_owned() })?;
+        let b = find_backend(s, backend)?;
         b.live.set_drained(draining);
         tracing::info!(service = %s.spec.name, backend = %b.id, draining, "drain state changed by admin");
         Ok(())
+    }
+}
+
+/// A task-id prefix names a backend when it is at least this long and only one id starts with it:
+/// `docker service ps` prints 12 characters of a task id.
+pub const MIN_ID_PREFIX: usize = 12;
+
+/// The backend of `service` whose id is `backend`, or the only one whose id starts with it (at
+/// least [`MIN_ID_PREFIX`] characters).
+fn find_backend<'a>(service: &'a ServiceRoute, backend: &str) -> Result<&'a table::BackendRoute, StateError> {
+    let missing = || StateError::NoBackend { service: service.spec.name.clone(), backend: backend.to_owned() };
+    if let Some(b) = service.backends.iter().find(|b| &*b.id.0 == backend) {
+        return Ok(b);
+    }
+    if backend.len() < MIN_ID_PREFIX {
+        return Err(missing());
+    }
+    let mut matching = service.backends.iter().filter(|b| b.id.0.starts_with(backend));
+    match (matching.next(), matching.next()) {
+        (Some(b), None) => Ok(b),
+        (Some(_), Some(_)) => {
+            Err(StateError::Ambiguous { service: service.spec.name.clone(), prefix: backend.to_owned() })
+        }
+        (None, _) => Err(missing()),
     }
 }
 
@@ -173,6 +201,23 @@ mod tests {
         let t = shared.table();
         assert!(t.services[1].backends[0].live.available_at(|| 0), "a backend that left and came back starts fresh");
         assert!(!Arc::ptr_eq(&t.services[1].backends[0].live, &w1));
+    }
+
+    #[test]
+    fn a_task_id_prefix_of_12_characters_names_one_backend() {
+        let shared = Routing::new(Keys::random());
+        let tasks = [("y3v2kq1x9m8nabcdefghij01", 2), ("y3v2kq1x9m8nzzzzzzzzzz02", 3), ("p0q9r8s7t6u5vvvvvvvvvv03", 4)];
+        shared.publish(&Catalog { tcp: vec![], http: vec![entry("web", Rule::Always, &tasks, None)] });
+        shared.set_draining("web", "p0q9r8s7t6u5", true).expect("a unique 12-character prefix names the task");
+        assert!(shared.table().services[0].backends[2].draining());
+        assert!(
+            matches!(shared.set_draining("web", "y3v2kq1x9m8n", true), Err(StateError::Ambiguous { .. })),
+            "a prefix two tasks share is refused"
+        );
+        assert!(
+            matches!(shared.set_draining("web", "p0q9r8", true), Err(StateError::NoBackend { .. })),
+            "a prefix shorter than 12 characters names nothing"
+        );
     }
 
     #[test]

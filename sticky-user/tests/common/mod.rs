@@ -121,7 +121,7 @@ pub fn sticky_env(args: &[String], env: &[(&str, &str)]) -> Proc {
 /// # Errors
 /// The exchange fails.
 pub fn post(addr: SocketAddr, path: &str) -> Result<Response, testkit::http::HttpError> {
-    testkit::http::request(addr, "POST", path, &[], b"")
+    testkit::http::request(addr, "POST", path, &[("Content-Type", "application/json")], b"")
 }
 
 /// A GET that must succeed with 200.
