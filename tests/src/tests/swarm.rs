@@ -151,10 +151,7 @@ fn seed(swarm: &Swarm, extra: &[&str]) {
 /// waits until it serves whoami through it. Only what this private Swarm must differ in is set: the
 /// socket of its own dockerd.
 fn deploy_sticky(swarm: &Swarm, name: &str, port: u16) {
-    let env = vec![
-        ("STICKY_PORT", port.to_string()),
-        ("DOCKER_SOCKET", swarm.socket().display().to_string()),
-    ];
+    let env = vec![("STICKY_PORT", port.to_string()), ("DOCKER_SOCKET", swarm.socket().display().to_string())];
     swarm.deploy_stack(name, &workspace_file("deploy/stack.yml"), &env);
     let service = format!("{name}_sticky");
     swarm.wait_running(&service, 1, Duration::from_secs(30));
