@@ -12,15 +12,13 @@ use network_types::{
     ip::Ipv4Hdr,
     tcp::TcpHdr,
 };
-use sticky_common::{Counter, FlowKey};
+use sticky_common::{Counter, FlowKey, flow::IPPROTO_TCP};
 
 use crate::{action::Action, stats::count};
 
 /// The longest header stack we parse: Ethernet, IPv4 with 40 bytes of options, TCP with 40 bytes of options.
 pub const MAX_HEADERS_LEN: usize = EthHdr::LEN + 60 + 60;
 
-/// IPv4 protocol number of TCP.
-const IPPROTO_TCP: u8 = 6;
 /// Offset of the IPv4 header (after an untagged Ethernet header).
 pub const IP_OFF: usize = EthHdr::LEN;
 /// Offset of the TCP header: the L4 path only takes IPv4 headers without options.

@@ -135,7 +135,8 @@ struct Pebble {
     /// The root that signs what pebble issues (regenerated at each start).
     issuing_root: CertificateDer<'static>,
     _dns: Proc,
-    pebble: Proc,
+    /// The ACME server itself (its output explains a flow that did not finish).
+    server: Proc,
 }
 
 impl Pebble {
@@ -205,7 +206,7 @@ impl Pebble {
             listener_root,
             issuing_root,
             _dns: dns_proc,
-            pebble,
+            server: pebble,
         }
     }
 }
@@ -423,7 +424,7 @@ async fn acme_http01_and_tls_alpn01_against_pebble_with_two_instances() {
         assert!(
             Instant::now() < deadline,
             "both certificates must reach the follower within {FLOW_DEADLINE:?}; pebble said:\n{}",
-            pebble.pebble.output()
+            pebble.server.output()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -83,13 +83,6 @@ fn websocket_echo_through_the_proxy_stays_on_the_pinned_backend() {
 
 #[test]
 fn demo_prints_curl_commands_that_work() {
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     // port 0: the demo prints the address it bound, so no free-port race
     let mut child = Command::new(common::STICKY)
         .args(["demo", "--listen", "127.0.0.1:0"])

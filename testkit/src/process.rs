@@ -277,7 +277,7 @@ pub fn run(cmd: &mut Command) -> Result<Output, ProcessError> {
 
 #[cfg(test)]
 mod tests {
-    use std::{process::Command, time::Duration};
+    use std::{os::unix::process::ExitStatusExt as _, process::Command, time::Duration};
 
     use super::{ChildGuard, ProcessError, run};
 
@@ -295,7 +295,6 @@ mod tests {
         let mut guard = ChildGuard::spawn(Command::new("sleep").arg("600")).named("sleeper");
         guard.stop(Duration::from_secs(30));
         let status = guard.wait_timeout(Duration::ZERO).expect("a stopped child must have an exit status");
-        use std::os::unix::process::ExitStatusExt as _;
         assert_eq!(status.signal(), Some(libc::SIGTERM), "SIGTERM must have been enough: {status:?}");
         assert!(matches!(guard.check_alive(), Err(ProcessError::Exited { .. })), "a stopped child is not alive");
         assert!(guard.signal(libc::SIGCONT).is_err(), "a reaped child's pid must not be signalled");

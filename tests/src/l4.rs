@@ -3,6 +3,7 @@
 //! bound to a chosen source address, `sticky run --mode tcp` processes, and a spoofed-SYN flooder.
 
 use std::{
+    fmt::Write as _,
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     time::{Duration, Instant},
 };
@@ -45,6 +46,9 @@ pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x02];
 /// permanent neighbours for backends 198.51.100.10..=12 and clients 192.0.2.2..=254, and IPv4
 /// forwarding on: `bpf_fib_lookup` answers `FWD_DISABLED` on an interface that does not forward (a
 /// test run's packet arrives on `lo`), and the program then passes the packet to the stack.
+///
+/// # Panics
+/// The namespace cannot be set up, or the temp dir is not writable.
 #[must_use]
 pub fn lab_netns() -> NetNs {
     let ns = NetNs::new("lab");
@@ -57,14 +61,12 @@ pub fn lab_netns() -> NetNs {
     let mac = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
     let mut batch = String::new();
     for i in 0..3u8 {
-        batch.push_str(&format!(
-            "neigh add 198.51.100.{} lladdr {} dev t0 nud permanent\n",
-            10 + i,
-            mac(backend_mac(i))
-        ));
+        writeln!(batch, "neigh add 198.51.100.{} lladdr {} dev t0 nud permanent", 10 + i, mac(backend_mac(i)))
+            .expect("a String must take any text");
     }
     for i in 2..=254u8 {
-        batch.push_str(&format!("neigh add 192.0.2.{i} lladdr {} dev t0 nud permanent\n", mac(CLIENT_MAC)));
+        writeln!(batch, "neigh add 192.0.2.{i} lladdr {} dev t0 nud permanent", mac(CLIENT_MAC))
+            .expect("a String must take any text");
     }
     let path = std::env::temp_dir().join(format!("{}.neigh", ns.name()));
     std::fs::write(&path, batch).expect("temp dir must be writable");
@@ -75,6 +77,9 @@ pub fn lab_netns() -> NetNs {
 
 /// The MAC of `iface` in `ns` (read through `ip netns exec`, which mounts the namespace's own sysfs:
 /// a thread that only entered the namespace still sees the sysfs of the one that mounted /sys).
+///
+/// # Panics
+/// The interface has no address file, or it does not hold a MAC.
 #[must_use]
 pub fn iface_mac(ns: &NetNs, iface: &str) -> [u8; 6] {
     let text = ns.output("cat", &[&format!("/sys/class/net/{iface}/address")]);
@@ -134,6 +139,9 @@ impl Lab {
     }
 
     /// The counters now.
+    ///
+    /// # Panics
+    /// The `STATS` map cannot be read.
     #[must_use]
     pub fn stats(&self) -> Stats {
         self.dp.stats().expect("STATS must be readable")
@@ -142,6 +150,10 @@ impl Lab {
 
 /// What a rewritten frame says, with both checksums verified.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "the TCP header's flag bits, one field each, so an assertion names the flag it checks"
+)]
 pub struct Out {
     /// Destination MAC.
     pub dmac: [u8; 6],
@@ -195,6 +207,9 @@ pub fn delta(before: &Stats, after: &Stats, counter: Counter) -> u64 {
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
+///
+/// # Panics
+/// The clock reads a negative time, which `CLOCK_MONOTONIC` never does.
 #[must_use]
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -224,11 +239,11 @@ pub fn get_once(addr: SocketAddrV4, from: Ipv4Addr) -> Result<String, HttpError>
 }
 
 /// Sends `count` TCP SYNs with spoofed sources (198.18.0.0/15, 131072 addresses, times 8 source
-/// ports: up to 1,048,576 distinct 5-tuples) to `dst` through an AF_PACKET socket on `iface` in the
+/// ports: up to 1,048,576 distinct 5-tuples) to `dst` through an `AF_PACKET` socket on `iface` in the
 /// calling thread's namespace, for at most `deadline`. Returns how many were sent.
 ///
 /// # Panics
-/// The socket cannot be opened (needs CAP_NET_RAW).
+/// The socket cannot be opened (needs `CAP_NET_RAW`).
 #[must_use]
 pub fn syn_flood(
     iface: &str,
@@ -250,7 +265,7 @@ pub fn syn_flood(
     assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
     // SAFETY: sockaddr_ll is plain data; zeroed is valid.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_family = u16::try_from(libc::AF_PACKET).expect("AF_PACKET must fit sll_family");
     addr.sll_ifindex = i32::try_from(ifindex).unwrap();
     addr.sll_halen = 6;
     addr.sll_addr[..6].copy_from_slice(&dst_mac);
@@ -522,7 +537,10 @@ fn spawn_logged(cmd: &mut std::process::Command, log: &std::path::Path) -> Child
 }
 
 fn write_backends(path: &std::path::Path, set: &[SocketAddrV4]) {
-    let text: String = set.iter().map(|b| format!("{b}\n")).collect();
+    let text = set.iter().fold(String::new(), |mut text, b| {
+        writeln!(text, "{b}").expect("a String must take any text");
+        text
+    });
     // Write then rename: a reload never reads a half-written file.
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).expect("temp dir must be writable");

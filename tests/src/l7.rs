@@ -1,5 +1,5 @@
 //! http mode harness: a network namespace of its own with two echo backends that name themselves
-//! (`b1`, `b2`, service `echo`), two `sticky whoami` for WebSockets (`ws1`, `ws2`, service `ws` on
+//! (`b1`, `b2`, service `echo`), two `sticky whoami` for WebSocket (`ws1`, `ws2`, service `ws` on
 //! `/ws`), and `sticky run --config` in front, all on the namespace's loopback (fixed ports: the
 //! namespace is the test's alone). Clients run inside it through [`L7Lab::run`]; an echo server that
 //! checks request framing lives here too.

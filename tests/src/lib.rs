@@ -6,10 +6,6 @@
 //! need root: without it they print why they skip, append to `$STICKY_SKIP_LOG` (which `cargo xtask
 //! test` prints at the end), and under `STICKY_REQUIRE_ALL=1` (CI) fail instead of skipping.
 #![deny(unsafe_code)]
-#![expect(
-    clippy::pedantic,
-    reason = "the harness moves to the shared test kit (issue 20, point 5), which is held to the workspace's pedantic lints"
-)]
 
 use std::path::PathBuf;
 

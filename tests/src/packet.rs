@@ -4,7 +4,8 @@
 use std::net::SocketAddrV4;
 
 use etherparse::{
-    EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header, Ipv4Options, Ipv6Header, TcpHeader, UdpHeader,
+    EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header, Ipv4Options, Ipv6FlowLabel, Ipv6Header, TcpHeader,
+    UdpHeader,
 };
 
 /// Source MAC of crafted frames.
@@ -76,6 +77,9 @@ impl Tcp4 {
     }
 
     /// Adds IPv4 options: a multiple of 4 bytes, at most 40.
+    ///
+    /// # Panics
+    /// `options` is not a multiple of 4 bytes, or longer than 40.
     #[must_use]
     pub fn ip_options(mut self, options: &[u8]) -> Self {
         assert!(
@@ -150,15 +154,15 @@ pub fn udp4(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
     frame
 }
 
-/// An IPv6 TCP SYN frame (from 2001:db8::1 to 2001:db8::2, the IPv6 documentation range).
+/// An IPv6 TCP SYN frame (from `2001:db8::1` to `2001:db8::2`, the IPv6 documentation range).
 #[must_use]
 pub fn tcp6_syn() -> Vec<u8> {
     let mut tcp = TcpHeader::new(40000, 80, 1000, 64240);
     tcp.syn = true;
     let ip = Ipv6Header {
         traffic_class: 0,
-        flow_label: Default::default(),
-        payload_length: u16::try_from(tcp.header_len()).expect("fits"),
+        flow_label: Ipv6FlowLabel::default(),
+        payload_length: tcp.header_len_u16(),
         next_header: IpNumber::TCP,
         hop_limit: 64,
         source: [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],

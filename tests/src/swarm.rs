@@ -101,7 +101,7 @@ impl Swarm {
         swarm
     }
 
-    /// The daemon's socket (`unix://...` for DOCKER_HOST).
+    /// The daemon's socket (`unix://...` for `DOCKER_HOST`).
     #[must_use]
     pub fn docker_host(&self) -> String {
         format!("unix://{}", self.socket.display())
@@ -152,6 +152,10 @@ impl Swarm {
     ///
     /// # Panics
     /// The command fails.
+    #[expect(
+        clippy::must_use_candidate,
+        reason = "tests run docker commands for their effect (rm, scale, kill) as often as for their output"
+    )]
     pub fn docker(&self, args: &[&str]) -> String {
         let out = self.docker_output(args);
         assert!(out.status.success(), "docker {} failed: {}", args.join(" "), stderr(&out));
@@ -159,6 +163,9 @@ impl Swarm {
     }
 
     /// `docker <args>` against this daemon, whatever its outcome.
+    ///
+    /// # Panics
+    /// The `docker` command cannot be started.
     #[must_use]
     pub fn docker_output(&self, args: &[&str]) -> Output {
         self.docker_command(args).output().unwrap_or_else(|e| panic!("docker {}: {e}", args.join(" ")))
@@ -283,7 +290,7 @@ impl Swarm {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
-    /// The address of a task's container on docker_gwbridge (local to this host, created by this
+    /// The address of a task's container on `docker_gwbridge` (local to this host, created by this
     /// test's dockerd), for reaching a task directly while docker-proxy is down. `container` is a
     /// container id or its prefix. (A Swarm task's gateway endpoint is not in the container's own
     /// `NetworkSettings`; the bridge network lists it.)

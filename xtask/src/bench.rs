@@ -95,9 +95,9 @@ pub fn check_interrupted() -> anyhow::Result<()> {
 /// The topology or the backends cannot be set up, a configuration failed to serve or to pin (after
 /// writing every result), or the run was interrupted.
 pub fn run(workspace: &Path, options: &Options, sticky: &Path) -> anyhow::Result<()> {
-    ensure!(xtask::setup::is_root(), "the bench needs root (network namespaces, BPF, iptables)");
     // Ctrl-C reaches every child too (same process group); this process then cleans up and exits.
     static HANDLER: std::sync::Once = std::sync::Once::new();
+    ensure!(xtask::setup::is_root(), "the bench needs root (network namespaces, BPF, iptables)");
     HANDLER.call_once(|| {
         let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::Relaxed));
     });
@@ -145,33 +145,13 @@ pub fn run(workspace: &Path, options: &Options, sticky: &Path) -> anyhow::Result
     let topo = Topology::build(options.rps).context("failed to build the namespace topology")?;
     let mut backends = configs::start_backends(&topo, &work, "backends", 1..=configs::BACKENDS, 1)?;
 
-    let mut memory_levels = Vec::new();
-    let mut memory_note = None;
     let modes = memory::Modes { http: selected("memory-http"), tcp: selected("memory-tcp") };
-    if modes.http || modes.tcp {
-        let levels: &[u32] = if options.quick { &[1_000] } else { &[10_000, 100_000] };
-        match memory::run(&topo, &work, &sticky, &exe, levels, modes) {
-            Ok(l) => memory_levels = l,
-            Err(e) => {
-                eprintln!("bench: memory: FAILED: {e:#}");
-                memory_note = Some(format!("{e:#}"));
-            }
-        }
-    }
+    let (memory_levels, memory_note) = measure_memory(&topo, &work, &sticky, &exe, options.quick, modes);
 
     let mut rows = Vec::new();
     for config in configs::ALL.iter().filter(|c| selected(c.id)) {
         check_interrupted()?;
-        let mut row = Row {
-            id: config.id.to_owned(),
-            title: config.title.to_owned(),
-            status: Status::Ok,
-            note: None,
-            check: None,
-            check_under_load: None,
-            runs: Vec::new(),
-            summary: None,
-        };
+        let mut row = Row::new(config.id, config.title);
         if let Some(why) = configs::unavailable(config, &sticky_help) {
             eprintln!("bench: {}: {why}", config.id);
             row.status = Status::Unavailable;
@@ -203,15 +183,7 @@ pub fn run(workspace: &Path, options: &Options, sticky: &Path) -> anyhow::Result
         memory_note,
         goals,
     };
-    let md = report::markdown(&results);
-    std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&results)? + "\n")?;
-    std::fs::write(out.join("results.md"), &md)?;
-    let plotted = plot::write(&results, &out.join("plot.svg"));
-    println!("{md}");
-    println!("results: {0}/results.json, {0}/results.md, plot: {0}/plot.svg", out.display());
-    if let Err(e) = plotted {
-        eprintln!("bench: no plot: {e:#}");
-    }
+    write_results(&out, &results)?;
     let failed: Vec<&str> =
         results.configurations.iter().filter(|r| r.status == Status::Failed).map(|r| r.id.as_str()).collect();
     if !failed.is_empty() || results.memory_note.is_some() {
@@ -315,12 +287,53 @@ fn placement(rps: bool) -> String {
     }
 }
 
+/// sticky's memory in the selected `modes` (at 1k sessions/flows with `quick`, else 10k and 100k), or
+/// no levels and why the measurement failed.
+fn measure_memory(
+    topo: &Topology,
+    work: &Workdir,
+    sticky: &Path,
+    exe: &Path,
+    quick: bool,
+    modes: memory::Modes,
+) -> (Vec<memory::Level>, Option<String>) {
+    if !(modes.http || modes.tcp) {
+        return (Vec::new(), None);
+    }
+    let levels: &[u32] = if quick { &[1_000] } else { &[10_000, 100_000] };
+    match memory::run(topo, work, sticky, exe, levels, modes) {
+        Ok(levels) => (levels, None),
+        Err(e) => {
+            eprintln!("bench: memory: FAILED: {e:#}");
+            (Vec::new(), Some(format!("{e:#}")))
+        }
+    }
+}
+
+/// Writes results.json, results.md and plot.svg into `out` (a plot that fails is only reported), and
+/// prints the Markdown.
+fn write_results(out: &Path, results: &report::Results) -> anyhow::Result<()> {
+    let md = report::markdown(results);
+    std::fs::write(out.join("results.json"), serde_json::to_string_pretty(results)? + "\n")?;
+    std::fs::write(out.join("results.md"), &md)?;
+    let plotted = plot::write(results, &out.join("plot.svg"));
+    println!("{md}");
+    println!("results: {0}/results.json, {0}/results.md, plot: {0}/plot.svg", out.display());
+    if let Err(e) = plotted {
+        eprintln!("bench: no plot: {e:#}");
+    }
+    Ok(())
+}
+
 /// A fresh 32-byte cookie secret (hex) from the kernel's random source.
 fn write_cookie_key(path: &Path) -> anyhow::Result<()> {
-    use std::io::Read as _;
+    use std::{fmt::Write as _, io::Read as _};
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = bytes.iter().fold(String::with_capacity(2 * bytes.len()), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    });
     std::fs::write(path, hex + "\n").with_context(|| format!("failed to write {}", path.display()))
 }
 

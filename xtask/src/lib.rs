@@ -6,10 +6,6 @@
 //! `libstd-rust-web-dev-bpf`), so the eBPF crate builds with Debian's compiler and no `build-std`.
 //! `RUSTC_BOOTSTRAP=1` lets that stable compiler accept the flags aya-ebpf needs.
 #![deny(unsafe_code)]
-#![expect(
-    clippy::pedantic,
-    reason = "the bench harness moves onto the shared test kit (issue 20, point 5), which brings xtask under the workspace's pedantic lints"
-)]
 
 pub mod ebpf;
 pub mod setup;

@@ -1,16 +1,12 @@
 //! `cargo xtask`: one clap enum, one module per subcommand.
 #![deny(unsafe_code)]
-#![expect(
-    clippy::pedantic,
-    reason = "the bench harness moves onto the shared test kit (issue 20, point 5), which brings xtask under the workspace's pedantic lints"
-)]
 
 mod bench;
 mod demo;
 mod image;
 mod test;
 
-use std::path::PathBuf;
+use std::{os::unix::process::CommandExt as _, path::PathBuf};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -46,7 +42,7 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run every test: unit, property, packet (BPF_PROG_TEST_RUN), network-namespace and Swarm tests;
+    /// Run every test: unit, property, packet (`BPF_PROG_TEST_RUN`), network-namespace and Swarm tests;
     /// then the bench's smoke run (`bench --quick`).
     Test(test::Options),
     /// Build the `FROM scratch` image (Dockerfile) from a static release binary, without any registry.
@@ -88,7 +84,6 @@ fn main() -> anyhow::Result<()> {
             setup::run(setup::Components::default())?;
             let bin = build_sticky(&workspace, true)?;
             // Replace this process, so Ctrl-C reaches the demo directly.
-            use std::os::unix::process::CommandExt as _;
             let err = std::process::Command::new(&bin).arg("demo").args(&args).exec();
             Err(err).with_context(|| format!("failed to run {} demo", bin.display()))
         }

@@ -2,6 +2,7 @@
 //! apt-get and bpf-linker through `cargo install`. Fast when everything is present (one dpkg query).
 
 use std::{
+    fmt::Write as _,
     path::PathBuf,
     process::{Command, Stdio},
 };
@@ -62,10 +63,10 @@ pub fn run(components: Components) -> anyhow::Result<()> {
     if !is_root() {
         let mut msg = String::from("sticky's set-up needs root to install what is missing:\n");
         if !missing.is_empty() {
-            msg += &format!("  apt-get update && apt-get install -y {}\n", missing.join(" "));
+            let _ = writeln!(msg, "  apt-get update && apt-get install -y {}", missing.join(" "));
         }
         if !linker_ok {
-            msg += &format!("  {}\n", bpf_linker_install_command());
+            let _ = writeln!(msg, "  {}", bpf_linker_install_command());
         }
         msg += "then run the command again (or run it as root: `sudo -E cargo xtask setup`).";
         bail!(msg);

@@ -169,11 +169,19 @@ impl Reloader {
     }
 
     /// One poll: loads what changed and settled (see the module docs). Blocking file I/O.
+    #[expect(
+        clippy::must_use_candidate,
+        reason = "called for its effect, the table loaded and published; the report is there for a caller that logs or checks it"
+    )]
     pub fn check(&self) -> Report {
         self.inner.check(Mode::Poll)
     }
 
     /// Reloads everything at once, as on a [`Handle::reload`]. Blocking file I/O.
+    #[expect(
+        clippy::must_use_candidate,
+        reason = "called for its effect, the table loaded and published; the report is there for a caller that logs or checks it"
+    )]
     pub fn reload_now(&self) -> Report {
         self.inner.check(Mode::Now)
     }

@@ -89,7 +89,7 @@ impl Table {
         self.by_name(&crate::tls::cert::normalize(name)).is_some()
     }
 
-    /// The certificate for a ClientHello's SNI and signature schemes (see the module docs).
+    /// The certificate for a `ClientHello`'s SNI and signature schemes (see the module docs).
     #[must_use]
     pub fn pick(&self, sni: Option<&str>, schemes: &[SignatureScheme], unknown: UnknownName) -> Option<&Arc<Loaded>> {
         let named = sni.and_then(|name| {

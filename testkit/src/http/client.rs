@@ -53,6 +53,10 @@ pub enum HttpError {
 pub struct Connect {
     addr: SocketAddr,
     from: Option<IpAddr>,
+    #[expect(
+        clippy::struct_field_names,
+        reason = "the field of the `connect_timeout` setter, both named as std's `TcpStream::connect_timeout`"
+    )]
     connect_timeout: Duration,
     io_timeout: Duration,
     host: Option<String>,

@@ -2,7 +2,10 @@
 //! coding or (responses only) the end of the connection, every read bounded in size; and a request
 //! written with Content-Length or in two chunks.
 
-use std::io::{BufRead, ErrorKind, Read as _, Write};
+use std::{
+    fmt::Write as _,
+    io::{BufRead, ErrorKind, Read as _, Write},
+};
 
 use super::message::{Request, Response};
 
@@ -113,10 +116,10 @@ pub fn write_request(
 ) -> std::io::Result<()> {
     let mut out = format!("{method} {path} HTTP/1.1\r\n");
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        out.push_str(&format!("host: {host}\r\n"));
+        write!(out, "host: {host}\r\n").map_err(std::io::Error::other)?;
     }
     for (k, v) in headers {
-        out.push_str(&format!("{k}: {v}\r\n"));
+        write!(out, "{k}: {v}\r\n").map_err(std::io::Error::other)?;
     }
     let mut bytes = match framing {
         Framing::Chunked => {
@@ -133,7 +136,7 @@ pub fn write_request(
         }
         Framing::Length => {
             if !body.is_empty() || !matches!(method, "GET" | "HEAD") {
-                out.push_str(&format!("content-length: {}\r\n", body.len()));
+                write!(out, "content-length: {}\r\n", body.len()).map_err(std::io::Error::other)?;
             }
             out.push_str("\r\n");
             let mut v = out.into_bytes();
@@ -229,9 +232,8 @@ fn read_chunked(r: &mut impl BufRead) -> Result<Vec<u8>, WireError> {
         if n == 0 {
             return Err(WireError::Closed { part: "chunked body" });
         }
-        let size = match httparse::parse_chunk_size(&line) {
-            Ok(httparse::Status::Complete((_, size))) => size,
-            _ => return Err(malformed("chunk size", &String::from_utf8_lossy(&line))),
+        let Ok(httparse::Status::Complete((_, size))) = httparse::parse_chunk_size(&line) else {
+            return Err(malformed("chunk size", &String::from_utf8_lossy(&line)));
         };
         if size == 0 {
             // Trailers, then the blank line: read and dropped.

@@ -63,7 +63,8 @@ fn counts_real_traffic(attach: Attach) {
         match attach {
             Attach::Tc => dp.attach_tc(BACKEND_IFACE).expect("tc attach must work on veth"),
             Attach::XdpGeneric => {
-                dp.attach_xdp(BACKEND_IFACE, aya::programs::XdpMode::Skb).expect("generic XDP attach must work on veth")
+                dp.attach_xdp(BACKEND_IFACE, aya::programs::XdpMode::Skb)
+                    .expect("generic XDP attach must work on veth");
             }
         }
         dp

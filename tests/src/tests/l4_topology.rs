@@ -200,8 +200,7 @@ fn flood_keeps_established_flows(engine: Engine) {
     let started = Instant::now();
     let (sent, exchanges) = std::thread::scope(|s| {
         let flooder = s.spawn(|| {
-            let n =
-                lab.topo.client.run(|| syn_flood(CLIENT_IFACE, cli_mac, lb_mac, VIP, SYNS, FLOOD_DEADLINE));
+            let n = lab.topo.client.run(|| syn_flood(CLIENT_IFACE, cli_mac, lb_mac, VIP, SYNS, FLOOD_DEADLINE));
             flooding.store(false, Ordering::Relaxed);
             n
         });

@@ -59,7 +59,8 @@ fn stopped(lab: &L7Lab) -> bool {
 }
 
 fn body(i: usize, len: usize) -> Vec<u8> {
-    (0..len).map(|j| b'a' + ((i + j) % 26) as u8).collect()
+    const LETTERS: &[u8; 26] = b"abcdefghijklmnopqrstuvwxyz";
+    (0..len).map(|j| LETTERS[(i + j) % LETTERS.len()]).collect()
 }
 
 #[test]

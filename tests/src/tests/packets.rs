@@ -27,9 +27,9 @@ fn server() -> SocketAddrV4 {
 /// What the program must do with a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Expect {
-    /// Hand it on untouched (TC_ACT_OK / XDP_PASS), counting this reason.
+    /// Hand it on untouched (`TC_ACT_OK` / `XDP_PASS`), counting this reason.
     Pass(Counter),
-    /// Drop it (TC_ACT_SHOT / XDP_DROP), counting this reason.
+    /// Drop it (`TC_ACT_SHOT` / `XDP_DROP`), counting this reason.
     Drop(Counter),
     /// An IPv4 TCP segment of no service and no flow (this table configures none): counted as
     /// `TcpV4` and passed untouched, by tc as `PassNotService`, by XDP as `PassToTc`.
@@ -40,11 +40,15 @@ struct Case {
     description: &'static str,
     frame: Vec<u8>,
     expect: Expect,
-    /// The kernel's BPF_PROG_TEST_RUN for skb programs refuses this frame itself (EINVAL): an IPv4
+    /// The kernel's `BPF_PROG_TEST_RUN` for skb programs refuses this frame itself (EINVAL): an IPv4
     /// frame shorter than an IPv4 header never reaches a tc program. XDP still gets it.
     xdp_only: bool,
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "the packet table: one case after another, each a description, a frame and a verdict"
+)]
 fn cases() -> Vec<Case> {
     let syn = Tcp4::new(client(), server()).syn().build();
     let mut bad_ihl = syn.clone();

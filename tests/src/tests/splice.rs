@@ -73,7 +73,8 @@ fn assert_maps_empty(splicer: &Splicer) {
 }
 
 fn pattern(n: usize, seed: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    // the byte index runs 0..=255 over and over, as the low byte of the position
+    (0..=u8::MAX).cycle().take(n).map(|i| i.wrapping_mul(31).wrapping_add(seed)).collect()
 }
 
 #[test]

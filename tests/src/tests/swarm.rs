@@ -1,6 +1,6 @@
 //! Swarm tests: a private dockerd + `docker swarm init` per test, images built from the static
 //! `sticky` binary with the workspace's Dockerfile, sticky deployed with `deploy/stack.yml`, traffic
-//! only to 127.0.0.1 (published ports) and to docker_gwbridge addresses of this Swarm's containers.
+//! only to 127.0.0.1 (published ports) and to `docker_gwbridge` addresses of this Swarm's containers.
 //!
 //! Every body is checked: a response counts only if whoami's `I'm NAME` names the expected task.
 
@@ -151,10 +151,7 @@ fn seed(swarm: &Swarm, extra: &[&str]) {
 /// waits until it serves whoami through it. Only what this private Swarm must differ in is set: the
 /// socket of its own dockerd.
 fn deploy_sticky(swarm: &Swarm, name: &str, port: u16) {
-    let env = vec![
-        ("STICKY_PORT", port.to_string()),
-        ("DOCKER_SOCKET", swarm.socket().display().to_string()),
-    ];
+    let env = vec![("STICKY_PORT", port.to_string()), ("DOCKER_SOCKET", swarm.socket().display().to_string())];
     swarm.deploy_stack(name, &workspace_file("deploy/stack.yml"), &env);
     let service = format!("{name}_sticky");
     swarm.wait_running(&service, 1, Duration::from_secs(30));
@@ -303,6 +300,10 @@ fn now_ns() -> u128 {
 /// tasks serve within 1 s, measured), scale down and a rolling update under a client loop (no
 /// failed request), a killed task (only the request in flight may fail). One Swarm for all, in order.
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario on one Swarm (starting it is most of the cost): each step runs on the state the one before left"
+)]
 fn seed_walkthrough_scaling_rolling_update_and_killed_task() {
     require_swarm!();
     let suite = Instant::now();
@@ -371,7 +372,8 @@ fn seed_walkthrough_scaling_rolling_update_and_killed_task() {
             .get(short(container))
             .unwrap_or_else(|| panic!("new task {task} ({}) was never served: {first_served:?}", short(container)));
         let since = running_since(&swarm, task);
-        let delay_ms = served.saturating_sub(since) as f64 / 1e6;
+        let delay = Duration::from_nanos(u64::try_from(served.saturating_sub(since)).expect("a delay must fit u64 ns"));
+        let delay_ms = delay.as_secs_f64() * 1e3;
         eprintln!("new task {task}: served {delay_ms:.0} ms after it became running");
         assert!(
             delay_ms < 1000.0,
@@ -385,7 +387,7 @@ fn seed_walkthrough_scaling_rolling_update_and_killed_task() {
     std::thread::sleep(Duration::from_millis(1500));
     swarm.docker(&["service", "scale", "-d", &format!("{WHOAMI}=2")]);
     wait_settled(&swarm, WHOAMI, 2);
-    std::thread::sleep(Duration::from_millis(1000));
+    std::thread::sleep(Duration::from_secs(1));
     let report = clients.finish();
     let survivors = names(&swarm, WHOAMI);
     eprintln!(
@@ -426,7 +428,7 @@ fn seed_walkthrough_scaling_rolling_update_and_killed_task() {
     });
     assert!(done, "the rolling update must complete:\n{}", swarm.docker(&["service", "ps", WHOAMI]));
     wait_settled(&swarm, WHOAMI, 2);
-    std::thread::sleep(Duration::from_millis(1000));
+    std::thread::sleep(Duration::from_secs(1));
     let report = clients.finish();
     let updated = names(&swarm, WHOAMI);
     eprintln!(
@@ -447,7 +449,7 @@ fn seed_walkthrough_scaling_rolling_update_and_killed_task() {
     let (victim_task, victim) = swarm.task_containers(WHOAMI).into_iter().next().expect("a task to kill");
     swarm.docker(&["kill", &victim]);
     let killed = Instant::now();
-    std::thread::sleep(Duration::from_millis(3000));
+    std::thread::sleep(Duration::from_secs(3));
     let report = clients.finish();
     eprintln!("kill: {} requests, failures {:?}, moves {:?}", report.requests, report.failures, report.moves);
     let victims: Vec<&(usize, String, String, bool)> =
@@ -486,7 +488,7 @@ fn count(log: &str, needle: &str) -> usize {
 /// published ports (docker-proxy is its own process), so sticky keeps serving on its port with
 /// the last known tasks, logs the API's loss and return once each, and discovers a scale-up
 /// afterwards. A crashed daemon takes docker-proxy with it (the published port is dead), but the
-/// containers run on: sticky keeps serving its pinned clients at its docker_gwbridge address.
+/// containers run on: sticky keeps serving its pinned clients at its `docker_gwbridge` address.
 /// When dockerd starts again, Swarm replaces every task, sticky's own included (live-restore is
 /// incompatible with swarm mode), and the new sticky discovers the new tasks on its own.
 #[test]
@@ -594,7 +596,7 @@ fn dockerd_hung_then_killed_and_restarted_while_sticky_serves() {
     eprintln!("whole test {:?}", suite.elapsed());
 }
 
-/// Host names of the addresses added to the host's docker_gwbridge, removed on drop.
+/// Host names of the addresses added to the host's `docker_gwbridge`, removed on drop.
 struct ExtraAddrs(Vec<String>);
 
 impl Drop for ExtraAddrs {
@@ -609,6 +611,10 @@ impl Drop for ExtraAddrs {
 /// two sticky instances with the same key honour each other's cookies; a tcp-mode service by labels
 /// keeps each client on one task and spreads clients over the tasks.
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario on one Swarm (starting it is most of the cost): each step runs on the state the one before left"
+)]
 fn label_sets_route_by_host_two_instances_agree_and_tcp_by_labels() {
     require_swarm!();
     let suite = Instant::now();

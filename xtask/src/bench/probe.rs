@@ -143,12 +143,12 @@ fn sessions_probe(
     cookie_name: &str,
     sessions: u32,
     threads: u32,
-    hold: u32,
+    to_hold: u32,
 ) -> anyhow::Result<(Held, Vec<Conn>)> {
-    let prefix = format!("{cookie_name}=");
-    // Phase 1: create and replay every session; keep (cookie, backend) of the first `hold`.
-    let per_thread = sessions.div_ceil(threads);
     type Out = (Held, Vec<(String, String)>, Conn);
+    let prefix = format!("{cookie_name}=");
+    // Phase 1: create and replay every session; keep (cookie, backend) of the first `to_hold`.
+    let per_thread = sessions.div_ceil(threads);
     let results: Vec<anyhow::Result<Out>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -171,7 +171,7 @@ fn sessions_probe(
                             held.unpinned += 1;
                         }
                         *held.backends.entry(backend.clone()).or_default() += 1;
-                        if i < hold {
+                        if i < to_hold {
                             kept.push((cookie, backend));
                         }
                     }
@@ -220,8 +220,8 @@ fn flows_probe(
     flows: u32,
     threads: u32,
 ) -> anyhow::Result<(Held, Vec<Conn>)> {
-    anyhow::ensure!(!sources.is_empty(), "no source addresses");
     type Out = (Held, Vec<Conn>, Vec<(Ipv4Addr, String)>);
+    anyhow::ensure!(!sources.is_empty(), "no source addresses");
     let results: Vec<anyhow::Result<Out>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {

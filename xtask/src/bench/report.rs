@@ -103,6 +103,23 @@ pub struct Row {
     pub summary: Option<Summary>,
 }
 
+impl Row {
+    /// The row of a configuration about to run: ok until something fails, nothing measured yet.
+    #[must_use]
+    pub fn new(id: &str, title: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            title: title.to_owned(),
+            status: Status::Ok,
+            note: None,
+            check: None,
+            check_under_load: None,
+            runs: Vec::new(),
+            summary: None,
+        }
+    }
+}
+
 /// One measured wrk run with the CPU time around it.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct Run {
@@ -333,7 +350,16 @@ fn met(m: Option<bool>) -> &'static str {
 #[must_use]
 pub fn markdown(r: &Results) -> String {
     let mut md = String::new();
-    let m = &r.machine;
+    write_preamble(&mut md, r);
+    write_configurations(&mut md, r);
+    write_memory(&mut md, &r.memory);
+    write_goals_and_checks(&mut md, r);
+    md
+}
+
+/// The title, the machine and the method.
+fn write_preamble(md: &mut String, r: &Results) {
+    let machine = &r.machine;
     let _ = writeln!(md, "# sticky bench, {}\n", r.started);
     if r.method.quick {
         let _ = writeln!(
@@ -344,17 +370,17 @@ pub fn markdown(r: &Results) -> String {
     let _ = writeln!(
         md,
         "Machine: {} x {}, kernel {}. Load average before {:.2} {:.2} {:.2}, after {:.2} {:.2} {:.2}.",
-        m.cpus,
-        m.cpu_model,
-        m.kernel,
-        m.load_before[0],
-        m.load_before[1],
-        m.load_before[2],
-        m.load_after[0],
-        m.load_after[1],
-        m.load_after[2]
+        machine.cpus,
+        machine.cpu_model,
+        machine.kernel,
+        machine.load_before[0],
+        machine.load_before[1],
+        machine.load_before[2],
+        machine.load_after[0],
+        machine.load_after[1],
+        machine.load_after[2]
     );
-    let versions: Vec<String> = m.versions.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let versions: Vec<String> = machine.versions.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let _ = writeln!(md, "Versions: {}.\n", versions.join("; "));
     let _ = writeln!(
         md,
@@ -362,6 +388,10 @@ pub fn markdown(r: &Results) -> String {
          latencies are medians of the runs' percentiles. {}\n",
         r.method.load, r.method.warmup_s, r.method.runs, r.method.duration_s, r.method.placement
     );
+}
+
+/// The table of configurations: one row each, with its goals.
+fn write_configurations(md: &mut String, r: &Results) {
     let _ = writeln!(
         md,
         "| Configuration | req/s median (min–max) | p50 µs | p99 µs | p99.9 µs | LB process µs/req | LB core µs/req | softirq µs/req (all CPUs) | busy % cpu0/cpu1 | x direct | x HAProxy | Goals |"
@@ -375,74 +405,79 @@ pub fn markdown(r: &Results) -> String {
             .map(|g| format!("{}: {} ({})", g.goal, met(g.met), g.detail))
             .collect();
         let goals = goals.join("<br>");
-        match (&row.summary, row.status) {
-            (Some(s), Status::Ok) => {
-                let peer = match (&s.peer, s.ratio_peer) {
-                    (Some(p), Some(x)) => format!("{x:.2} ({})", p.trim_start_matches("haproxy-")),
-                    _ => "–".to_owned(),
-                };
-                let _ = writeln!(
-                    md,
-                    "| {} | **{}** ({}–{}) | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0}/{:.0} | {} | {} | {} |",
-                    row.title,
-                    k(s.rps_median),
-                    k(s.rps_min),
-                    k(s.rps_max),
-                    s.p50_us,
-                    s.p99_us,
-                    s.p999_us,
-                    s.lb_process_us_per_req,
-                    s.lb_cpu_us_per_req,
-                    s.softirq_us_per_req,
-                    s.load_cpu_busy_pct,
-                    s.lb_cpu_busy_pct,
-                    ratio(s.ratio_direct),
-                    peer,
-                    goals
-                );
-            }
-            _ => {
-                let what = match row.status {
-                    Status::Unavailable => "not available in this build",
-                    _ => "**FAILED**",
-                };
-                let note = row.note.as_deref().unwrap_or_default().lines().next().unwrap_or_default();
-                let _ = writeln!(md, "| {} | {what}: {note} | | | | | | | | | | {goals} |", row.title);
-            }
-        }
-    }
-    if !r.memory.is_empty() {
-        let _ = writeln!(md, "\n## sticky's memory\n");
-        let _ = writeln!(
-            md,
-            "| Mode | live sessions/flows | open client connections | RSS at start | RSS, sessions alone | RSS | BPF maps (kernel) | CONNS entries | check |"
-        );
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
-        for l in &r.memory {
+        if let (Some(s), Status::Ok) = (&row.summary, row.status) {
+            let peer = match (&s.peer, s.ratio_peer) {
+                (Some(p), Some(x)) => format!("{x:.2} ({})", p.trim_start_matches("haproxy-")),
+                _ => "–".to_owned(),
+            };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {:.1} MiB | {} | **{:.1} MiB** | {} | {} | {} |",
-                l.mode,
-                l.live,
-                l.open_connections,
-                kib_to_mib(l.rss_start_kib),
-                l.rss_sessions_kib
-                    .map_or_else(|| "–".to_owned(), |k| format!("{:.1} MiB (8 connections)", kib_to_mib(k))),
-                kib_to_mib(l.rss_kib),
-                if l.bpf_maps_kib == 0 { "–".to_owned() } else { format!("{:.1} MiB", kib_to_mib(l.bpf_maps_kib)) },
-                l.conns_entries.map_or_else(|| "–".to_owned(), |n| n.to_string()),
-                l.check
+                "| {} | **{}** ({}–{}) | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0}/{:.0} | {} | {} | {} |",
+                row.title,
+                k(s.rps_median),
+                k(s.rps_min),
+                k(s.rps_max),
+                s.p50_us,
+                s.p99_us,
+                s.p999_us,
+                s.lb_process_us_per_req,
+                s.lb_cpu_us_per_req,
+                s.softirq_us_per_req,
+                s.load_cpu_busy_pct,
+                s.lb_cpu_busy_pct,
+                ratio(s.ratio_direct),
+                peer,
+                goals
             );
+        } else {
+            let what = match row.status {
+                Status::Unavailable => "not available in this build",
+                _ => "**FAILED**",
+            };
+            let note = row.note.as_deref().unwrap_or_default().lines().next().unwrap_or_default();
+            let _ = writeln!(md, "| {} | {what}: {note} | | | | | | | | | | {goals} |", row.title);
         }
+    }
+}
+
+/// sticky's memory, if it was measured.
+fn write_memory(md: &mut String, levels: &[Level]) {
+    if levels.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "\n## sticky's memory\n");
+    let _ = writeln!(
+        md,
+        "| Mode | live sessions/flows | open client connections | RSS at start | RSS, sessions alone | RSS | BPF maps (kernel) | CONNS entries | check |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    for l in levels {
         let _ = writeln!(
             md,
-            "\nhttp: a live session is a cookie this process issued and that came back (sticky stores nothing per \
+            "| {} | {} | {} | {:.1} MiB | {} | **{:.1} MiB** | {} | {} | {} |",
+            l.mode,
+            l.live,
+            l.open_connections,
+            kib_to_mib(l.rss_start_kib),
+            l.rss_sessions_kib.map_or_else(|| "–".to_owned(), |k| format!("{:.1} MiB (8 connections)", kib_to_mib(k))),
+            kib_to_mib(l.rss_kib),
+            if l.bpf_maps_kib == 0 { "–".to_owned() } else { format!("{:.1} MiB", kib_to_mib(l.bpf_maps_kib)) },
+            l.conns_entries.map_or_else(|| "–".to_owned(), |n| n.to_string()),
+            l.check
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nhttp: a live session is a cookie this process issued and that came back (sticky stores nothing per \
              session); {} of the clients keep an idle connection open while RSS is read. tcp: a live flow is an \
              open connection through the VIP (two CONNS entries); the kernel maps are preallocated for --max-flows \
              131072, so their memory does not grow with the flows.",
-            super::memory::held()
-        );
-    }
+        super::memory::held()
+    );
+}
+
+/// The goals, then what each configuration's probe checked.
+fn write_goals_and_checks(md: &mut String, r: &Results) {
     if !r.goals.is_empty() {
         let _ = writeln!(md, "\n## Goals (issue 7; measured here, never asserted)\n");
         for g in &r.goals {
@@ -459,7 +494,6 @@ pub fn markdown(r: &Results) -> String {
             row.check_under_load.as_deref().map(|c| format!("; under load: {c}")).unwrap_or_default()
         );
     }
-    md
 }
 
 #[cfg(test)]

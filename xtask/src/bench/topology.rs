@@ -156,7 +156,7 @@ pub fn adopt(name: &str, child: std::process::Child) -> ChildGuard {
     ChildGuard::adopt(name, child).with_grace(STOP_GRACE)
 }
 
-/// The hard limit of open files (this process's; without CAP_SYS_RESOURCE nothing can go above it).
+/// The hard limit of open files (this process's; without `CAP_SYS_RESOURCE` nothing can go above it).
 #[must_use]
 pub fn fd_limit() -> u64 {
     std::fs::read_to_string("/proc/self/limits")

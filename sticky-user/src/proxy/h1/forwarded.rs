@@ -4,7 +4,7 @@
 
 use std::{io::Write as _, net::IpAddr};
 
-/// Longest text of an IP address (INET6_ADDRSTRLEN without the NUL).
+/// Longest text of an IP address (`INET6_ADDRSTRLEN` without the NUL).
 const IP_TEXT: usize = 45;
 
 /// A client's address, as text.

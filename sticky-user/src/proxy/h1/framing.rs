@@ -133,6 +133,10 @@ impl TransferCodings {
 
 /// `Connection` options so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "one independent flag per option a list may name, in any combination: not states of one machine"
+)]
 pub struct ConnectionOptions {
     /// `close` was listed.
     pub close: bool,

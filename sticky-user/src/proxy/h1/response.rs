@@ -184,7 +184,11 @@ impl ResponseHead {
             || exchange.method == Method::Head
             || self.status == 204
             || self.status == 304;
-        self.framing = match (no_body, codings.is_present(), self.content_length.value()) {
+        #[expect(
+            clippy::match_same_arms,
+            reason = "the arms are RFC 9112 §6.3's rules in its order (no body, Transfer-Encoding, Content-Length); merging equal results would interleave the rules"
+        )]
+        let framing = match (no_body, codings.is_present(), self.content_length.value()) {
             (true, _, _) => ResponseFraming::None,
             (false, true, _) if codings.is_chunked() => ResponseFraming::Chunked,
             // RFC 9112 §6.3: a final coding other than chunked is read until the connection closes
@@ -193,6 +197,7 @@ impl ResponseHead {
             (false, false, Some(n)) => ResponseFraming::Length(n),
             (false, false, None) => ResponseFraming::UntilClose,
         };
+        self.framing = framing;
         self.length_and_chunked = codings.is_present() && self.content_length.value().is_some();
         let keep_alive =
             exchange.persistent && !self.connection.close && (self.minor == 1 || self.connection.keep_alive);

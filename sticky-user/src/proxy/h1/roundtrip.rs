@@ -2,6 +2,8 @@
 //! field (name, value, order), keeps its framing, and carries exactly the forwarding sticky adds; a
 //! second hop through sticky changes nothing but the forwarding chain.
 
+use std::fmt::Write as _;
+
 use proptest::prelude::*;
 
 use super::*;
@@ -23,10 +25,12 @@ impl Generated {
     fn bytes(&self) -> Vec<u8> {
         let mut out = format!("{} {} HTTP/1.1\r\nHost: {}\r\n", self.method, self.target, self.host);
         for (n, v) in &self.fields {
-            out.push_str(&format!("{n}: {v}\r\n"));
+            write!(out, "{n}: {v}\r\n").expect("a String must take any text");
         }
         match self.framing {
-            RequestFraming::Length(n) => out.push_str(&format!("Content-Length: {n}\r\n")),
+            RequestFraming::Length(n) => {
+                write!(out, "Content-Length: {n}\r\n").expect("a String must take any text");
+            }
             RequestFraming::Chunked => out.push_str("Transfer-Encoding: chunked\r\n"),
             RequestFraming::None => {}
         }
@@ -204,10 +208,10 @@ proptest! {
     ) {
         let mut raw = format!("HTTP/1.1 {status} Whatever\r\n");
         for (n, v) in &fields {
-            raw.push_str(&format!("{n}: {v}\r\n"));
+            write!(raw, "{n}: {v}\r\n").expect("a String must take any text");
         }
         if let Some(n) = length {
-            raw.push_str(&format!("Content-Length: {n}\r\n"));
+            write!(raw, "Content-Length: {n}\r\n").expect("a String must take any text");
         }
         raw.push_str("\r\n");
         let exchange = Exchange::new(Method::Get, None);

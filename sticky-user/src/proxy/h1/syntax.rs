@@ -5,12 +5,15 @@
 macro_rules! byte_table {
     ($($p:pat_param)|+) => {{
         let mut t = [false; 256];
-        let mut i = 0;
-        while i < 256 {
-            t[i] = matches!(i as u8, $($p)|+);
-            i += 1;
+        // every byte value, counted as a byte: no narrowing cast
+        let mut b: u8 = 0;
+        loop {
+            t[b as usize] = matches!(b, $($p)|+);
+            if b == u8::MAX {
+                break t;
+            }
+            b += 1;
         }
-        t
     }};
 }
 

@@ -175,9 +175,10 @@ impl<I: Issuer> Manager<I> {
             };
             // one line when the trouble starts or changes, one when it ends
             if error != last_error {
-                match &error {
-                    Some(e) => warn!(error = %e, "acme: challenge answers in the shared directory cannot be served"),
-                    None => info!("acme: challenge answers in the shared directory are served again"),
+                if let Some(e) = &error {
+                    warn!(error = %e, "acme: challenge answers in the shared directory cannot be served");
+                } else {
+                    info!("acme: challenge answers in the shared directory are served again");
                 }
                 last_error = error;
             }
@@ -273,10 +274,10 @@ impl<I: Issuer> Manager<I> {
                     wake = wake.min(renewal::renew_at(validity));
                 }
                 Err(e) => {
-                    let last = (self.clock)();
-                    let f = failures.entry(request.clone()).or_insert(Failures { count: 0, last });
+                    let failed_at = (self.clock)();
+                    let f = failures.entry(request.clone()).or_insert(Failures { count: 0, last: failed_at });
                     f.count += 1;
-                    f.last = last;
+                    f.last = failed_at;
                     let pause = self.settings.backoff.pause(f.count);
                     warn!(
                         names = ?request.names(),
@@ -286,7 +287,7 @@ impl<I: Issuer> Manager<I> {
                         retry_in = ?pause,
                         "acme: certificate order failed"
                     );
-                    wake = wake.min(last.saturating_add(i64::try_from(pause.as_secs()).unwrap_or(i64::MAX)));
+                    wake = wake.min(failed_at.saturating_add(i64::try_from(pause.as_secs()).unwrap_or(i64::MAX)));
                 }
             }
         }

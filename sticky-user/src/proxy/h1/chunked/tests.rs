@@ -263,7 +263,7 @@ fn reference(input: &[u8]) -> Option<(usize, Vec<Range<usize>>)> {
                                 Some((&c, rest))
                                     if c == b'\t' || c == b' ' || (0x21..=0x7e).contains(&c) || c >= 0x80 =>
                                 {
-                                    q = rest
+                                    q = rest;
                                 }
                                 _ => return false,
                             },

@@ -23,7 +23,7 @@ struct Refused;
 struct Seen {
     /// Clock time at each call.
     calls: Vec<i64>,
-    /// not_before of each certificate issued.
+    /// `not_before` of each certificate issued.
     issued: Vec<i64>,
     /// Whether the peer instance served the answer once the order had settled.
     peer_served: Vec<bool>,
