@@ -328,12 +328,5 @@ fn tcp(encoder: &mut DescriptorEncoder<'_>, t: &TcpSnapshot) -> fmt::Result {
     Ok(())
 }
 
-/// Reads one sample of `text` (Prometheus exposition) by its full series name, e.g.
-/// `sticky_l4_map_entries{map="CONNS"}`. For tests and `sticky` diagnostics.
-#[must_use]
-pub fn sample(text: &str, series: &str) -> Option<u64> {
-    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
 #[cfg(test)]
 mod tests;

@@ -160,5 +160,5 @@ async fn a_scrape_serves_exactly_the_table() {
     let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer must have a head");
     assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(served(body), table(), "what /metrics serves must be the table, exactly:\n{body}");
-    assert_eq!(sample(body, r#"sticky_splice_skbs_total{verdict="redirect"}"#), Some(3), "values come through");
+    assert_eq!(testkit::prometheus::sample(body, r#"sticky_splice_skbs_total{verdict="redirect"}"#), Some(3), "values come through");
 }
