@@ -3,6 +3,7 @@
 //! as JSON, Markdown and an SVG plot. bench/README.md explains the method and how to read it.
 
 mod configs;
+mod idle;
 mod measure;
 mod memory;
 mod plot;
@@ -151,23 +152,8 @@ pub fn run(workspace: &Path, options: &Options, sticky: &Path) -> anyhow::Result
     let mut rows = Vec::new();
     for config in configs::ALL.iter().filter(|c| selected(c.id)) {
         check_interrupted()?;
-        let mut row = Row::new(config.id, config.title);
-        if let Some(why) = configs::unavailable(config, &sticky_help) {
-            eprintln!("bench: {}: {why}", config.id);
-            row.status = Status::Unavailable;
-            row.note = Some(why);
-        } else {
-            eprintln!("bench: {}: {}", config.id, config.title);
-            let measured = measure_config(config, &topo, &work, &sticky, &exe, (warmup, duration, runs), &mut row);
-            backends.check_alive().context("the nginx backends died")?;
-            if let Err(e) = measured {
-                check_interrupted()?;
-                eprintln!("bench: {}: FAILED: {e:#}", config.id);
-                row.status = Status::Failed;
-                row.note = Some(format!("{e:#}"));
-            }
-        }
-        rows.push(row);
+        rows.push(measure_row(config, &topo, &work, &sticky, &exe, options, (warmup, duration, runs), &sticky_help));
+        backends.check_alive().context("the nginx backends died")?;
     }
     drop(backends);
     drop(topo);
@@ -193,6 +179,48 @@ pub fn run(workspace: &Path, options: &Options, sticky: &Path) -> anyhow::Result
         );
     }
     Ok(())
+}
+
+/// One configuration's row: unavailable in this build, or started, checked and measured (with its
+/// idle-connection memory where it applies), or failed with the reason.
+#[expect(clippy::too_many_arguments, reason = "the run's shared context, passed as the other steps take it")]
+fn measure_row(
+    config: &Config,
+    topo: &Topology,
+    work: &Workdir,
+    sticky: &Path,
+    exe: &Path,
+    options: &Options,
+    timing: (u32, u32, u32),
+    sticky_help: &str,
+) -> Row {
+    let mut row = Row::new(config.id, config.title);
+    if let Some(why) = configs::unavailable(config, sticky_help) {
+        eprintln!("bench: {}: {why}", config.id);
+        row.status = Status::Unavailable;
+        row.note = Some(why);
+    } else {
+        eprintln!("bench: {}: {}", config.id, config.title);
+        let mut measured = measure_config(config, topo, work, sticky, exe, timing, &mut row);
+        if measured.is_ok() && idle::applies(config) {
+            let connections = if options.quick { idle::CONNECTIONS_QUICK } else { idle::CONNECTIONS };
+            measured = idle::measure(config, topo, work, sticky, exe, connections)
+                .map(|idle| {
+                    eprintln!(
+                        "bench: {}: {:.2} KiB per idle connection ({})",
+                        config.id, idle.kib_per_connection, idle.check
+                    );
+                    row.idle = Some(idle);
+                })
+                .context("idle connections");
+        }
+        if let Err(e) = measured {
+            eprintln!("bench: {}: FAILED: {e:#}", config.id);
+            row.status = Status::Failed;
+            row.note = Some(format!("{e:#}"));
+        }
+    }
+    row
 }
 
 /// Starts one configuration, checks it, warms it up (checking who answered under load), measures it.

@@ -77,6 +77,10 @@ pub enum Goal {
     AtLeastPeerWithP99(&'static str, f64),
     /// req/s at least `factor` x row `peer`'s.
     AtLeast(&'static str, f64),
+    /// LB process µs/request at most `factor` x row `peer`'s.
+    CpuAtMost(&'static str, f64),
+    /// Memory per idle keep-alive client connection at most `factor` x row `peer`'s.
+    IdleAtMost(&'static str, f64),
 }
 
 /// One configuration.
@@ -126,6 +130,7 @@ pub const STICKY_COOKIE: &str = "sticky";
 const HAPROXY_NEW: &str = "haproxy-http-new";
 const HAPROXY_PINNED: &str = "haproxy-http-pinned";
 const HAPROXY_TCP: &str = "haproxy-tcp";
+const NGINX: &str = "nginx-hash";
 
 /// Every configuration, in the order they run. iptables DNAT runs last: once a namespace has a nat
 /// table, conntrack stays hooked in it, which would tax every later configuration.
@@ -144,7 +149,7 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::StickyHttp { splice: false },
         load: Load::Plain,
         peer: Some(HAPROXY_NEW),
-        goals: &[],
+        goals: &[Goal::CpuAtMost(NGINX, 1.0), Goal::CpuAtMost(HAPROXY_NEW, 0.8), Goal::IdleAtMost(NGINX, 1.25)],
     },
     Config {
         id: "sticky-http-pinned",
@@ -152,7 +157,12 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::StickyHttp { splice: false },
         load: Load::Pinned,
         peer: Some(HAPROXY_PINNED),
-        goals: &[Goal::AtLeastPeerWithP99(HAPROXY_PINNED, 1.2)],
+        goals: &[
+            Goal::AtLeastPeerWithP99(HAPROXY_PINNED, 1.2),
+            Goal::CpuAtMost(NGINX, 1.0),
+            Goal::CpuAtMost(HAPROXY_PINNED, 0.8),
+            Goal::IdleAtMost(NGINX, 1.25),
+        ],
     },
     Config {
         id: "sticky-http-pinned-splice",
@@ -179,7 +189,7 @@ pub const ALL: &[Config] = &[
         goals: &[],
     },
     Config {
-        id: "nginx-hash",
+        id: NGINX,
         title: "nginx hash $cookie_sid consistent (fixed cookie)",
         balancer: Balancer::NginxHash,
         load: Load::Pinned,

@@ -233,7 +233,7 @@ fn tcp_level(topo: &Topology, work: &Workdir, sticky: &Path, exe: &Path, flows: 
 }
 
 /// Starts a memory probe in the client namespace, with pipes to its stdin and stdout.
-fn spawn_probe(topo: &Topology, exe: &Path, spec: &Spec) -> anyhow::Result<ChildGuard> {
+pub(super) fn spawn_probe(topo: &Topology, exe: &Path, spec: &Spec) -> anyhow::Result<ChildGuard> {
     let json = serde_json::to_string(spec)?;
     let mut cmd = pinned(&topo.cli, LOAD_CPU, exe);
     cmd.args(["bench-probe", &json]).stdin(Stdio::piped()).stdout(Stdio::piped());
@@ -242,7 +242,7 @@ fn spawn_probe(topo: &Topology, exe: &Path, spec: &Spec) -> anyhow::Result<Child
 }
 
 /// A probe's report line.
-fn read_report(line: Option<std::io::Result<String>>) -> anyhow::Result<Held> {
+pub(super) fn read_report(line: Option<std::io::Result<String>>) -> anyhow::Result<Held> {
     let line = line.context("a memory probe failed (see its error above)")??;
     serde_json::from_str(line.trim()).with_context(|| format!("bad probe report {line:?}"))
 }

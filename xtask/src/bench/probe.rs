@@ -50,6 +50,21 @@ pub enum Spec {
         /// Idle connections left open.
         hold: u32,
     },
+    /// The idle-connection measurement: `warm` keep-alive connections, each sending one GET (with
+    /// `cookie`, a `Cookie` header value, if any) and then left open and idle; a first report, then a
+    /// line on stdin; then `connections` more the same way.
+    Idle {
+        /// Where to send.
+        target: SocketAddrV4,
+        /// `Cookie` header value; `None` sends no cookie.
+        cookie: Option<String>,
+        /// Connections of the first phase (the baseline reading is taken with them open).
+        warm: u32,
+        /// Connections of the second phase.
+        connections: u32,
+        /// Threads opening them.
+        threads: u32,
+    },
     /// The tcp memory measurement: `flows` connections from `sources` (round robin), each one GET,
     /// all left open.
     Flows {
@@ -123,6 +138,16 @@ pub fn main(spec: &str) -> anyhow::Result<()> {
         Spec::Flows { target, sources, flows, threads } => {
             let held = flows_probe(target, &sources, flows, threads.max(1))?;
             hold_until_stdin_closes(&held.0, held.1)?;
+        }
+        Spec::Idle { target, cookie, warm, connections, threads } => {
+            let (first, mut open) = idle_probe(target, cookie.as_deref(), warm, threads.max(1))?;
+            println!("{}", serde_json::to_string(&first)?);
+            std::io::stdout().flush()?;
+            let mut go = String::new();
+            std::io::stdin().read_line(&mut go)?;
+            let (held, more) = idle_probe(target, cookie.as_deref(), connections, threads.max(1))?;
+            open.extend(more);
+            hold_until_stdin_closes(&held, open)?;
         }
     }
     Ok(())
@@ -285,6 +310,55 @@ fn flows_probe(
                 None => first.push((source, backend)),
             }
         }
+    }
+    held.open = open.len() as u64;
+    Ok((held, open))
+}
+
+fn idle_probe(
+    target: SocketAddrV4,
+    cookie: Option<&str>,
+    connections: u32,
+    threads: u32,
+) -> anyhow::Result<(Held, Vec<Conn>)> {
+    let results: Vec<anyhow::Result<(Held, Vec<Conn>)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || -> anyhow::Result<(Held, Vec<Conn>)> {
+                    let mut held = Held::default();
+                    let mut open = Vec::new();
+                    for _ in (t..connections).step_by(threads as usize) {
+                        let mut c = Conn::open(target, None)?;
+                        let (status, backend, _) = c.get(cookie)?;
+                        match backend.filter(|_| status == 200) {
+                            Some(b) => {
+                                held.created += 1;
+                                *held.backends.entry(b).or_default() += 1;
+                            }
+                            None => held.bad += 1,
+                        }
+                        open.push(c);
+                    }
+                    Ok((held, open))
+                })
+            })
+            .collect();
+        join_all(handles)
+    });
+    let mut held = Held::default();
+    let mut open = Vec::new();
+    for r in results {
+        let (h, o) = r?;
+        held.created += h.created;
+        held.bad += h.bad;
+        for (b, n) in h.backends {
+            *held.backends.entry(b).or_default() += n;
+        }
+        open.extend(o);
+    }
+    // A pinned cookie's connections must all have reached one backend.
+    if cookie.is_some() && held.backends.len() > 1 {
+        held.unpinned = held.created - held.backends.values().copied().max().unwrap_or(0);
     }
     held.open = open.len() as u64;
     Ok((held, open))

@@ -7,11 +7,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     configs::{self, Goal},
+    idle::Idle,
     memory::Level,
 };
 
 /// Version of the JSON layout; bump it when a field changes meaning or goes away.
-pub const SCHEMA: &str = "sticky-bench/1";
+pub const SCHEMA: &str = "sticky-bench/2";
 /// The RSS goal at 100k sessions/flows, MiB.
 pub const RSS_GOAL_MIB: u64 = 64;
 
@@ -101,6 +102,8 @@ pub struct Row {
     pub runs: Vec<Run>,
     /// Medians and ratios (status ok only).
     pub summary: Option<Summary>,
+    /// Memory per idle keep-alive client connection (http balancers; see `idle.rs`).
+    pub idle: Option<Idle>,
 }
 
 impl Row {
@@ -116,6 +119,7 @@ impl Row {
             check_under_load: None,
             runs: Vec::new(),
             summary: None,
+            idle: None,
         }
     }
 }
@@ -301,11 +305,25 @@ fn kib_to_mib(kib: u64) -> f64 {
 }
 
 fn evaluate(rows: &[Row], row: &Row, goal: Goal) -> GoalResult {
+    match goal {
+        Goal::AtLeastPeerWithP99(peer, factor) => evaluate_rps(rows, row, peer, factor, true),
+        Goal::AtLeast(peer, factor) => evaluate_rps(rows, row, peer, factor, false),
+        Goal::CpuAtMost(peer, factor) => evaluate_at_most(rows, row, peer, factor, Figure::Cpu),
+        Goal::IdleAtMost(peer, factor) => evaluate_at_most(rows, row, peer, factor, Figure::Idle),
+    }
+}
+
+/// Why a goal could not be evaluated: which of its two rows lacks the figure.
+fn missing(row: &Row, peer: &str, row_has: bool) -> String {
+    match (row.status, row_has) {
+        (Status::Unavailable, _) => "not available in this build".to_owned(),
+        (_, false) => format!("{} not measured", row.id),
+        (_, true) => format!("{peer} not measured"),
+    }
+}
+
+fn evaluate_rps(rows: &[Row], row: &Row, peer: &str, factor: f64, p99: bool) -> GoalResult {
     let find = |id: &str| rows.iter().find(|r| r.id == id).and_then(|r| r.summary.as_ref());
-    let (peer, factor, p99) = match goal {
-        Goal::AtLeastPeerWithP99(peer, factor) => (peer, factor, true),
-        Goal::AtLeast(peer, factor) => (peer, factor, false),
-    };
     let words = if (factor - 1.0).abs() < f64::EPSILON {
         format!("req/s no worse than {peer}")
     } else {
@@ -313,11 +331,7 @@ fn evaluate(rows: &[Row], row: &Row, goal: Goal) -> GoalResult {
     };
     let words = if p99 { format!("{words}, p99 no worse") } else { words };
     let (Some(s), Some(p)) = (row.summary.as_ref(), find(peer)) else {
-        let detail = match (row.status, row.summary.is_some()) {
-            (Status::Unavailable, _) => "not available in this build".to_owned(),
-            (_, false) => format!("{} not measured", row.id),
-            (_, true) => format!("{peer} not measured"),
-        };
+        let detail = missing(row, peer, row.summary.is_some());
         return GoalResult { config: row.id.clone(), goal: words, met: None, detail };
     };
     let ratio = s.rps_median / p.rps_median;
@@ -328,6 +342,51 @@ fn evaluate(rows: &[Row], row: &Row, goal: Goal) -> GoalResult {
         let _ = write!(detail, "; p99 {} vs {} µs", s.p99_us, p.p99_us);
     }
     GoalResult { config: row.id.clone(), goal: words, met: Some(met), detail }
+}
+
+/// A cost figure of a row, where lower is better.
+#[derive(Clone, Copy)]
+enum Figure {
+    /// LB process µs/request.
+    Cpu,
+    /// KiB per idle keep-alive client connection.
+    Idle,
+}
+
+impl Figure {
+    fn of(self, row: &Row) -> Option<f64> {
+        match self {
+            Self::Cpu => row.summary.as_ref().map(|s| s.lb_process_us_per_req),
+            Self::Idle => row.idle.as_ref().map(|i| i.kib_per_connection),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Cpu => "LB process µs/req",
+            Self::Idle => "KiB per idle connection",
+        }
+    }
+}
+
+fn evaluate_at_most(rows: &[Row], row: &Row, peer: &str, factor: f64, figure: Figure) -> GoalResult {
+    let words = if (factor - 1.0).abs() < f64::EPSILON {
+        format!("{} <= {peer}'s", figure.name())
+    } else {
+        format!("{} <= {factor}x {peer}'s", figure.name())
+    };
+    let theirs = rows.iter().find(|r| r.id == peer).and_then(|r| figure.of(r));
+    let (Some(ours), Some(theirs)) = (figure.of(row), theirs) else {
+        let detail = missing(row, peer, figure.of(row).is_some());
+        return GoalResult { config: row.id.clone(), goal: words, met: None, detail };
+    };
+    let ratio = ours / theirs.max(1e-9);
+    GoalResult {
+        config: row.id.clone(),
+        goal: words,
+        met: Some(ours <= theirs * factor),
+        detail: format!("{ratio:.2}x ({ours:.2} vs {theirs:.2})"),
+    }
 }
 
 fn k(rps: f64) -> String {
@@ -394,9 +453,9 @@ fn write_preamble(md: &mut String, r: &Results) {
 fn write_configurations(md: &mut String, r: &Results) {
     let _ = writeln!(
         md,
-        "| Configuration | req/s median (min–max) | p50 µs | p99 µs | p99.9 µs | LB process µs/req | LB core µs/req | softirq µs/req (all CPUs) | busy % cpu0/cpu1 | x direct | x HAProxy | Goals |"
+        "| Configuration | req/s median (min–max) | p50 µs | p99 µs | p99.9 µs | LB process µs/req | KiB/idle conn | LB core µs/req | softirq µs/req (all CPUs) | busy % cpu0/cpu1 | x direct | x HAProxy | Goals |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in &r.configurations {
         let goals: Vec<String> = r
             .goals
@@ -412,7 +471,7 @@ fn write_configurations(md: &mut String, r: &Results) {
             };
             let _ = writeln!(
                 md,
-                "| {} | **{}** ({}–{}) | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0}/{:.0} | {} | {} | {} |",
+                "| {} | **{}** ({}–{}) | {} | {} | {} | {:.2} | {} | {:.2} | {:.2} | {:.0}/{:.0} | {} | {} | {} |",
                 row.title,
                 k(s.rps_median),
                 k(s.rps_min),
@@ -421,6 +480,7 @@ fn write_configurations(md: &mut String, r: &Results) {
                 s.p99_us,
                 s.p999_us,
                 s.lb_process_us_per_req,
+                row.idle.as_ref().map_or_else(|| "–".to_owned(), |i| format!("{:.2}", i.kib_per_connection)),
                 s.lb_cpu_us_per_req,
                 s.softirq_us_per_req,
                 s.load_cpu_busy_pct,
@@ -435,7 +495,7 @@ fn write_configurations(md: &mut String, r: &Results) {
                 _ => "**FAILED**",
             };
             let note = row.note.as_deref().unwrap_or_default().lines().next().unwrap_or_default();
-            let _ = writeln!(md, "| {} | {what}: {note} | | | | | | | | | | {goals} |", row.title);
+            let _ = writeln!(md, "| {} | {what}: {note} | | | | | | | | | | | {goals} |", row.title);
         }
     }
 }
@@ -479,7 +539,7 @@ fn write_memory(md: &mut String, levels: &[Level]) {
 /// The goals, then what each configuration's probe checked.
 fn write_goals_and_checks(md: &mut String, r: &Results) {
     if !r.goals.is_empty() {
-        let _ = writeln!(md, "\n## Goals (issue 7; measured here, never asserted)\n");
+        let _ = writeln!(md, "\n## Goals (issues 7 and 12; measured here, never asserted)\n");
         for g in &r.goals {
             let _ = writeln!(md, "- {}: {}: {} ({})", g.config, g.goal, met(g.met), g.detail);
         }
