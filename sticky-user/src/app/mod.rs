@@ -294,3 +294,6 @@ async fn follow(
         tracing::warn!("discovery stopped; the last catalog stays in force");
     }
 }
+
+#[cfg(test)]
+mod tests;

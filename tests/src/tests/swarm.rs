@@ -533,7 +533,8 @@ fn admin_api_over_the_socket(swarm: &Swarm, port: u16) {
     let meta = std::fs::symlink_metadata(socket.trim()).unwrap_or_else(|e| panic!("{}: {e}", socket.trim()));
     assert_eq!(meta.permissions().mode() & 0o777, 0o600, "only root may use the admin socket");
     assert_eq!(meta.uid(), 0, "owned by root");
-    let published = swarm.docker(&["service", "inspect", "--format", "{{json .Endpoint.Ports}}", "sticky_sticky"]);
+    let published =
+        swarm.docker(&["service", "inspect", "--format", "{{json .Spec.EndpointSpec.Ports}}", "sticky_sticky"]);
     assert_eq!(published.matches("PublishedPort").count(), 1, "only the client port is published: {published}");
 
     let tasks: Vec<(String, String)> = swarm.task_containers(WHOAMI);
@@ -545,7 +546,7 @@ fn admin_api_over_the_socket(swarm: &Swarm, port: u16) {
 
     // a client pinned before the drain stays on its task
     let task = paste(swarm, &[task_line.clone(), "echo \"$TASK\"".to_owned()]).trim().to_owned();
-    assert_eq!(task.len(), 12, "docker service ps prints 12 characters: {task}");
+    assert_eq!(task.len(), 12, "the pasted line keeps 12 characters, as docker service ps shows them: {task}");
     let (full, container) = tasks.iter().find(|(t, _)| t.starts_with(&task)).expect("the task is running").clone();
     let drained = short(&container).to_owned();
     let pinned_cookie = (0..60)
