@@ -328,7 +328,7 @@ impl ListingMemory {
                 && before != identity
             {
                 tracing::warn!(
-                    service = %name, from = before.as_str(), to = identity.as_str(),
+                    service = %name, from = %before.as_str(), to = %identity.as_str(),
                     "sticky.cookie.identity changed: every cookie issued before names the old identity and is invalid now; each client is re-pinned once"
                 );
             }
@@ -365,21 +365,21 @@ impl LegacyWindow {
     fn log(self, service: &str) {
         match self {
             Self::Open(None) => tracing::warn!(
-                service,
-                until = "none",
+                service = %service,
+                until = %"none",
                 "legacy Traefik cookies honoured with no end: a request's http://IP:PORT value picks that task; end the migration with sticky.cookie.legacy.until=<RFC 3339 date> (or sticky.cookie.legacy=false)"
             ),
             Self::Open(Some(until)) => tracing::warn!(
-                service,
+                service = %service,
                 until = %format_rfc3339(until),
                 "legacy Traefik cookies honoured until the end of the migration window (sticky.cookie.legacy.until): until then a request's http://IP:PORT value picks that task"
             ),
             Self::Over(until) => tracing::info!(
-                service,
+                service = %service,
                 until = %format_rfc3339(until),
                 "legacy Traefik cookie window over: Traefik values are ignored from now on"
             ),
-            Self::Off => tracing::info!(service, "legacy Traefik cookies no longer honoured"),
+            Self::Off => tracing::info!(service = %service, "legacy Traefik cookies no longer honoured"),
         }
     }
 }

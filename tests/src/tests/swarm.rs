@@ -352,6 +352,8 @@ fn seed_walkthrough_scaling_rolling_update_and_killed_task() {
 
     // --- the admin API as deployed: the README's lines, as pasted, over the unix socket
     admin_api_over_the_socket(&swarm, port);
+    // --- the cookie labels on the live service: the legacy window's end, and an identity change
+    cookie_labels_on_a_live_service(&swarm, port, &format!("{SEED_COOKIE}=http://{ip}:8000"), short(&container));
 
     // --- scale 3 -> 5: each new task serves within 1 s of becoming running
     let before = names(&swarm, WHOAMI);
@@ -574,6 +576,60 @@ fn admin_api_over_the_socket(swarm: &Swarm, port: u16) {
     let states = backend_states(&paste(swarm, &[admin, backends]), WHOAMI);
     assert!(states.values().all(|s| s == "active"), "activated again: {states:?}");
     eprintln!("admin socket: /api/backends listed {} tasks; drain and activate by prefix answered", states.len());
+}
+
+/// Waits until sticky's log has a line with every one of `needles`; the log.
+fn wait_log(swarm: &Swarm, needles: &[&str]) -> String {
+    let mut log = String::new();
+    let found = wait::until(Duration::from_secs(10), || {
+        log = swarm.service_logs("sticky_sticky");
+        log.lines().any(|l| needles.iter().all(|n| l.contains(n)))
+    });
+    assert!(found, "sticky's log must have a line with {needles:?}:\n{log}");
+    log
+}
+
+/// `sticky.cookie.legacy.until` and `sticky.cookie.identity` changed on the live service, as an
+/// operator does with `docker service update --label-add`: sticky warns that Traefik cookies are
+/// honoured with no end, ends the window at its date (a Traefik cookie `legacy` naming task
+/// `container` no longer picks it), and warns when the identity changes (every cookie issued before
+/// is re-pinned). Both labels are removed again.
+fn cookie_labels_on_a_live_service(swarm: &Swarm, port: u16, legacy: &str, container: &str) {
+    let warned = wait_log(swarm, &["WARN", "legacy Traefik cookies honoured with no end", WHOAMI]);
+    assert_eq!(count(&warned, "legacy Traefik cookies honoured"), 1, "one line, at discovery:\n{warned}");
+    let update = |args: &[&str]| {
+        let mut all = vec!["service", "update", "-d", "--no-resolve-image"];
+        all.extend_from_slice(args);
+        all.push(WHOAMI);
+        swarm.docker(&all);
+    };
+    update(&["--label-add", "sticky.cookie.legacy.until=2020-01-01T00:00:00Z"]);
+    wait_log(swarm, &["legacy Traefik cookie window over", "2020-01-01T00:00:00Z", WHOAMI]);
+    let landed: BTreeSet<String> = (0..6)
+        .filter_map(|_| http_get(loopback(port), "localhost", Some(legacy)).ok())
+        .filter_map(|r| r.whoami().map(str::to_owned))
+        .collect();
+    assert!(landed.len() > 1, "after the window a Traefik cookie naming {container} is ignored: {landed:?}");
+    update(&["--label-rm", "sticky.cookie.legacy.until"]);
+    let reopened = wait::until(Duration::from_secs(10), || {
+        count(&swarm.service_logs("sticky_sticky"), "legacy Traefik cookies honoured with no end") == 2
+    });
+    assert!(reopened, "the window without an end is warned about again");
+
+    let first = http_get(loopback(port), "localhost", None).expect("a new session");
+    let cookie = format!("{SEED_COOKIE}={}", first.cookie(SEED_COOKIE).expect("a cookie"));
+    update(&["--label-add", "sticky.cookie.identity=slot"]);
+    wait_log(swarm, &["WARN", "sticky.cookie.identity changed", "from=task", "to=slot", WHOAMI]);
+    let after = http_get(loopback(port), "localhost", Some(&cookie)).expect("the old cookie");
+    assert!(after.cookie(SEED_COOKIE).is_some(), "a task cookie is re-pinned under slot identity: {after:?}");
+    update(&["--label-rm", "sticky.cookie.identity"]);
+    let log = wait_log(swarm, &["WARN", "sticky.cookie.identity changed", "from=slot", "to=task"]);
+    eprintln!(
+        "cookie labels: legacy window warnings {}, window over {}, identity changes {}",
+        count(&log, "legacy Traefik cookies honoured"),
+        count(&log, "legacy Traefik cookie window over"),
+        count(&log, "sticky.cookie.identity changed")
+    );
 }
 
 /// The running sticky task of stack `stack`: (task id, container id).
