@@ -129,6 +129,10 @@ pub struct RunArgs {
     /// Admin listener for /metrics (Prometheus), /api/backends (JSON) and draining. [default: none]
     #[arg(long, env = "STICKY_ADMIN", value_name = "ADDR")]
     pub admin: Option<SocketAddr>,
+    /// Admin API on a unix socket (mode 0600) instead of or beside --admin: nothing on the network;
+    /// its directory must exist; a stale socket file is replaced, a live one never. [default: none]
+    #[arg(long, env = "STICKY_ADMIN_SOCKET", value_name = "PATH")]
+    pub admin_socket: Option<PathBuf>,
     /// Worker threads, each running its own event loop. [default: number of CPUs]
     #[arg(long, env = "STICKY_WORKERS", value_name = "N")]
     pub workers: Option<usize>,

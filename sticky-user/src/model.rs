@@ -8,7 +8,7 @@ use std::{
     fmt,
     net::{SocketAddr, SocketAddrV4},
     sync::Arc,
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 /// A service's stable identity: the Swarm service id, or the name of a statically configured service.
@@ -88,9 +88,14 @@ pub struct CookieSpec {
     /// Whether clients are pinned at all. False (Traefik labels that do not enable stickiness): no
     /// cookie is read or set, and every request gets a new pick.
     pub enabled: bool,
-    /// Honour a Traefik v1/v2 cookie value (`http://IP:PORT`) that names a current backend, once, and
-    /// replace it with sticky's cookie: clients of a service moved from Traefik keep their session.
+    /// Honour a Traefik v1/v2 cookie value (`http://IP:PORT`) that names a current backend and
+    /// answer it with sticky's cookie: clients of a service moved from Traefik keep their session.
+    /// Every request that carries one is honoured, so while this is on a client can choose a task
+    /// by its address: [`Self::legacy_until`] ends the migration window.
     pub legacy_traefik: bool,
+    /// End of the migration window (`sticky.cookie.legacy.until`): from then on Traefik values are
+    /// ignored like any invalid cookie. None: no end (Traefik-compatible, and logged as a warning).
+    pub legacy_until: Option<SystemTime>,
 }
 
 impl Default for CookieSpec {
@@ -105,11 +110,20 @@ impl Default for CookieSpec {
             max_age: None,
             enabled: true,
             legacy_traefik: false,
+            legacy_until: None,
         }
     }
 }
 
 impl CookieSpec {
+    /// Whether a Traefik cookie value is honoured at `now`: legacy on, and `now` before the end of
+    /// its window if it has one (the end itself is outside). Pure, so the proxy, discovery and the
+    /// tests all ask the same question.
+    #[must_use]
+    pub fn legacy_honoured(&self, now: SystemTime) -> bool {
+        self.legacy_traefik && self.legacy_until.is_none_or(|until| now < until)
+    }
+
     /// Checks that browsers accept the cookie as configured: the name an RFC 6265 token, path and
     /// domain free of spaces, `;` and control characters, `SameSite=None` only with `Secure`, a
     /// Max-Age above zero.
@@ -392,5 +406,19 @@ mod tests {
         );
         let backoff = BackoffSpec { min: Duration::from_secs(2), max: Duration::from_secs(1) };
         assert_eq!(backoff.validate().map_err(|e| e.key), Err("backoff_max"));
+    }
+
+    #[test]
+    fn legacy_cookies_are_honoured_only_inside_their_window() {
+        let until = SystemTime::UNIX_EPOCH + Duration::from_secs(1_806_516_000);
+        let before = until - Duration::from_secs(1);
+        let after = until + Duration::from_secs(1);
+        let spec = |legacy_traefik, legacy_until| CookieSpec { legacy_traefik, legacy_until, ..CookieSpec::default() };
+        assert!(!CookieSpec::default().legacy_honoured(before), "off by default");
+        assert!(spec(true, None).legacy_honoured(after), "no end: always (Traefik-compatible)");
+        assert!(spec(true, Some(until)).legacy_honoured(before));
+        assert!(!spec(true, Some(until)).legacy_honoured(until), "the end itself is outside the window");
+        assert!(!spec(true, Some(until)).legacy_honoured(after));
+        assert!(!spec(false, Some(until)).legacy_honoured(before), "off wins over a window");
     }
 }

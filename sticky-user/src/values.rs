@@ -7,7 +7,7 @@
 
 use std::{
     net::{SocketAddr, SocketAddrV4},
-    time::Duration,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use crate::model::SameSite;
@@ -120,6 +120,91 @@ pub fn same_site(text: &str) -> Result<SameSite, ValueError> {
 pub fn max_age_seconds(text: &str) -> Result<Option<Duration>, ValueError> {
     let secs: i64 = text.trim().parse().map_err(|_| ValueError::new(text, "a number of seconds"))?;
     Ok(u64::try_from(secs).ok().filter(|s| *s > 0).map(Duration::from_secs))
+}
+
+/// A point in time in RFC 3339: a full date-time with its offset (`2027-03-31T18:00:00Z`,
+/// `2027-03-31T20:00:00+02:00`, fractions of a second ignored; `t`, `z` and a space in place of the
+/// `T` also read), or a full date alone (`2027-03-31`), which means that day's start in UTC.
+///
+/// # Errors
+/// Anything else, a date or time out of range (month 13, February 30, hour 24), or a time before 1970.
+pub fn rfc3339(text: &str) -> Result<SystemTime, ValueError> {
+    let bad = || ValueError::new(text, "an RFC 3339 date-time such as 2027-03-31T18:00:00Z (or a date: 2027-03-31)");
+    let bytes = text.trim().as_bytes();
+    let digits = |b: &[u8]| -> Option<i64> {
+        (!b.is_empty() && b.iter().all(u8::is_ascii_digit))
+            .then(|| b.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
+    };
+    if bytes.len() < 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+        return Err(bad());
+    }
+    let (year, month, day) = (digits(&bytes[0..4]), digits(&bytes[5..7]), digits(&bytes[8..10]));
+    let (Some(year), Some(month), Some(day)) = (year, month, day) else { return Err(bad()) };
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return Err(bad());
+    }
+    let mut secs = days_from_civil(year, month, day) * 86_400;
+    let rest = &bytes[10..];
+    if !rest.is_empty() {
+        // time-hour ":" time-minute ":" time-second [time-secfrac] time-offset
+        if rest.len() < 10 || !matches!(rest[0], b'T' | b't' | b' ') || rest[3] != b':' || rest[6] != b':' {
+            return Err(bad());
+        }
+        let (hour, minute, second) = (digits(&rest[1..3]), digits(&rest[4..6]), digits(&rest[7..9]));
+        let (Some(hour), Some(minute), Some(second)) = (hour, minute, second) else { return Err(bad()) };
+        // a leap second (60) reads as the next second
+        if hour > 23 || minute > 59 || second > 60 {
+            return Err(bad());
+        }
+        let mut offset = &rest[9..];
+        if let Some(frac) = offset.strip_prefix(b".") {
+            let figures = frac.iter().take_while(|b| b.is_ascii_digit()).count();
+            if figures == 0 {
+                return Err(bad());
+            }
+            offset = &frac[figures..];
+        }
+        let offset_secs = match offset {
+            [b'Z' | b'z'] => 0,
+            [sign @ (b'+' | b'-'), oh1, oh2, b':', om1, om2] => {
+                let (Some(oh), Some(om)) = (digits(&[*oh1, *oh2]), digits(&[*om1, *om2])) else { return Err(bad()) };
+                if oh > 23 || om > 59 {
+                    return Err(bad());
+                }
+                let east = oh * 3600 + om * 60;
+                if *sign == b'+' { east } else { -east }
+            }
+            _ => return Err(bad()),
+        };
+        secs += hour * 3600 + minute * 60 + second - offset_secs;
+    }
+    u64::try_from(secs).map(|s| UNIX_EPOCH + Duration::from_secs(s)).map_err(|_| bad())
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// A point in time as RFC 3339 in UTC, to the second (`2027-03-31T18:00:00Z`), for log lines.
+#[must_use]
+pub fn format_rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// A socket address, `IP:PORT` (IPv6 in brackets).
@@ -258,10 +343,48 @@ mod tests {
         assert!(backend_url("bad name=http://a:1").expect_err("refused").to_string().contains("name \"bad name\""));
     }
 
+    #[test]
+    fn rfc3339_dates_and_date_times() {
+        let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
+        // 2027-03-31T18:00:00Z = 1806516000 (date -d 2027-03-31T18:00:00Z +%s)
+        assert_eq!(rfc3339("2027-03-31T18:00:00Z"), Ok(at(1_806_516_000)));
+        assert_eq!(rfc3339("2027-03-31t18:00:00z"), Ok(at(1_806_516_000)), "lower case T and Z");
+        assert_eq!(rfc3339("2027-03-31 18:00:00Z"), Ok(at(1_806_516_000)), "a space for the T");
+        assert_eq!(rfc3339("2027-03-31T20:00:00+02:00"), Ok(at(1_806_516_000)), "an offset");
+        assert_eq!(rfc3339("2027-03-31T17:30:00-00:30"), Ok(at(1_806_516_000)), "a negative offset");
+        assert_eq!(rfc3339("2027-03-31T18:00:00.999Z"), Ok(at(1_806_516_000)), "fractions ignored");
+        assert_eq!(rfc3339(" 2027-03-31 "), Ok(at(1_806_451_200)), "a date is its start in UTC");
+        assert_eq!(rfc3339("1970-01-01T00:00:00Z"), Ok(UNIX_EPOCH));
+        assert_eq!(rfc3339("2028-02-29"), Ok(at(1_835_395_200)), "a leap day");
+        assert_eq!(rfc3339("2000-03-01"), Ok(at(951_868_800)), "2000 is a leap year: the day after Feb 29");
+        assert_eq!(format_rfc3339(at(1_806_516_000)), "2027-03-31T18:00:00Z");
+        for bad in [
+            "",
+            "2027-03-31T18:00:00",
+            "2027-03-31T18:00Z",
+            "2027-13-01",
+            "2027-02-29",
+            "2100-02-29",
+            "2027-04-31",
+            "2027-03-31T24:00:00Z",
+            "2027-03-31T18:60:00Z",
+            "2027-03-31T18:00:00+24:00",
+            "2027-03-31T18:00:00.Z",
+            "2027-03-31X18:00:00Z",
+            "31/03/2027",
+            "1969-12-31",
+            "tomorrow",
+            "2027-3-31",
+        ] {
+            let e = rfc3339(bad).expect_err(bad);
+            assert!(e.to_string().contains("RFC 3339"), "{e}");
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn parsers_never_panic(s in ".{0,24}") {
-            let _ = (duration(&s), boolean(&s), port_range(&s), backend_url(&s), max_age_seconds(&s));
+            let _ = (duration(&s), boolean(&s), port_range(&s), backend_url(&s), max_age_seconds(&s), rfc3339(&s));
         }
     }
 }

@@ -15,10 +15,12 @@
 //! Writes must be `Content-Type: application/json` (the body is ignored) and, if they carry an
 //! `Origin`, come from the admin's own origin: a web page on another site can make a browser send a
 //! *simple* cross-origin POST (text/plain, a form) without asking, but a JSON one needs a CORS
-//! preflight, which this listener never grants. Beyond that the listener has no authentication:
-//! bind it to loopback or an internal network.
+//! preflight, which this listener never grants. Beyond that the TCP listener has no authentication:
+//! bind it to loopback or an internal network. The unix socket ([`socket`], `--admin-socket PATH`)
+//! is the deployed way in: no network at all, and only the file's owner may connect.
 
 pub mod metrics;
+pub mod socket;
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
@@ -29,7 +31,10 @@ use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
-use tokio::net::TcpListener;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpListener,
+};
 
 use crate::state::Routing;
 
@@ -46,28 +51,34 @@ pub struct Admin {
 ///
 /// # Errors
 /// Only an accept error that will not recover.
-pub async fn serve(listener: TcpListener, admin: Admin) -> std::io::Result<()> {
-    let admin = Arc::new(admin);
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>) -> std::io::Result<()> {
     loop {
         let (stream, peer) = crate::net::accept(&listener).await?;
-        let admin = admin.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| {
-                let admin = admin.clone();
-                async move { Ok::<_, Infallible>(handle(admin, &req).await) }
-            });
-            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
-                tracing::debug!(%peer, error = %e, "admin connection ended with an error");
-            }
-        });
+        serve_connection(stream, peer.to_string(), admin.clone());
     }
+}
+
+/// Serves one admin connection (TCP or unix socket) on a task of its own.
+fn serve_connection<S>(stream: S, peer: String, admin: Arc<Admin>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let service = service_fn(move |req: Request<Incoming>| {
+            let admin = admin.clone();
+            async move { Ok::<_, Infallible>(handle(admin, &req).await) }
+        });
+        if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+            tracing::debug!(%peer, error = %e, "admin connection ended with an error");
+        }
+    });
 }
 
 /// Binds `addr` and serves the admin API on a task of the current runtime; returns the bound address.
 ///
 /// # Errors
 /// The address cannot be bound.
-pub async fn spawn(addr: SocketAddr, admin: Admin) -> std::io::Result<SocketAddr> {
+pub async fn spawn(addr: SocketAddr, admin: Arc<Admin>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tokio::spawn(async move {

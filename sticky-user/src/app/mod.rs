@@ -20,6 +20,7 @@ use crate::{
     admin::{
         self, Admin,
         metrics::{self, Sources},
+        socket::{SocketError, SocketGuard},
     },
     cli::RunArgs,
     config::{self, Config, ConfigError},
@@ -79,6 +80,9 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    /// The admin socket (`--admin-socket`) cannot be served.
+    #[error("cannot serve the admin API on its unix socket")]
+    AdminSocket(#[from] SocketError),
     /// Discovery failed before its first catalog.
     #[error("discovery failed before publishing its first catalog")]
     Discovery(#[from] DiscoveryError),
@@ -151,6 +155,8 @@ pub struct Running {
     pub http: Option<HttpServer>,
     /// Address of the admin listener, if any.
     pub admin: Option<SocketAddr>,
+    /// The admin socket, if any; dropping it removes the socket file if it is still this instance's.
+    pub admin_socket: Option<SocketGuard>,
 }
 
 impl Running {
@@ -171,6 +177,10 @@ impl Running {
 /// Discovery, bind, thread or tcp mode errors.
 pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppError> {
     let keys = keys.unwrap_or_else(Keys::random);
+    // a missing socket directory is a deployment mistake: say so before waiting for discovery
+    if let Some(path) = &config.admin_socket {
+        admin::socket::check_directory(path)?;
+    }
     let tcp_default = config.tcp.as_ref().map_or(config::defaults::AFFINITY_TIMEOUT, |t| t.affinity_timeout);
     let (catalogs, discovery) = if let Some(swarm) = &config.swarm {
         let api = Api::new(&swarm.host).map_err(DiscoveryError::from)?;
@@ -215,21 +225,28 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
     };
     tokio::spawn(follow(catalogs, discovery, http.as_ref().map(|h| h.routing.clone()), tcp));
 
-    let admin = match config.admin {
-        Some(addr) => {
-            let admin =
-                Admin { registry: metrics::registry(sources), routing: http.as_ref().map(|h| h.routing.clone()) };
-            Some(admin::spawn(addr, admin).await.map_err(|source| AppError::Bind { addr, source })?)
+    // one admin state for both ways in: the TCP listener and the unix socket
+    let api = (config.admin.is_some() || config.admin_socket.is_some()).then(|| {
+        Arc::new(Admin { registry: metrics::registry(sources), routing: http.as_ref().map(|h| h.routing.clone()) })
+    });
+    let admin = match (config.admin, &api) {
+        (Some(addr), Some(api)) => {
+            Some(admin::spawn(addr, api.clone()).await.map_err(|source| AppError::Bind { addr, source })?)
         }
-        None => None,
+        _ => None,
+    };
+    let admin_socket = match (&config.admin_socket, api) {
+        (Some(path), Some(api)) => Some(admin::socket::spawn(path, api)?),
+        _ => None,
     };
     let workers = config.http.as_ref().map(|h| h.workers);
     tracing::info!(
         listen = %crate::telemetry::Maybe(http.as_ref().map(|h| h.listen)), workers = %crate::telemetry::Maybe(workers),
         admin = %crate::telemetry::Maybe(admin),
+        admin_socket = %crate::telemetry::Maybe(config.admin_socket.as_ref().map(|p| p.display())),
         "sticky is serving"
     );
-    Ok(Running { http, admin })
+    Ok(Running { http, admin, admin_socket })
 }
 
 /// Runs `discovery` on a task and waits for its first catalog.
@@ -277,3 +294,6 @@ async fn follow(
         tracing::warn!("discovery stopped; the last catalog stays in force");
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -18,6 +18,7 @@ use crate::{
 pub(super) struct FileConfig {
     pub listen: Option<String>,
     pub admin: Option<String>,
+    pub admin_socket: Option<std::path::PathBuf>,
     pub workers: Option<usize>,
     pub cookie_key_file: Option<std::path::PathBuf>,
     #[serde(default)]

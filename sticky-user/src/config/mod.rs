@@ -210,6 +210,8 @@ pub struct SwarmConfig {
 pub struct Config {
     /// Admin listener (`/metrics`, `/api/backends`), if any; one for every part that runs.
     pub admin: Option<SocketAddr>,
+    /// Admin API on a unix socket (`--admin-socket`), if any: the same API, beside or instead of `admin`.
+    pub admin_socket: Option<PathBuf>,
     /// The http proxy (none with `--mode tcp`).
     pub http: Option<HttpConfig>,
     /// tcp mode (none in http mode without `--docker`).
@@ -239,12 +241,14 @@ pub fn build(args: &RunArgs, file_text: Option<&str>) -> Result<Config, ConfigEr
         Some(a) => Some(a),
         None => file::address("admin", file.as_ref().and_then(|f| f.admin.as_deref()))?,
     };
+    // the flag wins over the file
+    let admin_socket = args.admin_socket.clone().or_else(|| file.as_ref().and_then(|f| f.admin_socket.clone()));
     let (http, tcp) = match (args.mode, &swarm) {
         (RunMode::Http, None) => (Some(http(args, file)?), None),
         (RunMode::Http, Some(_)) => (Some(http(args, file)?), Some(tcp(args, None, false)?)),
         (RunMode::Tcp, _) => (None, Some(tcp(args, Some(flags::tcp_service(args)?), !args.tcp.no_ebpf)?)),
     };
-    Ok(Config { admin, http, tcp, swarm, no_ebpf: args.tcp.no_ebpf })
+    Ok(Config { admin, admin_socket, http, tcp, swarm, no_ebpf: args.tcp.no_ebpf })
 }
 
 /// The Swarm settings of `--docker` (none without it), which excludes the static service options.

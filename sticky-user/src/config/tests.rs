@@ -129,6 +129,7 @@ fn bad_flags_are_named() {
 const FILE: &str = r#"
 listen = "127.0.0.1:8080"
 admin = "127.0.0.1:9090"
+admin_socket = "/run/sticky/admin.sock"
 workers = 2
 cookie_key_file = "/run/secrets/sticky"
 
@@ -162,6 +163,7 @@ backends = ["http://10.0.1.1:8000"]
 fn file_gives_several_services_with_rules() {
     let config = build(&args(&["--config=x.toml", "--listen=127.0.0.1:1"]), Some(FILE)).expect("valid file");
     assert_eq!(config.admin, Some("127.0.0.1:9090".parse().expect("address")));
+    assert_eq!(config.admin_socket.as_deref(), Some(std::path::Path::new("/run/sticky/admin.sock")));
     let c = config.http.expect("http mode");
     assert_eq!(c.listen, "127.0.0.1:1".parse().expect("address"), "a flag wins over the file");
     assert_eq!(c.workers, 2);

@@ -120,6 +120,9 @@ pub struct Outcome {
     /// (service id, service name, label) for each label in sticky's or Traefik's namespace that
     /// sticky does not act on.
     pub ignored: Vec<(String, String, String)>,
+    /// What the cookie of each balanced http service names, by service id (with its name): a change
+    /// invalidates every cookie issued before, which discovery warns about.
+    pub identities: BTreeMap<String, (String, Identity)>,
 }
 
 /// Sticky's own networks: those of the task running in container `own_container` (a full id).
@@ -170,7 +173,10 @@ pub fn reconcile(services: &[ServiceInfo], tasks: &[TaskInfo], own: &Placement, 
         let backends = backends(service, &labeled, tasks, &network, port);
         match labeled.mode {
             Mode::Http => match spec(service, &labeled) {
-                Ok(spec) => out.catalog.http.push(HttpService { spec, backends }),
+                Ok(spec) => {
+                    out.identities.insert(service.id.clone(), (service.name.clone(), labeled.cookie.identity));
+                    out.catalog.http.push(HttpService { spec, backends });
+                }
                 Err(reason) => out.problems.push(problem(reason)),
             },
             Mode::Tcp => {
@@ -311,7 +317,9 @@ fn spec(service: &ServiceInfo, labeled: &LabeledService) -> Result<ServiceSpec, 
             same_site: c.same_site,
             max_age: c.max_age,
             enabled: labeled.sticky,
-            legacy_traefik: c.legacy.unwrap_or(traefik),
+            // on with Traefik labels (their clients hold Traefik cookies) or with a window set
+            legacy_traefik: c.legacy.unwrap_or(traefik || c.legacy_until.is_some()),
+            legacy_until: c.legacy_until,
         },
         strict: labeled.strict,
         health: HealthCheckSpec {

@@ -19,7 +19,7 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::Arc,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use futures_util::StreamExt as _;
@@ -30,7 +30,11 @@ use super::{
     docker::{Api, DockerError, ServiceInfo, TaskInfo},
     reconcile::{self, Placement},
 };
-use crate::model::{AdminState, Catalog};
+use crate::{
+    labels::Identity,
+    model::{AdminState, Catalog, CookieSpec},
+    values::format_rfc3339,
+};
 
 /// First retry delay after a failed listing.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(200);
@@ -85,7 +89,8 @@ impl Discovery for SwarmDiscovery {
                     api_state.up(&memory);
                     backoff = BACKOFF_MIN;
                     let own = self.options.own_container.as_deref();
-                    let catalog = memory.update(services, &tasks, own, self.options.affinity_timeout);
+                    let catalog =
+                        memory.update(services, &tasks, own, self.options.affinity_timeout, SystemTime::now());
                     let first = memory.first_publish();
                     publish.send_if_modified(|current| {
                         let changed = **current != catalog;
@@ -210,18 +215,27 @@ struct ListingMemory {
     balanced: BTreeMap<String, (String, String)>,
     /// Whether sticky's own task was found last time (for one line on change).
     own_found: Option<bool>,
+    /// What each http service's cookie named last time, by service id (a change is warned about).
+    identities: HashMap<String, Identity>,
+    /// Each http service's Traefik cookie window as last logged, by service id.
+    legacy: HashMap<String, LegacyWindow>,
     published_services: usize,
     published_once: bool,
 }
 
 impl ListingMemory {
-    /// Reconciles one listing, logs what changed, and returns the catalog to publish.
+    /// Reconciles one listing at `now`, logs what changed, and returns the catalog to publish.
+    ///
+    /// A service's Traefik cookie window ([`CookieSpec::legacy_honoured`]) is decided here too: once
+    /// `now` passes `sticky.cookie.legacy.until` the published spec has legacy off, so the end takes
+    /// effect at the next listing (within `--docker-interval`).
     fn update(
         &mut self,
         services: Vec<ServiceInfo>,
         tasks: &[TaskInfo],
         own_container: Option<&str>,
         affinity_timeout: Duration,
+        now: SystemTime,
     ) -> Catalog {
         let listed: HashSet<String> = services.iter().map(|s| s.id.clone()).collect();
         // a removed service stays while any of its tasks still runs (those tasks all drain)
@@ -248,7 +262,19 @@ impl ListingMemory {
             }
             self.own_found = Some(found);
         }
-        let out = reconcile::reconcile(&all, tasks, &own, affinity_timeout);
+        let mut out = reconcile::reconcile(&all, tasks, &own, affinity_timeout);
+        self.log_identity_changes(&out.identities);
+        let mut legacy = HashMap::new();
+        for s in &mut out.catalog.http {
+            let window = LegacyWindow::of(&s.spec.cookie, now);
+            let id = s.spec.id.0.to_string();
+            if self.legacy.get(&id).copied().unwrap_or(LegacyWindow::Off) != window {
+                window.log(&s.spec.name);
+            }
+            legacy.insert(id, window);
+            s.spec.cookie.legacy_traefik = s.spec.cookie.legacy_honoured(now);
+        }
+        self.legacy = legacy;
 
         let mut now_problems = HashMap::new();
         for p in out.problems {
@@ -295,9 +321,66 @@ impl ListingMemory {
         out.catalog
     }
 
+    /// One warning per http service whose cookie identity changed since the last listing.
+    fn log_identity_changes(&mut self, now: &BTreeMap<String, (String, Identity)>) {
+        for (id, (name, identity)) in now {
+            if let Some(before) = self.identities.get(id)
+                && before != identity
+            {
+                tracing::warn!(
+                    service = %name, from = %before.as_str(), to = %identity.as_str(),
+                    "sticky.cookie.identity changed: every cookie issued before names the old identity and is invalid now; each client is re-pinned once"
+                );
+            }
+        }
+        self.identities = now.iter().map(|(id, (_, identity))| (id.clone(), *identity)).collect();
+    }
+
     /// True exactly once: the first catalog is published even if it is empty (the app waits for it).
     fn first_publish(&mut self) -> bool {
         !std::mem::replace(&mut self.published_once, true)
+    }
+}
+
+/// A service's Traefik cookie migration window at one moment, for one log line per change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LegacyWindow {
+    /// Traefik values are not honoured (no Traefik labels, `sticky.cookie.legacy=false`, or no pinning).
+    Off,
+    /// Honoured, until the end if there is one.
+    Open(Option<SystemTime>),
+    /// The window ended then: Traefik values are ignored.
+    Over(SystemTime),
+}
+
+impl LegacyWindow {
+    fn of(cookie: &CookieSpec, now: SystemTime) -> Self {
+        match (cookie.enabled && cookie.legacy_traefik, cookie.legacy_until) {
+            (true, until) if cookie.legacy_honoured(now) => Self::Open(until),
+            (true, Some(until)) => Self::Over(until),
+            _ => Self::Off,
+        }
+    }
+
+    fn log(self, service: &str) {
+        match self {
+            Self::Open(None) => tracing::warn!(
+                service = %service,
+                until = %"none",
+                "legacy Traefik cookies honoured with no end: a request's http://IP:PORT value picks that task; end the migration with sticky.cookie.legacy.until=<RFC 3339 date> (or sticky.cookie.legacy=false)"
+            ),
+            Self::Open(Some(until)) => tracing::warn!(
+                service = %service,
+                until = %format_rfc3339(until),
+                "legacy Traefik cookies honoured until the end of the migration window (sticky.cookie.legacy.until): until then a request's http://IP:PORT value picks that task"
+            ),
+            Self::Over(until) => tracing::info!(
+                service = %service,
+                until = %format_rfc3339(until),
+                "legacy Traefik cookie window over: Traefik values are ignored from now on"
+            ),
+            Self::Off => tracing::info!(service = %service, "legacy Traefik cookies no longer honoured"),
+        }
     }
 }
 
@@ -309,6 +392,7 @@ mod tests {
     use crate::discovery::docker::EndpointMode;
 
     const AFFINITY: Duration = Duration::from_secs(3 * 3600);
+    const NOW: SystemTime = SystemTime::UNIX_EPOCH;
 
     fn service() -> ServiceInfo {
         ServiceInfo {
@@ -338,15 +422,56 @@ mod tests {
     #[test]
     fn a_removed_service_drains_until_its_tasks_stop() {
         let mut memory = ListingMemory::default();
-        let catalog = memory.update(vec![service()], &[task("t1", "running", "running")], None, AFFINITY);
+        let catalog = memory.update(vec![service()], &[task("t1", "running", "running")], None, AFFINITY, NOW);
         assert_eq!(catalog.http[0].backends[0].admin, AdminState::Active);
         // `docker service rm`: the service is gone from the listing, its task still runs
-        let catalog = memory.update(vec![], &[task("t1", "running", "remove")], None, AFFINITY);
+        let catalog = memory.update(vec![], &[task("t1", "running", "remove")], None, AFFINITY, NOW);
         assert_eq!(catalog.http.len(), 1, "kept while its task runs");
         assert_eq!(catalog.http[0].backends[0].admin, AdminState::Draining);
-        let catalog = memory.update(vec![], &[task("t1", "shutdown", "remove")], None, AFFINITY);
+        let catalog = memory.update(vec![], &[task("t1", "shutdown", "remove")], None, AFFINITY, NOW);
         assert!(catalog.http.is_empty(), "gone once its tasks stopped");
         assert!(memory.services.is_empty());
+    }
+
+    #[test]
+    fn the_legacy_window_ends_at_its_date() {
+        let mut memory = ListingMemory::default();
+        let mut traefik = service();
+        traefik.labels = BTreeMap::from([
+            ("traefik.port".to_owned(), "80".to_owned()),
+            ("traefik.backend.loadbalancer.stickiness".to_owned(), "true".to_owned()),
+            ("sticky.cookie.legacy.until".to_owned(), "2027-03-31T18:00:00Z".to_owned()),
+        ]);
+        let until = SystemTime::UNIX_EPOCH + Duration::from_secs(1_806_516_000);
+        let tasks = [task("t1", "running", "running")];
+        let at = |memory: &mut ListingMemory, service: &ServiceInfo, now| {
+            memory.update(vec![service.clone()], &tasks, None, AFFINITY, now)
+        };
+        let open = at(&mut memory, &traefik, until - Duration::from_secs(1));
+        assert!(open.http[0].spec.cookie.legacy_traefik, "inside the window");
+        assert_eq!(memory.legacy["s1"], LegacyWindow::Open(Some(until)));
+        let over = at(&mut memory, &traefik, until);
+        assert!(!over.http[0].spec.cookie.legacy_traefik, "from its end on, published with legacy off");
+        assert_eq!(memory.legacy["s1"], LegacyWindow::Over(until));
+        assert_ne!(open, over, "the change is published");
+        // without a date: open for good (Traefik-compatible), and said so
+        traefik.labels.remove("sticky.cookie.legacy.until");
+        let forever = at(&mut memory, &traefik, until + Duration::from_secs(86_400 * 365));
+        assert!(forever.http[0].spec.cookie.legacy_traefik);
+        assert_eq!(memory.legacy["s1"], LegacyWindow::Open(None));
+    }
+
+    #[test]
+    fn a_changed_cookie_identity_is_remembered() {
+        let mut memory = ListingMemory::default();
+        let tasks = [task("t1", "running", "running")];
+        memory.update(vec![service()], &tasks, None, AFFINITY, NOW);
+        assert_eq!(memory.identities["s1"], Identity::Task);
+        let mut slot = service();
+        slot.labels.insert("sticky.cookie.identity".into(), "slot".into());
+        let catalog = memory.update(vec![slot], &tasks, None, AFFINITY, NOW);
+        assert_eq!(memory.identities["s1"], Identity::Slot);
+        assert_eq!(&*catalog.http[0].backends[0].id.0, "slot-1", "cookies now name the slot");
     }
 
     #[test]
@@ -354,11 +479,11 @@ mod tests {
         let mut memory = ListingMemory::default();
         let mut broken = service();
         broken.labels.insert("sticky.port".into(), "eighty".into());
-        memory.update(vec![broken.clone()], &[], None, AFFINITY);
+        memory.update(vec![broken.clone()], &[], None, AFFINITY, NOW);
         assert!(memory.problems["s1"].to_string().contains("sticky.port"));
-        memory.update(vec![broken], &[], None, AFFINITY);
+        memory.update(vec![broken], &[], None, AFFINITY, NOW);
         assert_eq!(memory.problems.len(), 1);
-        memory.update(vec![service()], &[], None, AFFINITY);
+        memory.update(vec![service()], &[], None, AFFINITY, NOW);
         assert!(memory.problems.is_empty(), "fixed labels clear the problem");
         assert!(memory.first_publish() && !memory.first_publish());
     }

@@ -67,9 +67,12 @@ pub struct CookieLabels {
     pub max_age: Option<Duration>,
     /// What the cookie names (`sticky.cookie.identity`).
     pub identity: Identity,
-    /// Whether a Traefik cookie value (`http://IP:PORT`) is honoured once (`sticky.cookie.legacy`;
-    /// `None`: yes when Traefik labels are present).
+    /// Whether a Traefik cookie value (`http://IP:PORT`) is honoured (`sticky.cookie.legacy`;
+    /// `None`: yes when Traefik labels are present or the window below is set).
     pub legacy: Option<bool>,
+    /// End of the window in which Traefik cookie values are honoured (`sticky.cookie.legacy.until`,
+    /// RFC 3339); `None`: no end.
+    pub legacy_until: Option<std::time::SystemTime>,
 }
 
 /// What the cookie names: which task-level identity a session is pinned to.
@@ -83,6 +86,17 @@ pub enum Identity {
     /// replacement, which takes the same slot, keeps the old task's clients. For apps whose session
     /// state outlives the task per slot (a volume or cache named with `{{.Task.Slot}}`).
     Slot,
+}
+
+impl Identity {
+    /// The label's spelling: `task` or `slot`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Task => "task",
+            Self::Slot => "slot",
+        }
+    }
 }
 
 /// Active health check settings from labels.

@@ -107,13 +107,18 @@ pub const LABELS: &[Label] = &[
     },
     Label {
         key: "sticky.cookie.identity",
-        help: "task (default): the cookie names the task; slot: the replica slot (node for global services), so a rolling update's replacement keeps the sessions",
+        help: "task (default): the cookie names the task; slot: the replica slot (node for global services), so a rolling update's replacement keeps the sessions. Changing it on a live service invalidates every cookie issued before (each client is re-pinned once; sticky logs a warning)",
         apply: |s, v| identity(v).map(|x| s.cookie.identity = x),
     },
     Label {
         key: "sticky.cookie.legacy",
-        help: "true: a Traefik cookie value http://IP:PORT naming a current task is honoured once and replaced by sticky's cookie (default: true with Traefik labels)",
+        help: "true: a Traefik cookie value http://IP:PORT naming a current task is honoured and answered with sticky's cookie, on every request that carries one, so a client can pick a task by its address while it is on (default: true with Traefik labels or sticky.cookie.legacy.until, with a warning in the log)",
         apply: |s, v| values::boolean(v).map(|x| s.cookie.legacy = Some(x)),
+    },
+    Label {
+        key: "sticky.cookie.legacy.until",
+        help: "end of the Traefik cookie migration window, RFC 3339 (2027-03-31T18:00:00Z, or a date: its start in UTC); from then on Traefik values are ignored (default: no end, as Traefik would honour them)",
+        apply: |s, v| values::rfc3339(v).map(|x| s.cookie.legacy_until = Some(x)),
     },
     Label {
         key: "sticky.strict",

@@ -122,6 +122,7 @@ fn sticky_labels_override_traefik_and_cover_every_option() {
             ("sticky.listen.port", "15432"),
             ("sticky.cookie.identity", "slot"),
             ("sticky.cookie.legacy", "false"),
+            ("sticky.cookie.legacy.until", "2027-03-31T20:00:00+02:00"),
             ("sticky.bogus", "1"),
         ]),
     )
@@ -145,6 +146,8 @@ fn sticky_labels_override_traefik_and_cover_every_option() {
     assert_eq!(svc.listen_port, Some(15432));
     assert_eq!(svc.cookie.identity, Identity::Slot);
     assert_eq!(svc.cookie.legacy, Some(false));
+    let until = std::time::UNIX_EPOCH + Duration::from_secs(1_806_516_000);
+    assert_eq!(svc.cookie.legacy_until, Some(until), "2027-03-31T18:00:00Z");
     assert_eq!(svc.ignored, vec!["sticky.bogus".to_owned()]);
     assert_eq!(svc.dialects, vec![Dialect::TraefikV1, Dialect::Sticky]);
 }
@@ -166,6 +169,22 @@ fn bad_values_name_the_label() {
     assert!(parse("x", &labels(&[("sticky.cookie.samesite", "sometimes")])).is_err());
     assert!(parse("x", &labels(&[("sticky.healthcheck.interval", "5 parsecs")])).is_err());
     assert!(parse("x", &labels(&[("sticky.cookie.identity", "container")])).is_err());
+    let err = parse("x", &labels(&[("sticky.cookie.legacy.until", "next spring")])).unwrap_err();
+    assert!(err.to_string().contains("sticky.cookie.legacy.until") && err.to_string().contains("RFC 3339"), "{err}");
+    assert!(parse("x", &labels(&[("sticky.cookie.legacy.until", "2027-02-30")])).is_err());
+}
+
+#[test]
+fn the_legacy_window_reads_a_date_or_a_date_time() {
+    let until = |v: &str| {
+        parse("x", &labels(&[("sticky.enable", "true"), ("sticky.cookie.legacy.until", v)]))
+            .map(|s| s.and_then(|s| s.cookie.legacy_until))
+    };
+    let at = |secs| Some(std::time::UNIX_EPOCH + Duration::from_secs(secs));
+    assert_eq!(until("2027-03-31"), Ok(at(1_806_451_200)), "a date: its start in UTC");
+    assert_eq!(until("2027-03-31T18:00:00Z"), Ok(at(1_806_516_000)));
+    let none = parse("x", &labels(&[("sticky.enable", "true")])).unwrap().unwrap();
+    assert_eq!((none.cookie.legacy, none.cookie.legacy_until), (None, None), "not set: the defaults decide");
 }
 
 #[test]

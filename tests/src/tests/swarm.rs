@@ -350,6 +350,11 @@ fn seed_walkthrough_scaling_rolling_update_and_killed_task() {
     assert!(unknown.whoami().is_some() && unknown.cookie(SEED_COOKIE).is_some(), "treated as absent: {unknown:?}");
     eprintln!("walkthrough done after {:?}", suite.elapsed());
 
+    // --- the admin API as deployed: the README's lines, as pasted, over the unix socket
+    admin_api_over_the_socket(&swarm, port);
+    // --- the cookie labels on the live service: the legacy window's end, and an identity change
+    cookie_labels_on_a_live_service(&swarm, port, &format!("{SEED_COOKIE}=http://{ip}:8000"), short(&container));
+
     // --- scale 3 -> 5: each new task serves within 1 s of becoming running
     let before = names(&swarm, WHOAMI);
     swarm.docker(&["service", "scale", "-d", &format!("{WHOAMI}=5")]);
@@ -470,6 +475,161 @@ fn seed_walkthrough_scaling_rolling_update_and_killed_task() {
     }
     assert!(report.last.values().all(|t| t != short(&victim)), "nobody stays on the killed task: {:?}", report.last);
     eprintln!("killed task handled within {:?}; whole test {:?}", killed.elapsed(), suite.elapsed());
+}
+
+/// The README walkthrough's admin lines (`ADMIN=...`, `curl --unix-socket ...`, `TASK=...`), exactly
+/// as printed there: the one that starts with `prefix` (and contains `needle`).
+fn readme_line(prefix: &str, needle: &str) -> String {
+    let readme = std::fs::read_to_string(workspace_file("README.md")).expect("read README.md");
+    let walkthrough = readme.split("### The classic Traefik walkthrough").nth(1).expect("the walkthrough section");
+    let block = walkthrough.split("```").nth(1).expect("the walkthrough's code block");
+    block
+        .lines()
+        .find(|l| l.starts_with(prefix) && l.contains(needle))
+        .unwrap_or_else(|| panic!("the walkthrough has no line {prefix}...{needle}"))
+        .to_owned()
+}
+
+/// Runs `lines` with sh as an operator pastes them on the manager (this Swarm's dockerd as
+/// `DOCKER_HOST`); stdout.
+fn paste(swarm: &Swarm, lines: &[String]) -> String {
+    let script = format!("set -e\n{}\n", lines.join("\n"));
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .env("DOCKER_HOST", swarm.docker_host())
+        .env("DOCKER_CLI_HINTS", "false")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run sh");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "pasted lines failed:\n{script}\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+/// The `/api/backends` document: `service`'s backends as (id, state).
+fn backend_states(report: &str, service: &str) -> BTreeMap<String, String> {
+    let doc: serde_json::Value =
+        serde_json::from_str(report).unwrap_or_else(|e| panic!("/api/backends is JSON ({e}): {report}"));
+    let services = doc["services"].as_array().expect("services");
+    let svc = services.iter().find(|s| s["name"] == service).unwrap_or_else(|| panic!("{service} in {report}"));
+    svc["backends"]
+        .as_array()
+        .expect("backends")
+        .iter()
+        .map(|b| (b["id"].as_str().expect("id").to_owned(), b["state"].as_str().expect("state").to_owned()))
+        .collect()
+}
+
+/// The admin API of the deployed stack, reached as the README says: the socket in the volume
+/// `sticky_admin` (mode 0600, root), `/api/backends`, then a drain by the 12-character task id
+/// `docker service ps` prints (fresh clients avoid the task, its pinned client stays), and activate.
+fn admin_api_over_the_socket(swarm: &Swarm, port: u16) {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let admin = readme_line("ADMIN=", "sticky_admin");
+    let backends = readme_line("curl --unix-socket", "/api/backends");
+    let task_line = readme_line("TASK=", "docker service ps");
+    let drain = readme_line("curl --unix-socket", "/drain");
+    let activate = readme_line("curl --unix-socket", "/activate");
+
+    let socket = paste(swarm, &[admin.clone(), "echo \"$ADMIN\"".to_owned()]);
+    let meta = std::fs::symlink_metadata(socket.trim()).unwrap_or_else(|e| panic!("{}: {e}", socket.trim()));
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "only root may use the admin socket");
+    assert_eq!(meta.uid(), 0, "owned by root");
+    let published =
+        swarm.docker(&["service", "inspect", "--format", "{{json .Spec.EndpointSpec.Ports}}", "sticky_sticky"]);
+    assert_eq!(published.matches("PublishedPort").count(), 1, "only the client port is published: {published}");
+
+    let tasks: Vec<(String, String)> = swarm.task_containers(WHOAMI);
+    let states = backend_states(&paste(swarm, &[admin.clone(), backends.clone()]), WHOAMI);
+    let ids: BTreeSet<&String> = states.keys().collect();
+    let want: BTreeSet<&String> = tasks.iter().map(|(t, _)| t).collect();
+    assert_eq!(ids, want, "/api/backends over the socket lists the running tasks");
+    assert!(states.values().all(|s| s == "active"), "{states:?}");
+
+    // a client pinned before the drain stays on its task
+    let task = paste(swarm, &[task_line.clone(), "echo \"$TASK\"".to_owned()]).trim().to_owned();
+    assert_eq!(task.len(), 12, "the pasted line keeps 12 characters, as docker service ps shows them: {task}");
+    let (full, container) = tasks.iter().find(|(t, _)| t.starts_with(&task)).expect("the task is running").clone();
+    let drained = short(&container).to_owned();
+    let pinned_cookie = (0..60)
+        .filter_map(|_| http_get(loopback(port), "localhost", None).ok())
+        .find(|r| r.whoami() == Some(drained.as_str()))
+        .and_then(|r| r.cookie(SEED_COOKIE).map(|v| format!("{SEED_COOKIE}={v}")))
+        .expect("a fresh client lands on every task");
+    let said = paste(swarm, &[admin.clone(), task_line.clone(), drain]);
+    eprintln!("admin socket: drain by 12-character id {task}: {}", said.trim());
+    assert!(said.contains("draining"), "{said}");
+    let states = backend_states(&paste(swarm, &[admin.clone(), backends.clone()]), WHOAMI);
+    assert_eq!(states[&full], "draining", "{states:?}");
+    assert_eq!(states.values().filter(|s| *s == "active").count(), 2, "{states:?}");
+    let others: BTreeSet<String> = names(swarm, WHOAMI).into_iter().filter(|n| *n != drained).collect();
+    let reached: BTreeSet<String> = (0..30)
+        .filter_map(|_| http_get(loopback(port), "localhost", None).ok())
+        .filter_map(|r| r.whoami().map(str::to_owned))
+        .collect();
+    assert!(!reached.contains(&drained), "no new session on the drained task {drained}: {reached:?}");
+    assert!(reached.is_subset(&others) && !reached.is_empty(), "{reached:?} vs {others:?}");
+    let kept = http_get(loopback(port), "localhost", Some(&pinned_cookie)).expect("pinned request");
+    assert_eq!(kept.whoami(), Some(drained.as_str()), "a pinned client stays on the draining task");
+    let said = paste(swarm, &[admin.clone(), task_line, activate]);
+    assert!(said.contains("active"), "{said}");
+    let states = backend_states(&paste(swarm, &[admin, backends]), WHOAMI);
+    assert!(states.values().all(|s| s == "active"), "activated again: {states:?}");
+    eprintln!("admin socket: /api/backends listed {} tasks; drain and activate by prefix answered", states.len());
+}
+
+/// Waits until sticky's log has a line with every one of `needles`; the log.
+fn wait_log(swarm: &Swarm, needles: &[&str]) -> String {
+    let mut log = String::new();
+    let found = wait::until(Duration::from_secs(10), || {
+        log = swarm.service_logs("sticky_sticky");
+        log.lines().any(|l| needles.iter().all(|n| l.contains(n)))
+    });
+    assert!(found, "sticky's log must have a line with {needles:?}:\n{log}");
+    log
+}
+
+/// `sticky.cookie.legacy.until` and `sticky.cookie.identity` changed on the live service, as an
+/// operator does with `docker service update --label-add`: sticky warns that Traefik cookies are
+/// honoured with no end, ends the window at its date (a Traefik cookie `legacy` naming task
+/// `container` no longer picks it), and warns when the identity changes (every cookie issued before
+/// is re-pinned). Both labels are removed again.
+fn cookie_labels_on_a_live_service(swarm: &Swarm, port: u16, legacy: &str, container: &str) {
+    let warned = wait_log(swarm, &["WARN", "legacy Traefik cookies honoured with no end", WHOAMI]);
+    assert_eq!(count(&warned, "legacy Traefik cookies honoured"), 1, "one line, at discovery:\n{warned}");
+    let update = |args: &[&str]| {
+        let mut all = vec!["service", "update", "-d", "--no-resolve-image"];
+        all.extend_from_slice(args);
+        all.push(WHOAMI);
+        swarm.docker(&all);
+    };
+    update(&["--label-add", "sticky.cookie.legacy.until=2020-01-01T00:00:00Z"]);
+    wait_log(swarm, &["legacy Traefik cookie window over", "2020-01-01T00:00:00Z", WHOAMI]);
+    let landed: BTreeSet<String> = (0..6)
+        .filter_map(|_| http_get(loopback(port), "localhost", Some(legacy)).ok())
+        .filter_map(|r| r.whoami().map(str::to_owned))
+        .collect();
+    assert!(landed.len() > 1, "after the window a Traefik cookie naming {container} is ignored: {landed:?}");
+    update(&["--label-rm", "sticky.cookie.legacy.until"]);
+    let reopened = wait::until(Duration::from_secs(10), || {
+        count(&swarm.service_logs("sticky_sticky"), "legacy Traefik cookies honoured with no end") == 2
+    });
+    assert!(reopened, "the window without an end is warned about again");
+
+    let first = http_get(loopback(port), "localhost", None).expect("a new session");
+    let cookie = format!("{SEED_COOKIE}={}", first.cookie(SEED_COOKIE).expect("a cookie"));
+    update(&["--label-add", "sticky.cookie.identity=slot"]);
+    wait_log(swarm, &["WARN", "sticky.cookie.identity changed", "from=task", "to=slot", WHOAMI]);
+    let after = http_get(loopback(port), "localhost", Some(&cookie)).expect("the old cookie");
+    assert!(after.cookie(SEED_COOKIE).is_some(), "a task cookie is re-pinned under slot identity: {after:?}");
+    update(&["--label-rm", "sticky.cookie.identity"]);
+    let log = wait_log(swarm, &["WARN", "sticky.cookie.identity changed", "from=slot", "to=task"]);
+    eprintln!(
+        "cookie labels: legacy window warnings {}, window over {}, identity changes {}",
+        count(&log, "legacy Traefik cookies honoured"),
+        count(&log, "legacy Traefik cookie window over"),
+        count(&log, "sticky.cookie.identity changed")
+    );
 }
 
 /// The running sticky task of stack `stack`: (task id, container id).

@@ -146,7 +146,7 @@ fn every_part() -> (Sources, Arc<Routing>) {
 async fn a_scrape_serves_exactly_the_table() {
     let (sources, routing) = every_part();
     let admin = Admin { registry: registry(sources), routing: Some(routing) };
-    let addr = admin::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), admin)
+    let addr = admin::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), std::sync::Arc::new(admin))
         .await
         .expect("the admin listener must bind a loopback port");
     let scrape = async {
@@ -160,5 +160,9 @@ async fn a_scrape_serves_exactly_the_table() {
     let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer must have a head");
     assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(served(body), table(), "what /metrics serves must be the table, exactly:\n{body}");
-    assert_eq!(testkit::prometheus::sample(body, r#"sticky_splice_skbs_total{verdict="redirect"}"#), Some(3), "values come through");
+    assert_eq!(
+        testkit::prometheus::sample(body, r#"sticky_splice_skbs_total{verdict="redirect"}"#),
+        Some(3),
+        "values come through"
+    );
 }
