@@ -210,6 +210,18 @@ pub struct RunArgs {
     /// plus the time to send the headers); then it is closed. [default: 60s]
     #[arg(long, env = "STICKY_IDLE_TIMEOUT", value_name = "DURATION", help_heading = "Limits")]
     pub idle_timeout: Option<String>,
+    /// Inactivity on the client side once a request is under way: no byte of its body arrives, or it
+    /// takes no byte of the response, for this long; then both sides are closed. [default: 30s]
+    #[arg(long, env = "STICKY_CLIENT_TIMEOUT", value_name = "DURATION", help_heading = "Limits")]
+    pub client_timeout: Option<String>,
+    /// Inactivity on the backend side once a request is sent: it takes no byte of the request body,
+    /// or sends no byte of its response body, for this long; then both sides are closed. [default: 60s]
+    #[arg(long, env = "STICKY_BACKEND_TIMEOUT", value_name = "DURATION", help_heading = "Limits")]
+    pub backend_timeout: Option<String>,
+    /// Inactivity of an upgraded (WebSocket) connection relayed in user space: no byte either way for
+    /// this long closes it (the kernel splice has no timer). [default: 1h]
+    #[arg(long, env = "STICKY_TUNNEL_TIMEOUT", value_name = "DURATION", help_heading = "Limits")]
+    pub tunnel_timeout: Option<String>,
     /// On SIGTERM or Ctrl-C: stop accepting, close idle connections, and wait this long at most for
     /// requests in flight to finish before exiting. [default: 10s]
     #[arg(long, env = "STICKY_SHUTDOWN_TIMEOUT", value_name = "DURATION", help_heading = "Limits")]
