@@ -31,8 +31,9 @@ use crate::{
 };
 
 /// Upper bound of the connection task's future (`size_of_val`), idle or not: the request's state is
-/// boxed apart. Measured 4xx bytes when written; the test fails if it grows past this.
-pub const IDLE_TASK_BYTES: usize = 768;
+/// boxed apart. Measured 856 bytes in a debug build when written (the select over the stop signal and
+/// the idle timer is most of it); the test fails if it grows past this.
+pub const IDLE_TASK_BYTES: usize = 1024;
 
 /// How long a connection closed after an error keeps reading (and discarding) what the client still
 /// sends, so that the answer is not destroyed by a reset.
@@ -87,9 +88,10 @@ pub async fn serve(proxy: &Arc<Proxy>, stream: TcpStream, peer: SocketAddr, mut 
         match next {
             Next::Again(buf) => pending = buf,
             Next::Close => return,
-            Next::Linger => return linger(stream).await,
+            // (boxed too: one-off endings must not size the task of every idle connection)
+            Next::Linger => return Box::pin(linger(stream)).await,
             Next::Tunnel(t) => return tunnel(proxy, stream, t),
-            Next::Splice(s) => return handoff::run(proxy, stream, s).await,
+            Next::Splice(s) => return Box::pin(handoff::run(proxy, stream, s)).await,
         }
     }
 }
