@@ -116,16 +116,15 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
             }
         };
         let Some(backend) = service.backends.get(index) else { break };
-        let (up, reused) = match upstream::take(backend.addr) {
-            Some(s) => (s, true),
-            None => match connect(proxy, service, index, &mut exclude, &mut last_connect).await {
-                Some(s) => (s, false),
-                None => {
-                    // the connect failed and paused the backend: decide again without it
-                    pin.decision = pin::decide(proxy, service, pin.pinned, &exclude);
-                    continue;
-                }
-            },
+        let (up, reused) = if let Some(s) = upstream::take(backend.addr) {
+            (s, true)
+        } else {
+            let Some(s) = connect(proxy, service, index, &mut exclude, &mut last_connect).await else {
+                // the connect failed and paused the backend: decide again without it
+                pin.decision = pin::decide(proxy, service, pin.pinned, &exclude);
+                continue;
+            };
+            (s, false)
         };
         match relay::write_all(&up, &out, timeouts.backend, Timeout::Backend).await {
             Ok(()) => {}
@@ -178,7 +177,8 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
         // the final head
         let set_cookie = pin::answered(proxy, service, pin, index);
         let keep = wants_keep && req_body.is_done();
-        let rw = ResponseRewrite { cookie: cookie_name, set_cookie: set_cookie.as_deref(), client_minor, keep_alive: keep };
+        let rw =
+            ResponseRewrite { cookie: cookie_name, set_cookie: set_cookie.as_deref(), client_minor, keep_alive: keep };
         out.clear();
         let relay = match write_response(resp, sides.ubuf, &rw, &mut *out) {
             Ok(relay) => relay,
@@ -227,9 +227,12 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
         return if keep && !relay.close { Outcome::Next } else { Outcome::Close };
     }
     let error = error.unwrap_or_else(|| match last_connect {
-        Some((backend, e)) => {
-            ProxyError::Connect { service: service.spec.name.clone(), backend, timed_out: e.timed_out, source: e.source }
-        }
+        Some((backend, e)) => ProxyError::Connect {
+            service: service.spec.name.clone(),
+            backend,
+            timed_out: e.timed_out,
+            source: e.source,
+        },
         None => ProxyError::NoBackend { service: service.spec.name.clone() },
     });
     let close = !wants_keep || !req_body.is_done();
@@ -294,9 +297,10 @@ fn fault_error(proxy: &Proxy, backend: &crate::state::BackendRoute, fault: Fault
             source: error.unwrap_or_else(|| std::io::ErrorKind::UnexpectedEof.into()),
         }),
         Fault::Response(source) => Some(ProxyError::BadResponse { backend: id(), source }),
-        Fault::ResponseBody(e) => {
-            Some(ProxyError::Upstream { backend: id(), source: std::io::Error::new(std::io::ErrorKind::InvalidData, e) })
-        }
+        Fault::ResponseBody(e) => Some(ProxyError::Upstream {
+            backend: id(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        }),
     }
 }
 

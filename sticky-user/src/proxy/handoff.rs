@@ -63,9 +63,10 @@ pub fn spliceable(proxy: &Proxy, service: &ServiceRoute, req: &RequestHead, buf:
 /// Whether the request carries `X-Forwarded-*` or `Forwarded` fields of its own.
 fn carries_forwarding(req: &RequestHead) -> bool {
     use super::h1::syntax::Name;
-    req.head().fields().iter().any(|f| {
-        matches!(f.kind, Name::XForwardedFor | Name::XForwardedProto | Name::XForwardedHost | Name::Forwarded)
-    })
+    req.head()
+        .fields()
+        .iter()
+        .any(|f| matches!(f.kind, Name::XForwardedFor | Name::XForwardedProto | Name::XForwardedHost | Name::Forwarded))
 }
 
 /// Connects to the backend at `index` and prepares its first bytes; `None` if the connect fails (the
@@ -83,7 +84,12 @@ pub async fn prepare(
     let rest = buf.get(req.len()..).unwrap_or_default();
     let mut out = BytesMut::with_capacity(req.len() + 256 + rest.len());
     let cookie = Some(service.spec.cookie.name.as_bytes());
-    write_request(req, buf, &RequestRewrite { client: peer, proto: Proto::Http, prior: PriorHops::Keep, cookie }, &mut out);
+    write_request(
+        req,
+        buf,
+        &RequestRewrite { client: peer, proto: Proto::Http, prior: PriorHops::Keep, cookie },
+        &mut out,
+    );
     out.put_slice(rest);
     b.live.stats.pinned();
     b.live.stats.spliced();

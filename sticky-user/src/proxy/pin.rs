@@ -96,6 +96,7 @@ pub fn read<'a>(keys: &Keys, service: &ServiceRoute, cookies: impl IntoIterator<
 }
 
 /// Reads the sticky cookie and decides.
+#[must_use]
 pub fn pin<'a>(proxy: &Proxy, service: &ServiceRoute, cookies: impl IntoIterator<Item = &'a [u8]>) -> PinState {
     let cookie = read(&proxy.routing.keys, service, cookies);
     let decision = decide(proxy, service, cookie.pinned, &[]);
@@ -103,6 +104,7 @@ pub fn pin<'a>(proxy: &Proxy, service: &ServiceRoute, cookies: impl IntoIterator
 }
 
 /// The policy's decision on the service's current backends, without the backends in `exclude`.
+#[must_use]
 pub fn decide(proxy: &Proxy, service: &ServiceRoute, pinned: Pinned, exclude: &[usize]) -> Decision {
     let view = View::new(service, &proxy.routing.clock);
     policy::decide(pinned, service.spec.strict, &view, &service.schedule, || service.next_cursor(), exclude)

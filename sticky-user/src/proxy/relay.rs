@@ -172,13 +172,12 @@ impl Sides<'_> {
             let event = tokio::time::timeout_at(until, event).await.map_err(|_| Fault::Timeout(kind))?;
             match event {
                 Ok(Event::UpRead(0)) => return Err(Fault::Backend { error: None, answered: !self.ubuf.is_empty() }),
-                Ok(Event::UpRead(_)) => {}
                 Ok(Event::UpWrote(n)) => {
                     self.cbuf.advance(n);
                     req.to_send -= n;
                 }
                 Ok(Event::ClientRead(0)) => return Err(Fault::Client(None)),
-                Ok(Event::ClientRead(_)) => {}
+                Ok(Event::UpRead(_) | Event::ClientRead(_)) => {}
                 Err((true, e)) => return Err(Fault::Backend { error: Some(e), answered: !self.ubuf.is_empty() }),
                 Err((false, e)) => return Err(Fault::Client(Some(e))),
             }

@@ -84,9 +84,8 @@ impl ProxyError {
             // nothing to route to: the resource does not exist on this balancer
             Self::NoRoute => StatusCode::NOT_FOUND,
             // malformed by the HTTP/1.1 rules
-            Self::MissingHost | Self::BadRequestBody(_) => StatusCode::BAD_REQUEST,
             Self::BadRequest(e) if e.is_over_limit() => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::MissingHost | Self::BadRequestBody(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             // every backend is out of health or the service is empty: temporary, retry later;
             // strict mode keeps the session on its backend or nowhere
             Self::NoBackend { .. } | Self::StrictUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
