@@ -166,7 +166,10 @@ pub struct RunArgs {
     /// Splice pinned keep-alive connections in the kernel: a connection whose first request carries a
     /// valid cookie for an available backend is handed to the kernel after that request's head is
     /// forwarded. Its later requests are not inspected (no re-pin, no per-request metrics, no cookie
-    /// refresh): leave it off if a proxy in front multiplexes users on one connection. [default: false]
+    /// refresh) and reach the backend UNMODIFIED: the client's own X-Forwarded-For/-Proto/Forwarded
+    /// pass as sent and sticky's cookie is not stripped, so the app's view of the client address is
+    /// client-controlled on them; a first request carrying forwarding fields is not spliced. Leave it
+    /// off if a proxy in front multiplexes users on one connection. [default: false]
     #[arg(long, env = "STICKY_SPLICE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean, help_heading = "Kernel splice")]
     pub splice: Option<bool>,
     /// Splice upgraded (WebSocket) connections in the kernel once the backend answered 101. [default: true]
