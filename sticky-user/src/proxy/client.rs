@@ -65,15 +65,18 @@ pub async fn serve(proxy: &Arc<Proxy>, stream: TcpStream, peer: SocketAddr, mut 
     loop {
         let deadline = Instant::now() + proxy.settings.timeouts.idle;
         if pending.is_none() {
-            // idle: only the socket is held while waiting for the next request's first byte
+            // idle: only the socket is held while waiting for the next request's first byte (a peek,
+            // not readiness: a readiness flag left set by the last read would wake this at once and
+            // the request would then wait holding its buffers)
+            let mut probe = [0u8; 1];
             let ready = tokio::select! {
                 biased;
                 _ = async { stop.wait_for(|s| *s).await.is_ok() } => return,
-                ready = tokio::time::timeout_at(deadline, stream.readable()) => ready,
+                ready = tokio::time::timeout_at(deadline, stream.peek(&mut probe)) => ready,
             };
             match ready {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return,
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => return,
                 Err(_) => {
                     proxy.stats.timeout(Timeout::Idle);
                     return;
