@@ -128,9 +128,11 @@ mod tests {
         assert_eq!(s(ProxyError::NoRoute), 404);
         assert_eq!(s(ProxyError::MissingHost), 400);
         // the codec's errors keep their side: the client's head and body 400 (431 over a limit), the backend's 502
-        use crate::proxy::h1::{BodyError, HeadError, RequestError, ResponseError};
         assert_eq!(s(ProxyError::BadRequest(RequestError::DuplicateHost)), 400);
-        assert_eq!(s(ProxyError::BadRequest(RequestError::Head(HeadError::TooLarge { max: 8192 }))), 431);
+        assert_eq!(
+            s(ProxyError::BadRequest(RequestError::Head(crate::proxy::h1::HeadError::TooLarge { max: 8192 }))),
+            431
+        );
         assert_eq!(s(ProxyError::BadRequestBody(BodyError::Truncated)), 400);
         assert_eq!(s(ProxyError::BadResponse { backend: "b".into(), source: ResponseError::WebSocketAccept }), 502);
         assert!(ProxyError::BadRequestBody(BodyError::Truncated).closes() && !ProxyError::NoRoute.closes());
