@@ -65,21 +65,32 @@ pub async fn serve(proxy: &Arc<Proxy>, stream: TcpStream, peer: SocketAddr, mut 
     loop {
         let deadline = Instant::now() + proxy.settings.timeouts.idle;
         if pending.is_none() {
-            // idle: only the socket is held while waiting for the next request's first byte (a peek,
-            // not readiness: a readiness flag left set by the last read would wake this at once and
-            // the request would then wait holding its buffers)
-            let mut probe = [0u8; 1];
-            let ready = tokio::select! {
-                biased;
-                _ = async { stop.wait_for(|s| *s).await.is_ok() } => return,
-                ready = tokio::time::timeout_at(deadline, stream.peek(&mut probe)) => ready,
-            };
-            match ready {
-                Ok(Ok(n)) if n > 0 => {}
-                Ok(_) => return,
-                Err(_) => {
-                    proxy.stats.timeout(Timeout::Idle);
-                    return;
+            // idle: only the socket is held while waiting for the next request's first bytes; a buffer
+            // is taken once readiness says so and given back at once if the read finds nothing (a
+            // readiness flag left set by the last read wakes this once, spuriously)
+            loop {
+                let ready = tokio::select! {
+                    biased;
+                    _ = async { stop.wait_for(|s| *s).await.is_ok() } => return,
+                    ready = tokio::time::timeout_at(deadline, stream.readable()) => ready,
+                };
+                match ready {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        proxy.stats.timeout(Timeout::Idle);
+                        return;
+                    }
+                }
+                let mut buf = Buf::take();
+                match stream.try_read_buf(&mut *buf) {
+                    Ok(0) => return,
+                    Ok(_) => {
+                        pending = Some(buf);
+                        break;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
                 }
             }
         } else if *stop.borrow() {
