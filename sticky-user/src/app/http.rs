@@ -42,14 +42,6 @@ impl HttpServer {
     /// # Errors
     /// The listener cannot be bound, or a worker thread cannot start.
     pub fn start(config: &HttpConfig, routing: Arc<Routing>, splicer: Option<Arc<Splicer>>) -> Result<Self, AppError> {
-        for s in config.services.iter().filter(|s| s.spec.splice.pinned) {
-            tracing::warn!(
-                service = %s.spec.name,
-                "--splice: only the first request of a spliced connection is rewritten; later requests on it reach \
-                 the backend unmodified (the client's own X-Forwarded-*/Forwarded fields, sticky's cookie not \
-                 stripped), and a first request carrying forwarding fields is not spliced"
-            );
-        }
         let listener = bind(config.listen)?;
         let listen = listener.local_addr().map_err(|source| AppError::Bind { addr: config.listen, source })?;
         let stats = Arc::new(ProxyStats::default());

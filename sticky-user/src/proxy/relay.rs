@@ -172,6 +172,9 @@ impl Sides<'_> {
             let event = tokio::time::timeout_at(until, event).await.map_err(|_| Fault::Timeout(kind))?;
             match event {
                 Ok(Event::UpRead(0)) => return Err(Fault::Backend { error: None, answered: !self.ubuf.is_empty() }),
+                Ok(Event::UpWrote(0)) => {
+                    return Err(Fault::Backend { error: Some(io::ErrorKind::WriteZero.into()), answered: false });
+                }
                 Ok(Event::UpWrote(n)) => {
                     self.cbuf.advance(n);
                     req.to_send -= n;
