@@ -170,7 +170,10 @@ pub struct RunArgs {
     /// Splice pinned keep-alive connections in the kernel: a connection whose first request carries a
     /// valid cookie for an available backend is handed to the kernel after that request's head is
     /// forwarded. Its later requests are not inspected (no re-pin, no per-request metrics, no cookie
-    /// refresh): leave it off if a proxy in front multiplexes users on one connection. [default: false]
+    /// refresh) and reach the backend UNMODIFIED: the client's own X-Forwarded-For/-Proto/Forwarded
+    /// pass as sent and sticky's cookie is not stripped, so the app's view of the client address is
+    /// client-controlled on them; a first request carrying forwarding fields is not spliced. Leave it
+    /// off if a proxy in front multiplexes users on one connection. [default: false]
     #[arg(long, env = "STICKY_SPLICE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean, help_heading = "Kernel splice")]
     pub splice: Option<bool>,
     /// Splice upgraded (WebSocket) connections in the kernel once the backend answered 101. [default: true]
@@ -214,6 +217,18 @@ pub struct RunArgs {
     /// plus the time to send the headers); then it is closed. [default: 60s]
     #[arg(long, env = "STICKY_IDLE_TIMEOUT", value_name = "DURATION", help_heading = "Limits")]
     pub idle_timeout: Option<String>,
+    /// Inactivity on the client side once a request is under way: no byte of its body arrives, or it
+    /// takes no byte of the response, for this long; then both sides are closed. [default: 30s]
+    #[arg(long, env = "STICKY_CLIENT_TIMEOUT", value_name = "DURATION", help_heading = "Limits")]
+    pub client_timeout: Option<String>,
+    /// Inactivity on the backend side once a request is sent: it takes no byte of the request body,
+    /// or sends no byte of its response body, for this long; then both sides are closed. [default: 60s]
+    #[arg(long, env = "STICKY_BACKEND_TIMEOUT", value_name = "DURATION", help_heading = "Limits")]
+    pub backend_timeout: Option<String>,
+    /// Inactivity of an upgraded (WebSocket) connection relayed in user space: no byte either way for
+    /// this long closes it (the kernel splice has no timer). [default: 1h]
+    #[arg(long, env = "STICKY_TUNNEL_TIMEOUT", value_name = "DURATION", help_heading = "Limits")]
+    pub tunnel_timeout: Option<String>,
     /// On SIGTERM or Ctrl-C: stop accepting, close idle connections, and wait this long at most for
     /// requests in flight to finish before exiting. [default: 10s]
     #[arg(long, env = "STICKY_SHUTDOWN_TIMEOUT", value_name = "DURATION", help_heading = "Limits")]

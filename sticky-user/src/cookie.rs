@@ -217,7 +217,7 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// the server URL as is; a client or proxy may have percent-encoded it). `None` for anything else.
 ///
 /// The proxy honours such a value only for services that came from Traefik labels, and only if it
-/// names one of the service's current backends (see `proxy::phases`); it then answers with sticky's
+/// names one of the service's current backends (see `proxy::pin::answered`); it then answers with sticky's
 /// own cookie, so the address-bearing value is used once per client.
 #[must_use]
 pub fn legacy_traefik_addr(value: &[u8]) -> Option<std::net::SocketAddr> {

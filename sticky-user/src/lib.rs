@@ -10,7 +10,8 @@
 //! - [`labels`]: Swarm service labels (`sticky.*`, Traefik v1 and v2/v3) -> what to do with a service.
 //! - [`admin`]: the one admin listener: Prometheus `/metrics` (every metric in one table),
 //!   `/api/backends`, draining.
-//! - [`proxy`]: the http data path (accept loop, request phases, forwarding, upgrades, error mapping).
+//! - [`proxy`]: the http data path on sticky's own HTTP/1 engine (codec, connection loop, forwarding,
+//!   body relay, pools, upgrades, error mapping).
 //! - [`health_check`]: active HTTP health checks feeding each backend's health state machine.
 //! - [`state`]: the routing table the proxy reads lock-free, and the live per-backend state behind it.
 //! - [`stats`]: the proxy's sharded counters.

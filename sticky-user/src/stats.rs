@@ -175,15 +175,77 @@ impl ServiceStats {
     }
 }
 
-/// Counters of the proxy as a whole: client connections and requests no service took.
+/// Counters of the proxy as a whole: client connections, requests no service took, timeouts,
+/// client errors, backend cookies dropped.
 #[derive(Debug, Default)]
 pub struct ProxyStats {
-    counters: Sharded<2>,
+    counters: Sharded<11>,
     active: AtomicI64,
 }
 
 const UNROUTED: usize = 0;
 const CONNECTIONS: usize = 1;
+/// `TIMEOUTS + Timeout as usize`
+const TIMEOUTS: usize = 2;
+/// `CLIENT_ERRORS + ClientError as usize`
+const CLIENT_ERRORS: usize = 7;
+const SET_COOKIES_DROPPED: usize = 9;
+
+/// Which timer closed a connection (`sticky_timeouts_total{kind}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timeout {
+    /// No complete request head within `--idle-timeout` (keep-alive idle time included).
+    Idle = 0,
+    /// The client sent no byte of its body, or took no byte of the response, within `--client-timeout`.
+    Client = 1,
+    /// The backend took no byte of the request body, or sent none of the response body, within
+    /// `--backend-timeout`.
+    Backend = 2,
+    /// No response head within `--response-timeout` (answered 504).
+    Response = 3,
+    /// An upgraded connection relayed in user space was silent both ways for `--tunnel-timeout`.
+    Tunnel = 4,
+}
+
+impl Timeout {
+    /// Every kind, in label order.
+    pub const ALL: [Self; 5] = [Self::Idle, Self::Client, Self::Backend, Self::Response, Self::Tunnel];
+
+    /// The label value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Client => "client",
+            Self::Backend => "backend",
+            Self::Response => "response",
+            Self::Tunnel => "tunnel",
+        }
+    }
+}
+
+/// What a client got wrong (`sticky_client_errors_total{kind}`): answered 400/431 and closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientError {
+    /// A malformed or oversized request head.
+    Head = 0,
+    /// A request body not framed as its head said (a malformed chunked body).
+    Body = 1,
+}
+
+impl ClientError {
+    /// Every kind, in label order.
+    pub const ALL: [Self; 2] = [Self::Head, Self::Body];
+
+    /// The label value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Head => "head",
+            Self::Body => "body",
+        }
+    }
+}
 
 impl ProxyStats {
     /// A request matched no service.
@@ -195,6 +257,35 @@ impl ProxyStats {
         self.counters.inc(CONNECTIONS);
         self.active.fetch_add(1, Ordering::Relaxed);
         ActiveGuard(&self.active)
+    }
+    /// A timer closed a connection.
+    pub fn timeout(&self, kind: Timeout) {
+        self.counters.inc(TIMEOUTS + kind as usize);
+    }
+    /// A client's request was refused as malformed.
+    pub fn client_error(&self, kind: ClientError) {
+        self.counters.inc(CLIENT_ERRORS + kind as usize);
+    }
+    /// A backend's `Set-Cookie` of sticky's cookie name was dropped.
+    pub fn set_cookie_dropped(&self, n: u32) {
+        for _ in 0..n {
+            self.counters.inc(SET_COOKIES_DROPPED);
+        }
+    }
+    /// Connections closed by each timer.
+    #[must_use]
+    pub fn timeouts(&self, kind: Timeout) -> u64 {
+        self.counters.sum(TIMEOUTS + kind as usize)
+    }
+    /// Requests refused as malformed, by kind.
+    #[must_use]
+    pub fn client_errors(&self, kind: ClientError) -> u64 {
+        self.counters.sum(CLIENT_ERRORS + kind as usize)
+    }
+    /// Backend `Set-Cookie` lines of sticky's cookie name dropped.
+    #[must_use]
+    pub fn set_cookies_dropped(&self) -> u64 {
+        self.counters.sum(SET_COOKIES_DROPPED)
     }
     /// Requests that matched no service.
     #[must_use]

@@ -20,7 +20,7 @@ use crate::{
     policy::RepinReason,
     splice::SpliceSnapshot,
     state::Routing,
-    stats::{CLASSES, ProxyStats},
+    stats::{CLASSES, ClientError, ProxyStats, Timeout},
     tcp::TcpSnapshot,
 };
 
@@ -95,6 +95,21 @@ pub const UNROUTED: Metric = counter("sticky_unrouted_requests_total", &[], "Req
 pub const CONNECTIONS: Metric = counter("sticky_connections_total", &[], "Client connections accepted.");
 /// `sticky_connections_active`
 pub const CONNECTIONS_ACTIVE: Metric = gauge("sticky_connections_active", &[], "Client connections open now.");
+/// `sticky_timeouts_total`
+pub const TIMEOUTS: Metric = counter(
+    "sticky_timeouts_total",
+    &["kind"],
+    "Connections closed by a timer: idle, client, backend, response (504), tunnel.",
+);
+/// `sticky_client_errors_total`
+pub const CLIENT_ERRORS: Metric =
+    counter("sticky_client_errors_total", &["kind"], "Requests refused as malformed (400/431): head, body.");
+/// `sticky_backend_set_cookies_dropped_total`
+pub const SET_COOKIES_DROPPED: Metric = counter(
+    "sticky_backend_set_cookies_dropped_total",
+    &[],
+    "Backend Set-Cookie lines of sticky's own cookie name, dropped.",
+);
 /// `sticky_splices_total`
 pub const SPLICES: Metric = counter("sticky_splices_total", &["outcome"], "Kernel splice pairs by outcome.");
 /// `sticky_spliced_connections_active`
@@ -149,6 +164,9 @@ pub const ALL: &[Metric] = &[
     UNROUTED,
     CONNECTIONS,
     CONNECTIONS_ACTIVE,
+    TIMEOUTS,
+    CLIENT_ERRORS,
+    SET_COOKIES_DROPPED,
     SPLICES,
     SPLICED_ACTIVE,
     SPLICE_SKBS,
@@ -280,7 +298,10 @@ fn http(encoder: &mut DescriptorEncoder<'_>, routing: &Routing, stats: &ProxySta
     family(encoder, &UNROUTED, [(Vec::new(), stats.unrouted_requests())])?;
     family(encoder, &CONNECTIONS, [(Vec::new(), stats.connections())])?;
     let active = u64::try_from(stats.active_connections()).unwrap_or(0);
-    family(encoder, &CONNECTIONS_ACTIVE, [(Vec::new(), active)])
+    family(encoder, &CONNECTIONS_ACTIVE, [(Vec::new(), active)])?;
+    family(encoder, &TIMEOUTS, Timeout::ALL.map(|k| (vec![k.as_str()], stats.timeouts(k))))?;
+    family(encoder, &CLIENT_ERRORS, ClientError::ALL.map(|k| (vec![k.as_str()], stats.client_errors(k))))?;
+    family(encoder, &SET_COOKIES_DROPPED, [(Vec::new(), stats.set_cookies_dropped())])
 }
 
 /// The kernel splice's families.

@@ -45,6 +45,9 @@ pub(super) struct FileTimeouts {
     pub connect: Option<FileDuration>,
     pub response: Option<FileDuration>,
     pub idle: Option<FileDuration>,
+    pub client: Option<FileDuration>,
+    pub backend: Option<FileDuration>,
+    pub tunnel: Option<FileDuration>,
     pub shutdown: Option<FileDuration>,
 }
 

@@ -67,6 +67,12 @@ pub mod defaults {
     pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
     /// `--idle-timeout`
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// `--client-timeout`
+    pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+    /// `--backend-timeout`
+    pub const BACKEND_TIMEOUT: Duration = Duration::from_secs(60);
+    /// `--tunnel-timeout`
+    pub const TUNNEL_TIMEOUT: Duration = Duration::from_secs(3600);
     /// `--shutdown-timeout`
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
     /// `--max-header-size`
@@ -120,6 +126,12 @@ pub struct Timeouts {
     pub response: Duration,
     /// A client connection's wait for a complete request head, idle keep-alive time included; then closed.
     pub idle: Duration,
+    /// Client inactivity once a request is under way (its body, or taking the response); then closed.
+    pub client: Duration,
+    /// Backend inactivity once a request is sent (taking its body, or sending the response body).
+    pub backend: Duration,
+    /// Inactivity of an upgraded connection relayed in user space.
+    pub tunnel: Duration,
     /// On SIGTERM/SIGINT: how long requests in flight may take to finish before the process exits.
     pub shutdown: Duration,
 }
@@ -394,6 +406,27 @@ fn timeouts(args: &RunArgs, ft: Option<&file::FileTimeouts>) -> Result<Timeouts,
             args.idle_timeout.as_ref(),
             ft.and_then(|t| t.idle.as_ref()),
             defaults::IDLE_TIMEOUT,
+        )?,
+        client: pick(
+            "--client-timeout",
+            "client",
+            args.client_timeout.as_ref(),
+            ft.and_then(|t| t.client.as_ref()),
+            defaults::CLIENT_TIMEOUT,
+        )?,
+        backend: pick(
+            "--backend-timeout",
+            "backend",
+            args.backend_timeout.as_ref(),
+            ft.and_then(|t| t.backend.as_ref()),
+            defaults::BACKEND_TIMEOUT,
+        )?,
+        tunnel: pick(
+            "--tunnel-timeout",
+            "tunnel",
+            args.tunnel_timeout.as_ref(),
+            ft.and_then(|t| t.tunnel.as_ref()),
+            defaults::TUNNEL_TIMEOUT,
         )?,
         shutdown: pick(
             "--shutdown-timeout",

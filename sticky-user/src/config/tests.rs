@@ -136,6 +136,8 @@ cookie_key_file = "/run/secrets/sticky"
 [timeouts]
 connect = "500ms"
 response = 30
+client = "5s"
+tunnel = "2h"
 
 [limits]
 max_header_size = 16384
@@ -170,6 +172,11 @@ fn file_gives_several_services_with_rules() {
     assert_eq!(c.key_file.as_deref(), Some(std::path::Path::new("/run/secrets/sticky")));
     assert_eq!(c.timeouts.connect, Duration::from_millis(500));
     assert_eq!(c.timeouts.response, Duration::from_secs(30));
+    assert_eq!(
+        (c.timeouts.client, c.timeouts.backend, c.timeouts.tunnel),
+        (Duration::from_secs(5), defaults::BACKEND_TIMEOUT, Duration::from_secs(7200)),
+        "issue 13's inactivity timeouts come from the file, else their defaults"
+    );
     assert_eq!(c.limits.max_header_size, 16384);
     let api = &c.services[0];
     assert_eq!(api.spec.rule.to_traefik(), "Host(`api.example.com`, `API.example.org`) && PathPrefix(`/v1`)");
@@ -359,6 +366,9 @@ fn help_shows_the_defaults_config_applies() {
         secs(defaults::CONNECT_TIMEOUT),
         secs(defaults::RESPONSE_TIMEOUT),
         secs(defaults::IDLE_TIMEOUT),
+        secs(defaults::CLIENT_TIMEOUT),
+        secs(defaults::BACKEND_TIMEOUT),
+        format!("{}h", defaults::TUNNEL_TIMEOUT.as_secs() / 3600),
         secs(defaults::SHUTDOWN_TIMEOUT),
         defaults::MAX_HEADER_SIZE.to_string(),
         defaults::MAX_HEADERS.to_string(),

@@ -1,104 +1,232 @@
-//! The forward phase: the request to its backend on an idle upstream connection or a new one. A
-//! failed connect pauses the backend and the decision is made again without it (nothing was sent,
-//! so any method is safe to retry); a reused connection found closed before the request was written
-//! is replaced the same way. Upgrades are handed to [`super::upgrade`] once the backend agreed.
+//! The forward phase of one request: the rewritten head (and the body bytes read with it) to the
+//! backend the pin decided on, over an idle pooled connection or a new one; a failed connect pauses
+//! the backend and the decision is made again without it (nothing was sent, so any method is safe to
+//! retry); a pooled connection found closed before any response byte is replaced the same way when
+//! the whole request is still in hand. Then the request body and the response head ([`super::relay`]),
+//! interim heads passed on, the final head rewritten with the pin's `Set-Cookie`, the response body,
+//! and the upstream connection back to the pool if it can carry another request. A WebSocket 101 ends
+//! the exchange as a [`Tunnel`].
 
-use http::{HeaderValue, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
+use bytes::{Buf as _, Bytes};
+use tokio::{net::TcpStream, time::Instant};
 
 use super::{
-    conn::ConnCtx,
-    headers,
+    buffers::{Buf, Scratch},
+    conn::{Proxy, Settings},
+    h1::{
+        Body, ClientAddr, Exchange, Limits, PriorHops, Proto, RequestRewrite, ResponseKind, ResponseRewrite,
+        write_request, write_response,
+    },
     pin::{self, PinState},
+    relay::{self, Fault, RequestBody, Sides, WriteError},
     rescue::ProxyError,
-    upgrade,
-    upstream::{self, ConnectError, Upstream},
+    respond,
+    upstream::{self, ConnectError},
 };
 use crate::{
     policy::{Decision, Reject},
     state::ServiceRoute,
+    stats::{ClientError, Timeout},
 };
 
-/// Connect attempts per request (each on another backend, or a fresh connection after a stale one).
+/// Attempts per request (each on another backend after a failed connect, or a fresh connection
+/// after a stale pooled one).
 const MAX_ATTEMPTS: usize = 4;
 
-/// The backend's answer to a forwarded request.
+/// One request in hand: its connection's parts and its parsed head.
 #[derive(Debug)]
-pub struct Forwarded {
-    /// Index of the backend that answered.
-    pub index: usize,
-    /// Its response head (the body still streaming).
-    pub response: Response<Incoming>,
-    /// The connection was upgraded (101 to an upgrade request) and handed over.
-    pub upgraded: bool,
+pub struct Request<'a> {
+    /// What every connection reads.
+    pub proxy: &'a Proxy,
+    /// The client socket.
+    pub client: &'a TcpStream,
+    /// The client's address, for the forwarding fields.
+    pub peer: &'a ClientAddr,
+    /// The client's bytes: the head parsed into `scratch.req` at the start, then its body.
+    pub cbuf: &'a mut Buf,
+    /// The parsed request head and room for the response head.
+    pub scratch: &'a mut Scratch,
+    /// sticky is shutting down: this is the connection's last request.
+    pub stopping: bool,
 }
 
-/// Sends `req` to the backend `pin` decided on (deciding again without any backend that refuses
-/// the connection) and returns its response head.
-///
-/// # Errors
-/// No backend available, every connect failed, or the backend failed or timed out after the
-/// request was sent.
-pub async fn forward(
-    ctx: &ConnCtx,
-    service: &ServiceRoute,
-    pin: &mut PinState,
-    mut req: Request<Incoming>,
-) -> Result<Forwarded, ProxyError> {
-    let upgrade = headers::is_upgrade(req.headers());
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let (mut parts, body) = req.into_parts();
-    headers::prepare_request(&mut parts, &ctx.client, upgrade);
-    let mut req = Some(Request::from_parts(parts, body));
+/// What the client connection does after the request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Answered; the connection may carry the next request.
+    Next,
+    /// Close the connection.
+    Close,
+    /// The backend switched protocols: both sockets become a tunnel.
+    Tunnel(Tunnel),
+}
+
+/// An upgraded connection's backend side.
+#[derive(Debug)]
+pub struct Tunnel {
+    /// The backend socket.
+    pub upstream: TcpStream,
+    /// Bytes the client sent past its request head (for the backend).
+    pub client_early: Bytes,
+    /// Bytes the backend sent past its 101 (for the client).
+    pub upstream_early: Bytes,
+    /// The service lets the kernel splice upgraded connections.
+    pub splice: bool,
+}
+
+/// Forwards the request to the backend `pin` decided on (deciding again without any backend that
+/// refuses the connection) and relays the answer; errors are answered here.
+#[expect(clippy::too_many_lines, reason = "one exchange in order; its steps read best in one place")]
+pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState) -> Outcome {
+    let Request { proxy, client, peer, cbuf, scratch, stopping } = r;
+    let Settings { limits, timeouts } = proxy.settings;
+    let head_limits = Limits::from(limits);
+    let Scratch { req, resp } = scratch;
+    let exchange = Exchange::of(req, cbuf);
+    let client_minor = req.minor();
+    let wants_keep = req.keep_alive() && !stopping;
+    let cookie_name = service.spec.cookie.enabled.then_some(service.spec.cookie.name.as_bytes());
+    let mut out = Buf::take();
+    let rw = RequestRewrite { client: peer, proto: Proto::Http, prior: PriorHops::Keep, cookie: cookie_name };
+    write_request(req, cbuf, &rw, &mut *out);
+    let head_len = req.len();
+    let mut body = Body::request(req.framing(), limits.max_header_size);
+    let first = match body.feed(cbuf.get(head_len..).unwrap_or_default()) {
+        Ok(p) => p.used,
+        Err(e) => {
+            proxy.stats.client_error(ClientError::Body);
+            return answer(proxy, service, client, &ProxyError::BadRequestBody(e), true).await;
+        }
+    };
+    out.extend_from_slice(cbuf.get(head_len..head_len + first).unwrap_or_default());
+    cbuf.advance(head_len + first);
+    let mut req_body = RequestBody { body, to_send: 0 };
+    // the whole request is in `out`: it can be sent again on a fresh connection
+    let replayable = req_body.is_done();
+    let mut ubuf = Buf::take();
     let mut exclude: Vec<usize> = Vec::new();
     let mut last_connect: Option<(String, ConnectError)> = None;
+    let mut error = None;
     for _ in 0..MAX_ATTEMPTS {
         let index = match pin.decision {
             Decision::Keep(i) | Decision::Pin { backend: i, .. } => i,
-            Decision::Reject(r) => return Err(reject(service, r, last_connect)),
+            Decision::Reject(r) => {
+                error = Some(reject(service, r, last_connect.take()));
+                break;
+            }
         };
         let Some(backend) = service.backends.get(index) else { break };
-        let Some(mut up) = connection(ctx, service, index, &mut exclude, &mut last_connect).await else {
-            // the connect failed and paused the backend: decide again without it
-            pin.decision = pin::decide(ctx, service, pin.pinned, &exclude);
-            continue;
+        let (up, reused) = if let Some(s) = upstream::take(backend.addr) {
+            (s, true)
+        } else {
+            let Some(s) = connect(proxy, service, index, &mut exclude, &mut last_connect).await else {
+                // the connect failed and paused the backend: decide again without it
+                pin.decision = pin::decide(proxy, service, pin.pinned, &exclude);
+                continue;
+            };
+            (s, false)
         };
-        let Some(mut request) = req.take() else { break };
-        if !request.headers().contains_key(header::HOST) {
-            if let Ok(v) = HeaderValue::from_str(&backend.addr.to_string()) {
-                request.headers_mut().insert(header::HOST, v);
+        match relay::write_all(&up, &out, timeouts.backend, Timeout::Backend).await {
+            Ok(()) => {}
+            Err(_) if reused => {
+                tracing::debug!(backend = %backend.id, "pooled upstream connection was closed; retrying");
+                continue;
+            }
+            Err(e) => {
+                error = Some(write_error(proxy, backend, e));
+                break;
             }
         }
-        let sent = tokio::time::timeout(ctx.settings().timeouts.response, up.try_send_request(request)).await;
-        match sent {
-            Ok(Ok(mut response)) => {
-                let upgraded = upgrade && response.status() == StatusCode::SWITCHING_PROTOCOLS;
-                if upgraded {
-                    if let Some(client) = client_upgrade {
-                        let splicer = ctx.proxy.splicer.clone().filter(|_| service.spec.splice.upgrades);
-                        upgrade::spawn(client, hyper::upgrade::on(&mut response), &backend.live, splicer);
+        let deadline = Instant::now() + timeouts.response;
+        let mut sides = Sides { client, cbuf, up: &up, ubuf: &mut ubuf, timeouts };
+        let mut interim_seen = false;
+        let head = loop {
+            match sides.response_head(resp, &exchange, head_limits, &mut req_body, deadline).await {
+                Ok(len) if resp.kind() == ResponseKind::Interim => {
+                    interim_seen = true;
+                    out.clear();
+                    let rw = ResponseRewrite { cookie: cookie_name, set_cookie: None, client_minor, keep_alive: false };
+                    if let Ok(relay) = write_response(resp, sides.ubuf, &rw, &mut *out)
+                        && relay.sent
+                        && let Err(e) = relay::write_all(client, &out, timeouts.client, Timeout::Client).await
+                    {
+                        break Err(match e {
+                            WriteError::Io(e) => Fault::Client(Some(e)),
+                            WriteError::Stalled(k) => Fault::Timeout(k),
+                        });
                     }
-                } else if !upgrade {
-                    ctx.put_upstream(backend.addr, up);
+                    sides.ubuf.advance(len);
                 }
-                return Ok(Forwarded { index, response, upgraded });
+                other => break other,
             }
-            Ok(Err(mut e)) => match e.take_message() {
-                // the connection closed before the request was written (a reused connection the
-                // backend had just closed): nothing was sent, try again on a fresh one
-                Some(back) => {
-                    tracing::debug!(backend = %backend.id, error = %e.error(), "reused upstream connection was closed; retrying");
-                    req = Some(back);
+        };
+        let len = match head {
+            Ok(len) => len,
+            Err(Fault::Backend { answered: false, .. }) if reused && replayable && !interim_seen => {
+                tracing::debug!(backend = %backend.id, "pooled upstream connection closed before answering; retrying");
+                continue;
+            }
+            Err(fault) => match fault_error(proxy, backend, fault) {
+                Some(e) => {
+                    error = Some(e);
+                    break;
                 }
-                None => {
-                    return Err(ProxyError::Upstream { backend: backend.id.to_string(), source: e.into_error() });
-                }
+                None => return Outcome::Close,
             },
-            // dropping the send future closed that upstream connection; it is not reused
-            Err(_) => return Err(ProxyError::ResponseTimeout { backend: backend.id.to_string() }),
+        };
+        // the final head
+        let set_cookie = pin::answered(proxy, service, pin, index);
+        let keep = wants_keep && req_body.is_done();
+        let rw =
+            ResponseRewrite { cookie: cookie_name, set_cookie: set_cookie.as_deref(), client_minor, keep_alive: keep };
+        out.clear();
+        let relay = match write_response(resp, sides.ubuf, &rw, &mut *out) {
+            Ok(relay) => relay,
+            Err(e) => {
+                tracing::warn!(service = %service.spec.name, error = %e, "response head could not be written");
+                return Outcome::Close;
+            }
+        };
+        proxy.stats.set_cookie_dropped(relay.dropped_set_cookies);
+        backend.live.stats.response(resp.status());
+        let tunnel = resp.kind() == ResponseKind::Tunnel;
+        let reusable = resp.reusable();
+        let mut rbody = Body::response(resp, limits.max_header_size);
+        sides.ubuf.advance(len);
+        // a small body goes out with its head, in one write
+        if !tunnel && !relay.dechunk && !sides.ubuf.is_empty() {
+            let Ok(p) = rbody.feed(sides.ubuf) else { return Outcome::Close };
+            out.extend_from_slice(sides.ubuf.get(..p.used).unwrap_or_default());
+            sides.ubuf.advance(p.used);
         }
+        if let Err(e) = relay::write_all(client, &out, timeouts.client, Timeout::Client).await {
+            if let WriteError::Stalled(k) = e {
+                proxy.stats.timeout(k);
+            }
+            return Outcome::Close;
+        }
+        if tunnel {
+            backend.live.stats.upgrade();
+            return Outcome::Tunnel(Tunnel {
+                upstream: up,
+                client_early: cbuf.split().freeze(),
+                upstream_early: ubuf.split().freeze(),
+                splice: service.spec.splice.upgrades,
+            });
+        }
+        if let Err(fault) = sides.response_body(&mut rbody, relay.dechunk, &mut out).await {
+            if let Fault::Timeout(k) = fault {
+                proxy.stats.timeout(k);
+            }
+            tracing::debug!(service = %service.spec.name, backend = %backend.id, ?fault, "response body not relayed");
+            return Outcome::Close;
+        }
+        if reusable && req_body.is_done() && ubuf.is_empty() {
+            upstream::put(backend.addr, up);
+        }
+        return if keep && !relay.close { Outcome::Next } else { Outcome::Close };
     }
-    Err(match last_connect {
+    let error = error.unwrap_or_else(|| match last_connect {
         Some((backend, e)) => ProxyError::Connect {
             service: service.spec.name.clone(),
             backend,
@@ -106,27 +234,88 @@ pub async fn forward(
             source: e.source,
         },
         None => ProxyError::NoBackend { service: service.spec.name.clone() },
-    })
+    });
+    let close = !wants_keep || !req_body.is_done();
+    answer(proxy, service, client, &error, close).await
 }
 
-/// A ready upstream connection to backend `index`, or `None` after a failed connect (recorded in
-/// `exclude`, the backend's health and `last`).
-async fn connection(
-    ctx: &ConnCtx,
+/// sticky's own answer to a request of `service`: counted, logged at debug, written.
+pub async fn answer(proxy: &Proxy, service: &ServiceRoute, client: &TcpStream, e: &ProxyError, close: bool) -> Outcome {
+    tracing::debug!(service = %service.spec.name, error = %e, "request failed");
+    service.live.stats.local_response(e.status().as_u16());
+    write_answer(proxy, client, e, close).await
+}
+
+/// Writes sticky's answer `e`; the connection closes after it if `close` or the error says so.
+pub async fn write_answer(proxy: &Proxy, client: &TcpStream, e: &ProxyError, close: bool) -> Outcome {
+    let close = close || e.closes();
+    let mut out = Buf::take();
+    respond::error(e, close, &mut *out);
+    match relay::write_all(client, &out, proxy.settings.timeouts.client, Timeout::Client).await {
+        Ok(()) if !close => Outcome::Next,
+        Ok(()) => Outcome::Close,
+        Err(e) => {
+            if let WriteError::Stalled(k) = e {
+                proxy.stats.timeout(k);
+            }
+            Outcome::Close
+        }
+    }
+}
+
+/// The answer to a failed request write, if any.
+fn write_error(proxy: &Proxy, backend: &crate::state::BackendRoute, e: WriteError) -> ProxyError {
+    match e {
+        WriteError::Io(source) => ProxyError::Upstream { backend: backend.id.to_string(), source },
+        WriteError::Stalled(k) => {
+            proxy.stats.timeout(k);
+            ProxyError::ResponseTimeout { backend: backend.id.to_string() }
+        }
+    }
+}
+
+/// The answer to a failed exchange before any response head went to the client; `None`: close
+/// without one (the client left, or stalled).
+fn fault_error(proxy: &Proxy, backend: &crate::state::BackendRoute, fault: Fault) -> Option<ProxyError> {
+    let id = || backend.id.to_string();
+    match fault {
+        Fault::Client(_) => None,
+        Fault::Timeout(k @ Timeout::Client) => {
+            proxy.stats.timeout(k);
+            None
+        }
+        Fault::Timeout(k) => {
+            proxy.stats.timeout(k);
+            Some(ProxyError::ResponseTimeout { backend: id() })
+        }
+        Fault::ClientBody(e) => {
+            proxy.stats.client_error(ClientError::Body);
+            Some(ProxyError::BadRequestBody(e))
+        }
+        Fault::Backend { error, .. } => Some(ProxyError::Upstream {
+            backend: id(),
+            source: error.unwrap_or_else(|| std::io::ErrorKind::UnexpectedEof.into()),
+        }),
+        Fault::Response(source) => Some(ProxyError::BadResponse { backend: id(), source }),
+        Fault::ResponseBody(e) => Some(ProxyError::Upstream {
+            backend: id(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        }),
+    }
+}
+
+/// A new connection to backend `index`, or `None` after a failed connect (recorded in `exclude`, the
+/// backend's health and `last`).
+async fn connect(
+    proxy: &Proxy,
     service: &ServiceRoute,
     index: usize,
     exclude: &mut Vec<usize>,
     last: &mut Option<(String, ConnectError)>,
-) -> Option<Upstream> {
+) -> Option<TcpStream> {
     let backend = service.backends.get(index)?;
-    // an idle connection: wait until it can take a request (it may still be finishing a response body)
-    while let Some(mut up) = ctx.take_upstream(backend.addr) {
-        if up.ready().await.is_ok() {
-            return Some(up);
-        }
-    }
-    let clock = &ctx.proxy.routing.clock;
-    match upstream::connect(backend.addr, ctx.settings().timeouts.connect).await {
+    let clock = &proxy.routing.clock;
+    match upstream::connect(backend.addr, proxy.settings.timeouts.connect).await {
         Ok(up) => {
             if backend.live.connect_ok(clock) {
                 tracing::info!(service = %service.spec.name, backend = %backend.id, "backend is back: connect succeeded");

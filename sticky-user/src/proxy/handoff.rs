@@ -1,150 +1,108 @@
-//! The first request of a connection when a service has the `splice` option: its head is read and
-//! parsed here, before hyper. With a valid cookie for an available backend of a `splice` service, the
-//! head goes to that backend (with the forwarding headers) and the connection to the kernel splice;
-//! anything else is served by hyper as usual, which first gets the bytes read here
-//! ([`super::client_io::ClientIo`]).
+//! The first request of a connection when its service has the `splice` option: with a valid cookie
+//! for an available backend, its rewritten head goes to that backend and the connection to the kernel
+//! splice; anything else is served by the engine as usual ([`super::client`] read and parsed it
+//! already, so nothing is read twice).
 //!
 //! Only the first request is looked at: after the splice, the client and the backend talk through the
-//! kernel, so later requests on the connection are not inspected (no re-pin, no per-request metrics,
-//! no Set-Cookie refresh), and the backend answers the client directly (its response headers pass
-//! as they are). A new session (no cookie, an invalid one, a backend gone) stays on the normal path.
+//! kernel, so **later requests on the connection reach the backend exactly as the client sent them**
+//! (its own `X-Forwarded-*`/`Forwarded` fields, sticky's cookie not stripped; no re-pin, no
+//! per-request metrics, no Set-Cookie refresh), and the backend answers the client directly. So that
+//! a client cannot choose what the backend believes about it on the first request either, a first
+//! request carrying forwarding fields is not spliced (issue 13 item 3). A new session (no cookie, an
+//! invalid one, a backend gone) stays on the normal path.
 
-use std::sync::Arc;
+use bytes::{BufMut as _, Bytes, BytesMut};
+use tokio::net::TcpStream;
 
-use bytes::{Bytes, BytesMut};
-use http::{Method, Request, Version};
-use tokio::{io::AsyncReadExt as _, net::TcpStream};
-
-use super::{client_io::ClientIo, conn::ConnCtx, headers, phases, pin};
+use super::{
+    conn::Proxy,
+    h1::{ClientAddr, Method, PriorHops, Proto, RequestHead, RequestRewrite, Upgrade, write_request},
+    pin, upstream,
+};
 use crate::{
     cookie,
     policy::{Decision, Pinned},
-    splice::{self, Splicer},
+    splice,
     state::ServiceRoute,
 };
 
-/// What became of a connection's first request.
+/// A first request that goes to the splice: the backend connection and what it must receive first.
 #[derive(Debug)]
-pub enum FirstRequest {
-    /// Handed over for good (spliced, or relayed in user space if the kernel refused).
-    HandedOff,
-    /// Not for the splice: serve it with hyper.
-    Serve(ClientIo),
-    /// The client went away, or sent no complete head in time: close.
-    Close,
+pub struct Splice {
+    /// The pinned backend.
+    pub upstream: TcpStream,
+    /// The rewritten head and every byte the client sent after it.
+    pub to_upstream: Bytes,
 }
 
-/// Reads the first request head of `stream` (within the idle timeout) and splices the connection
-/// if it qualifies (see the module doc).
-///
-/// # Cancel safety
-/// Not cancel safe: bytes read from the client are lost if the future is dropped (the connection is
-/// then dropped as well, which is what the caller does on shutdown).
-pub async fn first(ctx: &Arc<ConnCtx>, splicer: &Arc<Splicer>, mut stream: TcpStream) -> FirstRequest {
-    let settings = ctx.settings();
-    let limits = settings.limits;
-    let mut buf = BytesMut::with_capacity(4096);
-    let read = tokio::time::timeout(settings.timeouts.idle, async {
-        loop {
-            match stream.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
-            }
-            // a complete head, or something hyper has to answer (400/431): stop reading here
-            match head_len(&buf, limits.max_headers) {
-                Some(n) => return Some(n),
-                None if buf.len() >= limits.max_header_size => return Some(0),
-                None => {}
-            }
-        }
-    })
-    .await;
-    let head = match read {
-        Ok(Some(n)) => n,
-        Ok(None) if buf.is_empty() => return FirstRequest::Close,
-        // a partial head before EOF: hyper answers or closes as it always does
-        Ok(None) => 0,
-        Err(_) => return FirstRequest::Close,
-    };
-    if head == 0 {
-        return FirstRequest::Serve(ClientIo::new(stream, buf.freeze()));
-    }
-    let Some(Spliceable { mut req, service, index }) = spliceable(ctx, &buf[..head]) else {
-        return FirstRequest::Serve(ClientIo::new(stream, buf.freeze()));
-    };
-    let Some(b) = service.backends.get(index) else { return FirstRequest::Serve(ClientIo::new(stream, buf.freeze())) };
-    let Ok(Ok(upstream)) = tokio::time::timeout(settings.timeouts.connect, TcpStream::connect(b.addr)).await else {
-        // the normal path connects again, pauses the backend on failure and re-pins
-        return FirstRequest::Serve(ClientIo::new(stream, buf.freeze()));
-    };
-    let _ = upstream.set_nodelay(true);
-    pin::strip_cookie_headers(req.headers_mut(), service.spec.cookie.name.as_bytes());
-    let (mut parts, ()) = req.into_parts();
-    headers::add_forwarded(&mut parts.headers, &ctx.client);
-    let mut to_upstream = headers::encode_head(&parts);
-    to_upstream.extend_from_slice(&buf[head..]);
-    b.live.stats.pinned();
-    b.live.stats.spliced();
-    match splice::hand_off(Some(splicer), stream, to_upstream.freeze(), upstream, Bytes::new()).await {
-        Ok(how) => tracing::debug!(service = %service.spec.name, backend = %b.id, ?how, "pinned connection handed off"),
-        Err(e) => tracing::debug!(service = %service.spec.name, backend = %b.id, error = %e, "pinned connection ended"),
-    }
-    FirstRequest::HandedOff
-}
-
-/// Length of the request head at the start of `buf` (through its blank line), if it is complete and parses.
-fn head_len(buf: &[u8], max_headers: usize) -> Option<usize> {
-    let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
-    match httparse::Request::new(&mut headers).parse(buf) {
-        Ok(httparse::Status::Complete(n)) => Some(n),
-        _ => None,
-    }
-}
-
-/// A first request that qualifies for the splice: its head, its service, its backend's index.
-struct Spliceable {
-    req: Request<()>,
-    service: Arc<ServiceRoute>,
-    index: usize,
-}
-
-/// The parsed head and its pinned backend, if this first request qualifies for the splice: HTTP/1.1,
-/// not CONNECT nor an upgrade, routed to a service with `splice` on, with a valid cookie for a
-/// backend the policy keeps (available), and no cookie refresh due.
-fn spliceable(ctx: &ConnCtx, head: &[u8]) -> Option<Spliceable> {
-    let mut fields = vec![httparse::EMPTY_HEADER; ctx.settings().limits.max_headers];
-    let mut parsed = httparse::Request::new(&mut fields);
-    parsed.parse(head).ok()?;
-    if parsed.version != Some(1) {
+/// The backend sticky's cookie names, if this first request qualifies for the splice: HTTP/1.1, not
+/// CONNECT nor an upgrade, no forwarding fields from the client, routed to a service with `splice`
+/// on, with a valid cookie for a backend the policy keeps (available), and no refresh due (a refresh,
+/// like the answer to a Traefik cookie, is a `Set-Cookie`, which only the proxy path writes).
+#[must_use]
+pub fn spliceable(proxy: &Proxy, service: &ServiceRoute, req: &RequestHead, buf: &[u8]) -> Option<usize> {
+    if !service.spec.splice.pinned
+        || req.minor() != 1
+        || req.method() == Method::Connect
+        || req.upgrade() != Upgrade::None
+        || carries_forwarding(req)
+    {
         return None;
     }
-    let mut builder = Request::builder().method(parsed.method?.as_bytes()).uri(parsed.path?).version(Version::HTTP_11);
-    for h in parsed.headers.iter() {
-        builder = builder.header(h.name, h.value);
-    }
-    let req = builder.body(()).ok()?;
-    if req.method() == Method::CONNECT || headers::is_upgrade(req.headers()) {
-        return None;
-    }
-    let service = phases::route(ctx, &req).ok()?;
-    if !service.spec.splice.pinned {
-        return None;
-    }
-    let index = pinned_backend(ctx, &service, &req)?;
-    Some(Spliceable { req, service, index })
-}
-
-/// The backend sticky's own cookie names, if the policy keeps the session there now and no
-/// refresh is due (a refresh, like the answer to a Traefik cookie, is a `Set-Cookie`, which only
-/// the proxy path writes).
-fn pinned_backend(ctx: &ConnCtx, service: &ServiceRoute, req: &Request<()>) -> Option<usize> {
-    let cookie = pin::read(&ctx.proxy.routing.keys, service, req.headers());
+    let cookie = pin::read(&proxy.routing.keys, service, req.cookies(buf));
     let (Pinned::Backend(index), Some(issued), false) = (cookie.pinned, cookie.issued, cookie.legacy) else {
         return None;
     };
     if cookie::needs_refresh(issued, pin::now_secs(), service.max_age) {
         return None;
     }
-    let decision = pin::decide(ctx, service, cookie.pinned, &[]);
+    let decision = pin::decide(proxy, service, cookie.pinned, &[]);
     matches!(decision, Decision::Keep(i) if i == index).then_some(index)
+}
+
+/// Whether the request carries `X-Forwarded-*` or `Forwarded` fields of its own.
+fn carries_forwarding(req: &RequestHead) -> bool {
+    use super::h1::syntax::Name;
+    req.head()
+        .fields()
+        .iter()
+        .any(|f| matches!(f.kind, Name::XForwardedFor | Name::XForwardedProto | Name::XForwardedHost | Name::Forwarded))
+}
+
+/// Connects to the backend at `index` and prepares its first bytes; `None` if the connect fails (the
+/// normal path then connects again, pauses the backend and re-pins).
+pub async fn prepare(
+    proxy: &Proxy,
+    service: &ServiceRoute,
+    index: usize,
+    req: &RequestHead,
+    buf: &[u8],
+    peer: &ClientAddr,
+) -> Option<Splice> {
+    let b = service.backends.get(index)?;
+    let upstream = upstream::connect(b.addr, proxy.settings.timeouts.connect).await.ok()?;
+    let rest = buf.get(req.len()..).unwrap_or_default();
+    let mut out = BytesMut::with_capacity(req.len() + 256 + rest.len());
+    let cookie = Some(service.spec.cookie.name.as_bytes());
+    write_request(
+        req,
+        buf,
+        &RequestRewrite { client: peer, proto: Proto::Http, prior: PriorHops::Keep, cookie },
+        &mut out,
+    );
+    out.put_slice(rest);
+    b.live.stats.pinned();
+    b.live.stats.spliced();
+    Some(Splice { upstream, to_upstream: out.freeze() })
+}
+
+/// Hands the client connection and its backend over for good (spliced, or relayed in user space if
+/// the kernel refused).
+pub async fn run(proxy: &Proxy, client: TcpStream, splice: Splice) {
+    let splicer = proxy.splicer.as_ref();
+    let idle = proxy.settings.timeouts.tunnel;
+    match splice::hand_off(splicer, client, splice.to_upstream, splice.upstream, Bytes::new(), idle).await {
+        Ok(how) => tracing::debug!(?how, "pinned connection handed off"),
+        Err(e) => tracing::debug!(error = %e, "pinned connection ended"),
+    }
 }

@@ -1,22 +1,23 @@
-//! The http data path: the reverse proxy that pins each client to a backend with its cookie.
+//! The http data path: the reverse proxy that pins each client to a backend with its cookie, on
+//! sticky's own HTTP/1 engine (issue 12).
 //!
-//! [`server`] accepts and runs hyper per connection; [`phases`] is one request's life (route, then
-//! [`pin`], [`forward`] over [`upstream`] connections with the [`headers`] rewritten, respond);
-//! [`rescue`] maps every error to its status. [`handoff`] and [`upgrade`] hand pinned and upgraded
-//! connections to [`crate::splice`].
+//! [`server`] accepts; [`client`] runs one connection's requests in order on one task: a head parsed
+//! by the codec ([`h1`]) from a pooled buffer ([`buffers`]), routed, [`pin`]ned, then [`forward`]ed
+//! over a pooled or new [`upstream`] connection, bodies moved by their framing ([`relay`]).
+//! [`rescue`] maps every error to its status, [`respond`] writes sticky's own answers. [`handoff`]
+//! hands `--splice` connections, and [`client`] upgraded ones, to [`crate::splice`].
 
-pub mod body;
-pub mod client_io;
+pub mod buffers;
+pub mod client;
 pub mod conn;
 pub mod forward;
 pub mod h1;
 pub mod handoff;
-pub mod headers;
-pub mod phases;
 pub mod pin;
+pub mod relay;
 pub mod rescue;
+pub mod respond;
 pub mod server;
-pub mod upgrade;
 pub mod upstream;
 
 pub use self::{

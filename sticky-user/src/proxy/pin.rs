@@ -1,16 +1,15 @@
 //! The pin phase: read and verify the sticky cookie (the first valid one; a Traefik value where the
-//! service allows it), remove it from the request, and decide with [`crate::policy`]: keep the
-//! pinned backend, pin a new session, re-pin, or refuse. The one reader of the cookie, for the
-//! proxy path and the splice hand-off alike.
+//! service allows it) and decide with [`crate::policy`]: keep the pinned backend, pin a new session,
+//! re-pin, or refuse. [`read`] is the one reader of the cookie, for the proxy path and the splice
+//! hand-off alike; the cookie is removed from the request by the rewrite
+//! ([`super::h1::write_request`]).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::{HeaderMap, HeaderValue, header};
-
-use super::conn::ConnCtx;
+use super::conn::Proxy;
 use crate::{
     cookie::{self, Keys},
-    policy::{self, Decision, Pinned},
+    policy::{self, Decision, Pinned, RepinReason},
     state::{ServiceRoute, View},
 };
 
@@ -46,10 +45,11 @@ pub fn now_secs() -> u32 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
 }
 
-/// Reads the service's sticky cookie from `headers`: the first valid one if several; else, where
-/// the service honours Traefik's cookies, a value `http://IP:PORT` naming a current backend.
+/// Reads the service's sticky cookie from the request's `Cookie` field values: the first valid one if
+/// several; else, where the service honours Traefik's cookies, a value `http://IP:PORT` naming a
+/// current backend.
 #[must_use]
-pub fn read(keys: &Keys, service: &ServiceRoute, headers: &HeaderMap) -> CookiePin {
+pub fn read<'a>(keys: &Keys, service: &ServiceRoute, cookies: impl IntoIterator<Item = &'a [u8]>) -> CookiePin {
     let absent = CookiePin { pinned: Pinned::Absent, issued: None, legacy: false, found: false };
     if !service.spec.cookie.enabled {
         // not a sticky service (Traefik labels without stickiness): every request is a new pick
@@ -60,8 +60,8 @@ pub fn read(keys: &Keys, service: &ServiceRoute, headers: &HeaderMap) -> CookieP
     let mut found = false;
     let mut result: Option<Result<cookie::Pin, cookie::Fault>> = None;
     let mut legacy: Option<usize> = None;
-    for value in headers.get_all(header::COOKIE) {
-        for (n, v) in cookie::pairs(value.as_bytes()) {
+    for value in cookies {
+        for (n, v) in cookie::pairs(value) {
             if n != name {
                 continue;
             }
@@ -95,40 +95,93 @@ pub fn read(keys: &Keys, service: &ServiceRoute, headers: &HeaderMap) -> CookieP
     CookiePin { pinned, issued, legacy, found }
 }
 
-/// Reads the sticky cookie, removes it from the request (the backend never sees it, like `HAProxy`'s
-/// `indirect`), and decides.
-pub fn pin(ctx: &ConnCtx, service: &ServiceRoute, headers: &mut HeaderMap) -> PinState {
-    let cookie = read(&ctx.proxy.routing.keys, service, headers);
-    if cookie.found {
-        strip_cookie_headers(headers, service.spec.cookie.name.as_bytes());
-    }
-    let decision = decide(ctx, service, cookie.pinned, &[]);
+/// Reads the sticky cookie and decides.
+#[must_use]
+pub fn pin<'a>(proxy: &Proxy, service: &ServiceRoute, cookies: impl IntoIterator<Item = &'a [u8]>) -> PinState {
+    let cookie = read(&proxy.routing.keys, service, cookies);
+    let decision = decide(proxy, service, cookie.pinned, &[]);
     PinState { pinned: cookie.pinned, decision, issued: cookie.issued, legacy: cookie.legacy }
 }
 
 /// The policy's decision on the service's current backends, without the backends in `exclude`.
-pub fn decide(ctx: &ConnCtx, service: &ServiceRoute, pinned: Pinned, exclude: &[usize]) -> Decision {
-    let view = View::new(service, &ctx.proxy.routing.clock);
+#[must_use]
+pub fn decide(proxy: &Proxy, service: &ServiceRoute, pinned: Pinned, exclude: &[usize]) -> Decision {
+    let view = View::new(service, &proxy.routing.clock);
     policy::decide(pinned, service.spec.strict, &view, &service.schedule, || service.next_cursor(), exclude)
 }
 
-/// Removes the cookie `name` from the `Cookie` headers (other cookies stay).
-pub fn strip_cookie_headers(headers: &mut HeaderMap, name: &[u8]) {
-    // the common case, a single Cookie header holding only sticky's cookie: drop it, no allocation
-    let mut all = headers.get_all(header::COOKIE).iter();
-    if let (Some(only), None) = (all.next(), all.next()) {
-        if cookie::pairs(only.as_bytes()).all(|(n, _)| n == name) && !only.as_bytes().contains(&b';') {
-            headers.remove(header::COOKIE);
-            return;
-        }
-    }
-    let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
-    headers.remove(header::COOKIE);
-    for v in values {
-        if let Some(rest) = cookie::without(v.as_bytes(), name) {
-            if let Ok(rest) = HeaderValue::from_bytes(&rest) {
-                headers.append(header::COOKIE, rest);
+/// The backend at `index` answered: count the request (a new session, with its re-pin reason, or a
+/// pinned one) and return the `Set-Cookie` value (`name=value; attributes`) to send, for a new pin or
+/// a refresh.
+#[must_use]
+pub fn answered(proxy: &Proxy, service: &ServiceRoute, pin: &PinState, index: usize) -> Option<Vec<u8>> {
+    let backend = service.backends.get(index)?;
+    let set_cookie = match pin.decision {
+        Decision::Pin { repin, .. } => {
+            backend.live.stats.session();
+            if let Some(reason) = repin {
+                service.live.stats.repin(reason);
+                log_repin(service, pin.pinned, &backend.id.0, reason);
             }
+            service.spec.cookie.enabled
         }
+        Decision::Keep(_) => {
+            backend.live.stats.pinned();
+            // only cookies with a Max-Age are refreshed; session cookies cost no clock read here
+            pin.legacy
+                || service.max_age.is_some()
+                    && pin.issued.is_some_and(|issued| cookie::needs_refresh(issued, now_secs(), service.max_age))
+        }
+        Decision::Reject(_) => false,
+    };
+    if !set_cookie {
+        return None;
     }
+    let mut value = [0u8; cookie::ENCODED_LEN];
+    proxy.routing.keys.encode_into(backend.tag, now_secs(), &mut value);
+    let name = service.spec.cookie.name.as_bytes();
+    let mut line = Vec::with_capacity(name.len() + 1 + value.len() + service.cookie_attrs.len());
+    line.extend_from_slice(name);
+    line.push(b'=');
+    line.extend_from_slice(&value);
+    line.extend_from_slice(service.cookie_attrs.as_bytes());
+    Some(line)
+}
+
+/// Re-pin lines logged per worker and second. Normally every re-pin gets its line; past this rate (a
+/// client replaying garbage cookies, or thousands of sessions leaving a dead backend at once, or a client
+/// that ignores Set-Cookie) the rest are summed in one line, and `sticky_repins_total` counts them all.
+const REPIN_LINES_PER_SECOND: u32 = 20;
+
+thread_local! {
+    /// (second of the window, lines logged in it, lines suppressed in it)
+    static REPIN_LOG: std::cell::Cell<(u64, u32, u64)> = const { std::cell::Cell::new((0, 0, 0)) };
+}
+
+fn log_repin(service: &ServiceRoute, pinned: Pinned, to: &str, reason: RepinReason) {
+    let from = match pinned {
+        Pinned::Backend(i) => service.backends.get(i).map_or("-", |b| &b.id.0),
+        _ => "-",
+    };
+    let second = u64::from(now_secs());
+    let allowed = REPIN_LOG.with(|c| {
+        let (window, lines, suppressed) = c.get();
+        if window != second {
+            if suppressed > 0 {
+                tracing::info!(suppressed, "session re-pins not logged (over {REPIN_LINES_PER_SECOND} a second); sticky_repins_total counts them all");
+            }
+            c.set((second, 1, 0));
+            true
+        } else if lines < REPIN_LINES_PER_SECOND {
+            c.set((window, lines + 1, suppressed));
+            true
+        } else {
+            c.set((window, lines, suppressed + 1));
+            false
+        }
+    });
+    if !allowed {
+        return;
+    }
+    tracing::info!(service = %service.spec.name, from, to, reason = reason.as_str(), "session re-pinned");
 }

@@ -1,15 +1,11 @@
-//! The one place where a [`ProxyError`] becomes an HTTP response.
-//!
-//! Two statuses are not made here, because hyper's HTTP/1 parser answers them before any request
-//! reaches sticky: **400** for a request that does not parse (bad request line, header or URI) and
-//! **431** for a head larger than `--max-header-size` or with more fields than `--max-headers`
-//! (both limits are configured on hyper in [`super::server::serve`]). Everything sticky decides itself is
-//! mapped below, one case per error kind.
+//! The one place where a [`ProxyError`] becomes a status: every answer sticky writes itself (400,
+//! 404, 431, 502, 503, 504) is decided here and written by [`super::respond`]. The codec's errors
+//! arrive with their side (see the table in [`super::h1`]): a request head or body the client got
+//! wrong is a 400 (431 over a limit), a response the backend got wrong a 502.
 
-use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::StatusCode;
 
-use super::body::ProxyBody;
+use super::h1::{BodyError, RequestError, ResponseError};
 use crate::policy::RepinReason;
 
 /// What went wrong with a request; each case is answered with its own status ([`ProxyError::status`]).
@@ -54,15 +50,30 @@ pub enum ProxyError {
         /// The backend.
         backend: String,
     },
-    /// The backend connection failed after the request was sent (reset, garbage, early close).
+    /// The backend connection failed after the request was sent (reset, early close).
     #[error("backend {backend} failed")]
     Upstream {
         /// The backend.
         backend: String,
-        /// hyper's error.
+        /// The socket error, or what the backend did.
         #[source]
-        source: hyper::Error,
+        source: std::io::Error,
     },
+    /// The backend's response head is malformed (or a 101 without the right accept).
+    #[error("backend {backend} sent an invalid response: {source}")]
+    BadResponse {
+        /// The backend.
+        backend: String,
+        /// What the codec refused.
+        #[source]
+        source: ResponseError,
+    },
+    /// The client's request head is malformed or over a limit.
+    #[error("invalid request: {0}")]
+    BadRequest(#[source] RequestError),
+    /// The client's request body is not framed as it said (a malformed chunked body).
+    #[error("invalid request body: {0}")]
+    BadRequestBody(#[source] BodyError),
 }
 
 impl ProxyError {
@@ -72,19 +83,23 @@ impl ProxyError {
         match self {
             // nothing to route to: the resource does not exist on this balancer
             Self::NoRoute => StatusCode::NOT_FOUND,
-            // malformed by the HTTP/1.1 rules, caught after parsing
-            Self::MissingHost => StatusCode::BAD_REQUEST,
+            // malformed by the HTTP/1.1 rules
+            Self::BadRequest(e) if e.is_over_limit() => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::MissingHost | Self::BadRequestBody(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             // every backend is out of health or the service is empty: temporary, retry later;
             // strict mode keeps the session on its backend or nowhere
             Self::NoBackend { .. } | Self::StrictUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             // a gateway that could not reach its upstream in time is a 504, could not reach it at all a 502
             Self::Connect { timed_out: true, .. } | Self::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::Connect { timed_out: false, .. } | Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Self::Connect { timed_out: false, .. } | Self::Upstream { .. } | Self::BadResponse { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
         }
     }
 
     /// The short body explaining the status to a person.
-    fn body(&self) -> String {
+    #[must_use]
+    pub fn body(&self) -> String {
         match self {
             Self::StrictUnavailable { .. } => format!(
                 "{}: {self}.\nThis service is strict: the session stays on its backend or is refused. \
@@ -95,14 +110,11 @@ impl ProxyError {
         }
     }
 
-    /// The response for this error.
+    /// Whether the client connection must close after the answer (its bytes cannot be trusted to
+    /// frame a next request).
     #[must_use]
-    pub fn respond(&self) -> Response<ProxyBody> {
-        let mut resp = Response::new(ProxyBody::full(Bytes::from(self.body())));
-        *resp.status_mut() = self.status();
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        resp
+    pub fn closes(&self) -> bool {
+        matches!(self, Self::BadRequest(_) | Self::BadRequestBody(_) | Self::MissingHost)
     }
 }
 
@@ -115,6 +127,15 @@ mod tests {
         let s = |e: ProxyError| e.status().as_u16();
         assert_eq!(s(ProxyError::NoRoute), 404);
         assert_eq!(s(ProxyError::MissingHost), 400);
+        // the codec's errors keep their side: the client's head and body 400 (431 over a limit), the backend's 502
+        assert_eq!(s(ProxyError::BadRequest(RequestError::DuplicateHost)), 400);
+        assert_eq!(
+            s(ProxyError::BadRequest(RequestError::Head(crate::proxy::h1::HeadError::TooLarge { max: 8192 }))),
+            431
+        );
+        assert_eq!(s(ProxyError::BadRequestBody(BodyError::Truncated)), 400);
+        assert_eq!(s(ProxyError::BadResponse { backend: "b".into(), source: ResponseError::WebSocketAccept }), 502);
+        assert!(ProxyError::BadRequestBody(BodyError::Truncated).closes() && !ProxyError::NoRoute.closes());
         assert_eq!(s(ProxyError::NoBackend { service: "a".into() }), 503);
         assert_eq!(s(ProxyError::StrictUnavailable { service: "a".into(), reason: RepinReason::Unhealthy }), 503);
         assert_eq!(

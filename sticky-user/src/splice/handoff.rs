@@ -2,10 +2,23 @@
 //! the pair is spliced in the kernel, or relayed in user space when there is no splice or the
 //! kernel refuses it.
 
-use std::{io, sync::Arc};
+use std::{
+    io,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use bytes::Bytes;
-use tokio::{io::AsyncWriteExt as _, net::TcpStream};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf},
+    net::TcpStream,
+    time::Instant,
+};
 
 use super::Splicer;
 
@@ -31,6 +44,7 @@ pub async fn hand_off(
     client_early: Bytes,
     mut upstream: TcpStream,
     upstream_early: Bytes,
+    idle: Duration,
 ) -> io::Result<Handoff> {
     // Written before the join: the kernel's bytes then follow them on each socket.
     if !client_early.is_empty() {
@@ -40,7 +54,7 @@ pub async fn hand_off(
         client.write_all(&upstream_early).await?;
     }
     let Some(splicer) = splicer else {
-        relay(client, upstream).await?;
+        relay(client, upstream, idle).await?;
         return Ok(Handoff::Relayed);
     };
     // into_std takes the sockets out of tokio's epoll: a spliced socket must not wake this thread
@@ -49,17 +63,66 @@ pub async fn hand_off(
         Ok(()) => Ok(Handoff::Spliced),
         Err((e, [client, upstream])) => {
             tracing::debug!(error = %e, "splice refused; relaying in user space");
-            relay(TcpStream::from_std(client)?, TcpStream::from_std(upstream)?).await?;
+            relay(TcpStream::from_std(client)?, TcpStream::from_std(upstream)?, idle).await?;
             Ok(Handoff::Relayed)
         }
     }
 }
 
 /// The user-space copy loop: bytes both ways until both directions are closed (a FIN is passed on as
-/// a FIN).
+/// a FIN), or until no byte moved either way for `idle` (then an error of kind `TimedOut`).
 ///
 /// # Errors
-/// Either socket fails.
-pub async fn relay(mut client: TcpStream, mut upstream: TcpStream) -> io::Result<()> {
-    tokio::io::copy_bidirectional(&mut client, &mut upstream).await.map(|_| ())
+/// Either socket fails, or the pair was idle too long.
+pub async fn relay(mut client: TcpStream, mut upstream: TcpStream, idle: Duration) -> io::Result<()> {
+    let start = Instant::now();
+    let last = AtomicU64::new(0);
+    let mut c = Touch { stream: &mut client, last: &last, start };
+    let mut u = Touch { stream: &mut upstream, last: &last, start };
+    let copy = tokio::io::copy_bidirectional(&mut c, &mut u);
+    tokio::pin!(copy);
+    let quiet_until = || start + Duration::from_millis(last.load(Ordering::Relaxed)) + idle;
+    loop {
+        tokio::select! {
+            r = &mut copy => return r.map(|_| ()),
+            () = tokio::time::sleep_until(quiet_until()) => {
+                if quiet_until() <= Instant::now() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "relayed connection idle"));
+                }
+            }
+        }
+    }
+}
+
+/// A stream that notes when it last read a byte (milliseconds since `start`).
+struct Touch<'a> {
+    stream: &'a mut TcpStream,
+    last: &'a AtomicU64,
+    start: Instant,
+}
+
+impl AsyncRead for Touch<'_> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut *self.stream).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.last.store(ms, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Touch<'_> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.stream).poll_shutdown(cx)
+    }
 }

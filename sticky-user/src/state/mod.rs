@@ -53,6 +53,8 @@ pub enum StateError {
 pub struct Routing {
     table: ArcSwap<RoutingTable>,
     registry: Mutex<live::Registry>,
+    /// Services already warned about `--splice`'s limit.
+    splice_warned: Mutex<std::collections::HashSet<String>>,
     /// Cookie keys: the tags of the table, and what the proxy verifies cookies with.
     pub keys: Keys,
     /// Time base of the health words.
@@ -66,6 +68,7 @@ impl Routing {
         Self {
             table: ArcSwap::from_pointee(RoutingTable::default()),
             registry: Mutex::default(),
+            splice_warned: Mutex::default(),
             keys,
             clock: Clock::start(),
         }
@@ -89,6 +92,17 @@ impl Routing {
         let mut registry = lock(&self.registry);
         let mut generation = registry.generation(self.clock);
         let table = RoutingTable::compile(&catalog.http, &self.keys, &mut generation);
+        for s in table.services.iter().filter(|s| s.spec.splice.pinned) {
+            // once per service and process: --splice's limit is worth a warning, not one per listing
+            if lock(&self.splice_warned).insert(s.spec.name.clone()) {
+                tracing::warn!(
+                    service = %s.spec.name,
+                    "splice: only the first request of a spliced connection is rewritten; later requests on it \
+                     reach the backend unmodified (the client's own X-Forwarded-*/Forwarded fields, sticky's \
+                     cookie not stripped); a first request carrying forwarding fields is not spliced"
+                );
+            }
+        }
         for (service, backend) in generation.finish() {
             tracing::info!(service = %service, backend = %backend, "backend removed");
         }

@@ -103,6 +103,30 @@ fn l7_spliced_websocket_echoes_in_the_kernel_stays_pinned_and_empties_its_maps()
 }
 
 #[test]
+fn l7_splice_leaves_a_first_request_with_forwarding_fields_on_the_proxy_path() {
+    require_root!();
+    let lab = L7Lab::start(Ebpf::Kernel, Splice { pinned: true, upgrades: true });
+    let pinned = lab.run(|| {
+        let mut fresh = l7::client();
+        let r = fresh.request("GET", "/", &[], b"").expect("the response must arrive");
+        let cookie = r.cookie("sticky").expect("a new session gets a cookie").to_owned();
+        let pinned = r.header("x-backend").expect("echo names itself").to_owned();
+        // a valid cookie, but the client speaks for itself: later requests would pass unmodified
+        // through the kernel, so the connection is not spliced (issue 13 item 3)
+        let mut claims = l7::client();
+        let cookie = format!("sticky={cookie}");
+        let r = claims
+            .request("GET", "/", &[("cookie", &cookie), ("x-forwarded-proto", "https")], b"")
+            .expect("the response must arrive");
+        assert_eq!(r.header("x-backend"), Some(pinned.as_str()), "the pinned backend answers");
+        let r = claims.request("GET", "/", &[("cookie", &cookie)], b"").expect("the response must arrive");
+        assert_eq!(r.header("x-saw-forwarded"), Some("yes"), "its later requests still pass the proxy");
+        pinned
+    });
+    assert_eq!(lab.sample(&format!(r#"sticky_spliced_connections_total{{service="echo",backend="{pinned}"}}"#)), 0);
+}
+
+#[test]
 fn l7_splice_keeps_a_pinned_keep_alive_connection_on_its_backend_while_sticky_is_stopped() {
     require_root!();
     let lab = L7Lab::start(Ebpf::Kernel, Splice { pinned: true, upgrades: true });

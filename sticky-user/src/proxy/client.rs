@@ -1,0 +1,269 @@
+//! One client connection, one task, its requests in order: read a head into a pooled buffer, route,
+//! pin, forward ([`super::forward`]), loop. Pipelined requests are each routed and pinned by their
+//! own head.
+//!
+//! Between requests the connection holds nothing but its socket: the read buffer, the parsed heads
+//! and the upstream connection went back to the worker's pools ([`super::buffers`],
+//! [`super::upstream`]), and the request's own state lives in a box allocated while it runs, so the
+//! task's future stays small ([`IDLE_TASK_BYTES`] bounds it, a test measures it).
+
+use std::{net::SocketAddr, sync::Arc};
+
+use tokio::{
+    net::TcpStream,
+    sync::watch,
+    time::{Duration, Instant},
+};
+
+use super::{
+    buffers::{Buf, ScratchLease},
+    conn::Proxy,
+    forward::{self, Outcome, Request, Tunnel},
+    h1::{ClientAddr, Limits, Parsed, RequestFraming, RequestHead},
+    handoff, pin, relay,
+    rescue::ProxyError,
+};
+use crate::{
+    model::Rule,
+    splice,
+    state::{Routing, ServiceRoute},
+    stats::{ClientError, Timeout},
+};
+
+/// Upper bound of the connection task's future (`size_of_val`), idle or not: the request's state is
+/// boxed apart. Measured 832 bytes in a release build, 856 in a debug one, when written (the select
+/// over the stop signal and the idle timer is most of it); the test fails if it grows past this.
+pub const IDLE_TASK_BYTES: usize = 1024;
+
+/// How long a connection closed after an error keeps reading (and discarding) what the client still
+/// sends, so that the answer is not destroyed by a reset.
+const LINGER: Duration = Duration::from_secs(1);
+/// Most bytes discarded while lingering.
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// What the connection does after a request.
+enum Next {
+    /// Wait for the next request; `Some` holds bytes of it already read.
+    Again(Option<Buf>),
+    /// Close.
+    Close,
+    /// Close after reading what the client still sends for a moment (an error answer is on its way).
+    Linger,
+    /// The backend switched protocols: relay or splice both sockets.
+    Tunnel(Tunnel),
+    /// The first request goes to the kernel splice.
+    Splice(handoff::Splice),
+}
+
+/// Serves one client connection until it closes, fails, idles out, or `stop` turns true between
+/// requests.
+pub async fn serve(proxy: &Arc<Proxy>, stream: TcpStream, peer: SocketAddr, mut stop: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    let addr = ClientAddr::new(peer.ip());
+    let mut splice_first = proxy.splicer.is_some() && splices_pinned(&proxy.routing);
+    let mut pending: Option<Buf> = None;
+    loop {
+        let deadline = Instant::now() + proxy.settings.timeouts.idle;
+        if pending.is_none() {
+            // idle: only the socket is held while waiting for the next request's first bytes; a buffer
+            // is taken once readiness says so and given back at once if the read finds nothing (a
+            // readiness flag left set by the last read wakes this once, spuriously)
+            loop {
+                let ready = tokio::select! {
+                    biased;
+                    _ = async { stop.wait_for(|s| *s).await.is_ok() } => return,
+                    ready = tokio::time::timeout_at(deadline, stream.readable()) => ready,
+                };
+                match ready {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        proxy.stats.timeout(Timeout::Idle);
+                        return;
+                    }
+                }
+                let mut buf = Buf::take();
+                match stream.try_read_buf(&mut *buf) {
+                    Ok(0) => return,
+                    Ok(_) => {
+                        pending = Some(buf);
+                        break;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+        } else if *stop.borrow() {
+            return;
+        }
+        let stopping = *stop.borrow();
+        let first = std::mem::take(&mut splice_first);
+        let next = Box::pin(request(proxy, &stream, &addr, pending.take(), deadline, stopping, first)).await;
+        match next {
+            Next::Again(buf) => pending = buf,
+            Next::Close => return,
+            // (boxed too: one-off endings must not size the task of every idle connection)
+            Next::Linger => return Box::pin(linger(stream)).await,
+            Next::Tunnel(t) => return tunnel(proxy, stream, t),
+            Next::Splice(s) => return Box::pin(handoff::run(proxy, stream, s)).await,
+        }
+    }
+}
+
+/// Whether any service splices pinned keep-alive connections (then first requests are looked at).
+fn splices_pinned(routing: &Routing) -> bool {
+    routing.table().services.iter().any(|s| s.spec.splice.pinned)
+}
+
+/// Reads, routes, pins and forwards one request.
+async fn request(
+    proxy: &Proxy,
+    stream: &TcpStream,
+    peer: &ClientAddr,
+    pending: Option<Buf>,
+    deadline: Instant,
+    stopping: bool,
+    splice_first: bool,
+) -> Next {
+    let mut cbuf = pending.unwrap_or_else(Buf::take);
+    let mut scratch = ScratchLease::take();
+    let limits = Limits::from(proxy.settings.limits);
+    // the head: the idle timeout covers its wait and its bytes (a slow head is closed like an idle one)
+    loop {
+        if !cbuf.is_empty() {
+            match scratch.req.parse(&cbuf, limits) {
+                Ok(Parsed::Complete { .. }) => break,
+                Ok(Parsed::Incomplete) => {}
+                Err(e) => {
+                    proxy.stats.client_error(ClientError::Head);
+                    tracing::debug!(error = %e, "request head refused");
+                    forward::write_answer(proxy, stream, &ProxyError::BadRequest(e), true).await;
+                    return Next::Linger;
+                }
+            }
+        }
+        cbuf.room();
+        match tokio::time::timeout_at(deadline, relay::read_buf(stream, &mut cbuf)).await {
+            Err(_) => {
+                proxy.stats.timeout(Timeout::Idle);
+                return Next::Close;
+            }
+            Ok(Ok(0) | Err(_)) => return Next::Close,
+            Ok(Ok(_)) => {}
+        }
+    }
+    let req = &scratch.req;
+    let Some(service) = route(proxy, req, &cbuf) else {
+        proxy.stats.unrouted();
+        let close = !req.keep_alive() || stopping || req.framing() != RequestFraming::None;
+        return after(forward::write_answer(proxy, stream, &ProxyError::NoRoute, close).await, cbuf);
+    };
+    if splice_first
+        && let Some(index) = handoff::spliceable(proxy, &service, req, &cbuf)
+        && let Some(s) = handoff::prepare(proxy, &service, index, req, &cbuf, peer).await
+    {
+        return Next::Splice(s);
+    }
+    let mut pin = pin::pin(proxy, &service, req.cookies(&cbuf));
+    let r = Request { proxy, client: stream, peer, cbuf: &mut cbuf, scratch: &mut scratch, stopping };
+    let outcome = forward::forward(r, &service, &mut pin).await;
+    after(outcome, cbuf)
+}
+
+fn after(outcome: Outcome, cbuf: Buf) -> Next {
+    match outcome {
+        // bytes of the next request stay with the connection; an empty buffer goes back to the pool
+        Outcome::Next => Next::Again((!cbuf.is_empty()).then_some(cbuf)),
+        Outcome::Close => Next::Close,
+        Outcome::Tunnel(t) => Next::Tunnel(t),
+    }
+}
+
+/// The service whose rule matches the request's authority (the target's, else Host) and path.
+fn route(proxy: &Proxy, req: &RequestHead, buf: &[u8]) -> Option<Arc<ServiceRoute>> {
+    let table = proxy.routing.table();
+    if let [only] = table.services.as_slice()
+        && only.spec.rule == Rule::Always
+    {
+        return Some(only.clone());
+    }
+    // the codec checked both: an authority and a path are ASCII
+    let host = req.authority(buf).and_then(|h| std::str::from_utf8(h).ok());
+    let path = std::str::from_utf8(req.path(buf)).ok()?;
+    table.route(host, path).cloned()
+}
+
+/// Hands an upgraded connection to the splice (or the user-space relay) on a task of its own: it
+/// no longer counts as a client connection (shutdown does not wait for it, `--max-connections` does
+/// not hold it).
+fn tunnel(proxy: &Arc<Proxy>, client: TcpStream, t: Tunnel) {
+    let proxy = proxy.clone();
+    tokio::spawn(async move {
+        let splicer = proxy.splicer.as_ref().filter(|_| t.splice);
+        let idle = proxy.settings.timeouts.tunnel;
+        match splice::hand_off(splicer, client, t.client_early, t.upstream, t.upstream_early, idle).await {
+            Ok(how) => tracing::debug!(?how, "upgraded connection handed off"),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => proxy.stats.timeout(Timeout::Tunnel),
+            Err(e) => tracing::debug!(error = %e, "upgraded connection ended with an error"),
+        }
+    });
+}
+
+/// Closes after an error answer: our side first, then what the client still sends is read and
+/// dropped for a moment, so that its unread bytes do not turn the close into a reset that destroys
+/// the answer before the client read it.
+async fn linger(stream: TcpStream) {
+    let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
+    let mut sink = Buf::take();
+    let mut seen = 0;
+    let until = Instant::now() + LINGER;
+    while seen < LINGER_BYTES {
+        sink.clear();
+        match tokio::time::timeout_at(until, relay::read_buf(&stream, &mut sink)).await {
+            Ok(Ok(n)) if n > 0 => seen += n,
+            _ => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        config::{Limits, Timeouts},
+        proxy::conn::Settings,
+        state::Routing,
+        stats::ProxyStats,
+    };
+
+    #[test]
+    fn an_idle_connection_task_stays_small() {
+        let routing = Arc::new(Routing::new(crate::cookie::Keys::random()));
+        let settings = Settings {
+            limits: Limits { max_header_size: 8192, max_headers: 100, max_connections: 1, max_spliced: 1 },
+            timeouts: Timeouts {
+                connect: Duration::from_secs(1),
+                response: Duration::from_secs(1),
+                idle: Duration::from_secs(1),
+                client: Duration::from_secs(1),
+                backend: Duration::from_secs(1),
+                tunnel: Duration::from_secs(1),
+                shutdown: Duration::from_secs(1),
+            },
+        };
+        let proxy = Arc::new(Proxy { routing, stats: Arc::new(ProxyStats::default()), splicer: None, settings });
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("address");
+            let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+            let _client = client.expect("connect");
+            let (stream, peer) = accepted.expect("accept");
+            let (_tx, rx) = watch::channel(false);
+            let task = serve(&proxy, stream, peer, rx);
+            let size = std::mem::size_of_val(&task);
+            assert!(size <= IDLE_TASK_BYTES, "the connection task is {size} bytes");
+            eprintln!("connection task future: {size} bytes");
+        });
+    }
+}
