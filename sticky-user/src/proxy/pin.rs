@@ -67,7 +67,7 @@ pub fn read<'a>(keys: &Keys, service: &ServiceRoute, cookies: impl IntoIterator<
             }
             found = true;
             let decoded = keys.decode(v, now, service.max_age);
-            if decoded.is_err() && legacy.is_none() && service.spec.cookie.legacy_traefik {
+            if decoded.is_err() && legacy.is_none() && service.spec.cookie.legacy_honoured(std::time::SystemTime::now()) {
                 legacy = cookie::legacy_traefik_addr(v)
                     .and_then(|addr| service.backends.iter().position(|b| b.addr == addr));
             }
@@ -84,7 +84,8 @@ pub fn read<'a>(keys: &Keys, service: &ServiceRoute, cookies: impl IntoIterator<
     }
     let (pinned, issued, legacy) = match (result, legacy) {
         (None, _) => (Pinned::Absent, None, false),
-        // a migrating client's Traefik cookie naming a current task: keep it there, once
+        // a migrating client's Traefik cookie naming a current task (inside the legacy window): keep it
+        // there, and re-issue sticky's own cookie
         (Some(Err(_)), Some(i)) => (Pinned::Backend(i), None, true),
         (Some(Err(fault)), None) => (Pinned::Invalid(fault), None, false),
         (Some(Ok(p)), _) => match service.find(p.tag) {
@@ -159,6 +160,12 @@ thread_local! {
 }
 
 fn log_repin(service: &ServiceRoute, pinned: Pinned, to: &str, reason: RepinReason) {
+    if matches!(reason, RepinReason::InvalidCookie) {
+        // the client's own cookie at fault, one line per request at most: debug only, and
+        // sticky_repins_total{reason="invalid_cookie"} counts them all (issue 14 point 7)
+        tracing::debug!(service = %service.spec.name, to, reason = reason.as_str(), "session re-pinned");
+        return;
+    }
     let from = match pinned {
         Pinned::Backend(i) => service.backends.get(i).map_or("-", |b| &b.id.0),
         _ => "-",
