@@ -7,6 +7,9 @@
  * the counts are written to $STICKY_BENCH_TLS_COUNTS as one JSON line when wrk exits, so the bench
  * checks that a "handshake" row did full handshakes and a "resumed" row resumed.
  *
+ * wrk sends its URL's host as SNI; for an address that is not a valid server name (RFC 6066), so
+ * $STICKY_BENCH_TLS_SNI, if set, replaces it (SSL_set_tlsext_host_name is a macro over SSL_ctrl).
+ *
  * Only wrk's own calls are wrapped; OpenSSL's functions are looked up with dlsym, so the file needs
  * no OpenSSL headers and loads into the programs between (ip, taskset) without libssl. */
 #define _GNU_SOURCE
@@ -46,6 +49,21 @@ int SSL_connect(SSL *s) {
     }
   }
   return r;
+}
+
+/* SSL_CTRL_SET_TLSEXT_HOSTNAME in OpenSSL 1.1 and 3 (tls1.h). */
+#define SET_TLSEXT_HOSTNAME 55
+
+long SSL_ctrl(SSL *s, int cmd, long larg, void *parg) {
+  static long (*ctrl)(SSL *, int, long, void *);
+  if (ctrl == NULL) {
+    ctrl = (long (*)(SSL *, int, long, void *))real("SSL_ctrl");
+  }
+  const char *sni = getenv("STICKY_BENCH_TLS_SNI");
+  if (cmd == SET_TLSEXT_HOSTNAME && sni != NULL && *sni != '\0') {
+    parg = (void *)sni;
+  }
+  return ctrl(s, cmd, larg, parg);
 }
 
 int SSL_clear(SSL *s) {

@@ -17,7 +17,7 @@ use super::{
     topology::{LOAD_CPU, Topology, VIP, pinned},
 };
 
-/// The name the certificate is for; curl and `s_client` send it as SNI (wrk sends the VIP's address).
+/// The name the certificate is for, which every client sends as SNI (wrk through its preload).
 pub const SERVER_NAME: &str = "bench.test";
 
 /// The files of a run's certificate, in the work directory.
@@ -289,7 +289,7 @@ pub fn resumption(topo: &Topology, files: &Files, work: &Workdir, target: Socket
     };
     let reused = line(&second, "Reused,");
     ensure!(!reused.is_empty(), "the second s_client connection did not resume the session: {}", line(&second, "New,"));
-    Ok(format!("openssl s_client: {}; then {reused}", line(&first, "New,")))
+    Ok(format!("openssl s_client: {} ({}); then {reused}", line(&first, "New,"), line(&first, "Server Temp Key:")))
 }
 
 #[cfg(test)]

@@ -101,7 +101,8 @@ pub struct Https<'a> {
 
 /// One wrk run: `script` is report.lua or verify.lua (their files are written to `dir`). With
 /// `https`, wrk speaks TLS (Debian's wrk links OpenSSL and does not check the certificate), with
-/// bench/wrk-tls.c preloaded, which counts its handshakes: they are returned. A row with a handshake
+/// bench/wrk-tls.c preloaded, which counts its handshakes (they are returned) and makes it send
+/// `bench.test` as SNI, not the VIP's address. A row with a handshake
 /// per request sends `Connection: close`, so each request takes a new connection.
 ///
 /// # Errors
@@ -137,7 +138,9 @@ pub fn run_wrk(
     match https {
         Some(https) => {
             let _ = std::fs::remove_file(&counts);
-            cmd.env("LD_PRELOAD", &https.files.wrk_preload).env("STICKY_BENCH_TLS_COUNTS", &counts);
+            cmd.env("LD_PRELOAD", &https.files.wrk_preload)
+                .env("STICKY_BENCH_TLS_COUNTS", &counts)
+                .env("STICKY_BENCH_TLS_SNI", tls::SERVER_NAME);
             if https.tls == Tls::Full {
                 cmd.env("STICKY_BENCH_TLS_FULL", "1");
             }
