@@ -574,7 +574,7 @@ fn write_memory(md: &mut String, levels: &[Level]) {
 /// The goals, then what each configuration's probe checked.
 fn write_goals_and_checks(md: &mut String, r: &Results) {
     if !r.goals.is_empty() {
-        let _ = writeln!(md, "\n## Goals (issues 7 and 12; measured here, never asserted)\n");
+        let _ = writeln!(md, "\n## Goals (issues 7, 12 and 19; measured here, never asserted)\n");
         for g in &r.goals {
             let _ = writeln!(md, "- {}: {}: {} ({})", g.config, g.goal, met(g.met), g.detail);
         }
