@@ -9,6 +9,7 @@ mod memory;
 mod plot;
 pub mod probe;
 mod report;
+mod tls;
 mod topology;
 mod verify;
 mod wrk;
@@ -44,7 +45,9 @@ pub struct Options {
     pub out: Option<PathBuf>,
     /// Only the configurations whose id matches this regex. Ids: memory-http, memory-tcp (the memory
     /// measurements, first), direct, sticky-http-new, sticky-http-pinned, sticky-http-pinned-splice, haproxy-http-new,
-    /// haproxy-http-pinned, nginx-hash, sticky-tcp-kernel, sticky-tcp-user, haproxy-tcp, iptables-dnat.
+    /// haproxy-http-pinned, nginx-hash, sticky-https-pinned, sticky-https-handshake, sticky-https-resumed,
+    /// haproxy-https-pinned, haproxy-https-handshake, haproxy-https-resumed, nginx-https, nginx-https-handshake,
+    /// nginx-https-resumed, sticky-tcp-kernel, sticky-tcp-user, haproxy-tcp, iptables-dnat.
     #[arg(long, value_name = "REGEX")]
     pub only: Option<String>,
     /// Use this sticky binary instead of building target/release/sticky.
@@ -122,6 +125,12 @@ pub fn run(workspace: &Path, options: &Options, sticky: &Path) -> anyhow::Result
         "the bench pins the balancer to cpu{LB_CPU}: it needs 2 CPUs, this machine has {cpus}"
     );
     write_cookie_key(&work.file("cookie.key"))?;
+    // Without a certificate (openssl or cc missing) the https rows fail; the others still run.
+    let tls_missing = configs::ALL
+        .iter()
+        .any(|c| c.tls.is_some() && selected(c.id))
+        .then(|| tls::prepare(&work).err().map(|e| format!("the https rows' certificate: {e:#}")))
+        .flatten();
 
     let sticky_help = command_output(&sticky, &["run", "--help"]);
     let machine = report::Machine {
@@ -137,7 +146,12 @@ pub fn run(workspace: &Path, options: &Options, sticky: &Path) -> anyhow::Result
         warmup_s: warmup,
         duration_s: duration,
         runs,
-        load: format!("wrk (Debian) -t{} -c{} keep-alive, from the client namespace", wrk::THREADS, wrk::CONNECTIONS),
+        load: format!(
+            "wrk (Debian) -t{} -c{} keep-alive (the https handshake and resumed rows: Connection: close, a new TLS \
+             connection per request), from the client namespace",
+            wrk::THREADS,
+            wrk::CONNECTIONS
+        ),
         placement: placement(options.rps),
     };
     eprintln!("bench: output in {}", out.display());
@@ -152,6 +166,15 @@ pub fn run(workspace: &Path, options: &Options, sticky: &Path) -> anyhow::Result
     let mut rows = Vec::new();
     for config in configs::ALL.iter().filter(|c| selected(c.id)) {
         check_interrupted()?;
+        let tls_failed = tls_missing.as_ref().filter(|_| config.tls.is_some());
+        if let (Some(why), None) = (tls_failed, configs::unavailable(config, &sticky_help)) {
+            eprintln!("bench: {}: FAILED: {why}", config.id);
+            let mut row = Row::new(config.id, config.title);
+            row.status = Status::Failed;
+            row.note = Some(why.clone());
+            rows.push(row);
+            continue;
+        }
         rows.push(measure_row(config, &topo, &work, &sticky, &exe, options, (warmup, duration, runs), &sticky_help));
         backends.check_alive().context("the nginx backends died")?;
     }
@@ -234,26 +257,36 @@ fn measure_config(
     row: &mut Row,
 ) -> anyhow::Result<()> {
     let mut running = configs::start(config, topo, work, sticky)?;
-    let checked = verify::functional(topo, exe, config)?;
+    let checked = verify::functional(topo, exe, work, config)?;
     row.check = Some(checked.summary.clone());
     let cookie = match config.load {
         Load::Pinned => Some(checked.cookie.as_ref().context("no cookie to pin with")?.0.as_str()),
         Load::Plain => None,
     };
     let target = config.target();
-    let out = wrk::run_wrk(topo, &work.dir, target, cookie, warmup, wrk::Script::Verify)?;
+    let files = tls::Files::of(work);
+    let https = config.tls.map(|tls| wrk::Https { tls, files: &files });
+    let connections = u64::from(wrk::CONNECTIONS);
+    let (out, handshakes) = wrk::run_wrk(topo, &work.dir, target, cookie, warmup, wrk::Script::Verify, https)?;
     let counted: wrk::Verify = wrk::parse(&out, "STICKY-BENCH-VERIFY ")?;
-    row.check_under_load = Some(verify::under_load(config, &checked, &counted)?);
+    let mut under_load = verify::under_load(config, &checked, &counted)?;
+    if let (Some(tls), Some(h)) = (config.tls, handshakes) {
+        under_load = format!("{under_load}; {}", h.check(tls, counted.responses, connections)?);
+    }
+    row.check_under_load = Some(under_load);
     for i in 0..runs {
         check_interrupted()?;
         let pids = topo.lb.pids();
         let process_cpu = || pids.iter().filter_map(|p| measure::process_cpu(*p)).map(|d| d.as_secs_f64()).sum::<f64>();
         let (cpu0, proc0) = (measure::cpu_times()?, process_cpu());
-        let out = wrk::run_wrk(topo, &work.dir, target, cookie, duration, wrk::Script::Report)?;
+        let (out, handshakes) = wrk::run_wrk(topo, &work.dir, target, cookie, duration, wrk::Script::Report, https)?;
         let (cpu1, proc1) = (measure::cpu_times()?, process_cpu());
         let r: wrk::Report = wrk::parse(&out, "STICKY-BENCH-RESULT ")?;
         ensure!(r.requests > 0, "run {i}: no request completed");
         ensure!(r.errors.total() == 0, "run {i}: errors {:?} (statuses >= 400 or socket errors)", r.errors);
+        if let (Some(tls), Some(h)) = (config.tls, handshakes) {
+            h.check(tls, r.requests, connections).with_context(|| format!("run {i}"))?;
+        }
         for p in &mut running.procs {
             p.check_alive()?;
         }
@@ -273,6 +306,7 @@ fn measure_config(
             lb_cpu_busy_s: cpu1[b].busy - cpu0[b].busy,
             lb_cpu_softirq_s: cpu1[b].softirq - cpu0[b].softirq,
             softirq_s: cpu1.iter().zip(&cpu0).map(|(a, z)| a.softirq - z.softirq).sum(),
+            tls: handshakes,
         };
         eprintln!(
             "bench: {}: run {}/{runs}: {:.0} req/s, p50 {} p99 {} p99.9 {} µs, balancer core {:.0}% busy",

@@ -30,8 +30,8 @@ pub const TOOLCHAIN_PACKAGES: &[&str] = &[
 /// the ACME test server (pebble) and a TLS scanner (testssl.sh).
 pub const TEST_PACKAGES: &[&str] = &["iproute2", "iptables", "curl", "docker.io", "pebble", "testssl.sh"];
 
-/// The peers and the load generator of `cargo xtask bench`.
-pub const BENCH_PACKAGES: &[&str] = &["wrk", "haproxy", "nginx-light"];
+/// The peers and the load generator of `cargo xtask bench`, and the openssl CLI (its https rows' certificate).
+pub const BENCH_PACKAGES: &[&str] = &["wrk", "haproxy", "nginx-light", "openssl"];
 
 /// What to set up.
 #[derive(Clone, Copy, Debug, Default)]

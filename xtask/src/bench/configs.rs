@@ -4,6 +4,7 @@
 use std::{
     net::SocketAddrV4,
     path::{Path, PathBuf},
+    process::Command,
     time::Duration,
 };
 
@@ -70,6 +71,19 @@ pub enum Load {
     Pinned,
 }
 
+/// How an https row's client connections use TLS (wrk and every check speak TLS to the VIP's port 443).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tls {
+    /// Keep-alive connections: one handshake each, then every request on it (the record layer only).
+    KeepAlive,
+    /// A new connection per request (`Connection: close`), each a full handshake (wrk drops the
+    /// session it would offer: bench/wrk-tls.c).
+    Full,
+    /// A new connection per request, each resuming the session of the one before it on that slot
+    /// (wrk's own behaviour: it offers its last session).
+    Resumed,
+}
+
 /// A goal of the issue, evaluated next to a sticky row (never asserted).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Goal {
@@ -79,6 +93,8 @@ pub enum Goal {
     AtLeast(&'static str, f64),
     /// LB process µs/request at most `factor` x row `peer`'s.
     CpuAtMost(&'static str, f64),
+    /// LB process µs/request at most `factor` x the lowest of the `peers` rows' (all must be measured).
+    CpuAtMostBest(&'static [&'static str], f64),
     /// Memory per idle keep-alive client connection at most `factor` x row `peer`'s.
     IdleAtMost(&'static str, f64),
 }
@@ -94,6 +110,8 @@ pub struct Config {
     pub balancer: Balancer,
     /// What wrk sends.
     pub load: Load,
+    /// TLS to the balancer (https rows), and how connections use it; `None`: plain http.
+    pub tls: Option<Tls>,
     /// The HAProxy row to compare with.
     pub peer: Option<&'static str>,
     /// Goals stated next to the row.
@@ -117,12 +135,16 @@ impl Config {
     /// Where wrk sends.
     #[must_use]
     pub fn target(&self) -> SocketAddrV4 {
-        match self.balancer {
-            Balancer::Direct => backend_addr(1),
-            _ => SocketAddrV4::new(VIP, VIP_PORT),
+        match (self.balancer, self.tls) {
+            (Balancer::Direct, _) => backend_addr(1),
+            (_, Some(_)) => SocketAddrV4::new(VIP, VIP_TLS_PORT),
+            (_, None) => SocketAddrV4::new(VIP, VIP_PORT),
         }
     }
 }
+
+/// The https rows' port on the VIP.
+pub const VIP_TLS_PORT: u16 = 443;
 
 /// sticky's cookie name (its default).
 pub const STICKY_COOKIE: &str = "sticky";
@@ -131,6 +153,12 @@ const HAPROXY_NEW: &str = "haproxy-http-new";
 const HAPROXY_PINNED: &str = "haproxy-http-pinned";
 const HAPROXY_TCP: &str = "haproxy-tcp";
 const NGINX: &str = "nginx-hash";
+const HAPROXY_HTTPS_PINNED: &str = "haproxy-https-pinned";
+const HAPROXY_HTTPS_HANDSHAKE: &str = "haproxy-https-handshake";
+const HAPROXY_HTTPS_RESUMED: &str = "haproxy-https-resumed";
+const NGINX_HTTPS: &str = "nginx-https";
+const NGINX_HTTPS_HANDSHAKE: &str = "nginx-https-handshake";
+const NGINX_HTTPS_RESUMED: &str = "nginx-https-resumed";
 
 /// Every configuration, in the order they run. iptables DNAT runs last: once a namespace has a nat
 /// table, conntrack stays hooked in it, which would tax every later configuration.
@@ -140,6 +168,7 @@ pub const ALL: &[Config] = &[
         title: "direct to b1 (routed through the balancer namespace)",
         balancer: Balancer::Direct,
         load: Load::Plain,
+        tls: None,
         peer: None,
         goals: &[],
     },
@@ -148,6 +177,7 @@ pub const ALL: &[Config] = &[
         title: "sticky http, new sessions (no cookie)",
         balancer: Balancer::StickyHttp { splice: false },
         load: Load::Plain,
+        tls: None,
         peer: Some(HAPROXY_NEW),
         goals: &[Goal::CpuAtMost(NGINX, 1.0), Goal::CpuAtMost(HAPROXY_NEW, 0.8), Goal::IdleAtMost(NGINX, 1.25)],
     },
@@ -156,6 +186,7 @@ pub const ALL: &[Config] = &[
         title: "sticky http, pinned (valid cookie)",
         balancer: Balancer::StickyHttp { splice: false },
         load: Load::Pinned,
+        tls: None,
         peer: Some(HAPROXY_PINNED),
         goals: &[
             Goal::AtLeastPeerWithP99(HAPROXY_PINNED, 1.2),
@@ -169,6 +200,7 @@ pub const ALL: &[Config] = &[
         title: "sticky http pinned + splice",
         balancer: Balancer::StickyHttp { splice: true },
         load: Load::Pinned,
+        tls: None,
         peer: Some(HAPROXY_PINNED),
         goals: &[Goal::AtLeastPeerWithP99(HAPROXY_PINNED, 1.2)],
     },
@@ -177,6 +209,7 @@ pub const ALL: &[Config] = &[
         title: "HAProxy cookie insert, new sessions (no cookie)",
         balancer: Balancer::HaproxyHttp,
         load: Load::Plain,
+        tls: None,
         peer: None,
         goals: &[],
     },
@@ -185,6 +218,7 @@ pub const ALL: &[Config] = &[
         title: "HAProxy cookie insert, pinned (SRV cookie)",
         balancer: Balancer::HaproxyHttp,
         load: Load::Pinned,
+        tls: None,
         peer: None,
         goals: &[],
     },
@@ -193,7 +227,89 @@ pub const ALL: &[Config] = &[
         title: "nginx hash $cookie_sid consistent (fixed cookie)",
         balancer: Balancer::NginxHash,
         load: Load::Pinned,
+        tls: None,
         peer: Some(HAPROXY_PINNED),
+        goals: &[],
+    },
+    Config {
+        id: "sticky-https-pinned",
+        title: "sticky https, pinned, keep-alive (TLS record layer only)",
+        balancer: Balancer::StickyHttp { splice: false },
+        load: Load::Pinned,
+        tls: Some(Tls::KeepAlive),
+        peer: Some(HAPROXY_HTTPS_PINNED),
+        goals: &[Goal::CpuAtMostBest(&[HAPROXY_HTTPS_PINNED, NGINX_HTTPS], 1.0)],
+    },
+    Config {
+        id: "sticky-https-handshake",
+        title: "sticky https, pinned, full TLS handshake per request",
+        balancer: Balancer::StickyHttp { splice: false },
+        load: Load::Pinned,
+        tls: Some(Tls::Full),
+        peer: Some(HAPROXY_HTTPS_HANDSHAKE),
+        goals: &[Goal::CpuAtMostBest(&[HAPROXY_HTTPS_HANDSHAKE, NGINX_HTTPS_HANDSHAKE], 1.0)],
+    },
+    Config {
+        id: "sticky-https-resumed",
+        title: "sticky https, pinned, resumed TLS session per request",
+        balancer: Balancer::StickyHttp { splice: false },
+        load: Load::Pinned,
+        tls: Some(Tls::Resumed),
+        peer: Some(HAPROXY_HTTPS_RESUMED),
+        goals: &[Goal::CpuAtMostBest(&[HAPROXY_HTTPS_RESUMED, NGINX_HTTPS_RESUMED], 1.0)],
+    },
+    Config {
+        id: HAPROXY_HTTPS_PINNED,
+        title: "HAProxy ssl crt, cookie insert, pinned, keep-alive",
+        balancer: Balancer::HaproxyHttp,
+        load: Load::Pinned,
+        tls: Some(Tls::KeepAlive),
+        peer: None,
+        goals: &[],
+    },
+    Config {
+        id: HAPROXY_HTTPS_HANDSHAKE,
+        title: "HAProxy ssl crt, pinned, full TLS handshake per request",
+        balancer: Balancer::HaproxyHttp,
+        load: Load::Pinned,
+        tls: Some(Tls::Full),
+        peer: None,
+        goals: &[],
+    },
+    Config {
+        id: HAPROXY_HTTPS_RESUMED,
+        title: "HAProxy ssl crt, pinned, resumed TLS session per request",
+        balancer: Balancer::HaproxyHttp,
+        load: Load::Pinned,
+        tls: Some(Tls::Resumed),
+        peer: None,
+        goals: &[],
+    },
+    Config {
+        id: NGINX_HTTPS,
+        title: "nginx ssl, hash $cookie_sid (fixed cookie), keep-alive",
+        balancer: Balancer::NginxHash,
+        load: Load::Pinned,
+        tls: Some(Tls::KeepAlive),
+        peer: Some(HAPROXY_HTTPS_PINNED),
+        goals: &[],
+    },
+    Config {
+        id: NGINX_HTTPS_HANDSHAKE,
+        title: "nginx ssl, hash $cookie_sid, full TLS handshake per request",
+        balancer: Balancer::NginxHash,
+        load: Load::Pinned,
+        tls: Some(Tls::Full),
+        peer: Some(HAPROXY_HTTPS_HANDSHAKE),
+        goals: &[],
+    },
+    Config {
+        id: NGINX_HTTPS_RESUMED,
+        title: "nginx ssl, hash $cookie_sid, resumed TLS session per request",
+        balancer: Balancer::NginxHash,
+        load: Load::Pinned,
+        tls: Some(Tls::Resumed),
+        peer: Some(HAPROXY_HTTPS_RESUMED),
         goals: &[],
     },
     Config {
@@ -201,6 +317,7 @@ pub const ALL: &[Config] = &[
         title: "sticky tcp, kernel (eBPF full NAT)",
         balancer: Balancer::StickyTcp { kernel: true },
         load: Load::Plain,
+        tls: None,
         peer: Some(HAPROXY_TCP),
         goals: &[Goal::AtLeast("direct", 0.9), Goal::AtLeast(HAPROXY_TCP, 2.0), Goal::AtLeast("iptables-dnat", 1.0)],
     },
@@ -209,6 +326,7 @@ pub const ALL: &[Config] = &[
         title: "sticky tcp, user-space fallback (--no-ebpf)",
         balancer: Balancer::StickyTcp { kernel: false },
         load: Load::Plain,
+        tls: None,
         peer: Some(HAPROXY_TCP),
         goals: &[],
     },
@@ -217,6 +335,7 @@ pub const ALL: &[Config] = &[
         title: "HAProxy mode tcp, balance source",
         balancer: Balancer::HaproxyTcp,
         load: Load::Plain,
+        tls: None,
         peer: None,
         goals: &[],
     },
@@ -225,6 +344,7 @@ pub const ALL: &[Config] = &[
         title: "iptables DNAT round robin (no affinity)",
         balancer: Balancer::IptablesDnat,
         load: Load::Plain,
+        tls: None,
         peer: Some(HAPROXY_TCP),
         goals: &[],
     },
@@ -236,6 +356,9 @@ pub fn unavailable(config: &Config, sticky_help: &str) -> Option<String> {
     match config.balancer {
         Balancer::StickyHttp { splice: true } if !sticky_help.contains("--splice") => {
             Some("not available in this build (`sticky run --help` has no --splice)".to_owned())
+        }
+        Balancer::StickyHttp { .. } if config.tls.is_some() && !sticky_help.contains("--listen-tls") => {
+            Some("not available in this build (`sticky run --help` has no --listen-tls)".to_owned())
         }
         _ => None,
     }
@@ -281,19 +404,12 @@ impl Workdir {
 pub fn start<'t>(config: &Config, topo: &'t Topology, work: &Workdir, sticky: &Path) -> anyhow::Result<Running<'t>> {
     let mut running = Running { procs: Vec::new(), iptables_ns: None };
     let log = work.file(&format!("{}.log", config.id));
-    let vip = SocketAddrV4::new(VIP, VIP_PORT).to_string();
+    let vip = config.target().to_string();
+    let certificate = super::tls::Files::of(work);
     match config.balancer {
         Balancer::Direct => {}
         Balancer::StickyHttp { splice } => {
-            let mut cmd = pinned(&topo.lb, LB_CPU, sticky);
-            cmd.args(["run", "--listen", &vip, "--workers", "1", "--shutdown-timeout", "1s", "--cookie-key-file"])
-                .arg(work.file("cookie.key"));
-            for n in 1..=BACKENDS {
-                cmd.args(["--backend", &format!("{}=http://{}", backend_name(n), backend_addr(n))]);
-            }
-            if splice {
-                cmd.arg("--splice");
-            }
+            let mut cmd = sticky_http(config, topo, work, sticky, splice);
             running.procs.push(spawn("sticky", &mut cmd, &log)?);
         }
         Balancer::StickyTcp { kernel } => {
@@ -313,7 +429,9 @@ pub fn start<'t>(config: &Config, topo: &'t Topology, work: &Workdir, sticky: &P
         }
         Balancer::HaproxyHttp | Balancer::HaproxyTcp => {
             let http = config.balancer == Balancer::HaproxyHttp;
-            let (name, template) = if http {
+            let (name, template) = if config.tls.is_some() {
+                ("haproxy-https.cfg", include_str!("../../../bench/haproxy-http.cfg"))
+            } else if http {
                 ("haproxy-http.cfg", include_str!("../../../bench/haproxy-http.cfg"))
             } else {
                 ("haproxy-tcp.cfg", include_str!("../../../bench/haproxy-tcp.cfg"))
@@ -324,24 +442,22 @@ pub fn start<'t>(config: &Config, topo: &'t Topology, work: &Workdir, sticky: &P
                     format!("  server {} {}{cookie}", backend_name(n), backend_addr(n))
                 })
                 .collect();
+            // https: the same frontend with TLS on its bind line (HAProxy's defaults otherwise:
+            // session cache and tickets on, so resumption works).
+            let bind = match config.tls {
+                Some(_) => {
+                    format!("{vip} ssl crt {} alpn http/1.1 ssl-min-ver TLSv1.2", certificate.combined.display())
+                }
+                None => vip.clone(),
+            };
             let path = work.file(name);
-            write_template(&path, template, &[("listen", &vip), ("servers", &servers.join("\n"))])?;
+            write_template(&path, template, &[("listen", &bind), ("servers", &servers.join("\n"))])?;
             let mut cmd = pinned(&topo.lb, LB_CPU, Path::new("haproxy"));
             cmd.arg("-db").arg("-f").arg(&path);
             running.procs.push(spawn("haproxy", &mut cmd, &log)?);
         }
         Balancer::NginxHash => {
-            let servers: Vec<String> = (1..=BACKENDS).map(|n| format!("    server {};", backend_addr(n))).collect();
-            let path = work.file("nginx-lb.conf");
-            let dir = work.dir.to_string_lossy();
-            write_template(
-                &path,
-                include_str!("../../../bench/nginx-lb.conf"),
-                &[("dir", &dir), ("listen", &vip), ("cookie", "sid"), ("servers", &servers.join("\n"))],
-            )?;
-            let mut cmd = pinned(&topo.lb, LB_CPU, Path::new("nginx"));
-            cmd.arg("-p").arg(&work.dir).arg("-e").arg(work.file("nginx-lb.err")).arg("-c").arg(&path);
-            cmd.args(["-g", "daemon off;"]);
+            let mut cmd = nginx_balancer(config, topo, work)?;
             running.procs.push(spawn("nginx (balancer)", &mut cmd, &log)?);
         }
         Balancer::IptablesDnat => {
@@ -360,11 +476,69 @@ pub fn start<'t>(config: &Config, topo: &'t Topology, work: &Workdir, sticky: &P
             }
         }
     }
-    wait_serving(config, topo, &mut running, &log)?;
+    wait_serving(config, topo, work, &mut running, &log)?;
     if config.balancer == (Balancer::StickyTcp { kernel: true }) {
         wait_kernel_path(&log)?;
     }
     Ok(running)
+}
+
+/// `sticky run` in http mode (https: `--listen-tls` with the run's certificate), one worker.
+fn sticky_http(config: &Config, topo: &Topology, work: &Workdir, sticky: &Path, splice: bool) -> Command {
+    let vip = config.target().to_string();
+    let mut cmd = pinned(&topo.lb, LB_CPU, sticky);
+    if config.tls.is_some() {
+        // The plain listener (always on) stays on the VIP's port 80, unused.
+        let certificate = super::tls::Files::of(work);
+        let plain = SocketAddrV4::new(VIP, VIP_PORT).to_string();
+        cmd.args(["run", "--listen", &plain, "--listen-tls", &vip, "--tls-cert"])
+            .arg(&certificate.cert)
+            .arg("--tls-key")
+            .arg(&certificate.key);
+    } else {
+        cmd.args(["run", "--listen", &vip]);
+    }
+    cmd.args(["--workers", "1", "--shutdown-timeout", "1s", "--cookie-key-file"]).arg(work.file("cookie.key"));
+    for n in 1..=BACKENDS {
+        cmd.args(["--backend", &format!("{}=http://{}", backend_name(n), backend_addr(n))]);
+    }
+    if splice {
+        cmd.arg("--splice");
+    }
+    cmd
+}
+
+/// nginx as the balancer (bench/nginx-lb.conf; https: `listen ... ssl` with the run's certificate).
+fn nginx_balancer(config: &Config, topo: &Topology, work: &Workdir) -> anyhow::Result<Command> {
+    let vip = config.target().to_string();
+    let servers: Vec<String> = (1..=BACKENDS).map(|n| format!("    server {};", backend_addr(n))).collect();
+    let path = work.file(if config.tls.is_some() { "nginx-https.conf" } else { "nginx-lb.conf" });
+    let dir = work.dir.to_string_lossy();
+    // https: nginx's defaults otherwise (session tickets on, so resumption works; no shared session
+    // cache), TLS 1.2 and 1.3 only as sticky's rustls.
+    let (listen, tls) = match config.tls {
+        Some(_) => {
+            let certificate = super::tls::Files::of(work);
+            (
+                format!("{vip} ssl"),
+                format!(
+                    "\n    ssl_certificate {};\n    ssl_certificate_key {};\n    ssl_protocols TLSv1.2 TLSv1.3;",
+                    certificate.cert.display(),
+                    certificate.key.display()
+                ),
+            )
+        }
+        None => (vip, String::new()),
+    };
+    write_template(
+        &path,
+        include_str!("../../../bench/nginx-lb.conf"),
+        &[("dir", &dir), ("listen", &listen), ("tls", &tls), ("cookie", "sid"), ("servers", &servers.join("\n"))],
+    )?;
+    let mut cmd = pinned(&topo.lb, LB_CPU, Path::new("nginx"));
+    cmd.arg("-p").arg(&work.dir).arg("-e").arg(work.file("nginx-lb.err")).arg("-c").arg(&path);
+    cmd.args(["-g", "daemon off;"]);
+    Ok(cmd)
 }
 
 /// Waits (at most 5 s) until sticky's log says tcp mode runs in the kernel; fails if it says user space.
@@ -384,9 +558,28 @@ pub fn wait_kernel_path(log: &Path) -> anyhow::Result<()> {
     bail!("sticky tcp did not start in the kernel (see {}):\n{}", log.display(), tail(log))
 }
 
-/// Waits (at most 10 s) until a GET through the configuration gets a 200 from the client namespace.
-fn wait_serving(config: &Config, topo: &Topology, running: &mut Running<'_>, log: &Path) -> anyhow::Result<()> {
-    let url = format!("http://{}/", config.target());
+/// Waits (at most 10 s) until a GET through the configuration gets a 200 from the client namespace
+/// (https: with the certificate checked against the run's CA).
+fn wait_serving(
+    config: &Config,
+    topo: &Topology,
+    work: &Workdir,
+    running: &mut Running<'_>,
+    log: &Path,
+) -> anyhow::Result<()> {
+    let target = config.target();
+    let (url, tls_args) = match config.tls {
+        Some(_) => {
+            let name = super::tls::SERVER_NAME;
+            let ca = super::tls::Files::of(work).ca.to_string_lossy().into_owned();
+            let resolve = format!("{name}:{}:{}", target.port(), target.ip());
+            (
+                format!("https://{name}:{}/", target.port()),
+                vec!["--cacert".to_owned(), ca, "--resolve".to_owned(), resolve],
+            )
+        }
+        None => (format!("http://{target}/"), Vec::new()),
+    };
     let served = wait::try_until(Duration::from_secs(10), POLL, || -> anyhow::Result<bool> {
         super::check_interrupted()?;
         for p in &mut running.procs {
@@ -397,7 +590,9 @@ fn wait_serving(config: &Config, topo: &Topology, running: &mut Running<'_>, log
         let out = topo
             .cli
             .command("curl")
-            .args(["-s", "-o", "/dev/null", "-m", "1", "-w", "%{http_code}", &url])
+            .args(["-s", "-o", "/dev/null", "-m", "1", "-w", "%{http_code}"])
+            .args(&tls_args)
+            .arg(&url)
             .output()
             .context("failed to run curl")?;
         Ok(out.stdout == b"200")

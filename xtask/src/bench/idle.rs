@@ -67,11 +67,16 @@ fn settled_rss(topo: &Topology) -> anyhow::Result<u64> {
     Ok(last)
 }
 
-/// Whether `config` gets an idle-connection figure: the user-space http balancers (splice aside: its
-/// idle connections are the same as the plain row's until their first pinned request).
+/// Whether `config` gets an idle-connection figure: the user-space plain-http balancers (splice aside:
+/// its idle connections are the same as the plain row's until their first pinned request; https rows
+/// aside: the probe that holds the connections speaks plain HTTP).
 #[must_use]
 pub fn applies(config: &Config) -> bool {
-    matches!(config.balancer, Balancer::StickyHttp { splice: false } | Balancer::HaproxyHttp | Balancer::NginxHash)
+    config.tls.is_none()
+        && matches!(
+            config.balancer,
+            Balancer::StickyHttp { splice: false } | Balancer::HaproxyHttp | Balancer::NginxHash
+        )
 }
 
 /// Measures `config`'s idle-connection memory on a fresh balancer.
@@ -87,7 +92,7 @@ pub fn measure(
     connections: u32,
 ) -> anyhow::Result<Idle> {
     let mut running = configs::start(config, topo, work, sticky)?;
-    let checked = verify::functional(topo, exe, config)?;
+    let checked = verify::functional(topo, exe, work, config)?;
     let cookie = match config.load {
         Load::Pinned => Some(checked.cookie.as_ref().context("no cookie to pin with")?.0.clone()),
         Load::Plain => None,

@@ -117,6 +117,7 @@ fn http_level(topo: &Topology, work: &Workdir, sticky: &Path, exe: &Path, sessio
         title: "memory, http",
         balancer: Balancer::StickyHttp { splice: false },
         load: Load::Plain,
+        tls: None,
         peer: None,
         goals: &[],
     };

@@ -10,8 +10,9 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 
 use super::{
-    configs::{Affinity, BACKENDS, Config, Load},
+    configs::{Affinity, BACKENDS, Config, Load, Workdir},
     probe::{Reply, Spec},
+    tls,
     topology::{LOAD_CPU, Topology, backend_name, pinned},
     wrk,
 };
@@ -37,17 +38,28 @@ pub fn probe(topo: &Topology, exe: &Path, spec: &Spec) -> anyhow::Result<String>
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Where the checks send and with what: the probe (plain http), or curl over TLS (https rows).
+struct Client<'a> {
+    topo: &'a Topology,
+    exe: &'a Path,
+    work: &'a Workdir,
+    config: &'a Config,
+}
+
 fn requests(
-    topo: &Topology,
-    exe: &Path,
-    config: &Config,
+    client: &Client<'_>,
     cookies: Vec<Option<String>>,
     connections: u32,
     requests: u32,
 ) -> anyhow::Result<Vec<Reply>> {
-    let spec = Spec::Requests { target: config.target(), cookies, connections, requests };
-    let out = probe(topo, exe, &spec)?;
-    let replies: Vec<Reply> = serde_json::from_str(out.trim()).context("bad probe output")?;
+    let Client { topo, exe, work, config } = *client;
+    let replies: Vec<Reply> = if config.tls.is_some() {
+        tls::requests(topo, &tls::Files::of(work), config.target(), &cookies, connections, requests)?
+    } else {
+        let spec = Spec::Requests { target: config.target(), cookies, connections, requests };
+        let out = probe(topo, exe, &spec)?;
+        serde_json::from_str(out.trim()).context("bad probe output")?
+    };
     for r in &replies {
         ensure!(r.status == 200, "status {} (cookie #{}, connection {})", r.status, r.cookie, r.conn);
         let Some(b) = &r.backend else { bail!("a response body named no backend (connection {})", r.conn) };
@@ -67,21 +79,33 @@ fn backends_of<'a>(replies: impl IntoIterator<Item = &'a Reply>) -> BTreeSet<Str
     replies.into_iter().filter_map(|r| r.backend.clone()).collect()
 }
 
-/// Checks `config` from new connections (before the load) and picks the cookie wrk sends.
+/// Checks `config` from new connections (before the load) and picks the cookie wrk sends. https
+/// rows are checked over TLS (curl, the certificate verified), and must resume a TLS session.
 ///
 /// # Errors
-/// A response is wrong: not 200, a body naming no backend or another one than the affinity promises.
-pub fn functional(topo: &Topology, exe: &Path, config: &Config) -> anyhow::Result<Checked> {
+/// A response is wrong: not 200, a body naming no backend or another one than the affinity promises;
+/// or an https row does not serve over TLS or does not resume.
+pub fn functional(topo: &Topology, exe: &Path, work: &Workdir, config: &Config) -> anyhow::Result<Checked> {
+    let mut checked = checked_plain(&Client { topo, exe, work, config })?;
+    if config.tls.is_some() {
+        let resumed = tls::resumption(topo, &tls::Files::of(work), work, config.target())?;
+        checked.summary = format!("over TLS (curl, certificate checked): {}; {resumed}", checked.summary);
+    }
+    Ok(checked)
+}
+
+fn checked_plain(client: &Client<'_>) -> anyhow::Result<Checked> {
+    let config = client.config;
     let mut checked = Checked::default();
     match config.affinity() {
         Affinity::Single => {
-            let replies = requests(topo, exe, config, vec![None], 4, 5)?;
+            let replies = requests(client, vec![None], 4, 5)?;
             ensure!(backends_of(&replies) == BTreeSet::from([backend_name(1)]), "direct: not every body was b1");
             checked.summary = format!("{} responses over 4 connections, all from b1", replies.len());
         }
         Affinity::CookieIssued(name) => {
             let prefix = format!("{name}=");
-            let fresh = requests(topo, exe, config, vec![None], 2, 10)?;
+            let fresh = requests(client, vec![None], 2, 10)?;
             let mut issued: BTreeMap<String, String> = BTreeMap::new();
             for r in &fresh {
                 let Some(cookie) = r.set_cookie.iter().find(|c| c.starts_with(&prefix)) else {
@@ -96,7 +120,7 @@ pub fn functional(topo: &Topology, exe: &Path, config: &Config) -> anyhow::Resul
             );
             let (backends, cookies): (Vec<String>, Vec<Option<String>>) =
                 issued.iter().map(|(b, c)| (b.clone(), Some(c.clone()))).unzip();
-            let pinned = requests(topo, exe, config, cookies, 3, 5)?;
+            let pinned = requests(client, cookies, 3, 5)?;
             for r in &pinned {
                 ensure!(
                     r.backend.as_deref() == Some(backends[r.cookie].as_str()),
@@ -120,7 +144,7 @@ pub fn functional(topo: &Topology, exe: &Path, config: &Config) -> anyhow::Resul
         }
         Affinity::CookieHashed(name) => {
             let cookies: Vec<Option<String>> = (0..16).map(|i| Some(format!("{name}=s{i}"))).collect();
-            let replies = requests(topo, exe, config, cookies.clone(), 2, 3)?;
+            let replies = requests(client, cookies.clone(), 2, 3)?;
             let mut owner: BTreeMap<usize, String> = BTreeMap::new();
             for r in &replies {
                 let b = r.backend.clone().unwrap_or_default();
@@ -136,7 +160,7 @@ pub fn functional(topo: &Topology, exe: &Path, config: &Config) -> anyhow::Resul
             checked.cookie = cookies[0].clone().map(|c| (c, owner[&0].clone()));
         }
         Affinity::ClientIp => {
-            let replies = requests(topo, exe, config, vec![None], 20, 2)?;
+            let replies = requests(client, vec![None], 20, 2)?;
             let seen = backends_of(&replies);
             ensure!(seen.len() == 1, "one client's 20 connections reached {seen:?}");
             checked.summary = format!(
@@ -146,7 +170,7 @@ pub fn functional(topo: &Topology, exe: &Path, config: &Config) -> anyhow::Resul
             );
         }
         Affinity::Spread => {
-            let replies = requests(topo, exe, config, vec![None], 20, 2)?;
+            let replies = requests(client, vec![None], 20, 2)?;
             let seen = backends_of(&replies);
             ensure!(seen.len() == usize::from(BACKENDS), "20 new connections reached only {seen:?}");
             checked.summary =

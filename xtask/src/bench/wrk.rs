@@ -6,7 +6,11 @@ use std::{collections::BTreeMap, net::SocketAddrV4, path::Path};
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
-use super::topology::{LOAD_CPU, Topology};
+use super::{
+    configs::Tls,
+    tls::{self, Handshakes},
+    topology::{LOAD_CPU, Topology},
+};
 
 /// wrk threads: one, as in shared/perf-baseline.md (it saturates at ~180-210k req/s on this VM).
 pub const THREADS: u32 = 1;
@@ -86,7 +90,20 @@ pub struct Verify {
     pub bodies: BTreeMap<String, u64>,
 }
 
-/// One wrk run: `script` is report.lua or verify.lua (their files are written to `dir`).
+/// How wrk speaks TLS in an https row.
+#[derive(Clone, Copy, Debug)]
+pub struct Https<'a> {
+    /// Keep-alive, or a connection per request with full or resumed handshakes.
+    pub tls: Tls,
+    /// The run's TLS files (wrk's preload among them).
+    pub files: &'a tls::Files,
+}
+
+/// One wrk run: `script` is report.lua or verify.lua (their files are written to `dir`). With
+/// `https`, wrk speaks TLS (Debian's wrk links OpenSSL and does not check the certificate), with
+/// bench/wrk-tls.c preloaded, which counts its handshakes (they are returned) and makes it send
+/// `bench.test` as SNI, not the VIP's address. A row with a handshake
+/// per request sends `Connection: close`, so each request takes a new connection.
 ///
 /// # Errors
 /// wrk fails or prints no report line.
@@ -97,7 +114,8 @@ pub fn run_wrk(
     cookie: Option<&str>,
     seconds: u32,
     script: Script,
-) -> anyhow::Result<String> {
+    https: Option<Https<'_>>,
+) -> anyhow::Result<(String, Option<Handshakes>)> {
     let (file, text) = match script {
         Script::Report => ("report.lua", include_str!("../../../bench/report.lua")),
         Script::Verify => ("verify.lua", include_str!("../../../bench/verify.lua")),
@@ -116,9 +134,28 @@ pub fn run_wrk(
     if let Some(cookie) = cookie {
         cmd.args(["-H", &format!("Cookie: {cookie}")]);
     }
-    cmd.arg(format!("http://{target}/"));
+    let counts = dir.join("wrk-tls-counts.json");
+    match https {
+        Some(https) => {
+            let _ = std::fs::remove_file(&counts);
+            cmd.env("LD_PRELOAD", &https.files.wrk_preload)
+                .env("STICKY_BENCH_TLS_COUNTS", &counts)
+                .env("STICKY_BENCH_TLS_SNI", tls::SERVER_NAME);
+            if https.tls == Tls::Full {
+                cmd.env("STICKY_BENCH_TLS_FULL", "1");
+            }
+            if https.tls != Tls::KeepAlive {
+                cmd.args(["-H", "Connection: close"]);
+            }
+            cmd.arg(format!("https://{target}/"));
+        }
+        None => {
+            cmd.arg(format!("http://{target}/"));
+        }
+    }
     let out = testkit::process::run(&mut cmd)?;
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    let handshakes = https.map(|_| Handshakes::take(&counts)).transpose()?;
+    Ok((String::from_utf8_lossy(&out.stdout).into_owned(), handshakes))
 }
 
 /// Which Lua script a run uses.
