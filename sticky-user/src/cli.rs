@@ -256,7 +256,42 @@ pub struct RunArgs {
 
     /// tcp mode's own flags.
     #[command(flatten)]
+    pub tls: TlsFlags,
+
+    #[command(flatten)]
     pub tcp: TcpFlags,
+}
+
+/// The HTTPS flags of `sticky run`: the TLS listener, its certificates, and the flags' service's
+/// redirect and HSTS.
+#[derive(Clone, Debug, Default, Args)]
+#[command(next_help_heading = "HTTPS")]
+pub struct TlsFlags {
+    /// Address of the TLS listener (HTTPS); beside --listen, which stays plain HTTP. [default: none]
+    #[arg(long, env = "STICKY_LISTEN_TLS", value_name = "ADDR")]
+    pub listen_tls: Option<SocketAddr>,
+    /// Certificate chain (PEM, leaf first); repeat with one --tls-key each, in the same order. The
+    /// first pair is the default certificate (for clients without SNI or with an unknown name).
+    #[arg(long = "tls-cert", env = "STICKY_TLS_CERT", value_name = "FILE", value_delimiter = ',')]
+    pub certs: Vec<PathBuf>,
+    /// Private key (PEM: PKCS#8, SEC1 or PKCS#1) of the --tls-cert at the same position.
+    #[arg(long = "tls-key", env = "STICKY_TLS_KEY", value_name = "FILE", value_delimiter = ',')]
+    pub keys: Vec<PathBuf>,
+    /// Directory scanned for pairs NAME.crt (or NAME.pem) + NAME.key, e.g. /run/secrets; re-read when
+    /// files change and on SIGHUP. Repeatable.
+    #[arg(long = "tls-dir", env = "STICKY_TLS_DIR", value_name = "DIR", value_delimiter = ',')]
+    pub dirs: Vec<PathBuf>,
+    /// What a client asking for a name no certificate covers (or no name) gets: `default` (the
+    /// default certificate) or `refuse` (a handshake failure). [default: default]
+    #[arg(long, env = "STICKY_TLS_UNKNOWN_SNI", value_name = "default|refuse")]
+    pub tls_unknown_sni: Option<String>,
+    /// Answer plain-HTTP requests with 308 to https:// (ACME HTTP-01 challenges are still answered).
+    #[arg(long, env = "STICKY_REDIRECT_HTTPS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean)]
+    pub redirect_https: Option<bool>,
+    /// Send `Strict-Transport-Security: max-age=MAX_AGE` on HTTPS responses (e.g. 365d is 31536000s;
+    /// a bare number is seconds). [default: not sent]
+    #[arg(long, env = "STICKY_HSTS", value_name = "MAX_AGE")]
+    pub hsts: Option<String>,
 }
 
 /// The flags only tcp mode reads, grouped under "TCP mode" in `sticky run --help`. `--listen`,

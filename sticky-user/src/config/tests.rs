@@ -78,7 +78,7 @@ fn every_cookie_and_health_flag_is_applied() {
             name: "SRV".into(),
             path: "/app".into(),
             domain: Some("example.com".into()),
-            secure: true,
+            secure: Some(true),
             http_only: false,
             same_site: Some(SameSite::None),
             max_age: Some(Duration::from_secs(7200)),

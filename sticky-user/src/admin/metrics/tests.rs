@@ -103,6 +103,7 @@ fn every_part() -> (Sources, Arc<Routing>) {
         health: crate::model::HealthCheckSpec::default(),
         backoff: crate::model::BackoffSpec::default(),
         splice: crate::model::SpliceSpec::default(),
+        tls: crate::model::TlsSpec::default(),
     };
     let backend = Backend {
         id: BackendId("w1".into()),
