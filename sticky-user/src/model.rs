@@ -69,7 +69,6 @@ fn spec_error(section: &'static str, key: &'static str, message: impl Into<Strin
 
 /// How the sticky cookie is named and which attributes its `Set-Cookie` carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[expect(clippy::struct_excessive_bools, reason = "each bool is a cookie attribute or option of its own")]
 pub struct CookieSpec {
     /// Cookie name (an RFC 6265 token).
     pub name: String,

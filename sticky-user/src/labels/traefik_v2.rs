@@ -70,10 +70,8 @@ fn apply_tls(labels: &Labels, svc: &mut LabeledService) -> Result<(), LabelError
                 svc.tls.enabled = true;
                 svc.tls.cert_resolver = Some(v.clone());
             }
-            "entrypoints" => {
-                if v.split(',').any(|e| super::TLS_ENTRYPOINTS.contains(&e.trim())) {
-                    svc.tls.enabled = true;
-                }
+            "entrypoints" if v.split(',').any(|e| super::TLS_ENTRYPOINTS.contains(&e.trim())) => {
+                svc.tls.enabled = true;
             }
             f if tls_domains_field(f).is_some() => {
                 svc.tls.enabled = true;

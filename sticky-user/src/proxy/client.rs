@@ -273,7 +273,7 @@ fn tunnel(proxy: &Arc<Proxy>, client: ClientIo, t: Tunnel) {
             }
             // TLS: relayed in user space (no kernel TLS record layer on this kernel)
             ClientIo::Tls(tls) => {
-                let tls = tls.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let tls = (*tls).into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
                 splice::relay_tls(tls, t.client_early, t.upstream, t.upstream_early, idle).await
             }
         };

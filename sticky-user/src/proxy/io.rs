@@ -33,15 +33,16 @@ use super::h1::Proto;
 pub enum ClientIo {
     /// Plain HTTP.
     Plain(TcpStream),
-    /// HTTPS: the stream after its handshake.
-    Tls(Mutex<TlsStream<TcpStream>>),
+    /// HTTPS: the stream after its handshake (boxed: rustls' state is over a kilobyte, and the plain
+    /// connection's task must stay small).
+    Tls(Box<Mutex<TlsStream<TcpStream>>>),
 }
 
 impl ClientIo {
     /// A TLS stream after its handshake.
     #[must_use]
     pub fn tls(stream: TlsStream<TcpStream>) -> Self {
-        Self::Tls(Mutex::new(stream))
+        Self::Tls(Box::new(Mutex::new(stream)))
     }
 
     /// The socket (under TLS: the one rustls reads and writes).
