@@ -288,6 +288,28 @@ pub struct TlsFlags {
     /// Answer plain-HTTP requests with 308 to https:// (ACME HTTP-01 challenges are still answered).
     #[arg(long, env = "STICKY_REDIRECT_HTTPS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean)]
     pub redirect_https: Option<bool>,
+    /// ACME directory URL: sticky orders and renews certificates itself (e.g.
+    /// https://acme-v02.api.letsencrypt.org/directory). Needs --acme-state. [default: none]
+    #[arg(long, env = "STICKY_ACME_DIRECTORY", value_name = "URL")]
+    pub acme_directory: Option<String>,
+    /// Contact e-mail of the ACME account. [default: none]
+    #[arg(long, env = "STICKY_ACME_EMAIL", value_name = "EMAIL")]
+    pub acme_email: Option<String>,
+    /// Directory of the ACME account, certificates and challenge answers; share it (a volume) between
+    /// sticky instances: one orders (a lock file), every one answers and serves.
+    #[arg(long, env = "STICKY_ACME_STATE", value_name = "DIR")]
+    pub acme_state: Option<PathBuf>,
+    /// Names to get a certificate for, comma-separated or repeated (besides those of services labelled
+    /// sticky.tls / Traefik tls routers).
+    #[arg(long = "acme-domain", env = "STICKY_ACME_DOMAIN", value_name = "NAMES", value_delimiter = ',')]
+    pub acme_domains: Vec<String>,
+    /// ACME challenge: http-01 (answered on the plain listener, port 80) or tls-alpn-01 (on the TLS
+    /// listener, port 443). [default: http-01]
+    #[arg(long, env = "STICKY_ACME_CHALLENGE", value_name = "http-01|tls-alpn-01")]
+    pub acme_challenge: Option<String>,
+    /// CA certificate (PEM) to trust for the ACME directory (a private or test CA such as pebble).
+    #[arg(long, env = "STICKY_ACME_CA_ROOT", value_name = "FILE")]
+    pub acme_ca_root: Option<PathBuf>,
     /// Send `Strict-Transport-Security: max-age=MAX_AGE` on HTTPS responses (e.g. 365d is 31536000s;
     /// a bare number is seconds). [default: not sent]
     #[arg(long, env = "STICKY_HSTS", value_name = "MAX_AGE")]

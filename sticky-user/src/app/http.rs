@@ -24,10 +24,17 @@ use crate::{
     state::Routing,
     stats::{self, ProxyStats},
     tls::{
-        challenge::Challenges,
+        acme::{
+            client::{self, AcmeClient},
+            issue::Request,
+            manager::{self, Manager},
+            storage::Storage,
+        },
+        challenge::{Challenges, Kind},
         reload::{self, Reloader},
         resolver::Resolver,
         server,
+        source::Source,
     },
 };
 
@@ -40,6 +47,8 @@ pub struct HttpServer {
     pub listen_tls: Option<SocketAddr>,
     /// The TLS listener's certificates (SNI table), if any.
     pub tls: Option<Arc<Resolver>>,
+    /// What the ACME manager orders (with `--acme-directory`): the app feeds it from the catalog.
+    pub acme: Option<AcmeFeed>,
     /// Routing table and live backend state.
     pub routing: Arc<Routing>,
     /// The proxy's own counters.
@@ -89,8 +98,9 @@ impl HttpServer {
         tokio::spawn(crate::health_check::run(routing.clone()));
         // the workers hold their own handles of the socket; this one is not needed any more
         drop(listener);
-        let resolver = tls.map(|t| t.resolver);
-        Ok(Self { listen, listen_tls, tls: resolver, routing, stats, grace: config.timeouts.shutdown, stop })
+        let (resolver, acme) = tls.map(|t| (t.resolver, t.acme)).unzip();
+        let acme = acme.flatten();
+        Ok(Self { listen, listen_tls, tls: resolver, acme, routing, stats, grace: config.timeouts.shutdown, stop })
     }
 
     /// Stops accepting, lets requests in flight finish, and returns once every client connection is
@@ -120,6 +130,56 @@ struct TlsStarted {
     acceptor: TlsAcceptor,
     resolver: Arc<Resolver>,
     challenges: Arc<Challenges>,
+    acme: Option<AcmeFeed>,
+}
+
+/// The ACME manager's input: the names of the flags, and those of the catalog's services that ask
+/// for TLS (their `TlsSpec` domains, else their rule's hosts), one certificate per service.
+#[derive(Debug, Clone)]
+pub struct AcmeFeed {
+    requests: Arc<watch::Sender<Vec<Request>>>,
+    flags: Vec<String>,
+    challenge: Kind,
+}
+
+impl AcmeFeed {
+    /// Puts the requests of `services` (and the flags') in force; names that cannot be ordered
+    /// (wildcards) are logged and left out.
+    pub fn update(&self, services: &[crate::model::HttpService]) {
+        let mut requests = Vec::new();
+        let mut push = |names: &[String], what: &str| {
+            if names.is_empty() {
+                return;
+            }
+            match Request::new(names, self.challenge) {
+                Ok(r) => requests.push(r),
+                Err(e) => tracing::warn!(what, error = %e, "acme: names not ordered"),
+            }
+        };
+        push(&self.flags, "--acme-domain");
+        for s in services.iter().filter(|s| s.spec.tls.enabled) {
+            let names = if s.spec.tls.domains.is_empty() { hosts(&s.spec.rule) } else { s.spec.tls.domains.clone() };
+            if names.is_empty() {
+                tracing::warn!(service = %s.spec.name, "acme: the service asks for TLS but names no domain (sticky.tls.domains or a Host rule)");
+            }
+            push(&names, &s.spec.name);
+        }
+        self.requests.send_if_modified(|old| {
+            let changed = *old != requests;
+            *old = std::mem::take(&mut requests);
+            changed
+        });
+    }
+}
+
+/// The host names a rule matches on (not under a `!`).
+fn hosts(rule: &crate::rule::Rule) -> Vec<String> {
+    use crate::rule::Rule;
+    match rule {
+        Rule::Host(h) => h.clone(),
+        Rule::And(list) | Rule::Or(list) => list.iter().flat_map(hosts).collect(),
+        Rule::Always | Rule::Path(_) | Rule::PathPrefix(_) | Rule::Not(_) => Vec::new(),
+    }
 }
 
 /// Loads the certificates (an explicit pair that does not load stops sticky), binds the TLS
@@ -128,13 +188,26 @@ struct TlsStarted {
 fn start_tls(config: &TlsConfig, handshake_timeout: Duration, splice: bool) -> Result<TlsStarted, AppError> {
     let challenges = Arc::new(Challenges::default());
     let resolver = Arc::new(Resolver::new(config.unknown_sni, challenges.clone()));
-    let reloader = Reloader::start(config.sources.clone(), resolver.clone())?;
+    let mut sources = config.sources.clone();
+    let storage = match &config.acme {
+        Some(acme) => {
+            let storage = Storage::open(&acme.state).map_err(|e| AppError::Acme(Box::new(e)))?;
+            sources.push(Source::Dir(storage.certs_dir()));
+            Some(storage)
+        }
+        None => None,
+    };
+    let reloader = Reloader::start(sources, resolver.clone())?;
     if resolver.table().certs().is_empty() {
         tracing::warn!(
             "tls: no certificate loaded yet (the directories hold no pair): handshakes fail until one appears"
         );
     }
-    let settings = server::Settings { handshake_timeout, ..server::Settings::default() };
+    let settings = server::Settings {
+        handshake_timeout,
+        acme_tls_alpn: config.acme.as_ref().is_some_and(|a| a.challenge == Kind::TlsAlpn01),
+        ..server::Settings::default()
+    };
     let acceptor = TlsAcceptor::from(server::config(&settings, resolver.clone())?);
     let listener = bind(config.listen)?;
     let listen = listener.local_addr().map_err(|source| AppError::Bind { addr: config.listen, source })?;
@@ -147,13 +220,37 @@ fn start_tls(config: &TlsConfig, handshake_timeout: Duration, splice: bool) -> R
             handle.reload();
         }
     });
+    let acme = match (&config.acme, storage) {
+        (Some(acme), Some(storage)) => {
+            let client = client::Settings {
+                directory_url: acme.directory.clone(),
+                contact: acme.email.iter().map(|e| format!("mailto:{e}")).collect(),
+                ca_root: acme.ca_root.clone(),
+            };
+            let issuer = AcmeClient::new(client, storage.clone()).map_err(|e| AppError::Acme(Box::new(e)))?;
+            let manager = Manager::new(
+                issuer,
+                storage,
+                challenges.clone(),
+                reloader.handle(),
+                manager::Settings::default(),
+                manager::system_clock(),
+            );
+            let feed =
+                AcmeFeed { requests: manager.requests(), flags: acme.domains.clone(), challenge: acme.challenge };
+            tracing::info!(directory = %acme.directory, state = %acme.state.display(), challenge = acme.challenge.as_str(), "acme: ordering and renewing certificates");
+            tokio::spawn(manager.run());
+            Some(feed)
+        }
+        _ => None,
+    };
     tokio::spawn(reloader.run(reload::DEFAULT_INTERVAL));
     if splice {
         tracing::info!(
             "tls: connections on the TLS listener are relayed in user space, upgraded ones included (no kernel TLS on this kernel: the splice takes plain connections only)"
         );
     }
-    Ok(TlsStarted { listener, listen, acceptor, resolver, challenges })
+    Ok(TlsStarted { listener, listen, acceptor, resolver, challenges, acme })
 }
 
 fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, AppError> {

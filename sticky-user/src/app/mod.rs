@@ -102,6 +102,9 @@ pub enum AppError {
     /// directory that cannot be listed).
     #[error("TLS: cannot load the certificates")]
     TlsCerts(#[from] crate::tls::reload::ReloadError),
+    /// ACME cannot start (its state directory, its client).
+    #[error("ACME: cannot start")]
+    Acme(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The TLS server side cannot be set up.
     #[error("TLS: cannot set up the server")]
     TlsServer(#[from] crate::tls::server::ServerError),
@@ -216,6 +219,16 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
                 sources.splice = Some(Box::new(move || splicer.snapshot()));
             }
             let server = HttpServer::start(http, routing, splicer)?;
+            if let Some(feed) = server.acme.clone() {
+                feed.update(&first.http);
+                let mut catalogs = catalogs.clone();
+                tokio::spawn(async move {
+                    while catalogs.changed().await.is_ok() {
+                        let catalog = catalogs.borrow_and_update().clone();
+                        feed.update(&catalog.http);
+                    }
+                });
+            }
             sources.http = Some((server.routing.clone(), server.stats.clone()));
             Some(server)
         }

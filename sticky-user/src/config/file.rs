@@ -40,6 +40,20 @@ pub(super) struct FileTls {
     #[serde(default)]
     pub dirs: Vec<std::path::PathBuf>,
     pub unknown_sni: Option<String>,
+    pub acme: Option<FileAcme>,
+}
+
+/// The `[tls.acme]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileAcme {
+    pub directory: String,
+    pub email: Option<String>,
+    pub state: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub domains: Vec<String>,
+    pub challenge: Option<String>,
+    pub ca_root: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

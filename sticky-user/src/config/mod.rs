@@ -166,6 +166,25 @@ pub struct TlsConfig {
     pub sources: Vec<crate::tls::source::Source>,
     /// A name no certificate covers (or no SNI): the default certificate or a handshake failure.
     pub unknown_sni: crate::tls::resolver::UnknownName,
+    /// Certificates ordered by sticky itself, if any.
+    pub acme: Option<AcmeConfig>,
+}
+
+/// ACME (`--acme-directory`, `[tls.acme]`): where to order, the account, the shared state directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcmeConfig {
+    /// The CA's directory URL.
+    pub directory: String,
+    /// The account's contact e-mail.
+    pub email: Option<String>,
+    /// Account, certificates (`certs/`, also a certificate source) and challenge answers.
+    pub state: PathBuf,
+    /// Names ordered besides the services' own.
+    pub domains: Vec<String>,
+    /// How the CA validates the names.
+    pub challenge: crate::tls::challenge::Kind,
+    /// A CA root to trust for the directory (a test CA).
+    pub ca_root: Option<PathBuf>,
 }
 
 /// The http proxy: listener, threads, cookie key, limits and its statically given services.
@@ -383,7 +402,14 @@ fn tls(args: &crate::cli::TlsFlags, ft: Option<&file::FileTls>) -> Result<Option
         (None, Some(text)) => file::value("tls.unknown_sni", values::unknown_sni(text))?,
         (None, None) => crate::tls::resolver::UnknownName::Default,
     };
+    let acme = acme(args, ft.and_then(|t| t.acme.as_ref()))?;
     let Some(listen) = listen else {
+        if acme.is_some() {
+            return Err(invalid(
+                "--acme-directory",
+                "ACME needs a TLS listener: add --listen-tls ADDR (or tls.listen)",
+            ));
+        }
         if !pairs.is_empty() || !dirs.is_empty() {
             let field = if dirs.is_empty() { pairs_field } else { "--tls-dir" };
             return Err(invalid(
@@ -393,14 +419,70 @@ fn tls(args: &crate::cli::TlsFlags, ft: Option<&file::FileTls>) -> Result<Option
         }
         return Ok(None);
     };
-    if pairs.is_empty() && dirs.is_empty() {
+    if pairs.is_empty() && dirs.is_empty() && acme.is_none() {
         return Err(invalid(
             "--listen-tls",
-            "a TLS listener needs certificates: give --tls-cert FILE --tls-key FILE, or --tls-dir DIR (or tls.certificates / tls.dirs)",
+            "a TLS listener needs certificates: give --tls-cert FILE --tls-key FILE, --tls-dir DIR or --acme-directory URL (or tls.certificates / tls.dirs / tls.acme)",
         ));
     }
     let sources = pairs.into_iter().map(Source::Pair).chain(dirs.into_iter().map(Source::Dir)).collect();
-    Ok(Some(TlsConfig { listen, sources, unknown_sni }))
+    Ok(Some(TlsConfig { listen, sources, unknown_sni, acme }))
+}
+
+/// ACME: the flags over the file's `[tls.acme]` table (taken whole from one or the other).
+fn acme(args: &crate::cli::TlsFlags, fa: Option<&file::FileAcme>) -> Result<Option<AcmeConfig>, ConfigError> {
+    use crate::tls::challenge::Kind;
+    let (directory, email, state, domains, challenge, ca_root, field) = match (&args.acme_directory, fa) {
+        (Some(d), _) => (
+            d.clone(),
+            args.acme_email.clone(),
+            args.acme_state.clone(),
+            args.acme_domains.clone(),
+            args.acme_challenge.clone(),
+            args.acme_ca_root.clone(),
+            "--acme",
+        ),
+        (None, Some(f)) => (
+            f.directory.clone(),
+            f.email.clone(),
+            f.state.clone(),
+            f.domains.clone(),
+            f.challenge.clone(),
+            f.ca_root.clone(),
+            "tls.acme",
+        ),
+        (None, None) => {
+            let given = args.acme_email.is_some()
+                || args.acme_state.is_some()
+                || !args.acme_domains.is_empty()
+                || args.acme_challenge.is_some();
+            if given {
+                return Err(invalid("--acme-directory", "the other --acme-* flags need --acme-directory URL"));
+            }
+            return Ok(None);
+        }
+    };
+    if !(directory.starts_with("https://") || directory.starts_with("http://")) {
+        return Err(invalid(format!("{field}-directory"), format!("{directory:?} is not an http(s) URL")));
+    }
+    let Some(state) = state else {
+        return Err(invalid(
+            format!("{field}-state"),
+            "ACME needs a state directory (a volume shared by the instances)",
+        ));
+    };
+    let challenge = match challenge.as_deref().map(str::trim) {
+        None | Some("http-01") => Kind::Http01,
+        Some("tls-alpn-01") => Kind::TlsAlpn01,
+        Some(other) => {
+            return Err(invalid(format!("{field}-challenge"), format!("{other:?} is not http-01 or tls-alpn-01")));
+        }
+    };
+    let mut names = Vec::new();
+    for d in &domains {
+        names.extend(file::value(&format!("{field}-domain"), values::domains(d))?);
+    }
+    Ok(Some(AcmeConfig { directory, email, state, domains: names, challenge, ca_root }))
 }
 
 fn limits(args: &RunArgs, fl: Option<&file::FileLimits>) -> Result<Limits, ConfigError> {

@@ -111,6 +111,7 @@ pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, peer: SocketAddr, mut s
         let next = Box::pin(request(proxy, &stream, &addr, pending.take(), deadline, stopping, first)).await;
         match next {
             Next::Again(buf) => pending = buf,
+            Next::Close if matches!(stream, ClientIo::Tls(_)) => return Box::pin(close_notify(stream)).await,
             Next::Close => return,
             // (boxed too: one-off endings must not size the task of every idle connection)
             Next::Linger => return Box::pin(linger(stream)).await,
@@ -283,6 +284,12 @@ fn tunnel(proxy: &Arc<Proxy>, client: ClientIo, t: Tunnel) {
             Err(e) => tracing::debug!(error = %e, "upgraded connection ended with an error"),
         }
     });
+}
+
+/// Ends a TLS connection after its last response with a `close_notify` (a body delimited by the
+/// close is then not mistaken for a truncated one), for at most [`LINGER`].
+async fn close_notify(stream: ClientIo) {
+    let _ = tokio::time::timeout(LINGER, stream.shutdown_write()).await;
 }
 
 /// Closes after an error answer: our side first, then what the client still sends is read and
