@@ -130,9 +130,16 @@ impl Lb {
     /// Starts sticky with the two certificates of `certs` (a the default), `backends` as
     /// `NAME=URL`, and `extra` flags; ready once the TLS port accepts.
     fn start(certs: &Certs, backends: &[(&str, SocketAddr)], extra: &[&str]) -> Self {
-        for _ in 0..5 {
-            let plain = SocketAddr::from(([127, 0, 0, 1], free_port()));
-            let tls = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Self::start_at(certs, backends, extra, None)
+    }
+
+    /// As [`Lb::start`], on given ports (plain, TLS) if any (then a single attempt).
+    fn start_at(certs: &Certs, backends: &[(&str, SocketAddr)], extra: &[&str], ports: Option<(u16, u16)>) -> Self {
+        let attempts = if ports.is_some() { 1 } else { 5 };
+        for _ in 0..attempts {
+            let (p, t) = ports.unwrap_or_else(|| (free_port(), free_port()));
+            let plain = SocketAddr::from(([127, 0, 0, 1], p));
+            let tls = SocketAddr::from(([127, 0, 0, 1], t));
             let log = certs.dir.path().join(format!("sticky-{}.log", tls.port()));
             let mut cmd = Command::new(STICKY);
             cmd.arg("run").args(["--listen", &plain.to_string(), "--listen-tls", &tls.to_string(), "--workers", "2"]);
@@ -153,7 +160,7 @@ impl Lb {
                 return Self { child, plain, tls, log };
             }
         }
-        panic!("sticky did not start with its TLS listener in 5 attempts");
+        panic!("sticky did not start with its TLS listener in {attempts} attempt(s)");
     }
 
     fn log(&self) -> String {
@@ -626,4 +633,117 @@ fn testssl_finds_no_old_protocol_weak_cipher_or_vulnerability() {
         find("TLS1_2"),
         find("TLS1_3")
     );
+}
+
+/// pebble (the ACME test server) and its DNS (every name is 127.0.0.1), validating HTTP-01 on
+/// `http01` and TLS-ALPN-01 on `tls_alpn` of loopback; killed on drop.
+struct Pebble {
+    directory: String,
+    /// The certificate of pebble's own HTTPS listener (sticky's --acme-ca-root).
+    listener_root: PathBuf,
+    _procs: Vec<ChildGuard>,
+}
+
+impl Pebble {
+    fn start(dir: &std::path::Path, http01: u16, tls_alpn: u16) -> Self {
+        let key = KeyPair::generate().expect("a key");
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("names")
+            .self_signed(&key)
+            .expect("self-signed");
+        let listener_root = dir.join("pebble-listener.pem");
+        std::fs::write(&listener_root, cert.pem()).expect("write");
+        std::fs::write(dir.join("pebble-listener.key"), key.serialize_pem()).expect("write");
+        let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let (dns_mgmt, dns) = (free_port(), free_port());
+        let mut cmd = Command::new("pebble-challtestsrv");
+        cmd.args(["-dns01", &loopback(dns).to_string(), "-management", &loopback(dns_mgmt).to_string()]).args([
+            "-defaultIPv4",
+            "127.0.0.1",
+            "-defaultIPv6",
+            "",
+            "-http01",
+            "",
+            "-https01",
+            "",
+            "-tlsalpn01",
+            "",
+        ]);
+        testkit::process::log_to(&mut cmd, &dir.join("challtestsrv.log")).expect("log");
+        let dns_proc = ChildGuard::spawn(&mut cmd);
+        assert!(wait::until(Duration::from_secs(20), || TcpStream::connect(loopback(dns_mgmt)).is_ok()), "DNS up");
+        let (acme, management) = (free_port(), free_port());
+        let config = serde_json::json!({ "pebble": {
+            "listenAddress": loopback(acme).to_string(),
+            "managementListenAddress": loopback(management).to_string(),
+            "certificate": listener_root,
+            "privateKey": dir.join("pebble-listener.key"),
+            "httpPort": http01,
+            "tlsPort": tls_alpn,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": false,
+        }});
+        let config_path = dir.join("pebble.json");
+        std::fs::write(&config_path, config.to_string()).expect("write");
+        let mut cmd = Command::new("pebble");
+        cmd.arg("-config")
+            .arg(&config_path)
+            .args(["-dnsserver", &loopback(dns).to_string()])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .env("PEBBLE_AUTHZREUSE", "0");
+        testkit::process::log_to(&mut cmd, &dir.join("pebble.log")).expect("log");
+        let pebble = ChildGuard::spawn(&mut cmd);
+        assert!(wait::until(Duration::from_secs(20), || TcpStream::connect(loopback(acme)).is_ok()), "pebble up");
+        Self { directory: format!("https://{}/dir", loopback(acme)), listener_root, _procs: vec![pebble, dns_proc] }
+    }
+}
+
+/// `sticky run --acme-*` against pebble: a certificate for a name given by `--acme-domain`, proven by
+/// HTTP-01 on the plain listener (through `--redirect-https`, which must not catch the challenge),
+/// then one proven by TLS-ALPN-01 on the TLS listener; each is served by SNI once issued.
+#[test]
+fn acme_certificates_from_pebble_are_served_http01_and_tls_alpn01() {
+    if tool(&["pebble"]).is_none() || tool(&["pebble-challtestsrv"]).is_none() || tool(&["openssl"]).is_none() {
+        return;
+    }
+    for (challenge, name) in [("http-01", "web.sticky.test"), ("tls-alpn-01", "alpn.sticky.test")] {
+        let certs = Certs::new("https-acme");
+        let w1 = whoami("w1");
+        let (plain, tls) = (free_port(), free_port());
+        let pebble = Pebble::start(certs.dir.path(), plain, tls);
+        let state = certs.path("acme");
+        let root = pebble.listener_root.to_str().expect("utf-8").to_owned();
+        let lb = Lb::start_at(
+            &certs,
+            &[("w1", w1.addr)],
+            &[
+                "--acme-directory",
+                &pebble.directory,
+                "--acme-state",
+                state.to_str().expect("utf-8"),
+                "--acme-domain",
+                name,
+                "--acme-challenge",
+                challenge,
+                "--acme-ca-root",
+                &root,
+                "--redirect-https",
+            ],
+            Some((plain, tls)),
+        );
+        let issued = wait::until(Duration::from_secs(60), || {
+            let (_, out) = s_client(&lb, &["-servername", name]);
+            out.lines().any(|l| l.starts_with("issuer=") && l.contains("Pebble"))
+        });
+        assert!(issued, "{challenge}: pebble's certificate for {name} must be served:\n{}", lb.log());
+        let log = lb.log();
+        assert!(log.contains("acme"), "{log}");
+        if challenge == "http-01" {
+            assert!(
+                log.contains("answered an ACME HTTP-01 challenge"),
+                "the redirect let the challenge through: {log}"
+            );
+        }
+    }
 }
