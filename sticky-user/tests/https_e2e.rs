@@ -747,3 +747,45 @@ fn acme_certificates_from_pebble_are_served_http01_and_tls_alpn01() {
         }
     }
 }
+
+/// An upgraded (WebSocket) connection over TLS is relayed in user space: the 101 and an echoed frame
+/// come back through TLS; with `--splice`, one log line says TLS connections stay in user space.
+#[test]
+fn a_websocket_over_tls_is_relayed_and_splice_says_tls_stays_in_user_space() {
+    let Some(python) = tool(&["python3"]) else { return };
+    let certs = Certs::new("https-ws");
+    let w1 = whoami("w1");
+    let lb = Lb::start(&certs, &[("w1", w1.addr)], &["--splice"]);
+    let script = format!(
+        r#"
+import socket, ssl, os
+ctx = ssl.create_default_context(cafile={ca:?})
+with socket.create_connection(("127.0.0.1", {port}), timeout=10) as raw:
+    with ctx.wrap_socket(raw, server_hostname="a.test") as s:
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        print(head.split(b"\r\n")[0].decode())
+        mask = os.urandom(4)
+        payload = b"hello"
+        s.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+        frame = s.recv(2)
+        n = frame[1] & 0x7f
+        data = b""
+        while len(data) < n:
+            data += s.recv(n - len(data))
+        print(data.decode())
+"#,
+        ca = certs.ca().display().to_string(),
+        port = lb.tls.port()
+    );
+    let (ok, out) = run(Command::new(python).arg("-"), script.as_bytes());
+    assert!(ok, "{out}");
+    assert!(out.contains("HTTP/1.1 101"), "{out}");
+    assert!(out.contains("I'm w1: hello"), "the echo came back through TLS: {out}");
+    let log = lb.log();
+    let lines = log.lines().filter(|l| l.contains("TLS listener are relayed in user space")).count();
+    assert_eq!(lines, 1, "--splice with a TLS listener says so once: {log}");
+}

@@ -66,7 +66,10 @@ impl HttpServer {
     pub fn start(config: &HttpConfig, routing: Arc<Routing>, splicer: Option<Arc<Splicer>>) -> Result<Self, AppError> {
         let listener = bind(config.listen)?;
         let listen = listener.local_addr().map_err(|source| AppError::Bind { addr: config.listen, source })?;
-        let tls = config.tls.as_ref().map(|t| start_tls(t, config.timeouts.idle, splicer.is_some())).transpose()?;
+        // --splice (or a service's splice option), or a kernel splice for upgrades: say once that TLS
+        // connections are not spliced
+        let splice = splicer.is_some() || routing.table().services.iter().any(|s| s.spec.splice.pinned);
+        let tls = config.tls.as_ref().map(|t| start_tls(t, config.timeouts.idle, splice)).transpose()?;
         let listen_tls = tls.as_ref().map(|t| t.listen);
         let stats = Arc::new(ProxyStats::default());
         let settings = Settings { limits: config.limits, timeouts: config.timeouts };

@@ -482,3 +482,58 @@ fn tls_mistakes_are_named() {
     let file = "[tls]\nlisten = \"0.0.0.0:443\"\n[[services]]\nname = \"a\"\nbackends = [\"http://127.0.0.1:1\"]\n";
     assert!(err(&args(&["--config", "f.toml"]), Some(file)).contains("a TLS listener needs certificates"));
 }
+
+#[test]
+fn acme_flags_and_file() {
+    use crate::tls::challenge::Kind;
+    let c = http(
+        &args(&[
+            "--backend",
+            "http://127.0.0.1:8001",
+            "--listen-tls",
+            "127.0.0.1:8443",
+            "--acme-directory",
+            "https://ca.example/dir",
+            "--acme-state",
+            "/var/lib/sticky/acme",
+            "--acme-email",
+            "ops@example.com",
+            "--acme-domain",
+            "a.example,b.example",
+            "--acme-challenge",
+            "tls-alpn-01",
+        ]),
+        None,
+    );
+    let acme = c.tls.expect("a TLS listener").acme.expect("ACME");
+    assert_eq!(acme.directory, "https://ca.example/dir");
+    assert_eq!(acme.state, PathBuf::from("/var/lib/sticky/acme"));
+    assert_eq!(acme.email.as_deref(), Some("ops@example.com"));
+    assert_eq!(acme.domains, ["a.example", "b.example"]);
+    assert_eq!(acme.challenge, Kind::TlsAlpn01);
+    let file = "[tls]\nlisten = \"0.0.0.0:443\"\n[tls.acme]\ndirectory = \"https://ca.example/dir\"\nstate = \"/acme\"\n\
+                [[services]]\nname = \"a\"\nbackends = [\"http://127.0.0.1:1\"]\n";
+    let acme = http(&args(&["--config", "f.toml"]), Some(file)).tls.expect("TLS").acme.expect("ACME");
+    assert_eq!((acme.challenge, acme.state), (Kind::Http01, PathBuf::from("/acme")));
+
+    let base = ["--backend", "http://127.0.0.1:8001"];
+    let with = |more: &[&str]| {
+        let mut list = base.to_vec();
+        list.extend_from_slice(more);
+        err(&args(&list), None)
+    };
+    assert!(with(&["--acme-directory", "https://ca/dir", "--acme-state", "/a"]).contains("needs a TLS listener"));
+    assert!(with(&["--listen-tls", "127.0.0.1:1", "--acme-directory", "https://ca/dir"]).contains("state directory"));
+    assert!(with(&["--acme-email", "a@b"]).contains("need --acme-directory"));
+    let bad = with(&[
+        "--listen-tls",
+        "127.0.0.1:1",
+        "--acme-directory",
+        "https://ca/dir",
+        "--acme-state",
+        "/a",
+        "--acme-challenge",
+        "dns-01",
+    ]);
+    assert!(bad.contains("is not http-01 or tls-alpn-01"), "{bad}");
+}
