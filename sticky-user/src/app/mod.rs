@@ -230,6 +230,7 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
                 });
             }
             sources.http = Some((server.routing.clone(), server.stats.clone()));
+            sources.tls.clone_from(&server.tls);
             Some(server)
         }
         None => None,
