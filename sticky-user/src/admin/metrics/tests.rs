@@ -140,7 +140,8 @@ fn every_part() -> (Sources, Arc<Routing>) {
         splice: Some(Box::new(move || splice)),
         tcp: Some(Box::new(move || tcp.clone())),
         tls: Some({
-            let resolver = crate::tls::resolver::Resolver::new(Default::default(), Arc::default());
+            let resolver =
+                crate::tls::resolver::Resolver::new(crate::tls::resolver::UnknownName::Default, Arc::default());
             let leaf = crate::tls::testutil::Ca::new("metrics CA").leaf(&["a.test"]);
             resolver.publish(crate::tls::resolver::Table::new(vec![leaf.loaded("a")]));
             Arc::new(resolver)
