@@ -256,7 +256,64 @@ pub struct RunArgs {
 
     /// tcp mode's own flags.
     #[command(flatten)]
+    pub tls: TlsFlags,
+
+    #[command(flatten)]
     pub tcp: TcpFlags,
+}
+
+/// The HTTPS flags of `sticky run`: the TLS listener, its certificates, and the flags' service's
+/// redirect and HSTS.
+#[derive(Clone, Debug, Default, Args)]
+#[command(next_help_heading = "HTTPS")]
+pub struct TlsFlags {
+    /// Address of the TLS listener (HTTPS); beside --listen, which stays plain HTTP. [default: none]
+    #[arg(long, env = "STICKY_LISTEN_TLS", value_name = "ADDR")]
+    pub listen_tls: Option<SocketAddr>,
+    /// Certificate chain (PEM, leaf first); repeat with one --tls-key each, in the same order. The
+    /// first pair is the default certificate (for clients without SNI or with an unknown name).
+    #[arg(long = "tls-cert", env = "STICKY_TLS_CERT", value_name = "FILE", value_delimiter = ',')]
+    pub certs: Vec<PathBuf>,
+    /// Private key (PEM: PKCS#8, SEC1 or PKCS#1) of the --tls-cert at the same position.
+    #[arg(long = "tls-key", env = "STICKY_TLS_KEY", value_name = "FILE", value_delimiter = ',')]
+    pub keys: Vec<PathBuf>,
+    /// Directory scanned for pairs NAME.crt (or NAME.pem) + NAME.key, e.g. /run/secrets; re-read when
+    /// files change and on SIGHUP. Repeatable.
+    #[arg(long = "tls-dir", env = "STICKY_TLS_DIR", value_name = "DIR", value_delimiter = ',')]
+    pub dirs: Vec<PathBuf>,
+    /// What a client asking for a name no certificate covers (or no name) gets: `default` (the
+    /// default certificate) or `refuse` (a handshake failure). [default: default]
+    #[arg(long, env = "STICKY_TLS_UNKNOWN_SNI", value_name = "default|refuse")]
+    pub tls_unknown_sni: Option<String>,
+    /// Answer plain-HTTP requests with 308 to https:// (ACME HTTP-01 challenges are still answered).
+    #[arg(long, env = "STICKY_REDIRECT_HTTPS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean)]
+    pub redirect_https: Option<bool>,
+    /// ACME directory URL: sticky orders and renews certificates itself (e.g.
+    /// https://acme-v02.api.letsencrypt.org/directory). Needs --acme-state. [default: none]
+    #[arg(long, env = "STICKY_ACME_DIRECTORY", value_name = "URL")]
+    pub acme_directory: Option<String>,
+    /// Contact e-mail of the ACME account. [default: none]
+    #[arg(long, env = "STICKY_ACME_EMAIL", value_name = "EMAIL")]
+    pub acme_email: Option<String>,
+    /// Directory of the ACME account, certificates and challenge answers; share it (a volume) between
+    /// sticky instances: one orders (a lock file), every one answers and serves.
+    #[arg(long, env = "STICKY_ACME_STATE", value_name = "DIR")]
+    pub acme_state: Option<PathBuf>,
+    /// Names to get a certificate for, comma-separated or repeated (besides those of services labelled
+    /// sticky.tls / Traefik tls routers).
+    #[arg(long = "acme-domain", env = "STICKY_ACME_DOMAIN", value_name = "NAMES", value_delimiter = ',')]
+    pub acme_domains: Vec<String>,
+    /// ACME challenge: http-01 (answered on the plain listener, port 80) or tls-alpn-01 (on the TLS
+    /// listener, port 443). [default: http-01]
+    #[arg(long, env = "STICKY_ACME_CHALLENGE", value_name = "http-01|tls-alpn-01")]
+    pub acme_challenge: Option<String>,
+    /// CA certificate (PEM) to trust for the ACME directory (a private or test CA such as pebble).
+    #[arg(long, env = "STICKY_ACME_CA_ROOT", value_name = "FILE")]
+    pub acme_ca_root: Option<PathBuf>,
+    /// Send `Strict-Transport-Security: max-age=MAX_AGE` on HTTPS responses (e.g. 365d is 31536000s;
+    /// a bare number is seconds). [default: not sent]
+    #[arg(long, env = "STICKY_HSTS", value_name = "MAX_AGE")]
+    pub hsts: Option<String>,
 }
 
 /// The flags only tcp mode reads, grouped under "TCP mode" in `sticky run --help`. `--listen`,

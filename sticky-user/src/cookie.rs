@@ -246,9 +246,10 @@ pub fn needs_refresh(issued: u32, now: u32, max_age: Option<u32>) -> bool {
     max_age.is_some_and(|age| now.saturating_sub(issued) > age / 2)
 }
 
-/// The `Set-Cookie` attributes after `name=value`, e.g. `; Path=/; HttpOnly`.
+/// The `Set-Cookie` attributes after `name=value`, e.g. `; Path=/; HttpOnly`, for a connection over
+/// TLS (`tls`: `Secure` unless the spec turns it off) or plain HTTP (`Secure` only if the spec asks).
 #[must_use]
-pub fn attributes(spec: &CookieSpec) -> String {
+pub fn attributes(spec: &CookieSpec, tls: bool) -> String {
     let mut s = format!("; Path={}", spec.path);
     if let Some(domain) = &spec.domain {
         s.push_str("; Domain=");
@@ -257,7 +258,7 @@ pub fn attributes(spec: &CookieSpec) -> String {
     if let Some(age) = spec.max_age {
         let _ = write!(s, "; Max-Age={}", age.as_secs());
     }
-    if spec.secure {
+    if spec.secure.unwrap_or(tls) {
         s.push_str("; Secure");
     }
     if spec.http_only {

@@ -26,7 +26,7 @@
 //!   [`lock`]: the one rule for poisoned locks; [`telemetry`]: tracing, with aya-log bridged in.
 //! - [`whoami`]: the tiny demo app (`sticky whoami`): every request gets `I'm NAME`.
 //! - [`tls`]: HTTPS at the edge: rustls server config, certificates (files, directories, Swarm secrets,
-//!   ACME), SNI, hot reload (the listener wiring comes with the HTTP engine).
+//!   ACME), SNI, hot reload; the TLS listener itself is the proxy's (`--listen-tls`).
 #![deny(unsafe_code)]
 
 pub mod admin;

@@ -69,7 +69,6 @@ fn spec_error(section: &'static str, key: &'static str, message: impl Into<Strin
 
 /// How the sticky cookie is named and which attributes its `Set-Cookie` carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[expect(clippy::struct_excessive_bools, reason = "each bool is a cookie attribute or option of its own")]
 pub struct CookieSpec {
     /// Cookie name (an RFC 6265 token).
     pub name: String,
@@ -77,8 +76,10 @@ pub struct CookieSpec {
     pub path: String,
     /// `Domain` attribute; none = host-only cookie.
     pub domain: Option<String>,
-    /// `Secure` attribute.
-    pub secure: bool,
+    /// `Secure` attribute: `Some(true)` always, `Some(false)` never, `None` (the default) on
+    /// connections that came over TLS only, so a service served on both listeners keeps its cookie
+    /// on plain HTTP and gets `Secure` on HTTPS.
+    pub secure: Option<bool>,
     /// `HttpOnly` attribute.
     pub http_only: bool,
     /// `SameSite` attribute; none = not sent.
@@ -104,7 +105,7 @@ impl Default for CookieSpec {
             name: "sticky".to_owned(),
             path: "/".to_owned(),
             domain: None,
-            secure: false,
+            secure: None,
             http_only: true,
             same_site: None,
             max_age: None,
@@ -146,7 +147,7 @@ impl CookieSpec {
         if let Some(d) = self.domain.as_deref().filter(|d| !attribute(d)) {
             return Err(spec_error("cookie", "domain", format!("{d:?} is not a domain")));
         }
-        if self.same_site == Some(SameSite::None) && !self.secure {
+        if self.same_site == Some(SameSite::None) && self.secure != Some(true) {
             let message = "SameSite=None needs Secure (browsers drop the cookie otherwise); set secure too";
             return Err(spec_error("cookie", "samesite", message));
         }
@@ -284,6 +285,26 @@ pub struct ServiceSpec {
     pub backoff: BackoffSpec,
     /// What the kernel splice takes over.
     pub splice: SpliceSpec,
+    /// HTTPS: the names it needs certificates for, the redirect from plain HTTP, HSTS.
+    pub tls: TlsSpec,
+}
+
+/// A service's HTTPS options (issue 19). Every service answers on both listeners (plain and TLS);
+/// these say what it asks of the TLS side and of its plain side.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsSpec {
+    /// The service asked for TLS (`sticky.tls=true`, a Traefik router with `tls=true`, the
+    /// `websecure`/`https` entry point): its names need certificates.
+    pub enabled: bool,
+    /// Names a certificate must cover (`sticky.tls.domains`, Traefik's `tls.domains[n]`); empty: the
+    /// rule's hosts.
+    pub domains: Vec<String>,
+    /// Traefik's `tls.certresolver` (ACME), kept to report it; certificates come from sticky's own.
+    pub cert_resolver: Option<String>,
+    /// Plain-HTTP requests get `308 Permanent Redirect` to `https://` (ACME HTTP-01 answers excepted).
+    pub redirect: bool,
+    /// `Strict-Transport-Security: max-age=N` on responses over TLS; none: not sent.
+    pub hsts: Option<u64>,
 }
 
 /// Whether a backend takes new sessions.
@@ -393,7 +414,7 @@ mod tests {
         assert_eq!(key(CookieSpec { domain: Some("a;b".into()), ..CookieSpec::default() }), "domain");
         assert_eq!(key(CookieSpec { same_site: Some(SameSite::None), ..CookieSpec::default() }), "samesite");
         assert_eq!(key(CookieSpec { max_age: Some(Duration::ZERO), ..CookieSpec::default() }), "max_age");
-        let none_secure = CookieSpec { same_site: Some(SameSite::None), secure: true, ..CookieSpec::default() };
+        let none_secure = CookieSpec { same_site: Some(SameSite::None), secure: Some(true), ..CookieSpec::default() };
         assert_eq!(none_secure.validate(), Ok(()), "SameSite=None is fine with Secure");
 
         assert_eq!(HealthCheckSpec::default().validate(), Ok(()));

@@ -56,6 +56,36 @@ fn seconds(secs: f64) -> Option<Duration> {
     if secs.is_finite() && secs >= 0.0 { Duration::try_from_secs_f64(secs).ok() } else { None }
 }
 
+/// What a TLS client asking for an unknown name gets: `default` or `refuse` (`reject` too).
+///
+/// # Errors
+/// Anything else.
+pub fn unknown_sni(text: &str) -> Result<crate::tls::resolver::UnknownName, ValueError> {
+    use crate::tls::resolver::UnknownName;
+    match text.trim().to_ascii_lowercase().as_str() {
+        "default" => Ok(UnknownName::Default),
+        "refuse" | "reject" => Ok(UnknownName::Reject),
+        _ => Err(ValueError::new(text, "default (the default certificate) or refuse (a handshake failure)")),
+    }
+}
+
+/// Domain names, comma-separated (`a.example,b.example`; `*.example` for a wildcard), lowercase.
+///
+/// # Errors
+/// An empty list or name, or a name with characters a host name cannot hold.
+pub fn domains(text: &str) -> Result<Vec<String>, ValueError> {
+    let names: Vec<String> = text.split(',').map(|n| n.trim().trim_end_matches('.').to_ascii_lowercase()).collect();
+    let valid = |n: &str| {
+        let n = n.strip_prefix("*.").unwrap_or(n);
+        !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    };
+    if names.iter().all(|n| valid(n)) {
+        Ok(names)
+    } else {
+        Err(ValueError::new(text, "domain names separated by commas, such as a.example,*.b.example"))
+    }
+}
+
 /// A boolean: `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, in any case.
 ///
 /// # Errors

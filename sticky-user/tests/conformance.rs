@@ -792,6 +792,7 @@ fn codec_response(req: &Decided, reply: &[u8]) -> (Vec<u16>, Option<Vec<u8>>, bo
         set_cookie: Some(b"sticky=NEW; Path=/; HttpOnly"),
         client_minor: req.minor,
         keep_alive: req.keep_alive,
+        extra: b"",
     };
     let mut statuses = Vec::new();
     let mut at = 0;

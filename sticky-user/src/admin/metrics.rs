@@ -1,6 +1,7 @@
 //! Every metric sticky serves, in one table ([`ALL`]: name, type, labels, help), and its rendering
 //! through prometheus-client at each scrape, for every part that runs: the http proxy (the routing
-//! table's counters), the kernel splice, and tcp mode (kernel or user space).
+//! table's counters), the kernel splice, tcp mode (kernel or user space), and the TLS listener's
+//! certificates.
 //!
 //! Rendering reads snapshots ([`Sources`]), never the hot path's structures beyond their atomic
 //! counters, and names each family from the table, so what `/metrics` serves and [`ALL`] cannot
@@ -22,6 +23,7 @@ use crate::{
     state::Routing,
     stats::{CLASSES, ClientError, ProxyStats, Timeout},
     tcp::TcpSnapshot,
+    tls::resolver::Resolver,
 };
 
 /// One metric family: its name as samples show it (`_total` for counters), type, label names and help.
@@ -149,6 +151,13 @@ pub const L4_FALLBACK_CONNECTIONS: Metric = counter(
 pub const L4_FALLBACK_ACTIVE: Metric =
     gauge("sticky_l4_fallback_active", &["service"], "Connections tcp mode relays in user space now.");
 
+/// `sticky_tls_certificate_not_after_seconds`
+pub const TLS_NOT_AFTER: Metric = gauge(
+    "sticky_tls_certificate_not_after_seconds",
+    &["cert", "names"],
+    "Not-after time of each certificate in force on the TLS listener, seconds since the UNIX epoch.",
+);
+
 /// Every metric sticky can serve (each family only when its part runs).
 pub const ALL: &[Metric] = &[
     REQUESTS,
@@ -178,6 +187,7 @@ pub const ALL: &[Metric] = &[
     L4_BACKEND_FLOWS,
     L4_FALLBACK_CONNECTIONS,
     L4_FALLBACK_ACTIVE,
+    TLS_NOT_AFTER,
 ];
 
 /// Reads a snapshot of one part at scrape time.
@@ -193,6 +203,8 @@ pub struct Sources {
     pub splice: Option<Probe<SpliceSnapshot>>,
     /// tcp mode.
     pub tcp: Option<Probe<TcpSnapshot>>,
+    /// The TLS listener's certificates in force.
+    pub tls: Option<Arc<Resolver>>,
 }
 
 impl fmt::Debug for Sources {
@@ -201,6 +213,7 @@ impl fmt::Debug for Sources {
             .field("http", &self.http.is_some())
             .field("splice", &self.splice.is_some())
             .field("tcp", &self.tcp.is_some())
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -227,6 +240,14 @@ impl Collector for Scrape {
         }
         if let Some(probe) = &self.0.tcp {
             tcp(&mut encoder, &probe())?;
+        }
+        if let Some(resolver) = &self.0.tls {
+            let expiry = resolver.expiry();
+            let rows: Vec<(String, String, u64)> = expiry
+                .iter()
+                .map(|e| (e.cert.display().to_string(), e.names.join(","), u64::try_from(e.not_after).unwrap_or(0)))
+                .collect();
+            family(&mut encoder, &TLS_NOT_AFTER, rows.iter().map(|(c, n, v)| (vec![c.as_str(), n.as_str()], *v)))?;
         }
         Ok(())
     }

@@ -98,6 +98,16 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS listener's certificates cannot be loaded (an explicit pair that does not load, a
+    /// directory that cannot be listed).
+    #[error("TLS: cannot load the certificates")]
+    TlsCerts(#[from] crate::tls::reload::ReloadError),
+    /// ACME cannot start (its state directory, its client).
+    #[error("ACME: cannot start")]
+    Acme(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The TLS server side cannot be set up.
+    #[error("TLS: cannot set up the server")]
+    TlsServer(#[from] crate::tls::server::ServerError),
     /// tcp mode cannot serve.
     #[error("tcp mode cannot start")]
     Tcp(#[from] TcpError),
@@ -209,7 +219,18 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
                 sources.splice = Some(Box::new(move || splicer.snapshot()));
             }
             let server = HttpServer::start(http, routing, splicer)?;
+            if let Some(feed) = server.acme.clone() {
+                feed.update(&first.http);
+                let mut catalogs = catalogs.clone();
+                tokio::spawn(async move {
+                    while catalogs.changed().await.is_ok() {
+                        let catalog = catalogs.borrow_and_update().clone();
+                        feed.update(&catalog.http);
+                    }
+                });
+            }
             sources.http = Some((server.routing.clone(), server.stats.clone()));
+            sources.tls.clone_from(&server.tls);
             Some(server)
         }
         None => None,
@@ -241,7 +262,8 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
     };
     let workers = config.http.as_ref().map(|h| h.workers);
     tracing::info!(
-        listen = %crate::telemetry::Maybe(http.as_ref().map(|h| h.listen)), workers = %crate::telemetry::Maybe(workers),
+        listen = %crate::telemetry::Maybe(http.as_ref().map(|h| h.listen)),
+        listen_tls = %crate::telemetry::Maybe(http.as_ref().and_then(|h| h.listen_tls)), workers = %crate::telemetry::Maybe(workers),
         admin = %crate::telemetry::Maybe(admin),
         admin_socket = %crate::telemetry::Maybe(config.admin_socket.as_ref().map(|p| p.display())),
         "sticky is serving"

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{ConfigError, ServiceConfig, invalid};
 use crate::{
-    model::{BackoffSpec, CookieSpec, HealthCheckSpec, Rule, ServiceId, ServiceSpec, SpecError, SpliceSpec},
+    model::{BackoffSpec, CookieSpec, HealthCheckSpec, Rule, ServiceId, ServiceSpec, SpecError, SpliceSpec, TlsSpec},
     values::{self, BackendUrl},
 };
 
@@ -27,6 +27,33 @@ pub(super) struct FileConfig {
     pub timeouts: FileTimeouts,
     #[serde(default)]
     pub services: Vec<FileService>,
+    pub tls: Option<FileTls>,
+}
+
+/// The `[tls]` table: the TLS listener and its certificates.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileTls {
+    pub listen: Option<String>,
+    #[serde(default)]
+    pub certificates: Vec<crate::tls::source::Pair>,
+    #[serde(default)]
+    pub dirs: Vec<std::path::PathBuf>,
+    pub unknown_sni: Option<String>,
+    pub acme: Option<FileAcme>,
+}
+
+/// The `[tls.acme]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileAcme {
+    pub directory: String,
+    pub email: Option<String>,
+    pub state: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub domains: Vec<String>,
+    pub challenge: Option<String>,
+    pub ca_root: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,6 +116,10 @@ pub(super) struct FileService {
     splice: Option<bool>,
     /// Splice upgraded connections (see `--splice-upgrades`).
     splice_upgrades: Option<bool>,
+    /// 308 from plain HTTP to https:// (see `--redirect-https`).
+    redirect_https: Option<bool>,
+    /// `Strict-Transport-Security` max-age on TLS responses (see `--hsts`).
+    hsts: Option<FileDuration>,
     #[serde(default)]
     backends: Vec<FileBackend>,
     #[serde(default)]
@@ -181,7 +212,7 @@ pub(super) fn cookie_spec(c: &FileCookie, name: Namer<'_>) -> Result<CookieSpec,
         name: c.name.clone().unwrap_or(defaults.name),
         path: c.path.clone().unwrap_or(defaults.path),
         domain: c.domain.clone(),
-        secure: c.secure.unwrap_or(defaults.secure),
+        secure: c.secure,
         http_only: c.httponly.unwrap_or(defaults.http_only),
         same_site: c.samesite.as_deref().map(|v| value(samesite, values::same_site(v))).transpose()?,
         max_age: duration(&name("cookie", "max_age"), c.max_age.as_ref())?,
@@ -238,8 +269,15 @@ pub(super) fn service(i: usize, s: FileService) -> Result<ServiceConfig, ConfigE
         health,
         backoff,
         splice: SpliceSpec::with(s.splice, s.splice_upgrades),
+        tls: tls_spec(s.redirect_https, duration(&format!("{field}.hsts"), s.hsts.as_ref())?),
     };
     Ok(ServiceConfig { spec, backends })
+}
+
+/// A statically configured service's HTTPS options: the redirect and HSTS (its names come from the
+/// certificates given to the listener).
+pub(super) fn tls_spec(redirect: Option<bool>, hsts: Option<Duration>) -> TlsSpec {
+    TlsSpec { redirect: redirect.unwrap_or(false), hsts: hsts.map(|d| d.as_secs()), ..TlsSpec::default() }
 }
 
 /// The service's rule: `rule` in Traefik syntax, or `host` and `path_prefix`, or everything.

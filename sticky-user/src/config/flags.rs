@@ -38,6 +38,8 @@ pub(super) fn service_flag_given(args: &RunArgs) -> Option<&'static str> {
         (args.health_rise.is_some(), "--health-rise"),
         (args.backoff_min.is_some(), "--backoff-min"),
         (args.backoff_max.is_some(), "--backoff-max"),
+        (args.tls.redirect_https.is_some(), "--redirect-https"),
+        (args.tls.hsts.is_some(), "--hsts"),
     ];
     given.iter().find(|(g, _)| *g).map(|(_, n)| *n)
 }
@@ -97,6 +99,7 @@ pub(super) fn http_service(args: &RunArgs) -> Result<ServiceConfig, ConfigError>
         health,
         backoff,
         splice: SpliceSpec::with(args.splice, args.splice_upgrades),
+        tls: file::tls_spec(args.tls.redirect_https, duration("--hsts", args.tls.hsts.as_ref())?),
     };
     Ok(ServiceConfig { spec, backends })
 }

@@ -156,11 +156,44 @@ pub struct TcpServiceConfig {
     pub backends_file: Option<PathBuf>,
 }
 
+/// The TLS listener (`--listen-tls`, `[tls]`): where, which certificates, what an unknown name gets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Address of the TLS listener.
+    pub listen: SocketAddr,
+    /// Where certificates come from, in order: the explicit pairs (the first is the default
+    /// certificate), then the directories.
+    pub sources: Vec<crate::tls::source::Source>,
+    /// A name no certificate covers (or no SNI): the default certificate or a handshake failure.
+    pub unknown_sni: crate::tls::resolver::UnknownName,
+    /// Certificates ordered by sticky itself, if any.
+    pub acme: Option<AcmeConfig>,
+}
+
+/// ACME (`--acme-directory`, `[tls.acme]`): where to order, the account, the shared state directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcmeConfig {
+    /// The CA's directory URL.
+    pub directory: String,
+    /// The account's contact e-mail.
+    pub email: Option<String>,
+    /// Account, certificates (`certs/`, also a certificate source) and challenge answers.
+    pub state: PathBuf,
+    /// Names ordered besides the services' own.
+    pub domains: Vec<String>,
+    /// How the CA validates the names.
+    pub challenge: crate::tls::challenge::Kind,
+    /// A CA root to trust for the directory (a test CA).
+    pub ca_root: Option<PathBuf>,
+}
+
 /// The http proxy: listener, threads, cookie key, limits and its statically given services.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpConfig {
-    /// Client listener.
+    /// Client listener (plain HTTP).
     pub listen: SocketAddr,
+    /// The TLS listener, if any.
+    pub tls: Option<TlsConfig>,
     /// Worker threads, each with its own event loop.
     pub workers: usize,
     /// File holding the cookie secret; none = a random secret (with a warning).
@@ -306,6 +339,7 @@ fn http(args: &RunArgs, file: Option<file::FileConfig>) -> Result<HttpConfig, Co
         return Err(invalid("workers", format!("{workers} is out of range 1..=1024")));
     }
     let key_file = args.cookie_key_file.clone().or_else(|| f.and_then(|f| f.cookie_key_file.clone()));
+    let tls = tls(&args.tls, f.and_then(|f| f.tls.as_ref()))?;
     let limits = limits(args, f.map(|f| &f.limits))?;
     let timeouts = timeouts(args, f.map(|f| &f.timeouts))?;
     let services = match file {
@@ -342,7 +376,113 @@ fn http(args: &RunArgs, file: Option<file::FileConfig>) -> Result<HttpConfig, Co
             }
         }
     }
-    Ok(HttpConfig { listen, workers, key_file, limits, timeouts, services })
+    Ok(HttpConfig { listen, tls, workers, key_file, limits, timeouts, services })
+}
+
+/// The TLS listener: flags over the file's `[tls]` table (certificate lists are taken whole from one
+/// or the other). Certificates without a listener, or a listener without certificates, are errors.
+fn tls(args: &crate::cli::TlsFlags, ft: Option<&file::FileTls>) -> Result<Option<TlsConfig>, ConfigError> {
+    use crate::tls::source::{self, Source};
+    let listen = match args.listen_tls {
+        Some(a) => Some(a),
+        None => file::address("tls.listen", ft.and_then(|t| t.listen.as_deref()))?,
+    };
+    let (pairs, pairs_field) = if args.certs.is_empty() && args.keys.is_empty() {
+        (ft.map(|t| t.certificates.clone()).unwrap_or_default(), "tls.certificates")
+    } else {
+        let pairs = source::pairs(&args.certs, &args.keys).map_err(|e| invalid("--tls-cert", e.to_string()))?;
+        (pairs, "--tls-cert")
+    };
+    let dirs = if args.dirs.is_empty() { ft.map(|t| t.dirs.clone()).unwrap_or_default() } else { args.dirs.clone() };
+    if let Some(p) = pairs.iter().find(|p| p.cert.as_os_str().is_empty() || p.key.as_os_str().is_empty()) {
+        return Err(invalid(pairs_field, format!("{p:?}: a certificate and a key path are both needed")));
+    }
+    let unknown_sni = match (&args.tls_unknown_sni, ft.and_then(|t| t.unknown_sni.as_deref())) {
+        (Some(text), _) => file::value("--tls-unknown-sni", values::unknown_sni(text))?,
+        (None, Some(text)) => file::value("tls.unknown_sni", values::unknown_sni(text))?,
+        (None, None) => crate::tls::resolver::UnknownName::Default,
+    };
+    let acme = acme(args, ft.and_then(|t| t.acme.as_ref()))?;
+    let Some(listen) = listen else {
+        if acme.is_some() {
+            return Err(invalid(
+                "--acme-directory",
+                "ACME needs a TLS listener: add --listen-tls ADDR (or tls.listen)",
+            ));
+        }
+        if !pairs.is_empty() || !dirs.is_empty() {
+            let field = if dirs.is_empty() { pairs_field } else { "--tls-dir" };
+            return Err(invalid(
+                field,
+                "certificates are given but no TLS listener: add --listen-tls ADDR (or tls.listen)",
+            ));
+        }
+        return Ok(None);
+    };
+    if pairs.is_empty() && dirs.is_empty() && acme.is_none() {
+        return Err(invalid(
+            "--listen-tls",
+            "a TLS listener needs certificates: give --tls-cert FILE --tls-key FILE, --tls-dir DIR or --acme-directory URL (or tls.certificates / tls.dirs / tls.acme)",
+        ));
+    }
+    let sources = pairs.into_iter().map(Source::Pair).chain(dirs.into_iter().map(Source::Dir)).collect();
+    Ok(Some(TlsConfig { listen, sources, unknown_sni, acme }))
+}
+
+/// ACME: the flags over the file's `[tls.acme]` table (taken whole from one or the other).
+fn acme(args: &crate::cli::TlsFlags, fa: Option<&file::FileAcme>) -> Result<Option<AcmeConfig>, ConfigError> {
+    use crate::tls::challenge::Kind;
+    let (directory, email, state, domains, challenge, ca_root, field) = match (&args.acme_directory, fa) {
+        (Some(d), _) => (
+            d.clone(),
+            args.acme_email.clone(),
+            args.acme_state.clone(),
+            args.acme_domains.clone(),
+            args.acme_challenge.clone(),
+            args.acme_ca_root.clone(),
+            "--acme",
+        ),
+        (None, Some(f)) => (
+            f.directory.clone(),
+            f.email.clone(),
+            f.state.clone(),
+            f.domains.clone(),
+            f.challenge.clone(),
+            f.ca_root.clone(),
+            "tls.acme",
+        ),
+        (None, None) => {
+            let given = args.acme_email.is_some()
+                || args.acme_state.is_some()
+                || !args.acme_domains.is_empty()
+                || args.acme_challenge.is_some();
+            if given {
+                return Err(invalid("--acme-directory", "the other --acme-* flags need --acme-directory URL"));
+            }
+            return Ok(None);
+        }
+    };
+    if !(directory.starts_with("https://") || directory.starts_with("http://")) {
+        return Err(invalid(format!("{field}-directory"), format!("{directory:?} is not an http(s) URL")));
+    }
+    let Some(state) = state else {
+        return Err(invalid(
+            format!("{field}-state"),
+            "ACME needs a state directory (a volume shared by the instances)",
+        ));
+    };
+    let challenge = match challenge.as_deref().map(str::trim) {
+        None | Some("http-01") => Kind::Http01,
+        Some("tls-alpn-01") => Kind::TlsAlpn01,
+        Some(other) => {
+            return Err(invalid(format!("{field}-challenge"), format!("{other:?} is not http-01 or tls-alpn-01")));
+        }
+    };
+    let mut names = Vec::new();
+    for d in &domains {
+        names.extend(file::value(&format!("{field}-domain"), values::domains(d))?);
+    }
+    Ok(Some(AcmeConfig { directory, email, state, domains: names, challenge, ca_root }))
 }
 
 fn limits(args: &RunArgs, fl: Option<&file::FileLimits>) -> Result<Limits, ConfigError> {

@@ -78,7 +78,7 @@ fn every_cookie_and_health_flag_is_applied() {
             name: "SRV".into(),
             path: "/app".into(),
             domain: Some("example.com".into()),
-            secure: true,
+            secure: Some(true),
             http_only: false,
             same_site: Some(SameSite::None),
             max_age: Some(Duration::from_secs(7200)),
@@ -397,4 +397,143 @@ fn flags_and_file_read_booleans_and_durations_alike() {
     let from_file = http(&args(&["--config=x.toml"]), Some(file));
     assert_eq!(flags.services[0].spec.health.interval, Duration::from_millis(1500));
     assert_eq!(from_file.services[0].spec.health.interval, flags.services[0].spec.health.interval);
+}
+
+#[test]
+fn tls_flags_and_file_give_the_listener_its_certificates() {
+    use crate::tls::{
+        resolver::UnknownName,
+        source::{Pair, Source},
+    };
+    let pair = |c: &str, k: &str| Source::Pair(Pair { cert: c.into(), key: k.into() });
+    let c = http(
+        &args(&[
+            "--backend",
+            "http://127.0.0.1:8001",
+            "--listen-tls",
+            "127.0.0.1:8443",
+            "--tls-cert",
+            "a.crt",
+            "--tls-key",
+            "a.key",
+            "--tls-cert",
+            "b.crt",
+            "--tls-key",
+            "b.key",
+            "--tls-dir",
+            "/run/secrets",
+            "--tls-unknown-sni",
+            "refuse",
+            "--redirect-https",
+            "--hsts",
+            "1d",
+        ]),
+        None,
+    );
+    let tls = c.tls.expect("a TLS listener");
+    assert_eq!(tls.listen, "127.0.0.1:8443".parse().expect("address"));
+    assert_eq!(
+        tls.sources,
+        vec![pair("a.crt", "a.key"), pair("b.crt", "b.key"), Source::Dir("/run/secrets".into())],
+        "the first pair is the default certificate"
+    );
+    assert_eq!(tls.unknown_sni, UnknownName::Reject);
+    assert!(c.services[0].spec.tls.redirect);
+    assert_eq!(c.services[0].spec.tls.hsts, Some(86_400));
+    assert_eq!(c.services[0].spec.cookie.secure, None, "Secure on TLS only, by default");
+
+    let file = r#"
+        [tls]
+        listen = "0.0.0.0:443"
+        unknown_sni = "default"
+        dirs = ["/certs"]
+        [[tls.certificates]]
+        cert = "x.crt"
+        key = "x.key"
+        [[services]]
+        name = "web"
+        redirect_https = true
+        hsts = 600
+        backends = ["http://127.0.0.1:1"]
+    "#;
+    let c = http(&args(&["--config", "sticky.toml"]), Some(file));
+    let tls = c.tls.expect("a TLS listener from the file");
+    assert_eq!(tls.sources, vec![pair("x.crt", "x.key"), Source::Dir("/certs".into())]);
+    assert_eq!(tls.unknown_sni, UnknownName::Default);
+    assert_eq!((c.services[0].spec.tls.redirect, c.services[0].spec.tls.hsts), (true, Some(600)));
+    assert!(http(&args(&["--backend", "http://127.0.0.1:1"]), None).tls.is_none(), "no TLS without --listen-tls");
+}
+
+#[test]
+fn tls_mistakes_are_named() {
+    let base = ["--backend", "http://127.0.0.1:8001"];
+    let with = |more: &[&str]| {
+        let mut list = base.to_vec();
+        list.extend_from_slice(more);
+        err(&args(&list), None)
+    };
+    assert!(with(&["--listen-tls", "127.0.0.1:8443"]).contains("a TLS listener needs certificates"));
+    assert!(with(&["--tls-cert", "a.crt", "--tls-key", "a.key"]).contains("no TLS listener"));
+    assert!(with(&["--tls-dir", "/x"]).starts_with("--tls-dir"));
+    assert!(with(&["--listen-tls", "127.0.0.1:8443", "--tls-cert", "a.crt"]).contains("1 --tls-cert but 0 --tls-key"));
+    let sni = with(&["--listen-tls", "127.0.0.1:8443", "--tls-dir", "/x", "--tls-unknown-sni", "maybe"]);
+    assert!(sni.starts_with("--tls-unknown-sni") && sni.contains("refuse"), "{sni}");
+    assert!(with(&["--listen-tls", "127.0.0.1:8443", "--tls-dir", "/x", "--hsts", "soon"]).starts_with("--hsts"));
+    let file = "[tls]\nlisten = \"0.0.0.0:443\"\n[[services]]\nname = \"a\"\nbackends = [\"http://127.0.0.1:1\"]\n";
+    assert!(err(&args(&["--config", "f.toml"]), Some(file)).contains("a TLS listener needs certificates"));
+}
+
+#[test]
+fn acme_flags_and_file() {
+    use crate::tls::challenge::Kind;
+    let c = http(
+        &args(&[
+            "--backend",
+            "http://127.0.0.1:8001",
+            "--listen-tls",
+            "127.0.0.1:8443",
+            "--acme-directory",
+            "https://ca.example/dir",
+            "--acme-state",
+            "/var/lib/sticky/acme",
+            "--acme-email",
+            "ops@example.com",
+            "--acme-domain",
+            "a.example,b.example",
+            "--acme-challenge",
+            "tls-alpn-01",
+        ]),
+        None,
+    );
+    let acme = c.tls.expect("a TLS listener").acme.expect("ACME");
+    assert_eq!(acme.directory, "https://ca.example/dir");
+    assert_eq!(acme.state, PathBuf::from("/var/lib/sticky/acme"));
+    assert_eq!(acme.email.as_deref(), Some("ops@example.com"));
+    assert_eq!(acme.domains, ["a.example", "b.example"]);
+    assert_eq!(acme.challenge, Kind::TlsAlpn01);
+    let file = "[tls]\nlisten = \"0.0.0.0:443\"\n[tls.acme]\ndirectory = \"https://ca.example/dir\"\nstate = \"/acme\"\n\
+                [[services]]\nname = \"a\"\nbackends = [\"http://127.0.0.1:1\"]\n";
+    let acme = http(&args(&["--config", "f.toml"]), Some(file)).tls.expect("TLS").acme.expect("ACME");
+    assert_eq!((acme.challenge, acme.state), (Kind::Http01, PathBuf::from("/acme")));
+
+    let base = ["--backend", "http://127.0.0.1:8001"];
+    let with = |more: &[&str]| {
+        let mut list = base.to_vec();
+        list.extend_from_slice(more);
+        err(&args(&list), None)
+    };
+    assert!(with(&["--acme-directory", "https://ca/dir", "--acme-state", "/a"]).contains("needs a TLS listener"));
+    assert!(with(&["--listen-tls", "127.0.0.1:1", "--acme-directory", "https://ca/dir"]).contains("state directory"));
+    assert!(with(&["--acme-email", "a@b"]).contains("need --acme-directory"));
+    let bad = with(&[
+        "--listen-tls",
+        "127.0.0.1:1",
+        "--acme-directory",
+        "https://ca/dir",
+        "--acme-state",
+        "/a",
+        "--acme-challenge",
+        "dns-01",
+    ]);
+    assert!(bad.contains("is not http-01 or tls-alpn-01"), "{bad}");
 }

@@ -140,14 +140,21 @@ fn attributes_render_every_option() {
         name: "s".into(),
         path: "/app".into(),
         domain: Some("example.com".into()),
-        secure: true,
+        secure: Some(true),
         http_only: true,
         same_site: Some(SameSite::Strict),
         max_age: Some(std::time::Duration::from_secs(3600)),
         ..CookieSpec::default()
     };
-    assert_eq!(attributes(&spec), "; Path=/app; Domain=example.com; Max-Age=3600; Secure; HttpOnly; SameSite=Strict");
-    assert_eq!(attributes(&CookieSpec::default()), "; Path=/; HttpOnly");
+    assert_eq!(
+        attributes(&spec, false),
+        "; Path=/app; Domain=example.com; Max-Age=3600; Secure; HttpOnly; SameSite=Strict"
+    );
+    assert_eq!(attributes(&CookieSpec::default(), false), "; Path=/; HttpOnly");
+    // on TLS, Secure by default; an explicit `secure = false` keeps it off
+    assert_eq!(attributes(&CookieSpec::default(), true), "; Path=/; Secure; HttpOnly");
+    let off = CookieSpec { secure: Some(false), ..CookieSpec::default() };
+    assert_eq!(attributes(&off, true), "; Path=/; HttpOnly");
 }
 
 #[test]

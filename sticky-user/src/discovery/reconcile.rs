@@ -32,7 +32,7 @@ use crate::{
     labels::{self, Dialect, Identity, LabelError, LabeledService, Mode},
     model::{
         AdminState, Backend, BackendId, BackoffSpec, Catalog, CookieSpec, HealthCheckSpec, HttpService, ServiceId,
-        ServiceSpec, SpecError, SpliceSpec, TcpService,
+        ServiceSpec, SpecError, SpliceSpec, TcpService, TlsSpec,
     },
 };
 
@@ -312,7 +312,7 @@ fn spec(service: &ServiceInfo, labeled: &LabeledService) -> Result<ServiceSpec, 
             name: c.name.clone().unwrap_or(cookie_default.name),
             path: c.path.clone().unwrap_or(cookie_default.path),
             domain: c.domain.clone(),
-            secure: c.secure.unwrap_or(cookie_default.secure),
+            secure: c.secure,
             http_only: c.http_only.unwrap_or(cookie_default.http_only),
             same_site: c.same_site,
             max_age: c.max_age,
@@ -330,6 +330,13 @@ fn spec(service: &ServiceInfo, labeled: &LabeledService) -> Result<ServiceSpec, 
         },
         backoff: BackoffSpec::default(),
         splice: SpliceSpec::with(labeled.splice, labeled.splice_upgrades),
+        tls: TlsSpec {
+            enabled: labeled.tls.enabled,
+            domains: labeled.tls.domains.clone(),
+            cert_resolver: labeled.tls.cert_resolver.clone(),
+            redirect: labeled.tls.redirect.unwrap_or(false),
+            hsts: labeled.tls.hsts.map(|d| d.as_secs()),
+        },
     };
     spec.validate().map_err(LeftOut::Options)?;
     Ok(spec)

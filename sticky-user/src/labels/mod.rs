@@ -110,6 +110,25 @@ pub struct HealthLabels {
     pub timeout: Option<Duration>,
 }
 
+/// HTTPS settings from labels (sticky's `sticky.tls*`, Traefik's router `tls*` and entry points).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsLabels {
+    /// The service is served over HTTPS (`sticky.tls=true`, a Traefik router with `tls=true`, a
+    /// certificate resolver, TLS domains, or the `websecure`/`https` entry point).
+    pub enabled: bool,
+    /// Names its certificate must cover (`sticky.tls.domains`, Traefik's `tls.domains[n].main/.sans`).
+    pub domains: Vec<String>,
+    /// Traefik's `tls.certresolver`, by name.
+    pub cert_resolver: Option<String>,
+    /// 308 from plain HTTP to HTTPS (`sticky.tls.redirect`).
+    pub redirect: Option<bool>,
+    /// `Strict-Transport-Security` max-age (`sticky.tls.hsts`).
+    pub hsts: Option<Duration>,
+}
+
+/// Entry point names that mean HTTPS (Traefik's conventional `websecure`, v1's `https`).
+pub const TLS_ENTRYPOINTS: &[&str] = &["websecure", "https"];
+
 /// What the labels of one Swarm service ask sticky to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LabeledService {
@@ -133,6 +152,8 @@ pub struct LabeledService {
     pub splice_upgrades: Option<bool>,
     /// Active health check.
     pub health: HealthLabels,
+    /// HTTPS.
+    pub tls: TlsLabels,
     /// tcp mode: how long a client's affinity to a task lasts after its last connection.
     pub affinity_timeout: Option<Duration>,
     /// tcp mode: the port sticky listens on for this service.
@@ -196,6 +217,7 @@ pub fn parse(service_name: &str, labels: &Labels) -> Result<Option<LabeledServic
         splice: None,
         splice_upgrades: None,
         health: HealthLabels::default(),
+        tls: TlsLabels::default(),
         affinity_timeout: None,
         listen_port: None,
         dialects: Vec::new(),

@@ -126,6 +126,31 @@ pub const LABELS: &[Label] = &[
         apply: |s, v| values::boolean(v).map(|x| s.strict = x),
     },
     Label {
+        key: "sticky.tls",
+        help: "true: the service is served over HTTPS: its names need certificates (on the TLS listener, --listen-tls)",
+        apply: |s, v| values::boolean(v).map(|x| s.tls.enabled = x),
+    },
+    Label {
+        key: "sticky.tls.domains",
+        help: "names its certificate must cover, comma-separated (default: the rule's hosts); implies sticky.tls",
+        apply: |s, v| {
+            values::domains(v).map(|d| {
+                s.tls.enabled = true;
+                s.tls.domains = d;
+            })
+        },
+    },
+    Label {
+        key: "sticky.tls.redirect",
+        help: "true: answer plain-HTTP requests with 308 to https:// (ACME HTTP-01 challenges still answered)",
+        apply: |s, v| values::boolean(v).map(|x| s.tls.redirect = Some(x)),
+    },
+    Label {
+        key: "sticky.tls.hsts",
+        help: "Strict-Transport-Security max-age on HTTPS responses, e.g. 365d (default: not sent)",
+        apply: |s, v| values::duration(v).map(|x| s.tls.hsts = Some(x)),
+    },
+    Label {
         key: "sticky.splice",
         help: "true: after the first request of a keep-alive connection with a valid cookie, relay the connection in the kernel (later requests are not inspected; leave off behind a proxy that multiplexes users)",
         apply: |s, v| values::boolean(v).map(|x| s.splice = Some(x)),

@@ -76,7 +76,47 @@ fn v2_labels() {
     assert_eq!(svc.cookie.max_age, Some(Duration::from_secs(3600)));
     assert!(svc.route.rule.matches(Some("web.example"), "/"));
     assert!(!svc.route.rule.matches(Some("other.example"), "/"));
-    assert_eq!(svc.ignored, vec!["traefik.http.routers.web.entrypoints".to_owned()]);
+    // entry points are read now (HTTPS); `http` alone leaves the service plain
+    assert!(svc.ignored.is_empty(), "{:?}", svc.ignored);
+    assert!(!svc.tls.enabled);
+}
+
+#[test]
+fn tls_labels_of_every_dialect_mark_the_service_https() {
+    let parse_one = |list: &[(&str, &str)]| parse("stack_web", &labels(list)).unwrap().unwrap();
+    let svc = parse_one(&[
+        ("traefik.http.routers.web.rule", "Host(`web.example`)"),
+        ("traefik.http.routers.web.tls", "true"),
+        ("traefik.http.routers.web.tls.certresolver", "le"),
+        ("traefik.http.routers.web.tls.domains[0].main", "web.example"),
+        ("traefik.http.routers.web.tls.domains[0].sans", "www.web.example,*.cdn.example"),
+        ("traefik.http.routers.web.entrypoints", "websecure"),
+    ]);
+    assert!(svc.tls.enabled);
+    assert_eq!(svc.tls.cert_resolver.as_deref(), Some("le"));
+    assert_eq!(svc.tls.domains, ["web.example", "www.web.example", "*.cdn.example"]);
+    assert!(svc.ignored.is_empty(), "{:?}", svc.ignored);
+    assert!(parse_one(&[("traefik.http.routers.web.entrypoints", "web,websecure")]).tls.enabled);
+    assert!(!parse_one(&[("traefik.http.routers.web.tls", "false")]).tls.enabled);
+    // v1
+    assert!(parse_one(&[("traefik.port", "80"), ("traefik.frontend.entryPoints", "http,https")]).tls.enabled);
+    assert!(!parse_one(&[("traefik.port", "80"), ("traefik.frontend.entryPoints", "http")]).tls.enabled);
+    // sticky's own
+    let svc = parse_one(&[
+        ("sticky.tls.domains", "a.example, B.example."),
+        ("sticky.tls.redirect", "true"),
+        ("sticky.tls.hsts", "365d"),
+    ]);
+    assert!(svc.tls.enabled, "domains imply TLS");
+    assert_eq!(svc.tls.domains, ["a.example", "b.example"]);
+    assert_eq!(svc.tls.redirect, Some(true));
+    assert_eq!(svc.tls.hsts, Some(Duration::from_secs(365 * 86_400)));
+    assert!(parse_one(&[("sticky.tls", "true")]).tls.enabled);
+    assert!(parse("x", &labels(&[("sticky.tls.domains", "a b")])).is_err(), "a bad name is an error naming the label");
+    assert!(
+        parse("x", &labels(&[("traefik.http.routers.r.tls.domains[x].main", "a")])).unwrap().unwrap().ignored.len()
+            == 1
+    );
 }
 
 #[test]

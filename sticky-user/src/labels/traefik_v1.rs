@@ -15,6 +15,8 @@ const COOKIE_NAME: &str = "traefik.backend.loadbalancer.stickiness.cookieName";
 /// Older Traefik v1 spelling of [`STICKINESS`].
 const STICKY: &str = "traefik.backend.loadbalancer.sticky";
 const HEALTH: &str = "traefik.backend.healthcheck";
+/// The frontend's entry points: `https` among them serves the service over TLS.
+const ENTRYPOINTS: &str = "traefik.frontend.entryPoints";
 
 /// Every Traefik v1 label sticky acts on (the network labels both versions share are
 /// [`super::parse`]'s).
@@ -28,6 +30,7 @@ pub const LABELS: &[&str] = &[
     "traefik.backend.healthcheck.path",
     "traefik.backend.healthcheck.interval",
     "traefik.backend.healthcheck.timeout",
+    ENTRYPOINTS,
 ];
 
 /// A Traefik v1 label: `traefik.*` outside v2's `http`/`tcp`/`udp` namespaces, except the labels
@@ -52,6 +55,11 @@ pub fn apply(service_name: &str, labels: &Labels, svc: &mut LabeledService) -> R
     }
     if let Some(v) = get(RULE) {
         svc.route = route(RULE, v)?;
+    }
+    if let Some(v) = get(ENTRYPOINTS)
+        && v.split(',').any(|e| super::TLS_ENTRYPOINTS.contains(&e.trim()))
+    {
+        svc.tls.enabled = true;
     }
     let enabled = match (boolean(STICKINESS)?, boolean(STICKY)?) {
         (None, None) => None,

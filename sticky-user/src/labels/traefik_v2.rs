@@ -43,7 +43,48 @@ pub fn is_known(key: &str) -> bool {
             .and_then(|(_, field)| field.strip_prefix("loadbalancer."))
             .is_some_and(|field| FIELDS.contains(&field));
     }
-    key.strip_prefix(ROUTERS).and_then(|rest| rest.split_once('.')).is_some_and(|(_, field)| field == "rule")
+    key.strip_prefix(ROUTERS).and_then(|rest| rest.split_once('.')).is_some_and(|(_, field)| router_field(field))
+}
+
+/// The router fields sticky acts on: the rule, and the TLS ones (`tls`, `tls.certresolver`,
+/// `tls.domains[n].main`, `tls.domains[n].sans`, `entrypoints`).
+fn router_field(field: &str) -> bool {
+    matches!(field, "rule" | "tls" | "tls.certresolver" | "entrypoints") || tls_domains_field(field).is_some()
+}
+
+/// `tls.domains[n].main` or `.sans` -> the part (`main` or `sans`).
+fn tls_domains_field(field: &str) -> Option<&str> {
+    let rest = field.strip_prefix("tls.domains[")?;
+    let (n, part) = rest.split_once("].")?;
+    (n.bytes().all(|b| b.is_ascii_digit()) && !n.is_empty() && matches!(part, "main" | "sans")).then_some(part)
+}
+
+/// The routers' TLS labels: any router with `tls=true`, a certificate resolver, TLS domains, or an
+/// HTTPS entry point serves the service over TLS; the domains are gathered in label order.
+fn apply_tls(labels: &Labels, svc: &mut LabeledService) -> Result<(), LabelError> {
+    for (k, v) in labels {
+        let Some((_, field)) = k.strip_prefix(ROUTERS).and_then(|rest| rest.split_once('.')) else { continue };
+        match field {
+            "tls" => svc.tls.enabled |= value(k, values::boolean(v))?,
+            "tls.certresolver" => {
+                svc.tls.enabled = true;
+                svc.tls.cert_resolver = Some(v.clone());
+            }
+            "entrypoints" if v.split(',').any(|e| super::TLS_ENTRYPOINTS.contains(&e.trim())) => {
+                svc.tls.enabled = true;
+            }
+            f if tls_domains_field(f).is_some() => {
+                svc.tls.enabled = true;
+                for d in value(k, values::domains(v))? {
+                    if !svc.tls.domains.contains(&d) {
+                        svc.tls.domains.push(d);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Applies the Traefik v2/v3 labels; returns whether they enable stickiness (`None`: they say
@@ -93,6 +134,7 @@ pub fn apply(
     if lb_name.is_some() {
         apply_health(&mut svc.health, labels, &key("healthcheck"))?;
     }
+    apply_tls(labels, svc)?;
 
     let options: Vec<&str> = FIELDS.iter().copied().filter(|f| f.starts_with(COOKIE) && *f != COOKIE).collect();
     let any_option = options.iter().any(|f| lb(f).is_some());

@@ -10,7 +10,6 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use tokio::{
-    net::TcpStream,
     sync::watch,
     time::{Duration, Instant},
 };
@@ -19,9 +18,12 @@ use super::{
     buffers::{Buf, ScratchLease},
     conn::Proxy,
     forward::{self, Outcome, Request, Tunnel},
-    h1::{ClientAddr, Limits, Parsed, RequestFraming, RequestHead},
-    handoff, pin, relay,
+    h1::{ClientAddr, Limits, Parsed, Proto, RequestFraming, RequestHead},
+    handoff,
+    io::ClientIo,
+    pin, relay,
     rescue::ProxyError,
+    respond,
 };
 use crate::{
     model::Rule,
@@ -55,35 +57,43 @@ enum Next {
     Splice(handoff::Splice),
 }
 
-/// Serves one client connection until it closes, fails, idles out, or `stop` turns true between
-/// requests.
-pub async fn serve(proxy: &Arc<Proxy>, stream: TcpStream, peer: SocketAddr, mut stop: watch::Receiver<bool>) {
-    let _ = stream.set_nodelay(true);
+/// Serves one client connection (plain, or TLS after its handshake) until it closes, fails, idles
+/// out, or `stop` turns true between requests.
+pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, peer: SocketAddr, mut stop: watch::Receiver<bool>) {
+    let _ = stream.tcp().set_nodelay(true);
     let addr = ClientAddr::new(peer.ip());
-    let mut splice_first = proxy.splicer.is_some() && splices_pinned(&proxy.routing);
+    // the kernel splice takes plain connections only (no kTLS here: TLS stays in user space)
+    let mut splice_first =
+        proxy.splicer.is_some() && matches!(stream, ClientIo::Plain(_)) && splices_pinned(&proxy.routing);
     let mut pending: Option<Buf> = None;
     loop {
         let deadline = Instant::now() + proxy.settings.timeouts.idle;
         if pending.is_none() {
             // idle: only the socket is held while waiting for the next request's first bytes; a buffer
             // is taken once readiness says so and given back at once if the read finds nothing (a
-            // readiness flag left set by the last read wakes this once, spuriously)
+            // readiness flag left set by the last read wakes this once, spuriously). Over TLS, bytes
+            // rustls already decrypted are taken first; else the socket's readiness is awaited
+            // likewise, and the read goes through rustls (a partial record gives nothing yet).
+            let mut wait = !stream.buffered();
             loop {
-                let ready = tokio::select! {
-                    biased;
-                    _ = async { stop.wait_for(|s| *s).await.is_ok() } => return,
-                    ready = tokio::time::timeout_at(deadline, stream.readable()) => ready,
-                };
-                match ready {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return,
-                    Err(_) => {
-                        proxy.stats.timeout(Timeout::Idle);
-                        return;
+                if wait {
+                    let ready = tokio::select! {
+                        biased;
+                        _ = async { stop.wait_for(|s| *s).await.is_ok() } => return,
+                        ready = tokio::time::timeout_at(deadline, stream.readable()) => ready,
+                    };
+                    match ready {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return,
+                        Err(_) => {
+                            proxy.stats.timeout(Timeout::Idle);
+                            return;
+                        }
                     }
                 }
+                wait = true;
                 let mut buf = Buf::take();
-                match stream.try_read_buf(&mut *buf) {
+                match stream.try_read_buf(&mut buf) {
                     Ok(0) => return,
                     Ok(_) => {
                         pending = Some(buf);
@@ -101,11 +111,17 @@ pub async fn serve(proxy: &Arc<Proxy>, stream: TcpStream, peer: SocketAddr, mut 
         let next = Box::pin(request(proxy, &stream, &addr, pending.take(), deadline, stopping, first)).await;
         match next {
             Next::Again(buf) => pending = buf,
+            Next::Close if matches!(stream, ClientIo::Tls(_)) => return Box::pin(close_notify(stream)).await,
             Next::Close => return,
             // (boxed too: one-off endings must not size the task of every idle connection)
             Next::Linger => return Box::pin(linger(stream)).await,
             Next::Tunnel(t) => return tunnel(proxy, stream, t),
-            Next::Splice(s) => return Box::pin(handoff::run(proxy, stream, s)).await,
+            Next::Splice(s) => {
+                if let ClientIo::Plain(tcp) = stream {
+                    Box::pin(handoff::run(proxy, tcp, s)).await;
+                }
+                return;
+            }
         }
     }
 }
@@ -118,7 +134,7 @@ fn splices_pinned(routing: &Routing) -> bool {
 /// Reads, routes, pins and forwards one request.
 async fn request(
     proxy: &Proxy,
-    stream: &TcpStream,
+    stream: &ClientIo,
     peer: &ClientAddr,
     pending: Option<Buf>,
     deadline: Instant,
@@ -153,11 +169,26 @@ async fn request(
         }
     }
     let req = &scratch.req;
+    if let Some(outcome) = plain_answer(proxy, stream, req, &cbuf, stopping).await {
+        return after(outcome, cbuf);
+    }
     let Some(service) = route(proxy, req, &cbuf) else {
         proxy.stats.unrouted();
         let close = !req.keep_alive() || stopping || req.framing() != RequestFraming::None;
         return after(forward::write_answer(proxy, stream, &ProxyError::NoRoute, close).await, cbuf);
     };
+    if service.spec.tls.redirect
+        && stream.proto() == Proto::Http
+        && let Some(port) = proxy.https_port
+        && let Some(location) = respond::https_location(req.authority(&cbuf), req.target(&cbuf), port)
+    {
+        // a body is not read: the connection closes after the redirect if one was sent
+        let close = !req.keep_alive() || stopping || req.framing() != RequestFraming::None;
+        let mut out = Buf::take();
+        respond::redirect(&location, close, &mut *out);
+        service.live.stats.local_response(308);
+        return after(written(proxy, stream, &out, close).await, cbuf);
+    }
     if splice_first
         && let Some(index) = handoff::spliceable(proxy, &service, req, &cbuf)
         && let Some(s) = handoff::prepare(proxy, &service, index, req, &cbuf, peer).await
@@ -168,6 +199,40 @@ async fn request(
     let r = Request { proxy, client: stream, peer, cbuf: &mut cbuf, scratch: &mut scratch, stopping };
     let outcome = forward::forward(r, &service, &mut pin).await;
     after(outcome, cbuf)
+}
+
+/// ACME HTTP-01 answers on the plain listener, before routing (so before any redirect to HTTPS).
+async fn plain_answer(
+    proxy: &Proxy,
+    stream: &ClientIo,
+    req: &RequestHead,
+    buf: &[u8],
+    stopping: bool,
+) -> Option<Outcome> {
+    if stream.proto() != Proto::Http || proxy.challenges.is_empty() {
+        return None;
+    }
+    let path = std::str::from_utf8(req.path(buf)).ok()?;
+    let body = proxy.challenges.http01(path)?;
+    let close = !req.keep_alive() || stopping || req.framing() != RequestFraming::None;
+    let mut out = Buf::take();
+    respond::local(http::StatusCode::OK, body.as_bytes(), close, &mut *out);
+    tracing::info!(path, "answered an ACME HTTP-01 challenge");
+    Some(written(proxy, stream, &out, close).await)
+}
+
+/// Writes one of sticky's own answers (already formatted) and says what the connection does next.
+async fn written(proxy: &Proxy, stream: &ClientIo, out: &[u8], close: bool) -> Outcome {
+    match relay::write_all(stream, out, proxy.settings.timeouts.client, Timeout::Client).await {
+        Ok(()) if !close => Outcome::Next,
+        Ok(()) => Outcome::Close,
+        Err(e) => {
+            if let relay::WriteError::Stalled(k) = e {
+                proxy.stats.timeout(k);
+            }
+            Outcome::Close
+        }
+    }
 }
 
 fn after(outcome: Outcome, cbuf: Buf) -> Next {
@@ -196,24 +261,42 @@ fn route(proxy: &Proxy, req: &RequestHead, buf: &[u8]) -> Option<Arc<ServiceRout
 /// Hands an upgraded connection to the splice (or the user-space relay) on a task of its own: it
 /// no longer counts as a client connection (shutdown does not wait for it, `--max-connections` does
 /// not hold it).
-fn tunnel(proxy: &Arc<Proxy>, client: TcpStream, t: Tunnel) {
+fn tunnel(proxy: &Arc<Proxy>, client: ClientIo, t: Tunnel) {
     let proxy = proxy.clone();
     tokio::spawn(async move {
-        let splicer = proxy.splicer.as_ref().filter(|_| t.splice);
         let idle = proxy.settings.timeouts.tunnel;
-        match splice::hand_off(splicer, client, t.client_early, t.upstream, t.upstream_early, idle).await {
-            Ok(how) => tracing::debug!(?how, "upgraded connection handed off"),
+        let ended = match client {
+            ClientIo::Plain(client) => {
+                let splicer = proxy.splicer.as_ref().filter(|_| t.splice);
+                splice::hand_off(splicer, client, t.client_early, t.upstream, t.upstream_early, idle).await.map(|how| {
+                    tracing::debug!(?how, "upgraded connection handed off");
+                })
+            }
+            // TLS: relayed in user space (no kernel TLS record layer on this kernel)
+            ClientIo::Tls(tls) => {
+                let tls = (*tls).into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+                splice::relay_tls(tls, t.client_early, t.upstream, t.upstream_early, idle).await
+            }
+        };
+        match ended {
+            Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => proxy.stats.timeout(Timeout::Tunnel),
             Err(e) => tracing::debug!(error = %e, "upgraded connection ended with an error"),
         }
     });
 }
 
+/// Ends a TLS connection after its last response with a `close_notify` (a body delimited by the
+/// close is then not mistaken for a truncated one), for at most [`LINGER`].
+async fn close_notify(stream: ClientIo) {
+    let _ = tokio::time::timeout(LINGER, stream.shutdown_write()).await;
+}
+
 /// Closes after an error answer: our side first, then what the client still sends is read and
 /// dropped for a moment, so that its unread bytes do not turn the close into a reset that destroys
 /// the answer before the client read it.
-async fn linger(stream: TcpStream) {
-    let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
+async fn linger(stream: ClientIo) {
+    stream.shutdown_write().await;
     let mut sink = Buf::take();
     let mut seen = 0;
     let until = Instant::now() + LINGER;
@@ -228,6 +311,8 @@ async fn linger(stream: TcpStream) {
 
 #[cfg(test)]
 mod tests {
+    use tokio::net::TcpStream;
+
     use super::*;
     use crate::{
         config::{Limits, Timeouts},
@@ -251,7 +336,14 @@ mod tests {
                 shutdown: Duration::from_secs(1),
             },
         };
-        let proxy = Arc::new(Proxy { routing, stats: Arc::new(ProxyStats::default()), splicer: None, settings });
+        let proxy = Arc::new(Proxy {
+            routing,
+            stats: Arc::new(ProxyStats::default()),
+            splicer: None,
+            settings,
+            challenges: Arc::default(),
+            https_port: None,
+        });
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         rt.block_on(async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -260,7 +352,7 @@ mod tests {
             let _client = client.expect("connect");
             let (stream, peer) = accepted.expect("accept");
             let (_tx, rx) = watch::channel(false);
-            let task = serve(&proxy, stream, peer, rx);
+            let task = serve(&proxy, ClientIo::Plain(stream), peer, rx);
             let size = std::mem::size_of_val(&task);
             assert!(size <= IDLE_TASK_BYTES, "the connection task is {size} bytes");
             eprintln!("connection task future: {size} bytes");

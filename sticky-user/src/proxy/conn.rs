@@ -8,6 +8,7 @@ use crate::{
     splice::Splicer,
     state::Routing,
     stats::ProxyStats,
+    tls::challenge::Challenges,
 };
 
 /// Proxy settings shared by every connection.
@@ -30,4 +31,8 @@ pub struct Proxy {
     pub splicer: Option<Arc<Splicer>>,
     /// Limits and timeouts.
     pub settings: Settings,
+    /// ACME HTTP-01 answers, served on the plain listener before routing (and before a redirect).
+    pub challenges: Arc<Challenges>,
+    /// Port of the TLS listener, for redirects to HTTPS (none: no TLS listener, no redirect).
+    pub https_port: Option<u16>,
 }

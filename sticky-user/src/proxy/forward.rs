@@ -10,6 +10,8 @@
 use bytes::{Buf as _, Bytes};
 use tokio::{net::TcpStream, time::Instant};
 
+use super::io::ClientIo;
+
 use super::{
     buffers::{Buf, Scratch},
     conn::{Proxy, Settings},
@@ -38,8 +40,8 @@ const MAX_ATTEMPTS: usize = 4;
 pub struct Request<'a> {
     /// What every connection reads.
     pub proxy: &'a Proxy,
-    /// The client socket.
-    pub client: &'a TcpStream,
+    /// The client connection (plain or TLS).
+    pub client: &'a ClientIo,
     /// The client's address, for the forwarding fields.
     pub peer: &'a ClientAddr,
     /// The client's bytes: the head parsed into `scratch.req` at the start, then its body.
@@ -87,7 +89,7 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
     let wants_keep = req.keep_alive() && !stopping;
     let cookie_name = service.spec.cookie.enabled.then_some(service.spec.cookie.name.as_bytes());
     let mut out = Buf::take();
-    let rw = RequestRewrite { client: peer, proto: Proto::Http, prior: PriorHops::Keep, cookie: cookie_name };
+    let rw = RequestRewrite { client: peer, proto: client.proto(), prior: PriorHops::Keep, cookie: cookie_name };
     write_request(req, cbuf, &rw, &mut *out);
     let head_len = req.len();
     let mut body = Body::request(req.framing(), limits.max_header_size);
@@ -145,7 +147,13 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
                 Ok(len) if resp.kind() == ResponseKind::Interim => {
                     interim_seen = true;
                     out.clear();
-                    let rw = ResponseRewrite { cookie: cookie_name, set_cookie: None, client_minor, keep_alive: false };
+                    let rw = ResponseRewrite {
+                        cookie: cookie_name,
+                        set_cookie: None,
+                        client_minor,
+                        keep_alive: false,
+                        extra: b"",
+                    };
                     if let Ok(relay) = write_response(resp, sides.ubuf, &rw, &mut *out)
                         && relay.sent
                         && let Err(e) = relay::write_all(client, &out, timeouts.client, Timeout::Client).await
@@ -175,10 +183,17 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
             },
         };
         // the final head
-        let set_cookie = pin::answered(proxy, service, pin, index);
+        let tls = client.proto() == Proto::Https;
+        let set_cookie = pin::answered(proxy, service, pin, index, tls);
         let keep = wants_keep && req_body.is_done();
-        let rw =
-            ResponseRewrite { cookie: cookie_name, set_cookie: set_cookie.as_deref(), client_minor, keep_alive: keep };
+        let extra = service.hsts.as_deref().filter(|_| tls).unwrap_or_default();
+        let rw = ResponseRewrite {
+            cookie: cookie_name,
+            set_cookie: set_cookie.as_deref(),
+            client_minor,
+            keep_alive: keep,
+            extra,
+        };
         out.clear();
         let relay = match write_response(resp, sides.ubuf, &rw, &mut *out) {
             Ok(relay) => relay,
@@ -240,14 +255,14 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
 }
 
 /// sticky's own answer to a request of `service`: counted, logged at debug, written.
-pub async fn answer(proxy: &Proxy, service: &ServiceRoute, client: &TcpStream, e: &ProxyError, close: bool) -> Outcome {
+pub async fn answer(proxy: &Proxy, service: &ServiceRoute, client: &ClientIo, e: &ProxyError, close: bool) -> Outcome {
     tracing::debug!(service = %service.spec.name, error = %e, "request failed");
     service.live.stats.local_response(e.status().as_u16());
     write_answer(proxy, client, e, close).await
 }
 
 /// Writes sticky's answer `e`; the connection closes after it if `close` or the error says so.
-pub async fn write_answer(proxy: &Proxy, client: &TcpStream, e: &ProxyError, close: bool) -> Outcome {
+pub async fn write_answer(proxy: &Proxy, client: &ClientIo, e: &ProxyError, close: bool) -> Outcome {
     let close = close || e.closes();
     let mut out = Buf::take();
     respond::error(e, close, &mut *out);

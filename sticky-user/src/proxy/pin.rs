@@ -67,7 +67,8 @@ pub fn read<'a>(keys: &Keys, service: &ServiceRoute, cookies: impl IntoIterator<
             }
             found = true;
             let decoded = keys.decode(v, now, service.max_age);
-            if decoded.is_err() && legacy.is_none() && service.spec.cookie.legacy_honoured(std::time::SystemTime::now()) {
+            if decoded.is_err() && legacy.is_none() && service.spec.cookie.legacy_honoured(std::time::SystemTime::now())
+            {
                 legacy = cookie::legacy_traefik_addr(v)
                     .and_then(|addr| service.backends.iter().position(|b| b.addr == addr));
             }
@@ -113,9 +114,9 @@ pub fn decide(proxy: &Proxy, service: &ServiceRoute, pinned: Pinned, exclude: &[
 
 /// The backend at `index` answered: count the request (a new session, with its re-pin reason, or a
 /// pinned one) and return the `Set-Cookie` value (`name=value; attributes`) to send, for a new pin or
-/// a refresh.
+/// a refresh; `tls`: the client came over TLS (the cookie is `Secure` unless the service turns it off).
 #[must_use]
-pub fn answered(proxy: &Proxy, service: &ServiceRoute, pin: &PinState, index: usize) -> Option<Vec<u8>> {
+pub fn answered(proxy: &Proxy, service: &ServiceRoute, pin: &PinState, index: usize, tls: bool) -> Option<Vec<u8>> {
     let backend = service.backends.get(index)?;
     let set_cookie = match pin.decision {
         Decision::Pin { repin, .. } => {
@@ -141,11 +142,12 @@ pub fn answered(proxy: &Proxy, service: &ServiceRoute, pin: &PinState, index: us
     let mut value = [0u8; cookie::ENCODED_LEN];
     proxy.routing.keys.encode_into(backend.tag, now_secs(), &mut value);
     let name = service.spec.cookie.name.as_bytes();
-    let mut line = Vec::with_capacity(name.len() + 1 + value.len() + service.cookie_attrs.len());
+    let attrs = if tls { &service.cookie_attrs_tls } else { &service.cookie_attrs };
+    let mut line = Vec::with_capacity(name.len() + 1 + value.len() + attrs.len());
     line.extend_from_slice(name);
     line.push(b'=');
     line.extend_from_slice(&value);
-    line.extend_from_slice(service.cookie_attrs.as_bytes());
+    line.extend_from_slice(attrs.as_bytes());
     Some(line)
 }
 

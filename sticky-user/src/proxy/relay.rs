@@ -17,6 +17,7 @@ use tokio::{net::TcpStream, time::Instant};
 use super::{
     buffers::Buf,
     h1::{Body, BodyError, Exchange, Limits, Parsed, ResponseError, ResponseHead},
+    io::ClientIo,
 };
 use crate::{config::Timeouts, stats::Timeout};
 
@@ -63,7 +64,7 @@ impl RequestBody {
 #[derive(Debug)]
 pub struct Sides<'a> {
     /// The client.
-    pub client: &'a TcpStream,
+    pub client: &'a ClientIo,
     /// Bytes read from the client: the rest of the request body, then maybe the next request.
     pub cbuf: &'a mut Buf,
     /// The backend.
@@ -80,34 +81,69 @@ enum Event {
     ClientRead(usize),
 }
 
-/// Reads into `buf` when `s` is readable.
-fn poll_read_buf(s: &TcpStream, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
-    loop {
-        ready!(s.poll_read_ready(cx))?;
-        match s.try_read_buf(buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            r => return Poll::Ready(r),
+/// What the relay reads and writes through a shared reference: a backend socket, a client
+/// connection (plain or TLS).
+pub trait Io {
+    /// Reads into `buf` once something is there.
+    fn poll_read_buf(&self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>>;
+    /// Writes some of `bytes`.
+    fn poll_write(&self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>>;
+    /// Sends what the writes left buffered (TLS records); a socket has nothing to do.
+    fn poll_flush(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Io for TcpStream {
+    fn poll_read_buf(&self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.poll_read_ready(cx))?;
+            match self.try_read_buf(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                r => return Poll::Ready(r),
+            }
         }
     }
+
+    fn poll_write(&self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.poll_write_ready(cx))?;
+            match self.try_write(bytes) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+}
+
+impl Io for ClientIo {
+    fn poll_read_buf(&self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        ClientIo::poll_read_buf(self, cx, buf)
+    }
+
+    fn poll_write(&self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
+        ClientIo::poll_write(self, cx, bytes)
+    }
+
+    fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ClientIo::poll_flush(self, cx)
+    }
+}
+
+fn poll_read_buf<S: Io + ?Sized>(s: &S, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+    s.poll_read_buf(cx, buf)
 }
 
 /// Reads into `buf` (what tokio's `read_buf` does, through a shared reference).
 ///
 /// # Errors
 /// The socket failed.
-pub async fn read_buf(s: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    poll_fn(|cx| poll_read_buf(s, cx, buf)).await
+pub async fn read_buf<S: Io + ?Sized>(s: &S, buf: &mut BytesMut) -> io::Result<usize> {
+    poll_fn(|cx| s.poll_read_buf(cx, buf)).await
 }
 
-/// Writes some of `bytes` when `s` is writable.
-fn poll_write(s: &TcpStream, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
-    loop {
-        ready!(s.poll_write_ready(cx))?;
-        match s.try_write(bytes) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            r => return Poll::Ready(r),
-        }
-    }
+fn poll_write<S: Io + ?Sized>(s: &S, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
+    s.poll_write(cx, bytes)
 }
 
 impl Sides<'_> {
@@ -246,7 +282,12 @@ fn client_fault(e: WriteError) -> Fault {
 ///
 /// # Errors
 /// The socket failed, or took nothing for `timeout`.
-pub async fn write_all(s: &TcpStream, mut bytes: &[u8], timeout: Duration, kind: Timeout) -> Result<(), WriteError> {
+pub async fn write_all<S: Io + ?Sized>(
+    s: &S,
+    mut bytes: &[u8],
+    timeout: Duration,
+    kind: Timeout,
+) -> Result<(), WriteError> {
     while !bytes.is_empty() {
         match tokio::time::timeout(timeout, poll_fn(|cx| poll_write(s, cx, bytes))).await {
             Err(_) => return Err(WriteError::Stalled(kind)),
@@ -255,7 +296,12 @@ pub async fn write_all(s: &TcpStream, mut bytes: &[u8], timeout: Duration, kind:
             Ok(Ok(n)) => bytes = bytes.get(n..).unwrap_or_default(),
         }
     }
-    Ok(())
+    // a TLS stream may hold the last record until the socket takes it
+    match tokio::time::timeout(timeout, poll_fn(|cx| s.poll_flush(cx))).await {
+        Err(_) => Err(WriteError::Stalled(kind)),
+        Ok(Err(e)) => Err(WriteError::Io(e)),
+        Ok(Ok(())) => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -295,6 +341,7 @@ mod tests {
     async fn the_request_body_flows_while_the_response_head_is_awaited_and_the_response_is_relayed() {
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let (client, mut client_peer) = pair(&l).await;
+        let client = ClientIo::Plain(client);
         let (up, mut backend) = pair(&l).await;
         let (mut cbuf, mut ubuf) = (Buf::take(), Buf::take());
         let mut sides = Sides { client: &client, cbuf: &mut cbuf, up: &up, ubuf: &mut ubuf, timeouts: TIMEOUTS };
@@ -333,6 +380,7 @@ mod tests {
     async fn a_client_that_stalls_its_body_or_sends_a_bad_chunk_is_stopped() {
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let (client, mut client_peer) = pair(&l).await;
+        let client = ClientIo::Plain(client);
         let (up, _backend) = pair(&l).await;
         let (mut cbuf, mut ubuf) = (Buf::take(), Buf::take());
         let mut sides = Sides { client: &client, cbuf: &mut cbuf, up: &up, ubuf: &mut ubuf, timeouts: TIMEOUTS };
@@ -352,6 +400,7 @@ mod tests {
     async fn a_silent_backend_is_a_response_timeout_and_a_short_body_a_backend_fault() {
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let (client, _client_peer) = pair(&l).await;
+        let client = ClientIo::Plain(client);
         let (up, mut backend) = pair(&l).await;
         let (mut cbuf, mut ubuf) = (Buf::take(), Buf::take());
         let mut sides = Sides { client: &client, cbuf: &mut cbuf, up: &up, ubuf: &mut ubuf, timeouts: TIMEOUTS };

@@ -10,10 +10,12 @@ use tokio::{
     sync::{Semaphore, watch},
 };
 
-use super::{client, conn::Proxy};
+use super::{client, conn::Proxy, io::ClientIo};
+use crate::tls::server::{self as tls, Accepted};
 
 /// Accepts client connections until `stop` turns true (or the listener fails for good); each connection
-/// gets its own task.
+/// gets its own task. With `tls`, each connection first completes a TLS handshake within the idle
+/// timeout (a failed or slow one is dropped, logged at debug), then runs the same engine.
 ///
 /// `permits` bounds the connections open at once across every worker. When `stop` turns true, the
 /// listener is closed, idle keep-alive connections are closed, and connections with a request in
@@ -26,6 +28,7 @@ pub async fn serve(
     proxy: Arc<Proxy>,
     permits: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> std::io::Result<()> {
     let mut stopping = stop.clone();
     loop {
@@ -40,9 +43,21 @@ pub async fn serve(
         let (permit, (stream, peer)) = accepted?;
         let proxy = proxy.clone();
         let stop = stop.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _active = proxy.stats.connection();
-            client::serve(&proxy, stream, peer, stop).await;
+            let io = match tls {
+                None => ClientIo::Plain(stream),
+                Some(acceptor) => match tls::accept(&acceptor, stream, proxy.settings.timeouts.idle).await {
+                    Ok(Accepted::Http(stream)) => ClientIo::tls(*stream),
+                    Ok(Accepted::AcmeChallenge) => return,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                },
+            };
+            client::serve(&proxy, io, peer, stop).await;
             drop(permit);
         });
     }

@@ -69,12 +69,38 @@ pub async fn hand_off(
     }
 }
 
+/// An upgraded connection over TLS, relayed in user space for good: `client_early` goes to the
+/// upstream and `upstream_early` to the client (encrypted), then [`relay`]. There is no kernel TLS
+/// record layer on this kernel, so no splice.
+///
+/// # Errors
+/// Writing the early bytes or the relay failed.
+pub async fn relay_tls(
+    mut client: tokio_rustls::server::TlsStream<TcpStream>,
+    client_early: Bytes,
+    mut upstream: TcpStream,
+    upstream_early: Bytes,
+    idle: Duration,
+) -> io::Result<()> {
+    if !client_early.is_empty() {
+        upstream.write_all(&client_early).await?;
+    }
+    if !upstream_early.is_empty() {
+        client.write_all(&upstream_early).await?;
+        client.flush().await?;
+    }
+    relay(client, upstream, idle).await
+}
+
 /// The user-space copy loop: bytes both ways until both directions are closed (a FIN is passed on as
 /// a FIN), or until no byte moved either way for `idle` (then an error of kind `TimedOut`).
 ///
 /// # Errors
 /// Either socket fails, or the pair was idle too long.
-pub async fn relay(mut client: TcpStream, mut upstream: TcpStream, idle: Duration) -> io::Result<()> {
+pub async fn relay<C>(mut client: C, mut upstream: TcpStream, idle: Duration) -> io::Result<()>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
     let start = Instant::now();
     let last = AtomicU64::new(0);
     let mut c = Touch { stream: &mut client, last: &last, start };
@@ -95,13 +121,13 @@ pub async fn relay(mut client: TcpStream, mut upstream: TcpStream, idle: Duratio
 }
 
 /// A stream that notes when it last read a byte (milliseconds since `start`).
-struct Touch<'a> {
-    stream: &'a mut TcpStream,
+struct Touch<'a, S> {
+    stream: &'a mut S,
     last: &'a AtomicU64,
     start: Instant,
 }
 
-impl AsyncRead for Touch<'_> {
+impl<S: AsyncRead + Unpin> AsyncRead for Touch<'_, S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut *self.stream).poll_read(cx, buf);
@@ -113,7 +139,7 @@ impl AsyncRead for Touch<'_> {
     }
 }
 
-impl AsyncWrite for Touch<'_> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Touch<'_, S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut *self.stream).poll_write(cx, buf)
     }

@@ -36,7 +36,7 @@ use std::{
     },
 };
 
-pub use self::handoff::{Handoff, hand_off, relay};
+pub use self::handoff::{Handoff, hand_off, relay, relay_tls};
 use self::watcher::{Pair, Pairs};
 use crate::{
     datapath::{

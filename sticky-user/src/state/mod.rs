@@ -177,6 +177,7 @@ mod tests {
                 health: HealthCheckSpec { path: health.map(str::to_owned), ..HealthCheckSpec::default() },
                 backoff: BackoffSpec::default(),
                 splice: crate::model::SpliceSpec::default(),
+                tls: crate::model::TlsSpec::default(),
             },
             backends: backends
                 .iter()

@@ -40,8 +40,12 @@ impl BackendRoute {
 pub struct ServiceRoute {
     /// The service's options.
     pub spec: ServiceSpec,
-    /// `Set-Cookie` attributes after the value.
+    /// `Set-Cookie` attributes after the value, for plain HTTP.
     pub cookie_attrs: String,
+    /// `Set-Cookie` attributes after the value, for connections over TLS (`Secure` by default).
+    pub cookie_attrs_tls: String,
+    /// `Strict-Transport-Security` field line (with its CRLF) for responses over TLS, if the service sets HSTS.
+    pub hsts: Option<Box<[u8]>>,
     /// Max-Age in seconds, for cookie expiry.
     pub max_age: Option<u32>,
     /// The backends.
@@ -152,7 +156,12 @@ impl RoutingTable {
             }
             let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
             routes.push(Arc::new(ServiceRoute {
-                cookie_attrs: cookie::attributes(&spec.cookie),
+                cookie_attrs: cookie::attributes(&spec.cookie, false),
+                cookie_attrs_tls: cookie::attributes(&spec.cookie, true),
+                hsts: spec
+                    .tls
+                    .hsts
+                    .map(|age| format!("Strict-Transport-Security: max-age={age}\r\n").into_bytes().into()),
                 max_age: spec.cookie.max_age.map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
                 schedule: policy::schedule(&weights),
                 spec: spec.clone(),

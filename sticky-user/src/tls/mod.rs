@@ -35,7 +35,7 @@
 //! client resumes with the instance it last reached) and session ids for TLS 1.2 clients without
 //! tickets. No 0-RTT: replayable requests are not worth a round trip.
 //!
-//! # What the listener wiring does with this (not built yet: it needs the HTTP engine)
+//! # What the listener wiring does with this (`app::http`, `proxy::server`)
 //! ```text
 //! challenges = Arc::new(Challenges::default())
 //! resolver   = Arc::new(Resolver::new(unknown_name, challenges.clone()))

@@ -103,6 +103,7 @@ fn every_part() -> (Sources, Arc<Routing>) {
         health: crate::model::HealthCheckSpec::default(),
         backoff: crate::model::BackoffSpec::default(),
         splice: crate::model::SpliceSpec::default(),
+        tls: crate::model::TlsSpec::default(),
     };
     let backend = Backend {
         id: BackendId("w1".into()),
@@ -138,6 +139,13 @@ fn every_part() -> (Sources, Arc<Routing>) {
         http: Some((routing.clone(), Arc::new(ProxyStats::default()))),
         splice: Some(Box::new(move || splice)),
         tcp: Some(Box::new(move || tcp.clone())),
+        tls: Some({
+            let resolver =
+                crate::tls::resolver::Resolver::new(crate::tls::resolver::UnknownName::Default, Arc::default());
+            let leaf = crate::tls::testutil::Ca::new("metrics CA").leaf(&["a.test"]);
+            resolver.publish(crate::tls::resolver::Table::new(vec![leaf.loaded("a")]));
+            Arc::new(resolver)
+        }),
     };
     (sources, routing)
 }

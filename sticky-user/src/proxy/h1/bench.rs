@@ -25,7 +25,8 @@ const LIMITS: Limits = Limits { max_head: 32 * 1024, max_fields: 100 };
 fn pinned_request_and_response_heads() {
     let client = ClientAddr::new([192, 0, 2, 7].into());
     let rw = RequestRewrite { client: &client, proto: Proto::Http, prior: PriorHops::Keep, cookie: Some(b"sticky") };
-    let reply = ResponseRewrite { cookie: Some(b"sticky"), set_cookie: None, client_minor: 1, keep_alive: true };
+    let reply =
+        ResponseRewrite { cookie: Some(b"sticky"), set_cookie: None, client_minor: 1, keep_alive: true, extra: b"" };
     // one head and one buffer each, reused as the engine reuses its pooled ones
     let (mut req, mut resp) = (RequestHead::default(), ResponseHead::default());
     let (mut up, mut down) = (Vec::with_capacity(2048), Vec::with_capacity(1024));

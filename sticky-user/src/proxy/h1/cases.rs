@@ -469,6 +469,7 @@ fn run_response(ctx: Ctx, raw: &[u8]) -> Result<(ResponseKind, ResponseFraming, 
         set_cookie: matches!(ctx, Ctx::NewPin).then_some(SET_COOKIE.as_bytes()),
         client_minor: u8::from(!matches!(ctx, Ctx::Http10)),
         keep_alive: !matches!(ctx, Ctx::Closing),
+        extra: b"",
     };
     let mut head = ResponseHead::default();
     match head.parse(raw, LIMITS, &exchange)? {

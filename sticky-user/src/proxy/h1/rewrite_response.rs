@@ -39,6 +39,9 @@ pub struct ResponseRewrite<'a> {
     /// Whether the engine means to keep the client connection open after this response (the client
     /// asked for it and sticky is not shutting down).
     pub keep_alive: bool,
+    /// Field lines sticky adds to a final response, each ending in CRLF (`Strict-Transport-Security`
+    /// over TLS); empty for none.
+    pub extra: &'a [u8],
 }
 
 /// What the engine does with the head written.
@@ -122,6 +125,9 @@ pub fn write_response(
     if let Some(v) = rw.set_cookie.filter(|_| kind != ResponseKind::Interim) {
         put_field(out, b"Set-Cookie", &[v]);
     }
+    if kind != ResponseKind::Interim {
+        out.put_slice(rw.extra);
+    }
     out.put_slice(b"\r\n");
     Ok(Relay { sent: true, dropped_set_cookies, dechunk, close })
 }
@@ -139,7 +145,7 @@ mod tests {
     }
 
     const RW: ResponseRewrite<'static> =
-        ResponseRewrite { cookie: Some(b"sticky"), set_cookie: None, client_minor: 1, keep_alive: true };
+        ResponseRewrite { cookie: Some(b"sticky"), set_cookie: None, client_minor: 1, keep_alive: true, extra: b"" };
 
     #[test]
     fn a_set_cookie_that_would_split_the_head_is_refused_before_writing() {

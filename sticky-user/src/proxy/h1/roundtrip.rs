@@ -218,7 +218,7 @@ proptest! {
         let mut head = ResponseHead::default();
         let parsed = head.parse(raw.as_bytes(), LIMITS, &exchange);
         prop_assert!(matches!(parsed, Ok(Parsed::Complete { .. })), "a generated response must parse: {:?}", parsed);
-        let rw = ResponseRewrite { cookie: Some(b"sticky"), set_cookie: Some(b"sticky=mine"), client_minor: 1, keep_alive: true };
+        let rw = ResponseRewrite { cookie: Some(b"sticky"), set_cookie: Some(b"sticky=mine"), client_minor: 1, keep_alive: true, extra: b"" };
         let mut out = Vec::new();
         let relay = write_response(&head, raw.as_bytes(), &rw, &mut out).expect("a valid Set-Cookie must be written");
         let mut again = ResponseHead::default();
