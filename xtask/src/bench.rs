@@ -12,6 +12,7 @@ mod report;
 mod tls;
 mod topology;
 mod verify;
+mod workdir;
 mod wrk;
 
 use std::{

@@ -1,12 +1,7 @@
 //! The configurations under test, as data: what runs in the balancer namespace, what wrk sends, what
 //! affinity the bench checks, which HAProxy row it is compared with and which goals it carries.
 
-use std::{
-    net::SocketAddrV4,
-    path::{Path, PathBuf},
-    process::Command,
-    time::Duration,
-};
+use std::{net::SocketAddrV4, path::Path, process::Command, time::Duration};
 
 use anyhow::{Context as _, bail};
 use testkit::{ChildGuard, wait};
@@ -14,6 +9,7 @@ use testkit::{ChildGuard, wait};
 use super::topology::{
     self, LB_CPU, LB_IFACES, LOAD_CPU, Topology, VIP, VIP_PORT, backend_addr, backend_name, pinned, spawn,
 };
+pub use super::{tls::Tls, workdir::Workdir};
 
 /// How often the bench checks whether something it started is ready.
 const POLL: Duration = Duration::from_millis(100);
@@ -69,19 +65,6 @@ pub enum Load {
     Plain,
     /// A cookie the bench checked pins to one backend (the cookie-jar case).
     Pinned,
-}
-
-/// How an https row's client connections use TLS (wrk and every check speak TLS to the VIP's port 443).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tls {
-    /// Keep-alive connections: one handshake each, then every request on it (the record layer only).
-    KeepAlive,
-    /// A new connection per request (`Connection: close`), each a full handshake (wrk drops the
-    /// session it would offer: bench/wrk-tls.c).
-    Full,
-    /// A new connection per request, each resuming the session of the one before it on that slot
-    /// (wrk's own behaviour: it offers its last session).
-    Resumed,
 }
 
 /// A goal of the issue, evaluated next to a sticky row (never asserted).
@@ -378,21 +361,6 @@ impl Drop for Running<'_> {
         if let Some(ns) = self.iptables_ns {
             let _ = ns.command("iptables").args(["-t", "nat", "-F", "PREROUTING"]).output();
         }
-    }
-}
-
-/// Files the balancers read and write: configs, logs, the cookie key.
-#[derive(Debug)]
-pub struct Workdir {
-    /// The directory (inside the output directory).
-    pub dir: PathBuf,
-}
-
-impl Workdir {
-    /// Path of a file in it.
-    #[must_use]
-    pub fn file(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
     }
 }
 

@@ -12,10 +12,23 @@ use anyhow::{Context as _, bail, ensure};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    configs::{Tls, Workdir},
     probe::{Reply, backend_of},
     topology::{LOAD_CPU, Topology, VIP, pinned},
+    workdir::Workdir,
 };
+
+/// How an https row's client connections use TLS (wrk and every check speak TLS to the VIP's port 443).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tls {
+    /// Keep-alive connections: one handshake each, then every request on it (the record layer only).
+    KeepAlive,
+    /// A new connection per request (`Connection: close`), each a full handshake (wrk drops the
+    /// session it would offer: bench/wrk-tls.c).
+    Full,
+    /// A new connection per request, each resuming the session of the one before it on that slot
+    /// (wrk's own behaviour: it offers its last session).
+    Resumed,
+}
 
 /// The name the certificate is for, which every client sends as SNI (wrk through its preload).
 pub const SERVER_NAME: &str = "bench.test";
@@ -294,8 +307,8 @@ pub fn resumption(topo: &Topology, files: &Files, work: &Workdir, target: Socket
 
 #[cfg(test)]
 mod tests {
+    use super::Tls;
     use super::{CurlResponse, Handshakes, parse_curl};
-    use crate::bench::configs::Tls;
 
     #[test]
     fn reads_curls_responses() {
