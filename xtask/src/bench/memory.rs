@@ -6,7 +6,8 @@
 //!   S sessions created and replayed over 8 keep-alive connections, then [`held`] (at most S) more
 //!   client connections each replaying one session and left open idle: RSS is read while they are open.
 //!   (an idle client connection holds one descriptor in sticky, its upstream connection having gone
-//!   back to the worker's bounded pool; the open-file hard limit bounds how many the bench can hold.)
+//!   back to the worker's bounded pool, and two in the probe, whose client clones its socket; the
+//!   open-file hard limit bounds how many the bench can hold.)
 //! - tcp kernel: a *live flow* is an established connection through the VIP, i.e. a pair of `CONNS`
 //!   entries (checked from sticky's own `/metrics`). Level F: F connections from 64 client addresses
 //!   (so client-IP affinity spreads them over 8 backends), each after one GET, all open while RSS and
@@ -35,10 +36,10 @@ use super::{
 };
 
 /// Idle client connections held open at the http levels: 10k, or what the open-file limit allows
-/// (sticky holds one descriptor per idle client connection, and a pool of upstream ones per backend).
+/// (the probe holds two descriptors per connection: the test kit's client clones its socket).
 #[must_use]
 pub fn held() -> u32 {
-    u32::try_from(topology::fd_limit().saturating_sub(2000).min(10_000)).unwrap_or(10_000)
+    u32::try_from((topology::fd_limit().saturating_sub(2000) / 2).min(10_000)).unwrap_or(10_000)
 }
 
 /// Backends of the flow levels, `b11`..`b18` (client-IP affinity puts every flow of one address on one
