@@ -370,6 +370,21 @@ impl Drop for Running<'_> {
 /// # Errors
 /// It fails to start, or the kernel path fell back to user space.
 pub fn start<'t>(config: &Config, topo: &'t Topology, work: &Workdir, sticky: &Path) -> anyhow::Result<Running<'t>> {
+    start_with_env(config, topo, work, sticky, &[])
+}
+
+/// [`start`], with `env` added to sticky's environment (http mode; the idle-connection measurement's
+/// allocator setting).
+///
+/// # Errors
+/// As [`start`].
+pub fn start_with_env<'t>(
+    config: &Config,
+    topo: &'t Topology,
+    work: &Workdir,
+    sticky: &Path,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Running<'t>> {
     let mut running = Running { procs: Vec::new(), iptables_ns: None };
     let log = work.file(&format!("{}.log", config.id));
     let vip = config.target().to_string();
@@ -378,6 +393,7 @@ pub fn start<'t>(config: &Config, topo: &'t Topology, work: &Workdir, sticky: &P
         Balancer::Direct => {}
         Balancer::StickyHttp { splice } => {
             let mut cmd = sticky_http(config, topo, work, sticky, splice);
+            cmd.envs(env.iter().copied());
             running.procs.push(spawn("sticky", &mut cmd, &log)?);
         }
         Balancer::StickyTcp { kernel } => {

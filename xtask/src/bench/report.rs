@@ -384,6 +384,11 @@ fn evaluate_at_most(rows: &[Row], row: &Row, peer: &str, factor: f64, figure: Fi
         let detail = missing(row, peer, figure.of(row).is_some());
         return GoalResult { config: row.id.clone(), goal: words, met: None, detail };
     };
+    if ours < 0.0 || theirs < 0.0 {
+        // RSS fell while connections were added: the allocator handed pages back, the figure means nothing
+        let detail = format!("not a measurement: RSS fell ({ours:.2} vs {theirs:.2})");
+        return GoalResult { config: row.id.clone(), goal: words, met: None, detail };
+    }
     let ratio = ours / theirs.max(1e-9);
     GoalResult {
         config: row.id.clone(),
@@ -415,6 +420,11 @@ fn evaluate_at_most_best(rows: &[Row], row: &Row, peers: &[&str], factor: f64, f
         .filter_map(|(p, f)| f.map(|f| (*p, f)))
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .unwrap_or(("none", f64::INFINITY));
+    if ours < 0.0 || theirs < 0.0 {
+        // RSS fell while connections were added: the allocator handed pages back, the figure means nothing
+        let detail = format!("not a measurement: RSS fell ({ours:.2} vs {theirs:.2})");
+        return GoalResult { config: row.id.clone(), goal: words, met: None, detail };
+    }
     let ratio = ours / theirs.max(1e-9);
     GoalResult {
         config: row.id.clone(),
