@@ -174,10 +174,11 @@ fn http_level(topo: &Topology, work: &Workdir, sticky: &Path, exe: &Path, sessio
 }
 
 fn tcp_level(topo: &Topology, work: &Workdir, sticky: &Path, exe: &Path, flows: u32) -> anyhow::Result<Level> {
-    // Per process, stay well below the open-file limit: the probes hold one descriptor per flow,
-    // the backend workers one per connection (reuseport spreads them evenly).
+    // Per process, stay well below the open-file limit: the probes hold two descriptors per flow (the
+    // test kit's client clones its socket), the backend workers one per connection (reuseport spreads
+    // them evenly).
     let per_process =
-        u32::try_from(topology::fd_limit().saturating_sub(2000).max(1000)).unwrap_or(u32::MAX).min(15_000);
+        u32::try_from((topology::fd_limit().saturating_sub(2000) / 2).max(1000)).unwrap_or(u32::MAX).min(15_000);
     let probes = flows.div_ceil(per_process).max(1);
     let _backends =
         configs::start_backends(topo, work, &format!("memory-backends-{flows}"), FLOW_BACKENDS, probes + 1)?;
