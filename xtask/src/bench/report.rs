@@ -384,18 +384,7 @@ fn evaluate_at_most(rows: &[Row], row: &Row, peer: &str, factor: f64, figure: Fi
         let detail = missing(row, peer, figure.of(row).is_some());
         return GoalResult { config: row.id.clone(), goal: words, met: None, detail };
     };
-    if ours < 0.0 || theirs < 0.0 {
-        // RSS fell while connections were added: the allocator handed pages back, the figure means nothing
-        let detail = format!("not a measurement: RSS fell ({ours:.2} vs {theirs:.2})");
-        return GoalResult { config: row.id.clone(), goal: words, met: None, detail };
-    }
-    let ratio = ours / theirs.max(1e-9);
-    GoalResult {
-        config: row.id.clone(),
-        goal: words,
-        met: Some(ours <= theirs * factor),
-        detail: format!("{ratio:.2}x ({ours:.2} vs {theirs:.2})"),
-    }
+    judge_at_most(row, words, ours, theirs, factor, "")
 }
 
 /// `figure` at most `factor` x the lowest of the `peers` rows' figures; every peer must be measured
@@ -420,8 +409,14 @@ fn evaluate_at_most_best(rows: &[Row], row: &Row, peers: &[&str], factor: f64, f
         .filter_map(|(p, f)| f.map(|f| (*p, f)))
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .unwrap_or(("none", f64::INFINITY));
+    judge_at_most(row, words, ours, theirs, factor, &format!("{best} "))
+}
+
+/// The verdict of an at-most goal once both figures are in: `ours <= factor x theirs`, or no measurement
+/// when either is negative (RSS fell while connections were added: the allocator handed pages back).
+/// `peer` names the peer compared with in the detail (with a trailing space), or is empty.
+fn judge_at_most(row: &Row, words: String, ours: f64, theirs: f64, factor: f64, peer: &str) -> GoalResult {
     if ours < 0.0 || theirs < 0.0 {
-        // RSS fell while connections were added: the allocator handed pages back, the figure means nothing
         let detail = format!("not a measurement: RSS fell ({ours:.2} vs {theirs:.2})");
         return GoalResult { config: row.id.clone(), goal: words, met: None, detail };
     }
@@ -430,7 +425,7 @@ fn evaluate_at_most_best(rows: &[Row], row: &Row, peers: &[&str], factor: f64, f
         config: row.id.clone(),
         goal: words,
         met: Some(ours <= theirs * factor),
-        detail: format!("{ratio:.2}x {best} ({ours:.2} vs {theirs:.2})"),
+        detail: format!("{ratio:.2}x {peer}({ours:.2} vs {theirs:.2})"),
     }
 }
 
