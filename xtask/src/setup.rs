@@ -27,8 +27,10 @@ pub const TOOLCHAIN_PACKAGES: &[&str] = &[
 ];
 
 /// Packages the tests and demo use: network namespaces and veth (iproute2), iptables, curl, Docker Swarm,
-/// the ACME test server (pebble) and a TLS scanner (testssl.sh).
-pub const TEST_PACKAGES: &[&str] = &["iproute2", "iptables", "curl", "docker.io", "pebble", "testssl.sh"];
+/// the ACME test server (pebble), a TLS scanner (testssl.sh), and headless Chromium with its WebDriver
+/// (the admin dashboard's browser test).
+pub const TEST_PACKAGES: &[&str] =
+    &["iproute2", "iptables", "curl", "docker.io", "pebble", "testssl.sh", "chromium", "chromium-driver"];
 
 /// The peers and the load generator of `cargo xtask bench`, and the openssl CLI (its https rows' certificate).
 pub const BENCH_PACKAGES: &[&str] = &["wrk", "haproxy", "nginx-light", "openssl"];

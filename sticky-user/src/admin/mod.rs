@@ -3,8 +3,10 @@
 //!
 //! | method and path | answer |
 //! |---|---|
+//! | `GET /` | the dashboard ([`dashboard`]: a page, its script and style, embedded) |
 //! | `GET /metrics` | Prometheus/OpenMetrics text (see [`metrics`]) |
-//! | `GET /api/backends` | JSON: every http service and backend with health, drain state and counters |
+//! | `GET /api/backends` | JSON: every http service and backend with health, drain state and counters ([`report`]) |
+//! | `GET /api/overview` | JSON: the same, the proxy's connections and tcp mode's state (what the dashboard polls) |
 //! | `POST /api/services/{service}/backends/{backend}/drain` | mark draining: no new sessions, pinned ones still served |
 //! | `POST /api/services/{service}/backends/{backend}/activate` | take new sessions again |
 //! | `GET /healthz` | `ok` (the balancer itself is up) |
@@ -19,7 +21,9 @@
 //! bind it to loopback or an internal network. The unix socket ([`socket`], `--admin-socket PATH`)
 //! is the deployed way in: no network at all, and only the file's owner may connect.
 
+pub mod dashboard;
 pub mod metrics;
+pub mod report;
 pub mod socket;
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc};
@@ -38,13 +42,32 @@ use tokio::{
 
 use crate::state::Routing;
 
+pub use self::report::{BackendReport, Report, ServiceReport, report};
+
 /// What the admin listener serves.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Admin {
     /// `/metrics`: every part's families ([`metrics::registry`]).
     pub registry: Registry,
     /// The http proxy's routing state, for `/api/backends` and draining (none in tcp mode).
     pub routing: Option<Arc<Routing>>,
+    /// Whether writes are taken, as the JSON documents say it.
+    pub writes: Writes,
+    /// What the JSON documents read beyond the routing table.
+    pub view: report::Sources,
+}
+
+/// Whether the admin API takes writes (drain/activate), as `/api/backends` reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Writes {
+    /// Anyone who reaches the listener.
+    #[default]
+    Open,
+    /// With `Authorization: Bearer <token>`.
+    Token,
+    /// Never (read-only).
+    Disabled,
 }
 
 /// Serves the admin API on `listener` until dropped.
@@ -125,11 +148,13 @@ async fn handle(admin: Arc<Admin>, req: &Request<Incoming>) -> Response<Full<Byt
             }
         }
         (&Method::GET, ["api", "backends"], Some(routing)) => {
-            let body = serde_json::to_vec_pretty(&report(routing)).unwrap_or_default();
+            let body = serde_json::to_vec_pretty(&report(routing, admin.writes, &admin.view)).unwrap_or_default();
             let mut r = text(StatusCode::OK, body);
             r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
             r
         }
+        (&Method::GET, ["api", "overview"], _) => dashboard::overview(admin).await,
+        (&Method::GET, [asset @ ("" | "dashboard.js" | "dashboard.css" | "favicon.svg")], _) => dashboard::asset(asset),
         (
             &Method::POST,
             ["api", "services", service, "backends", backend, action @ ("drain" | "activate")],
@@ -175,97 +200,4 @@ fn write_allowed<B>(req: &Request<B>) -> Result<(), (StatusCode, &'static str)> 
         ));
     }
     Ok(())
-}
-
-/// The `/api/backends` document.
-#[derive(Debug, Serialize)]
-pub struct Report {
-    /// Every service.
-    pub services: Vec<ServiceReport>,
-}
-
-/// One service in the report.
-#[derive(Debug, Serialize)]
-pub struct ServiceReport {
-    /// Stable id.
-    pub id: String,
-    /// Name.
-    pub name: String,
-    /// Routing rule, Traefik syntax.
-    pub rule: String,
-    /// Priority among matching rules.
-    pub priority: i64,
-    /// Cookie name.
-    pub cookie: String,
-    /// Strict mode.
-    pub strict: bool,
-    /// Re-pins by reason.
-    pub repins: std::collections::BTreeMap<&'static str, u64>,
-    /// The backends.
-    pub backends: Vec<BackendReport>,
-}
-
-/// One backend in the report.
-#[derive(Debug, Serialize)]
-pub struct BackendReport {
-    /// Stable id (task id or static name).
-    pub id: String,
-    /// Address.
-    pub addr: String,
-    /// Weight.
-    pub weight: u32,
-    /// `active` or `draining`.
-    pub state: &'static str,
-    /// `up`, `paused` (passive back-off) or `down` (active checks).
-    pub health: &'static str,
-    /// Cookies issued for it.
-    pub sessions: u64,
-    /// Requests that came with its cookie.
-    pub pinned_requests: u64,
-    /// Responses by status class.
-    pub responses: std::collections::BTreeMap<&'static str, u64>,
-    /// Failed connects.
-    pub connect_errors: u64,
-    /// Upgraded connections.
-    pub upgrades: u64,
-}
-
-/// Builds the report from the current table.
-#[must_use]
-pub fn report(routing: &Routing) -> Report {
-    let table = routing.table_full();
-    let services = table
-        .services
-        .iter()
-        .map(|s| ServiceReport {
-            id: s.spec.id.to_string(),
-            name: s.spec.name.clone(),
-            rule: s.spec.rule.to_traefik(),
-            priority: s.spec.priority,
-            cookie: s.spec.cookie.name.clone(),
-            strict: s.spec.strict,
-            repins: crate::policy::RepinReason::ALL.iter().map(|r| (r.as_str(), s.live.stats.repins(*r))).collect(),
-            backends: s
-                .backends
-                .iter()
-                .map(|b| BackendReport {
-                    id: b.id.to_string(),
-                    addr: b.addr.to_string(),
-                    weight: b.weight,
-                    state: if b.draining() { "draining" } else { "active" },
-                    health: b.live.health_label(),
-                    sessions: b.live.stats.sessions(),
-                    pinned_requests: b.live.stats.pinned_requests(),
-                    responses: crate::stats::CLASSES
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| (*c, b.live.stats.responses(i)))
-                        .collect(),
-                    connect_errors: b.live.stats.connect_errors(),
-                    upgrades: b.live.stats.upgrades(),
-                })
-                .collect(),
-        })
-        .collect();
-    Report { services }
 }

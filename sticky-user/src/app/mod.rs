@@ -207,6 +207,7 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
     };
     let first = catalogs.borrow().clone();
     let mut sources = Sources::default();
+    let mut view = admin::report::Sources { source: config.source, ..admin::report::Sources::default() };
 
     let http = match &config.http {
         Some(http) => {
@@ -230,6 +231,7 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
                 });
             }
             sources.http = Some((server.routing.clone(), server.stats.clone()));
+            view.proxy = Some(server.stats.clone());
             sources.tls.clone_from(&server.tls);
             Some(server)
         }
@@ -239,6 +241,7 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
         Some(tcp) => {
             let mode = TcpMode::start(tcp, &first.tcp).await?;
             let metrics = mode.metrics();
+            view.tcp = Some(metrics.clone());
             sources.tcp = Some(Box::new(move || metrics.snapshot()));
             Some(mode)
         }
@@ -248,7 +251,12 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
 
     // one admin state for both ways in: the TCP listener and the unix socket
     let api = (config.admin.is_some() || config.admin_socket.is_some()).then(|| {
-        Arc::new(Admin { registry: metrics::registry(sources), routing: http.as_ref().map(|h| h.routing.clone()) })
+        Arc::new(Admin {
+            registry: metrics::registry(sources),
+            routing: http.as_ref().map(|h| h.routing.clone()),
+            view,
+            ..Admin::default()
+        })
     });
     let admin = match (config.admin, &api) {
         (Some(addr), Some(api)) => {

@@ -265,6 +265,32 @@ pub struct Config {
     pub swarm: Option<SwarmConfig>,
     /// Do not load eBPF (`--no-ebpf`): no kernel splice, tcp mode in user space.
     pub no_ebpf: bool,
+    /// Where the services come from (the dashboard says it).
+    pub source: Source,
+}
+
+/// Where `sticky run`'s services come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Source {
+    /// `--backend` (http) or `--mode tcp`'s flags.
+    #[default]
+    Flags,
+    /// `--config FILE`.
+    File,
+    /// Swarm service labels (`--docker`).
+    Swarm,
+}
+
+impl Source {
+    /// As the admin API writes it: `flags`, `file`, `swarm`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Flags => "flags",
+            Self::File => "file",
+            Self::Swarm => "swarm",
+        }
+    }
 }
 
 /// Builds the configuration from flags and, if `--config` was given, the file's text.
@@ -288,12 +314,17 @@ pub fn build(args: &RunArgs, file_text: Option<&str>) -> Result<Config, ConfigEr
     };
     // the flag wins over the file
     let admin_socket = args.admin_socket.clone().or_else(|| file.as_ref().and_then(|f| f.admin_socket.clone()));
+    let source = match (&swarm, &file) {
+        (Some(_), _) => Source::Swarm,
+        (None, Some(_)) => Source::File,
+        (None, None) => Source::Flags,
+    };
     let (http, tcp) = match (args.mode, &swarm) {
         (RunMode::Http, None) => (Some(http(args, file)?), None),
         (RunMode::Http, Some(_)) => (Some(http(args, file)?), Some(tcp(args, None, false)?)),
         (RunMode::Tcp, _) => (None, Some(tcp(args, Some(flags::tcp_service(args)?), !args.tcp.no_ebpf)?)),
     };
-    Ok(Config { admin, admin_socket, http, tcp, swarm, no_ebpf: args.tcp.no_ebpf })
+    Ok(Config { admin, admin_socket, http, tcp, swarm, no_ebpf: args.tcp.no_ebpf, source })
 }
 
 /// The Swarm settings of `--docker` (none without it), which excludes the static service options.

@@ -104,6 +104,12 @@ impl Kernel {
         self.datapath.clone()
     }
 
+    /// The interfaces the classifier is attached to.
+    #[must_use]
+    pub fn ifaces(&self) -> &[String] {
+        &self.ifaces
+    }
+
     /// Writes `services`' backend sets, changing only what differs; a set-up that would black-hole
     /// flows, or a write the maps refuse, is logged and the current backends stay.
     pub fn update(&mut self, services: &[TcpService]) {

@@ -123,7 +123,11 @@ impl TcpMode {
         if config.kernel {
             match kernel::start(config, services) {
                 Ok(kernel) => {
-                    let metrics = TcpMetrics { kernel: Some(kernel.datapath()), services: Arc::default() };
+                    let metrics = TcpMetrics {
+                        kernel: Some(kernel.datapath()),
+                        services: Arc::default(),
+                        ifaces: kernel.ifaces().into(),
+                    };
                     return Ok(Self { engine: Engine::Kernel(kernel), metrics, announced: false });
                 }
                 Err(kernel::StartError::Unavailable(e)) => tracing::warn!(
@@ -136,7 +140,7 @@ impl TcpMode {
             tracing::warn!("tcp mode in user space (--no-ebpf): every byte passes through this process");
         }
         let mut listeners = user::Listeners::new(config.limits.max_affinity);
-        let metrics = TcpMetrics { kernel: None, services: listeners.published() };
+        let metrics = TcpMetrics { kernel: None, services: listeners.published(), ifaces: Arc::default() };
         // a service given by flags must be served, or sticky has nothing to do; Swarm's come and go
         listeners.update(services, statically).await?;
         for s in services.iter().filter(|_| statically) {
@@ -181,6 +185,7 @@ impl TcpMode {
 pub struct TcpMetrics {
     kernel: Option<Arc<Mutex<Datapath>>>,
     services: user::Published,
+    ifaces: Arc<[String]>,
 }
 
 /// tcp mode's numbers at one moment.
@@ -193,6 +198,12 @@ pub struct TcpSnapshot {
 }
 
 impl TcpMetrics {
+    /// The interfaces the kernel path is attached to, or none when tcp mode runs in user space.
+    #[must_use]
+    pub fn attached(&self) -> Option<&[String]> {
+        self.kernel.as_ref().map(|_| &*self.ifaces)
+    }
+
     /// The numbers now (the kernel's are a walk over the maps: a syscall or two per entry).
     #[must_use]
     pub fn snapshot(&self) -> TcpSnapshot {

@@ -33,7 +33,7 @@ impl Drop for Dir {
 }
 
 fn admin() -> Arc<Admin> {
-    Arc::new(Admin { registry: prometheus_client::registry::Registry::default(), routing: None })
+    Arc::new(Admin::default())
 }
 
 /// One request over the socket, as `curl --unix-socket PATH http://sticky/PATH` sends it; the whole answer.
