@@ -89,13 +89,14 @@
     const h = 24;
     const s = svg('svg', { class: 'spark', viewBox: `0 0 ${w} ${h}`, 'aria-hidden': 'true' });
     const max = Math.max(...values, 0);
-    const n = Math.max(values.length, 2);
+    // the newest sample at the right edge; the first half-minute already spans the whole width
+    const span = Math.max(Math.min(values.length, HISTORY), 30) - 1;
     const pts = values.map((v, i) => {
-      const x = w - ((values.length - 1 - i) * w) / (HISTORY - 1);
+      const x = w - ((values.length - 1 - i) * w) / span;
       const y = h - 2 - (max > 0 ? (v / max) * (h - 4) : 0);
       return `${x.toFixed(1)},${y.toFixed(1)}`;
     });
-    if (n > 1 && pts.length > 1) s.append(svg('polyline', { points: pts.join(' '), stroke: color }));
+    if (pts.length > 1) s.append(svg('polyline', { points: pts.join(' '), stroke: color }));
     return s;
   }
 

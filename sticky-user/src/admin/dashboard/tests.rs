@@ -22,7 +22,9 @@ fn assets_are_served_with_their_type_and_policy() {
 
 #[test]
 fn the_page_loads_nothing_from_elsewhere() {
-    for (name, text) in [("index.html", INDEX), ("dashboard.js", SCRIPT), ("dashboard.css", STYLE), ("favicon.svg", ICON)] {
+    for (name, text) in
+        [("index.html", INDEX), ("dashboard.js", SCRIPT), ("dashboard.css", STYLE), ("favicon.svg", ICON)]
+    {
         // the only absolute URL allowed is the SVG namespace, which is a name, never fetched
         let outside = text.replace("http://www.w3.org/2000/svg", "");
         assert!(
