@@ -47,6 +47,15 @@ impl<const N: usize> Sharded<N> {
         }
     }
 
+    /// Adds `v` to counter `i` (ignored if out of range).
+    #[inline]
+    pub fn add(&self, i: usize, v: u64) {
+        let shard = SHARD.with(Cell::get);
+        if let Some(c) = self.0.get(shard).and_then(|l| l.0.get(i)) {
+            c.fetch_add(v, Ordering::Relaxed);
+        }
+    }
+
     /// Counter `i` summed over the shards.
     #[must_use]
     pub fn sum(&self, i: usize) -> u64 {
@@ -63,9 +72,56 @@ pub fn class(status: u16) -> usize {
     usize::from(status / 100).clamp(1, 5) - 1
 }
 
-/// Per-backend counters.
+/// Per-backend counters, and the histogram of its response times.
 #[derive(Debug, Default)]
-pub struct BackendStats(Sharded<10>);
+pub struct BackendStats(Sharded<10>, Latency);
+
+/// Upper bounds (seconds) of the response-time buckets, `+Inf` implied after the last
+/// (`sticky_request_duration_seconds`): 1 ms to 10 s, about 2.5x apart.
+pub const LATENCY_BUCKETS: [f64; 13] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Counts per bucket (the last one `+Inf`), then the sum in microseconds.
+const LATENCY_SLOTS: usize = LATENCY_BUCKETS.len() + 2;
+
+/// A histogram of response times, sharded like the counters: one add to a bucket and one to the sum.
+#[derive(Debug, Default)]
+pub struct Latency(Sharded<LATENCY_SLOTS>);
+
+/// A [`Latency`] at one moment.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LatencySnapshot {
+    /// Observations per bucket, not cumulative: one per bound of [`LATENCY_BUCKETS`], then `+Inf`.
+    pub buckets: [u64; LATENCY_BUCKETS.len() + 1],
+    /// Sum of the observations, seconds.
+    pub sum: f64,
+}
+
+impl LatencySnapshot {
+    /// Observations.
+    #[must_use]
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
+impl Latency {
+    /// Counts one response that took `d`.
+    #[inline]
+    pub fn observe(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        let bucket = LATENCY_BUCKETS.iter().position(|b| secs <= *b).unwrap_or(LATENCY_BUCKETS.len());
+        self.0.inc(bucket);
+        self.0.add(LATENCY_SLOTS - 1, u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    /// The buckets and sum now.
+    #[must_use]
+    pub fn snapshot(&self) -> LatencySnapshot {
+        #[expect(clippy::cast_precision_loss, reason = "a sum of microseconds beyond 2^53 (285 years) may round")]
+        let sum = self.0.sum(LATENCY_SLOTS - 1) as f64 / 1e6;
+        LatencySnapshot { buckets: std::array::from_fn(|i| self.0.sum(i)), sum }
+    }
+}
 
 const SESSIONS: usize = 5;
 const PINNED: usize = 6;
@@ -78,6 +134,16 @@ impl BackendStats {
     #[inline]
     pub fn response(&self, status: u16) {
         self.0.inc(class(status));
+    }
+    /// A response head came from the backend `d` after the request was forwarded (connects included).
+    #[inline]
+    pub fn responded_after(&self, d: std::time::Duration) {
+        self.1.observe(d);
+    }
+    /// Response times.
+    #[must_use]
+    pub fn latency(&self) -> LatencySnapshot {
+        self.1.snapshot()
     }
     /// A cookie was issued for the backend.
     #[inline]
@@ -335,5 +401,17 @@ mod tests {
             [class(101), class(200), class(304), class(431), class(503), class(999), class(0)],
             [0, 1, 2, 3, 4, 4, 0]
         );
+    }
+
+    #[test]
+    fn latency_lands_in_the_first_bucket_that_holds_it() {
+        let l = Latency::default();
+        for ms in [0, 1, 3, 10, 20_000] {
+            l.observe(std::time::Duration::from_millis(ms));
+        }
+        let s = l.snapshot();
+        assert_eq!(s.count(), 5);
+        assert_eq!((s.buckets[0], s.buckets[2], s.buckets[3], s.buckets[13]), (2, 1, 1, 1), "{s:?}");
+        assert!((s.sum - 20.014).abs() < 1e-9, "sum in seconds: {}", s.sum);
     }
 }

@@ -11,7 +11,7 @@ use std::{fmt, sync::Arc};
 
 use prometheus_client::{
     collector::Collector,
-    encoding::{DescriptorEncoder, EncodeMetric as _},
+    encoding::{DescriptorEncoder, EncodeMetric as _, NoLabelSet},
     metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
     registry::Registry,
 };
@@ -21,7 +21,7 @@ use crate::{
     policy::RepinReason,
     splice::SpliceSnapshot,
     state::Routing,
-    stats::{CLASSES, ClientError, ProxyStats, Timeout},
+    stats::{CLASSES, ClientError, LATENCY_BUCKETS, LatencySnapshot, ProxyStats, Timeout},
     tcp::TcpSnapshot,
     tls::resolver::Resolver,
 };
@@ -55,6 +55,13 @@ pub const REQUESTS: Metric = counter(
     &["service", "backend", "class"],
     "Responses by service, backend (empty: answered by sticky) and status class.",
 );
+/// `sticky_request_duration_seconds`
+pub const REQUEST_DURATION: Metric = Metric {
+    name: "sticky_request_duration_seconds",
+    kind: MetricType::Histogram,
+    labels: SERVICE_BACKEND,
+    help: "Time from forwarding a request (connects included) to the backend's response head, seconds.",
+};
 /// `sticky_sessions_total`
 pub const SESSIONS: Metric =
     counter("sticky_sessions_total", SERVICE_BACKEND, "New sessions (cookies issued) per backend, re-pins included.");
@@ -161,6 +168,7 @@ pub const TLS_NOT_AFTER: Metric = gauge(
 /// Every metric sticky can serve (each family only when its part runs).
 pub const ALL: &[Metric] = &[
     REQUESTS,
+    REQUEST_DURATION,
     SESSIONS,
     PINNED_REQUESTS,
     REPINS,
@@ -276,6 +284,28 @@ fn family<'a>(
     Ok(())
 }
 
+/// One histogram family: `rows` are the label values of `metric.labels` and a snapshot.
+fn histogram<'a>(
+    encoder: &mut DescriptorEncoder<'_>,
+    metric: &Metric,
+    rows: impl IntoIterator<Item = ([&'a str; 2], LatencySnapshot)>,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(metric.name, metric.help, None, MetricType::Histogram)?;
+    for (values, snapshot) in rows {
+        let labels: Vec<(&str, &str)> = metric.labels.iter().copied().zip(values).collect();
+        // the last bucket is `+Inf`, which prometheus-client writes for an upper bound of f64::MAX
+        let bounds = LATENCY_BUCKETS.iter().copied().chain(std::iter::once(f64::MAX));
+        let buckets: Vec<(f64, u64)> = bounds.zip(snapshot.buckets).collect();
+        family.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
+            snapshot.sum,
+            snapshot.count(),
+            &buckets,
+            None,
+        )?;
+    }
+    Ok(())
+}
+
 /// The proxy's families: per backend and per service from the current routing table, and its own.
 fn http(encoder: &mut DescriptorEncoder<'_>, routing: &Routing, stats: &ProxyStats) -> fmt::Result {
     let table = routing.table_full();
@@ -299,6 +329,11 @@ fn http(encoder: &mut DescriptorEncoder<'_>, routing: &Routing, stats: &ProxySta
         }
     }
     family(encoder, &REQUESTS, requests)?;
+    let latency = table
+        .services
+        .iter()
+        .flat_map(|s| s.backends.iter().map(move |b| ([s.spec.name.as_str(), &*b.id.0], b.live.stats.latency())));
+    histogram(encoder, &REQUEST_DURATION, latency)?;
     family(encoder, &SESSIONS, per_backend(&|b| b.live.stats.sessions()))?;
     family(encoder, &PINNED_REQUESTS, per_backend(&|b| b.live.stats.pinned_requests()))?;
     let repins = table.services.iter().flat_map(|s| {

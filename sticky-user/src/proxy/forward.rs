@@ -109,6 +109,7 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
     let mut exclude: Vec<usize> = Vec::new();
     let mut last_connect: Option<(String, ConnectError)> = None;
     let mut error = None;
+    let forwarded = Instant::now();
     for _ in 0..MAX_ATTEMPTS {
         let index = match pin.decision {
             Decision::Keep(i) | Decision::Pin { backend: i, .. } => i,
@@ -204,6 +205,7 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
         };
         proxy.stats.set_cookie_dropped(relay.dropped_set_cookies);
         backend.live.stats.response(resp.status());
+        backend.live.stats.responded_after(forwarded.elapsed());
         let tunnel = resp.kind() == ResponseKind::Tunnel;
         let reusable = resp.reusable();
         let mut rbody = Body::response(resp, limits.max_header_size);

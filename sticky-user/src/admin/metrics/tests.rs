@@ -63,8 +63,16 @@ fn served(text: &str) -> Shape {
                 .filter(|pair| !pair.is_empty())
                 .map(|pair| pair.split_once('=').expect("a label must be name=\"value\"").0.to_owned())
                 .collect();
-            let family = name.strip_suffix("_total").filter(|f| types.contains_key(*f)).unwrap_or(name);
+            // a histogram's samples (`_bucket` with `le`, `_sum`, `_count`) stand for their family
+            let histogram = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|f| types.get(*f).is_some_and(|k| k == "histogram"));
+            let labels: Vec<String> = labels.into_iter().filter(|l| histogram.is_none() || l != "le").collect();
+            let family =
+                histogram.or_else(|| name.strip_suffix("_total").filter(|f| types.contains_key(*f))).unwrap_or(name);
             let kind = types.get(family).cloned().expect("a sample must follow its family's TYPE line");
+            let name = histogram.unwrap_or(name);
             if let Some((_, seen)) = out.insert(name.to_owned(), (kind, labels.clone())) {
                 assert_eq!(seen, labels, "every sample of {name} must carry the same labels");
             }
