@@ -112,7 +112,7 @@ impl Driver {
             "--disable-features=OptimizationHints,MediaRouter,Translate,AutofillServerCommunication,DialMediaRouteProvider,InterestFeedContentSuggestions",
             // nothing but loopback resolves: a stray request cannot leave the machine
             "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1",
-            "--window-size=1400,1000",
+            "--window-size=1400,760",
             &format!("--user-data-dir={profile}"),
         ];
         let caps = json!({ "capabilities": { "alwaysMatch": {
@@ -308,12 +308,20 @@ fn dashboard_shows_live_numbers_and_drains_through_its_button() {
         });
         let polled = browser.polls();
         let kept_polling = wait::until(PAGE_TIMEOUT, || browser.polls() >= polled + 5);
+        // the pinned backend answered within the window: its latency quantiles are shown
+        let latency = format!("tr[data-backend=\"default/{pinned_to}\"] td[data-field=latency]");
+        let mut shown = String::new();
+        let has_latency = wait::until(PAGE_TIMEOUT, || {
+            shown = browser.text(&latency);
+            shown.contains(" · ") && shown.contains('s')
+        });
         let errors = browser.errors();
         let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
         browser.screenshot(&shot);
         stop.store(true, Ordering::Relaxed);
         eprintln!("dashboard screenshot: {}", shot.display());
         assert!(kept_polling, "the page keeps polling");
+        assert!(has_latency, "the latency of {pinned_to} must be shown as p50 · p95; shows {shown:?}");
         assert!(errors.is_empty(), "the page must run without console errors: {errors:?}");
     });
 

@@ -15,7 +15,7 @@ use crate::{
     model::{CookieSpec, SameSite},
     policy::RepinReason,
     state::{BackendRoute, Routing, ServiceRoute},
-    stats::{CLASSES, ProxyStats},
+    stats::{CLASSES, LATENCY_BUCKETS, ProxyStats},
     tcp::TcpMetrics,
 };
 
@@ -38,6 +38,8 @@ pub struct Report {
     pub writes: Writes,
     /// Where the services come from: `flags`, `file` or `swarm` (labels).
     pub source: &'static str,
+    /// Upper bounds (seconds) of the backends' `latency.counts`, `+Inf` after the last.
+    pub latency_buckets: &'static [f64],
     /// Every http service.
     pub services: Vec<ServiceReport>,
 }
@@ -121,6 +123,17 @@ pub struct BackendReport {
     pub upgrades: u64,
     /// Pinned keep-alive connections handed to the kernel splice.
     pub spliced_connections: u64,
+    /// Response times (`sticky_request_duration_seconds`).
+    pub latency: LatencyReport,
+}
+
+/// A backend's response times since start: the reader takes differences between two documents.
+#[derive(Debug, Serialize)]
+pub struct LatencyReport {
+    /// Responses per bucket of [`Report::latency_buckets`], not cumulative, the last one `+Inf`.
+    pub counts: Vec<u64>,
+    /// Sum of the response times, seconds.
+    pub sum_seconds: f64,
 }
 
 /// The `/api/overview` document: what the dashboard shows.
@@ -130,6 +143,8 @@ pub struct Overview {
     pub writes: Writes,
     /// As in [`Report::source`].
     pub source: &'static str,
+    /// As in [`Report::latency_buckets`].
+    pub latency_buckets: &'static [f64],
     /// sticky's version.
     pub version: &'static str,
     /// The http proxy's client connections, if it runs.
@@ -195,7 +210,7 @@ pub struct TcpServiceReport {
 /// Builds `/api/backends` from the current table.
 #[must_use]
 pub fn report(routing: &Routing, writes: Writes, sources: &Sources) -> Report {
-    Report { writes, source: sources.source.as_str(), services: services(routing) }
+    Report { writes, source: sources.source.as_str(), latency_buckets: &LATENCY_BUCKETS, services: services(routing) }
 }
 
 /// Builds `/api/overview`. Reading tcp mode's kernel maps walks them (a syscall or two per entry):
@@ -205,6 +220,7 @@ pub fn overview(routing: Option<&Routing>, writes: Writes, sources: &Sources) ->
     Overview {
         writes,
         source: sources.source.as_str(),
+        latency_buckets: &LATENCY_BUCKETS,
         version: env!("CARGO_PKG_VERSION"),
         proxy: sources.proxy.as_ref().map(|p| ProxyReport {
             connections: p.connections(),
@@ -278,6 +294,10 @@ fn backend(b: &BackendRoute) -> BackendReport {
         connect_errors: stats.connect_errors(),
         upgrades: stats.upgrades(),
         spliced_connections: stats.spliced_connections(),
+        latency: {
+            let l = stats.latency();
+            LatencyReport { counts: l.buckets.to_vec(), sum_seconds: l.sum }
+        },
     }
 }
 

@@ -7,6 +7,7 @@
   const POLL_MS = 1000;
   const HISTORY = 120; // samples kept per series: two minutes at one poll a second
   const TOKEN_KEY = 'sticky-admin-token';
+  const LATENCY_WINDOW = 10; // polls the latency quantiles are taken over
   const COLORS = ['#1f6feb', '#1a7f37', '#bf8700', '#8250df', '#cf222e', '#0a7ea4', '#bc4c00', '#57606a'];
 
   // What the page knows; exposed read-only for the browser test (errors seen, polls done).
@@ -17,6 +18,7 @@
     series: new Map(), // key -> [{t, requests, errors}]
     services: new Map(), // service id -> {section, rows: Map(backend id -> row parts)}
     timer: null,
+    bounds: [], // upper bounds of the latency buckets (seconds), +Inf after the last
   };
   window.stickyDashboard = state;
 
@@ -84,10 +86,49 @@
     return out;
   }
 
+  // Latency over the last LATENCY_WINDOW polls from the difference of two histograms: quantiles
+  // interpolated inside their bucket (as Prometheus' histogram_quantile does), and the mean.
+  function latencyOver(series) {
+    if (series.length < 2) return null;
+    const a = series[Math.max(0, series.length - 1 - LATENCY_WINDOW)];
+    const b = series[series.length - 1];
+    const d = b.lcounts.map((c, i) => c - (a.lcounts[i] || 0));
+    const total = d.reduce((x, y) => x + y, 0);
+    if (total <= 0 || d.some((x) => x < 0)) return null;
+    const q = (p) => {
+      const want = p * total;
+      let cum = 0;
+      for (let i = 0; i < d.length; i++) {
+        const before = cum;
+        cum += d[i];
+        if (cum >= want && d[i] > 0) {
+          if (i >= state.bounds.length) return Infinity;
+          const lo = i === 0 ? 0 : state.bounds[i - 1];
+          return lo + (state.bounds[i] - lo) * ((want - before) / d[i]);
+        }
+      }
+      return Infinity;
+    };
+    return { p50: q(0.5), p95: q(0.95), mean: (b.lsum - a.lsum) / total };
+  }
+
+  // Mean latency of each poll interval (0 where nothing was answered).
+  function meanLatencies(series) {
+    const out = [];
+    for (let i = 1; i < series.length; i++) {
+      const n = series[i].requests - series[i - 1].requests;
+      out.push(n > 0 ? Math.max(0, series[i].lsum - series[i - 1].lsum) / n : 0);
+    }
+    return out;
+  }
+
+  const duration = (s) =>
+    !Number.isFinite(s) ? '> 10 s' : s >= 1 ? `${s.toFixed(2)} s` : `${(s * 1000).toFixed(s < 0.01 ? 2 : 0)} ms`;
+
   function sparkline(values, color) {
     const w = 120;
     const h = 24;
-    const s = svg('svg', { class: 'spark', viewBox: `0 0 ${w} ${h}`, 'aria-hidden': 'true' });
+    const s = svg('svg', { class: 'spark', viewBox: `0 0 ${w} ${h}`, preserveAspectRatio: 'none', 'aria-hidden': 'true' });
     const max = Math.max(...values, 0);
     // the newest sample at the right edge; the first half-minute already spans the whole width
     const span = Math.max(Math.min(values.length, HISTORY), 30) - 1;
@@ -173,7 +214,7 @@
     const head = el(
       'tr',
       {},
-      ...['Backend', 'Address', 'State', 'Health', 'Sessions', 'Pinned', 'Requests', 'Request rate', 'Errors', 'Error rate', ''].map(
+      ...['Backend', 'Address', 'State', 'Health', 'Sessions', 'Pinned', 'Requests', 'Request rate', 'Errors', 'Error rate', 'Latency p50 · p95 (10 s)', ''].map(
         (h) => el('th', {}, h),
       ),
     );
@@ -203,6 +244,7 @@
       cell('rate', 'num'),
       cell('errors', 'num'),
       cell('error_rate', 'num'),
+      cell('latency', 'num'),
       el('td', { class: 'actions' }, button),
     );
     row = { tr, cells, button, swatch: tr.querySelector('.swatch') };
@@ -249,11 +291,25 @@
       row.cells.pinned.textContent = fmt(b.pinned_requests);
       row.cells.requests.textContent = fmt(b.requests);
       row.cells.errors.textContent = fmt(b.errors);
-      const series = record(`${s.id}\u0000${b.id}`, now, { requests: b.requests, errors: b.errors });
+      const series = record(`${s.id}\u0000${b.id}`, now, {
+        requests: b.requests,
+        errors: b.errors,
+        lcounts: b.latency.counts,
+        lsum: b.latency.sum_seconds,
+      });
       const reqRates = rates(series, 'requests');
       const errRates = rates(series, 'errors');
       sparkCell(row.cells.rate, reqRates, color);
       sparkCell(row.cells.error_rate, errRates, '#cf222e');
+      const lat = latencyOver(series);
+      row.cells.latency.replaceChildren(
+        el(
+          'div',
+          { class: 'spark-cell', title: lat ? `mean ${duration(lat.mean)}` : 'no response in the last 10 s' },
+          sparkline(meanLatencies(series), '#8250df'),
+          el('b', { class: 'latency' }, lat ? `${duration(lat.p50)} · ${duration(lat.p95)}` : '–'),
+        ),
+      );
       sumReq = addInto(sumReq, reqRates);
       sumErr = addInto(sumErr, errRates);
       const drain = b.state !== 'draining';
@@ -397,6 +453,7 @@
   function render(doc) {
     const now = Date.now();
     renderWrites(doc.writes);
+    state.bounds = doc.latency_buckets || [];
     $('source').textContent = `services from ${doc.source === 'swarm' ? 'Swarm labels' : doc.source}`;
     $('version').textContent = `v${doc.version}`;
     renderProxy(doc.proxy, now);
