@@ -50,6 +50,9 @@ pub struct DemoArgs {
     /// Worker threads of the balancer.
     #[arg(long, env = "STICKY_WORKERS", default_value_t = 1)]
     pub workers: usize,
+    /// Admin listener: the dashboard at http://ADDR/, /metrics, /api/backends. [default: none]
+    #[arg(long, env = "STICKY_ADMIN", value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
 }
 
 /// `sticky whoami`.
@@ -126,7 +129,8 @@ pub struct RunArgs {
     /// tcp mode: IPv4 IP:PORT.
     #[arg(long = "backend", env = "STICKY_BACKEND", value_name = "[NAME=]URL", value_delimiter = ',')]
     pub backends: Vec<String>,
-    /// Admin listener for /metrics (Prometheus), /api/backends (JSON) and draining. [default: none]
+    /// Admin listener: the dashboard (GET /), /metrics (Prometheus), /api/backends and /api/overview
+    /// (JSON) and draining. [default: none]
     #[arg(long, env = "STICKY_ADMIN", value_name = "ADDR")]
     pub admin: Option<SocketAddr>,
     /// Admin API on a unix socket (mode 0600) instead of or beside --admin: nothing on the network;

@@ -29,17 +29,18 @@ pub const DEMO_NAMES: [&str; 3] = ["demo-1", "demo-2", "demo-3"];
 /// # Errors
 /// A listener cannot be bound (the balancer's port taken, say).
 pub async fn demo(args: &DemoArgs, stop: impl Future<Output = ()>) -> Result<(), AppError> {
-    let demo = start_demo(args.listen, args.workers).await?;
+    let demo = start_demo(args.listen, args.workers, args.admin).await?;
     print(&demo);
     stop.await;
     Ok(())
 }
 
-/// Starts three whoami backends on loopback and a balancer in front of them on `listen`.
+/// Starts three whoami backends on loopback and a balancer in front of them on `listen`, with its
+/// admin listener (the dashboard) on `admin` if given.
 ///
 /// # Errors
 /// A listener cannot be bound, or `workers` is out of range.
-pub async fn start_demo(listen: SocketAddr, workers: usize) -> Result<Demo, AppError> {
+pub async fn start_demo(listen: SocketAddr, workers: usize, admin: Option<SocketAddr>) -> Result<Demo, AppError> {
     let mut backends = Vec::new();
     for name in DEMO_NAMES {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -51,6 +52,7 @@ pub async fn start_demo(listen: SocketAddr, workers: usize) -> Result<Demo, AppE
     let args = RunArgs {
         listen: Some(listen),
         workers: Some(workers),
+        admin,
         backends: backends.iter().map(|(n, a)| format!("{n}=http://{a}")).collect(),
         ..RunArgs::default()
     };
@@ -77,6 +79,10 @@ fn print(demo: &Demo) {
     let _ = writeln!(out, "Send the cookie back: the same backend answers every time:");
     let _ = writeln!(out, "  curl -s -b {jar} {url} {url} {url}");
     let _ = writeln!(out);
+    if let Some(admin) = demo.balancer.admin {
+        let _ = writeln!(out, "Watch it live: the dashboard at http://{admin}/ (sessions, rates, latency, drain buttons)");
+        let _ = writeln!(out);
+    }
     let _ = writeln!(out, "Serving until Ctrl-C.");
     let _ = out.flush();
 }
