@@ -8,8 +8,8 @@
 //!   `Config`; [`values`]: one parser per kind of value, for flags, file and labels alike.
 //! - [`discovery`]: the seam that publishes catalogs: static lists, or Swarm through the Docker API.
 //! - [`labels`]: Swarm service labels (`sticky.*`, Traefik v1 and v2/v3) -> what to do with a service.
-//! - [`admin`]: the one admin listener: Prometheus `/metrics` (every metric in one table),
-//!   `/api/backends`, draining.
+//! - [`admin`]: the one admin listener: the dashboard, Prometheus `/metrics` (every metric in one
+//!   table), `/api/backends` and `/api/overview`, draining.
 //! - [`proxy`]: the http data path on sticky's own HTTP/1 engine (codec, connection loop, forwarding,
 //!   body relay, pools, upgrades, error mapping).
 //! - [`health_check`]: active HTTP health checks feeding each backend's health state machine.

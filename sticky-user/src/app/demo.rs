@@ -80,7 +80,8 @@ fn print(demo: &Demo) {
     let _ = writeln!(out, "  curl -s -b {jar} {url} {url} {url}");
     let _ = writeln!(out);
     if let Some(admin) = demo.balancer.admin {
-        let _ = writeln!(out, "Watch it live: the dashboard at http://{admin}/ (sessions, rates, latency, drain buttons)");
+        let _ =
+            writeln!(out, "Watch it live: the dashboard at http://{admin}/ (sessions, rates, latency, drain buttons)");
         let _ = writeln!(out);
     }
     let _ = writeln!(out, "Serving until Ctrl-C.");
