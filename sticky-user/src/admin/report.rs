@@ -336,3 +336,6 @@ fn tcp(metrics: &TcpMetrics) -> TcpReport {
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests;
