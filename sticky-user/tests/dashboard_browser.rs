@@ -18,12 +18,15 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use base64::Engine as _;
-use common::{Proc, TempDir, free_port, get_ok, sticky, who, whoami};
+use common::{Proc, TempDir, free_port, get_ok, sticky, sticky_args, who, whoami};
 use serde_json::{Value, json};
 use testkit::{ChildGuard, http::Client, wait};
 
@@ -38,6 +41,9 @@ const PAGE_TIMEOUT: Duration = Duration::from_secs(15);
 fn first_existing(candidates: &[&str]) -> Option<PathBuf> {
     candidates.iter().map(PathBuf::from).find(|p| p.exists())
 }
+
+/// One browser at a time: two on a 2-core machine make every wait slower than it needs to be.
+static BROWSER: Mutex<()> = Mutex::new(());
 
 /// chromedriver in a process group of its own, the browser it starts inside it; the whole group is
 /// killed on drop.
@@ -246,6 +252,7 @@ fn backend_field(doc: &Value, backend: &str, field: &str) -> Value {
 
 #[test]
 fn dashboard_shows_live_numbers_and_drains_through_its_button() {
+    let _one = BROWSER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let names = ["demo-1", "demo-2", "demo-3"];
     let backends: Vec<Proc> = names.iter().map(|n| whoami(n)).collect();
     let refs: Vec<&Proc> = backends.iter().collect();
@@ -330,4 +337,38 @@ fn dashboard_shows_live_numbers_and_drains_through_its_button() {
         let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
         std::fs::copy(&shot, &docs).expect("docs/dashboard.png must be writable");
     }
+}
+
+#[test]
+fn dashboard_shows_tcp_mode_in_user_space() {
+    let _one = BROWSER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let backends = [whoami("t-1"), whoami("t-2")];
+    let mut args: Vec<String> = vec!["--mode".into(), "tcp".into(), "--no-ebpf".into()];
+    for b in &backends {
+        args.extend(["--backend".to_owned(), b.addr.to_string()]);
+    }
+    let lb = sticky_args(&args);
+    let admin = lb.admin.expect("sticky runs with an admin listener");
+    // one client: a Maglev pick, then its affinity
+    let first = who(&get_ok(lb.addr, "/", &[]));
+    for _ in 0..2 {
+        assert_eq!(who(&get_ok(lb.addr, "/", &[])), first, "a client stays on its backend");
+    }
+
+    let artifacts = TempDir::new("dashboard-tcp");
+    let driver = Driver::start(&artifacts.path().join("chromedriver.log"));
+    let browser = driver.session();
+    browser.cmd("POST", "url", &json!({ "url": format!("http://{admin}/") }));
+    browser.wait_text("[data-field=tcp-path]", "user space (fallback)");
+    let service = "p[data-tcp-service=default]";
+    let mut shown = String::new();
+    let counted = wait::until(PAGE_TIMEOUT, || {
+        shown = browser.text(service);
+        shown.contains("affinity hit 2") && shown.contains("maglev pick 1")
+    });
+    assert!(counted, "the service's connections by outcome must be shown; shows {shown:?}");
+    assert!(browser.text("tr[data-map=AFFINITY]").contains("1 / 65.5k"), "the affinity table's usage is shown");
+    let errors = browser.errors();
+    assert!(errors.is_empty(), "the page must run without console errors: {errors:?}");
+    browser.screenshot(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-tcp.png"));
 }
