@@ -230,6 +230,15 @@ impl Session<'_> {
     }
 }
 
+/// Sets its flag when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// `n` requests without a cookie: the backend that answered each, counted.
 fn new_sessions(proxy: SocketAddr, n: usize) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
@@ -313,6 +322,8 @@ fn dashboard_shows_live_numbers_and_drains_through_its_button() {
                 std::thread::sleep(Duration::from_millis(25));
             }
         });
+        // stops the load also when an assertion below fails (the scope joins the thread first)
+        let _stop = StopOnDrop(&stop);
         let polled = browser.polls();
         let kept_polling = wait::until(PAGE_TIMEOUT, || browser.polls() >= polled + 5);
         // the pinned backend answered within the window: its latency quantiles are shown
