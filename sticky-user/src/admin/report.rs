@@ -5,13 +5,18 @@
 //! Only counters and states are reported: rates, sparklines and shares are computed by the reader
 //! from successive documents, so the admin side keeps no history and no memory that grows.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use serde::Serialize;
 
 use super::Writes;
 use crate::{
     config::Source,
+    lock::lock,
     model::{CookieSpec, SameSite},
     policy::RepinReason,
     state::{BackendRoute, Routing, ServiceRoute},
@@ -19,15 +24,22 @@ use crate::{
     tcp::TcpMetrics,
 };
 
+/// How long tcp mode's part of `/api/overview` is reused: counting the kernel maps walks them (a
+/// syscall or two per entry, up to 2 x `--max-flows` entries), and every open dashboard polls every
+/// second.
+pub const TCP_REFRESH: Duration = Duration::from_secs(5);
+
 /// What the documents read beyond the routing table, for the parts that run.
 #[derive(Clone, Debug, Default)]
 pub struct Sources {
     /// Where the services come from.
     pub source: Source,
     /// The http proxy's own counters (connections).
-    pub proxy: Option<std::sync::Arc<ProxyStats>>,
+    pub proxy: Option<Arc<ProxyStats>>,
     /// tcp mode's numbers (kernel maps or user-space services).
     pub tcp: Option<TcpMetrics>,
+    /// tcp mode's last report and when it was made (see [`TCP_REFRESH`]).
+    pub tcp_cache: Arc<Mutex<Option<(Instant, TcpReport)>>>,
 }
 
 /// The `/api/backends` document.
@@ -167,7 +179,7 @@ pub struct ProxyReport {
 }
 
 /// tcp mode: which path serves it, and its tables.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct TcpReport {
     /// `kernel` (eBPF) or `user space` (the fallback).
     pub path: &'static str,
@@ -182,7 +194,7 @@ pub struct TcpReport {
 }
 
 /// One table's usage.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct MapReport {
     /// Map name.
     pub name: &'static str,
@@ -193,7 +205,7 @@ pub struct MapReport {
 }
 
 /// A tcp service relayed in user space.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct TcpServiceReport {
     /// Name.
     pub name: String,
@@ -228,7 +240,17 @@ pub fn overview(routing: Option<&Routing>, writes: Writes, sources: &Sources) ->
             unrouted_requests: p.unrouted_requests(),
         }),
         services: routing.map(services).unwrap_or_default(),
-        tcp: sources.tcp.as_ref().map(tcp),
+        tcp: sources.tcp.as_ref().map(|metrics| {
+            let mut cache = lock(&sources.tcp_cache);
+            match &*cache {
+                Some((made, report)) if made.elapsed() < TCP_REFRESH => report.clone(),
+                _ => {
+                    let report = tcp(metrics);
+                    *cache = Some((Instant::now(), report.clone()));
+                    report
+                }
+            }
+        }),
     }
 }
 

@@ -413,6 +413,7 @@
         'tcp mode ',
         el('span', { class: `pill ${kernel ? 'ok' : 'warn'}`, 'data-field': 'tcp-path' }, kernel ? 'kernel (eBPF)' : 'user space (fallback)'),
         kernel ? el('span', { class: 'muted' }, `attached to ${t.interfaces.join(', ') || 'no interface'}`) : '',
+        el('span', { class: 'muted' }, '· tables counted every 5 s'),
       ),
     ];
     if (t.maps.length) {
