@@ -18,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::{
     config::{HttpConfig, TlsConfig},
+    listen::{self, ListenError},
     proxy::{self, Proxy, Settings},
     signal::Hangups,
     splice::Splicer,
@@ -57,19 +58,57 @@ pub struct HttpServer {
     stop: watch::Sender<bool>,
 }
 
-impl HttpServer {
-    /// Binds the listener of `config` and starts the workers and the health checks (on the calling
-    /// runtime), with routes from `routing` and pinned/upgraded connections spliced by `splicer`.
+/// The proxy's listening sockets: the plain one and the TLS one, if configured.
+#[derive(Debug)]
+pub struct Sockets {
+    /// `--listen`.
+    pub plain: std::net::TcpListener,
+    /// `--listen-tls`.
+    pub tls: Option<std::net::TcpListener>,
+}
+
+impl Sockets {
+    /// The listeners `config` names, bound here or taken from the holder (`source`), waiting up to
+    /// `wait` for a holder to answer.
     ///
     /// # Errors
-    /// The listener cannot be bound, or a worker thread cannot start.
-    pub fn start(config: &HttpConfig, routing: Arc<Routing>, splicer: Option<Arc<Splicer>>) -> Result<Self, AppError> {
-        let listener = bind(config.listen)?;
+    /// See [`ListenError`].
+    pub async fn take(config: &HttpConfig, source: &listen::Source, wait: Duration) -> Result<Self, ListenError> {
+        let mut addrs = vec![config.listen];
+        addrs.extend(config.tls.as_ref().map(|t| t.listen));
+        let mut listeners = source.take_async(&addrs, wait).await?.into_iter();
+        match (listeners.next(), listeners.next()) {
+            (Some(plain), tls) => Ok(Self { plain, tls }),
+            (None, _) => Err(ListenError::Bind {
+                addr: config.listen,
+                source: std::io::Error::other("no listening socket came back"),
+            }),
+        }
+    }
+}
+
+impl HttpServer {
+    /// Starts the workers on `sockets` (the listeners of `config`, see [`Sockets::take`]) and the
+    /// health checks (on the calling runtime), with routes from `routing` and pinned/upgraded
+    /// connections spliced by `splicer`.
+    ///
+    /// # Errors
+    /// The TLS set-up fails, or a worker thread cannot start.
+    pub fn start(
+        config: &HttpConfig,
+        routing: Arc<Routing>,
+        splicer: Option<Arc<Splicer>>,
+        sockets: Sockets,
+    ) -> Result<Self, AppError> {
+        let Sockets { plain: listener, tls: tls_listener } = sockets;
         let listen = listener.local_addr().map_err(|source| AppError::Bind { addr: config.listen, source })?;
         // --splice (or a service's splice option), or a kernel splice for upgrades: say once that TLS
         // connections are not spliced
         let splice = splicer.is_some() || routing.table().services.iter().any(|s| s.spec.splice.pinned);
-        let tls = config.tls.as_ref().map(|t| start_tls(t, config.timeouts.idle, splice)).transpose()?;
+        let tls = match (config.tls.as_ref(), tls_listener) {
+            (Some(t), Some(listener)) => Some(start_tls(t, listener, config.timeouts.idle, splice)?),
+            _ => None,
+        };
         let listen_tls = tls.as_ref().map(|t| t.listen);
         let stats = Arc::new(ProxyStats::default());
         let settings = Settings { limits: config.limits, timeouts: config.timeouts };
@@ -104,6 +143,12 @@ impl HttpServer {
         let (resolver, acme) = tls.map(|t| (t.resolver, t.acme)).unzip();
         let acme = acme.flatten();
         Ok(Self { listen, listen_tls, tls: resolver, acme, routing, stats, grace: config.timeouts.shutdown, stop })
+    }
+
+    /// The shutdown timeout: how long [`HttpServer::shutdown`] waits for requests in flight.
+    #[must_use]
+    pub fn grace(&self) -> Duration {
+        self.grace
     }
 
     /// Stops accepting, lets requests in flight finish, and returns once every client connection is
@@ -185,10 +230,15 @@ fn hosts(rule: &crate::rule::Rule) -> Vec<String> {
     }
 }
 
-/// Loads the certificates (an explicit pair that does not load stops sticky), binds the TLS
-/// listener, and starts the reload task: files polled every [`reload::DEFAULT_INTERVAL`], and at
+/// Loads the certificates (an explicit pair that does not load stops sticky), serves the TLS
+/// `listener`, and starts the reload task: files polled every [`reload::DEFAULT_INTERVAL`], and at
 /// once on SIGHUP. `handshake_timeout` is the idle timeout.
-fn start_tls(config: &TlsConfig, handshake_timeout: Duration, splice: bool) -> Result<TlsStarted, AppError> {
+fn start_tls(
+    config: &TlsConfig,
+    listener: std::net::TcpListener,
+    handshake_timeout: Duration,
+    splice: bool,
+) -> Result<TlsStarted, AppError> {
     let challenges = Arc::new(Challenges::default());
     let resolver = Arc::new(Resolver::new(config.unknown_sni, challenges.clone()));
     let mut sources = config.sources.clone();
@@ -212,7 +262,6 @@ fn start_tls(config: &TlsConfig, handshake_timeout: Duration, splice: bool) -> R
         ..server::Settings::default()
     };
     let acceptor = TlsAcceptor::from(server::config(&settings, resolver.clone())?);
-    let listener = bind(config.listen)?;
     let listen = listener.local_addr().map_err(|source| AppError::Bind { addr: config.listen, source })?;
     let handle = reloader.handle();
     tokio::spawn(async move {
@@ -254,20 +303,6 @@ fn start_tls(config: &TlsConfig, handshake_timeout: Duration, splice: bool) -> R
         );
     }
     Ok(TlsStarted { listener, listen, acceptor, resolver, challenges, acme })
-}
-
-fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, AppError> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let err = |source| AppError::Bind { addr, source };
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
-    socket.set_reuse_address(true).map_err(err)?;
-    if addr.is_ipv6() {
-        let _ = socket.set_only_v6(false);
-    }
-    socket.bind(&addr.into()).map_err(err)?;
-    socket.listen(4096).map_err(err)?;
-    socket.set_nonblocking(true).map_err(err)?;
-    Ok(socket.into())
 }
 
 fn worker_main(

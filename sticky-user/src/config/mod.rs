@@ -265,6 +265,9 @@ pub struct Config {
     pub swarm: Option<SwarmConfig>,
     /// Do not load eBPF (`--no-ebpf`): no kernel splice, tcp mode in user space.
     pub no_ebpf: bool,
+    /// The listener holder's unix socket (`--listen-from`): listening sockets are taken from it
+    /// instead of bound.
+    pub listen_from: Option<PathBuf>,
 }
 
 /// Builds the configuration from flags and, if `--config` was given, the file's text.
@@ -293,7 +296,15 @@ pub fn build(args: &RunArgs, file_text: Option<&str>) -> Result<Config, ConfigEr
         (RunMode::Http, Some(_)) => (Some(http(args, file)?), Some(tcp(args, None, false)?)),
         (RunMode::Tcp, _) => (None, Some(tcp(args, Some(flags::tcp_service(args)?), !args.tcp.no_ebpf)?)),
     };
-    Ok(Config { admin, admin_socket, http, tcp, swarm, no_ebpf: args.tcp.no_ebpf })
+    Ok(Config {
+        admin,
+        admin_socket,
+        http,
+        tcp,
+        swarm,
+        no_ebpf: args.tcp.no_ebpf,
+        listen_from: args.listen_from.clone(),
+    })
 }
 
 /// The Swarm settings of `--docker` (none without it), which excludes the static service options.
