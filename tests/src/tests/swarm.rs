@@ -1005,7 +1005,7 @@ fn drain_three_of_five_spreads_the_displaced_clients_evenly() {
         report.moves.iter().filter(|m| drained_names.contains(&m.1)).map(|m| m.0).collect();
     let split = |who: &dyn Fn(usize) -> bool| -> BTreeMap<String, usize> {
         let mut split: BTreeMap<String, usize> = kept_names.iter().map(|n| (n.clone(), 0)).collect();
-        for (client, task) in report.last.iter().filter(|(c, _)| who(**c)) {
+        for (_, task) in report.last.iter().filter(|(c, _)| who(**c)) {
             *split.entry(task.clone()).or_default() += 1;
         }
         split
