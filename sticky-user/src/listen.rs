@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use crate::hold::{HoldError, client};
+use crate::hold::{HoldError, client, standin::Taken};
 
 /// How long sticky waits at start for a holder to answer (it starts beside sticky, so it may come
 /// up a moment later); then it stops with the error, and Swarm starts it again.
@@ -38,20 +38,25 @@ pub enum ListenError {
 }
 
 /// Where the listening sockets come from.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub enum Source {
     /// This process binds them.
     #[default]
     Bind,
-    /// The holder at this unix socket has them.
-    Holder(PathBuf),
+    /// The holder at this unix socket has them; copies of those taken are kept in `taken`.
+    Holder {
+        /// The holder's unix socket.
+        path: PathBuf,
+        /// Copies of the sockets taken so far.
+        taken: Taken,
+    },
 }
 
 impl Source {
     /// The holder at `listen_from`, else binding.
     #[must_use]
     pub fn new(listen_from: Option<&Path>) -> Self {
-        listen_from.map_or(Self::Bind, |p| Self::Holder(p.to_owned()))
+        listen_from.map_or(Self::Bind, |p| Self::Holder { path: p.to_owned(), taken: Taken::default() })
     }
 
     /// Listening sockets for `addrs`, in order (non-blocking), bound here or asked of the holder in
@@ -66,8 +71,19 @@ impl Source {
                 .iter()
                 .map(|&addr| crate::net::bind(addr).map_err(|source| ListenError::Bind { addr, source }))
                 .collect::<Result<Vec<_>, _>>()?,
-            Self::Holder(path) => client::fetch_waiting(path, addrs, wait)
-                .map_err(|source| ListenError::Holder { addrs: addrs.to_vec(), source })?,
+            Self::Holder { path, taken } => {
+                let listeners = client::fetch_waiting(path, addrs, wait)
+                    .map_err(|source| ListenError::Holder { addrs: addrs.to_vec(), source })?;
+                let mut kept = crate::lock::lock(taken);
+                for (listener, &addr) in listeners.iter().zip(addrs) {
+                    if !kept.iter().any(|(a, _)| *a == addr)
+                        && let Ok(copy) = listener.try_clone()
+                    {
+                        kept.push((addr, copy));
+                    }
+                }
+                listeners
+            }
         };
         for (listener, &addr) in listeners.iter().zip(addrs) {
             // O_NONBLOCK belongs to the socket shared with the holder and other instances: all want it

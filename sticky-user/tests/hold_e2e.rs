@@ -231,3 +231,43 @@ fn a_second_holder_on_a_port_in_use_says_so() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("does not exist"), "{stderr}");
 }
+
+#[test]
+fn a_crashed_holder_is_replaced_from_stickys_copies_under_load() {
+    let dir = TempDir::new("hold-crash");
+    let socket: PathBuf = dir.path().join("hold.sock");
+    let key = dir.file("key", "0123456789abcdef0123456789abcdef\n");
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let (b1, b2) = (whoami("one"), whoami("two"));
+    let backends = [&b1, &b2];
+    let mut hold1 = holder(&dir, addr, &socket, "hold1");
+    let mut a = sticky_from(&dir, addr, &socket, &key, &backends, "sticky-a");
+    let load = Load::start(addr, 4);
+    // the holder dies without a word: its socket file stays, nobody answers there
+    hold1.kill();
+    let stood_in =
+        wait::until(Duration::from_secs(10), || log_of(&dir, "sticky-a").contains("hands out its listening sockets"));
+    assert!(stood_in, "sticky stands in for the holder:\n{}", log_of(&dir, "sticky-a"));
+    // a new holder gets the sockets from sticky (it could not bind them: sticky's copies hold the port)
+    let mut hold2 = holder(&dir, addr, &socket, "hold2");
+    let log = log_of(&dir, "hold2");
+    assert!(log.contains("holding the listening socket taken over"), "{log}");
+    let back = wait::until(Duration::from_secs(10), || log_of(&dir, "sticky-a").contains("took its path back"));
+    assert!(back, "sticky steps back:\n{}", log_of(&dir, "sticky-a"));
+    // and the next sticky takes the socket from the new holder: a handover as usual
+    let b = sticky_from(&dir, addr, &socket, &key, &backends, "sticky-b");
+    a.stop(Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    let b_accepted = accepted(&b);
+    let report = load.finish();
+    eprintln!(
+        "crashed holder: {} requests, {} failed, {} moved; B accepted {b_accepted}",
+        report.requests,
+        report.failures.len(),
+        report.moves.len()
+    );
+    assert!(report.failures.is_empty(), "no request may fail: {:?}", report.failures);
+    assert!(report.moves.is_empty(), "{:?}", report.moves);
+    assert!(b_accepted > 0, "the sticky started after the new holder serves");
+    hold2.stop(Duration::from_secs(5));
+}

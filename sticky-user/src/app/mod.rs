@@ -278,6 +278,9 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
         None => None,
     };
     tokio::spawn(follow(catalogs, discovery, http.as_ref().map(|h| h.routing.clone()), tcp));
+    if let Source::Holder { path, taken } = &source {
+        tokio::spawn(crate::hold::standin::run(path.clone(), taken.clone()));
+    }
 
     // one admin state for both ways in: the TCP listener and the unix socket
     let api = (config.admin.is_some() || config.admin_socket.is_some()).then(|| {

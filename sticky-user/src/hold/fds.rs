@@ -47,7 +47,11 @@ pub fn send(stream: &UnixStream, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Re
             (*header).cmsg_level = libc::SOL_SOCKET;
             (*header).cmsg_type = libc::SCM_RIGHTS;
             (*header).cmsg_len = len as usize;
-            std::ptr::copy_nonoverlapping(raw.as_ptr(), libc::CMSG_DATA(header).cast::<RawFd>(), raw.len());
+            std::ptr::copy_nonoverlapping(
+                raw.as_ptr().cast::<u8>(),
+                libc::CMSG_DATA(header),
+                raw.len() * size_of::<RawFd>(),
+            );
         }
     }
     // SAFETY: msg points at live buffers (bytes, iov, control) for the duration of the call.
@@ -88,10 +92,10 @@ pub fn recv(stream: &UnixStream, buf: &mut [u8]) -> io::Result<(usize, Vec<Owned
         let mut header = libc::CMSG_FIRSTHDR(&raw const msg);
         while !header.is_null() {
             if (*header).cmsg_level == libc::SOL_SOCKET && (*header).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(header).cast::<RawFd>();
+                let data = libc::CMSG_DATA(header);
                 let bytes = (*header).cmsg_len - (data as usize - header as usize);
                 for i in 0..bytes / size_of::<RawFd>() {
-                    fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
+                    fds.push(OwnedFd::from_raw_fd(data.add(i * size_of::<RawFd>()).cast::<RawFd>().read_unaligned()));
                 }
             }
             header = libc::CMSG_NXTHDR(&raw const msg, header);

@@ -12,12 +12,14 @@
 //! - [`protocol`]: the request and response lines (pure);
 //! - [`fds`]: bytes with descriptors attached over a unix socket;
 //! - [`client`]: asking a holder (sticky, and a new holder taking over);
-//! - [`server`]: the holder's sockets, its unix socket, its answers.
+//! - [`server`]: the holder's sockets, its unix socket, its answers;
+//! - [`standin`]: sticky handing out its copies while no holder answers (a holder that crashed).
 
 pub mod client;
 pub mod fds;
 pub mod protocol;
 pub mod server;
+pub mod standin;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 

@@ -68,6 +68,12 @@ impl Held {
         Ok(Self { sockets })
     }
 
+    /// A holder of exactly these sockets (sticky standing in for a holder that is gone).
+    #[must_use]
+    pub fn of(sockets: Vec<(SocketAddr, TcpListener)>) -> Self {
+        Self { sockets }
+    }
+
     /// The addresses held, in `--listen` order.
     #[must_use]
     pub fn addrs(&self) -> Vec<SocketAddr> {
@@ -165,6 +171,9 @@ impl Drop for Endpoint {
 }
 
 /// Answers every connection of `listener` on a blocking thread of its own, until the runtime ends.
+///
+/// # Errors
+/// The listener cannot be registered, or accepting fails for good.
 pub async fn serve(listener: std::os::unix::net::UnixListener, held: Arc<Held>) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;

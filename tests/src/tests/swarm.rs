@@ -652,12 +652,12 @@ fn count(log: &str, needle: &str) -> usize {
 
 /// The Docker daemon hung (SIGSTOP) and then crashed (SIGKILL) and restarted while sticky runs.
 ///
-/// What can be promised, given how Docker behaves (verified here): a hung daemon still forwards
-/// published ports (docker-proxy is its own process), so sticky keeps serving on its port with
-/// the last known tasks, logs the API's loss and return once each, and discovers a scale-up
-/// afterwards. A crashed daemon takes docker-proxy with it (the published port is dead), but the
-/// containers run on: sticky keeps serving its pinned clients at its `docker_gwbridge` address.
-/// When dockerd starts again, Swarm replaces every task, sticky's own included (live-restore is
+/// What can be promised, given how Docker behaves (verified here): a hung daemon does not stop
+/// containers, so sticky keeps serving on the client port with the last known tasks, logs the
+/// API's loss and return once each, and discovers a scale-up afterwards. A crashed daemon leaves
+/// the containers running, the listener holder's socket (on the host's network, no docker-proxy)
+/// with them: the client port keeps serving pinned and re-pinned clients. When dockerd starts
+/// again, Swarm replaces every task, sticky's and the holder's included (live-restore is
 /// incompatible with swarm mode), and the new sticky discovers the new tasks on its own.
 #[test]
 fn dockerd_hung_then_killed_and_restarted_while_sticky_serves() {

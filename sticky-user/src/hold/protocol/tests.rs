@@ -1,4 +1,4 @@
-use std::net::SocketAddr;
+use std::{fmt::Write as _, net::SocketAddr};
 
 use super::{MAX_LINE, MAX_SOCKETS, ProtocolError, Request, Response, VERSION, select};
 
@@ -52,7 +52,10 @@ fn other_versions_and_foreign_lines_are_refused_by_name() {
 fn malformed_requests_are_refused() {
     assert_eq!(Request::parse("sticky-hold/1 get :80\n"), Err(ProtocolError::Address { word: ":80".to_owned() }));
     assert_eq!(Request::parse("sticky-hold/1 get\n"), Err(ProtocolError::Count { count: 0 }));
-    let many = (0..=MAX_SOCKETS).map(|p| format!(" 127.0.0.1:{}", 1000 + p)).collect::<String>();
+    let many = (0..=MAX_SOCKETS).fold(String::new(), |mut line, p| {
+        let _ = write!(line, " 127.0.0.1:{}", 1000 + p);
+        line
+    });
     assert_eq!(
         Request::parse(&format!("sticky-hold/1 get{many}\n")),
         Err(ProtocolError::Count { count: MAX_SOCKETS + 1 })
