@@ -885,6 +885,44 @@ fn label_sets_route_by_host_two_instances_agree_and_tcp_by_labels() {
     let tasks: BTreeSet<&String> = per_source.values().collect();
     eprintln!("tcp: 12 clients over {} tasks: {per_source:?}", tasks.len());
     assert!(tasks.len() >= 2, "clients spread over the tcp service's tasks: {per_source:?}");
+
+    // --- sticky's own update under tcp load: the tcp port is the holder's too, so the new task
+    // accepts on it while the old one stops; the same clients reach the same tasks (Maglev)
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (stop, per_source, sources) = (stop.clone(), per_source.clone(), sources.clone());
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let (mut connections, mut failed, mut moved) = (0u64, Vec::new(), Vec::new());
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(90) {
+                for s in &sources {
+                    connections += 1;
+                    match crate::l4::get_once(vip, *s) {
+                        Ok(body) if Some(&body) == per_source.get(s) => {}
+                        Ok(body) => moved.push((*s, body)),
+                        Err(e) => failed.push((*s, format!("{e:?}"))),
+                    }
+                }
+            }
+            (connections, failed, moved)
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let updating = Instant::now();
+    swarm.docker(&["service", "update", "-d", "--no-resolve-image", "--force", "sticky_sticky"]);
+    let took = wait_updated(&swarm, "sticky_sticky", updating);
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    let (connections, failed, moved) = load.join().expect("the tcp load thread must not panic");
+    eprintln!(
+        "tcp through sticky's update ({:.1} s): {connections} connections, {} failed, {} moved",
+        took.as_secs_f64(),
+        failed.len(),
+        moved.len()
+    );
+    assert!(connections > 100, "the tcp load ran: {connections}");
+    assert!(failed.is_empty(), "no tcp connection may fail through sticky's update: {failed:?}");
+    assert!(moved.is_empty(), "every tcp client keeps its task: {moved:?}");
     eprintln!("whole test {:?}", suite.elapsed());
 }
 
