@@ -47,7 +47,8 @@ pub enum Command {
     /// ports of tcp services) and receives the sockets themselves over the unix socket PATH
     /// (SCM_RIGHTS): old and new sticky accept from one queue, and when the old one stops, the socket
     /// and the connections waiting in it stay. A new holder first takes every socket over from the
-    /// running one (so they never close), then renames its own unix socket over PATH.
+    /// running one (so they never close), then renames its own unix socket over PATH. If the holder
+    /// dies, each sticky hands out its copies of the sockets at PATH until a holder takes them back.
     ///
     /// In Swarm (deploy/stack.yml) it runs on the host network, so clients' addresses are kept and
     /// no port is published, and shares a volume with sticky for PATH.
