@@ -1067,3 +1067,53 @@ fn drain_three_of_five_spreads_the_displaced_clients_evenly() {
     assert!(lo * 10 >= hi * 8, "the displaced clients spread within 20%: {moved:?}");
     eprintln!("whole test {:?}", suite.elapsed());
 }
+
+/// `deploy/stack-https.yml` as the README pastes it (secrets `site.crt`/`site.key`, then `stack
+/// deploy`): the holder holds both ports, sticky takes both, HTTPS and plain HTTP are served, and
+/// nothing is published.
+#[test]
+fn https_stack_serves_both_ports_through_the_holder() {
+    require_swarm!();
+    let swarm = Swarm::start();
+    seed(&swarm, &["--endpoint-mode", "dnsrr"]);
+    swarm.wait_running(WHOAMI, 3, Duration::from_secs(30));
+    let dir = swarm.socket_dir();
+    let (crt, key) = (dir.join("site.crt"), dir.join("site.key"));
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=app.example", "-addext", "subjectAltName=DNS:app.example", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("run openssl");
+    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    swarm.docker(&["secret", "create", "site.crt", crt.to_str().expect("utf-8 path")]);
+    swarm.docker(&["secret", "create", "site.key", key.to_str().expect("utf-8 path")]);
+    let (port, tls_port) = (free_port(), free_port());
+    let env = vec![
+        ("STICKY_PORT", port.to_string()),
+        ("STICKY_TLS_PORT", tls_port.to_string()),
+        ("DOCKER_SOCKET", swarm.socket().display().to_string()),
+    ];
+    swarm.deploy_stack("sticky", &workspace_file("deploy/stack-https.yml"), &env);
+    swarm.wait_running("sticky_hold", 1, Duration::from_secs(30));
+    swarm.wait_running("sticky_sticky", 1, Duration::from_secs(30));
+    let https = |path: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-sk", "--max-time", "5", "--resolve", &format!("app.example:{tls_port}:127.0.0.1")])
+            .arg(format!("https://app.example:{tls_port}{path}"))
+            .output()
+            .expect("run curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let served = wait::until(Duration::from_secs(20), || https("/").starts_with("I'm "));
+    assert!(served, "HTTPS through the holder's port must reach whoami:\n{}", swarm.service_logs("sticky_sticky"));
+    let plain = http_get(loopback(port), "app.example", None).expect("plain HTTP");
+    assert!(plain.whoami().is_some(), "plain HTTP is served too: {plain:?}");
+    for service in ["sticky_sticky", "sticky_hold"] {
+        let published = swarm.docker(&["service", "inspect", "--format", "{{json .Spec.EndpointSpec.Ports}}", service]);
+        assert_eq!(published.matches("PublishedPort").count(), 0, "{service} publishes nothing: {published}");
+    }
+    eprintln!("https stack: {} over HTTPS on {tls_port}, plain on {port}", https("/").trim());
+}
