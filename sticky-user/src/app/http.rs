@@ -9,7 +9,14 @@
 //! silently bind the same port and take half the traffic, and the kernel hands each new connection
 //! to whichever worker is free to accept it first.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::sync::{Semaphore, watch};
 
@@ -56,6 +63,17 @@ pub struct HttpServer {
     pub stats: Arc<ProxyStats>,
     grace: Duration,
     stop: watch::Sender<bool>,
+    /// Workers whose accept loops still run (each holds its handles of the listening sockets).
+    accepting: Arc<AtomicUsize>,
+}
+
+/// One worker's place in [`HttpServer`]'s count of accept loops; dropped when they have ended.
+struct Accepting(Arc<AtomicUsize>);
+
+impl Drop for Accepting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The proxy's listening sockets: the plain one and the TLS one, if configured.
@@ -122,6 +140,7 @@ impl HttpServer {
         });
         let permits = Arc::new(Semaphore::new(config.limits.max_connections));
         let (stop, stop_rx) = watch::channel(false);
+        let accepting = Arc::new(AtomicUsize::new(0));
         for worker in 0..config.workers {
             let handle = listener.try_clone().map_err(|source| AppError::Worker { worker, source })?;
             let tls_handle = match &tls {
@@ -132,9 +151,12 @@ impl HttpServer {
                 None => None,
             };
             let (proxy, permits, stop_rx) = (proxy.clone(), permits.clone(), stop_rx.clone());
+            // counted before the thread runs, so that a stop right after start waits for it too
+            accepting.fetch_add(1, Ordering::SeqCst);
+            let done = Accepting(accepting.clone());
             std::thread::Builder::new()
                 .name(format!("sticky-w{worker}"))
-                .spawn(move || worker_main(worker, handle, tls_handle, proxy, permits, stop_rx))
+                .spawn(move || worker_main(worker, handle, tls_handle, proxy, permits, stop_rx, done))
                 .map_err(|source| AppError::Worker { worker, source })?;
         }
         tokio::spawn(crate::health_check::run(routing.clone()));
@@ -142,7 +164,17 @@ impl HttpServer {
         drop(listener);
         let (resolver, acme) = tls.map(|t| (t.resolver, t.acme)).unzip();
         let acme = acme.flatten();
-        Ok(Self { listen, listen_tls, tls: resolver, acme, routing, stats, grace: config.timeouts.shutdown, stop })
+        Ok(Self {
+            listen,
+            listen_tls,
+            tls: resolver,
+            acme,
+            routing,
+            stats,
+            grace: config.timeouts.shutdown,
+            stop,
+            accepting,
+        })
     }
 
     /// The shutdown timeout: how long [`HttpServer::shutdown`] waits for requests in flight.
@@ -158,6 +190,11 @@ impl HttpServer {
         tracing::info!(grace = ?self.grace, "stopping: no new connections, finishing requests in flight");
         self.stop.send_replace(true);
         let deadline = tokio::time::Instant::now() + self.grace;
+        // first every accept loop ends (a connection it took is counted by then), then the
+        // connections: a connection accepted at the moment of the stop is never cut unanswered
+        while self.accepting.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         while self.stats.active_connections() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -312,6 +349,7 @@ fn worker_main(
     proxy: Arc<Proxy>,
     permits: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
+    accepting: Accepting,
 ) {
     stats::set_worker_shard(worker);
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -348,7 +386,8 @@ fn worker_main(
             }
         };
         tokio::join!(plain_loop, tls_loop);
-        // stopped accepting (the listener handle is closed here); serve the open connections to their end
+        // stopped accepting (the listener handles are closed here); serve the open connections to their end
+        drop(accepting);
         let mut stop = stop;
         let _ = stop.wait_for(|s| *s).await.is_ok();
         std::future::pending::<()>().await;
