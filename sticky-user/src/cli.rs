@@ -39,6 +39,34 @@ pub enum Command {
     Whoami(WhoamiArgs),
     /// Attach the packet classifier to an interface and print its counters (a diagnostic of the eBPF data path).
     Inspect(InspectArgs),
+    /// Hold listening sockets for `sticky run --listen-from`, so that sticky can be replaced without
+    /// refusing a connection.
+    ///
+    /// The holder binds every --listen address and never accepts on it. Each `sticky run
+    /// --listen-from PATH` asks it for the addresses of its listeners (--listen, --listen-tls, the
+    /// ports of tcp services) and receives the sockets themselves over the unix socket PATH
+    /// (SCM_RIGHTS): old and new sticky accept from one queue, and when the old one stops, the socket
+    /// and the connections waiting in it stay. A new holder first takes every socket over from the
+    /// running one (so they never close), then renames its own unix socket over PATH. If the holder
+    /// dies, each sticky hands out its copies of the sockets at PATH until a holder takes them back.
+    ///
+    /// In Swarm (deploy/stack.yml) it runs on the host network, so clients' addresses are kept and
+    /// no port is published, and shares a volume with sticky for PATH.
+    Hold(HoldArgs),
+}
+
+/// `sticky hold`.
+#[derive(Clone, Debug, Args)]
+pub struct HoldArgs {
+    /// Address to bind and hold, IP:PORT; repeat (or comma-separate in the variable) for more, e.g.
+    /// 0.0.0.0:80, 0.0.0.0:443 and a tcp service's port. Each is named by this address: sticky asks
+    /// for exactly what its --listen / --listen-tls / sticky.listen.port say.
+    #[arg(long = "listen", env = "STICKY_HOLD_LISTEN", value_name = "ADDR", value_delimiter = ',', required = true)]
+    pub listen: Vec<SocketAddr>,
+    /// The unix socket sticky asks on (`sticky run --listen-from PATH`); its directory must exist (a
+    /// volume shared with sticky). Mode 0600: root only.
+    #[arg(long, env = "STICKY_HOLD_SOCKET", value_name = "PATH", default_value = "/run/sticky-hold/hold.sock")]
+    pub socket: PathBuf,
 }
 
 /// `sticky demo`.
@@ -137,6 +165,11 @@ pub struct RunArgs {
     /// its directory must exist; a stale socket file is replaced, a live one never. [default: none]
     #[arg(long, env = "STICKY_ADMIN_SOCKET", value_name = "PATH")]
     pub admin_socket: Option<PathBuf>,
+    /// Take the listening sockets from the listener holder at this unix socket (`sticky hold`)
+    /// instead of binding them: an update of sticky then refuses no connection. Waits up to 60 s for
+    /// the holder at start. [default: none, sticky binds]
+    #[arg(long, env = "STICKY_LISTEN_FROM", value_name = "PATH")]
+    pub listen_from: Option<PathBuf>,
     /// Worker threads, each running its own event loop. [default: number of CPUs]
     #[arg(long, env = "STICKY_WORKERS", value_name = "N")]
     pub workers: Option<usize>,

@@ -22,7 +22,9 @@
 //! - [`rule`]: routing rules in Traefik's syntaxes, parsed and matched.
 //! - [`cookie`]: encode, sign, verify and expire the opaque sticky cookie.
 //! - [`policy`]: keep, re-pin, pick or refuse; health; tcp mode's Maglev table and client affinity.
-//! - [`net`]: the accept rule of every listener; [`signal`]: shutdown and reload signals;
+//! - [`listen`]: where listening sockets come from: bound here, or taken from the holder;
+//!   [`hold`]: `sticky hold`, the holder of listening sockets that outlives sticky's updates.
+//! - [`net`]: binding and the accept rule of every listener; [`signal`]: shutdown and reload signals;
 //!   [`lock`]: the one rule for poisoned locks; [`telemetry`]: tracing, with aya-log bridged in.
 //! - [`whoami`]: the tiny demo app (`sticky whoami`): every request gets `I'm NAME`.
 //! - [`tls`]: HTTPS at the edge: rustls server config, certificates (files, directories, Swarm secrets,
@@ -37,7 +39,9 @@ pub mod cookie;
 pub mod datapath;
 pub mod discovery;
 pub mod health_check;
+pub mod hold;
 pub mod labels;
+pub mod listen;
 pub mod lock;
 pub mod model;
 pub mod net;

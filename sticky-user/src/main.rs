@@ -6,7 +6,7 @@ use clap::Parser as _;
 use sticky::{
     app,
     cli::{Cli, Command},
-    signal, telemetry, whoami,
+    hold, signal, telemetry, whoami,
 };
 
 // The proxy allocates little per request (the request's boxed state, a Set-Cookie line for a new pin);
@@ -21,7 +21,9 @@ fn main() -> anyhow::Result<()> {
     let _log = telemetry::init("info");
     let runtime = match cli.command {
         // the balancer's workers run their own runtimes; this one only carries control tasks
-        Command::Run(_) | Command::Demo(_) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Command::Run(_) | Command::Demo(_) | Command::Hold(_) => {
+            tokio::runtime::Builder::new_current_thread().enable_all().build()
+        }
         Command::Whoami(_) | Command::Inspect(_) => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
     }
     .context("failed to start the tokio runtime")?;
@@ -33,6 +35,7 @@ fn main() -> anyhow::Result<()> {
                 .context("failed to start the demo (is the port taken? try --listen 127.0.0.1:0)")?,
             Command::Whoami(args) => whoami::run(&args, signal::shutdown()).await?,
             Command::Inspect(args) => app::inspect(&args, signal::shutdown()).await?,
+            Command::Hold(args) => hold::run(&args, signal::shutdown()).await?,
         }
         Ok(())
     })

@@ -1,4 +1,5 @@
-//! Accepting connections: one accept loop rule for every listener (proxy, admin, whoami).
+//! Listening and accepting: how a listening socket is bound, and one accept loop rule for every
+//! listener (proxy, admin, whoami, tcp services).
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -38,4 +39,22 @@ pub async fn accept(listener: &TcpListener) -> std::io::Result<(TcpStream, Socke
             Err(e) => return Err(e),
         }
     }
+}
+
+/// A listening TCP socket on `addr`: `SO_REUSEADDR` (a restart binds at once, whatever connections
+/// of the previous process linger), dual-stack for an IPv6 address, a backlog of 4096, non-blocking.
+///
+/// # Errors
+/// The address cannot be bound (in use, not local, not permitted).
+pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        let _ = socket.set_only_v6(false);
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }

@@ -7,7 +7,10 @@
 
 use std::{
     cell::Cell,
-    sync::atomic::{AtomicI64, AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicI64, AtomicU64, Ordering},
+    },
 };
 
 use crate::policy::RepinReason;
@@ -324,6 +327,15 @@ impl ProxyStats {
         self.active.fetch_add(1, Ordering::Relaxed);
         ActiveGuard(&self.active)
     }
+    /// [`ProxyStats::connection`] with a guard that owns its handle: taken in the accept loop and
+    /// moved into the connection's task, so a connection counts as active from its accept on (a
+    /// graceful stop that reads no active connection must not miss one whose task has not run yet).
+    #[must_use]
+    pub fn accepted(self: &Arc<Self>) -> OwnedActiveGuard {
+        self.counters.inc(CONNECTIONS);
+        self.active.fetch_add(1, Ordering::Relaxed);
+        OwnedActiveGuard(self.clone())
+    }
     /// A timer closed a connection.
     pub fn timeout(&self, kind: Timeout) {
         self.counters.inc(TIMEOUTS + kind as usize);
@@ -377,6 +389,16 @@ pub struct ActiveGuard<'a>(&'a AtomicI64);
 impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts one connection as active while it lives (owns its handle of the counters).
+#[derive(Debug)]
+pub struct OwnedActiveGuard(Arc<ProxyStats>);
+
+impl Drop for OwnedActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -9,7 +9,14 @@
 //! silently bind the same port and take half the traffic, and the kernel hands each new connection
 //! to whichever worker is free to accept it first.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::sync::{Semaphore, watch};
 
@@ -18,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::{
     config::{HttpConfig, TlsConfig},
+    listen::{self, ListenError},
     proxy::{self, Proxy, Settings},
     signal::Hangups,
     splice::Splicer,
@@ -55,21 +63,70 @@ pub struct HttpServer {
     pub stats: Arc<ProxyStats>,
     grace: Duration,
     stop: watch::Sender<bool>,
+    /// Workers whose accept loops still run (each holds its handles of the listening sockets).
+    accepting: Arc<AtomicUsize>,
+}
+
+/// One worker's place in [`HttpServer`]'s count of accept loops; dropped when they have ended.
+struct Accepting(Arc<AtomicUsize>);
+
+impl Drop for Accepting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The proxy's listening sockets: the plain one and the TLS one, if configured.
+#[derive(Debug)]
+pub struct Sockets {
+    /// `--listen`.
+    pub plain: std::net::TcpListener,
+    /// `--listen-tls`.
+    pub tls: Option<std::net::TcpListener>,
+}
+
+impl Sockets {
+    /// The listeners `config` names, bound here or taken from the holder (`source`), waiting up to
+    /// `wait` for a holder to answer.
+    ///
+    /// # Errors
+    /// See [`ListenError`].
+    pub async fn take(config: &HttpConfig, source: &listen::Source, wait: Duration) -> Result<Self, ListenError> {
+        let mut addrs = vec![config.listen];
+        addrs.extend(config.tls.as_ref().map(|t| t.listen));
+        let mut listeners = source.take_async(&addrs, wait).await?.into_iter();
+        match (listeners.next(), listeners.next()) {
+            (Some(plain), tls) => Ok(Self { plain, tls }),
+            (None, _) => Err(ListenError::Bind {
+                addr: config.listen,
+                source: std::io::Error::other("no listening socket came back"),
+            }),
+        }
+    }
 }
 
 impl HttpServer {
-    /// Binds the listener of `config` and starts the workers and the health checks (on the calling
-    /// runtime), with routes from `routing` and pinned/upgraded connections spliced by `splicer`.
+    /// Starts the workers on `sockets` (the listeners of `config`, see [`Sockets::take`]) and the
+    /// health checks (on the calling runtime), with routes from `routing` and pinned/upgraded
+    /// connections spliced by `splicer`.
     ///
     /// # Errors
-    /// The listener cannot be bound, or a worker thread cannot start.
-    pub fn start(config: &HttpConfig, routing: Arc<Routing>, splicer: Option<Arc<Splicer>>) -> Result<Self, AppError> {
-        let listener = bind(config.listen)?;
+    /// The TLS set-up fails, or a worker thread cannot start.
+    pub fn start(
+        config: &HttpConfig,
+        routing: Arc<Routing>,
+        splicer: Option<Arc<Splicer>>,
+        sockets: Sockets,
+    ) -> Result<Self, AppError> {
+        let Sockets { plain: listener, tls: tls_listener } = sockets;
         let listen = listener.local_addr().map_err(|source| AppError::Bind { addr: config.listen, source })?;
         // --splice (or a service's splice option), or a kernel splice for upgrades: say once that TLS
         // connections are not spliced
         let splice = splicer.is_some() || routing.table().services.iter().any(|s| s.spec.splice.pinned);
-        let tls = config.tls.as_ref().map(|t| start_tls(t, config.timeouts.idle, splice)).transpose()?;
+        let tls = match (config.tls.as_ref(), tls_listener) {
+            (Some(t), Some(listener)) => Some(start_tls(t, listener, config.timeouts.idle, splice)?),
+            _ => None,
+        };
         let listen_tls = tls.as_ref().map(|t| t.listen);
         let stats = Arc::new(ProxyStats::default());
         let settings = Settings { limits: config.limits, timeouts: config.timeouts };
@@ -83,6 +140,7 @@ impl HttpServer {
         });
         let permits = Arc::new(Semaphore::new(config.limits.max_connections));
         let (stop, stop_rx) = watch::channel(false);
+        let accepting = Arc::new(AtomicUsize::new(0));
         for worker in 0..config.workers {
             let handle = listener.try_clone().map_err(|source| AppError::Worker { worker, source })?;
             let tls_handle = match &tls {
@@ -93,9 +151,12 @@ impl HttpServer {
                 None => None,
             };
             let (proxy, permits, stop_rx) = (proxy.clone(), permits.clone(), stop_rx.clone());
+            // counted before the thread runs, so that a stop right after start waits for it too
+            accepting.fetch_add(1, Ordering::SeqCst);
+            let done = Accepting(accepting.clone());
             std::thread::Builder::new()
                 .name(format!("sticky-w{worker}"))
-                .spawn(move || worker_main(worker, handle, tls_handle, proxy, permits, stop_rx))
+                .spawn(move || worker_main(worker, handle, tls_handle, proxy, permits, stop_rx, done))
                 .map_err(|source| AppError::Worker { worker, source })?;
         }
         tokio::spawn(crate::health_check::run(routing.clone()));
@@ -103,7 +164,23 @@ impl HttpServer {
         drop(listener);
         let (resolver, acme) = tls.map(|t| (t.resolver, t.acme)).unzip();
         let acme = acme.flatten();
-        Ok(Self { listen, listen_tls, tls: resolver, acme, routing, stats, grace: config.timeouts.shutdown, stop })
+        Ok(Self {
+            listen,
+            listen_tls,
+            tls: resolver,
+            acme,
+            routing,
+            stats,
+            grace: config.timeouts.shutdown,
+            stop,
+            accepting,
+        })
+    }
+
+    /// The shutdown timeout: how long [`HttpServer::shutdown`] waits for requests in flight.
+    #[must_use]
+    pub fn grace(&self) -> Duration {
+        self.grace
     }
 
     /// Stops accepting, lets requests in flight finish, and returns once every client connection is
@@ -113,6 +190,11 @@ impl HttpServer {
         tracing::info!(grace = ?self.grace, "stopping: no new connections, finishing requests in flight");
         self.stop.send_replace(true);
         let deadline = tokio::time::Instant::now() + self.grace;
+        // first every accept loop ends (a connection it took is counted by then), then the
+        // connections: a connection accepted at the moment of the stop is never cut unanswered
+        while self.accepting.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         while self.stats.active_connections() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -185,10 +267,15 @@ fn hosts(rule: &crate::rule::Rule) -> Vec<String> {
     }
 }
 
-/// Loads the certificates (an explicit pair that does not load stops sticky), binds the TLS
-/// listener, and starts the reload task: files polled every [`reload::DEFAULT_INTERVAL`], and at
+/// Loads the certificates (an explicit pair that does not load stops sticky), serves the TLS
+/// `listener`, and starts the reload task: files polled every [`reload::DEFAULT_INTERVAL`], and at
 /// once on SIGHUP. `handshake_timeout` is the idle timeout.
-fn start_tls(config: &TlsConfig, handshake_timeout: Duration, splice: bool) -> Result<TlsStarted, AppError> {
+fn start_tls(
+    config: &TlsConfig,
+    listener: std::net::TcpListener,
+    handshake_timeout: Duration,
+    splice: bool,
+) -> Result<TlsStarted, AppError> {
     let challenges = Arc::new(Challenges::default());
     let resolver = Arc::new(Resolver::new(config.unknown_sni, challenges.clone()));
     let mut sources = config.sources.clone();
@@ -212,7 +299,6 @@ fn start_tls(config: &TlsConfig, handshake_timeout: Duration, splice: bool) -> R
         ..server::Settings::default()
     };
     let acceptor = TlsAcceptor::from(server::config(&settings, resolver.clone())?);
-    let listener = bind(config.listen)?;
     let listen = listener.local_addr().map_err(|source| AppError::Bind { addr: config.listen, source })?;
     let handle = reloader.handle();
     tokio::spawn(async move {
@@ -256,20 +342,6 @@ fn start_tls(config: &TlsConfig, handshake_timeout: Duration, splice: bool) -> R
     Ok(TlsStarted { listener, listen, acceptor, resolver, challenges, acme })
 }
 
-fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, AppError> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let err = |source| AppError::Bind { addr, source };
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
-    socket.set_reuse_address(true).map_err(err)?;
-    if addr.is_ipv6() {
-        let _ = socket.set_only_v6(false);
-    }
-    socket.bind(&addr.into()).map_err(err)?;
-    socket.listen(4096).map_err(err)?;
-    socket.set_nonblocking(true).map_err(err)?;
-    Ok(socket.into())
-}
-
 fn worker_main(
     worker: usize,
     listener: std::net::TcpListener,
@@ -277,6 +349,7 @@ fn worker_main(
     proxy: Arc<Proxy>,
     permits: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
+    accepting: Accepting,
 ) {
     stats::set_worker_shard(worker);
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -313,7 +386,8 @@ fn worker_main(
             }
         };
         tokio::join!(plain_loop, tls_loop);
-        // stopped accepting (the listener handle is closed here); serve the open connections to their end
+        // stopped accepting (the listener handles are closed here); serve the open connections to their end
+        drop(accepting);
         let mut stop = stop;
         let _ = stop.wait_for(|s| *s).await.is_ok();
         std::future::pending::<()>().await;

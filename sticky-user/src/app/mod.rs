@@ -15,7 +15,11 @@ use std::{
 
 use tokio::{sync::watch, task::JoinHandle};
 
-pub use self::{demo::demo, http::HttpServer, inspect::inspect};
+pub use self::{
+    demo::demo,
+    http::{HttpServer, Sockets},
+    inspect::inspect,
+};
 use crate::{
     admin::{
         self, Admin,
@@ -32,6 +36,7 @@ use crate::{
         static_list::StaticList,
         swarm::{SwarmDiscovery, SwarmOptions},
     },
+    listen::{self, ListenError, Source},
     model::Catalog,
     splice,
     state::Routing,
@@ -80,6 +85,9 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    /// The listening sockets cannot be bound or taken from the holder.
+    #[error("cannot get the listening sockets")]
+    Listen(#[from] ListenError),
     /// The admin socket (`--admin-socket`) cannot be served.
     #[error("cannot serve the admin API on its unix socket")]
     AdminSocket(#[from] SocketError),
@@ -167,14 +175,35 @@ pub struct Running {
     pub admin: Option<SocketAddr>,
     /// The admin socket, if any; dropping it removes the socket file if it is still this instance's.
     pub admin_socket: Option<SocketGuard>,
+    /// tcp mode's user-space listeners' stop, and its numbers (relays still open), if it runs there.
+    pub tcp: Option<(Arc<watch::Sender<bool>>, crate::tcp::TcpMetrics)>,
 }
 
 impl Running {
-    /// Stops gracefully: the proxy stops accepting and finishes the requests in flight; tcp mode's
-    /// relays and the kernel path end with the process.
+    /// Stops gracefully: the proxy and tcp mode's user-space listeners stop accepting (a successor
+    /// sharing the sockets through the holder takes the new connections), the proxy finishes the
+    /// requests in flight, and open tcp relays get the rest of the shutdown timeout; the kernel path
+    /// ends with the process.
     pub async fn shutdown(&self) {
+        let started = tokio::time::Instant::now();
+        if let Some((stop, _)) = &self.tcp {
+            stop.send_replace(true);
+        }
         if let Some(http) = &self.http {
             http.shutdown().await;
+        }
+        if let Some((_, metrics)) = &self.tcp {
+            let grace = self.http.as_ref().map_or(config::defaults::SHUTDOWN_TIMEOUT, HttpServer::grace);
+            while metrics.relayed() > 0 && started.elapsed() < grace {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            let left = metrics.relayed();
+            if left > 0 {
+                tracing::warn!(
+                    connections = left,
+                    "tcp relays still open at the end of the shutdown timeout; closing them"
+                );
+            }
         }
     }
 }
@@ -208,6 +237,7 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
     let first = catalogs.borrow().clone();
     let mut sources = Sources::default();
     let mut view = admin::report::Sources { source: config.source, ..admin::report::Sources::default() };
+    let source = Source::new(config.listen_from.as_deref());
 
     let http = match &config.http {
         Some(http) => {
@@ -219,7 +249,8 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
             if let Some(splicer) = splicer.clone() {
                 sources.splice = Some(Box::new(move || splicer.snapshot()));
             }
-            let server = HttpServer::start(http, routing, splicer)?;
+            let sockets = Sockets::take(http, &source, listen::HOLDER_WAIT).await?;
+            let server = HttpServer::start(http, routing, splicer, sockets)?;
             if let Some(feed) = server.acme.clone() {
                 feed.update(&first.http);
                 let mut catalogs = catalogs.clone();
@@ -237,17 +268,22 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
         }
         None => None,
     };
+    let mut tcp_stop = None;
     let tcp = match &config.tcp {
         Some(tcp) => {
-            let mode = TcpMode::start(tcp, &first.tcp).await?;
+            let mode = TcpMode::start(tcp, &first.tcp, source.clone()).await?;
             let metrics = mode.metrics();
             view.tcp = Some(metrics.clone());
+            tcp_stop = mode.stopper().map(|stop| (stop, metrics.clone()));
             sources.tcp = Some(Box::new(move || metrics.snapshot()));
             Some(mode)
         }
         None => None,
     };
     tokio::spawn(follow(catalogs, discovery, http.as_ref().map(|h| h.routing.clone()), tcp));
+    if let Source::Holder { path, taken } = &source {
+        tokio::spawn(crate::hold::standin::run(path.clone(), taken.clone()));
+    }
 
     // one admin state for both ways in: the TCP listener and the unix socket
     let api = (config.admin.is_some() || config.admin_socket.is_some()).then(|| {
@@ -276,7 +312,7 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
         admin_socket = %crate::telemetry::Maybe(config.admin_socket.as_ref().map(|p| p.display())),
         "sticky is serving"
     );
-    Ok(Running { http, admin, admin_socket })
+    Ok(Running { http, admin, admin_socket, tcp: tcp_stop })
 }
 
 /// Runs `discovery` on a task and waits for its first catalog.

@@ -267,6 +267,9 @@ pub struct Config {
     pub no_ebpf: bool,
     /// Where the services come from (the dashboard says it).
     pub source: Source,
+    /// The listener holder's unix socket (`--listen-from`): listening sockets are taken from it
+    /// instead of bound.
+    pub listen_from: Option<PathBuf>,
 }
 
 /// Where `sticky run`'s services come from.
@@ -324,7 +327,16 @@ pub fn build(args: &RunArgs, file_text: Option<&str>) -> Result<Config, ConfigEr
         (RunMode::Http, Some(_)) => (Some(http(args, file)?), Some(tcp(args, None, false)?)),
         (RunMode::Tcp, _) => (None, Some(tcp(args, Some(flags::tcp_service(args)?), !args.tcp.no_ebpf)?)),
     };
-    Ok(Config { admin, admin_socket, http, tcp, swarm, no_ebpf: args.tcp.no_ebpf, source })
+    Ok(Config {
+        admin,
+        admin_socket,
+        http,
+        tcp,
+        swarm,
+        no_ebpf: args.tcp.no_ebpf,
+        source,
+        listen_from: args.listen_from.clone(),
+    })
 }
 
 /// The Swarm settings of `--docker` (none without it), which excludes the static service options.

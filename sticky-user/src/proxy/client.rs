@@ -66,8 +66,13 @@ pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, peer: SocketAddr, mut s
     let mut splice_first =
         proxy.splicer.is_some() && matches!(stream, ClientIo::Plain(_)) && splices_pinned(&proxy.routing);
     let mut pending: Option<Buf> = None;
+    // a connection accepted before a stop is owed its first answer: its request may still be on the
+    // way (or in a TLS handshake that just ended), and closing it unread would fail that request in
+    // a handover between two instances (`--listen-from`), where the next one would have served it
+    let mut owed = true;
+    let mut stop_seen = false;
     loop {
-        let deadline = Instant::now() + proxy.settings.timeouts.idle;
+        let mut deadline = Instant::now() + proxy.settings.timeouts.idle;
         if pending.is_none() {
             // idle: only the socket is held while waiting for the next request's first bytes; a buffer
             // is taken once readiness says so and given back at once if the read finds nothing (a
@@ -79,7 +84,14 @@ pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, peer: SocketAddr, mut s
                 if wait {
                     let ready = tokio::select! {
                         biased;
-                        _ = async { stop.wait_for(|s| *s).await.is_ok() } => return,
+                        _ = async { stop.wait_for(|s| *s).await.is_ok() }, if !stop_seen => {
+                            if !owed {
+                                return;
+                            }
+                            stop_seen = true;
+                            deadline = deadline.min(Instant::now() + FIRST_REQUEST_AFTER_STOP);
+                            continue;
+                        }
                         ready = tokio::time::timeout_at(deadline, stream.readable()) => ready,
                     };
                     match ready {
@@ -103,9 +115,10 @@ pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, peer: SocketAddr, mut s
                     Err(_) => return,
                 }
             }
-        } else if *stop.borrow() {
+        } else if *stop.borrow() && !owed {
             return;
         }
+        owed = false;
         let stopping = *stop.borrow();
         let first = std::mem::take(&mut splice_first);
         let next = Box::pin(request(proxy, &stream, &addr, pending.take(), deadline, stopping, first)).await;
@@ -125,6 +138,9 @@ pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, peer: SocketAddr, mut s
         }
     }
 }
+
+/// How long a connection that has not sent its first request yet is waited for once the stop came.
+const FIRST_REQUEST_AFTER_STOP: Duration = Duration::from_secs(1);
 
 /// Whether any service splices pinned keep-alive connections (then first requests are looked at).
 fn splices_pinned(routing: &Routing) -> bool {

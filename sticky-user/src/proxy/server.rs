@@ -32,20 +32,29 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let mut stopping = stop.clone();
     loop {
-        let accepted = tokio::select! {
+        // the stop is watched while waiting for a permit and while waiting in accept (cancel safe:
+        // a connection not taken stays queued), so a stopping worker closes its handle of the
+        // listener at once, and a successor sharing the socket takes the queue
+        let permit = tokio::select! {
             biased;
             _ = async { stopping.wait_for(|s| *s).await.is_ok() } => return Ok(()),
             permit = permits.clone().acquire_owned() => match permit {
-                Ok(p) => crate::net::accept(&listener).await.map(|c| (p, c)),
+                Ok(p) => p,
                 Err(_) => return Ok(()),
             },
         };
-        let (permit, (stream, peer)) = accepted?;
+        let (stream, peer) = tokio::select! {
+            biased;
+            _ = async { stopping.wait_for(|s| *s).await.is_ok() } => return Ok(()),
+            accepted = crate::net::accept(&listener) => accepted?,
+        };
+        // counted from here, not from the task's first poll: a stop must wait for this connection
+        let active = proxy.stats.accepted();
         let proxy = proxy.clone();
         let stop = stop.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let _active = proxy.stats.connection();
+            let _active = active;
             let io = match tls {
                 None => ClientIo::Plain(stream),
                 Some(acceptor) => match tls::accept(&acceptor, stream, proxy.settings.timeouts.idle).await {

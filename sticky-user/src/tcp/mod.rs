@@ -85,7 +85,11 @@ pub enum TcpError {
         #[source]
         source: std::io::Error,
     },
-    /// The user-space path cannot bind a service's address.
+    /// The user-space path cannot listen on a service's address (bound here, or taken from the
+    /// listener holder with `--listen-from`).
+    #[error("cannot listen for the service")]
+    Listen(#[from] crate::listen::ListenError),
+    /// The user-space path cannot register a listener with the runtime.
     #[error("failed to listen on {addr}")]
     Bind {
         /// The address.
@@ -113,12 +117,17 @@ enum Engine {
 
 impl TcpMode {
     /// Starts serving `services`: in the kernel if `config` allows it and eBPF loads and attaches,
-    /// else (after one line saying why) in user space.
+    /// else (after one line saying why) in user space, on listeners from `source` (bound here, or
+    /// taken from the listener holder).
     ///
     /// # Errors
     /// The kernel path refuses the configuration (a set-up that would black-hole flows), or the
     /// user-space path cannot bind a service given by flags.
-    pub async fn start(config: &TcpConfig, services: &[TcpService]) -> Result<Self, TcpError> {
+    pub async fn start(
+        config: &TcpConfig,
+        services: &[TcpService],
+        source: crate::listen::Source,
+    ) -> Result<Self, TcpError> {
         let statically = config.service.is_some();
         if config.kernel {
             match kernel::start(config, services) {
@@ -139,7 +148,7 @@ impl TcpMode {
         } else if statically {
             tracing::warn!("tcp mode in user space (--no-ebpf): every byte passes through this process");
         }
-        let mut listeners = user::Listeners::new(config.limits.max_affinity);
+        let mut listeners = user::Listeners::new(config.limits.max_affinity, source);
         let metrics = TcpMetrics { kernel: None, services: listeners.published(), ifaces: Arc::default() };
         // a service given by flags must be served, or sticky has nothing to do; Swarm's come and go
         listeners.update(services, statically).await?;
@@ -167,6 +176,16 @@ impl TcpMode {
     #[must_use]
     pub fn metrics(&self) -> TcpMetrics {
         self.metrics.clone()
+    }
+
+    /// What stops the user-space listeners at sticky's graceful stop (none for the kernel path,
+    /// which has no listener).
+    #[must_use]
+    pub fn stopper(&self) -> Option<Arc<tokio::sync::watch::Sender<bool>>> {
+        match &self.engine {
+            Engine::Kernel(_) => None,
+            Engine::User(listeners) => Some(listeners.stopper()),
+        }
     }
 
     /// Says once that Swarm's tcp services are served in user space.
@@ -202,6 +221,12 @@ impl TcpMetrics {
     #[must_use]
     pub fn attached(&self) -> Option<&[String]> {
         self.kernel.as_ref().map(|_| &*self.ifaces)
+    }
+
+    /// Connections the user-space path relays now, over every service.
+    #[must_use]
+    pub fn relayed(&self) -> u64 {
+        lock(&self.services).iter().map(|(_, b)| b.snapshot().active).sum()
     }
 
     /// The numbers now (the kernel's are a walk over the maps: a syscall or two per entry).

@@ -20,11 +20,13 @@ use std::{
 
 use tokio::{
     net::{TcpListener, TcpStream},
+    sync::watch,
     task::JoinHandle,
 };
 
 use super::TcpError;
 use crate::{
+    listen::Source,
     lock::{lock, read, write},
     model::{ServiceId, TcpService},
     policy::{
@@ -187,11 +189,16 @@ async fn relay(balancer: Arc<Balancer>, mut client: TcpStream, peer: SocketAddr)
     counters.active.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// Accepts `listener`'s connections, each relayed on a task of its own, until aborted (or the
-/// listener breaks for good).
-async fn accept(listener: TcpListener, balancer: Arc<Balancer>, service: String) {
+/// Accepts `listener`'s connections, each relayed on a task of its own, until aborted, `stop`
+/// turns true (the listener is closed; relays go on), or the listener breaks for good.
+async fn accept(listener: TcpListener, balancer: Arc<Balancer>, service: String, mut stop: watch::Receiver<bool>) {
     loop {
-        match crate::net::accept(&listener).await {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return,
+            accepted = crate::net::accept(&listener) => accepted,
+        };
+        match accepted {
             Ok((stream, peer)) => {
                 tokio::spawn(relay(balancer.clone(), stream, peer));
             }
@@ -233,13 +240,32 @@ pub struct Listeners {
     max_affinity: u32,
     /// What `/metrics` reads: each service's name and balancer.
     published: Published,
+    /// Where the listening sockets come from (bound here, or the holder's).
+    source: Source,
+    /// True once sticky stops: every listener closes, no new one is opened.
+    stop: Arc<watch::Sender<bool>>,
 }
 
 impl Listeners {
-    /// No listener yet; each service's affinity table holds at most `max_affinity` clients.
+    /// No listener yet; each service's affinity table holds at most `max_affinity` clients; the
+    /// listening sockets come from `source`.
     #[must_use]
-    pub fn new(max_affinity: u32) -> Self {
-        Self { served: HashMap::new(), bind_failed: HashMap::new(), max_affinity, published: Arc::default() }
+    pub fn new(max_affinity: u32, source: Source) -> Self {
+        Self {
+            served: HashMap::new(),
+            bind_failed: HashMap::new(),
+            max_affinity,
+            published: Arc::default(),
+            source,
+            stop: Arc::new(watch::channel(false).0),
+        }
+    }
+
+    /// What stops every listener (send `true`): sticky's graceful stop, so that a successor sharing
+    /// the sockets (`--listen-from`) takes the new connections while the relays here finish.
+    #[must_use]
+    pub fn stopper(&self) -> Arc<watch::Sender<bool>> {
+        self.stop.clone()
     }
 
     /// Where `/metrics` reads each served service's counters.
@@ -255,6 +281,9 @@ impl Listeners {
     /// With `strict`, the first address that cannot be bound; without, bind failures are logged
     /// (once while they last) and retried on the next update.
     pub async fn update(&mut self, services: &[TcpService], strict: bool) -> Result<(), TcpError> {
+        if *self.stop.borrow() {
+            return Ok(());
+        }
         self.served.retain(|id, s| {
             let keep = services.iter().any(|t| &t.id == id);
             if !keep {
@@ -303,12 +332,15 @@ impl Listeners {
         Ok(())
     }
 
-    /// Binds the service's address and starts accepting.
+    /// Binds the service's address (or takes it from the holder, which must hold it already: it
+    /// is not waited for) and starts accepting.
     async fn serve(&self, svc: &TcpService) -> Result<Served, TcpError> {
         let addr = SocketAddr::V4(svc.vip);
-        let listener = TcpListener::bind(addr).await.map_err(|source| TcpError::Bind { addr, source })?;
+        let std = self.source.take_async(&[addr], Duration::ZERO).await?.pop();
+        let std = std.ok_or_else(|| TcpError::Bind { addr, source: std::io::Error::other("no socket came back") })?;
+        let listener = TcpListener::from_std(std).map_err(|source| TcpError::Bind { addr, source })?;
         let balancer = Arc::new(Balancer::new(svc, self.max_affinity));
-        let accept = tokio::spawn(accept(listener, balancer.clone(), svc.name.clone()));
+        let accept = tokio::spawn(accept(listener, balancer.clone(), svc.name.clone(), self.stop.subscribe()));
         Ok(Served {
             name: svc.name.clone(),
             vip: svc.vip,

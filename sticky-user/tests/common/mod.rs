@@ -30,6 +30,16 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// A process started by the caller, listening on `addr` (admin on `admin`).
+    pub fn from_guard(child: ChildGuard, addr: SocketAddr, admin: Option<SocketAddr>) -> Self {
+        Self { child, addr, admin }
+    }
+
+    /// SIGTERM, then SIGKILL if it still runs after `grace`.
+    pub fn stop(&mut self, grace: Duration) {
+        self.child.stop(grace);
+    }
+
     /// Kills the process and waits until it is gone (its sockets closed).
     pub fn kill(&mut self) {
         self.child.kill();

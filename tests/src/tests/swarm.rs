@@ -151,9 +151,15 @@ fn seed(swarm: &Swarm, extra: &[&str]) {
 /// waits until it serves whoami through it. Only what this private Swarm must differ in is set: the
 /// socket of its own dockerd.
 fn deploy_sticky(swarm: &Swarm, name: &str, port: u16) {
+    deploy_stack_file(swarm, name, port, &workspace_file("deploy/stack.yml"));
+}
+
+/// [`deploy_sticky`] with another stack file (the tcp test's copy with a port added to the holder).
+fn deploy_stack_file(swarm: &Swarm, name: &str, port: u16, file: &std::path::Path) {
     let env = vec![("STICKY_PORT", port.to_string()), ("DOCKER_SOCKET", swarm.socket().display().to_string())];
-    swarm.deploy_stack(name, &workspace_file("deploy/stack.yml"), &env);
+    swarm.deploy_stack(name, file, &env);
     let service = format!("{name}_sticky");
+    swarm.wait_running(&format!("{name}_hold"), 1, Duration::from_secs(30));
     swarm.wait_running(&service, 1, Duration::from_secs(30));
     let serving = wait::until(Duration::from_secs(15), || {
         http_get(loopback(port), "localhost", None).is_ok_and(|r| r.whoami().is_some())
@@ -194,6 +200,8 @@ struct LoopReport {
     moves: Vec<(usize, String, String, bool)>,
     /// Each client's task at the end.
     last: BTreeMap<usize, String>,
+    /// The longest a request took (a gap in serving shows here: connections waiting in a queue).
+    slowest: Duration,
 }
 
 /// `clients` threads, each a browser with a cookie jar requesting `GET /` every 20 ms through
@@ -217,7 +225,10 @@ impl ClientLoop {
                     while !stop.load(Ordering::Relaxed) && started.elapsed() < limit {
                         report.requests += 1;
                         let sent = jar.as_ref().map(|v| format!("{cookie}={v}"));
-                        match http_get(loopback(port), "localhost", sent.as_deref()) {
+                        let asked = Instant::now();
+                        let answer = http_get(loopback(port), "localhost", sent.as_deref());
+                        report.slowest = report.slowest.max(asked.elapsed());
+                        match answer {
                             Ok(r) if r.whoami().is_some() => {
                                 let name = r.whoami().unwrap_or_default().to_owned();
                                 let new_cookie = r.cookie(cookie).map(str::to_owned);
@@ -259,6 +270,7 @@ impl ClientLoop {
             all.failures.extend(r.failures);
             all.moves.extend(r.moves);
             all.last.extend(r.last);
+            all.slowest = all.slowest.max(r.slowest);
         }
         all
     }
@@ -535,9 +547,10 @@ fn admin_api_over_the_socket(swarm: &Swarm, port: u16) {
     let meta = std::fs::symlink_metadata(socket.trim()).unwrap_or_else(|e| panic!("{}: {e}", socket.trim()));
     assert_eq!(meta.permissions().mode() & 0o777, 0o600, "only root may use the admin socket");
     assert_eq!(meta.uid(), 0, "owned by root");
-    let published =
-        swarm.docker(&["service", "inspect", "--format", "{{json .Spec.EndpointSpec.Ports}}", "sticky_sticky"]);
-    assert_eq!(published.matches("PublishedPort").count(), 1, "only the client port is published: {published}");
+    for service in ["sticky_sticky", "sticky_hold"] {
+        let published = swarm.docker(&["service", "inspect", "--format", "{{json .Spec.EndpointSpec.Ports}}", service]);
+        assert_eq!(published.matches("PublishedPort").count(), 0, "{service} publishes nothing: {published}");
+    }
 
     let tasks: Vec<(String, String)> = swarm.task_containers(WHOAMI);
     let states = backend_states(&paste(swarm, &[admin.clone(), backends.clone()]), WHOAMI);
@@ -632,11 +645,6 @@ fn cookie_labels_on_a_live_service(swarm: &Swarm, port: u16, legacy: &str, conta
     );
 }
 
-/// The running sticky task of stack `stack`: (task id, container id).
-fn sticky_task(swarm: &Swarm, stack: &str) -> (String, String) {
-    swarm.task_containers(&format!("{stack}_sticky")).into_iter().next().expect("sticky's task runs")
-}
-
 /// How many lines of `log` contain `needle`.
 fn count(log: &str, needle: &str) -> usize {
     log.lines().filter(|l| l.contains(needle)).count()
@@ -644,12 +652,12 @@ fn count(log: &str, needle: &str) -> usize {
 
 /// The Docker daemon hung (SIGSTOP) and then crashed (SIGKILL) and restarted while sticky runs.
 ///
-/// What can be promised, given how Docker behaves (verified here): a hung daemon still forwards
-/// published ports (docker-proxy is its own process), so sticky keeps serving on its port with
-/// the last known tasks, logs the API's loss and return once each, and discovers a scale-up
-/// afterwards. A crashed daemon takes docker-proxy with it (the published port is dead), but the
-/// containers run on: sticky keeps serving its pinned clients at its `docker_gwbridge` address.
-/// When dockerd starts again, Swarm replaces every task, sticky's own included (live-restore is
+/// What can be promised, given how Docker behaves (verified here): a hung daemon does not stop
+/// containers, so sticky keeps serving on the client port with the last known tasks, logs the
+/// API's loss and return once each, and discovers a scale-up afterwards. A crashed daemon leaves
+/// the containers running, the listener holder's socket (on the host's network, no docker-proxy)
+/// with them: the client port keeps serving pinned and re-pinned clients. When dockerd starts
+/// again, Swarm replaces every task, sticky's and the holder's included (live-restore is
 /// incompatible with swarm mode), and the new sticky discovers the new tasks on its own.
 #[test]
 fn dockerd_hung_then_killed_and_restarted_while_sticky_serves() {
@@ -698,17 +706,8 @@ fn dockerd_hung_then_killed_and_restarted_while_sticky_serves() {
     let reached = fresh_reach(port, &all, 200);
     assert_eq!(reached, all, "after the hang, the new task must be discovered and served");
 
-    // --- crash: the published port dies with docker-proxy; sticky serves on at its gwbridge address
-    let (_, lb) = sticky_task(&swarm, "sticky");
-    let gw: Ipv4Addr = swarm.gwbridge_addr(&lb).expect("sticky's docker_gwbridge address").parse().expect("IPv4");
-    let route = std::process::Command::new("ip").args(["route", "get", &gw.to_string()]).output().expect("ip route");
-    let route = String::from_utf8_lossy(&route.stdout).into_owned();
-    assert!(route.contains("dev docker_gwbridge"), "{gw} must be local to this test's bridge: {route}");
-    let direct = SocketAddr::V4(SocketAddrV4::new(gw, 80));
-    assert_eq!(
-        http_get(direct, "localhost", Some(&cookie)).ok().as_ref().and_then(Response::whoami),
-        Some(pinned.as_str())
-    );
+    // --- crash: containers run on; the holder's socket (host network, no docker-proxy) and sticky
+    // with it keep serving on the client port
     swarm.kill_dockerd();
     let crashed = Instant::now();
     let (mut served, mut repinned) = (0, 0);
@@ -716,7 +715,7 @@ fn dockerd_hung_then_killed_and_restarted_while_sticky_serves() {
     // 20 a second per worker). With dockerd dead nobody drains the container's stderr pipe: a
     // process that blocks on a full log pipe stops serving after ~25 s of this (it did).
     while crashed.elapsed() < Duration::from_secs(30) {
-        let r = http_get(direct, "localhost", Some(&cookie));
+        let r = http_get(addr, "localhost", Some(&cookie));
         assert_eq!(
             r.as_ref().ok().and_then(Response::whoami),
             Some(pinned.as_str()),
@@ -725,7 +724,7 @@ fn dockerd_hung_then_killed_and_restarted_while_sticky_serves() {
         );
         served += 1;
         let forged = format!("{SEED_COOKIE}=forged-{served}");
-        let r = http_get(direct, "localhost", Some(&forged));
+        let r = http_get(addr, "localhost", Some(&forged));
         assert!(
             r.as_ref().ok().and_then(Response::whoami).is_some(),
             "with dockerd dead for {:?}, a re-pinned client must be served: {r:?}",
@@ -733,10 +732,7 @@ fn dockerd_hung_then_killed_and_restarted_while_sticky_serves() {
         );
         repinned += 1;
     }
-    let published = http_get(addr, "localhost", Some(&cookie)).is_ok();
-    eprintln!(
-        "dockerd dead 30 s: {served} pinned and {repinned} re-pinned requests served at {direct}; published port answering: {published}"
-    );
+    eprintln!("dockerd dead 30 s: {served} pinned and {repinned} re-pinned requests served on the client port {addr}");
 
     // --- restart: Swarm replaces every task; the new sticky discovers the new whoami tasks
     let old = all;
@@ -812,7 +808,14 @@ fn label_sets_route_by_host_two_instances_agree_and_tcp_by_labels() {
         swarm.wait_running(s, n, Duration::from_secs(30));
     }
     let (port_a, port_b) = (free_port(), free_port());
-    deploy_sticky(&swarm, "sticky", port_a);
+    // the tcp service's port in the holder's command, as the stack file's comment says to add it
+    let stack = std::fs::read_to_string(workspace_file("deploy/stack.yml")).expect("read deploy/stack.yml");
+    let example = "      # - --listen=0.0.0.0:5432\n";
+    assert!(stack.contains(example), "deploy/stack.yml shows how to hold a tcp service's port");
+    let with_tcp = swarm.socket_dir().join("stack-tcp.yml");
+    std::fs::write(&with_tcp, stack.replace(example, "      - --listen=0.0.0.0:15432\n"))
+        .expect("write the stack file");
+    deploy_stack_file(&swarm, "sticky", port_a, &with_tcp);
     deploy_sticky(&swarm, "sticky2", port_b);
     let (a, b) = (loopback(port_a), loopback(port_b));
 
@@ -845,9 +848,8 @@ fn label_sets_route_by_host_two_instances_agree_and_tcp_by_labels() {
         }
     }
 
-    // --- tcp mode by labels: client affinity per source address, spread over the tasks
-    let (_, lb) = sticky_task(&swarm, "sticky");
-    let gw: Ipv4Addr = swarm.gwbridge_addr(&lb).expect("sticky's docker_gwbridge address").parse().expect("IPv4");
+    // --- tcp mode by labels: client affinity per source address, spread over the tasks. The port is
+    // the holder's (host network): connections from this host's own addresses, the client's kept
     let host_gw = swarm.docker(&[
         "network",
         "inspect",
@@ -867,7 +869,7 @@ fn label_sets_route_by_host_two_instances_agree_and_tcp_by_labels() {
             .expect("ip addr add");
         assert!(out.status.success(), "ip addr add {s}: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let vip = SocketAddrV4::new(gw, 15432);
+    let vip = SocketAddrV4::new(host_gw, 15432);
     let up = wait::until(Duration::from_secs(10), || crate::l4::get_once(vip, sources[0]).is_ok());
     assert!(up, "sticky must listen on {vip} for the tcp service:\n{}", swarm.service_logs("sticky_sticky"));
     let mut per_source = BTreeMap::new();
@@ -883,5 +885,235 @@ fn label_sets_route_by_host_two_instances_agree_and_tcp_by_labels() {
     let tasks: BTreeSet<&String> = per_source.values().collect();
     eprintln!("tcp: 12 clients over {} tasks: {per_source:?}", tasks.len());
     assert!(tasks.len() >= 2, "clients spread over the tcp service's tasks: {per_source:?}");
+
+    // --- sticky's own update under tcp load: the tcp port is the holder's too, so the new task
+    // accepts on it while the old one stops; the same clients reach the same tasks (Maglev)
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (stop, per_source, sources) = (stop.clone(), per_source.clone(), sources.clone());
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let (mut connections, mut failed, mut moved) = (0u64, Vec::new(), Vec::new());
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(90) {
+                for s in &sources {
+                    connections += 1;
+                    match crate::l4::get_once(vip, *s) {
+                        Ok(body) if Some(&body) == per_source.get(s) => {}
+                        Ok(body) => moved.push((*s, body)),
+                        Err(e) => failed.push((*s, format!("{e:?}"))),
+                    }
+                }
+            }
+            (connections, failed, moved)
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let updating = Instant::now();
+    swarm.docker(&["service", "update", "-d", "--no-resolve-image", "--force", "sticky_sticky"]);
+    let took = wait_updated(&swarm, "sticky_sticky", updating);
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    let (connections, failed, moved) = load.join().expect("the tcp load thread must not panic");
+    eprintln!(
+        "tcp through sticky's update ({:.1} s): {connections} connections, {} failed, {} moved",
+        took.as_secs_f64(),
+        failed.len(),
+        moved.len()
+    );
+    assert!(connections > 100, "the tcp load ran: {connections}");
+    assert!(failed.is_empty(), "no tcp connection may fail through sticky's update: {failed:?}");
+    assert!(moved.is_empty(), "every tcp client keeps its task: {moved:?}");
     eprintln!("whole test {:?}", suite.elapsed());
+}
+
+/// Waits until `service`'s update is completed and it runs exactly one task again; how long that took.
+fn wait_updated(swarm: &Swarm, service: &str, since: Instant) -> Duration {
+    let done = wait::until(Duration::from_secs(90), || {
+        swarm.docker(&["service", "inspect", "--format", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", service])
+            == "completed"
+    });
+    assert!(done, "the update of {service} must complete:\n{}", swarm.docker(&["service", "ps", service]));
+    let took = since.elapsed();
+    wait_settled(swarm, service, 1);
+    took
+}
+
+/// One operation on a stack under the client loop: its figures printed, none failed, none moved.
+fn under_load(swarm: &Swarm, port: u16, what: &str, service: &str, update: &[&str]) {
+    let before = swarm.running_tasks(service);
+    let clients = ClientLoop::start(port, 20, SEED_COOKIE, Duration::from_secs(120));
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = Instant::now();
+    let mut args = vec!["service", "update", "-d", "--no-resolve-image"];
+    args.extend_from_slice(update);
+    args.push(service);
+    swarm.docker(&args);
+    let took = wait_updated(swarm, service, started);
+    std::thread::sleep(Duration::from_secs(1));
+    let report = clients.finish();
+    let after = swarm.running_tasks(service);
+    eprintln!(
+        "{what}: {} requests, {} failed, {} moved clients; update completed in {:.1} s, slowest request {} ms",
+        report.requests,
+        report.failures.len(),
+        report.moves.len(),
+        took.as_secs_f64(),
+        report.slowest.as_millis()
+    );
+    assert_ne!(before, after, "{what}: the task of {service} was replaced");
+    assert!(report.requests > 500, "{what}: the load ran ({} requests)", report.requests);
+    assert!(report.failures.is_empty(), "{what}: no request may fail: {:?}", report.failures);
+    assert!(report.moves.is_empty(), "{what}: every client keeps its task (one cookie key): {:?}", report.moves);
+}
+
+/// Issue 14 point 4: sticky updates itself, and its listener holder updates itself, under load,
+/// without a failed request and without moving a client. The stack is deployed as the README says;
+/// the client port is the holder's socket, which sticky's old and new tasks share during a
+/// start-first update.
+#[test]
+fn sticky_and_its_holder_update_themselves_under_load_without_a_failure() {
+    require_swarm!();
+    let suite = Instant::now();
+    let swarm = Swarm::start();
+    seed(&swarm, &["--endpoint-mode", "dnsrr"]);
+    swarm.wait_running(WHOAMI, 3, Duration::from_secs(30));
+    let port = free_port();
+    deploy_sticky(&swarm, "sticky", port);
+    under_load(&swarm, port, "sticky update --force", "sticky_sticky", &["--force"]);
+    under_load(&swarm, port, "sticky env change", "sticky_sticky", &["--env-add", "STICKY_IDLE_TIMEOUT=61s"]);
+    under_load(&swarm, port, "holder update --force", "sticky_hold", &["--force"]);
+    // the new holder hands the sockets out: one more update of sticky takes them from it
+    under_load(&swarm, port, "sticky update after the holder's", "sticky_sticky", &["--force"]);
+    let log = swarm.service_logs("sticky_hold");
+    assert!(log.contains("taking over its listening sockets"), "the new holder took the sockets over:\n{log}");
+    eprintln!("whole test {:?}", suite.elapsed());
+}
+
+/// Issue 14 point 2 at Swarm level: 5 tasks, 60 pinned clients; 3 tasks drained through the admin
+/// socket as deployed (README's lines), then stopped: the displaced clients spread over the two
+/// remaining tasks, which end within 20% of each other. New sessions while the 3 drain spread
+/// over the two as well. Nothing fails.
+#[test]
+fn drain_three_of_five_spreads_the_displaced_clients_evenly() {
+    require_swarm!();
+    let suite = Instant::now();
+    let swarm = Swarm::start();
+    // no restart: a stopped task stays stopped, so the three drained ones leave for good
+    seed(&swarm, &["--endpoint-mode", "dnsrr", "--restart-condition", "none"]);
+    swarm.docker(&["service", "scale", "-d", &format!("{WHOAMI}=5")]);
+    swarm.wait_running(WHOAMI, 5, Duration::from_secs(30));
+    let port = free_port();
+    deploy_sticky(&swarm, "sticky", port);
+    let tasks = swarm.task_containers(WHOAMI);
+    let clients = ClientLoop::start(port, 60, SEED_COOKIE, Duration::from_secs(120));
+    std::thread::sleep(Duration::from_secs(2));
+
+    // drain three, by the README's admin lines with TASK set to each one's 12-character id
+    let admin = readme_line("ADMIN=", "sticky_admin");
+    let drain = readme_line("curl --unix-socket", "/drain");
+    let (drained, kept) = tasks.split_at(3);
+    for (task, _) in drained {
+        let said = paste(&swarm, &[admin.clone(), format!("TASK={}", &task[..12]), drain.clone()]);
+        assert!(said.contains("draining"), "{said}");
+    }
+    let kept_names: BTreeSet<String> = kept.iter().map(|(_, c)| short(c).to_owned()).collect();
+    let fresh: Vec<String> = (0..40)
+        .filter_map(|_| http_get(loopback(port), "localhost", None).ok())
+        .filter_map(|r| r.whoami().map(str::to_owned))
+        .collect();
+    let fresh_split: BTreeMap<&String, usize> =
+        kept_names.iter().map(|n| (n, fresh.iter().filter(|f| *f == n).count())).collect();
+    eprintln!("drain: 40 new sessions while 3 of 5 drain: {fresh_split:?}");
+    assert_eq!(fresh.len(), 40, "every new session is served");
+    assert!(fresh.iter().all(|f| kept_names.contains(f)), "new sessions avoid the draining tasks: {fresh:?}");
+
+    // the drained tasks stop: their clients are displaced
+    let pinned_before = {
+        std::thread::sleep(Duration::from_millis(500));
+        names(&swarm, WHOAMI)
+    };
+    for (_, container) in drained {
+        swarm.docker(&["stop", container]);
+    }
+    wait_settled(&swarm, WHOAMI, 2);
+    std::thread::sleep(Duration::from_secs(2));
+    let report = clients.finish();
+    let drained_names: BTreeSet<String> = drained.iter().map(|(_, c)| short(c).to_owned()).collect();
+    let displaced: BTreeSet<usize> =
+        report.moves.iter().filter(|m| drained_names.contains(&m.1)).map(|m| m.0).collect();
+    let split = |who: &dyn Fn(usize) -> bool| -> BTreeMap<String, usize> {
+        let mut split: BTreeMap<String, usize> = kept_names.iter().map(|n| (n.clone(), 0)).collect();
+        for (_, task) in report.last.iter().filter(|(c, _)| who(**c)) {
+            *split.entry(task.clone()).or_default() += 1;
+        }
+        split
+    };
+    let all = split(&|_| true);
+    let moved = split(&|c| displaced.contains(&c));
+    eprintln!(
+        "drain 3 of 5 (tasks before {}), 60 clients: {} requests, {} failed, {} displaced; displaced split {moved:?}, final split {all:?}",
+        pinned_before.len(),
+        report.requests,
+        report.failures.len(),
+        displaced.len()
+    );
+    assert!(report.failures.is_empty(), "no request may fail: {:?}", report.failures);
+    assert_eq!(report.last.len(), 60, "every client was served");
+    assert!(report.last.values().all(|t| kept_names.contains(t)), "every client ends on a remaining task: {all:?}");
+    assert!(displaced.len() >= 30, "the three tasks' clients (about 36) were displaced: {}", displaced.len());
+    let (lo, hi) = (all.values().min().copied().unwrap_or(0), all.values().max().copied().unwrap_or(0));
+    assert!(lo * 10 >= hi * 8, "the two remaining tasks end within 20% of each other: {all:?}");
+    let (lo, hi) = (moved.values().min().copied().unwrap_or(0), moved.values().max().copied().unwrap_or(0));
+    assert!(lo * 10 >= hi * 8, "the displaced clients spread within 20%: {moved:?}");
+    eprintln!("whole test {:?}", suite.elapsed());
+}
+
+/// `deploy/stack-https.yml` as the README pastes it (secrets `site.crt`/`site.key`, then `stack
+/// deploy`): the holder holds both ports, sticky takes both, HTTPS and plain HTTP are served, and
+/// nothing is published.
+#[test]
+fn https_stack_serves_both_ports_through_the_holder() {
+    require_swarm!();
+    let swarm = Swarm::start();
+    seed(&swarm, &["--endpoint-mode", "dnsrr"]);
+    swarm.wait_running(WHOAMI, 3, Duration::from_secs(30));
+    let dir = swarm.socket_dir();
+    let (crt, key) = (dir.join("site.crt"), dir.join("site.key"));
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=app.example", "-addext", "subjectAltName=DNS:app.example", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("run openssl");
+    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    swarm.docker(&["secret", "create", "site.crt", crt.to_str().expect("utf-8 path")]);
+    swarm.docker(&["secret", "create", "site.key", key.to_str().expect("utf-8 path")]);
+    let (port, tls_port) = (free_port(), free_port());
+    let env = vec![
+        ("STICKY_PORT", port.to_string()),
+        ("STICKY_TLS_PORT", tls_port.to_string()),
+        ("DOCKER_SOCKET", swarm.socket().display().to_string()),
+    ];
+    swarm.deploy_stack("sticky", &workspace_file("deploy/stack-https.yml"), &env);
+    swarm.wait_running("sticky_hold", 1, Duration::from_secs(30));
+    swarm.wait_running("sticky_sticky", 1, Duration::from_secs(30));
+    let https = |path: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-sk", "--max-time", "5", "--resolve", &format!("app.example:{tls_port}:127.0.0.1")])
+            .arg(format!("https://app.example:{tls_port}{path}"))
+            .output()
+            .expect("run curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let served = wait::until(Duration::from_secs(20), || https("/").starts_with("I'm "));
+    assert!(served, "HTTPS through the holder's port must reach whoami:\n{}", swarm.service_logs("sticky_sticky"));
+    let plain = http_get(loopback(port), "app.example", None).expect("plain HTTP");
+    assert!(plain.whoami().is_some(), "plain HTTP is served too: {plain:?}");
+    for service in ["sticky_sticky", "sticky_hold"] {
+        let published = swarm.docker(&["service", "inspect", "--format", "{{json .Spec.EndpointSpec.Ports}}", service]);
+        assert_eq!(published.matches("PublishedPort").count(), 0, "{service} publishes nothing: {published}");
+    }
+    eprintln!("https stack: {} over HTTPS on {tls_port}, plain on {port}", https("/").trim());
 }
