@@ -126,9 +126,18 @@ pub struct RunArgs {
     /// tcp mode: IPv4 IP:PORT.
     #[arg(long = "backend", env = "STICKY_BACKEND", value_name = "[NAME=]URL", value_delimiter = ',')]
     pub backends: Vec<String>,
-    /// Admin listener for /metrics (Prometheus), /api/backends (JSON) and draining. [default: none]
-    #[arg(long, env = "STICKY_ADMIN", value_name = "ADDR")]
+    /// Admin listener for /metrics (Prometheus), /api/backends (JSON) and draining: ADDR:PORT, or
+    /// PORT alone for 127.0.0.1:PORT. Reads are open; writes need --admin-token-file. [default: none]
+    #[arg(long, env = "STICKY_ADMIN", value_name = "[ADDR:]PORT", value_parser = values::admin_addr)]
     pub admin: Option<SocketAddr>,
+    /// File with the admin API's bearer token (>= 16 bytes; surrounding whitespace ignored), e.g. a
+    /// Swarm secret: writes (drain, activate) over --admin need `Authorization: Bearer TOKEN`;
+    /// without it they are refused there. The unix socket needs none (its mode is the check).
+    #[arg(long, env = "STICKY_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Refuse every admin write (drain, activate), on --admin and --admin-socket alike.
+    #[arg(long, env = "STICKY_ADMIN_READ_ONLY", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean)]
+    pub admin_read_only: Option<bool>,
     /// Admin API on a unix socket (mode 0600) instead of or beside --admin: nothing on the network;
     /// its directory must exist; a stale socket file is replaced, a live one never. [default: none]
     #[arg(long, env = "STICKY_ADMIN_SOCKET", value_name = "PATH")]

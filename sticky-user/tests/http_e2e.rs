@@ -6,10 +6,11 @@ mod common;
 use std::{
     collections::{BTreeMap, HashSet},
     fmt::Write as _,
+    net::SocketAddr,
     time::{Duration, Instant},
 };
 
-use common::{Proc, TempDir, get, get_ok, metric, post, sticky, sticky_args, who, whoami, whoami_at};
+use common::{Proc, TempDir, get, get_ok, metric, sticky, sticky_args, who, whoami, whoami_at};
 use testkit::{http::raw, wait};
 
 fn three() -> (Proc, Proc, Proc) {
@@ -317,8 +318,11 @@ backends = [{{ name = "w1", url = "http://{}" }}]
 #[test]
 fn draining_keeps_pinned_sessions_and_takes_no_new_ones() {
     let (b1, b2, b3) = three();
-    let lb = sticky(&[&b1, &b2, &b3], &NAMES, &[]);
+    let dir = TempDir::new("admin-token");
+    let token_file = dir.file("token", &format!("{TOKEN}\n"));
+    let lb = sticky(&[&b1, &b2, &b3], &NAMES, &["--admin-token-file", token_file.to_str().expect("utf-8 path")]);
     let admin = lb.admin.expect("admin");
+    let post = |admin, path| post_with_token(admin, path, TOKEN);
     let pinned = (0..3)
         .map(|_| get_ok(lb.addr, "/", &[]))
         .find(|r| who(r) == "b1")
@@ -343,12 +347,17 @@ fn draining_keeps_pinned_sessions_and_takes_no_new_ones() {
     )
     .expect("admin answers");
     assert_eq!(cross.status, 403, "a cross-origin write is refused: {cross:?}");
+    // without the token, or with a wrong one: 401, and nothing drains
+    let anonymous = common::post(admin, "/api/services/default/backends/b1/drain").expect("admin answers");
+    assert_eq!(anonymous.status, 401, "a write without the token is refused: {anonymous:?}");
+    let wrong = post_with_token(admin, "/api/services/default/backends/b1/drain", "not-the-token-0000000");
+    assert_eq!(wrong.status, 401, "a write with a wrong token is refused: {wrong:?}");
     assert!(
         get_ok(admin, "/api/backends", &[]).into_text().matches("\"state\": \"draining\"").count() == 0,
         "nothing drained"
     );
-    assert_eq!(post(admin, "/api/services/default/backends/b1/drain").expect("drain").status, 200);
-    assert_eq!(post(admin, "/api/services/default/backends/nope/drain").expect("drain").status, 404);
+    assert_eq!(post(admin, "/api/services/default/backends/b1/drain").status, 200);
+    assert_eq!(post(admin, "/api/services/default/backends/nope/drain").status, 404);
     for _ in 0..12 {
         assert_ne!(who(&get_ok(lb.addr, "/", &[])), "b1", "no new session on a draining backend");
     }
@@ -357,7 +366,7 @@ fn draining_keeps_pinned_sessions_and_takes_no_new_ones() {
     }
     let report = get_ok(admin, "/api/backends", &[]).into_text();
     assert!(report.contains("\"state\": \"draining\""), "{report}");
-    assert_eq!(post(admin, "/api/services/default/backends/b1/activate").expect("activate").status, 200);
+    assert_eq!(post(admin, "/api/services/default/backends/b1/activate").status, 200);
     let back = (0..6).any(|_| who(&get_ok(lb.addr, "/", &[])) == "b1");
     assert!(back, "an activated backend takes new sessions again");
 }
@@ -558,5 +567,33 @@ fn a_pooled_connection_the_backend_closed_is_replaced_without_an_error() {
             "request {i}: a stale pooled connection must not fail the request"
         );
         std::thread::sleep(Duration::from_millis(150));
+    }
+}
+
+/// The admin token of the tests that write through the admin API.
+const TOKEN: &str = "e2e-admin-token-0123456789";
+
+/// `POST path` (JSON, empty body) with `Authorization: Bearer token`.
+fn post_with_token(admin: SocketAddr, path: &str, token: &str) -> testkit::http::Response {
+    let auth = format!("Bearer {token}");
+    testkit::http::request(admin, "POST", path, &[("Content-Type", "application/json"), ("Authorization", &auth)], b"")
+        .expect("admin answers")
+}
+
+#[test]
+fn admin_writes_are_refused_without_a_token_file_and_when_read_only() {
+    let b1 = whoami("b1");
+    let dir = TempDir::new("admin-read-only");
+    let token_file = dir.file("token", TOKEN);
+    let open = sticky(&[&b1], &["b1"], &[]);
+    let read_only =
+        sticky(&[&b1], &["b1"], &["--admin-token-file", token_file.to_str().expect("utf-8 path"), "--admin-read-only"]);
+    for (lb, why) in [(&open, "no --admin-token-file"), (&read_only, "--admin-read-only")] {
+        let admin = lb.admin.expect("admin");
+        let refused = post_with_token(admin, "/api/services/default/backends/b1/drain", TOKEN);
+        assert_eq!(refused.status, 403, "{why}: writes are disabled: {refused:?}");
+        let report = get_ok(admin, "/api/backends", &[]).into_text();
+        assert!(!report.contains("\"state\": \"draining\""), "{why}: nothing drained: {report}");
+        assert!(report.contains("\"b1\""), "{why}: reads still work: {report}");
     }
 }

@@ -15,10 +15,12 @@
 //! Writes must be `Content-Type: application/json` (the body is ignored) and, if they carry an
 //! `Origin`, come from the admin's own origin: a web page on another site can make a browser send a
 //! *simple* cross-origin POST (text/plain, a form) without asking, but a JSON one needs a CORS
-//! preflight, which this listener never grants. Beyond that the TCP listener has no authentication:
-//! bind it to loopback or an internal network. The unix socket ([`socket`], `--admin-socket PATH`)
-//! is the deployed way in: no network at all, and only the file's owner may connect.
+//! preflight, which this listener never grants. Who may write at all is [`access`]'s: over TCP only
+//! with `--admin-token-file`'s bearer token, never with `--admin-read-only`; every write is logged.
+//! The unix socket ([`socket`], `--admin-socket PATH`) is the deployed way in: no network at all,
+//! and only the file's owner may connect.
 
+pub mod access;
 pub mod metrics;
 pub mod socket;
 
@@ -45,6 +47,8 @@ pub struct Admin {
     pub registry: Registry,
     /// The http proxy's routing state, for `/api/backends` and draining (none in tcp mode).
     pub routing: Option<Arc<Routing>>,
+    /// Who may write ([`access`]).
+    pub access: access::Access,
 }
 
 /// Serves the admin API on `listener` until dropped.
@@ -54,22 +58,24 @@ pub struct Admin {
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>) -> std::io::Result<()> {
     loop {
         let (stream, peer) = crate::net::accept(&listener).await?;
-        serve_connection(stream, peer.to_string(), admin.clone());
+        serve_connection(stream, access::Caller::Tcp(peer), admin.clone());
     }
 }
 
 /// Serves one admin connection (TCP or unix socket) on a task of its own.
-fn serve_connection<S>(stream: S, peer: String, admin: Arc<Admin>)
+fn serve_connection<S>(stream: S, caller: access::Caller, admin: Arc<Admin>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
+        let who = caller.clone();
         let service = service_fn(move |req: Request<Incoming>| {
             let admin = admin.clone();
-            async move { Ok::<_, Infallible>(handle(admin, &req).await) }
+            let caller = caller.clone();
+            async move { Ok::<_, Infallible>(handle(admin, &req, &caller).await) }
         });
         if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
-            tracing::debug!(%peer, error = %e, "admin connection ended with an error");
+            tracing::debug!(caller = %who, error = %e, "admin connection ended with an error");
         }
     });
 }
@@ -96,15 +102,30 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     r
 }
 
-async fn handle(admin: Arc<Admin>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(admin: Arc<Admin>, req: &Request<Incoming>, caller: &access::Caller) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    if req.method() == Method::POST
-        && let Err((status, why)) = write_allowed(req)
-    {
-        return text(status, why);
+    if req.method() == Method::POST {
+        if let Err((status, why)) = write_allowed(req).and_then(|()| admin.access.check(caller, req.headers())) {
+            tracing::info!(%caller, method = %req.method(), %path, status = status.as_u16(), why = why.trim_end(), "admin write refused");
+            let mut r = text(status, why);
+            if status == StatusCode::UNAUTHORIZED {
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer realm=\"sticky admin\""),
+                );
+            }
+            return r;
+        }
+        let answer = route(admin, req, &segments).await;
+        tracing::info!(%caller, method = %req.method(), %path, status = answer.status().as_u16(), "admin write");
+        return answer;
     }
-    match (req.method(), segments.as_slice(), &admin.routing) {
+    route(admin, req, &segments).await
+}
+
+async fn route(admin: Arc<Admin>, req: &Request<Incoming>, segments: &[&str]) -> Response<Full<Bytes>> {
+    match (req.method(), segments, &admin.routing) {
         (&Method::GET, ["metrics"], _) => {
             // counting kernel map entries is a burst of syscalls: keep it off the runtime's thread
             let encoded = tokio::task::spawn_blocking(move || {

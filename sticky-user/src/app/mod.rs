@@ -80,6 +80,9 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    /// The admin token file (`--admin-token-file`) cannot be used.
+    #[error(transparent)]
+    AdminToken(#[from] admin::access::TokenError),
     /// The admin socket (`--admin-socket`) cannot be served.
     #[error("cannot serve the admin API on its unix socket")]
     AdminSocket(#[from] SocketError),
@@ -247,9 +250,19 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
     tokio::spawn(follow(catalogs, discovery, http.as_ref().map(|h| h.routing.clone()), tcp));
 
     // one admin state for both ways in: the TCP listener and the unix socket
-    let api = (config.admin.is_some() || config.admin_socket.is_some()).then(|| {
-        Arc::new(Admin { registry: metrics::registry(sources), routing: http.as_ref().map(|h| h.routing.clone()) })
-    });
+    let api = if config.admin.is_some() || config.admin_socket.is_some() {
+        let access = admin::access::Access::load(config.admin_token_file.as_deref(), config.admin_read_only)?;
+        if let Some(addr) = config.admin.filter(|a| !a.ip().is_loopback()) {
+            tracing::warn!(%addr, "the admin API listens beyond loopback: reads (metrics, backends) are open to whoever reaches it");
+        }
+        Some(Arc::new(Admin {
+            registry: metrics::registry(sources),
+            routing: http.as_ref().map(|h| h.routing.clone()),
+            access,
+        }))
+    } else {
+        None
+    };
     let admin = match (config.admin, &api) {
         (Some(addr), Some(api)) => {
             Some(admin::spawn(addr, api.clone()).await.map_err(|source| AppError::Bind { addr, source })?)

@@ -19,6 +19,8 @@ pub(super) struct FileConfig {
     pub listen: Option<String>,
     pub admin: Option<String>,
     pub admin_socket: Option<std::path::PathBuf>,
+    pub admin_token_file: Option<std::path::PathBuf>,
+    pub admin_read_only: Option<bool>,
     pub workers: Option<usize>,
     pub cookie_key_file: Option<std::path::PathBuf>,
     #[serde(default)]

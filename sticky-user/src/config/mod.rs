@@ -257,6 +257,10 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// Admin API on a unix socket (`--admin-socket`), if any: the same API, beside or instead of `admin`.
     pub admin_socket: Option<PathBuf>,
+    /// The admin token's file (`--admin-token-file`), if any: TCP writes need its bearer token.
+    pub admin_token_file: Option<PathBuf>,
+    /// `--admin-read-only`: every admin write refused.
+    pub admin_read_only: bool,
     /// The http proxy (none with `--mode tcp`).
     pub http: Option<HttpConfig>,
     /// tcp mode (none in http mode without `--docker`).
@@ -284,8 +288,16 @@ pub fn build(args: &RunArgs, file_text: Option<&str>) -> Result<Config, ConfigEr
     };
     let admin = match args.admin {
         Some(a) => Some(a),
-        None => file::address("admin", file.as_ref().and_then(|f| f.admin.as_deref()))?,
+        None => file
+            .as_ref()
+            .and_then(|f| f.admin.as_deref())
+            .map(|t| file::value("admin", values::admin_addr(t)))
+            .transpose()?,
     };
+    let admin_token_file =
+        args.admin_token_file.clone().or_else(|| file.as_ref().and_then(|f| f.admin_token_file.clone()));
+    let admin_read_only =
+        args.admin_read_only.or_else(|| file.as_ref().and_then(|f| f.admin_read_only)).unwrap_or(false);
     // the flag wins over the file
     let admin_socket = args.admin_socket.clone().or_else(|| file.as_ref().and_then(|f| f.admin_socket.clone()));
     let (http, tcp) = match (args.mode, &swarm) {
@@ -293,7 +305,7 @@ pub fn build(args: &RunArgs, file_text: Option<&str>) -> Result<Config, ConfigEr
         (RunMode::Http, Some(_)) => (Some(http(args, file)?), Some(tcp(args, None, false)?)),
         (RunMode::Tcp, _) => (None, Some(tcp(args, Some(flags::tcp_service(args)?), !args.tcp.no_ebpf)?)),
     };
-    Ok(Config { admin, admin_socket, http, tcp, swarm, no_ebpf: args.tcp.no_ebpf })
+    Ok(Config { admin, admin_socket, admin_token_file, admin_read_only, http, tcp, swarm, no_ebpf: args.tcp.no_ebpf })
 }
 
 /// The Swarm settings of `--docker` (none without it), which excludes the static service options.

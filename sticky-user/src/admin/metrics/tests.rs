@@ -153,7 +153,8 @@ fn every_part() -> (Sources, Arc<Routing>) {
 #[tokio::test(flavor = "current_thread")]
 async fn a_scrape_serves_exactly_the_table() {
     let (sources, routing) = every_part();
-    let admin = Admin { registry: registry(sources), routing: Some(routing) };
+    let admin =
+        Admin { registry: registry(sources), routing: Some(routing), access: crate::admin::access::Access::default() };
     let addr = admin::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), std::sync::Arc::new(admin))
         .await
         .expect("the admin listener must bind a loopback port");

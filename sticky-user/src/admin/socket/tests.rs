@@ -33,7 +33,11 @@ impl Drop for Dir {
 }
 
 fn admin() -> Arc<Admin> {
-    Arc::new(Admin { registry: prometheus_client::registry::Registry::default(), routing: None })
+    Arc::new(Admin {
+        registry: prometheus_client::registry::Registry::default(),
+        routing: None,
+        access: crate::admin::access::Access::default(),
+    })
 }
 
 /// One request over the socket, as `curl --unix-socket PATH http://sticky/PATH` sends it; the whole answer.
