@@ -597,3 +597,22 @@ fn admin_writes_are_refused_without_a_token_file_and_when_read_only() {
         assert!(report.contains("\"b1\""), "{why}: reads still work: {report}");
     }
 }
+
+#[test]
+fn explain_names_the_backend_that_answers_a_cookie() {
+    let (b1, b2, b3) = three();
+    let lb = sticky(&[&b1, &b2, &b3], &NAMES, &[]);
+    let admin = lb.admin.expect("admin");
+    let first = get_ok(lb.addr, "/", &[]);
+    let value = first.cookie("sticky").expect("cookie").to_owned();
+    let explained = get_ok(admin, &format!("/api/explain?service=default&cookie={value}"), &[]).into_text();
+    let answer: serde_json::Value = serde_json::from_str(&explained).expect("JSON");
+    assert_eq!(answer["outcome"], "keep", "{explained}");
+    assert_eq!(answer["backend"], who(&first), "explain names the backend that answered: {explained}");
+    // and a request with that cookie still goes there
+    assert_eq!(who(&get_ok(lb.addr, "/", &[("Cookie", &format!("sticky={value}"))])), who(&first));
+    let fresh = get_ok(admin, "/api/explain?service=default", &[]).into_text();
+    assert!(fresh.contains("\"outcome\": \"pin\""), "{fresh}");
+    let unknown = get(admin, "/api/explain?service=nope", &[]).expect("admin answers");
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+}

@@ -7,6 +7,7 @@
 //! | `GET /api/backends` | JSON: every http service and backend with health, drain state and counters |
 //! | `POST /api/services/{service}/backends/{backend}/drain` | mark draining: no new sessions, pinned ones still served |
 //! | `POST /api/services/{service}/backends/{backend}/activate` | take new sessions again |
+//! | `GET /api/explain?service=S&cookie=VALUE` | JSON: which backend that request would reach now, and why ([`explain`]) |
 //! | `GET /healthz` | `ok` (the balancer itself is up) |
 //!
 //! `{service}` is a service name or id, `{backend}` a backend id (as listed by `/api/backends`) or,
@@ -21,6 +22,7 @@
 //! and only the file's owner may connect.
 
 pub mod access;
+pub mod explain;
 pub mod metrics;
 pub mod socket;
 
@@ -162,9 +164,21 @@ async fn route(admin: Arc<Admin>, req: &Request<Incoming>, segments: &[&str]) ->
             ),
             Err(e) => text(StatusCode::NOT_FOUND, format!("{e}\n")),
         },
+        (&Method::GET, ["api", "explain"], Some(routing)) => match explain::explain(routing, req.uri().query()) {
+            Ok(answer) => {
+                let mut r = text(StatusCode::OK, serde_json::to_vec_pretty(&answer).unwrap_or_default());
+                r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+                r
+            }
+            Err(e @ explain::ExplainError::Unknown(_)) => text(StatusCode::NOT_FOUND, format!("{e}\n")),
+            Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        },
         (&Method::GET, ["healthz"], _) => text(StatusCode::OK, "ok\n"),
         (_, ["api", ..], None) => text(StatusCode::NOT_FOUND, "no http services here (tcp mode); try /metrics\n"),
-        _ => text(StatusCode::NOT_FOUND, "not found; try /metrics, /api/backends, /healthz\n"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; try /metrics, /api/backends, /api/explain?service=S&cookie=V, /healthz\n",
+        ),
     }
 }
 

@@ -109,19 +109,27 @@ impl Routing {
         self.table.store(Arc::new(table));
     }
 
+    /// The service named `service` (its name or id) in the current table.
+    ///
+    /// # Errors
+    /// No such service.
+    pub fn service(&self, service: &str) -> Result<Arc<ServiceRoute>, StateError> {
+        self.table()
+            .services
+            .iter()
+            .find(|s| s.spec.name == service || &*s.spec.id.0 == service)
+            .cloned()
+            .ok_or_else(|| StateError::NoService { service: service.to_owned() })
+    }
+
     /// Marks a backend as draining (no new sessions, pinned ones still served) or active again.
     /// `service` is a service name or id, `backend` a backend id. The mark outlives catalog updates.
     ///
     /// # Errors
     /// No such service or backend.
     pub fn set_draining(&self, service: &str, backend: &str, draining: bool) -> Result<(), StateError> {
-        let table = self.table();
-        let s = table
-            .services
-            .iter()
-            .find(|s| s.spec.name == service || &*s.spec.id.0 == service)
-            .ok_or_else(|| StateError::NoService { service: service.to_owned() })?;
-        let b = find_backend(s, backend)?;
+        let s = self.service(service)?;
+        let b = find_backend(&s, backend)?;
         b.live.set_drained(draining);
         tracing::info!(service = %s.spec.name, backend = %b.id, draining, "drain state changed by admin");
         Ok(())

@@ -176,7 +176,7 @@ async fn a_scrape_serves_exactly_the_table() {
     );
 }
 
-/// The PromQL expressions of deploy/: the alert rules' `expr:` lines and the Grafana dashboard's targets.
+/// The `PromQL` expressions of `deploy/`: the alert rules' `expr:` lines and the Grafana dashboard's targets.
 fn deploy_expressions() -> Vec<(&'static str, String)> {
     let rules = include_str!("../../../../deploy/prometheus/sticky-alerts.yml");
     let mut out: Vec<(&'static str, String)> = rules
@@ -250,7 +250,10 @@ fn the_grafana_dashboard_and_alert_rules_name_only_metrics_and_labels_that_exist
             used.insert(name.clone());
         }
         for label in grouped_by(expr) {
-            assert!(labels_here.contains(label.as_str()), "{file}: `{expr}` groups by {label}, which none of its metrics has");
+            assert!(
+                labels_here.contains(label.as_str()),
+                "{file}: `{expr}` groups by {label}, which none of its metrics has"
+            );
         }
     }
     let rules = include_str!("../../../../deploy/prometheus/sticky-alerts.yml");
