@@ -145,10 +145,12 @@ pub struct RunArgs {
     /// Worker threads, each running its own event loop. [default: number of CPUs]
     #[arg(long, env = "STICKY_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
-    /// File with the cookie signing secret (>= 16 bytes; trailing newline ignored), e.g. a Swarm secret.
-    /// Instances with the same secret accept each other's cookies. [default: a random secret per process]
-    #[arg(long, env = "STICKY_COOKIE_KEY_FILE", value_name = "FILE")]
-    pub cookie_key_file: Option<PathBuf>,
+    /// File with a cookie signing secret (>= 16 bytes; trailing newline ignored), e.g. a Swarm secret.
+    /// Instances with the same secrets accept each other's cookies. Repeat (or comma-separate in the
+    /// variable) to rotate, newest first: the first signs, every one verifies, and a cookie verified by
+    /// an older one is re-issued with the first. [default: a random secret per process]
+    #[arg(long, env = "STICKY_COOKIE_KEY_FILE", value_name = "FILE", value_delimiter = ',')]
+    pub cookie_key_file: Vec<PathBuf>,
 
     /// Cookie name. [default: sticky]
     #[arg(long, env = "STICKY_COOKIE_NAME", value_name = "NAME", help_heading = "Cookie")]

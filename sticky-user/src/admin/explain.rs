@@ -108,6 +108,12 @@ fn explain_service(routing: &Routing, service: &ServiceRoute, cookie: Option<&st
         Pinned::Invalid(fault) => format!("the cookie is refused ({fault})"),
         Pinned::Gone => "the cookie is valid but names a backend the service no longer has".to_owned(),
         Pinned::Backend(i) if read.legacy => format!("a Traefik cookie naming {} (legacy window open)", state(i)),
+        Pinned::Backend(i) if read.older_key => {
+            format!(
+                "a valid cookie, signed with an older key of the ring (re-issued with the newest), for {}",
+                state(i)
+            )
+        }
         Pinned::Backend(i) => format!("a valid cookie for {}", state(i)),
     };
     let (outcome, backend, reason, then) = match decision {

@@ -7,11 +7,7 @@ pub mod demo;
 pub mod http;
 pub mod inspect;
 
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use tokio::{sync::watch, task::JoinHandle};
 
@@ -129,15 +125,27 @@ pub enum AppError {
 ///
 /// # Errors
 /// The file cannot be read or holds fewer than 16 bytes.
-pub fn load_keys(file: Option<&Path>) -> Result<Keys, AppError> {
-    let Some(path) = file else {
+pub fn load_keys(files: &[PathBuf]) -> Result<Keys, AppError> {
+    if files.is_empty() {
         tracing::warn!(
             "no --cookie-key-file: cookies are signed with a random key, so they do not survive a restart and other sticky instances reject them"
         );
         return Ok(Keys::random());
-    };
-    let bytes = std::fs::read(path).map_err(|source| AppError::KeyFile { path: path.to_owned(), source })?;
-    Keys::from_secret(bytes.trim_ascii_end()).map_err(|source| AppError::Key { path: path.to_owned(), source })
+    }
+    let mut secrets = Vec::with_capacity(files.len());
+    for path in files {
+        let bytes = std::fs::read(path).map_err(|source| AppError::KeyFile { path: path.clone(), source })?;
+        let secret = bytes.trim_ascii_end().to_vec();
+        // each file on its own first, so an error names the file at fault
+        Keys::from_secret(&secret).map_err(|source| AppError::Key { path: path.clone(), source })?;
+        secrets.push(secret);
+    }
+    let ring: Vec<&[u8]> = secrets.iter().map(Vec::as_slice).collect();
+    let keys = Keys::from_secrets(&ring).map_err(|source| AppError::Key { path: files[0].clone(), source })?;
+    if keys.len() > 1 {
+        tracing::info!(keys = keys.len(), newest = %files[0].display(), "cookie key ring: the newest key signs, every key verifies");
+    }
+    Ok(keys)
 }
 
 /// `sticky run`: configures from `args` (and the `--config` file), serves until `stop` completes,
@@ -154,7 +162,7 @@ pub async fn run(args: &RunArgs, stop: impl Future<Output = ()>) -> Result<(), A
     };
     let config = config::build(args, file.as_deref())?;
     // only the proxy signs cookies
-    let keys = config.http.as_ref().map(|http| load_keys(http.key_file.as_deref())).transpose()?;
+    let keys = config.http.as_ref().map(|http| load_keys(&http.key_files)).transpose()?;
     let running = start(config, keys).await?;
     stop.await;
     running.shutdown().await;

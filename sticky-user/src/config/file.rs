@@ -22,7 +22,7 @@ pub(super) struct FileConfig {
     pub admin_token_file: Option<std::path::PathBuf>,
     pub admin_read_only: Option<bool>,
     pub workers: Option<usize>,
-    pub cookie_key_file: Option<std::path::PathBuf>,
+    pub cookie_key_file: Option<KeyFiles>,
     #[serde(default)]
     pub limits: FileLimits,
     #[serde(default)]
@@ -30,6 +30,26 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub services: Vec<FileService>,
     pub tls: Option<FileTls>,
+}
+
+/// `cookie_key_file`: one file, or a list, newest first (key rotation).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum KeyFiles {
+    /// One key.
+    One(std::path::PathBuf),
+    /// A ring, newest first.
+    Ring(Vec<std::path::PathBuf>),
+}
+
+impl KeyFiles {
+    /// The files, newest first.
+    pub(super) fn paths(&self) -> Vec<std::path::PathBuf> {
+        match self {
+            Self::One(p) => vec![p.clone()],
+            Self::Ring(ps) => ps.clone(),
+        }
+    }
 }
 
 /// The `[tls]` table: the TLS listener and its certificates.

@@ -197,7 +197,7 @@ pub struct HttpConfig {
     /// Worker threads, each with its own event loop.
     pub workers: usize,
     /// File holding the cookie secret; none = a random secret (with a warning).
-    pub key_file: Option<PathBuf>,
+    pub key_files: Vec<PathBuf>,
     /// Per-connection limits.
     pub limits: Limits,
     /// Timeouts.
@@ -350,7 +350,17 @@ fn http(args: &RunArgs, file: Option<file::FileConfig>) -> Result<HttpConfig, Co
     if !(1..=1024).contains(&workers) {
         return Err(invalid("workers", format!("{workers} is out of range 1..=1024")));
     }
-    let key_file = args.cookie_key_file.clone().or_else(|| f.and_then(|f| f.cookie_key_file.clone()));
+    let key_files = if args.cookie_key_file.is_empty() {
+        f.and_then(|f| f.cookie_key_file.as_ref()).map(file::KeyFiles::paths).unwrap_or_default()
+    } else {
+        args.cookie_key_file.clone()
+    };
+    if key_files.len() > crate::cookie::MAX_KEYS {
+        return Err(invalid(
+            "cookie-key-file",
+            format!("{} files given; at most {} keys (newest first)", key_files.len(), crate::cookie::MAX_KEYS),
+        ));
+    }
     let tls = tls(&args.tls, f.and_then(|f| f.tls.as_ref()))?;
     let limits = limits(args, f.map(|f| &f.limits))?;
     let timeouts = timeouts(args, f.map(|f| &f.timeouts))?;
@@ -388,7 +398,7 @@ fn http(args: &RunArgs, file: Option<file::FileConfig>) -> Result<HttpConfig, Co
             }
         }
     }
-    Ok(HttpConfig { listen, tls, workers, key_file, limits, timeouts, services })
+    Ok(HttpConfig { listen, tls, workers, key_files, limits, timeouts, services })
 }
 
 /// The TLS listener: flags over the file's `[tls]` table (certificate lists are taken whole from one

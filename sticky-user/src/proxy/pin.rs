@@ -22,7 +22,8 @@ pub struct PinState {
     pub decision: Decision,
     /// Issue time of a valid cookie (for refresh).
     pub issued: Option<u32>,
-    /// The pin came from a Traefik cookie (`http://IP:PORT`): answer with sticky's own cookie.
+    /// The pin came from a Traefik cookie (`http://IP:PORT`), or from a cookie signed with an older
+    /// key of the ring: answer with sticky's own cookie, signed with the newest key.
     pub legacy: bool,
 }
 
@@ -35,6 +36,8 @@ pub struct CookiePin {
     pub issued: Option<u32>,
     /// The backend was named by a Traefik cookie value, not by sticky's own cookie.
     pub legacy: bool,
+    /// sticky's cookie verified with an older key of the ring (a rotation is under way).
+    pub older_key: bool,
     /// The request carried a cookie of that name at all.
     pub found: bool,
 }
@@ -50,7 +53,7 @@ pub fn now_secs() -> u32 {
 /// current backend.
 #[must_use]
 pub fn read<'a>(keys: &Keys, service: &ServiceRoute, cookies: impl IntoIterator<Item = &'a [u8]>) -> CookiePin {
-    let absent = CookiePin { pinned: Pinned::Absent, issued: None, legacy: false, found: false };
+    let absent = CookiePin { pinned: Pinned::Absent, issued: None, legacy: false, older_key: false, found: false };
     if !service.spec.cookie.enabled {
         // not a sticky service (Traefik labels without stickiness): every request is a new pick
         return absent;
@@ -83,18 +86,22 @@ pub fn read<'a>(keys: &Keys, service: &ServiceRoute, cookies: impl IntoIterator<
             break;
         }
     }
+    let mut older_key = false;
     let (pinned, issued, legacy) = match (result, legacy) {
         (None, _) => (Pinned::Absent, None, false),
         // a migrating client's Traefik cookie naming a current task (inside the legacy window): keep it
         // there, and re-issue sticky's own cookie
         (Some(Err(_)), Some(i)) => (Pinned::Backend(i), None, true),
         (Some(Err(fault)), None) => (Pinned::Invalid(fault), None, false),
-        (Some(Ok(p)), _) => match service.find(p.tag) {
-            Some(i) => (Pinned::Backend(i), Some(p.issued), false),
+        (Some(Ok(p)), _) => match service.find_keyed(p.key, p.tag) {
+            Some(i) => {
+                older_key = p.key > 0;
+                (Pinned::Backend(i), Some(p.issued), false)
+            }
             None => (Pinned::Gone, None, false),
         },
     };
-    CookiePin { pinned, issued, legacy, found }
+    CookiePin { pinned, issued, legacy, older_key, found }
 }
 
 /// Reads the sticky cookie and decides.
@@ -102,7 +109,7 @@ pub fn read<'a>(keys: &Keys, service: &ServiceRoute, cookies: impl IntoIterator<
 pub fn pin<'a>(proxy: &Proxy, service: &ServiceRoute, cookies: impl IntoIterator<Item = &'a [u8]>) -> PinState {
     let cookie = read(&proxy.routing.keys, service, cookies);
     let decision = decide(proxy, service, cookie.pinned, &[]);
-    PinState { pinned: cookie.pinned, decision, issued: cookie.issued, legacy: cookie.legacy }
+    PinState { pinned: cookie.pinned, decision, issued: cookie.issued, legacy: cookie.legacy || cookie.older_key }
 }
 
 /// The policy's decision on the service's current backends, without the backends in `exclude`.

@@ -21,8 +21,11 @@ pub struct BackendRoute {
     pub weight: u32,
     /// What discovery says.
     pub admin: AdminState,
-    /// Its name in cookies.
+    /// Its name in cookies (under the newest key: the one that signs).
     pub tag: Tag,
+    /// Its names under the ring's older keys (index `k - 1` for key `k`), for cookies signed before a
+    /// rotation; empty with one key.
+    pub older_tags: Box<[Tag]>,
     /// Health, drain flag, counters.
     pub live: Arc<BackendLive>,
 }
@@ -65,6 +68,16 @@ impl ServiceRoute {
             return self.backends.iter().position(|b| b.tag == tag);
         }
         self.tags.get(&tag).copied()
+    }
+
+    /// The index of the backend a cookie verified with key `key` of the ring names: the newest key's
+    /// tags are indexed; an older key's (a cookie from before a rotation, re-issued at once) scanned.
+    #[must_use]
+    pub fn find_keyed(&self, key: usize, tag: Tag) -> Option<usize> {
+        match key {
+            0 => self.find(tag),
+            k => self.backends.iter().position(|b| b.older_tags.get(k - 1) == Some(&tag)),
+        }
     }
 
     /// The next value of the round-robin cursor.
@@ -144,6 +157,7 @@ impl RoutingTable {
                     weight: b.weight,
                     admin: b.admin,
                     tag: keys.tag(&spec.id, &b.id),
+                    older_tags: keys.older_tags(&spec.id, &b.id),
                     live: backend_live,
                 });
             }
