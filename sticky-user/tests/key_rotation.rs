@@ -8,6 +8,8 @@ mod common;
 use common::{Proc, TempDir, get, metric, sticky, who, whoami};
 
 const CLIENTS: usize = 24;
+const OLD: &str = "the old secret, 32 bytes long...\n";
+const NEW: &str = "the new secret, 32 bytes long...\n";
 const NAMES: [&str; 3] = ["b1", "b2", "b3"];
 
 /// A client: the backend it was pinned to and its current cookie value.
@@ -57,8 +59,8 @@ fn a_staged_key_rotation_moves_no_session() {
     let (b1, b2, b3) = (whoami("b1"), whoami("b2"), whoami("b3"));
     let backends = [&b1, &b2, &b3];
     let dir = TempDir::new("key-rotation");
-    let old = dir.file("old", "the old secret, 32 bytes long...\n");
-    let new = dir.file("new", "the new secret, 32 bytes long...\n");
+    let old = dir.file("old", OLD);
+    let new = dir.file("new", NEW);
 
     // before: both instances sign with the old key; clients pinned through either
     let mut a = instance(&backends, &[&old]);
@@ -100,4 +102,135 @@ fn a_staged_key_rotation_moves_no_session() {
         "key rotation: {CLIENTS} clients, {requests} requests over 6 restarts, 0 failed, 0 moved, {counted} re-pins"
     );
     assert_eq!(counted, 0, "no instance re-pinned a session during the rotation");
+}
+
+/// Rewrites a key file and tells the instance (SIGHUP), as an operator with files would.
+fn rewrite(file: &std::path::Path, content: &str, lb: &Proc) {
+    std::fs::write(file, content).expect("key file writable");
+    let status = std::process::Command::new("kill").args(["-HUP", &lb.pid().to_string()]).status().expect("kill runs");
+    assert!(status.success(), "SIGHUP sent");
+}
+
+#[test]
+fn keys_reload_on_sighup_without_a_restart_and_move_no_session() {
+    let (b1, b2, b3) = (whoami("b1"), whoami("b2"), whoami("b3"));
+    let backends = [&b1, &b2, &b3];
+    let dir = TempDir::new("key-reload");
+    assert_ne!(key_id(OLD), key_id(NEW), "the two test keys have distinct ids");
+    // each instance has its own two files: the first is the newest key, the second an older one
+    let files: Vec<(std::path::PathBuf, std::path::PathBuf)> = ["a", "b"]
+        .iter()
+        .map(|n| (dir.file(&format!("{n}-first"), OLD), dir.file(&format!("{n}-second"), "")))
+        .collect();
+    let lbs: Vec<Proc> = files.iter().map(|(first, second)| instance(&backends, &[first, second])).collect();
+    let mut clients: Vec<Client> = (0..CLIENTS)
+        .map(|i| {
+            let r = get(lbs[i % 2].addr, "/", &[]).expect("first request");
+            Client { backend: who(&r), cookie: r.cookie("sticky").expect("a new session gets a cookie").to_owned() }
+        })
+        .collect();
+    let refs: Vec<&Proc> = lbs.iter().collect();
+    let mut requests = CLIENTS + round(&mut clients, &refs, "before");
+    // load beside the steps: 4 threads, each a pinned client of its own, alternating the instances
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let addrs: Vec<std::net::SocketAddr> = lbs.iter().map(|l| l.addr).collect();
+    let loaders: Vec<_> = clients[..4]
+        .iter()
+        .map(|c| {
+            let (stop, addrs, backend, mut cookie) = (stop.clone(), addrs.clone(), c.backend.clone(), c.cookie.clone());
+            std::thread::spawn(move || {
+                let (mut made, mut failed, mut moved) = (0u64, 0u64, 0u64);
+                // bounded: at most 100k requests even if the stop flag never came
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && made < 100_000 {
+                    let header = format!("sticky={cookie}");
+                    match get(addrs[usize::try_from(made).unwrap_or(0) % addrs.len()], "/", &[("Cookie", &header)]) {
+                        Ok(r) if r.status == 200 => {
+                            if who(&r) != backend {
+                                moved += 1;
+                            }
+                            if let Some(v) = r.cookie("sticky") {
+                                v.clone_into(&mut cookie);
+                            }
+                        }
+                        _ => failed += 1,
+                    }
+                    made += 1;
+                }
+                (made, failed, moved)
+            })
+        })
+        .collect();
+    // the three steps, each on a then b, with a round of requests after every reload
+    let steps: [(&str, &str, &str); 3] =
+        [("new verifies", OLD, NEW), ("new signs", NEW, OLD), ("old dropped", NEW, "")];
+    for (phase, first, second) in steps {
+        for (lb, (f1, f2)) in lbs.iter().zip(&files) {
+            // the older key first, so the ring never lacks a key in use while the files are rewritten
+            std::fs::write(f2, second).expect("key file writable");
+            rewrite(f1, first, lb);
+            // the reload is asynchronous: wait until this instance shows the ring of this step
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !ring_in_force(lb, phase) {
+                assert!(std::time::Instant::now() < deadline, "{phase}: reload not seen within 10 s");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            requests += round(&mut clients, &refs, phase);
+        }
+        if phase == "new signs" {
+            requests += round(&mut clients, &refs, "re-issued");
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut load, mut failed, mut moved) = (0, 0, 0);
+    for l in loaders {
+        let (m, f, v) = l.join().expect("load thread");
+        (load, failed, moved) = (load + m, failed + f, moved + v);
+    }
+    let counted: u64 = lbs.iter().map(repins).sum();
+    eprintln!(
+        "key reload: {CLIENTS} clients, {requests} requests in rounds + {load} from 4 load threads over 6 reloads (SIGHUP): {failed} failed, {moved} moved, {counted} re-pins"
+    );
+    assert!(load > 0, "the load threads made requests");
+    assert_eq!((failed, moved), (0, 0), "no request failed and no session moved under load");
+    assert_eq!(counted, 0, "no instance re-pinned a session during the rotation");
+}
+
+/// Whether `lb` has loaded the ring of `phase`: the new key verifies (explain says a cookie signed
+/// with it is valid), the new key signs (a new session's cookie carries its key id), the old key is
+/// refused (explain says its cookie is invalid).
+fn ring_in_force(lb: &Proc, phase: &str) -> bool {
+    let admin = lb.admin.expect("admin");
+    let explain = |secret: &str| {
+        let keys = sticky::cookie::Keys::from_secret(secret.trim_end().as_bytes()).expect("key");
+        let tag = keys.tag(&sticky::model::ServiceId("default".into()), &sticky::model::BackendId("b1".into()));
+        let value = keys.encode(tag, sticky::proxy::pin::now_secs());
+        let r = get(admin, &format!("/api/explain?service=default&cookie={value}"), &[]).expect("explain answers");
+        let json: serde_json::Value = serde_json::from_str(&r.into_text()).expect("JSON");
+        json["cookie"].as_str().unwrap_or_default().to_owned()
+    };
+    match phase {
+        "new verifies" => explain(NEW) == "valid",
+        "new signs" => {
+            let r = get(lb.addr, "/", &[]).expect("a new session");
+            key_of(r.cookie("sticky").expect("cookie")) == key_id(NEW)
+        }
+        "old dropped" => explain(OLD) == "invalid",
+        other => panic!("unknown phase {other}"),
+    }
+}
+
+/// Byte 1 of a version-2 cookie value: the id of the key that signed it.
+fn key_of(value: &str) -> u8 {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value).expect("base64url");
+    raw[1]
+}
+
+/// The key id of a secret, as `cookie.rs` derives it: `HMAC-SHA256(secret, "sticky/v2/key-id")[0]`.
+fn key_id(secret: &str) -> u8 {
+    use hmac::Mac as _;
+    let mut m = <hmac::Hmac<sha2::Sha256> as hmac::digest::KeyInit>::new_from_slice(secret.trim_end().as_bytes())
+        .expect("any key length");
+    m.update(b"sticky/v2/key-id");
+    m.finalize().into_bytes()[0]
 }

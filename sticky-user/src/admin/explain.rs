@@ -81,7 +81,7 @@ pub fn explain(routing: &Routing, query: Option<&str>) -> Result<Explanation, Ex
 
 fn explain_service(routing: &Routing, service: &ServiceRoute, cookie: Option<&str>) -> Explanation {
     let header = cookie.map(|v| format!("{}={v}", service.spec.cookie.name));
-    let read = pin::read(&routing.keys, service, header.as_deref().map(str::as_bytes));
+    let read = pin::read(&service.keys, service, header.as_deref().map(str::as_bytes));
     let view = View::new(service, &routing.clock);
     let cursor = service.live.peek_cursor();
     let decision = policy::decide(read.pinned, service.spec.strict, &view, &service.schedule, || cursor, &[]);

@@ -6,12 +6,13 @@
 pub mod demo;
 pub mod http;
 pub mod inspect;
+mod keys;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use tokio::{sync::watch, task::JoinHandle};
 
-pub use self::{demo::demo, http::HttpServer, inspect::inspect};
+pub use self::{demo::demo, http::HttpServer, inspect::inspect, keys::load_keys};
 use crate::{
     admin::{
         self, Admin,
@@ -121,33 +122,6 @@ pub enum AppError {
     },
 }
 
-/// Reads the cookie secret (trailing whitespace and newline ignored), or makes a random one with a warning.
-///
-/// # Errors
-/// The file cannot be read or holds fewer than 16 bytes.
-pub fn load_keys(files: &[PathBuf]) -> Result<Keys, AppError> {
-    if files.is_empty() {
-        tracing::warn!(
-            "no --cookie-key-file: cookies are signed with a random key, so they do not survive a restart and other sticky instances reject them"
-        );
-        return Ok(Keys::random());
-    }
-    let mut secrets = Vec::with_capacity(files.len());
-    for path in files {
-        let bytes = std::fs::read(path).map_err(|source| AppError::KeyFile { path: path.clone(), source })?;
-        let secret = bytes.trim_ascii_end().to_vec();
-        // each file on its own first, so an error names the file at fault
-        Keys::from_secret(&secret).map_err(|source| AppError::Key { path: path.clone(), source })?;
-        secrets.push(secret);
-    }
-    let ring: Vec<&[u8]> = secrets.iter().map(Vec::as_slice).collect();
-    let keys = Keys::from_secrets(&ring).map_err(|source| AppError::Key { path: files[0].clone(), source })?;
-    if keys.len() > 1 {
-        tracing::info!(keys = keys.len(), newest = %files[0].display(), "cookie key ring: the newest key signs, every key verifies");
-    }
-    Ok(keys)
-}
-
 /// `sticky run`: configures from `args` (and the `--config` file), serves until `stop` completes,
 /// then stops gracefully.
 ///
@@ -223,6 +197,9 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
         Some(http) => {
             let routing = Arc::new(Routing::new(keys));
             routing.publish(&first);
+            if !http.key_files.is_empty() {
+                tokio::spawn(keys::follow(http.key_files.clone(), routing.clone()));
+            }
             let pinned: Vec<&str> =
                 first.http.iter().filter(|s| s.spec.splice.pinned).map(|s| s.spec.name.as_str()).collect();
             let splicer = splice::load(config.no_ebpf, http.limits.max_spliced, &pinned);

@@ -107,7 +107,7 @@ pub fn read<'a>(keys: &Keys, service: &ServiceRoute, cookies: impl IntoIterator<
 /// Reads the sticky cookie and decides.
 #[must_use]
 pub fn pin<'a>(proxy: &Proxy, service: &ServiceRoute, cookies: impl IntoIterator<Item = &'a [u8]>) -> PinState {
-    let cookie = read(&proxy.routing.keys, service, cookies);
+    let cookie = read(&service.keys, service, cookies);
     let decision = decide(proxy, service, cookie.pinned, &[]);
     PinState { pinned: cookie.pinned, decision, issued: cookie.issued, legacy: cookie.legacy || cookie.older_key }
 }
@@ -123,7 +123,7 @@ pub fn decide(proxy: &Proxy, service: &ServiceRoute, pinned: Pinned, exclude: &[
 /// pinned one) and return the `Set-Cookie` value (`name=value; attributes`) to send, for a new pin or
 /// a refresh; `tls`: the client came over TLS (the cookie is `Secure` unless the service turns it off).
 #[must_use]
-pub fn answered(proxy: &Proxy, service: &ServiceRoute, pin: &PinState, index: usize, tls: bool) -> Option<Vec<u8>> {
+pub fn answered(service: &ServiceRoute, pin: &PinState, index: usize, tls: bool) -> Option<Vec<u8>> {
     let backend = service.backends.get(index)?;
     let set_cookie = match pin.decision {
         Decision::Pin { repin, .. } => {
@@ -147,7 +147,7 @@ pub fn answered(proxy: &Proxy, service: &ServiceRoute, pin: &PinState, index: us
         return None;
     }
     let mut value = [0u8; cookie::ENCODED_LEN];
-    proxy.routing.keys.encode_into(backend.tag, now_secs(), &mut value);
+    service.keys.encode_into(backend.tag, now_secs(), &mut value);
     let name = service.spec.cookie.name.as_bytes();
     let attrs = if tls { &service.cookie_attrs_tls } else { &service.cookie_attrs };
     let mut line = Vec::with_capacity(name.len() + 1 + value.len() + attrs.len());

@@ -53,6 +53,8 @@ pub struct ServiceRoute {
     pub max_age: Option<u32>,
     /// The backends.
     pub backends: Vec<BackendRoute>,
+    /// The cookie key ring its tags were computed with: it verifies and signs this service's cookies.
+    pub keys: Keys,
     /// Smooth weighted round-robin order of backend indices.
     pub schedule: Vec<u32>,
     /// Re-pin counters and the round-robin cursor.
@@ -182,6 +184,7 @@ impl RoutingTable {
                 backends,
                 live,
                 tags,
+                keys: keys.clone(),
             }));
         }
         // stable: equal priorities keep file order

@@ -41,7 +41,7 @@ fn routing(strict: bool) -> Routing {
 fn cookie_for(routing: &Routing, id: &str) -> String {
     let service = routing.service("web").expect("web");
     let b = service.backends.iter().find(|b| &*b.id.0 == id).expect("backend");
-    routing.keys.encode(b.tag, crate::proxy::pin::now_secs())
+    routing.keys().encode(b.tag, crate::proxy::pin::now_secs())
 }
 
 #[test]
@@ -87,7 +87,7 @@ fn forged_and_gone_cookies_are_re_pins_and_strict_rejects() {
     let service = r.service("web").expect("web");
     let tag = crate::cookie::Tag(0x0005_eed0_f90e);
     assert!(service.find(tag).is_none(), "no backend carries the tag");
-    let gone = r.keys.encode(tag, crate::proxy::pin::now_secs());
+    let gone = r.keys().encode(tag, crate::proxy::pin::now_secs());
     let e = explain(&r, Some(&format!("service=web&cookie={gone}"))).expect("explained");
     assert_eq!((e.cookie, e.outcome, e.reason), ("gone", "pin", Some("backend_gone")));
 
