@@ -174,6 +174,15 @@ pub struct RunArgs {
     /// [default: none, a session cookie honoured until the browser drops it]
     #[arg(long, env = "STICKY_COOKIE_MAX_AGE", value_name = "DURATION", help_heading = "Cookie")]
     pub cookie_max_age: Option<String>,
+    /// Server-side idle timeout (e.g. 30m): a session whose cookie was not re-issued for this long is
+    /// re-balanced; an active one is re-issued at half of it. Carried in the signed cookie: every
+    /// instance agrees, nothing is stored. [default: none]
+    #[arg(long, env = "STICKY_COOKIE_IDLE_TIMEOUT", value_name = "DURATION", help_heading = "Cookie")]
+    pub cookie_idle_timeout: Option<String>,
+    /// Server-side absolute timeout (e.g. 8h): a session older than this since its first pin is
+    /// re-balanced, e.g. to spread load after a scale-out. [default: none]
+    #[arg(long, env = "STICKY_COOKIE_ABSOLUTE_TIMEOUT", value_name = "DURATION", help_heading = "Cookie")]
+    pub cookie_absolute_timeout: Option<String>,
     /// When the pinned backend is gone, unhealthy or refuses connections, answer 503 instead of re-pinning.
     #[arg(long, env = "STICKY_STRICT", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean, help_heading = "Cookie")]
     pub strict: Option<bool>,

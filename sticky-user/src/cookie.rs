@@ -8,7 +8,7 @@
 //! | 0      | version | `2`                                                                         |
 //! | 1      | key id  | which key of the ring signed it: `HMAC(secret, label)[0]`, not secret       |
 //! | 2..6   | issued  | when the session was pinned, seconds since the UNIX epoch, big-endian        |
-//! | 6..10  | seen    | when the cookie was last (re-)issued for it, same unit                       |
+//! | 6..10  | seen    | when the cookie was last (re-)issued for it, same unit ([`Lifetimes`])      |
 //! | 10..18 | tag     | `HMAC(tag key, service id ‖ 0 ‖ backend id)[..8]`: the backend, keyed       |
 //! | 18..34 | mac     | `HMAC-SHA256(mac key, bytes 0..18)[..16]`, checked in constant time         |
 //!
@@ -76,6 +76,61 @@ pub enum Fault {
     /// Older than the service's Max-Age.
     #[error("cookie expired")]
     Expired,
+    /// Not seen (re-issued) for longer than the service's idle timeout.
+    #[error("session idle for longer than the idle timeout")]
+    Idle,
+    /// The session is older than the service's absolute timeout.
+    #[error("session older than the absolute timeout")]
+    Lifetime,
+}
+
+/// A service's server-side session lifetimes, in seconds, checked against the times the signed
+/// cookie carries, so every instance gives the same answer with no shared state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// `Max-Age`: the browser drops the cookie this long after its last `Set-Cookie`; sticky too.
+    pub max_age: Option<u32>,
+    /// Idle timeout: a session not seen for this long is re-balanced.
+    pub idle: Option<u32>,
+    /// Absolute timeout: a session older than this (since its first pin) is re-balanced.
+    pub absolute: Option<u32>,
+}
+
+impl Lifetimes {
+    /// Whether any lifetime is set (else the clock need not be read).
+    #[must_use]
+    pub fn any(&self) -> bool {
+        self.max_age.is_some() || self.idle.is_some() || self.absolute.is_some()
+    }
+
+    /// Whether a verified cookie is still within its lifetimes at `now`: the absolute timeout
+    /// counts from the first pin (`issued`), Max-Age and the idle timeout from the last re-issue
+    /// (`seen`). The edges are inside: exactly T old is still valid.
+    ///
+    /// # Errors
+    /// [`Fault::Lifetime`], [`Fault::Expired`] or [`Fault::Idle`], checked in that order.
+    pub fn check(&self, pin: &Pin, now: u32) -> Result<(), Fault> {
+        let since = |t: u32| now.saturating_sub(t);
+        if self.absolute.is_some_and(|t| since(pin.issued) > t) {
+            return Err(Fault::Lifetime);
+        }
+        if self.max_age.is_some_and(|t| since(pin.seen) > t) {
+            return Err(Fault::Expired);
+        }
+        if self.idle.is_some_and(|t| since(pin.seen) > t) {
+            return Err(Fault::Idle);
+        }
+        Ok(())
+    }
+
+    /// Whether a valid cookie last re-issued at `seen` should be re-issued now (same backend, same
+    /// first-pin time, `seen` now): once half of Max-Age or of the idle timeout has passed, so an
+    /// active session expires neither in the browser nor on the server.
+    #[must_use]
+    pub fn needs_refresh(&self, seen: u32, now: u32) -> bool {
+        let since = now.saturating_sub(seen);
+        self.max_age.is_some_and(|t| since > t / 2) || self.idle.is_some_and(|t| since > t / 2)
+    }
 }
 
 /// Errors building keys.
@@ -108,6 +163,8 @@ pub struct Pin {
     pub tag: Tag,
     /// When the session was pinned, seconds since the UNIX epoch.
     pub issued: u32,
+    /// When the cookie was last (re-)issued, same unit (version 1: `issued`).
+    pub seen: u32,
     /// Which key of the ring verified it: 0 the newest; more means "re-issue with the newest".
     pub key: usize,
 }
@@ -250,23 +307,25 @@ impl Keys {
         name
     }
 
-    /// Encodes and signs a cookie value naming `tag`, issued at `issued` (seconds since the UNIX epoch).
+    /// Encodes and signs a new session's cookie value naming `tag`, issued (and seen) at `issued`
+    /// (seconds since the UNIX epoch).
     #[must_use]
     pub fn encode(&self, tag: Tag, issued: u32) -> String {
         let mut out = [0u8; ENCODED_LEN];
-        self.encode_into(tag, issued, &mut out);
+        self.encode_into(tag, issued, issued, &mut out);
         // base64url is ASCII
         String::from_utf8_lossy(&out).into_owned()
     }
 
-    /// [`Keys::encode`] into a caller's buffer, without allocating; signed with the newest key.
-    pub fn encode_into(&self, tag: Tag, issued: u32, out: &mut [u8; ENCODED_LEN]) {
+    /// A cookie value into a caller's buffer, without allocating; signed with the newest key:
+    /// `issued` the session's first pin, `seen` this (re-)issue.
+    pub fn encode_into(&self, tag: Tag, issued: u32, seen: u32, out: &mut [u8; ENCODED_LEN]) {
         let key = &self.ring[0];
         let mut raw = [0u8; RAW_LEN];
         raw[0] = VERSION;
         raw[1] = key.id;
         raw[2..6].copy_from_slice(&issued.to_be_bytes());
-        raw[6..10].copy_from_slice(&issued.to_be_bytes());
+        raw[6..10].copy_from_slice(&seen.to_be_bytes());
         raw[10..18].copy_from_slice(&tag.0.to_be_bytes());
         let mut m = key.mac.clone();
         m.update(&raw[..SIGNED_LEN]);
@@ -283,14 +342,20 @@ impl Keys {
     /// # Errors
     /// Any [`Fault`]: the caller treats the cookie as absent.
     pub fn decode(&self, value: &[u8], now: u32, max_age: Option<u32>) -> Result<Pin, Fault> {
+        self.decode_within(value, now, &Lifetimes { max_age, ..Lifetimes::default() })
+    }
+
+    /// [`Keys::decode`] with every lifetime of the service ([`Lifetimes::check`]).
+    ///
+    /// # Errors
+    /// Any [`Fault`]: the caller treats the cookie as absent (and re-pins for its reason).
+    pub fn decode_within(&self, value: &[u8], now: u32, lifetimes: &Lifetimes) -> Result<Pin, Fault> {
         let pin = match value.len() {
             ENCODED_LEN => self.decode_v2(value)?,
             V1_ENCODED_LEN => self.decode_v1(value)?,
             _ => return Err(Fault::Malformed),
         };
-        if max_age.is_some_and(|age| now.saturating_sub(pin.issued) > age) {
-            return Err(Fault::Expired);
-        }
+        lifetimes.check(&pin, now)?;
         Ok(pin)
     }
 
@@ -318,9 +383,10 @@ impl Keys {
             return Err(Fault::Version { version: raw[0] });
         }
         let issued = u32::from_be_bytes([raw[2], raw[3], raw[4], raw[5]]);
+        let seen = u32::from_be_bytes([raw[6], raw[7], raw[8], raw[9]]);
         let mut tag = [0u8; 8];
         tag.copy_from_slice(&raw[10..18]);
-        Ok(Pin { tag: Tag(u64::from_be_bytes(tag)), issued, key })
+        Ok(Pin { tag: Tag(u64::from_be_bytes(tag)), issued, seen, key })
     }
 
     fn decode_v1(&self, value: &[u8]) -> Result<Pin, Fault> {
@@ -342,7 +408,7 @@ impl Keys {
         let issued = u32::from_be_bytes([raw[1], raw[2], raw[3], raw[4]]);
         let mut tag = [0u8; 8];
         tag.copy_from_slice(&raw[5..13]);
-        Ok(Pin { tag: Tag(u64::from_be_bytes(tag)), issued, key })
+        Ok(Pin { tag: Tag(u64::from_be_bytes(tag)), issued, seen: issued, key })
     }
 }
 
@@ -372,13 +438,6 @@ pub fn legacy_traefik_addr(value: &[u8]) -> Option<std::net::SocketAddr> {
     decoded.push_str(rest);
     let authority = decoded.strip_prefix("http://")?.trim_end_matches('/');
     authority.parse().ok()
-}
-
-/// Whether a valid cookie of age `now - issued` should be re-issued (same backend, fresh issue time):
-/// once half of `max_age` has passed, so an active session does not expire under its user.
-#[must_use]
-pub fn needs_refresh(issued: u32, now: u32, max_age: Option<u32>) -> bool {
-    max_age.is_some_and(|age| now.saturating_sub(issued) > age / 2)
 }
 
 /// The `Set-Cookie` attributes after `name=value`, e.g. `; Path=/; HttpOnly`, for a connection over

@@ -176,6 +176,8 @@ pub(super) struct FileCookie {
     pub httponly: Option<bool>,
     pub samesite: Option<String>,
     pub max_age: Option<FileDuration>,
+    pub idle_timeout: Option<FileDuration>,
+    pub absolute_timeout: Option<FileDuration>,
 }
 
 /// A service's health options as written, in the file or (through [`super::flags`]) as flags.
@@ -238,6 +240,8 @@ pub(super) fn cookie_spec(c: &FileCookie, name: Namer<'_>) -> Result<CookieSpec,
         http_only: c.httponly.unwrap_or(defaults.http_only),
         same_site: c.samesite.as_deref().map(|v| value(samesite, values::same_site(v))).transpose()?,
         max_age: duration(&name("cookie", "max_age"), c.max_age.as_ref())?,
+        idle_timeout: duration(&name("cookie", "idle_timeout"), c.idle_timeout.as_ref())?,
+        absolute_timeout: duration(&name("cookie", "absolute_timeout"), c.absolute_timeout.as_ref())?,
         ..defaults
     };
     cookie.validate().map_err(spec_error(name))?;

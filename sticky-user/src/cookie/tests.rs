@@ -35,7 +35,7 @@ fn same_secret_reads_the_other_processes_cookies_other_secret_does_not() {
     let tag = a.tag(&sid("web"), &bid("b1"));
     assert_eq!(tag, b.tag(&sid("web"), &bid("b1")), "tags must not depend on the process");
     let value = a.encode(tag, NOW);
-    assert_eq!(b.decode(value.as_bytes(), NOW, None), Ok(Pin { tag, issued: NOW, key: 0 }));
+    assert_eq!(b.decode(value.as_bytes(), NOW, None), Ok(Pin { tag, issued: NOW, seen: NOW, key: 0 }));
     let other = Keys::from_secret(b"another secret of 32 bytes......").expect("valid secret");
     assert_eq!(other.decode(value.as_bytes(), NOW, None), Err(Fault::Signature));
     assert_eq!(Keys::random().decode(value.as_bytes(), NOW, None), Err(Fault::Signature));
@@ -59,9 +59,47 @@ fn expiry_and_refresh_follow_max_age() {
     assert!(k.decode(value.as_bytes(), NOW + 100, Some(100)).is_ok());
     assert_eq!(k.decode(value.as_bytes(), NOW + 101, Some(100)), Err(Fault::Expired));
     assert!(k.decode(value.as_bytes(), NOW + 1_000_000, None).is_ok(), "session cookies have no server-side expiry");
-    assert!(!needs_refresh(NOW, NOW + 50, Some(100)));
-    assert!(needs_refresh(NOW, NOW + 51, Some(100)));
-    assert!(!needs_refresh(NOW, NOW + 1_000_000, None));
+    let max_age = Lifetimes { max_age: Some(100), ..Lifetimes::default() };
+    assert!(!max_age.needs_refresh(NOW, NOW + 50));
+    assert!(max_age.needs_refresh(NOW, NOW + 51));
+    assert!(!Lifetimes::default().needs_refresh(NOW, NOW + 1_000_000));
+}
+
+/// A cookie first pinned at `issued` and re-issued at `seen`, as the proxy writes it on a refresh.
+fn reissued(k: &Keys, issued: u32, seen: u32) -> (Tag, String) {
+    let tag = k.tag(&sid("web"), &bid("b1"));
+    let mut out = [0u8; ENCODED_LEN];
+    k.encode_into(tag, issued, seen, &mut out);
+    (tag, String::from_utf8(out.to_vec()).expect("ascii"))
+}
+
+#[test]
+fn lifetimes_count_the_absolute_timeout_from_the_first_pin_and_the_rest_from_the_last_reissue() {
+    let k = keys();
+    let (tag, value) = reissued(&k, NOW, NOW + 500);
+    let life = Lifetimes { max_age: Some(100), idle: Some(60), absolute: Some(1000) };
+    let at = |now: u32| k.decode_within(value.as_bytes(), now, &life);
+    assert_eq!(at(NOW + 560), Ok(Pin { tag, issued: NOW, seen: NOW + 500, key: 0 }), "the edge is inside");
+    assert_eq!(at(NOW + 561), Err(Fault::Idle), "idle counts from the last re-issue");
+    let no_idle = Lifetimes { idle: None, ..life };
+    assert!(k.decode_within(value.as_bytes(), NOW + 600, &no_idle).is_ok());
+    assert_eq!(
+        k.decode_within(value.as_bytes(), NOW + 601, &no_idle),
+        Err(Fault::Expired),
+        "Max-Age from the last re-issue"
+    );
+    let absolute = Lifetimes { absolute: Some(1000), ..Lifetimes::default() };
+    assert!(k.decode_within(value.as_bytes(), NOW + 1000, &absolute).is_ok());
+    assert_eq!(
+        k.decode_within(value.as_bytes(), NOW + 1001, &absolute),
+        Err(Fault::Lifetime),
+        "absolute from the first pin"
+    );
+    // refreshed at half of the shorter of Max-Age and idle
+    assert!(!life.needs_refresh(NOW + 500, NOW + 530));
+    assert!(life.needs_refresh(NOW + 500, NOW + 531));
+    // a clock that went back never expires anything
+    assert!(at(NOW).is_ok());
 }
 
 #[test]
@@ -96,11 +134,11 @@ fn version_1_cookies_still_pin_with_any_key_of_the_ring() {
     let tag = old.tag(&sid("web"), &bid("b1"));
     let value = v1(&old, 0, tag, NOW);
     assert_eq!(value.len(), V1_ENCODED_LEN);
-    assert_eq!(old.decode(value.as_bytes(), NOW, None), Ok(Pin { tag, issued: NOW, key: 0 }));
+    assert_eq!(old.decode(value.as_bytes(), NOW, None), Ok(Pin { tag, issued: NOW, seen: NOW, key: 0 }));
     // after a rotation the old secret is the ring's second key
     let ring =
         Keys::from_secrets(&[b"the new secret, 32 bytes long...", b"0123456789abcdef0123456789abcdef"]).expect("ring");
-    assert_eq!(ring.decode(value.as_bytes(), NOW, None), Ok(Pin { tag, issued: NOW, key: 1 }));
+    assert_eq!(ring.decode(value.as_bytes(), NOW, None), Ok(Pin { tag, issued: NOW, seen: NOW, key: 1 }));
     assert_eq!(ring.older_tags(&sid("web"), &bid("b1"))[0], tag, "the old key's tag is kept for lookups");
     assert_eq!(ring.decode(value.as_bytes(), NOW + 101, Some(100)), Err(Fault::Expired));
     assert_eq!(Keys::random().decode(value.as_bytes(), NOW, None), Err(Fault::Signature));
@@ -284,7 +322,7 @@ proptest! {
         let value = k.encode(tag, issued);
         prop_assert_eq!(value.len(), ENCODED_LEN);
         prop_assert!(value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "cookie-safe characters only");
-        prop_assert_eq!(k.decode(value.as_bytes(), issued, None), Ok(Pin { tag, issued, key: 0 }));
+        prop_assert_eq!(k.decode(value.as_bytes(), issued, None), Ok(Pin { tag, issued, seen: issued, key: 0 }));
     }
 
     #[test]
@@ -301,7 +339,7 @@ proptest! {
             prop_assert_eq!(decoded, Err(Fault::Expired));
         } else {
             // the key found is the signer's (or an earlier one with the same secret: none, they are distinct)
-            prop_assert_eq!(decoded, Ok(Pin { tag, issued, key: signer }));
+            prop_assert_eq!(decoded, Ok(Pin { tag, issued, seen: issued, key: signer }));
             let expected = if signer == 0 { ring.tag(&s, &b) } else { ring.older_tags(&s, &b)[signer - 1] };
             prop_assert_eq!(tag, expected);
         }
@@ -315,6 +353,36 @@ proptest! {
         raw[pos] ^= flip;
         let tampered = URL_SAFE_NO_PAD.encode(&raw);
         prop_assert!(k.decode(tampered.as_bytes(), issued, None).is_err());
+    }
+
+    #[test]
+    fn lifetimes_hold_exactly_at_their_edges(issued in 0u32..u32::MAX / 2, since_pin in 0u32..10_000, since_seen in 0u32..10_000, idle in 2u32..5_000, absolute in 1u32..10_000, max_age in 1u32..5_000) {
+        let k = keys();
+        let seen = issued.saturating_add(since_pin.saturating_sub(since_seen));
+        let (tag, value) = reissued(&k, issued, seen);
+        let now = issued + since_pin;
+        let life = Lifetimes { max_age: Some(max_age), idle: Some(idle), absolute: Some(absolute) };
+        let got = k.decode_within(value.as_bytes(), now, &life);
+        let expected = if now - issued > absolute {
+            Err(Fault::Lifetime)
+        } else if now - seen > max_age {
+            Err(Fault::Expired)
+        } else if now - seen > idle {
+            Err(Fault::Idle)
+        } else {
+            Ok(Pin { tag, issued, seen, key: 0 })
+        };
+        prop_assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn tampering_with_the_times_never_extends_a_session(issued in 1u32..u32::MAX / 2, pos in 2usize..10, flip in 1u8..=255) {
+        let k = keys();
+        let (_, value) = reissued(&k, issued, issued);
+        let mut raw = URL_SAFE_NO_PAD.decode(&value).expect("own cookies decode");
+        raw[pos] ^= flip;
+        let tampered = URL_SAFE_NO_PAD.encode(&raw);
+        prop_assert_eq!(k.decode_within(tampered.as_bytes(), issued, &Lifetimes::default()), Err(Fault::Signature));
     }
 
     #[test]

@@ -49,8 +49,8 @@ pub struct ServiceRoute {
     pub cookie_attrs_tls: String,
     /// `Strict-Transport-Security` field line (with its CRLF) for responses over TLS, if the service sets HSTS.
     pub hsts: Option<Box<[u8]>>,
-    /// Max-Age in seconds, for cookie expiry.
-    pub max_age: Option<u32>,
+    /// Max-Age and the server-side session lifetimes, in seconds.
+    pub lifetimes: cookie::Lifetimes,
     /// The backends.
     pub backends: Vec<BackendRoute>,
     /// The cookie key ring its tags were computed with: it verifies and signs this service's cookies.
@@ -178,7 +178,7 @@ impl RoutingTable {
                     .tls
                     .hsts
                     .map(|age| format!("Strict-Transport-Security: max-age={age}\r\n").into_bytes().into()),
-                max_age: spec.cookie.max_age.map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
+                lifetimes: spec.cookie.lifetimes(),
                 schedule: policy::schedule(&weights),
                 spec: spec.clone(),
                 backends,

@@ -1,4 +1,6 @@
-//! Cookie key rotation across two sticky instances that share nothing but their key files: the
+//! Session policy across two sticky instances: cookie key rotation, then server-side lifetimes.
+//!
+//! Key rotation across two sticky instances that share nothing but their key files: the
 //! staged procedure of the README (add the new key as an extra on every instance, then make it the
 //! newest on each, then drop the old one), one instance restarted at a time while clients keep
 //! going to both. No session moves, no request fails, and no instance counts a re-pin.
@@ -233,4 +235,60 @@ fn key_id(secret: &str) -> u8 {
         .expect("any key length");
     m.update(b"sticky/v2/key-id");
     m.finalize().into_bytes()[0]
+}
+
+/// `sticky_repins_total` of one reason on the instance.
+fn repins_for(lb: &Proc, reason: &str) -> u64 {
+    metric(lb.admin.expect("admin"), &format!(r#"sticky_repins_total{{service="default",reason="{reason}"}}"#))
+}
+
+#[test]
+fn server_side_lifetimes_give_the_same_answer_on_every_instance() {
+    let (b1, b2, b3) = (whoami("b1"), whoami("b2"), whoami("b3"));
+    let backends = [&b1, &b2, &b3];
+    let dir = TempDir::new("lifetimes");
+    let key = dir.file("key", OLD);
+    let key = key.to_string_lossy().into_owned();
+    let flags = ["--cookie-key-file", &key, "--cookie-idle-timeout", "3s", "--cookie-absolute-timeout", "6s"];
+    let a = sticky(&backends, &NAMES, &flags);
+    let b = sticky(&backends, &NAMES, &flags);
+    let first = get(a.addr, "/", &[]).expect("first request");
+    let backend = who(&first);
+    let mut cookie = first.cookie("sticky").expect("cookie").to_owned();
+    // active: a request every 400 ms, alternating instances, keeps the session past the idle timeout
+    // (re-issued once half of it has passed: a busy machine has seconds of margin), until the
+    // absolute timeout ends it
+    let started = std::time::Instant::now();
+    let mut reissued = 0;
+    let mut n = 0usize;
+    let moved_at = loop {
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        let lb = if n.is_multiple_of(2) { &b } else { &a };
+        n += 1;
+        let r = get(lb.addr, "/", &[("Cookie", &format!("sticky={cookie}"))]).expect("request");
+        assert_eq!(r.status, 200);
+        if let Some(v) = r.cookie("sticky") {
+            reissued += 1;
+            v.clone_into(&mut cookie);
+        }
+        if who(&r) != backend || repins_for(lb, "absolute_timeout") > 0 {
+            break started.elapsed();
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "the absolute timeout never ended the session");
+    };
+    let absolute = repins_for(&a, "absolute_timeout") + repins_for(&b, "absolute_timeout");
+    assert_eq!(absolute, 1, "one re-balance, by the absolute timeout");
+    assert!(moved_at >= std::time::Duration::from_secs(6), "not before 6 s: {moved_at:?}");
+    assert!(reissued >= 2, "an active session is re-issued to stay within the idle timeout ({reissued})");
+    assert_eq!(repins_for(&a, "idle_timeout") + repins_for(&b, "idle_timeout"), 0, "never idle while active");
+    // idle: the new session left alone for 4.5 s (more than 3 s in whole seconds) is re-balanced by
+    // whichever instance sees it next
+    std::thread::sleep(std::time::Duration::from_millis(4500));
+    let r = get(b.addr, "/", &[("Cookie", &format!("sticky={cookie}"))]).expect("request");
+    assert_eq!(r.status, 200);
+    assert!(r.cookie("sticky").is_some(), "an idle session gets a new cookie");
+    assert_eq!(repins_for(&b, "idle_timeout"), 1, "re-balanced as idle");
+    eprintln!(
+        "lifetimes: re-balanced by the absolute timeout after {moved_at:?}, {reissued} re-issues on the way, then by the idle timeout"
+    );
 }
