@@ -158,9 +158,18 @@ pub struct RunArgs {
     #[arg(long = "backend", env = "STICKY_BACKEND", value_name = "[NAME=]URL", value_delimiter = ',')]
     pub backends: Vec<String>,
     /// Admin listener: the dashboard (GET /), /metrics (Prometheus), /api/backends and /api/overview
-    /// (JSON) and draining. [default: none]
-    #[arg(long, env = "STICKY_ADMIN", value_name = "ADDR")]
+    /// (JSON), /api/explain and draining: ADDR:PORT, or PORT alone for 127.0.0.1:PORT. Reads are open;
+    /// writes need --admin-token-file. [default: none]
+    #[arg(long, env = "STICKY_ADMIN", value_name = "[ADDR:]PORT", value_parser = values::admin_addr)]
     pub admin: Option<SocketAddr>,
+    /// File with the admin API's bearer token (>= 16 bytes; surrounding whitespace ignored), e.g. a
+    /// Swarm secret: writes (drain, activate) over --admin need `Authorization: Bearer TOKEN`;
+    /// without it they are refused there. The unix socket needs none (its mode is the check).
+    #[arg(long, env = "STICKY_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Refuse every admin write (drain, activate), on --admin and --admin-socket alike.
+    #[arg(long, env = "STICKY_ADMIN_READ_ONLY", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean)]
+    pub admin_read_only: Option<bool>,
     /// Admin API on a unix socket (mode 0600) instead of or beside --admin: nothing on the network;
     /// its directory must exist; a stale socket file is replaced, a live one never. [default: none]
     #[arg(long, env = "STICKY_ADMIN_SOCKET", value_name = "PATH")]
@@ -173,10 +182,12 @@ pub struct RunArgs {
     /// Worker threads, each running its own event loop. [default: number of CPUs]
     #[arg(long, env = "STICKY_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
-    /// File with the cookie signing secret (>= 16 bytes; trailing newline ignored), e.g. a Swarm secret.
-    /// Instances with the same secret accept each other's cookies. [default: a random secret per process]
-    #[arg(long, env = "STICKY_COOKIE_KEY_FILE", value_name = "FILE")]
-    pub cookie_key_file: Option<PathBuf>,
+    /// File with a cookie signing secret (>= 16 bytes; trailing newline ignored), e.g. a Swarm secret.
+    /// Instances with the same secrets accept each other's cookies. Repeat (or comma-separate in the
+    /// variable) to rotate, newest first: the first signs, every one verifies, and a cookie verified by
+    /// an older one is re-issued with the first. [default: a random secret per process]
+    #[arg(long, env = "STICKY_COOKIE_KEY_FILE", value_name = "FILE", value_delimiter = ',')]
+    pub cookie_key_file: Vec<PathBuf>,
 
     /// Cookie name. [default: sticky]
     #[arg(long, env = "STICKY_COOKIE_NAME", value_name = "NAME", help_heading = "Cookie")]
@@ -200,6 +211,15 @@ pub struct RunArgs {
     /// [default: none, a session cookie honoured until the browser drops it]
     #[arg(long, env = "STICKY_COOKIE_MAX_AGE", value_name = "DURATION", help_heading = "Cookie")]
     pub cookie_max_age: Option<String>,
+    /// Server-side idle timeout (e.g. 30m): a session whose cookie was not re-issued for this long is
+    /// re-balanced; an active one is re-issued at half of it. Carried in the signed cookie: every
+    /// instance agrees, nothing is stored. [default: none]
+    #[arg(long, env = "STICKY_COOKIE_IDLE_TIMEOUT", value_name = "DURATION", help_heading = "Cookie")]
+    pub cookie_idle_timeout: Option<String>,
+    /// Server-side absolute timeout (e.g. 8h): a session older than this since its first pin is
+    /// re-balanced, e.g. to spread load after a scale-out. [default: none]
+    #[arg(long, env = "STICKY_COOKIE_ABSOLUTE_TIMEOUT", value_name = "DURATION", help_heading = "Cookie")]
+    pub cookie_absolute_timeout: Option<String>,
     /// When the pinned backend is gone, unhealthy or refuses connections, answer 503 instead of re-pinning.
     #[arg(long, env = "STICKY_STRICT", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean, help_heading = "Cookie")]
     pub strict: Option<bool>,

@@ -1,19 +1,30 @@
 //! The sticky cookie: an opaque, HMAC-signed, versioned token naming a (service, backend) pair.
 //!
-//! Layout of version 1 (29 bytes, then base64url without padding: 39 characters):
+//! Layout of version 2, written since key rotation (34 bytes, then base64url without padding: 46
+//! characters):
 //!
 //! | bytes  | field   | meaning                                                                     |
 //! |--------|---------|-----------------------------------------------------------------------------|
-//! | 0      | version | `1`                                                                         |
-//! | 1..5   | issued  | issue time, seconds since the UNIX epoch, big-endian                        |
-//! | 5..13  | tag     | `HMAC(tag key, service id ‖ 0 ‖ backend id)[..8]`: the backend, keyed       |
-//! | 13..29 | mac     | `HMAC-SHA256(mac key, bytes 0..13)[..16]`, checked in constant time         |
+//! | 0      | version | `2`                                                                         |
+//! | 1      | key id  | which key of the ring signed it: `HMAC(secret, label)[0]`, not secret       |
+//! | 2..6   | issued  | when the session was pinned, seconds since the UNIX epoch, big-endian        |
+//! | 6..10  | seen    | when the cookie was last (re-)issued for it, same unit ([`Lifetimes`])      |
+//! | 10..18 | tag     | `HMAC(tag key, service id ‖ 0 ‖ backend id)[..8]`: the backend, keyed       |
+//! | 18..34 | mac     | `HMAC-SHA256(mac key, bytes 0..18)[..16]`, checked in constant time         |
+//!
+//! Version 1 (29 bytes, 39 characters: version, issued, tag, mac; no key id) is still read, with
+//! every key of the ring, so sessions pinned before an upgrade keep their backend.
 //!
 //! The cookie holds no address, port, host name or URL in any encoding: the tag is a keyed digest of
 //! identities (task id or backend name), so without the key it cannot even be linked to a backend
-//! name, and it does not change when a backend's address does. Both keys derive from one secret
-//! (`--cookie-key-file`), so every sticky process with the same secret reads every other's cookies.
-//! Anything that does not verify is a [`Fault`]; the proxy treats it exactly like a missing cookie.
+//! name, and it does not change when a backend's address does. Every key derives from one secret
+//! (`--cookie-key-file`), so every sticky process with the same secrets reads every other's cookies.
+//!
+//! **Key rotation** ([`Keys::from_secrets`], newest first): the newest key signs, every key of the
+//! ring verifies, and a cookie verified with an older key is re-issued with the newest
+//! ([`Pin::key`] > 0). A tag is per key, so the routing table keeps each backend's tag under every
+//! key of the ring (see `state::table`). Anything that does not verify is a [`Fault`]; the proxy
+//! treats it exactly like a missing cookie.
 
 use std::fmt::Write as _;
 
@@ -26,13 +37,22 @@ use crate::model::{BackendId, CookieSpec, SameSite, ServiceId};
 type HmacSha256 = Hmac<Sha256>;
 
 /// The format version written into byte 0.
-pub const VERSION: u8 = 1;
-const RAW_LEN: usize = 29;
-const SIGNED_LEN: usize = 13;
-/// Length of an encoded cookie value, in characters. Longer or shorter values are rejected unread.
-pub const ENCODED_LEN: usize = 39;
+pub const VERSION: u8 = 2;
+const RAW_LEN: usize = 34;
+const SIGNED_LEN: usize = 18;
+/// Length of an encoded cookie value, in characters, as written. Values of another length than
+/// this or [`V1_ENCODED_LEN`] are rejected unread.
+pub const ENCODED_LEN: usize = 46;
+/// Version 1, still read.
+const V1_VERSION: u8 = 1;
+const V1_RAW_LEN: usize = 29;
+const V1_SIGNED_LEN: usize = 13;
+/// Length of a version-1 value, in characters.
+pub const V1_ENCODED_LEN: usize = 39;
 /// Shortest accepted secret, in bytes.
 pub const MIN_SECRET_LEN: usize = 16;
+/// Most keys in a ring: the newest and the ones still accepted during rotations.
+pub const MAX_KEYS: usize = 8;
 
 /// A backend's name inside cookies: a keyed 64-bit digest of (service id, backend id).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -50,12 +70,67 @@ pub enum Fault {
         /// Byte 0 of the value.
         version: u8,
     },
-    /// The MAC does not match: forged, tampered, or signed with another key.
+    /// The MAC does not match: forged, tampered, or signed with a key not in the ring.
     #[error("cookie signature does not verify")]
     Signature,
     /// Older than the service's Max-Age.
     #[error("cookie expired")]
     Expired,
+    /// Not seen (re-issued) for longer than the service's idle timeout.
+    #[error("session idle for longer than the idle timeout")]
+    Idle,
+    /// The session is older than the service's absolute timeout.
+    #[error("session older than the absolute timeout")]
+    Lifetime,
+}
+
+/// A service's server-side session lifetimes, in seconds, checked against the times the signed
+/// cookie carries, so every instance gives the same answer with no shared state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// `Max-Age`: the browser drops the cookie this long after its last `Set-Cookie`; sticky too.
+    pub max_age: Option<u32>,
+    /// Idle timeout: a session not seen for this long is re-balanced.
+    pub idle: Option<u32>,
+    /// Absolute timeout: a session older than this (since its first pin) is re-balanced.
+    pub absolute: Option<u32>,
+}
+
+impl Lifetimes {
+    /// Whether any lifetime is set (else the clock need not be read).
+    #[must_use]
+    pub fn any(&self) -> bool {
+        self.max_age.is_some() || self.idle.is_some() || self.absolute.is_some()
+    }
+
+    /// Whether a verified cookie is still within its lifetimes at `now`: the absolute timeout
+    /// counts from the first pin (`issued`), Max-Age and the idle timeout from the last re-issue
+    /// (`seen`). The edges are inside: exactly T old is still valid.
+    ///
+    /// # Errors
+    /// [`Fault::Lifetime`], [`Fault::Expired`] or [`Fault::Idle`], checked in that order.
+    pub fn check(&self, pin: &Pin, now: u32) -> Result<(), Fault> {
+        let since = |t: u32| now.saturating_sub(t);
+        if self.absolute.is_some_and(|t| since(pin.issued) > t) {
+            return Err(Fault::Lifetime);
+        }
+        if self.max_age.is_some_and(|t| since(pin.seen) > t) {
+            return Err(Fault::Expired);
+        }
+        if self.idle.is_some_and(|t| since(pin.seen) > t) {
+            return Err(Fault::Idle);
+        }
+        Ok(())
+    }
+
+    /// Whether a valid cookie last re-issued at `seen` should be re-issued now (same backend, same
+    /// first-pin time, `seen` now): once half of Max-Age or of the idle timeout has passed, so an
+    /// active session expires neither in the browser nor on the server.
+    #[must_use]
+    pub fn needs_refresh(&self, seen: u32, now: u32) -> bool {
+        let since = now.saturating_sub(seen);
+        self.max_age.is_some_and(|t| since > t / 2) || self.idle.is_some_and(|t| since > t / 2)
+    }
 }
 
 /// Errors building keys.
@@ -67,28 +142,51 @@ pub enum CookieError {
         /// Length of the given secret.
         len: usize,
     },
+    /// No secret, or more than [`MAX_KEYS`].
+    #[error("{count} cookie keys given; between 1 and {MAX_KEYS} are accepted (newest first)")]
+    KeyCount {
+        /// How many were given.
+        count: usize,
+    },
+    /// The same secret twice in the ring.
+    #[error("cookie key {index} repeats an earlier one")]
+    Repeated {
+        /// Its position (0: newest).
+        index: usize,
+    },
 }
 
 /// A verified cookie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pin {
-    /// The backend it names.
+    /// The backend it names, under the key that verified it.
     pub tag: Tag,
-    /// When it was issued, seconds since the UNIX epoch.
+    /// When the session was pinned, seconds since the UNIX epoch.
     pub issued: u32,
+    /// When the cookie was last (re-)issued, same unit (version 1: `issued`).
+    pub seen: u32,
+    /// Which key of the ring verified it: 0 the newest; more means "re-issue with the newest".
+    pub key: usize,
 }
 
-/// The keys derived from one secret; cheap to clone, shared by every worker.
+/// The keys derived from one secret.
 #[derive(Clone)]
-pub struct Keys {
+struct KeySet {
+    id: u8,
     mac: HmacSha256,
     tag: HmacSha256,
     name: HmacSha256,
 }
 
+/// The key ring derived from the secrets, newest first; cheap to clone, shared by every worker.
+#[derive(Clone)]
+pub struct Keys {
+    ring: std::sync::Arc<[KeySet]>,
+}
+
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Keys(..)")
+        write!(f, "Keys({} in the ring)", self.ring.len())
     }
 }
 
@@ -104,32 +202,24 @@ fn derive(secret: &[u8], label: &[u8]) -> HmacSha256 {
     keyed(&m.finalize().into_bytes())
 }
 
-impl Keys {
-    /// Derives the keys from a secret (the content of `--cookie-key-file`).
-    ///
-    /// # Errors
-    /// The secret is shorter than [`MIN_SECRET_LEN`].
-    pub fn from_secret(secret: &[u8]) -> Result<Self, CookieError> {
+impl KeySet {
+    fn new(secret: &[u8]) -> Result<Self, CookieError> {
         if secret.len() < MIN_SECRET_LEN {
             return Err(CookieError::ShortSecret { len: secret.len() });
         }
+        let mut id = keyed(secret);
+        id.update(b"sticky/v2/key-id");
         Ok(Self {
+            id: id.finalize().into_bytes()[0],
+            // the labels say v1: the derivations are the same in both formats, so a secret's tags
+            // and names do not change with the cookie's version
             mac: derive(secret, b"sticky/v1/cookie-mac"),
             tag: derive(secret, b"sticky/v1/backend-tag"),
             name: derive(secret, b"sticky/v1/backend-name"),
         })
     }
 
-    /// Keys from 32 random bytes: cookies then survive neither a restart nor a second instance.
-    #[must_use]
-    pub fn random() -> Self {
-        let secret: [u8; 32] = rand::random();
-        Self::from_secret(&secret).unwrap_or_else(|_| unreachable!("32 bytes is long enough"))
-    }
-
-    /// The cookie tag of a backend of a service.
-    #[must_use]
-    pub fn tag(&self, service: &ServiceId, backend: &BackendId) -> Tag {
+    fn tag(&self, service: &ServiceId, backend: &BackendId) -> Tag {
         let mut m = self.tag.clone();
         m.update(service.0.as_bytes());
         m.update(&[0]);
@@ -139,13 +229,73 @@ impl Keys {
         first.copy_from_slice(&out[..8]);
         Tag(u64::from_be_bytes(first))
     }
+}
+
+impl Keys {
+    /// Derives the keys from a secret (the content of `--cookie-key-file`).
+    ///
+    /// # Errors
+    /// The secret is shorter than [`MIN_SECRET_LEN`].
+    pub fn from_secret(secret: &[u8]) -> Result<Self, CookieError> {
+        Self::from_secrets(&[secret])
+    }
+
+    /// A ring from several secrets, newest first: the first signs, all verify.
+    ///
+    /// # Errors
+    /// A secret is too short, repeats an earlier one, or there are none or more than [`MAX_KEYS`].
+    pub fn from_secrets(secrets: &[&[u8]]) -> Result<Self, CookieError> {
+        if secrets.is_empty() || secrets.len() > MAX_KEYS {
+            return Err(CookieError::KeyCount { count: secrets.len() });
+        }
+        for (i, s) in secrets.iter().enumerate() {
+            if secrets[..i].contains(s) {
+                return Err(CookieError::Repeated { index: i });
+            }
+        }
+        let ring = secrets.iter().map(|s| KeySet::new(s)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { ring: ring.into() })
+    }
+
+    /// Keys from 32 random bytes: cookies then survive neither a restart nor a second instance.
+    #[must_use]
+    pub fn random() -> Self {
+        let secret: [u8; 32] = rand::random();
+        Self::from_secret(&secret).unwrap_or_else(|_| unreachable!("32 bytes is long enough"))
+    }
+
+    /// How many keys the ring has (at least 1).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// Whether the ring has one key only (never empty).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+
+    /// The cookie tag of a backend of a service, under the newest key (the one that signs).
+    #[must_use]
+    pub fn tag(&self, service: &ServiceId, backend: &BackendId) -> Tag {
+        self.ring[0].tag(service, backend)
+    }
+
+    /// The backend's tags under the older keys of the ring (index `k - 1` for key `k`).
+    #[must_use]
+    pub fn older_tags(&self, service: &ServiceId, backend: &BackendId) -> Box<[Tag]> {
+        self.ring[1..].iter().map(|k| k.tag(service, backend)).collect()
+    }
 
     /// A stable name for a backend the user did not name, which does not reveal `seed` (its address).
     ///
-    /// Keyed, so the name cannot be reversed by hashing candidate addresses; stable for a given secret.
+    /// Keyed (with the newest key), so the name cannot be reversed by hashing candidate addresses;
+    /// stable for a given secret. Rotating the newest key renames such backends: name them
+    /// (`NAME=URL`) to keep sessions through a rotation.
     #[must_use]
     pub fn derive_name(&self, seed: &str) -> String {
-        let mut m = self.name.clone();
+        let mut m = self.ring[0].name.clone();
         m.update(seed.as_bytes());
         let out = m.finalize().into_bytes();
         let mut name = String::with_capacity(12);
@@ -157,57 +307,108 @@ impl Keys {
         name
     }
 
-    /// Encodes and signs a cookie value naming `tag`, issued at `issued` (seconds since the UNIX epoch).
+    /// Encodes and signs a new session's cookie value naming `tag`, issued (and seen) at `issued`
+    /// (seconds since the UNIX epoch).
     #[must_use]
     pub fn encode(&self, tag: Tag, issued: u32) -> String {
         let mut out = [0u8; ENCODED_LEN];
-        self.encode_into(tag, issued, &mut out);
+        self.encode_into(tag, issued, issued, &mut out);
         // base64url is ASCII
         String::from_utf8_lossy(&out).into_owned()
     }
 
-    /// [`Keys::encode`] into a caller's buffer, without allocating.
-    pub fn encode_into(&self, tag: Tag, issued: u32, out: &mut [u8; ENCODED_LEN]) {
+    /// A cookie value into a caller's buffer, without allocating; signed with the newest key:
+    /// `issued` the session's first pin, `seen` this (re-)issue.
+    pub fn encode_into(&self, tag: Tag, issued: u32, seen: u32, out: &mut [u8; ENCODED_LEN]) {
+        let key = &self.ring[0];
         let mut raw = [0u8; RAW_LEN];
         raw[0] = VERSION;
-        raw[1..5].copy_from_slice(&issued.to_be_bytes());
-        raw[5..13].copy_from_slice(&tag.0.to_be_bytes());
-        let mut m = self.mac.clone();
+        raw[1] = key.id;
+        raw[2..6].copy_from_slice(&issued.to_be_bytes());
+        raw[6..10].copy_from_slice(&seen.to_be_bytes());
+        raw[10..18].copy_from_slice(&tag.0.to_be_bytes());
+        let mut m = key.mac.clone();
         m.update(&raw[..SIGNED_LEN]);
         raw[SIGNED_LEN..].copy_from_slice(&m.finalize().into_bytes()[..RAW_LEN - SIGNED_LEN]);
-        // 29 bytes always encode to exactly 39 characters, so this cannot fail
+        // 34 bytes always encode to exactly 46 characters, so this cannot fail
         let _ = URL_SAFE_NO_PAD.encode_slice(raw, out);
     }
 
-    /// Verifies a cookie value. `max_age` (seconds) makes cookies older than it [`Fault::Expired`].
+    /// Verifies a cookie value (version 2, or version 1 with any key of the ring). `max_age`
+    /// (seconds) makes cookies issued longer ago than it [`Fault::Expired`].
     ///
     /// Allocation-free; the MAC is compared in constant time.
     ///
     /// # Errors
     /// Any [`Fault`]: the caller treats the cookie as absent.
     pub fn decode(&self, value: &[u8], now: u32, max_age: Option<u32>) -> Result<Pin, Fault> {
-        if value.len() != ENCODED_LEN {
-            return Err(Fault::Malformed);
-        }
+        self.decode_within(value, now, &Lifetimes { max_age, ..Lifetimes::default() })
+    }
+
+    /// [`Keys::decode`] with every lifetime of the service ([`Lifetimes::check`]).
+    ///
+    /// # Errors
+    /// Any [`Fault`]: the caller treats the cookie as absent (and re-pins for its reason).
+    pub fn decode_within(&self, value: &[u8], now: u32, lifetimes: &Lifetimes) -> Result<Pin, Fault> {
+        let pin = match value.len() {
+            ENCODED_LEN => self.decode_v2(value)?,
+            V1_ENCODED_LEN => self.decode_v1(value)?,
+            _ => return Err(Fault::Malformed),
+        };
+        lifetimes.check(&pin, now)?;
+        Ok(pin)
+    }
+
+    fn decode_v2(&self, value: &[u8]) -> Result<Pin, Fault> {
         let mut raw = [0u8; RAW_LEN + 3];
         let n = URL_SAFE_NO_PAD.decode_slice(value, &mut raw).map_err(|_| Fault::Malformed)?;
         if n != RAW_LEN {
             return Err(Fault::Malformed);
         }
-        let mut m = self.mac.clone();
-        m.update(&raw[..SIGNED_LEN]);
-        m.verify_truncated_left(&raw[SIGNED_LEN..RAW_LEN]).map_err(|_| Fault::Signature)?;
+        // the key id only narrows which keys to try; the MAC decides
+        let key = self
+            .ring
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| k.id == raw[1])
+            .find(|(_, k)| {
+                let mut m = k.mac.clone();
+                m.update(&raw[..SIGNED_LEN]);
+                m.verify_truncated_left(&raw[SIGNED_LEN..RAW_LEN]).is_ok()
+            })
+            .map(|(i, _)| i)
+            .ok_or(Fault::Signature)?;
         // The version is signed too: check it after the MAC, so nobody learns anything from unsigned bytes.
         if raw[0] != VERSION {
+            return Err(Fault::Version { version: raw[0] });
+        }
+        let issued = u32::from_be_bytes([raw[2], raw[3], raw[4], raw[5]]);
+        let seen = u32::from_be_bytes([raw[6], raw[7], raw[8], raw[9]]);
+        let mut tag = [0u8; 8];
+        tag.copy_from_slice(&raw[10..18]);
+        Ok(Pin { tag: Tag(u64::from_be_bytes(tag)), issued, seen, key })
+    }
+
+    fn decode_v1(&self, value: &[u8]) -> Result<Pin, Fault> {
+        let mut raw = [0u8; V1_RAW_LEN + 3];
+        let n = URL_SAFE_NO_PAD.decode_slice(value, &mut raw).map_err(|_| Fault::Malformed)?;
+        if n != V1_RAW_LEN {
+            return Err(Fault::Malformed);
+        }
+        let key = (0..self.ring.len())
+            .find(|&i| {
+                let mut m = self.ring[i].mac.clone();
+                m.update(&raw[..V1_SIGNED_LEN]);
+                m.verify_truncated_left(&raw[V1_SIGNED_LEN..V1_RAW_LEN]).is_ok()
+            })
+            .ok_or(Fault::Signature)?;
+        if raw[0] != V1_VERSION {
             return Err(Fault::Version { version: raw[0] });
         }
         let issued = u32::from_be_bytes([raw[1], raw[2], raw[3], raw[4]]);
         let mut tag = [0u8; 8];
         tag.copy_from_slice(&raw[5..13]);
-        if max_age.is_some_and(|age| now.saturating_sub(issued) > age) {
-            return Err(Fault::Expired);
-        }
-        Ok(Pin { tag: Tag(u64::from_be_bytes(tag)), issued })
+        Ok(Pin { tag: Tag(u64::from_be_bytes(tag)), issued, seen: issued, key })
     }
 }
 
@@ -237,13 +438,6 @@ pub fn legacy_traefik_addr(value: &[u8]) -> Option<std::net::SocketAddr> {
     decoded.push_str(rest);
     let authority = decoded.strip_prefix("http://")?.trim_end_matches('/');
     authority.parse().ok()
-}
-
-/// Whether a valid cookie of age `now - issued` should be re-issued (same backend, fresh issue time):
-/// once half of `max_age` has passed, so an active session does not expire under its user.
-#[must_use]
-pub fn needs_refresh(issued: u32, now: u32, max_age: Option<u32>) -> bool {
-    max_age.is_some_and(|age| now.saturating_sub(issued) > age / 2)
 }
 
 /// The `Set-Cookie` attributes after `name=value`, e.g. `; Path=/; HttpOnly`, for a connection over

@@ -86,6 +86,12 @@ pub struct CookieSpec {
     pub same_site: Option<SameSite>,
     /// `Max-Age`, whole seconds; none = a session cookie. Also the server-side lifetime of a cookie.
     pub max_age: Option<Duration>,
+    /// Server-side idle timeout (GEP-1619 `idleTimeout`): a session whose cookie was not re-issued
+    /// for this long is re-balanced; an active one is re-issued at half of it. None: no limit.
+    pub idle_timeout: Option<Duration>,
+    /// Server-side absolute timeout (GEP-1619 `absoluteTimeout`): a session older than this since
+    /// its first pin is re-balanced (to spread load after a scale-out). None: no limit.
+    pub absolute_timeout: Option<Duration>,
     /// Whether clients are pinned at all. False (Traefik labels that do not enable stickiness): no
     /// cookie is read or set, and every request gets a new pick.
     pub enabled: bool,
@@ -109,6 +115,8 @@ impl Default for CookieSpec {
             http_only: true,
             same_site: None,
             max_age: None,
+            idle_timeout: None,
+            absolute_timeout: None,
             enabled: true,
             legacy_traefik: false,
             legacy_until: None,
@@ -117,6 +125,17 @@ impl Default for CookieSpec {
 }
 
 impl CookieSpec {
+    /// Max-Age and the server-side lifetimes in whole seconds, as the proxy checks them.
+    #[must_use]
+    pub fn lifetimes(&self) -> crate::cookie::Lifetimes {
+        let secs = |d: Option<Duration>| d.map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+        crate::cookie::Lifetimes {
+            max_age: secs(self.max_age),
+            idle: secs(self.idle_timeout),
+            absolute: secs(self.absolute_timeout),
+        }
+    }
+
     /// Whether a Traefik cookie value is honoured at `now`: legacy on, and `now` before the end of
     /// its window if it has one (the end itself is outside). Pure, so the proxy, discovery and the
     /// tests all ask the same question.
@@ -153,6 +172,16 @@ impl CookieSpec {
         }
         if self.max_age.is_some_and(|d| d.is_zero()) {
             return Err(spec_error("cookie", "max_age", "must be longer than 0"));
+        }
+        if self.idle_timeout.is_some_and(|d| d.as_secs() < 2) {
+            return Err(spec_error(
+                "cookie",
+                "idle_timeout",
+                "must be at least 2s (sessions are re-issued at half of it)",
+            ));
+        }
+        if self.absolute_timeout.is_some_and(|d| d.as_secs() < 1) {
+            return Err(spec_error("cookie", "absolute_timeout", "must be at least 1s"));
         }
         Ok(())
     }

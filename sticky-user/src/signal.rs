@@ -1,5 +1,5 @@
 //! The process signals sticky acts on: SIGTERM and SIGINT end it gracefully, SIGHUP re-reads the
-//! backends file of tcp mode.
+//! backends file of tcp mode and the cookie key files.
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -34,7 +34,7 @@ impl Hangups {
         match signal(SignalKind::hangup()) {
             Ok(s) => Self(Some(s)),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot handle SIGHUP; the backends file will not be re-read");
+                tracing::warn!(error = %e, "cannot handle SIGHUP; files are not re-read on it");
                 Self(None)
             }
         }

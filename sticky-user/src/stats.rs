@@ -204,11 +204,12 @@ impl BackendStats {
 
 /// Per-service counters: re-pins by reason, rejects, and responses sticky made itself.
 #[derive(Debug, Default)]
-pub struct ServiceStats(Sharded<12>);
+pub struct ServiceStats(Sharded<14>);
 
-const LOCAL: usize = 5; // 5 status classes of local responses from here
-const REJECT_NO_BACKEND: usize = 10;
-const REJECT_STRICT: usize = 11;
+/// The re-pin reasons come first, then 5 status classes of local responses, then the rejects.
+const LOCAL: usize = RepinReason::ALL.len();
+const REJECT_NO_BACKEND: usize = LOCAL + 5;
+const REJECT_STRICT: usize = LOCAL + 6;
 
 fn repin_index(r: RepinReason) -> usize {
     RepinReason::ALL.iter().position(|x| *x == r).unwrap_or(0)

@@ -245,6 +245,18 @@ pub fn socket_addr(text: &str) -> Result<SocketAddr, ValueError> {
     text.trim().parse().map_err(|_| ValueError::new(text, "an address like 0.0.0.0:8080"))
 }
 
+/// The admin listener's address: `ADDR:PORT`, or `PORT` alone for loopback (`127.0.0.1:PORT`).
+///
+/// # Errors
+/// Neither an address nor a port.
+pub fn admin_addr(text: &str) -> Result<SocketAddr, ValueError> {
+    let t = text.trim();
+    match t.parse::<u16>() {
+        Ok(port) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
+        Err(_) => t.parse().map_err(|_| ValueError::new(text, "a port (loopback) or an address like 127.0.0.1:9090")),
+    }
+}
+
 /// A tcp-mode backend: IPv4 `IP:PORT`, optionally written `tcp://IP:PORT`.
 ///
 /// # Errors

@@ -259,13 +259,18 @@ fn backend_field(doc: &Value, backend: &str, field: &str) -> Value {
         .map_or(Value::Null, |b| b[field].clone())
 }
 
+/// The admin token the dashboard test types into the page.
+const TOKEN: &str = "dashboard-test-token-0123456789";
+
 #[test]
 fn dashboard_shows_live_numbers_and_drains_through_its_button() {
     let _one = BROWSER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let names = ["demo-1", "demo-2", "demo-3"];
     let backends: Vec<Proc> = names.iter().map(|n| whoami(n)).collect();
     let refs: Vec<&Proc> = backends.iter().collect();
-    let lb = sticky(&refs, &names, &[]);
+    let token_dir = TempDir::new("dashboard-token");
+    let token_file = token_dir.file("token", TOKEN);
+    let lb = sticky(&refs, &names, &["--admin-token-file", token_file.to_str().expect("utf-8 path")]);
     let admin = lb.admin.expect("sticky runs with an admin listener");
 
     // 9 new sessions spread round robin, then 4 requests pinned by demo-1's cookie
@@ -299,8 +304,19 @@ fn dashboard_shows_live_numbers_and_drains_through_its_button() {
     }
     assert_eq!(browser.text("section[data-service=default] h2 [data-field=name]"), "default");
 
-    // drain demo-2 through its button: the page shows it, the API agrees, new sessions avoid it
+    // writes need the token: the buttons wait for it; typed into the page's field, they work
     let row = "tr[data-backend=\"default/demo-2\"]";
+    browser.wait_text("#writes", "writes need a token");
+    let button =
+        browser.find(&format!("{row} button[data-action=drain]")).expect("an active backend has a Drain button");
+    let enabled = |b: &Session<'_>| b.script(&format!("return !document.querySelector('{row} button').disabled")) == json!(true);
+    assert!(!enabled(&browser), "without the token the Drain button is disabled");
+    let field = browser.find("#token").expect("the page asks for the token");
+    browser.cmd("POST", &format!("element/{field}/value"), &json!({ "text": TOKEN }));
+    let use_it = browser.find("#auth button[type=submit]").expect("the token form has its button");
+    browser.cmd("POST", &format!("element/{use_it}/click"), &json!({}));
+    assert!(wait::until(PAGE_TIMEOUT, || enabled(&browser)), "with the token the Drain button is enabled");
+    // drain demo-2 through its button: the page shows it, the API agrees, new sessions avoid it
     let button =
         browser.find(&format!("{row} button[data-action=drain]")).expect("an active backend has a Drain button");
     browser.cmd("POST", &format!("element/{button}/click"), &json!({}));

@@ -6,10 +6,11 @@ mod common;
 use std::{
     collections::{BTreeMap, HashSet},
     fmt::Write as _,
+    net::SocketAddr,
     time::{Duration, Instant},
 };
 
-use common::{Proc, TempDir, get, get_ok, metric, post, sticky, sticky_args, who, whoami, whoami_at};
+use common::{Proc, TempDir, get, get_ok, metric, sticky, sticky_args, who, whoami, whoami_at};
 use testkit::{http::raw, wait};
 
 fn three() -> (Proc, Proc, Proc) {
@@ -140,7 +141,9 @@ fn tampered_forged_and_oversized_cookies_are_repinned_never_refused() {
 #[test]
 fn killing_the_pinned_backend_repins_with_a_new_cookie_and_no_failed_request() {
     let (mut b1, b2, b3) = three();
-    let lb = sticky(&[&b1, &b2, &b3], &NAMES, &[]);
+    // a pause longer than the test: on a busy machine the default 1 s could end between two requests,
+    // and a second connect failure would be counted
+    let lb = sticky(&[&b1, &b2, &b3], &NAMES, &["--backoff-min", "60s", "--backoff-max", "60s"]);
     // pin to b1 (round robin gives each backend a session within three tries)
     let pinned = (0..3)
         .map(|_| get_ok(lb.addr, "/", &[]))
@@ -317,8 +320,11 @@ backends = [{{ name = "w1", url = "http://{}" }}]
 #[test]
 fn draining_keeps_pinned_sessions_and_takes_no_new_ones() {
     let (b1, b2, b3) = three();
-    let lb = sticky(&[&b1, &b2, &b3], &NAMES, &[]);
+    let dir = TempDir::new("admin-token");
+    let token_file = dir.file("token", &format!("{TOKEN}\n"));
+    let lb = sticky(&[&b1, &b2, &b3], &NAMES, &["--admin-token-file", token_file.to_str().expect("utf-8 path")]);
     let admin = lb.admin.expect("admin");
+    let post = |admin, path| post_with_token(admin, path, TOKEN);
     let pinned = (0..3)
         .map(|_| get_ok(lb.addr, "/", &[]))
         .find(|r| who(r) == "b1")
@@ -343,12 +349,17 @@ fn draining_keeps_pinned_sessions_and_takes_no_new_ones() {
     )
     .expect("admin answers");
     assert_eq!(cross.status, 403, "a cross-origin write is refused: {cross:?}");
+    // without the token, or with a wrong one: 401, and nothing drains
+    let anonymous = common::post(admin, "/api/services/default/backends/b1/drain").expect("admin answers");
+    assert_eq!(anonymous.status, 401, "a write without the token is refused: {anonymous:?}");
+    let wrong = post_with_token(admin, "/api/services/default/backends/b1/drain", "not-the-token-0000000");
+    assert_eq!(wrong.status, 401, "a write with a wrong token is refused: {wrong:?}");
     assert!(
         get_ok(admin, "/api/backends", &[]).into_text().matches("\"state\": \"draining\"").count() == 0,
         "nothing drained"
     );
-    assert_eq!(post(admin, "/api/services/default/backends/b1/drain").expect("drain").status, 200);
-    assert_eq!(post(admin, "/api/services/default/backends/nope/drain").expect("drain").status, 404);
+    assert_eq!(post(admin, "/api/services/default/backends/b1/drain").status, 200);
+    assert_eq!(post(admin, "/api/services/default/backends/nope/drain").status, 404);
     for _ in 0..12 {
         assert_ne!(who(&get_ok(lb.addr, "/", &[])), "b1", "no new session on a draining backend");
     }
@@ -357,7 +368,7 @@ fn draining_keeps_pinned_sessions_and_takes_no_new_ones() {
     }
     let report = get_ok(admin, "/api/backends", &[]).into_text();
     assert!(report.contains("\"state\": \"draining\""), "{report}");
-    assert_eq!(post(admin, "/api/services/default/backends/b1/activate").expect("activate").status, 200);
+    assert_eq!(post(admin, "/api/services/default/backends/b1/activate").status, 200);
     let back = (0..6).any(|_| who(&get_ok(lb.addr, "/", &[])) == "b1");
     assert!(back, "an activated backend takes new sessions again");
 }
@@ -559,4 +570,51 @@ fn a_pooled_connection_the_backend_closed_is_replaced_without_an_error() {
         );
         std::thread::sleep(Duration::from_millis(150));
     }
+}
+
+/// The admin token of the tests that write through the admin API.
+const TOKEN: &str = "e2e-admin-token-0123456789";
+
+/// `POST path` (JSON, empty body) with `Authorization: Bearer token`.
+fn post_with_token(admin: SocketAddr, path: &str, token: &str) -> testkit::http::Response {
+    let auth = format!("Bearer {token}");
+    testkit::http::request(admin, "POST", path, &[("Content-Type", "application/json"), ("Authorization", &auth)], b"")
+        .expect("admin answers")
+}
+
+#[test]
+fn admin_writes_are_refused_without_a_token_file_and_when_read_only() {
+    let b1 = whoami("b1");
+    let dir = TempDir::new("admin-read-only");
+    let token_file = dir.file("token", TOKEN);
+    let open = sticky(&[&b1], &["b1"], &[]);
+    let read_only =
+        sticky(&[&b1], &["b1"], &["--admin-token-file", token_file.to_str().expect("utf-8 path"), "--admin-read-only"]);
+    for (lb, why) in [(&open, "no --admin-token-file"), (&read_only, "--admin-read-only")] {
+        let admin = lb.admin.expect("admin");
+        let refused = post_with_token(admin, "/api/services/default/backends/b1/drain", TOKEN);
+        assert_eq!(refused.status, 403, "{why}: writes are disabled: {refused:?}");
+        let report = get_ok(admin, "/api/backends", &[]).into_text();
+        assert!(!report.contains("\"state\": \"draining\""), "{why}: nothing drained: {report}");
+        assert!(report.contains("\"b1\""), "{why}: reads still work: {report}");
+    }
+}
+
+#[test]
+fn explain_names_the_backend_that_answers_a_cookie() {
+    let (b1, b2, b3) = three();
+    let lb = sticky(&[&b1, &b2, &b3], &NAMES, &[]);
+    let admin = lb.admin.expect("admin");
+    let first = get_ok(lb.addr, "/", &[]);
+    let value = first.cookie("sticky").expect("cookie").to_owned();
+    let explained = get_ok(admin, &format!("/api/explain?service=default&cookie={value}"), &[]).into_text();
+    let answer: serde_json::Value = serde_json::from_str(&explained).expect("JSON");
+    assert_eq!(answer["outcome"], "keep", "{explained}");
+    assert_eq!(answer["backend"], who(&first), "explain names the backend that answered: {explained}");
+    // and a request with that cookie still goes there
+    assert_eq!(who(&get_ok(lb.addr, "/", &[("Cookie", &format!("sticky={value}"))])), who(&first));
+    let fresh = get_ok(admin, "/api/explain?service=default", &[]).into_text();
+    assert!(fresh.contains("\"outcome\": \"pin\""), "{fresh}");
+    let unknown = get(admin, "/api/explain?service=nope", &[]).expect("admin answers");
+    assert_eq!(unknown.status, 404, "{unknown:?}");
 }

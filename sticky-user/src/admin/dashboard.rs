@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http::{Response, StatusCode, header};
 use http_body_util::Full;
 
-use super::{Admin, report};
+use super::{Admin, access::Writes, report};
 
 const INDEX: &str = include_str!("dashboard/index.html");
 const SCRIPT: &str = include_str!("dashboard/dashboard.js");
@@ -40,9 +40,9 @@ pub fn asset(name: &str) -> Response<Full<Bytes>> {
 }
 
 /// `GET /api/overview`, built on a blocking thread: tcp mode's kernel maps are walked to count them.
-pub async fn overview(admin: Arc<Admin>) -> Response<Full<Bytes>> {
+pub async fn overview(admin: Arc<Admin>, writes: Writes) -> Response<Full<Bytes>> {
     let built = tokio::task::spawn_blocking(move || {
-        serde_json::to_vec(&report::overview(admin.routing.as_deref(), admin.writes, &admin.view))
+        serde_json::to_vec(&report::overview(admin.routing.as_deref(), writes, &admin.view))
     })
     .await;
     match built {

@@ -9,6 +9,7 @@
 //! | `GET /api/overview` | JSON: the same, the proxy's connections and tcp mode's state (what the dashboard polls) |
 //! | `POST /api/services/{service}/backends/{backend}/drain` | mark draining: no new sessions, pinned ones still served |
 //! | `POST /api/services/{service}/backends/{backend}/activate` | take new sessions again |
+//! | `GET /api/explain?service=S&cookie=VALUE` | JSON: which backend that request would reach now, and why ([`explain`]) |
 //! | `GET /healthz` | `ok` (the balancer itself is up) |
 //!
 //! `{service}` is a service name or id, `{backend}` a backend id (as listed by `/api/backends`) or,
@@ -17,11 +18,14 @@
 //! Writes must be `Content-Type: application/json` (the body is ignored) and, if they carry an
 //! `Origin`, come from the admin's own origin: a web page on another site can make a browser send a
 //! *simple* cross-origin POST (text/plain, a form) without asking, but a JSON one needs a CORS
-//! preflight, which this listener never grants. Beyond that the TCP listener has no authentication:
-//! bind it to loopback or an internal network. The unix socket ([`socket`], `--admin-socket PATH`)
-//! is the deployed way in: no network at all, and only the file's owner may connect.
+//! preflight, which this listener never grants. Who may write at all is [`access`]'s: over TCP only
+//! with `--admin-token-file`'s bearer token, never with `--admin-read-only`; every write is logged.
+//! The unix socket ([`socket`], `--admin-socket PATH`) is the deployed way in: no network at all,
+//! and only the file's owner may connect.
 
+pub mod access;
 pub mod dashboard;
+pub mod explain;
 pub mod metrics;
 pub mod report;
 pub mod socket;
@@ -34,7 +38,6 @@ use http_body_util::Full;
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
 use prometheus_client::registry::Registry;
-use serde::Serialize;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::TcpListener,
@@ -51,23 +54,10 @@ pub struct Admin {
     pub registry: Registry,
     /// The http proxy's routing state, for `/api/backends` and draining (none in tcp mode).
     pub routing: Option<Arc<Routing>>,
-    /// Whether writes are taken, as the JSON documents say it.
-    pub writes: Writes,
+    /// Who may write ([`access`]); the JSON documents say how writes stand for each caller.
+    pub access: access::Access,
     /// What the JSON documents read beyond the routing table.
     pub view: report::Sources,
-}
-
-/// Whether the admin API takes writes (drain/activate), as `/api/backends` reports it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Writes {
-    /// Anyone who reaches the listener.
-    #[default]
-    Open,
-    /// With `Authorization: Bearer <token>`.
-    Token,
-    /// Never (read-only).
-    Disabled,
 }
 
 /// Serves the admin API on `listener` until dropped.
@@ -77,22 +67,24 @@ pub enum Writes {
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>) -> std::io::Result<()> {
     loop {
         let (stream, peer) = crate::net::accept(&listener).await?;
-        serve_connection(stream, peer.to_string(), admin.clone());
+        serve_connection(stream, access::Caller::Tcp(peer), admin.clone());
     }
 }
 
 /// Serves one admin connection (TCP or unix socket) on a task of its own.
-fn serve_connection<S>(stream: S, peer: String, admin: Arc<Admin>)
+fn serve_connection<S>(stream: S, caller: access::Caller, admin: Arc<Admin>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
+        let who = caller.clone();
         let service = service_fn(move |req: Request<Incoming>| {
             let admin = admin.clone();
-            async move { Ok::<_, Infallible>(handle(admin, &req).await) }
+            let caller = caller.clone();
+            async move { Ok::<_, Infallible>(handle(admin, &req, &caller).await) }
         });
         if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
-            tracing::debug!(%peer, error = %e, "admin connection ended with an error");
+            tracing::debug!(caller = %who, error = %e, "admin connection ended with an error");
         }
     });
 }
@@ -119,15 +111,36 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     r
 }
 
-async fn handle(admin: Arc<Admin>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(admin: Arc<Admin>, req: &Request<Incoming>, caller: &access::Caller) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    if req.method() == Method::POST
-        && let Err((status, why)) = write_allowed(req)
-    {
-        return text(status, why);
+    if req.method() == Method::POST {
+        if let Err((status, why)) = write_allowed(req).and_then(|()| admin.access.check(caller, req.headers())) {
+            tracing::info!(%caller, method = %req.method(), %path, status = status.as_u16(), why = why.trim_end(), "admin write refused");
+            let mut r = text(status, why);
+            if status == StatusCode::UNAUTHORIZED {
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer realm=\"sticky admin\""),
+                );
+            }
+            return r;
+        }
+        let answer = route(admin, req, &segments, caller).await;
+        tracing::info!(%caller, method = %req.method(), %path, status = answer.status().as_u16(), "admin write");
+        return answer;
     }
-    match (req.method(), segments.as_slice(), &admin.routing) {
+    route(admin, req, &segments, caller).await
+}
+
+async fn route(
+    admin: Arc<Admin>,
+    req: &Request<Incoming>,
+    segments: &[&str],
+    caller: &access::Caller,
+) -> Response<Full<Bytes>> {
+    let writes = admin.access.writes(caller);
+    match (req.method(), segments, &admin.routing) {
         (&Method::GET, ["metrics"], _) => {
             // counting kernel map entries is a burst of syscalls: keep it off the runtime's thread
             let encoded = tokio::task::spawn_blocking(move || {
@@ -148,12 +161,12 @@ async fn handle(admin: Arc<Admin>, req: &Request<Incoming>) -> Response<Full<Byt
             }
         }
         (&Method::GET, ["api", "backends"], Some(routing)) => {
-            let body = serde_json::to_vec_pretty(&report(routing, admin.writes, &admin.view)).unwrap_or_default();
+            let body = serde_json::to_vec_pretty(&report(routing, writes, &admin.view)).unwrap_or_default();
             let mut r = text(StatusCode::OK, body);
             r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
             r
         }
-        (&Method::GET, ["api", "overview"], _) => dashboard::overview(admin).await,
+        (&Method::GET, ["api", "overview"], _) => dashboard::overview(admin, writes).await,
         (&Method::GET, [asset @ ("" | "dashboard.js" | "dashboard.css" | "favicon.svg")], _) => dashboard::asset(asset),
         (
             &Method::POST,
@@ -166,9 +179,21 @@ async fn handle(admin: Arc<Admin>, req: &Request<Incoming>) -> Response<Full<Byt
             ),
             Err(e) => text(StatusCode::NOT_FOUND, format!("{e}\n")),
         },
+        (&Method::GET, ["api", "explain"], Some(routing)) => match explain::explain(routing, req.uri().query()) {
+            Ok(answer) => {
+                let mut r = text(StatusCode::OK, serde_json::to_vec_pretty(&answer).unwrap_or_default());
+                r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+                r
+            }
+            Err(e @ explain::ExplainError::Unknown(_)) => text(StatusCode::NOT_FOUND, format!("{e}\n")),
+            Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        },
         (&Method::GET, ["healthz"], _) => text(StatusCode::OK, "ok\n"),
         (_, ["api", ..], None) => text(StatusCode::NOT_FOUND, "no http services here (tcp mode); try /metrics\n"),
-        _ => text(StatusCode::NOT_FOUND, "not found; try /metrics, /api/backends, /healthz\n"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; try /metrics, /api/backends, /api/explain?service=S&cookie=V, /healthz\n",
+        ),
     }
 }
 

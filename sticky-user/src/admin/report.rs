@@ -13,7 +13,7 @@ use std::{
 
 use serde::Serialize;
 
-use super::Writes;
+use super::access::Writes;
 use crate::{
     config::Source,
     lock::lock,

@@ -246,7 +246,12 @@ async fn serve_logged(listener: UnixListener, admin: Arc<Admin>) {
 pub async fn serve(listener: UnixListener, admin: Arc<Admin>) -> io::Result<()> {
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => super::serve_connection(stream, "unix socket".to_owned(), admin.clone()),
+            Ok((stream, _)) => {
+                let cred = stream.peer_cred().ok();
+                let caller =
+                    super::access::Caller::Socket { uid: cred.map(|c| c.uid()), pid: cred.and_then(|c| c.pid()) };
+                super::serve_connection(stream, caller, admin.clone());
+            }
             Err(e) if crate::net::is_transient(&e) => {
                 tracing::warn!(error = %e, "admin socket accept failed; retrying");
                 tokio::time::sleep(Duration::from_millis(20)).await;

@@ -6,12 +6,9 @@
 pub mod demo;
 pub mod http;
 pub mod inspect;
+mod keys;
 
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use tokio::{sync::watch, task::JoinHandle};
 
@@ -19,6 +16,7 @@ pub use self::{
     demo::demo,
     http::{HttpServer, Sockets},
     inspect::inspect,
+    keys::load_keys,
 };
 use crate::{
     admin::{
@@ -88,6 +86,9 @@ pub enum AppError {
     /// The listening sockets cannot be bound or taken from the holder.
     #[error("cannot get the listening sockets")]
     Listen(#[from] ListenError),
+    /// The admin token file (`--admin-token-file`) cannot be used.
+    #[error(transparent)]
+    AdminToken(#[from] admin::access::TokenError),
     /// The admin socket (`--admin-socket`) cannot be served.
     #[error("cannot serve the admin API on its unix socket")]
     AdminSocket(#[from] SocketError),
@@ -130,21 +131,6 @@ pub enum AppError {
     },
 }
 
-/// Reads the cookie secret (trailing whitespace and newline ignored), or makes a random one with a warning.
-///
-/// # Errors
-/// The file cannot be read or holds fewer than 16 bytes.
-pub fn load_keys(file: Option<&Path>) -> Result<Keys, AppError> {
-    let Some(path) = file else {
-        tracing::warn!(
-            "no --cookie-key-file: cookies are signed with a random key, so they do not survive a restart and other sticky instances reject them"
-        );
-        return Ok(Keys::random());
-    };
-    let bytes = std::fs::read(path).map_err(|source| AppError::KeyFile { path: path.to_owned(), source })?;
-    Keys::from_secret(bytes.trim_ascii_end()).map_err(|source| AppError::Key { path: path.to_owned(), source })
-}
-
 /// `sticky run`: configures from `args` (and the `--config` file), serves until `stop` completes,
 /// then stops gracefully.
 ///
@@ -159,7 +145,7 @@ pub async fn run(args: &RunArgs, stop: impl Future<Output = ()>) -> Result<(), A
     };
     let config = config::build(args, file.as_deref())?;
     // only the proxy signs cookies
-    let keys = config.http.as_ref().map(|http| load_keys(http.key_file.as_deref())).transpose()?;
+    let keys = config.http.as_ref().map(|http| load_keys(&http.key_files)).transpose()?;
     let running = start(config, keys).await?;
     stop.await;
     running.shutdown().await;
@@ -243,6 +229,9 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
         Some(http) => {
             let routing = Arc::new(Routing::new(keys));
             routing.publish(&first);
+            if !http.key_files.is_empty() {
+                tokio::spawn(keys::follow(http.key_files.clone(), routing.clone()));
+            }
             let pinned: Vec<&str> =
                 first.http.iter().filter(|s| s.spec.splice.pinned).map(|s| s.spec.name.as_str()).collect();
             let splicer = splice::load(config.no_ebpf, http.limits.max_spliced, &pinned);
@@ -286,14 +275,21 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
     }
 
     // one admin state for both ways in: the TCP listener and the unix socket
-    let api = (config.admin.is_some() || config.admin_socket.is_some()).then(|| {
-        Arc::new(Admin {
+    let api = if config.admin.is_some() || config.admin_socket.is_some() {
+        let access = admin::access::Access::load(config.admin_token_file.as_deref(), config.admin_read_only)?;
+        if let Some(addr) = config.admin.filter(|a| !a.ip().is_loopback()) {
+            tracing::warn!(%addr, "the admin API listens beyond loopback: reads (metrics, backends) are open to whoever reaches it");
+        }
+        Some(Arc::new(Admin {
             registry: metrics::registry(sources),
             routing: http.as_ref().map(|h| h.routing.clone()),
             view,
+            access,
             ..Admin::default()
-        })
-    });
+        }))
+    } else {
+        None
+    };
     let admin = match (config.admin, &api) {
         (Some(addr), Some(api)) => {
             Some(admin::spawn(addr, api.clone()).await.map_err(|source| AppError::Bind { addr, source })?)

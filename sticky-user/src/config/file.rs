@@ -19,8 +19,10 @@ pub(super) struct FileConfig {
     pub listen: Option<String>,
     pub admin: Option<String>,
     pub admin_socket: Option<std::path::PathBuf>,
+    pub admin_token_file: Option<std::path::PathBuf>,
+    pub admin_read_only: Option<bool>,
     pub workers: Option<usize>,
-    pub cookie_key_file: Option<std::path::PathBuf>,
+    pub cookie_key_file: Option<KeyFiles>,
     #[serde(default)]
     pub limits: FileLimits,
     #[serde(default)]
@@ -28,6 +30,26 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub services: Vec<FileService>,
     pub tls: Option<FileTls>,
+}
+
+/// `cookie_key_file`: one file, or a list, newest first (key rotation).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum KeyFiles {
+    /// One key.
+    One(std::path::PathBuf),
+    /// A ring, newest first.
+    Ring(Vec<std::path::PathBuf>),
+}
+
+impl KeyFiles {
+    /// The files, newest first.
+    pub(super) fn paths(&self) -> Vec<std::path::PathBuf> {
+        match self {
+            Self::One(p) => vec![p.clone()],
+            Self::Ring(ps) => ps.clone(),
+        }
+    }
 }
 
 /// The `[tls]` table: the TLS listener and its certificates.
@@ -154,6 +176,8 @@ pub(super) struct FileCookie {
     pub httponly: Option<bool>,
     pub samesite: Option<String>,
     pub max_age: Option<FileDuration>,
+    pub idle_timeout: Option<FileDuration>,
+    pub absolute_timeout: Option<FileDuration>,
 }
 
 /// A service's health options as written, in the file or (through [`super::flags`]) as flags.
@@ -216,6 +240,8 @@ pub(super) fn cookie_spec(c: &FileCookie, name: Namer<'_>) -> Result<CookieSpec,
         http_only: c.httponly.unwrap_or(defaults.http_only),
         same_site: c.samesite.as_deref().map(|v| value(samesite, values::same_site(v))).transpose()?,
         max_age: duration(&name("cookie", "max_age"), c.max_age.as_ref())?,
+        idle_timeout: duration(&name("cookie", "idle_timeout"), c.idle_timeout.as_ref())?,
+        absolute_timeout: duration(&name("cookie", "absolute_timeout"), c.absolute_timeout.as_ref())?,
         ..defaults
     };
     cookie.validate().map_err(spec_error(name))?;

@@ -28,6 +28,8 @@ pub(super) fn service_flag_given(args: &RunArgs) -> Option<&'static str> {
         (args.cookie_httponly.is_some(), "--cookie-httponly"),
         (args.cookie_samesite.is_some(), "--cookie-samesite"),
         (args.cookie_max_age.is_some(), "--cookie-max-age"),
+        (args.cookie_idle_timeout.is_some(), "--cookie-idle-timeout"),
+        (args.cookie_absolute_timeout.is_some(), "--cookie-absolute-timeout"),
         (args.strict.is_some(), "--strict"),
         (args.splice.is_some(), "--splice"),
         (args.splice_upgrades.is_some(), "--splice-upgrades"),
@@ -70,6 +72,8 @@ pub(super) fn http_service(args: &RunArgs) -> Result<ServiceConfig, ConfigError>
         httponly: args.cookie_httponly,
         samesite: args.cookie_samesite.clone(),
         max_age: text(&args.cookie_max_age),
+        idle_timeout: text(&args.cookie_idle_timeout),
+        absolute_timeout: text(&args.cookie_absolute_timeout),
     };
     let health = FileHealth {
         path: args.health_path.clone(),

@@ -197,7 +197,7 @@ pub struct HttpConfig {
     /// Worker threads, each with its own event loop.
     pub workers: usize,
     /// File holding the cookie secret; none = a random secret (with a warning).
-    pub key_file: Option<PathBuf>,
+    pub key_files: Vec<PathBuf>,
     /// Per-connection limits.
     pub limits: Limits,
     /// Timeouts.
@@ -257,6 +257,10 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// Admin API on a unix socket (`--admin-socket`), if any: the same API, beside or instead of `admin`.
     pub admin_socket: Option<PathBuf>,
+    /// The admin token's file (`--admin-token-file`), if any: TCP writes need its bearer token.
+    pub admin_token_file: Option<PathBuf>,
+    /// `--admin-read-only`: every admin write refused.
+    pub admin_read_only: bool,
     /// The http proxy (none with `--mode tcp`).
     pub http: Option<HttpConfig>,
     /// tcp mode (none in http mode without `--docker`).
@@ -313,8 +317,16 @@ pub fn build(args: &RunArgs, file_text: Option<&str>) -> Result<Config, ConfigEr
     };
     let admin = match args.admin {
         Some(a) => Some(a),
-        None => file::address("admin", file.as_ref().and_then(|f| f.admin.as_deref()))?,
+        None => file
+            .as_ref()
+            .and_then(|f| f.admin.as_deref())
+            .map(|t| file::value("admin", values::admin_addr(t)))
+            .transpose()?,
     };
+    let admin_token_file =
+        args.admin_token_file.clone().or_else(|| file.as_ref().and_then(|f| f.admin_token_file.clone()));
+    let admin_read_only =
+        args.admin_read_only.or_else(|| file.as_ref().and_then(|f| f.admin_read_only)).unwrap_or(false);
     // the flag wins over the file
     let admin_socket = args.admin_socket.clone().or_else(|| file.as_ref().and_then(|f| f.admin_socket.clone()));
     let source = match (&swarm, &file) {
@@ -330,6 +342,8 @@ pub fn build(args: &RunArgs, file_text: Option<&str>) -> Result<Config, ConfigEr
     Ok(Config {
         admin,
         admin_socket,
+        admin_token_file,
+        admin_read_only,
         http,
         tcp,
         swarm,
@@ -381,7 +395,17 @@ fn http(args: &RunArgs, file: Option<file::FileConfig>) -> Result<HttpConfig, Co
     if !(1..=1024).contains(&workers) {
         return Err(invalid("workers", format!("{workers} is out of range 1..=1024")));
     }
-    let key_file = args.cookie_key_file.clone().or_else(|| f.and_then(|f| f.cookie_key_file.clone()));
+    let key_files = if args.cookie_key_file.is_empty() {
+        f.and_then(|f| f.cookie_key_file.as_ref()).map(file::KeyFiles::paths).unwrap_or_default()
+    } else {
+        args.cookie_key_file.clone()
+    };
+    if key_files.len() > crate::cookie::MAX_KEYS {
+        return Err(invalid(
+            "cookie-key-file",
+            format!("{} files given; at most {} keys (newest first)", key_files.len(), crate::cookie::MAX_KEYS),
+        ));
+    }
     let tls = tls(&args.tls, f.and_then(|f| f.tls.as_ref()))?;
     let limits = limits(args, f.map(|f| &f.limits))?;
     let timeouts = timeouts(args, f.map(|f| &f.timeouts))?;
@@ -419,7 +443,7 @@ fn http(args: &RunArgs, file: Option<file::FileConfig>) -> Result<HttpConfig, Co
             }
         }
     }
-    Ok(HttpConfig { listen, tls, workers, key_file, limits, timeouts, services })
+    Ok(HttpConfig { listen, tls, workers, key_files, limits, timeouts, services })
 }
 
 /// The TLS listener: flags over the file's `[tls]` table (certificate lists are taken whole from one

@@ -169,7 +169,7 @@ fn file_gives_several_services_with_rules() {
     let c = config.http.expect("http mode");
     assert_eq!(c.listen, "127.0.0.1:1".parse().expect("address"), "a flag wins over the file");
     assert_eq!(c.workers, 2);
-    assert_eq!(c.key_file.as_deref(), Some(std::path::Path::new("/run/secrets/sticky")));
+    assert_eq!(c.key_files, vec![std::path::PathBuf::from("/run/secrets/sticky")]);
     assert_eq!(c.timeouts.connect, Duration::from_millis(500));
     assert_eq!(c.timeouts.response, Duration::from_secs(30));
     assert_eq!(
@@ -265,7 +265,7 @@ fn docker_takes_shared_flags_and_refuses_service_flags() {
     let config = build(&a, None).expect("--docker needs no backend");
     let c = config.http.as_ref().expect("the proxy serves Swarm's http services");
     assert!(c.services.is_empty(), "services are discovered at run time");
-    assert_eq!(c.key_file.as_deref(), Some(std::path::Path::new("/run/secrets/k")));
+    assert_eq!(c.key_files, vec![std::path::PathBuf::from("/run/secrets/k")]);
     let tcp = config.tcp.as_ref().expect("Swarm's tcp services are served too");
     assert!(tcp.service.is_none() && !tcp.kernel, "in user space, with no service of their own");
     let d = config.swarm.expect("--docker given");
@@ -536,4 +536,36 @@ fn acme_flags_and_file() {
         "dns-01",
     ]);
     assert!(bad.contains("is not http-01 or tls-alpn-01"), "{bad}");
+}
+
+#[test]
+fn cookie_keys_and_admin_access_from_flags_and_file() {
+    let ring = r#"
+cookie_key_file = ["/run/secrets/new", "/run/secrets/old"]
+admin = "9090"
+admin_token_file = "/run/secrets/admin"
+admin_read_only = true
+
+[[services]]
+name = "web"
+backends = [{ name = "w1", url = "http://127.0.0.1:1" }]
+"#;
+    let a = args(&["--config=sticky.toml"]);
+    let config = build(&a, Some(ring)).expect("a key ring in the file");
+    let keys: Vec<&str> = config.http.as_ref().expect("http").key_files.iter().filter_map(|p| p.to_str()).collect();
+    assert_eq!(keys, ["/run/secrets/new", "/run/secrets/old"], "newest first, as written");
+    assert_eq!(config.admin, Some("127.0.0.1:9090".parse().expect("addr")), "a port alone is loopback");
+    assert_eq!(config.admin_token_file.as_deref(), Some(std::path::Path::new("/run/secrets/admin")));
+    assert!(config.admin_read_only);
+    // flags: repeated, newest first; the variable's form is comma-separated
+    let a =
+        args(&["--backend=http://a:1", "--cookie-key-file=/k/new", "--cookie-key-file=/k/old", "--admin=0.0.0.0:9"]);
+    let config = build(&a, None).expect("flags");
+    assert_eq!(config.http.expect("http").key_files.len(), 2);
+    assert_eq!(config.admin, Some("0.0.0.0:9".parse().expect("addr")));
+    assert!(!config.admin_read_only, "writes allowed unless asked");
+    let nine: Vec<String> = (0..9).map(|i| format!("--cookie-key-file=/k/{i}")).collect();
+    let mut list = vec!["--backend=http://a:1"];
+    list.extend(nine.iter().map(String::as_str));
+    assert!(err(&args(&list), None).starts_with("cookie-key-file:"), "at most 8 keys");
 }

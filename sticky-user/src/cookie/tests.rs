@@ -35,7 +35,7 @@ fn same_secret_reads_the_other_processes_cookies_other_secret_does_not() {
     let tag = a.tag(&sid("web"), &bid("b1"));
     assert_eq!(tag, b.tag(&sid("web"), &bid("b1")), "tags must not depend on the process");
     let value = a.encode(tag, NOW);
-    assert_eq!(b.decode(value.as_bytes(), NOW, None), Ok(Pin { tag, issued: NOW }));
+    assert_eq!(b.decode(value.as_bytes(), NOW, None), Ok(Pin { tag, issued: NOW, seen: NOW, key: 0 }));
     let other = Keys::from_secret(b"another secret of 32 bytes......").expect("valid secret");
     assert_eq!(other.decode(value.as_bytes(), NOW, None), Err(Fault::Signature));
     assert_eq!(Keys::random().decode(value.as_bytes(), NOW, None), Err(Fault::Signature));
@@ -59,22 +59,139 @@ fn expiry_and_refresh_follow_max_age() {
     assert!(k.decode(value.as_bytes(), NOW + 100, Some(100)).is_ok());
     assert_eq!(k.decode(value.as_bytes(), NOW + 101, Some(100)), Err(Fault::Expired));
     assert!(k.decode(value.as_bytes(), NOW + 1_000_000, None).is_ok(), "session cookies have no server-side expiry");
-    assert!(!needs_refresh(NOW, NOW + 50, Some(100)));
-    assert!(needs_refresh(NOW, NOW + 51, Some(100)));
-    assert!(!needs_refresh(NOW, NOW + 1_000_000, None));
+    let max_age = Lifetimes { max_age: Some(100), ..Lifetimes::default() };
+    assert!(!max_age.needs_refresh(NOW, NOW + 50));
+    assert!(max_age.needs_refresh(NOW, NOW + 51));
+    assert!(!Lifetimes::default().needs_refresh(NOW, NOW + 1_000_000));
+}
+
+/// A cookie first pinned at `issued` and re-issued at `seen`, as the proxy writes it on a refresh.
+fn reissued(k: &Keys, issued: u32, seen: u32) -> (Tag, String) {
+    let tag = k.tag(&sid("web"), &bid("b1"));
+    let mut out = [0u8; ENCODED_LEN];
+    k.encode_into(tag, issued, seen, &mut out);
+    (tag, String::from_utf8(out.to_vec()).expect("ascii"))
+}
+
+#[test]
+fn lifetimes_count_the_absolute_timeout_from_the_first_pin_and_the_rest_from_the_last_reissue() {
+    let k = keys();
+    let (tag, value) = reissued(&k, NOW, NOW + 500);
+    let life = Lifetimes { max_age: Some(100), idle: Some(60), absolute: Some(1000) };
+    let at = |now: u32| k.decode_within(value.as_bytes(), now, &life);
+    assert_eq!(at(NOW + 560), Ok(Pin { tag, issued: NOW, seen: NOW + 500, key: 0 }), "the edge is inside");
+    assert_eq!(at(NOW + 561), Err(Fault::Idle), "idle counts from the last re-issue");
+    let no_idle = Lifetimes { idle: None, ..life };
+    assert!(k.decode_within(value.as_bytes(), NOW + 600, &no_idle).is_ok());
+    assert_eq!(
+        k.decode_within(value.as_bytes(), NOW + 601, &no_idle),
+        Err(Fault::Expired),
+        "Max-Age from the last re-issue"
+    );
+    let absolute = Lifetimes { absolute: Some(1000), ..Lifetimes::default() };
+    assert!(k.decode_within(value.as_bytes(), NOW + 1000, &absolute).is_ok());
+    assert_eq!(
+        k.decode_within(value.as_bytes(), NOW + 1001, &absolute),
+        Err(Fault::Lifetime),
+        "absolute from the first pin"
+    );
+    // refreshed at half of the shorter of Max-Age and idle
+    assert!(!life.needs_refresh(NOW + 500, NOW + 530));
+    assert!(life.needs_refresh(NOW + 500, NOW + 531));
+    // a clock that went back never expires anything
+    assert!(at(NOW).is_ok());
 }
 
 #[test]
 fn unknown_version_is_refused_even_when_signed() {
     let k = keys();
     let mut raw = [0u8; SIGNED_LEN];
-    raw[0] = 2;
-    let mut m = k.mac.clone();
+    raw[0] = 3;
+    raw[1] = k.ring[0].id;
+    let mut m = k.ring[0].mac.clone();
     m.update(&raw);
     let mut full = raw.to_vec();
     full.extend_from_slice(&m.finalize().into_bytes()[..16]);
     let value = URL_SAFE_NO_PAD.encode(&full);
-    assert_eq!(k.decode(value.as_bytes(), NOW, None), Err(Fault::Version { version: 2 }));
+    assert_eq!(k.decode(value.as_bytes(), NOW, None), Err(Fault::Version { version: 3 }));
+}
+
+/// A version-1 value as sticky wrote it before key rotation: version, issued, tag, MAC.
+fn v1(k: &Keys, key: usize, tag: Tag, issued: u32) -> String {
+    let mut raw = [0u8; V1_RAW_LEN];
+    raw[0] = 1;
+    raw[1..5].copy_from_slice(&issued.to_be_bytes());
+    raw[5..13].copy_from_slice(&tag.0.to_be_bytes());
+    let mut m = k.ring[key].mac.clone();
+    m.update(&raw[..V1_SIGNED_LEN]);
+    raw[V1_SIGNED_LEN..].copy_from_slice(&m.finalize().into_bytes()[..16]);
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+#[test]
+fn version_1_cookies_still_pin_with_any_key_of_the_ring() {
+    let old = keys();
+    let tag = old.tag(&sid("web"), &bid("b1"));
+    let value = v1(&old, 0, tag, NOW);
+    assert_eq!(value.len(), V1_ENCODED_LEN);
+    assert_eq!(old.decode(value.as_bytes(), NOW, None), Ok(Pin { tag, issued: NOW, seen: NOW, key: 0 }));
+    // after a rotation the old secret is the ring's second key
+    let ring =
+        Keys::from_secrets(&[b"the new secret, 32 bytes long...", b"0123456789abcdef0123456789abcdef"]).expect("ring");
+    assert_eq!(ring.decode(value.as_bytes(), NOW, None), Ok(Pin { tag, issued: NOW, seen: NOW, key: 1 }));
+    assert_eq!(ring.older_tags(&sid("web"), &bid("b1"))[0], tag, "the old key's tag is kept for lookups");
+    assert_eq!(ring.decode(value.as_bytes(), NOW + 101, Some(100)), Err(Fault::Expired));
+    assert_eq!(Keys::random().decode(value.as_bytes(), NOW, None), Err(Fault::Signature));
+}
+
+#[test]
+fn a_ring_signs_with_the_newest_and_verifies_with_every_key() {
+    let newest: &[u8] = b"the new secret, 32 bytes long...";
+    let older: &[u8] = b"0123456789abcdef0123456789abcdef";
+    let before = Keys::from_secret(older).expect("key");
+    let ring = Keys::from_secrets(&[newest, older]).expect("ring");
+    assert_eq!(ring.len(), 2);
+    let (s, b) = (sid("web"), bid("b1"));
+    // a cookie of the old instance: verified by the second key, flagged for re-issue
+    let old_value = before.encode(before.tag(&s, &b), NOW);
+    let pin = ring.decode(old_value.as_bytes(), NOW, None).expect("the old key still verifies");
+    assert_eq!((pin.key, pin.tag), (1, ring.older_tags(&s, &b)[0]));
+    // the ring's own cookies: newest key; the old instance cannot read them (it has not got the key)
+    let new_value = ring.encode(ring.tag(&s, &b), NOW);
+    assert_eq!(ring.decode(new_value.as_bytes(), NOW, None).map(|p| p.key), Ok(0));
+    assert_eq!(before.decode(new_value.as_bytes(), NOW, None), Err(Fault::Signature));
+    // an instance given the new key as an extra, older one (rolled out first) reads both
+    let staged = Keys::from_secrets(&[older, newest]).expect("ring");
+    assert_eq!(staged.decode(new_value.as_bytes(), NOW, None).map(|p| p.key), Ok(1));
+    assert_eq!(staged.decode(old_value.as_bytes(), NOW, None).map(|p| p.key), Ok(0));
+    // dropping the old key ends its cookies
+    let after = Keys::from_secret(newest).expect("key");
+    assert_eq!(after.decode(old_value.as_bytes(), NOW, None), Err(Fault::Signature));
+}
+
+#[test]
+fn rings_refuse_short_repeated_too_many_and_no_keys() {
+    let a: &[u8] = b"0123456789abcdef";
+    assert!(matches!(Keys::from_secrets(&[]), Err(CookieError::KeyCount { count: 0 })));
+    assert!(matches!(Keys::from_secrets(&[a; MAX_KEYS + 1]), Err(CookieError::KeyCount { count: 9 })));
+    assert!(matches!(Keys::from_secrets(&[a, b"another-16-bytes", a]), Err(CookieError::Repeated { index: 2 })));
+    assert!(matches!(Keys::from_secrets(&[a, b"short"]), Err(CookieError::ShortSecret { len: 5 })));
+}
+
+#[test]
+fn tampering_with_the_key_id_or_the_times_is_rejected() {
+    let ring =
+        Keys::from_secrets(&[b"the new secret, 32 bytes long...", b"0123456789abcdef0123456789abcdef"]).expect("ring");
+    let value = ring.encode(ring.tag(&sid("web"), &bid("b1")), NOW);
+    let raw = URL_SAFE_NO_PAD.decode(&value).expect("own cookies decode");
+    for pos in 1..10 {
+        for flip in [1u8, 0x80, 0xff] {
+            let mut t = raw.clone();
+            t[pos] ^= flip;
+            let tampered = URL_SAFE_NO_PAD.encode(&t);
+            assert_eq!(ring.decode(tampered.as_bytes(), NOW, None), Err(Fault::Signature), "byte {pos} ^ {flip}");
+        }
+    }
 }
 
 #[test]
@@ -103,7 +220,9 @@ fn truncated_extended_and_empty_values_are_rejected() {
     let k = keys();
     let value = k.encode(k.tag(&sid("web"), &bid("b1")), NOW);
     for n in 0..value.len() {
-        assert_eq!(k.decode(&value.as_bytes()[..n], NOW, None), Err(Fault::Malformed), "prefix of {n} chars");
+        // a prefix as long as a version-1 value is read as one, and its MAC fails
+        let expected = if n == V1_ENCODED_LEN { Fault::Signature } else { Fault::Malformed };
+        assert_eq!(k.decode(&value.as_bytes()[..n], NOW, None), Err(expected), "prefix of {n} chars");
     }
     let long = format!("{value}A");
     assert_eq!(k.decode(long.as_bytes(), NOW, None), Err(Fault::Malformed));
@@ -203,7 +322,27 @@ proptest! {
         let value = k.encode(tag, issued);
         prop_assert_eq!(value.len(), ENCODED_LEN);
         prop_assert!(value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "cookie-safe characters only");
-        prop_assert_eq!(k.decode(value.as_bytes(), issued, None), Ok(Pin { tag, issued }));
+        prop_assert_eq!(k.decode(value.as_bytes(), issued, None), Ok(Pin { tag, issued, seen: issued, key: 0 }));
+    }
+
+    #[test]
+    fn a_ring_verifies_what_any_of_its_keys_signed(secrets in proptest::collection::btree_set(proptest::collection::vec(any::<u8>(), 16..40), 1..=MAX_KEYS), signer in 0..MAX_KEYS, issued in any::<u32>(), age in 0u32..200, max_age in 0u32..200) {
+        let secrets: Vec<&[u8]> = secrets.iter().map(Vec::as_slice).collect();
+        let signer = signer % secrets.len();
+        let ring = Keys::from_secrets(&secrets).expect("distinct 16+ byte secrets");
+        let one = Keys::from_secret(secrets[signer]).expect("16+ bytes");
+        let (s, b) = (sid("web"), bid("b1"));
+        let tag = one.tag(&s, &b);
+        let now = issued.saturating_add(age);
+        let decoded = ring.decode(one.encode(tag, issued).as_bytes(), now, Some(max_age));
+        if now - issued > max_age {
+            prop_assert_eq!(decoded, Err(Fault::Expired));
+        } else {
+            // the key found is the signer's (or an earlier one with the same secret: none, they are distinct)
+            prop_assert_eq!(decoded, Ok(Pin { tag, issued, seen: issued, key: signer }));
+            let expected = if signer == 0 { ring.tag(&s, &b) } else { ring.older_tags(&s, &b)[signer - 1] };
+            prop_assert_eq!(tag, expected);
+        }
     }
 
     #[test]
@@ -214,6 +353,36 @@ proptest! {
         raw[pos] ^= flip;
         let tampered = URL_SAFE_NO_PAD.encode(&raw);
         prop_assert!(k.decode(tampered.as_bytes(), issued, None).is_err());
+    }
+
+    #[test]
+    fn lifetimes_hold_exactly_at_their_edges(issued in 0u32..u32::MAX / 2, since_pin in 0u32..10_000, since_seen in 0u32..10_000, idle in 2u32..5_000, absolute in 1u32..10_000, max_age in 1u32..5_000) {
+        let k = keys();
+        let seen = issued.saturating_add(since_pin.saturating_sub(since_seen));
+        let (tag, value) = reissued(&k, issued, seen);
+        let now = issued + since_pin;
+        let life = Lifetimes { max_age: Some(max_age), idle: Some(idle), absolute: Some(absolute) };
+        let got = k.decode_within(value.as_bytes(), now, &life);
+        let expected = if now - issued > absolute {
+            Err(Fault::Lifetime)
+        } else if now - seen > max_age {
+            Err(Fault::Expired)
+        } else if now - seen > idle {
+            Err(Fault::Idle)
+        } else {
+            Ok(Pin { tag, issued, seen, key: 0 })
+        };
+        prop_assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn tampering_with_the_times_never_extends_a_session(issued in 1u32..u32::MAX / 2, pos in 2usize..10, flip in 1u8..=255) {
+        let k = keys();
+        let (_, value) = reissued(&k, issued, issued);
+        let mut raw = URL_SAFE_NO_PAD.decode(&value).expect("own cookies decode");
+        raw[pos] ^= flip;
+        let tampered = URL_SAFE_NO_PAD.encode(&raw);
+        prop_assert_eq!(k.decode_within(tampered.as_bytes(), issued, &Lifetimes::default()), Err(Fault::Signature));
     }
 
     #[test]

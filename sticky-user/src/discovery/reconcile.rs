@@ -316,6 +316,8 @@ fn spec(service: &ServiceInfo, labeled: &LabeledService) -> Result<ServiceSpec, 
             http_only: c.http_only.unwrap_or(cookie_default.http_only),
             same_site: c.same_site,
             max_age: c.max_age,
+            idle_timeout: c.idle_timeout,
+            absolute_timeout: c.absolute_timeout,
             enabled: labeled.sticky,
             // on with Traefik labels (their clients hold Traefik cookies) or with a window set
             legacy_traefik: c.legacy.unwrap_or(traefik || c.legacy_until.is_some()),

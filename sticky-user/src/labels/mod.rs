@@ -65,6 +65,10 @@ pub struct CookieLabels {
     pub same_site: Option<SameSite>,
     /// `Max-Age`; absent means a session cookie.
     pub max_age: Option<Duration>,
+    /// Server-side idle timeout (`sticky.cookie.idletimeout`).
+    pub idle_timeout: Option<Duration>,
+    /// Server-side absolute timeout (`sticky.cookie.absolutetimeout`).
+    pub absolute_timeout: Option<Duration>,
     /// What the cookie names (`sticky.cookie.identity`).
     pub identity: Identity,
     /// Whether a Traefik cookie value (`http://IP:PORT`) is honoured (`sticky.cookie.legacy`;

@@ -106,6 +106,16 @@ pub const LABELS: &[Label] = &[
         apply: |s, v| values::max_age_seconds(v).map(|x| s.cookie.max_age = x),
     },
     Label {
+        key: "sticky.cookie.idletimeout",
+        help: "server-side idle timeout, e.g. 30m: a session not seen for this long is re-balanced (default: none)",
+        apply: |s, v| values::duration(v).map(|x| s.cookie.idle_timeout = Some(x)),
+    },
+    Label {
+        key: "sticky.cookie.absolutetimeout",
+        help: "server-side absolute timeout, e.g. 8h: a session older than this is re-balanced (default: none)",
+        apply: |s, v| values::duration(v).map(|x| s.cookie.absolute_timeout = Some(x)),
+    },
+    Label {
         key: "sticky.cookie.identity",
         help: "task (default): the cookie names the task; slot: the replica slot (node for global services), so a rolling update's replacement keeps the sessions. Changing it on a live service invalidates every cookie issued before (each client is re-pinned once; sticky logs a warning)",
         apply: |s, v| identity(v).map(|x| s.cookie.identity = x),

@@ -35,12 +35,23 @@ pub enum RepinReason {
     Unhealthy,
     /// Connecting to the pinned backend failed just now (refused, unreachable or timed out).
     ConnectFailed,
+    /// The session was not seen for longer than the service's idle timeout.
+    IdleTimeout,
+    /// The session is older than the service's absolute timeout (re-balanced, e.g. after a scale-out).
+    AbsoluteTimeout,
 }
 
 impl RepinReason {
     /// Every reason, for metrics.
-    pub const ALL: [RepinReason; 5] =
-        [Self::InvalidCookie, Self::Expired, Self::BackendGone, Self::Unhealthy, Self::ConnectFailed];
+    pub const ALL: [RepinReason; 7] = [
+        Self::InvalidCookie,
+        Self::Expired,
+        Self::BackendGone,
+        Self::Unhealthy,
+        Self::ConnectFailed,
+        Self::IdleTimeout,
+        Self::AbsoluteTimeout,
+    ];
 
     /// The metric label.
     #[must_use]
@@ -51,6 +62,8 @@ impl RepinReason {
             Self::BackendGone => "backend_gone",
             Self::Unhealthy => "unhealthy",
             Self::ConnectFailed => "connect_failed",
+            Self::IdleTimeout => "idle_timeout",
+            Self::AbsoluteTimeout => "absolute_timeout",
         }
     }
 
@@ -59,6 +72,8 @@ impl RepinReason {
     pub fn from_fault(fault: Fault) -> Self {
         match fault {
             Fault::Expired => Self::Expired,
+            Fault::Idle => Self::IdleTimeout,
+            Fault::Lifetime => Self::AbsoluteTimeout,
             Fault::Malformed | Fault::Version { .. } | Fault::Signature => Self::InvalidCookie,
         }
     }

@@ -185,7 +185,7 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
         };
         // the final head
         let tls = client.proto() == Proto::Https;
-        let set_cookie = pin::answered(proxy, service, pin, index, tls);
+        let set_cookie = pin::answered(service, pin, index, tls);
         let keep = wants_keep && req_body.is_done();
         let extra = service.hsts.as_deref().filter(|_| tls).unwrap_or_default();
         let rw = ResponseRewrite {

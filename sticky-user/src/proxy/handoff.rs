@@ -20,7 +20,6 @@ use super::{
     pin, upstream,
 };
 use crate::{
-    cookie,
     policy::{Decision, Pinned},
     splice,
     state::ServiceRoute,
@@ -49,11 +48,13 @@ pub fn spliceable(proxy: &Proxy, service: &ServiceRoute, req: &RequestHead, buf:
     {
         return None;
     }
-    let cookie = pin::read(&proxy.routing.keys, service, req.cookies(buf));
-    let (Pinned::Backend(index), Some(issued), false) = (cookie.pinned, cookie.issued, cookie.legacy) else {
+    let cookie = pin::read(&service.keys, service, req.cookies(buf));
+    // a Traefik cookie or one of an older key is answered with a new cookie: not spliced
+    let (Pinned::Backend(index), Some(seen), false) = (cookie.pinned, cookie.seen, cookie.legacy || cookie.older_key)
+    else {
         return None;
     };
-    if cookie::needs_refresh(issued, pin::now_secs(), service.max_age) {
+    if service.lifetimes.needs_refresh(seen, pin::now_secs()) {
         return None;
     }
     let decision = pin::decide(proxy, service, cookie.pinned, &[]);

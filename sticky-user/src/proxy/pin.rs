@@ -20,9 +20,12 @@ pub struct PinState {
     pub pinned: Pinned,
     /// The policy's decision (made again without a backend whose connect failed).
     pub decision: Decision,
-    /// Issue time of a valid cookie (for refresh).
+    /// First-pin time of a valid cookie (kept when it is re-issued).
     pub issued: Option<u32>,
-    /// The pin came from a Traefik cookie (`http://IP:PORT`): answer with sticky's own cookie.
+    /// Last (re-)issue time of a valid cookie (for refresh).
+    pub seen: Option<u32>,
+    /// The pin came from a Traefik cookie (`http://IP:PORT`), or from a cookie signed with an older
+    /// key of the ring: answer with sticky's own cookie, signed with the newest key.
     pub legacy: bool,
 }
 
@@ -31,10 +34,14 @@ pub struct PinState {
 pub struct CookiePin {
     /// The backend it names, or why it names none.
     pub pinned: Pinned,
-    /// Issue time of a valid cookie.
+    /// First-pin time of a valid cookie.
     pub issued: Option<u32>,
+    /// Last (re-)issue time of a valid cookie.
+    pub seen: Option<u32>,
     /// The backend was named by a Traefik cookie value, not by sticky's own cookie.
     pub legacy: bool,
+    /// sticky's cookie verified with an older key of the ring (a rotation is under way).
+    pub older_key: bool,
     /// The request carried a cookie of that name at all.
     pub found: bool,
 }
@@ -50,13 +57,14 @@ pub fn now_secs() -> u32 {
 /// current backend.
 #[must_use]
 pub fn read<'a>(keys: &Keys, service: &ServiceRoute, cookies: impl IntoIterator<Item = &'a [u8]>) -> CookiePin {
-    let absent = CookiePin { pinned: Pinned::Absent, issued: None, legacy: false, found: false };
+    let absent =
+        CookiePin { pinned: Pinned::Absent, issued: None, seen: None, legacy: false, older_key: false, found: false };
     if !service.spec.cookie.enabled {
         // not a sticky service (Traefik labels without stickiness): every request is a new pick
         return absent;
     }
     let name = service.spec.cookie.name.as_bytes();
-    let now = if service.max_age.is_some() { now_secs() } else { 0 };
+    let now = if service.lifetimes.any() { now_secs() } else { 0 };
     let mut found = false;
     let mut result: Option<Result<cookie::Pin, cookie::Fault>> = None;
     let mut legacy: Option<usize> = None;
@@ -66,7 +74,7 @@ pub fn read<'a>(keys: &Keys, service: &ServiceRoute, cookies: impl IntoIterator<
                 continue;
             }
             found = true;
-            let decoded = keys.decode(v, now, service.max_age);
+            let decoded = keys.decode_within(v, now, &service.lifetimes);
             if decoded.is_err() && legacy.is_none() && service.spec.cookie.legacy_honoured(std::time::SystemTime::now())
             {
                 legacy = cookie::legacy_traefik_addr(v)
@@ -83,26 +91,38 @@ pub fn read<'a>(keys: &Keys, service: &ServiceRoute, cookies: impl IntoIterator<
             break;
         }
     }
+    let mut older_key = false;
+    let mut seen = None;
     let (pinned, issued, legacy) = match (result, legacy) {
         (None, _) => (Pinned::Absent, None, false),
         // a migrating client's Traefik cookie naming a current task (inside the legacy window): keep it
         // there, and re-issue sticky's own cookie
         (Some(Err(_)), Some(i)) => (Pinned::Backend(i), None, true),
         (Some(Err(fault)), None) => (Pinned::Invalid(fault), None, false),
-        (Some(Ok(p)), _) => match service.find(p.tag) {
-            Some(i) => (Pinned::Backend(i), Some(p.issued), false),
+        (Some(Ok(p)), _) => match service.find_keyed(p.key, p.tag) {
+            Some(i) => {
+                older_key = p.key > 0;
+                seen = Some(p.seen);
+                (Pinned::Backend(i), Some(p.issued), false)
+            }
             None => (Pinned::Gone, None, false),
         },
     };
-    CookiePin { pinned, issued, legacy, found }
+    CookiePin { pinned, issued, seen, legacy, older_key, found }
 }
 
 /// Reads the sticky cookie and decides.
 #[must_use]
 pub fn pin<'a>(proxy: &Proxy, service: &ServiceRoute, cookies: impl IntoIterator<Item = &'a [u8]>) -> PinState {
-    let cookie = read(&proxy.routing.keys, service, cookies);
+    let cookie = read(&service.keys, service, cookies);
     let decision = decide(proxy, service, cookie.pinned, &[]);
-    PinState { pinned: cookie.pinned, decision, issued: cookie.issued, legacy: cookie.legacy }
+    PinState {
+        pinned: cookie.pinned,
+        decision,
+        issued: cookie.issued,
+        seen: cookie.seen,
+        legacy: cookie.legacy || cookie.older_key,
+    }
 }
 
 /// The policy's decision on the service's current backends, without the backends in `exclude`.
@@ -116,8 +136,10 @@ pub fn decide(proxy: &Proxy, service: &ServiceRoute, pinned: Pinned, exclude: &[
 /// pinned one) and return the `Set-Cookie` value (`name=value; attributes`) to send, for a new pin or
 /// a refresh; `tls`: the client came over TLS (the cookie is `Secure` unless the service turns it off).
 #[must_use]
-pub fn answered(proxy: &Proxy, service: &ServiceRoute, pin: &PinState, index: usize, tls: bool) -> Option<Vec<u8>> {
+pub fn answered(service: &ServiceRoute, pin: &PinState, index: usize, tls: bool) -> Option<Vec<u8>> {
     let backend = service.backends.get(index)?;
+    // a kept session keeps its first-pin time (the absolute timeout counts from it); a new one starts now
+    let mut issued = None;
     let set_cookie = match pin.decision {
         Decision::Pin { repin, .. } => {
             backend.live.stats.session();
@@ -129,10 +151,11 @@ pub fn answered(proxy: &Proxy, service: &ServiceRoute, pin: &PinState, index: us
         }
         Decision::Keep(_) => {
             backend.live.stats.pinned();
-            // only cookies with a Max-Age are refreshed; session cookies cost no clock read here
+            issued = pin.issued;
+            // only cookies with a Max-Age or an idle timeout are refreshed; others cost no clock read here
             pin.legacy
-                || service.max_age.is_some()
-                    && pin.issued.is_some_and(|issued| cookie::needs_refresh(issued, now_secs(), service.max_age))
+                || service.lifetimes.any()
+                    && pin.seen.is_some_and(|seen| service.lifetimes.needs_refresh(seen, now_secs()))
         }
         Decision::Reject(_) => false,
     };
@@ -140,7 +163,8 @@ pub fn answered(proxy: &Proxy, service: &ServiceRoute, pin: &PinState, index: us
         return None;
     }
     let mut value = [0u8; cookie::ENCODED_LEN];
-    proxy.routing.keys.encode_into(backend.tag, now_secs(), &mut value);
+    let now = now_secs();
+    service.keys.encode_into(backend.tag, issued.unwrap_or(now), now, &mut value);
     let name = service.spec.cookie.name.as_bytes();
     let attrs = if tls { &service.cookie_attrs_tls } else { &service.cookie_attrs };
     let mut line = Vec::with_capacity(name.len() + 1 + value.len() + attrs.len());

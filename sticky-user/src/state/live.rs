@@ -166,6 +166,13 @@ impl ServiceLive {
     pub fn next_cursor(&self) -> usize {
         self.cursor.fetch_add(1, Ordering::Relaxed)
     }
+
+    /// The value [`Self::next_cursor`] would return now, without moving the cursor (the admin's
+    /// explain asks what a new session would get, and must not change it).
+    #[must_use]
+    pub fn peek_cursor(&self) -> usize {
+        self.cursor.load(Ordering::Relaxed)
+    }
 }
 
 /// The live state of every service and backend of the current table, by identity.

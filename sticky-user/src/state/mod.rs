@@ -55,8 +55,11 @@ pub struct Routing {
     registry: Mutex<live::Registry>,
     /// Services already warned about `--splice`'s limit.
     splice_warned: Mutex<std::collections::HashSet<String>>,
-    /// Cookie keys: the tags of the table, and what the proxy verifies cookies with.
-    pub keys: Keys,
+    /// Cookie keys the next table is compiled with (each service route keeps the ring it was compiled
+    /// with: its tags and the keys that verify and sign its cookies always agree).
+    keys: Mutex<Keys>,
+    /// The http services of the last catalog, compiled again when the keys change.
+    last: Mutex<Vec<crate::model::HttpService>>,
     /// Time base of the health words.
     pub clock: Clock,
 }
@@ -69,7 +72,8 @@ impl Routing {
             table: ArcSwap::from_pointee(RoutingTable::default()),
             registry: Mutex::default(),
             splice_warned: Mutex::default(),
-            keys,
+            keys: Mutex::new(keys),
+            last: Mutex::default(),
             clock: Clock::start(),
         }
     }
@@ -91,7 +95,9 @@ impl Routing {
     pub fn publish(&self, catalog: &Catalog) {
         let mut registry = lock(&self.registry);
         let mut generation = registry.generation(self.clock);
-        let table = RoutingTable::compile(&catalog.http, &self.keys, &mut generation);
+        let keys = self.keys();
+        let table = RoutingTable::compile(&catalog.http, &keys, &mut generation);
+        lock(&self.last).clone_from(&catalog.http);
         for s in table.services.iter().filter(|s| s.spec.splice.pinned) {
             // once per service and process: --splice's limit is worth a warning, not one per listing
             if lock(&self.splice_warned).insert(s.spec.name.clone()) {
@@ -109,19 +115,41 @@ impl Routing {
         self.table.store(Arc::new(table));
     }
 
+    /// The cookie key ring of the current table.
+    #[must_use]
+    pub fn keys(&self) -> Keys {
+        lock(&self.keys).clone()
+    }
+
+    /// Makes `keys` the cookie key ring (a rotation: `--cookie-key-file` re-read) and compiles the last
+    /// catalog's services again with it, so tags and keys change together in one table swap.
+    pub fn set_keys(&self, keys: Keys) {
+        *lock(&self.keys) = keys;
+        let http = lock(&self.last).clone();
+        self.publish(&Catalog { tcp: vec![], http });
+    }
+
+    /// The service named `service` (its name or id) in the current table.
+    ///
+    /// # Errors
+    /// No such service.
+    pub fn service(&self, service: &str) -> Result<Arc<ServiceRoute>, StateError> {
+        self.table()
+            .services
+            .iter()
+            .find(|s| s.spec.name == service || &*s.spec.id.0 == service)
+            .cloned()
+            .ok_or_else(|| StateError::NoService { service: service.to_owned() })
+    }
+
     /// Marks a backend as draining (no new sessions, pinned ones still served) or active again.
     /// `service` is a service name or id, `backend` a backend id. The mark outlives catalog updates.
     ///
     /// # Errors
     /// No such service or backend.
     pub fn set_draining(&self, service: &str, backend: &str, draining: bool) -> Result<(), StateError> {
-        let table = self.table();
-        let s = table
-            .services
-            .iter()
-            .find(|s| s.spec.name == service || &*s.spec.id.0 == service)
-            .ok_or_else(|| StateError::NoService { service: service.to_owned() })?;
-        let b = find_backend(s, backend)?;
+        let s = self.service(service)?;
+        let b = find_backend(&s, backend)?;
         b.live.set_drained(draining);
         tracing::info!(service = %s.spec.name, backend = %b.id, draining, "drain state changed by admin");
         Ok(())

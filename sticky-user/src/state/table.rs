@@ -21,8 +21,11 @@ pub struct BackendRoute {
     pub weight: u32,
     /// What discovery says.
     pub admin: AdminState,
-    /// Its name in cookies.
+    /// Its name in cookies (under the newest key: the one that signs).
     pub tag: Tag,
+    /// Its names under the ring's older keys (index `k - 1` for key `k`), for cookies signed before a
+    /// rotation; empty with one key.
+    pub older_tags: Box<[Tag]>,
     /// Health, drain flag, counters.
     pub live: Arc<BackendLive>,
 }
@@ -46,10 +49,12 @@ pub struct ServiceRoute {
     pub cookie_attrs_tls: String,
     /// `Strict-Transport-Security` field line (with its CRLF) for responses over TLS, if the service sets HSTS.
     pub hsts: Option<Box<[u8]>>,
-    /// Max-Age in seconds, for cookie expiry.
-    pub max_age: Option<u32>,
+    /// Max-Age and the server-side session lifetimes, in seconds.
+    pub lifetimes: cookie::Lifetimes,
     /// The backends.
     pub backends: Vec<BackendRoute>,
+    /// The cookie key ring its tags were computed with: it verifies and signs this service's cookies.
+    pub keys: Keys,
     /// Smooth weighted round-robin order of backend indices.
     pub schedule: Vec<u32>,
     /// Re-pin counters and the round-robin cursor.
@@ -65,6 +70,16 @@ impl ServiceRoute {
             return self.backends.iter().position(|b| b.tag == tag);
         }
         self.tags.get(&tag).copied()
+    }
+
+    /// The index of the backend a cookie verified with key `key` of the ring names: the newest key's
+    /// tags are indexed; an older key's (a cookie from before a rotation, re-issued at once) scanned.
+    #[must_use]
+    pub fn find_keyed(&self, key: usize, tag: Tag) -> Option<usize> {
+        match key {
+            0 => self.find(tag),
+            k => self.backends.iter().position(|b| b.older_tags.get(k - 1) == Some(&tag)),
+        }
     }
 
     /// The next value of the round-robin cursor.
@@ -144,6 +159,7 @@ impl RoutingTable {
                     weight: b.weight,
                     admin: b.admin,
                     tag: keys.tag(&spec.id, &b.id),
+                    older_tags: keys.older_tags(&spec.id, &b.id),
                     live: backend_live,
                 });
             }
@@ -162,12 +178,13 @@ impl RoutingTable {
                     .tls
                     .hsts
                     .map(|age| format!("Strict-Transport-Security: max-age={age}\r\n").into_bytes().into()),
-                max_age: spec.cookie.max_age.map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
+                lifetimes: spec.cookie.lifetimes(),
                 schedule: policy::schedule(&weights),
                 spec: spec.clone(),
                 backends,
                 live,
                 tags,
+                keys: keys.clone(),
             }));
         }
         // stable: equal priorities keep file order

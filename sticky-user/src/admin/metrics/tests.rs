@@ -182,3 +182,109 @@ async fn a_scrape_serves_exactly_the_table() {
         "values come through"
     );
 }
+
+/// The `PromQL` expressions of `deploy/`: the alert rules' `expr:` lines and the Grafana dashboard's targets.
+fn deploy_expressions() -> Vec<(&'static str, String)> {
+    let rules = include_str!("../../../../deploy/prometheus/sticky-alerts.yml");
+    let mut out: Vec<(&'static str, String)> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("expr:"))
+        .map(|e| ("deploy/prometheus/sticky-alerts.yml", e.trim().to_owned()))
+        .collect();
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../../../../deploy/grafana/sticky-dashboard.json"))
+            .expect("the Grafana dashboard must be valid JSON");
+    let panels = dashboard["panels"].as_array().expect("the dashboard must have panels");
+    for target in panels.iter().filter_map(|p| p["targets"].as_array()).flatten() {
+        let expr = target["expr"].as_str().expect("every target must have an expr");
+        out.push(("deploy/grafana/sticky-dashboard.json", expr.to_owned()));
+    }
+    out
+}
+
+/// Each metric name in `expr`, with the label names its selector (`{...}`) uses.
+fn selectors(expr: &str) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("sticky_") {
+        let tail = &rest[at..];
+        let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+        let name = tail[..end].to_owned();
+        let mut labels = Vec::new();
+        if let Some(body) = tail[end..].strip_prefix('{') {
+            let body = &body[..body.find('}').expect("a selector must close")];
+            for matcher in body.split(',') {
+                let label = matcher.split(['=', '!']).next().unwrap_or_default().trim();
+                labels.push(label.to_owned());
+            }
+        }
+        out.push((name, labels));
+        rest = &tail[end..];
+    }
+    out
+}
+
+/// The label names of every `by (...)` clause in `expr`.
+fn grouped_by(expr: &str) -> Vec<String> {
+    expr.split("by (")
+        .skip(1)
+        .flat_map(|part| part[..part.find(')').expect("a by clause must close")].split(','))
+        .map(|l| l.trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_grafana_dashboard_and_alert_rules_name_only_metrics_and_labels_that_exist() {
+    // what Prometheus adds to every series it scrapes
+    const TARGET_LABELS: [&str; 2] = ["instance", "job"];
+    let metrics = table();
+    let expressions = deploy_expressions();
+    assert!(expressions.len() >= 20, "the dashboard and the rules must have their expressions: {expressions:?}");
+    let mut used = BTreeSet::new();
+    for (file, expr) in &expressions {
+        let named = selectors(expr);
+        assert!(!named.is_empty(), "{file}: `{expr}` names no sticky metric");
+        let mut labels_here: BTreeSet<&str> = TARGET_LABELS.into_iter().collect();
+        for (name, labels) in &named {
+            let (_, known) = metrics.get(name).unwrap_or_else(|| panic!("{file}: `{expr}` names {name}, not a metric"));
+            for label in labels {
+                assert!(
+                    known.contains(label) || TARGET_LABELS.contains(&label.as_str()),
+                    "{file}: `{expr}` selects {name} by {label}, not one of its labels {known:?}"
+                );
+            }
+            labels_here.extend(known.iter().map(String::as_str));
+            used.insert(name.clone());
+        }
+        for label in grouped_by(expr) {
+            assert!(
+                labels_here.contains(label.as_str()),
+                "{file}: `{expr}` groups by {label}, which none of its metrics has"
+            );
+        }
+    }
+    let rules = include_str!("../../../../deploy/prometheus/sticky-alerts.yml");
+    for alert in [
+        "StickyBackendDown",
+        "StickyAllBackendsDown",
+        "StickyRepinStorm",
+        "StickyKernelMapNearlyFull",
+        "StickyCertificateExpiresSoon",
+    ] {
+        assert!(rules.contains(&format!("- alert: {alert}\n")), "the rules must have {alert}");
+    }
+    assert!(used.len() >= 15, "the dashboard should show most metrics, it uses {used:?}");
+}
+
+#[test]
+fn the_expression_reader_finds_names_selectors_and_groupings() {
+    let expr = r#"sum by (service, reason) (rate(sticky_repins_total{instance=~"$i", service!="x"}[5m])) / sticky_up"#;
+    assert_eq!(
+        selectors(expr),
+        vec![
+            ("sticky_repins_total".to_owned(), vec!["instance".to_owned(), "service".to_owned()]),
+            ("sticky_up".to_owned(), vec![]),
+        ]
+    );
+    assert_eq!(grouped_by(expr), vec!["service".to_owned(), "reason".to_owned()]);
+}

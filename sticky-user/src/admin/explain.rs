@@ -1,0 +1,153 @@
+//! `GET /api/explain?service=S&cookie=VALUE`: which backend a request of service `S` carrying sticky's
+//! cookie `VALUE` (or no cookie: leave it out) would reach now, and why.
+//!
+//! The answer runs the proxy's own steps on the current routing table: the cookie is read by the
+//! proxy's one reader ([`crate::proxy::pin::read`]: signature, Max-Age, the Traefik value inside
+//! the legacy window) and decided by [`crate::policy::decide`] against the backends' live health and
+//! drain marks. It changes nothing: the round-robin cursor is read, not moved, so "the next new
+//! session" is what the next request without a cookie gets from this instance (another instance, or
+//! a request arriving in between, may see another turn). tcp mode (`?client=IP`) is not explained yet:
+//! its affinity lives in the kernel's maps, and the answer says so.
+
+use serde::Serialize;
+
+use crate::{
+    policy::{self, Decision, Pinned, Reject},
+    proxy::pin,
+    state::{Routing, ServiceRoute, View},
+};
+
+/// The answer.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Explanation {
+    /// The service's name.
+    pub service: String,
+    /// What the cookie is: `absent`, `valid`, `legacy` (a Traefik value inside the window),
+    /// `invalid` (with why), or `gone` (valid, for a backend no longer in the service).
+    pub cookie: &'static str,
+    /// The backend the cookie names, if it names a current one.
+    pub pinned: Option<String>,
+    /// `keep` (served by the pinned backend), `pin` (a new session or a re-pin) or `reject` (503).
+    pub outcome: &'static str,
+    /// The backend that would answer (none for `reject`).
+    pub backend: Option<String>,
+    /// Its address.
+    pub addr: Option<String>,
+    /// The re-pin or rejection reason, as in `sticky_repins_total`/`sticky_rejects_total`.
+    pub reason: Option<&'static str>,
+    /// The same in a sentence.
+    pub why: String,
+}
+
+/// Why there is no explanation.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ExplainError {
+    /// The query lacks `service`.
+    #[error("say which service: /api/explain?service=NAME&cookie=VALUE (leave cookie out for a request without one)")]
+    NoService,
+    /// `client=` was asked: tcp mode's affinity is in the kernel.
+    #[error(
+        "tcp mode is not explained yet: its affinity lives in the kernel's maps (sticky inspect shows them); http services only"
+    )]
+    Tcp,
+    /// No such service.
+    #[error("{0}")]
+    Unknown(String),
+}
+
+/// Explains the request described by `query` (the URL's query string).
+///
+/// # Errors
+/// The query names no known http service.
+pub fn explain(routing: &Routing, query: Option<&str>) -> Result<Explanation, ExplainError> {
+    let mut service = None;
+    let mut cookie = None;
+    let mut client = false;
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match &*k {
+            "service" => service = Some(v.into_owned()),
+            "cookie" => cookie = Some(v.into_owned()),
+            "client" => client = true,
+            _ => {}
+        }
+    }
+    if client {
+        return Err(ExplainError::Tcp);
+    }
+    let name = service.ok_or(ExplainError::NoService)?;
+    let route = routing.service(&name).map_err(|e| ExplainError::Unknown(e.to_string()))?;
+    Ok(explain_service(routing, &route, cookie.as_deref()))
+}
+
+fn explain_service(routing: &Routing, service: &ServiceRoute, cookie: Option<&str>) -> Explanation {
+    let header = cookie.map(|v| format!("{}={v}", service.spec.cookie.name));
+    let read = pin::read(&service.keys, service, header.as_deref().map(str::as_bytes));
+    let view = View::new(service, &routing.clock);
+    let cursor = service.live.peek_cursor();
+    let decision = policy::decide(read.pinned, service.spec.strict, &view, &service.schedule, || cursor, &[]);
+    let id = |i: usize| service.backends.get(i).map(|b| b.id.0.to_string());
+    let addr = |i: usize| service.backends.get(i).map(|b| b.addr.to_string());
+    let state = |i: usize| {
+        service.backends.get(i).map_or_else(String::new, |b| {
+            format!("{} ({}, {})", b.id, b.live.health_label(), if b.draining() { "draining" } else { "active" })
+        })
+    };
+    let (cookie_state, pinned) = match read.pinned {
+        _ if !service.spec.cookie.enabled => ("absent", None),
+        Pinned::Absent => ("absent", None),
+        Pinned::Invalid(_) => ("invalid", None),
+        Pinned::Gone => ("gone", None),
+        Pinned::Backend(i) if read.legacy => ("legacy", id(i)),
+        Pinned::Backend(i) => ("valid", id(i)),
+    };
+    let what = match read.pinned {
+        _ if !service.spec.cookie.enabled => {
+            "the service is not sticky (no cookie), so every request is a new pick".to_owned()
+        }
+        Pinned::Absent => "no sticky cookie: a new session".to_owned(),
+        Pinned::Invalid(fault) => format!("the cookie is refused ({fault})"),
+        Pinned::Gone => "the cookie is valid but names a backend the service no longer has".to_owned(),
+        Pinned::Backend(i) if read.legacy => format!("a Traefik cookie naming {} (legacy window open)", state(i)),
+        Pinned::Backend(i) if read.older_key => {
+            format!(
+                "a valid cookie, signed with an older key of the ring (re-issued with the newest), for {}",
+                state(i)
+            )
+        }
+        Pinned::Backend(i) => format!("a valid cookie for {}", state(i)),
+    };
+    let (outcome, backend, reason, then) = match decision {
+        Decision::Keep(i) => ("keep", Some(i), None, format!("served by {}", state(i))),
+        Decision::Pin { backend, repin } => (
+            "pin",
+            Some(backend),
+            repin.map(policy::RepinReason::as_str),
+            match repin {
+                Some(r) => format!("re-pinned ({}) to {} by round robin", r.as_str(), state(backend)),
+                None => format!("pinned to {} by round robin (the next new session's turn)", state(backend)),
+            },
+        ),
+        Decision::Reject(Reject::NoBackend) => {
+            ("reject", None, Some("no_backend"), "answered 503: no backend is usable".to_owned())
+        }
+        Decision::Reject(Reject::Strict(r)) => (
+            "reject",
+            None,
+            Some("strict"),
+            format!("answered 503: the pinned backend is out ({}) and the service is strict", r.as_str()),
+        ),
+    };
+    Explanation {
+        service: service.spec.name.clone(),
+        cookie: cookie_state,
+        pinned,
+        outcome,
+        backend: backend.and_then(id),
+        addr: backend.and_then(addr),
+        reason,
+        why: format!("{what}; {then}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

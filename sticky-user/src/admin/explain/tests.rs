@@ -1,0 +1,105 @@
+use std::net::SocketAddr;
+
+use super::{ExplainError, explain};
+use crate::{
+    cookie::Keys,
+    model::{
+        AdminState, Backend, BackendId, BackoffSpec, Catalog, CookieSpec, HealthCheckSpec, HttpService, Rule,
+        ServiceId, ServiceSpec,
+    },
+    state::Routing,
+};
+
+fn routing(strict: bool) -> Routing {
+    let routing = Routing::new(Keys::from_secret(b"explain-test-secret-0123456789").expect("key"));
+    let spec = ServiceSpec {
+        id: ServiceId("web-id".into()),
+        name: "web".into(),
+        priority: Rule::Always.default_priority(),
+        rule: Rule::Always,
+        cookie: CookieSpec::default(),
+        strict,
+        health: HealthCheckSpec::default(),
+        backoff: BackoffSpec::default(),
+        splice: crate::model::SpliceSpec::default(),
+        tls: crate::model::TlsSpec::default(),
+    };
+    let backends = [("w1", 1), ("w2", 2), ("w3", 3)]
+        .iter()
+        .map(|(id, port)| Backend {
+            id: BackendId((*id).into()),
+            addr: SocketAddr::from(([127, 0, 0, 1], *port)),
+            weight: 1,
+            admin: AdminState::Active,
+        })
+        .collect();
+    routing.publish(&Catalog { tcp: vec![], http: vec![HttpService { spec, backends }] });
+    routing
+}
+
+/// sticky's cookie value for backend `id` of the service, as the proxy would issue it now.
+fn cookie_for(routing: &Routing, id: &str) -> String {
+    let service = routing.service("web").expect("web");
+    let b = service.backends.iter().find(|b| &*b.id.0 == id).expect("backend");
+    routing.keys().encode(b.tag, crate::proxy::pin::now_secs())
+}
+
+#[test]
+fn a_valid_cookie_is_kept_and_a_drained_backend_still_serves_its_sessions() {
+    let r = routing(false);
+    let q = format!("service=web&cookie={}", cookie_for(&r, "w2"));
+    let e = explain(&r, Some(&q)).expect("explained");
+    assert_eq!((e.cookie, e.outcome, e.backend.as_deref(), e.reason), ("valid", "keep", Some("w2"), None));
+    assert_eq!(e.addr.as_deref(), Some("127.0.0.1:2"));
+    assert!(e.why.contains("a valid cookie for w2 (up, active)"), "{}", e.why);
+    r.set_draining("web", "w2", true).expect("drain");
+    let e = explain(&r, Some(&q)).expect("explained");
+    assert_eq!((e.outcome, e.backend.as_deref()), ("keep", Some("w2")), "draining keeps pinned sessions");
+    assert!(e.why.contains("w2 (up, draining)"), "{}", e.why);
+}
+
+#[test]
+fn a_new_session_gets_the_next_turn_without_moving_it() {
+    let r = routing(false);
+    let first = explain(&r, Some("service=web")).expect("explained");
+    let again = explain(&r, Some("service=web-id")).expect("by id too");
+    assert_eq!(first, again, "explaining moves no cursor");
+    assert_eq!((first.cookie, first.outcome, first.reason), ("absent", "pin", None));
+    // the proxy's next new session goes where explain said
+    let service = r.service("web").expect("web");
+    let view = crate::state::View::new(&service, &r.clock);
+    let picked =
+        crate::policy::pick(&view, &service.schedule, service.next_cursor(), &[]).expect("a backend is usable");
+    assert_eq!(first.backend.as_deref(), Some(&*service.backends[picked].id.0));
+}
+
+#[test]
+fn forged_and_gone_cookies_are_re_pins_and_strict_rejects() {
+    let r = routing(false);
+    let mut forged = cookie_for(&r, "w1");
+    let last = forged.pop().expect("non-empty");
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    let e = explain(&r, Some(&format!("service=web&cookie={forged}"))).expect("explained");
+    assert_eq!((e.cookie, e.outcome, e.reason), ("invalid", "pin", Some("invalid_cookie")));
+    assert!(e.why.starts_with("the cookie is refused"), "{}", e.why);
+
+    // a valid cookie of a backend this service does not have: sign a tag no backend of it carries
+    let service = r.service("web").expect("web");
+    let tag = crate::cookie::Tag(0x0005_eed0_f90e);
+    assert!(service.find(tag).is_none(), "no backend carries the tag");
+    let gone = r.keys().encode(tag, crate::proxy::pin::now_secs());
+    let e = explain(&r, Some(&format!("service=web&cookie={gone}"))).expect("explained");
+    assert_eq!((e.cookie, e.outcome, e.reason), ("gone", "pin", Some("backend_gone")));
+
+    let strict = routing(true);
+    let e = explain(&strict, Some(&format!("service=web&cookie={gone}"))).expect("explained");
+    assert_eq!((e.outcome, e.backend, e.reason), ("reject", None, Some("strict")));
+}
+
+#[test]
+fn bad_queries_say_what_to_ask() {
+    let r = routing(false);
+    assert_eq!(explain(&r, None), Err(ExplainError::NoService));
+    assert_eq!(explain(&r, Some("service=nope")).map(|_| ()).map_err(|e| e.to_string().contains("nope")), Err(true));
+    assert_eq!(explain(&r, Some("client=10.0.0.1")), Err(ExplainError::Tcp));
+}

@@ -1,0 +1,294 @@
+//! Session policy across two sticky instances: cookie key rotation, then server-side lifetimes.
+//!
+//! Key rotation across two sticky instances that share nothing but their key files: the
+//! staged procedure of the README (add the new key as an extra on every instance, then make it the
+//! newest on each, then drop the old one), one instance restarted at a time while clients keep
+//! going to both. No session moves, no request fails, and no instance counts a re-pin.
+
+mod common;
+
+use common::{Proc, TempDir, get, metric, sticky, who, whoami};
+
+const CLIENTS: usize = 24;
+const OLD: &str = "the old secret, 32 bytes long...\n";
+const NEW: &str = "the new secret, 32 bytes long...\n";
+const NAMES: [&str; 3] = ["b1", "b2", "b3"];
+
+/// A client: the backend it was pinned to and its current cookie value.
+struct Client {
+    backend: String,
+    cookie: String,
+}
+
+/// `sticky run` with these key files (newest first) in front of the backends.
+fn instance(backends: &[&Proc], keys: &[&std::path::Path]) -> Proc {
+    let args: Vec<String> =
+        keys.iter().flat_map(|k| ["--cookie-key-file".to_owned(), k.to_string_lossy().into_owned()]).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    sticky(backends, &NAMES, &args)
+}
+
+/// Every client sends one request to each instance; each must reach its own backend. Re-issued
+/// cookies are kept, as a browser would. Returns how many requests were made.
+fn round(clients: &mut [Client], instances: &[&Proc], phase: &str) -> usize {
+    let mut made = 0;
+    for lb in instances {
+        for (i, c) in clients.iter_mut().enumerate() {
+            let header = format!("sticky={}", c.cookie);
+            let r = get(lb.addr, "/", &[("Cookie", &header)])
+                .unwrap_or_else(|e| panic!("{phase}: client {i} on {}: request failed: {e}", lb.addr));
+            assert_eq!(r.status, 200, "{phase}: client {i}: {r:?}");
+            assert_eq!(who(&r), c.backend, "{phase}: client {i} moved off its backend");
+            if let Some(v) = r.cookie("sticky") {
+                v.clone_into(&mut c.cookie);
+            }
+            made += 1;
+        }
+    }
+    made
+}
+
+fn repins(lb: &Proc) -> u64 {
+    let admin = lb.admin.expect("admin");
+    ["invalid_cookie", "expired", "backend_gone", "unhealthy", "connect_failed"]
+        .iter()
+        .map(|r| metric(admin, &format!(r#"sticky_repins_total{{service="default",reason="{r}"}}"#)))
+        .sum()
+}
+
+#[test]
+fn a_staged_key_rotation_moves_no_session() {
+    let (b1, b2, b3) = (whoami("b1"), whoami("b2"), whoami("b3"));
+    let backends = [&b1, &b2, &b3];
+    let dir = TempDir::new("key-rotation");
+    let old = dir.file("old", OLD);
+    let new = dir.file("new", NEW);
+
+    // before: both instances sign with the old key; clients pinned through either
+    let mut a = instance(&backends, &[&old]);
+    let mut b = instance(&backends, &[&old]);
+    let mut clients: Vec<Client> = (0..CLIENTS)
+        .map(|i| {
+            let lb = if i % 2 == 0 { &a } else { &b };
+            let r = get(lb.addr, "/", &[]).expect("first request");
+            Client { backend: who(&r), cookie: r.cookie("sticky").expect("a new session gets a cookie").to_owned() }
+        })
+        .collect();
+    let spread: std::collections::BTreeSet<&str> = clients.iter().map(|c| c.backend.as_str()).collect();
+    assert!(spread.len() > 1, "sessions spread over the backends: {spread:?}");
+    let mut requests = CLIENTS + round(&mut clients, &[&a, &b], "before");
+    let mut counted = 0;
+
+    // each step restarts one instance with its new ring while the other keeps serving
+    let steps: [(&str, &[&std::path::Path]); 6] = [
+        ("a: old signs, new verifies", &[&old, &new]),
+        ("b: old signs, new verifies", &[&old, &new]),
+        ("a: new signs, old verifies", &[&new, &old]),
+        ("b: new signs, old verifies", &[&new, &old]),
+        ("a: new only", &[&new]),
+        ("b: new only", &[&new]),
+    ];
+    for (n, (phase, ring)) in steps.iter().enumerate() {
+        let target = if n % 2 == 0 { &mut a } else { &mut b };
+        counted += repins(target);
+        *target = instance(&backends, ring);
+        requests += round(&mut clients, &[&a, &b], phase);
+        if n == 3 {
+            // both sign with the new key now: one more round re-issues every cookie with it, before
+            // the old key is dropped (a browser does this on its next request)
+            requests += round(&mut clients, &[&a, &b], "re-issued");
+        }
+    }
+    counted += repins(&a) + repins(&b);
+    eprintln!(
+        "key rotation: {CLIENTS} clients, {requests} requests over 6 restarts, 0 failed, 0 moved, {counted} re-pins"
+    );
+    assert_eq!(counted, 0, "no instance re-pinned a session during the rotation");
+}
+
+/// Rewrites a key file and tells the instance (SIGHUP), as an operator with files would.
+fn rewrite(file: &std::path::Path, content: &str, lb: &Proc) {
+    std::fs::write(file, content).expect("key file writable");
+    let status = std::process::Command::new("kill").args(["-HUP", &lb.pid().to_string()]).status().expect("kill runs");
+    assert!(status.success(), "SIGHUP sent");
+}
+
+#[test]
+fn keys_reload_on_sighup_without_a_restart_and_move_no_session() {
+    let (b1, b2, b3) = (whoami("b1"), whoami("b2"), whoami("b3"));
+    let backends = [&b1, &b2, &b3];
+    let dir = TempDir::new("key-reload");
+    assert_ne!(key_id(OLD), key_id(NEW), "the two test keys have distinct ids");
+    // each instance has its own two files: the first is the newest key, the second an older one
+    let files: Vec<(std::path::PathBuf, std::path::PathBuf)> = ["a", "b"]
+        .iter()
+        .map(|n| (dir.file(&format!("{n}-first"), OLD), dir.file(&format!("{n}-second"), "")))
+        .collect();
+    let lbs: Vec<Proc> = files.iter().map(|(first, second)| instance(&backends, &[first, second])).collect();
+    let mut clients: Vec<Client> = (0..CLIENTS)
+        .map(|i| {
+            let r = get(lbs[i % 2].addr, "/", &[]).expect("first request");
+            Client { backend: who(&r), cookie: r.cookie("sticky").expect("a new session gets a cookie").to_owned() }
+        })
+        .collect();
+    let refs: Vec<&Proc> = lbs.iter().collect();
+    let mut requests = CLIENTS + round(&mut clients, &refs, "before");
+    // load beside the steps: 4 threads, each a pinned client of its own, alternating the instances
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let addrs: Vec<std::net::SocketAddr> = lbs.iter().map(|l| l.addr).collect();
+    let loaders: Vec<_> = clients[..4]
+        .iter()
+        .map(|c| {
+            let (stop, addrs, backend, mut cookie) = (stop.clone(), addrs.clone(), c.backend.clone(), c.cookie.clone());
+            std::thread::spawn(move || {
+                let (mut made, mut failed, mut moved) = (0u64, 0u64, 0u64);
+                // bounded: at most 100k requests even if the stop flag never came
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && made < 100_000 {
+                    let header = format!("sticky={cookie}");
+                    match get(addrs[usize::try_from(made).unwrap_or(0) % addrs.len()], "/", &[("Cookie", &header)]) {
+                        Ok(r) if r.status == 200 => {
+                            if who(&r) != backend {
+                                moved += 1;
+                            }
+                            if let Some(v) = r.cookie("sticky") {
+                                v.clone_into(&mut cookie);
+                            }
+                        }
+                        _ => failed += 1,
+                    }
+                    made += 1;
+                }
+                (made, failed, moved)
+            })
+        })
+        .collect();
+    // the three steps, each on a then b, with a round of requests after every reload
+    let steps: [(&str, &str, &str); 3] =
+        [("new verifies", OLD, NEW), ("new signs", NEW, OLD), ("old dropped", NEW, "")];
+    for (phase, first, second) in steps {
+        for (lb, (f1, f2)) in lbs.iter().zip(&files) {
+            // the older key first, so the ring never lacks a key in use while the files are rewritten
+            std::fs::write(f2, second).expect("key file writable");
+            rewrite(f1, first, lb);
+            // the reload is asynchronous: wait until this instance shows the ring of this step
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !ring_in_force(lb, phase) {
+                assert!(std::time::Instant::now() < deadline, "{phase}: reload not seen within 10 s");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            requests += round(&mut clients, &refs, phase);
+        }
+        if phase == "new signs" {
+            requests += round(&mut clients, &refs, "re-issued");
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut load, mut failed, mut moved) = (0, 0, 0);
+    for l in loaders {
+        let (m, f, v) = l.join().expect("load thread");
+        (load, failed, moved) = (load + m, failed + f, moved + v);
+    }
+    let counted: u64 = lbs.iter().map(repins).sum();
+    eprintln!(
+        "key reload: {CLIENTS} clients, {requests} requests in rounds + {load} from 4 load threads over 6 reloads (SIGHUP): {failed} failed, {moved} moved, {counted} re-pins"
+    );
+    assert!(load > 0, "the load threads made requests");
+    assert_eq!((failed, moved), (0, 0), "no request failed and no session moved under load");
+    assert_eq!(counted, 0, "no instance re-pinned a session during the rotation");
+}
+
+/// Whether `lb` has loaded the ring of `phase`: the new key verifies (explain says a cookie signed
+/// with it is valid), the new key signs (a new session's cookie carries its key id), the old key is
+/// refused (explain says its cookie is invalid).
+fn ring_in_force(lb: &Proc, phase: &str) -> bool {
+    let admin = lb.admin.expect("admin");
+    let explain = |secret: &str| {
+        let keys = sticky::cookie::Keys::from_secret(secret.trim_end().as_bytes()).expect("key");
+        let tag = keys.tag(&sticky::model::ServiceId("default".into()), &sticky::model::BackendId("b1".into()));
+        let value = keys.encode(tag, sticky::proxy::pin::now_secs());
+        let r = get(admin, &format!("/api/explain?service=default&cookie={value}"), &[]).expect("explain answers");
+        let json: serde_json::Value = serde_json::from_str(&r.into_text()).expect("JSON");
+        json["cookie"].as_str().unwrap_or_default().to_owned()
+    };
+    match phase {
+        "new verifies" => explain(NEW) == "valid",
+        "new signs" => {
+            let r = get(lb.addr, "/", &[]).expect("a new session");
+            key_of(r.cookie("sticky").expect("cookie")) == key_id(NEW)
+        }
+        "old dropped" => explain(OLD) == "invalid",
+        other => panic!("unknown phase {other}"),
+    }
+}
+
+/// Byte 1 of a version-2 cookie value: the id of the key that signed it.
+fn key_of(value: &str) -> u8 {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value).expect("base64url");
+    raw[1]
+}
+
+/// The key id of a secret, as `cookie.rs` derives it: `HMAC-SHA256(secret, "sticky/v2/key-id")[0]`.
+fn key_id(secret: &str) -> u8 {
+    use hmac::Mac as _;
+    let mut m = <hmac::Hmac<sha2::Sha256> as hmac::digest::KeyInit>::new_from_slice(secret.trim_end().as_bytes())
+        .expect("any key length");
+    m.update(b"sticky/v2/key-id");
+    m.finalize().into_bytes()[0]
+}
+
+/// `sticky_repins_total` of one reason on the instance.
+fn repins_for(lb: &Proc, reason: &str) -> u64 {
+    metric(lb.admin.expect("admin"), &format!(r#"sticky_repins_total{{service="default",reason="{reason}"}}"#))
+}
+
+#[test]
+fn server_side_lifetimes_give_the_same_answer_on_every_instance() {
+    let (b1, b2, b3) = (whoami("b1"), whoami("b2"), whoami("b3"));
+    let backends = [&b1, &b2, &b3];
+    let dir = TempDir::new("lifetimes");
+    let key = dir.file("key", OLD);
+    let key = key.to_string_lossy().into_owned();
+    let flags = ["--cookie-key-file", &key, "--cookie-idle-timeout", "3s", "--cookie-absolute-timeout", "6s"];
+    let a = sticky(&backends, &NAMES, &flags);
+    let b = sticky(&backends, &NAMES, &flags);
+    let first = get(a.addr, "/", &[]).expect("first request");
+    let backend = who(&first);
+    let mut cookie = first.cookie("sticky").expect("cookie").to_owned();
+    // active: a request every 400 ms, alternating instances, keeps the session past the idle timeout
+    // (re-issued once half of it has passed: a busy machine has seconds of margin), until the
+    // absolute timeout ends it
+    let started = std::time::Instant::now();
+    let mut reissued = 0;
+    let mut n = 0usize;
+    let moved_at = loop {
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        let lb = if n.is_multiple_of(2) { &b } else { &a };
+        n += 1;
+        let r = get(lb.addr, "/", &[("Cookie", &format!("sticky={cookie}"))]).expect("request");
+        assert_eq!(r.status, 200);
+        if let Some(v) = r.cookie("sticky") {
+            reissued += 1;
+            v.clone_into(&mut cookie);
+        }
+        if who(&r) != backend || repins_for(lb, "absolute_timeout") > 0 {
+            break started.elapsed();
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "the absolute timeout never ended the session");
+    };
+    let absolute = repins_for(&a, "absolute_timeout") + repins_for(&b, "absolute_timeout");
+    assert_eq!(absolute, 1, "one re-balance, by the absolute timeout");
+    assert!(moved_at >= std::time::Duration::from_secs(6), "not before 6 s: {moved_at:?}");
+    assert!(reissued >= 2, "an active session is re-issued to stay within the idle timeout ({reissued})");
+    assert_eq!(repins_for(&a, "idle_timeout") + repins_for(&b, "idle_timeout"), 0, "never idle while active");
+    // idle: the new session left alone for 4.5 s (more than 3 s in whole seconds) is re-balanced by
+    // whichever instance sees it next
+    std::thread::sleep(std::time::Duration::from_millis(4500));
+    let r = get(b.addr, "/", &[("Cookie", &format!("sticky={cookie}"))]).expect("request");
+    assert_eq!(r.status, 200);
+    assert!(r.cookie("sticky").is_some(), "an idle session gets a new cookie");
+    assert_eq!(repins_for(&b, "idle_timeout"), 1, "re-balanced as idle");
+    eprintln!(
+        "lifetimes: re-balanced by the absolute timeout after {moved_at:?}, {reissued} re-issues on the way, then by the idle timeout"
+    );
+}
