@@ -309,7 +309,8 @@ fn dashboard_shows_live_numbers_and_drains_through_its_button() {
     browser.wait_text("#writes", "writes need a token");
     let button =
         browser.find(&format!("{row} button[data-action=drain]")).expect("an active backend has a Drain button");
-    let enabled = |b: &Session<'_>| b.script(&format!("return !document.querySelector('{row} button').disabled")) == json!(true);
+    let enabled =
+        |b: &Session<'_>| b.script(&format!("return !document.querySelector('{row} button').disabled")) == json!(true);
     assert!(!enabled(&browser), "without the token the Drain button is disabled");
     let field = browser.find("#token").expect("the page asks for the token");
     browser.cmd("POST", &format!("element/{field}/value"), &json!({ "text": TOKEN }));

@@ -19,6 +19,34 @@ pub struct Demo {
     pub listen: SocketAddr,
     /// Names and addresses of the demo backends.
     pub backends: Vec<(String, SocketAddr)>,
+    /// The admin token of the dashboard's drain buttons (with `--admin`), and its file (removed on drop).
+    pub token: Option<(String, TokenFile)>,
+}
+
+/// A file removed when dropped.
+#[derive(Debug)]
+pub struct TokenFile(pub std::path::PathBuf);
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A random admin token in a new 0600 file of the temporary directory.
+fn token_file() -> Result<(String, TokenFile), AppError> {
+    use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
+    let token: String = rand::random::<[u8; 16]>().iter().map(|b| format!("{b:02x}")).collect();
+    let path = std::env::temp_dir().join(format!("sticky-demo-admin-{}.token", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(token.as_bytes()));
+    written.map_err(|source| AppError::DemoToken { path: path.clone(), source })?;
+    Ok((token, TokenFile(path)))
 }
 
 /// Names of the demo backends.
@@ -49,7 +77,10 @@ pub async fn start_demo(listen: SocketAddr, workers: usize, admin: Option<Socket
         tokio::spawn(crate::whoami::serve(l, name.to_owned()));
         backends.push((name.to_owned(), addr));
     }
+    // the dashboard's buttons write over TCP, which needs a token: one for this demo
+    let token = admin.map(|_| token_file()).transpose()?;
     let args = RunArgs {
+        admin_token_file: token.as_ref().map(|(_, f)| f.0.clone()),
         listen: Some(listen),
         workers: Some(workers),
         admin,
@@ -60,7 +91,7 @@ pub async fn start_demo(listen: SocketAddr, workers: usize, admin: Option<Socket
     // the demo runs on one machine with nothing to share the key with: a random key, without the warning
     let balancer = start(config, Some(Keys::random())).await?;
     let listen = balancer.http.as_ref().map_or(listen, |h| h.listen);
-    Ok(Demo { balancer, listen, backends })
+    Ok(Demo { balancer, listen, backends, token })
 }
 
 /// Prints the demo's URL and two commands that can be pasted into a shell as they are.
@@ -82,6 +113,9 @@ fn print(demo: &Demo) {
     if let Some(admin) = demo.balancer.admin {
         let _ =
             writeln!(out, "Watch it live: the dashboard at http://{admin}/ (sessions, rates, latency, drain buttons)");
+        if let Some((token, _)) = &demo.token {
+            let _ = writeln!(out, "  its drain buttons want this demo's admin token: {token}");
+        }
         let _ = writeln!(out);
     }
     let _ = writeln!(out, "Serving until Ctrl-C.");

@@ -56,6 +56,15 @@ pub enum AppError {
     /// The flags or the file are invalid.
     #[error("invalid configuration")]
     Config(#[from] ConfigError),
+    /// The demo's admin token file cannot be written.
+    #[error("cannot write the demo's admin token file {path}")]
+    DemoToken {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The cookie key file cannot be read.
     #[error("failed to read cookie key file {path}")]
     KeyFile {
