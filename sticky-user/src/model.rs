@@ -125,16 +125,6 @@ impl Default for CookieSpec {
 }
 
 impl CookieSpec {
-    /// Max-Age and the server-side lifetimes in whole seconds, as the proxy checks them.
-    #[must_use]
-    pub fn lifetimes(&self) -> crate::cookie::Lifetimes {
-        let secs = |d: Option<Duration>| d.map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
-        crate::cookie::Lifetimes {
-            max_age: secs(self.max_age),
-            idle: secs(self.idle_timeout),
-            absolute: secs(self.absolute_timeout),
-        }
-    }
 
     /// Whether a Traefik cookie value is honoured at `now`: legacy on, and `now` before the end of
     /// its window if it has one (the end itself is outside). Pure, so the proxy, discovery and the

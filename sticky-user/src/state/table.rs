@@ -133,6 +133,16 @@ pub struct RoutingTable {
     pub services: Vec<Arc<ServiceRoute>>,
 }
 
+/// A cookie spec's Max-Age and server-side lifetimes in whole seconds, as the proxy checks them.
+fn lifetimes(spec: &crate::model::CookieSpec) -> cookie::Lifetimes {
+    let secs = |d: Option<std::time::Duration>| d.map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+    cookie::Lifetimes {
+        max_age: secs(spec.max_age),
+        idle: secs(spec.idle_timeout),
+        absolute: secs(spec.absolute_timeout),
+    }
+}
+
 impl RoutingTable {
     /// Compiles `services` with the live states of `generation` (kept for identities it had,
     /// new for the others).
@@ -178,7 +188,7 @@ impl RoutingTable {
                     .tls
                     .hsts
                     .map(|age| format!("Strict-Transport-Security: max-age={age}\r\n").into_bytes().into()),
-                lifetimes: spec.cookie.lifetimes(),
+                lifetimes: lifetimes(&spec.cookie),
                 schedule: policy::schedule(&weights),
                 spec: spec.clone(),
                 backends,
