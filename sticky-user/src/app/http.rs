@@ -69,7 +69,7 @@ impl HttpServer {
         // --splice (or a service's splice option), or a kernel splice for upgrades: say once that TLS
         // connections are not spliced
         let splice = splicer.is_some() || routing.table().services.iter().any(|s| s.spec.splice.pinned);
-        let tls = config.tls.as_ref().map(|t| start_tls(t, config.timeouts.idle, splice)).transpose()?;
+        let tls = config.tls.as_ref().map(|t| start_tls(t, config.timeouts.idle, splice, config.h2.tls)).transpose()?;
         let listen_tls = tls.as_ref().map(|t| t.listen);
         let stats = Arc::new(ProxyStats::default());
         let settings = Settings { limits: config.limits, timeouts: config.timeouts };
@@ -80,6 +80,7 @@ impl HttpServer {
             settings,
             challenges: tls.as_ref().map(|t| t.challenges.clone()).unwrap_or_default(),
             https_port: listen_tls.map(|a| a.port()),
+            h2: config.h2,
         });
         let permits = Arc::new(Semaphore::new(config.limits.max_connections));
         let (stop, stop_rx) = watch::channel(false);
@@ -188,7 +189,7 @@ fn hosts(rule: &crate::rule::Rule) -> Vec<String> {
 /// Loads the certificates (an explicit pair that does not load stops sticky), binds the TLS
 /// listener, and starts the reload task: files polled every [`reload::DEFAULT_INTERVAL`], and at
 /// once on SIGHUP. `handshake_timeout` is the idle timeout.
-fn start_tls(config: &TlsConfig, handshake_timeout: Duration, splice: bool) -> Result<TlsStarted, AppError> {
+fn start_tls(config: &TlsConfig, handshake_timeout: Duration, splice: bool, h2: bool) -> Result<TlsStarted, AppError> {
     let challenges = Arc::new(Challenges::default());
     let resolver = Arc::new(Resolver::new(config.unknown_sni, challenges.clone()));
     let mut sources = config.sources.clone();
@@ -207,6 +208,8 @@ fn start_tls(config: &TlsConfig, handshake_timeout: Duration, splice: bool) -> R
         );
     }
     let settings = server::Settings {
+        // HTTP/2 first where offered: the server's order decides
+        alpn: if h2 { vec![server::H2.to_vec(), server::HTTP_1_1.to_vec()] } else { vec![server::HTTP_1_1.to_vec()] },
         handshake_timeout,
         acme_tls_alpn: config.acme.as_ref().is_some_and(|a| a.challenge == Kind::TlsAlpn01),
         ..server::Settings::default()

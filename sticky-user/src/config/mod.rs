@@ -202,6 +202,8 @@ pub struct HttpConfig {
     pub limits: Limits,
     /// Timeouts.
     pub timeouts: Timeouts,
+    /// HTTP/2 on the listeners.
+    pub h2: crate::proxy::h2::settings::Settings,
     /// Services, in file order (none with `--docker`: they are discovered).
     pub services: Vec<ServiceConfig>,
 }
@@ -342,6 +344,7 @@ fn http(args: &RunArgs, file: Option<file::FileConfig>) -> Result<HttpConfig, Co
     let tls = tls(&args.tls, f.and_then(|f| f.tls.as_ref()))?;
     let limits = limits(args, f.map(|f| &f.limits))?;
     let timeouts = timeouts(args, f.map(|f| &f.timeouts))?;
+    let h2 = h2(args, f.map(|f| &f.http2))?;
     let services = match file {
         Some(file) => {
             if file.services.is_empty() {
@@ -376,7 +379,7 @@ fn http(args: &RunArgs, file: Option<file::FileConfig>) -> Result<HttpConfig, Co
             }
         }
     }
-    Ok(HttpConfig { listen, tls, workers, key_file, limits, timeouts, services })
+    Ok(HttpConfig { listen, tls, workers, key_file, limits, timeouts, h2, services })
 }
 
 /// The TLS listener: flags over the file's `[tls]` table (certificate lists are taken whole from one
@@ -483,6 +486,26 @@ fn acme(args: &crate::cli::TlsFlags, fa: Option<&file::FileAcme>) -> Result<Opti
         names.extend(file::value(&format!("{field}-domain"), values::domains(d))?);
     }
     Ok(Some(AcmeConfig { directory, email, state, domains: names, challenge, ca_root }))
+}
+
+/// HTTP/2: the flags over the file's `[http2]` table.
+fn h2(args: &RunArgs, f: Option<&file::FileHttp2>) -> Result<crate::proxy::h2::settings::Settings, ConfigError> {
+    let default = crate::proxy::h2::settings::Settings::default();
+    let settings = crate::proxy::h2::settings::Settings {
+        tls: args.h2.or(f.and_then(|f| f.tls)).unwrap_or(default.tls),
+        h2c: args.h2c.or(f.and_then(|f| f.h2c)).unwrap_or(default.h2c),
+        max_concurrent_streams: args
+            .h2_max_streams
+            .or(f.and_then(|f| f.max_concurrent_streams))
+            .unwrap_or(default.max_concurrent_streams),
+    };
+    if !(1..=10_000).contains(&settings.max_concurrent_streams) {
+        return Err(invalid(
+            "h2_max_streams",
+            format!("{} is out of range 1..=10000", settings.max_concurrent_streams),
+        ));
+    }
+    Ok(settings)
 }
 
 fn limits(args: &RunArgs, fl: Option<&file::FileLimits>) -> Result<Limits, ConfigError> {

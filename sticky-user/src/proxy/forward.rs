@@ -320,8 +320,8 @@ fn fault_error(proxy: &Proxy, backend: &crate::state::BackendRoute, fault: Fault
 }
 
 /// A new connection to backend `index`, or `None` after a failed connect (recorded in `exclude`, the
-/// backend's health and `last`).
-async fn connect(
+/// backend's health and `last`); also the HTTP/2 path's connect.
+pub async fn connect(
     proxy: &Proxy,
     service: &ServiceRoute,
     index: usize,
@@ -352,7 +352,9 @@ async fn connect(
     }
 }
 
-fn reject(service: &ServiceRoute, r: Reject, last_connect: Option<(String, ConnectError)>) -> ProxyError {
+/// The answer to a policy's refusal (strict, or no backend), counted and logged; also the HTTP/2 path's.
+#[must_use]
+pub fn reject(service: &ServiceRoute, r: Reject, last_connect: Option<(String, ConnectError)>) -> ProxyError {
     match r {
         Reject::Strict(reason) => {
             service.live.stats.reject(true);
