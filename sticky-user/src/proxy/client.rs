@@ -21,9 +21,10 @@ use super::{
     h1::{ClientAddr, Limits, Parsed, Proto, RequestFraming, RequestHead},
     handoff,
     io::ClientIo,
-    pin, relay,
+    relay,
     rescue::ProxyError,
     respond,
+    wave::FirstWave,
 };
 use crate::{
     model::Rule,
@@ -66,6 +67,7 @@ pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, peer: SocketAddr, mut s
     let mut splice_first =
         proxy.splicer.is_some() && matches!(stream, ClientIo::Plain(_)) && splices_pinned(&proxy.routing);
     let mut pending: Option<Buf> = None;
+    let mut wave = FirstWave::default();
     loop {
         let deadline = Instant::now() + proxy.settings.timeouts.idle;
         if pending.is_none() {
@@ -108,7 +110,8 @@ pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, peer: SocketAddr, mut s
         }
         let stopping = *stop.borrow();
         let first = std::mem::take(&mut splice_first);
-        let next = Box::pin(request(proxy, &stream, &addr, pending.take(), deadline, stopping, first)).await;
+        let next =
+            Box::pin(request(proxy, &stream, &addr, &mut wave, pending.take(), deadline, stopping, first)).await;
         match next {
             Next::Again(buf) => pending = buf,
             Next::Close if matches!(stream, ClientIo::Tls(_)) => return Box::pin(close_notify(stream)).await,
@@ -131,11 +134,13 @@ fn splices_pinned(routing: &Routing) -> bool {
     routing.table().services.iter().any(|s| s.spec.splice.pinned)
 }
 
-/// Reads, routes, pins and forwards one request.
+/// Reads, routes, pins and forwards one request (a cookie-less one with the connection's first `wave`).
+#[expect(clippy::too_many_arguments, reason = "the connection's parts, passed down once per request")]
 async fn request(
     proxy: &Proxy,
     stream: &ClientIo,
     peer: &ClientAddr,
+    wave: &mut FirstWave,
     pending: Option<Buf>,
     deadline: Instant,
     stopping: bool,
@@ -195,8 +200,8 @@ async fn request(
     {
         return Next::Splice(s);
     }
-    let mut pin = pin::pin(proxy, &service, req.cookies(&cbuf));
-    let r = Request { proxy, client: stream, peer, cbuf: &mut cbuf, scratch: &mut scratch, stopping };
+    let mut pin = wave.pin(proxy, &service, req.cookies(&cbuf));
+    let r = Request { proxy, client: stream, peer, cbuf: &mut cbuf, scratch: &mut scratch, stopping, wave };
     let outcome = forward::forward(r, &service, &mut pin).await;
     after(outcome, cbuf)
 }

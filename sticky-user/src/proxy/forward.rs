@@ -24,6 +24,7 @@ use super::{
     rescue::ProxyError,
     respond,
     upstream::{self, ConnectError},
+    wave::FirstWave,
 };
 use crate::{
     policy::{Decision, Reject},
@@ -50,6 +51,8 @@ pub struct Request<'a> {
     pub scratch: &'a mut Scratch,
     /// sticky is shutting down: this is the connection's last request.
     pub stopping: bool,
+    /// The connection's first wave: the cookie a cookie-less request of it gets.
+    pub wave: &'a mut FirstWave,
 }
 
 /// What the client connection does after the request.
@@ -80,7 +83,7 @@ pub struct Tunnel {
 /// refuses the connection) and relays the answer; errors are answered here.
 #[expect(clippy::too_many_lines, reason = "one exchange in order; its steps read best in one place")]
 pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState) -> Outcome {
-    let Request { proxy, client, peer, cbuf, scratch, stopping } = r;
+    let Request { proxy, client, peer, cbuf, scratch, stopping, wave } = r;
     let Settings { limits, timeouts } = proxy.settings;
     let head_limits = Limits::from(limits);
     let Scratch { req, resp } = scratch;
@@ -184,7 +187,7 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
         };
         // the final head
         let tls = client.proto() == Proto::Https;
-        let set_cookie = pin::answered(proxy, service, pin, index, tls);
+        let set_cookie = wave.set_cookie(service, pin, index, pin::answered(proxy, service, pin, index, tls));
         let keep = wants_keep && req_body.is_done();
         let extra = service.hsts.as_deref().filter(|_| tls).unwrap_or_default();
         let rw = ResponseRewrite {
