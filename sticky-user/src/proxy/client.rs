@@ -110,8 +110,7 @@ pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, peer: SocketAddr, mut s
         }
         let stopping = *stop.borrow();
         let first = std::mem::take(&mut splice_first);
-        let next =
-            Box::pin(request(proxy, &stream, &addr, &mut wave, pending.take(), deadline, stopping, first)).await;
+        let next = Box::pin(request(proxy, &stream, &addr, &mut wave, pending.take(), deadline, stopping, first)).await;
         match next {
             Next::Again(buf) => pending = buf,
             Next::Close if matches!(stream, ClientIo::Tls(_)) => return Box::pin(close_notify(stream)).await,
