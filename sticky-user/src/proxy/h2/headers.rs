@@ -7,7 +7,7 @@
 
 use http::{
     HeaderMap, HeaderValue,
-    header::{COOKIE, FORWARDED, HOST, SET_COOKIE, TE},
+    header::{COOKIE, FORWARDED, HOST, SET_COOKIE},
 };
 
 use crate::proxy::h1::{
@@ -116,13 +116,20 @@ pub struct ToClient<'a> {
 /// Rewrites a backend's response fields for an HTTP/2 client, in place; returns how many of the
 /// backend's `Set-Cookie` fields were dropped (they named sticky's cookie).
 pub fn to_client(headers: &mut HeaderMap, rw: &ToClient<'_>) -> u32 {
-    let mut drop: Vec<http::HeaderName> = Vec::new();
+    // the fields an HTTP/1.1 `Connection` names are hop-by-hop too (RFC 9110 §7.6.1)
+    let mut drop: Vec<http::HeaderName> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter_map(|token| http::HeaderName::from_bytes(token.trim_ascii()).ok())
+        .collect();
     for (name, _) in &*headers {
-        if Name::classify(name.as_str().as_bytes()).is_hop_by_hop() && name != TE {
+        let kind = Name::classify(name.as_str().as_bytes());
+        // RFC 9113 §8.2.2: no connection-specific field in HTTP/2, framing included
+        if kind.is_hop_by_hop() || kind == Name::TransferEncoding {
             drop.push(name.clone());
         }
     }
-    drop.push(http::header::TE);
     for name in drop {
         headers.remove(name);
     }
@@ -219,13 +226,14 @@ mod tests {
         let mut h = map(&[
             ("set-cookie", "sticky=forged"),
             ("set-cookie", "app=1"),
-            ("connection", "keep-alive"),
+            ("connection", "keep-alive, x-hop"),
+            ("x-hop", "1"),
             ("transfer-encoding", "chunked"),
         ]);
         let rw = ToClient { cookie: Some(b"sticky"), set_cookie: Some(b"sticky=v; Path=/"), hsts: None };
         assert_eq!(to_client(&mut h, &rw), 1);
         let set: Vec<&[u8]> = h.get_all("set-cookie").iter().map(HeaderValue::as_bytes).collect();
         assert_eq!(set, [&b"app=1"[..], b"sticky=v; Path=/"]);
-        assert!(h.get("connection").is_none() && h.get("transfer-encoding").is_none());
+        assert!(h.get("connection").is_none() && h.get("transfer-encoding").is_none() && h.get("x-hop").is_none());
     }
 }
