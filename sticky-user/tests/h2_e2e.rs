@@ -120,7 +120,7 @@ fn header<'a>(response: &'a str, name: &str) -> Vec<&'a str> {
 
 fn body_who(response: &str) -> String {
     let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
-    body.strip_prefix("I'm ").map(|b| b.trim().to_owned()).unwrap_or_else(|| panic!("a whoami body: {response}"))
+    body.strip_prefix("I'm ").map_or_else(|| panic!("a whoami body: {response}"), |b| b.trim().to_owned())
 }
 
 #[test]
@@ -444,7 +444,12 @@ impl Grpc {
                 tokio::spawn(async move {
                     let service =
                         hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| async move {
-                            let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(http_body_util::Collected::to_bytes)
+                                .unwrap_or_default();
                             let message = body.get(5..).unwrap_or_default();
                             let reply = [format!("I'm {name}: ").as_bytes(), message].concat();
                             let mut trailers = http::HeaderMap::new();

@@ -83,6 +83,8 @@ pub mod defaults {
     pub const MAX_CONNECTIONS: usize = 20_000;
     /// `--max-spliced`
     pub const MAX_SPLICED: u32 = sticky_common::maps::SPLICE_MAX_ENTRIES / 2;
+    /// `--h2-max-streams`: HAProxy's and Envoy's 100 (nginx: 128).
+    pub const H2_MAX_STREAMS: u32 = 100;
     /// `--docker-host`
     pub const DOCKER_HOST: &str = "unix:///var/run/docker.sock";
     /// `--docker-interval`
@@ -115,6 +117,23 @@ pub struct Limits {
     /// Most connections spliced in the kernel at once (the splice maps hold two entries each); more
     /// are relayed in user space.
     pub max_spliced: u32,
+}
+
+/// HTTP/2 on the listeners (`--h2`, `--h2c`, `--h2-max-streams`, `[http2]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Http2 {
+    /// Offer `h2` by ALPN on the TLS listener (before `http/1.1`).
+    pub tls: bool,
+    /// Accept HTTP/2 with prior knowledge on the plain listener (the connection preface decides).
+    pub h2c: bool,
+    /// Streams a client may have open at once on one connection (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for Http2 {
+    fn default() -> Self {
+        Self { tls: true, h2c: false, max_concurrent_streams: defaults::H2_MAX_STREAMS }
+    }
 }
 
 /// Timeouts of the proxy.
@@ -203,7 +222,7 @@ pub struct HttpConfig {
     /// Timeouts.
     pub timeouts: Timeouts,
     /// HTTP/2 on the listeners.
-    pub h2: crate::proxy::h2::settings::Settings,
+    pub h2: Http2,
     /// Services, in file order (none with `--docker`: they are discovered).
     pub services: Vec<ServiceConfig>,
 }
@@ -489,9 +508,9 @@ fn acme(args: &crate::cli::TlsFlags, fa: Option<&file::FileAcme>) -> Result<Opti
 }
 
 /// HTTP/2: the flags over the file's `[http2]` table.
-fn h2(args: &RunArgs, f: Option<&file::FileHttp2>) -> Result<crate::proxy::h2::settings::Settings, ConfigError> {
-    let default = crate::proxy::h2::settings::Settings::default();
-    let settings = crate::proxy::h2::settings::Settings {
+fn h2(args: &RunArgs, f: Option<&file::FileHttp2>) -> Result<Http2, ConfigError> {
+    let default = Http2::default();
+    let settings = Http2 {
         tls: args.h2.or(f.and_then(|f| f.tls)).unwrap_or(default.tls),
         h2c: args.h2c.or(f.and_then(|f| f.h2c)).unwrap_or(default.h2c),
         max_concurrent_streams: args

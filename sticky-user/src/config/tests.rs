@@ -540,7 +540,8 @@ fn acme_flags_and_file() {
 
 #[test]
 fn http2_flags_over_the_file_and_backend_protocol_per_service() {
-    use crate::{model::BackendProtocol, proxy::h2::settings::Settings};
+    use super::Http2 as Settings;
+    use crate::model::BackendProtocol;
     let file = "[http2]\nh2c = true\nmax_concurrent_streams = 50\n\n[[services]]\nname = \"g\"\n\
                 backend_protocol = \"h2c\"\nbackends = [\"http://127.0.0.1:50051\"]\n";
     let c = http(&args(&["--config", "f.toml"]), Some(file));

@@ -347,7 +347,7 @@ mod tests {
             settings,
             challenges: Arc::default(),
             https_port: None,
-            h2: crate::proxy::h2::settings::Settings::default(),
+            h2: crate::config::Http2::default(),
         });
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         rt.block_on(async {

@@ -36,5 +36,5 @@ pub struct Proxy {
     /// Port of the TLS listener, for redirects to HTTPS (none: no TLS listener, no redirect).
     pub https_port: Option<u16>,
     /// HTTP/2 on the listeners and its limits.
-    pub h2: super::h2::settings::Settings,
+    pub h2: crate::config::Http2,
 }

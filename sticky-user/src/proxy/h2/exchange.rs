@@ -145,7 +145,7 @@ async fn serve(conn: &Conn, req: Request<Incoming>) -> Response<AnswerBody> {
         conn.wave.lock().unwrap_or_else(PoisonError::into_inner).pin(
             proxy,
             &service,
-            cookies.iter().map(|v| v.as_bytes()),
+            cookies.iter().map(http::HeaderValue::as_bytes),
         )
     };
     forward(conn, &service, &mut pin, req, authority.as_deref(), grpc).await
@@ -319,13 +319,11 @@ async fn finish(
     let Some(backend) = service.backends.get(index) else {
         return Ok(own(&ProxyError::NoBackend { service: service.spec.name.clone() }, grpc));
     };
-    let response = match tokio::time::timeout(proxy.settings.timeouts.response, sent).await {
-        Ok(r) => r?,
-        Err(_) => {
-            proxy.stats.timeout(Timeout::Backend);
-            return Ok(local(service, &ProxyError::ResponseTimeout { backend: backend.id.to_string() }, grpc));
-        }
+    let Ok(response) = tokio::time::timeout(proxy.settings.timeouts.response, sent).await else {
+        proxy.stats.timeout(Timeout::Response);
+        return Ok(local(service, &ProxyError::ResponseTimeout { backend: backend.id.to_string() }, grpc));
     };
+    let response = response?;
     pool::put(putback.0, putback.1);
     let tls = conn.proto == Proto::Https;
     let line = pin::answered(proxy, service, pin, index, tls);

@@ -1,19 +1,6 @@
-//! The HTTP/2 settings of the edge (`--h2`, `--h2c`, `--h2-max-streams`, the `[http2]` table) and the
-//! limits every connection gets, chosen as current peers do (nginx, HAProxy, Envoy).
-
-/// HTTP/2 on the listeners and the limits of each connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Settings {
-    /// Offer `h2` by ALPN on the TLS listener (before `http/1.1`).
-    pub tls: bool,
-    /// Accept HTTP/2 with prior knowledge on the plain listener (the connection preface decides).
-    pub h2c: bool,
-    /// Streams a client may have open at once on one connection (`SETTINGS_MAX_CONCURRENT_STREAMS`).
-    pub max_concurrent_streams: u32,
-}
-
-/// `--h2-max-streams`' default: HAProxy's and Envoy's 100 (nginx: 128).
-pub const MAX_CONCURRENT_STREAMS: u32 = 100;
+//! The limits every HTTP/2 connection gets, chosen as current peers do (nginx, HAProxy, Envoy); the
+//! configurable ones (`--h2`, `--h2c`, `--h2-max-streams`, the `[http2]` table) are
+//! [`crate::config::Http2`].
 
 /// The HPACK dynamic table sticky keeps for a client's headers, bytes (RFC 9113's default, nginx's and
 /// HAProxy's too): a larger one is memory per connection a client chooses to fill.
@@ -42,14 +29,8 @@ pub const MAX_PENDING_RESETS: usize = 20;
 /// making the server reset, CVE-2025-8671): more is answered with GOAWAY `ENHANCE_YOUR_CALM`.
 pub const MAX_ERROR_RESETS: usize = 100;
 
-/// Streams a client may cancel after sticky accepted them (its RST_STREAM before the answer) beyond
+/// Streams a client may cancel after sticky accepted them (its `RST_STREAM` before the answer) beyond
 /// the requests it lets finish: more closes the connection with a GOAWAY. The accepted-stream half of
 /// rapid reset, counted as HAProxy's "glitches" and nginx's per-connection limits do: a browser
 /// cancels a few streams when a page changes, an attack thousands a second.
 pub const MAX_CANCELLED_STREAMS: u32 = 200;
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self { tls: true, h2c: false, max_concurrent_streams: MAX_CONCURRENT_STREAMS }
-    }
-}
