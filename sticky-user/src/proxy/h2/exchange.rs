@@ -121,7 +121,14 @@ async fn serve(conn: &Conn, req: Request<Incoming>) -> Response<AnswerBody> {
     let proxy = &*conn.proxy;
     let grpc = grpc::is_grpc(req.headers());
     let authority = authority(&req);
+    if req.method() == http::Method::CONNECT {
+        // no tunnels over HTTP/2 (RFC 8441 WebSockets are not offered either)
+        let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(b"405 Method Not Allowed: CONNECT\n"))));
+        *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        return r;
+    }
     if req.headers().len() > proxy.settings.limits.max_headers {
+        proxy.stats.client_error(crate::stats::ClientError::Head);
         let e =
             ProxyError::BadRequest(crate::proxy::h1::RequestError::Head(crate::proxy::h1::HeadError::TooManyFields {
                 max: proxy.settings.limits.max_headers,
