@@ -300,6 +300,18 @@ pub struct RunArgs {
     #[arg(long, env = "STICKY_MAX_CONNECTIONS", value_name = "N", help_heading = "Limits")]
     pub max_connections: Option<usize>,
 
+    /// Offer HTTP/2 (ALPN h2, before http/1.1) on the TLS listener; false: HTTP/1.1 only. [default: true]
+    #[arg(long, env = "STICKY_H2", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean, help_heading = "HTTP/2")]
+    pub h2: Option<bool>,
+    /// Also accept HTTP/2 with prior knowledge (h2c) on the plain listener: a connection that starts
+    /// with the HTTP/2 preface is served as HTTP/2, any other as HTTP/1. [default: false]
+    #[arg(long, env = "STICKY_H2C", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean, help_heading = "HTTP/2")]
+    pub h2c: Option<bool>,
+    /// Streams an HTTP/2 client may have open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+    /// [default: 100]
+    #[arg(long, env = "STICKY_H2_MAX_STREAMS", value_name = "N", help_heading = "HTTP/2")]
+    pub h2_max_streams: Option<u32>,
+
     /// Discover the services from Docker Swarm instead of --backend/--config: every service that
     /// opts in with sticky.* or Traefik labels, its running tasks as backends (see README, labels).
     #[arg(long, env = "STICKY_DOCKER", help_heading = "Swarm (--docker)")]

@@ -125,7 +125,6 @@ impl Default for CookieSpec {
 }
 
 impl CookieSpec {
-
     /// Whether a Traefik cookie value is honoured at `now`: legacy on, and `now` before the end of
     /// its window if it has one (the end itself is outside). Pure, so the proxy, discovery and the
     /// tests all ask the same question.
@@ -306,6 +305,31 @@ pub struct ServiceSpec {
     pub splice: SpliceSpec,
     /// HTTPS: the names it needs certificates for, the redirect from plain HTTP, HSTS.
     pub tls: TlsSpec,
+    /// What the tasks speak (`sticky.backend.protocol`, Traefik's `server.scheme`).
+    pub backend_protocol: BackendProtocol,
+}
+
+/// The protocol sticky speaks to a service's tasks (issue 15).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BackendProtocol {
+    /// HTTP/1.1 (every client's requests, HTTP/2 ones translated).
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge (gRPC): HTTP/2 clients' streams are multiplexed on pooled
+    /// connections, trailers pass. HTTP/1 clients' requests still go as HTTP/1.1 (sticky's HTTP/1
+    /// engine does not translate to HTTP/2; a gRPC client speaks HTTP/2).
+    H2c,
+}
+
+impl BackendProtocol {
+    /// The label and file value: `http` or `h2c`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http1 => "http",
+            Self::H2c => "h2c",
+        }
+    }
 }
 
 /// A service's HTTPS options (issue 19). Every service answers on both listeners (plain and TLS);

@@ -69,6 +69,20 @@ pub fn unknown_sni(text: &str) -> Result<crate::tls::resolver::UnknownName, Valu
     }
 }
 
+/// What a service's tasks speak (`sticky.backend.protocol`, a service's `backend_protocol`, Traefik's
+/// `server.scheme`): `http` (HTTP/1.1) or `h2c` (HTTP/2 with prior knowledge, gRPC).
+///
+/// # Errors
+/// Anything else (`https`: TLS to the tasks is not supported).
+pub fn backend_protocol(text: &str) -> Result<crate::model::BackendProtocol, ValueError> {
+    use crate::model::BackendProtocol;
+    match text.trim().to_ascii_lowercase().as_str() {
+        "http" | "http1" | "http/1.1" => Ok(BackendProtocol::Http1),
+        "h2c" => Ok(BackendProtocol::H2c),
+        _ => Err(ValueError::new(text, "http (HTTP/1.1) or h2c (HTTP/2 with prior knowledge, gRPC)")),
+    }
+}
+
 /// Domain names, comma-separated (`a.example,b.example`; `*.example` for a wildcard), lowercase.
 ///
 /// # Errors

@@ -32,8 +32,9 @@ pub const TOOLCHAIN_PACKAGES: &[&str] = &[
 pub const TEST_PACKAGES: &[&str] =
     &["iproute2", "iptables", "curl", "docker.io", "pebble", "testssl.sh", "chromium", "chromium-driver"];
 
-/// The peers and the load generator of `cargo xtask bench`, and the openssl CLI (its https rows' certificate).
-pub const BENCH_PACKAGES: &[&str] = &["wrk", "haproxy", "nginx-light", "openssl"];
+/// The peers and the load generators of `cargo xtask bench` (wrk; h2load from nghttp2-client for the
+/// HTTP/2 rows), and the openssl CLI (its https rows' certificate).
+pub const BENCH_PACKAGES: &[&str] = &["wrk", "nghttp2-client", "haproxy", "nginx-light", "openssl"];
 
 /// What to set up.
 #[derive(Clone, Copy, Debug, Default)]

@@ -124,7 +124,7 @@ impl HttpServer {
         // connections are not spliced
         let splice = splicer.is_some() || routing.table().services.iter().any(|s| s.spec.splice.pinned);
         let tls = match (config.tls.as_ref(), tls_listener) {
-            (Some(t), Some(listener)) => Some(start_tls(t, listener, config.timeouts.idle, splice)?),
+            (Some(t), Some(listener)) => Some(start_tls(t, listener, config.timeouts.idle, splice, config.h2.tls)?),
             _ => None,
         };
         let listen_tls = tls.as_ref().map(|t| t.listen);
@@ -137,6 +137,7 @@ impl HttpServer {
             settings,
             challenges: tls.as_ref().map(|t| t.challenges.clone()).unwrap_or_default(),
             https_port: listen_tls.map(|a| a.port()),
+            h2: config.h2,
         });
         let permits = Arc::new(Semaphore::new(config.limits.max_connections));
         let (stop, stop_rx) = watch::channel(false);
@@ -275,6 +276,7 @@ fn start_tls(
     listener: std::net::TcpListener,
     handshake_timeout: Duration,
     splice: bool,
+    h2: bool,
 ) -> Result<TlsStarted, AppError> {
     let challenges = Arc::new(Challenges::default());
     let resolver = Arc::new(Resolver::new(config.unknown_sni, challenges.clone()));
@@ -294,6 +296,8 @@ fn start_tls(
         );
     }
     let settings = server::Settings {
+        // HTTP/2 first where offered: the server's order decides
+        alpn: if h2 { vec![server::H2.to_vec(), server::HTTP_1_1.to_vec()] } else { vec![server::HTTP_1_1.to_vec()] },
         handshake_timeout,
         acme_tls_alpn: config.acme.as_ref().is_some_and(|a| a.challenge == Kind::TlsAlpn01),
         ..server::Settings::default()

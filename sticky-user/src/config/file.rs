@@ -30,6 +30,17 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub services: Vec<FileService>,
     pub tls: Option<FileTls>,
+    #[serde(default)]
+    pub http2: FileHttp2,
+}
+
+/// The `[http2]` table (see `--h2`, `--h2c`, `--h2-max-streams`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileHttp2 {
+    pub tls: Option<bool>,
+    pub h2c: Option<bool>,
+    pub max_concurrent_streams: Option<u32>,
 }
 
 /// `cookie_key_file`: one file, or a list, newest first (key rotation).
@@ -142,6 +153,8 @@ pub(super) struct FileService {
     redirect_https: Option<bool>,
     /// `Strict-Transport-Security` max-age on TLS responses (see `--hsts`).
     hsts: Option<FileDuration>,
+    /// What the tasks speak: `http` (HTTP/1.1, the default) or `h2c` (HTTP/2, gRPC).
+    backend_protocol: Option<String>,
     #[serde(default)]
     backends: Vec<FileBackend>,
     #[serde(default)]
@@ -296,6 +309,10 @@ pub(super) fn service(i: usize, s: FileService) -> Result<ServiceConfig, ConfigE
         backoff,
         splice: SpliceSpec::with(s.splice, s.splice_upgrades),
         tls: tls_spec(s.redirect_https, duration(&format!("{field}.hsts"), s.hsts.as_ref())?),
+        backend_protocol: value(
+            &format!("{field}.backend_protocol"),
+            values::backend_protocol(s.backend_protocol.as_deref().unwrap_or("http")),
+        )?,
     };
     Ok(ServiceConfig { spec, backends })
 }

@@ -104,6 +104,7 @@ pub(super) fn http_service(args: &RunArgs) -> Result<ServiceConfig, ConfigError>
         backoff,
         splice: SpliceSpec::with(args.splice, args.splice_upgrades),
         tls: file::tls_spec(args.tls.redirect_https, duration("--hsts", args.tls.hsts.as_ref())?),
+        backend_protocol: crate::model::BackendProtocol::default(),
     };
     Ok(ServiceConfig { spec, backends })
 }

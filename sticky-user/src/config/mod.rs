@@ -83,6 +83,8 @@ pub mod defaults {
     pub const MAX_CONNECTIONS: usize = 20_000;
     /// `--max-spliced`
     pub const MAX_SPLICED: u32 = sticky_common::maps::SPLICE_MAX_ENTRIES / 2;
+    /// `--h2-max-streams`: HAProxy's and Envoy's 100 (nginx: 128).
+    pub const H2_MAX_STREAMS: u32 = 100;
     /// `--docker-host`
     pub const DOCKER_HOST: &str = "unix:///var/run/docker.sock";
     /// `--docker-interval`
@@ -115,6 +117,23 @@ pub struct Limits {
     /// Most connections spliced in the kernel at once (the splice maps hold two entries each); more
     /// are relayed in user space.
     pub max_spliced: u32,
+}
+
+/// HTTP/2 on the listeners (`--h2`, `--h2c`, `--h2-max-streams`, `[http2]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Http2 {
+    /// Offer `h2` by ALPN on the TLS listener (before `http/1.1`).
+    pub tls: bool,
+    /// Accept HTTP/2 with prior knowledge on the plain listener (the connection preface decides).
+    pub h2c: bool,
+    /// Streams a client may have open at once on one connection (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for Http2 {
+    fn default() -> Self {
+        Self { tls: true, h2c: false, max_concurrent_streams: defaults::H2_MAX_STREAMS }
+    }
 }
 
 /// Timeouts of the proxy.
@@ -202,6 +221,8 @@ pub struct HttpConfig {
     pub limits: Limits,
     /// Timeouts.
     pub timeouts: Timeouts,
+    /// HTTP/2 on the listeners.
+    pub h2: Http2,
     /// Services, in file order (none with `--docker`: they are discovered).
     pub services: Vec<ServiceConfig>,
 }
@@ -409,6 +430,7 @@ fn http(args: &RunArgs, file: Option<file::FileConfig>) -> Result<HttpConfig, Co
     let tls = tls(&args.tls, f.and_then(|f| f.tls.as_ref()))?;
     let limits = limits(args, f.map(|f| &f.limits))?;
     let timeouts = timeouts(args, f.map(|f| &f.timeouts))?;
+    let h2 = h2(args, f.map(|f| &f.http2))?;
     let services = match file {
         Some(file) => {
             if file.services.is_empty() {
@@ -443,7 +465,7 @@ fn http(args: &RunArgs, file: Option<file::FileConfig>) -> Result<HttpConfig, Co
             }
         }
     }
-    Ok(HttpConfig { listen, tls, workers, key_files, limits, timeouts, services })
+    Ok(HttpConfig { listen, tls, workers, key_files, limits, timeouts, h2, services })
 }
 
 /// The TLS listener: flags over the file's `[tls]` table (certificate lists are taken whole from one
@@ -550,6 +572,26 @@ fn acme(args: &crate::cli::TlsFlags, fa: Option<&file::FileAcme>) -> Result<Opti
         names.extend(file::value(&format!("{field}-domain"), values::domains(d))?);
     }
     Ok(Some(AcmeConfig { directory, email, state, domains: names, challenge, ca_root }))
+}
+
+/// HTTP/2: the flags over the file's `[http2]` table.
+fn h2(args: &RunArgs, f: Option<&file::FileHttp2>) -> Result<Http2, ConfigError> {
+    let default = Http2::default();
+    let settings = Http2 {
+        tls: args.h2.or(f.and_then(|f| f.tls)).unwrap_or(default.tls),
+        h2c: args.h2c.or(f.and_then(|f| f.h2c)).unwrap_or(default.h2c),
+        max_concurrent_streams: args
+            .h2_max_streams
+            .or(f.and_then(|f| f.max_concurrent_streams))
+            .unwrap_or(default.max_concurrent_streams),
+    };
+    if !(1..=10_000).contains(&settings.max_concurrent_streams) {
+        return Err(invalid(
+            "h2_max_streams",
+            format!("{} is out of range 1..=10000", settings.max_concurrent_streams),
+        ));
+    }
+    Ok(settings)
 }
 
 fn limits(args: &RunArgs, fl: Option<&file::FileLimits>) -> Result<Limits, ConfigError> {

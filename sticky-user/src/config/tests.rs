@@ -569,3 +569,24 @@ backends = [{ name = "w1", url = "http://127.0.0.1:1" }]
     list.extend(nine.iter().map(String::as_str));
     assert!(err(&args(&list), None).starts_with("cookie-key-file:"), "at most 8 keys");
 }
+
+#[test]
+fn http2_flags_over_the_file_and_backend_protocol_per_service() {
+    use super::Http2 as Settings;
+    use crate::model::BackendProtocol;
+    let file = "[http2]\nh2c = true\nmax_concurrent_streams = 50\n\n[[services]]\nname = \"g\"\n\
+                backend_protocol = \"h2c\"\nbackends = [\"http://127.0.0.1:50051\"]\n";
+    let c = http(&args(&["--config", "f.toml"]), Some(file));
+    assert_eq!(c.h2, Settings { tls: true, h2c: true, max_concurrent_streams: 50 });
+    assert_eq!(c.services[0].spec.backend_protocol, BackendProtocol::H2c);
+    let c = http(&args(&["--config", "f.toml", "--h2=false", "--h2-max-streams", "10"]), Some(file));
+    assert_eq!(c.h2, Settings { tls: false, h2c: true, max_concurrent_streams: 10 });
+    let c = http(&args(&["--backend", "http://127.0.0.1:1"]), None);
+    assert_eq!(c.h2, Settings::default());
+    assert_eq!(c.services[0].spec.backend_protocol, BackendProtocol::Http1);
+    let bad = file.replace("\"h2c\"\nbackends", "\"grpc\"\nbackends");
+    assert!(err(&args(&["--config", "f.toml"]), Some(&bad)).starts_with("services[0].backend_protocol: "));
+    assert!(
+        err(&args(&["--backend", "http://127.0.0.1:1", "--h2-max-streams", "0"]), None).starts_with("h2_max_streams")
+    );
+}

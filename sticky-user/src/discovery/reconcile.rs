@@ -339,6 +339,7 @@ fn spec(service: &ServiceInfo, labeled: &LabeledService) -> Result<ServiceSpec, 
             redirect: labeled.tls.redirect.unwrap_or(false),
             hsts: labeled.tls.hsts.map(|d| d.as_secs()),
         },
+        backend_protocol: labeled.backend_protocol.unwrap_or_default(),
     };
     spec.validate().map_err(LeftOut::Options)?;
     Ok(spec)

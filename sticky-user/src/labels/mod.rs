@@ -158,6 +158,8 @@ pub struct LabeledService {
     pub health: HealthLabels,
     /// HTTPS.
     pub tls: TlsLabels,
+    /// What the tasks speak (`sticky.backend.protocol`, Traefik's `server.scheme`); `None`: HTTP/1.1.
+    pub backend_protocol: Option<crate::model::BackendProtocol>,
     /// tcp mode: how long a client's affinity to a task lasts after its last connection.
     pub affinity_timeout: Option<Duration>,
     /// tcp mode: the port sticky listens on for this service.
@@ -222,6 +224,7 @@ pub fn parse(service_name: &str, labels: &Labels) -> Result<Option<LabeledServic
         splice_upgrades: None,
         health: HealthLabels::default(),
         tls: TlsLabels::default(),
+        backend_protocol: None,
         affinity_timeout: None,
         listen_port: None,
         dialects: Vec::new(),

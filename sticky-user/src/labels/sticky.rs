@@ -161,6 +161,11 @@ pub const LABELS: &[Label] = &[
         apply: |s, v| values::duration(v).map(|x| s.tls.hsts = Some(x)),
     },
     Label {
+        key: "sticky.backend.protocol",
+        help: "what the tasks speak: http (HTTP/1.1, default) or h2c (HTTP/2 with prior knowledge, for gRPC: HTTP/2 clients' streams multiplexed, trailers passed)",
+        apply: |s, v| values::backend_protocol(v).map(|x| s.backend_protocol = Some(x)),
+    },
+    Label {
         key: "sticky.splice",
         help: "true: after the first request of a keep-alive connection with a valid cookie, relay the connection in the kernel (later requests are not inspected; leave off behind a proxy that multiplexes users)",
         apply: |s, v| values::boolean(v).map(|x| s.splice = Some(x)),

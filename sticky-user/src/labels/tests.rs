@@ -258,3 +258,25 @@ proptest::proptest! {
         let _ = parse("svc", &labels(&[(k.as_str(), v.as_str())]));
     }
 }
+
+#[test]
+fn the_backend_protocol_comes_from_sticky_or_traefik_labels() {
+    use crate::model::BackendProtocol;
+    let sticky = parse("g", &labels(&[("sticky.port", "50051"), ("sticky.backend.protocol", "h2c")])).unwrap().unwrap();
+    assert_eq!(sticky.backend_protocol, Some(BackendProtocol::H2c));
+    let traefik = parse(
+        "g",
+        &labels(&[
+            ("traefik.http.services.g.loadbalancer.server.port", "50051"),
+            ("traefik.http.services.g.loadbalancer.server.scheme", "h2c"),
+        ]),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(traefik.backend_protocol, Some(BackendProtocol::H2c));
+    assert!(traefik.ignored.is_empty(), "server.scheme is understood: {:?}", traefik.ignored);
+    let plain = parse("w", &labels(&[("sticky.port", "80")])).unwrap().unwrap();
+    assert_eq!(plain.backend_protocol, None);
+    let err = parse("g", &labels(&[("sticky.backend.protocol", "https")])).unwrap_err().to_string();
+    assert!(err.contains("sticky.backend.protocol") && err.contains("h2c"), "{err}");
+}

@@ -13,6 +13,7 @@ const ROUTERS: &str = "traefik.http.routers.";
 /// The `loadbalancer.*` fields of a service sticky acts on.
 const FIELDS: &[&str] = &[
     "server.port",
+    "server.scheme",
     COOKIE,
     "sticky.cookie.name",
     "sticky.cookie.secure",
@@ -113,6 +114,9 @@ pub fn apply(
 
     if let Some(v) = lb("server.port") {
         svc.port = Some(value(&key("server.port"), values::port(v))?);
+    }
+    if let Some(v) = lb("server.scheme") {
+        svc.backend_protocol = Some(value(&key("server.scheme"), values::backend_protocol(v))?);
     }
     // Every router's rule routes here (their `service` fields can only name this service).
     let mut routes = Vec::new();

@@ -21,9 +21,10 @@ use super::{
     h1::{ClientAddr, Limits, Parsed, Proto, RequestFraming, RequestHead},
     handoff,
     io::ClientIo,
-    pin, relay,
+    relay,
     rescue::ProxyError,
     respond,
+    wave::FirstWave,
 };
 use crate::{
     model::Rule,
@@ -71,6 +72,7 @@ pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, peer: SocketAddr, mut s
     // a handover between two instances (`--listen-from`), where the next one would have served it
     let mut owed = true;
     let mut stop_seen = false;
+    let mut wave = FirstWave::default();
     loop {
         let mut deadline = Instant::now() + proxy.settings.timeouts.idle;
         if pending.is_none() {
@@ -121,7 +123,7 @@ pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, peer: SocketAddr, mut s
         owed = false;
         let stopping = *stop.borrow();
         let first = std::mem::take(&mut splice_first);
-        let next = Box::pin(request(proxy, &stream, &addr, pending.take(), deadline, stopping, first)).await;
+        let next = Box::pin(request(proxy, &stream, &addr, &mut wave, pending.take(), deadline, stopping, first)).await;
         match next {
             Next::Again(buf) => pending = buf,
             Next::Close if matches!(stream, ClientIo::Tls(_)) => return Box::pin(close_notify(stream)).await,
@@ -147,11 +149,13 @@ fn splices_pinned(routing: &Routing) -> bool {
     routing.table().services.iter().any(|s| s.spec.splice.pinned)
 }
 
-/// Reads, routes, pins and forwards one request.
+/// Reads, routes, pins and forwards one request (a cookie-less one with the connection's first `wave`).
+#[expect(clippy::too_many_arguments, reason = "the connection's parts, passed down once per request")]
 async fn request(
     proxy: &Proxy,
     stream: &ClientIo,
     peer: &ClientAddr,
+    wave: &mut FirstWave,
     pending: Option<Buf>,
     deadline: Instant,
     stopping: bool,
@@ -211,8 +215,8 @@ async fn request(
     {
         return Next::Splice(s);
     }
-    let mut pin = pin::pin(proxy, &service, req.cookies(&cbuf));
-    let r = Request { proxy, client: stream, peer, cbuf: &mut cbuf, scratch: &mut scratch, stopping };
+    let mut pin = wave.pin(proxy, &service, req.cookies(&cbuf));
+    let r = Request { proxy, client: stream, peer, cbuf: &mut cbuf, scratch: &mut scratch, stopping, wave };
     let outcome = forward::forward(r, &service, &mut pin).await;
     after(outcome, cbuf)
 }
@@ -359,6 +363,7 @@ mod tests {
             settings,
             challenges: Arc::default(),
             https_port: None,
+            h2: crate::config::Http2::default(),
         });
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         rt.block_on(async {

@@ -35,4 +35,6 @@ pub struct Proxy {
     pub challenges: Arc<Challenges>,
     /// Port of the TLS listener, for redirects to HTTPS (none: no TLS listener, no redirect).
     pub https_port: Option<u16>,
+    /// HTTP/2 on the listeners and its limits.
+    pub h2: crate::config::Http2,
 }

@@ -24,6 +24,7 @@ use super::{
     rescue::ProxyError,
     respond,
     upstream::{self, ConnectError},
+    wave::FirstWave,
 };
 use crate::{
     policy::{Decision, Reject},
@@ -50,6 +51,8 @@ pub struct Request<'a> {
     pub scratch: &'a mut Scratch,
     /// sticky is shutting down: this is the connection's last request.
     pub stopping: bool,
+    /// The connection's first wave: the cookie a cookie-less request of it gets.
+    pub wave: &'a mut FirstWave,
 }
 
 /// What the client connection does after the request.
@@ -80,7 +83,7 @@ pub struct Tunnel {
 /// refuses the connection) and relays the answer; errors are answered here.
 #[expect(clippy::too_many_lines, reason = "one exchange in order; its steps read best in one place")]
 pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState) -> Outcome {
-    let Request { proxy, client, peer, cbuf, scratch, stopping } = r;
+    let Request { proxy, client, peer, cbuf, scratch, stopping, wave } = r;
     let Settings { limits, timeouts } = proxy.settings;
     let head_limits = Limits::from(limits);
     let Scratch { req, resp } = scratch;
@@ -185,7 +188,7 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
         };
         // the final head
         let tls = client.proto() == Proto::Https;
-        let set_cookie = pin::answered(service, pin, index, tls);
+        let set_cookie = wave.set_cookie(service, pin, index, pin::answered(service, pin, index, tls));
         let keep = wants_keep && req_body.is_done();
         let extra = service.hsts.as_deref().filter(|_| tls).unwrap_or_default();
         let rw = ResponseRewrite {
@@ -322,8 +325,8 @@ fn fault_error(proxy: &Proxy, backend: &crate::state::BackendRoute, fault: Fault
 }
 
 /// A new connection to backend `index`, or `None` after a failed connect (recorded in `exclude`, the
-/// backend's health and `last`).
-async fn connect(
+/// backend's health and `last`); also the HTTP/2 path's connect.
+pub async fn connect(
     proxy: &Proxy,
     service: &ServiceRoute,
     index: usize,
@@ -354,7 +357,9 @@ async fn connect(
     }
 }
 
-fn reject(service: &ServiceRoute, r: Reject, last_connect: Option<(String, ConnectError)>) -> ProxyError {
+/// The answer to a policy's refusal (strict, or no backend), counted and logged; also the HTTP/2 path's.
+#[must_use]
+pub fn reject(service: &ServiceRoute, r: Reject, last_connect: Option<(String, ConnectError)>) -> ProxyError {
     match r {
         Reject::Strict(reason) => {
             service.live.stats.reject(true);

@@ -6,13 +6,16 @@
 //! over a pooled or new [`upstream`] connection, bodies moved by their framing ([`relay`]).
 //! [`rescue`] maps every error to its status, [`respond`] writes sticky's own answers. [`io`] is the
 //! client side's I/O, a plain socket or a TLS stream (issue 19); [`server`] runs the TLS handshake. [`handoff`]
-//! hands `--splice` connections, and [`client`] upgraded ones, to [`crate::splice`].
+//! hands `--splice` connections, and [`client`] upgraded ones, to [`crate::splice`]. [`h2`] serves HTTP/2
+//! clients (ALPN `h2`, or the preface with `--h2c`) with the same [`pin`] rules; [`wave`] keeps a
+//! connection's cookie-less first requests on one backend (both paths).
 
 pub mod buffers;
 pub mod client;
 pub mod conn;
 pub mod forward;
 pub mod h1;
+pub mod h2;
 pub mod handoff;
 pub mod io;
 pub mod pin;
@@ -21,6 +24,7 @@ pub mod rescue;
 pub mod respond;
 pub mod server;
 pub mod upstream;
+pub mod wave;
 
 pub use self::{
     conn::{Proxy, Settings},

@@ -10,12 +10,14 @@ use tokio::{
     sync::{Semaphore, watch},
 };
 
-use super::{client, conn::Proxy, io::ClientIo};
+use super::{client, conn::Proxy, h1::Proto, h2, io::ClientIo};
 use crate::tls::server::{self as tls, Accepted};
 
 /// Accepts client connections until `stop` turns true (or the listener fails for good); each connection
 /// gets its own task. With `tls`, each connection first completes a TLS handshake within the idle
-/// timeout (a failed or slow one is dropped, logged at debug), then runs the same engine.
+/// timeout (a failed or slow one is dropped, logged at debug), then runs the same engine, or the
+/// HTTP/2 path ([`h2`]) when ALPN chose `h2`; a plain connection goes to the HTTP/2 path with `--h2c`
+/// when it starts with the HTTP/2 preface.
 ///
 /// `permits` bounds the connections open at once across every worker. When `stop` turns true, the
 /// listener is closed, idle keep-alive connections are closed, and connections with a request in
@@ -56,8 +58,22 @@ pub async fn serve(
         tokio::spawn(async move {
             let _active = active;
             let io = match tls {
+                None if proxy.h2.h2c => {
+                    match h2::front::preface(&stream, proxy.settings.timeouts.idle, stop.clone()).await {
+                        Some(true) => {
+                            h2::front::serve(&proxy, stream, peer, Proto::Http, stop).await;
+                            return;
+                        }
+                        Some(false) => ClientIo::Plain(stream),
+                        None => return,
+                    }
+                }
                 None => ClientIo::Plain(stream),
                 Some(acceptor) => match tls::accept(&acceptor, stream, proxy.settings.timeouts.idle).await {
+                    Ok(Accepted::Http(stream)) if stream.get_ref().1.alpn_protocol() == Some(tls::H2) => {
+                        h2::front::serve(&proxy, *stream, peer, Proto::Https, stop).await;
+                        return;
+                    }
                     Ok(Accepted::Http(stream)) => ClientIo::tls(*stream),
                     Ok(Accepted::AcmeChallenge) => return,
                     Err(e) => {

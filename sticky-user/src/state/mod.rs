@@ -206,6 +206,7 @@ mod tests {
                 backoff: BackoffSpec::default(),
                 splice: crate::model::SpliceSpec::default(),
                 tls: crate::model::TlsSpec::default(),
+                backend_protocol: crate::model::BackendProtocol::default(),
             },
             backends: backends
                 .iter()

@@ -17,7 +17,8 @@ use crate::tls::challenge::ACME_TLS_ALPN;
 /// ALPN name of HTTP/1.1.
 pub const HTTP_1_1: &[u8] = b"http/1.1";
 
-/// ALPN name of HTTP/2 (advertised once the HTTP/2 issue lands).
+/// ALPN name of HTTP/2 (offered first by `sticky run` unless `--h2=false`; its connections go to
+/// `proxy::h2`).
 pub const H2: &[u8] = b"h2";
 
 /// The protocol versions: TLS 1.3 first, TLS 1.2 for older clients; nothing older.
@@ -40,8 +41,8 @@ pub static CIPHER_SUITES: &[SupportedCipherSuite] = &[
 /// How the TLS listener behaves (certificates aside: they come from the resolver).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
-    /// ALPN protocols in order of preference (the server's order decides). `[http/1.1]` now; the
-    /// HTTP/2 issue puts `h2` first.
+    /// ALPN protocols in order of preference (the server's order decides). `[http/1.1]` by default;
+    /// `sticky run` puts `h2` first (issue 15, `--h2`).
     pub alpn: Vec<Vec<u8>>,
     /// Also accept `acme-tls/1` connections (ACME TLS-ALPN-01 validation); [`accept`] closes them
     /// after the handshake.

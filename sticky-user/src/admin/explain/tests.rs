@@ -23,6 +23,7 @@ fn routing(strict: bool) -> Routing {
         backoff: BackoffSpec::default(),
         splice: crate::model::SpliceSpec::default(),
         tls: crate::model::TlsSpec::default(),
+        backend_protocol: crate::model::BackendProtocol::default(),
     };
     let backends = [("w1", 1), ("w2", 2), ("w3", 3)]
         .iter()

@@ -112,6 +112,7 @@ fn every_part() -> (Sources, Arc<Routing>) {
         backoff: crate::model::BackoffSpec::default(),
         splice: crate::model::SpliceSpec::default(),
         tls: crate::model::TlsSpec::default(),
+        backend_protocol: crate::model::BackendProtocol::default(),
     };
     let backend = Backend {
         id: BackendId("w1".into()),

@@ -31,6 +31,7 @@ fn routing() -> Routing {
         backoff: crate::model::BackoffSpec::default(),
         splice: crate::model::SpliceSpec::default(),
         tls: crate::model::TlsSpec::default(),
+        backend_protocol: crate::model::BackendProtocol::default(),
     };
     let backend = |id: &str, port| Backend {
         id: BackendId(id.into()),

@@ -4,6 +4,8 @@
 
 use std::{io::Write as _, net::IpAddr};
 
+use bytes::BufMut;
+
 /// Longest text of an IP address (`INET6_ADDRSTRLEN` without the NUL).
 const IP_TEXT: usize = 45;
 
@@ -81,6 +83,28 @@ pub enum PriorHops {
     Keep,
     /// Drop them: the backend sees only the peer.
     Discard,
+}
+
+/// Writes sticky's RFC 7239 `Forwarded` element (`for=…;host="…";proto=…`), the one format of the
+/// HTTP/1 rewrite and the HTTP/2 path.
+pub fn write_element(client: &ClientAddr, host: Option<&[u8]>, proto: Proto, out: &mut impl BufMut) {
+    // RFC 7239 §6: an IPv6 node is quoted and bracketed; a host is a quoted-string (a valid Host has no
+    // quote or backslash, so it needs no escaping)
+    out.put_slice(b"for=");
+    if client.is_ipv6() {
+        out.put_slice(b"\"[");
+        out.put_slice(client.ip());
+        out.put_slice(b"]\"");
+    } else {
+        out.put_slice(client.ip());
+    }
+    if let Some(h) = host {
+        out.put_slice(b";host=\"");
+        out.put_slice(h);
+        out.put_u8(b'"');
+    }
+    out.put_slice(b";proto=");
+    out.put_slice(proto.as_bytes());
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use bytes::BufMut;
 
 use super::{
     cookies,
-    forwarded::{ClientAddr, PriorHops, Proto},
+    forwarded::{self, ClientAddr, PriorHops, Proto},
     request::{Method, RequestHead, TargetForm, Upgrade},
     syntax::Name,
     write::{Lines, put_field, put_length},
@@ -149,23 +149,8 @@ fn write_forwarding(
     if let Some(h) = host {
         put_field(out, b"X-Forwarded-Host", &[h]);
     }
-    // RFC 7239 §6: an IPv6 node is quoted and bracketed; a host is a quoted-string (a valid Host has no
-    // quote or backslash, so it needs no escaping)
-    out.put_slice(b"Forwarded: for=");
-    if rw.client.is_ipv6() {
-        out.put_slice(b"\"[");
-        out.put_slice(rw.client.ip());
-        out.put_slice(b"]\"");
-    } else {
-        out.put_slice(rw.client.ip());
-    }
-    if let Some(h) = host {
-        out.put_slice(b";host=\"");
-        out.put_slice(h);
-        out.put_u8(b'"');
-    }
-    out.put_slice(b";proto=");
-    out.put_slice(rw.proto.as_bytes());
+    out.put_slice(b"Forwarded: ");
+    forwarded::write_element(rw.client, host, rw.proto, out);
     out.put_slice(b"\r\n");
 }
 
