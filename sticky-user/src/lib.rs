@@ -22,6 +22,8 @@
 //! - [`rule`]: routing rules in Traefik's syntaxes, parsed and matched.
 //! - [`cookie`]: encode, sign, verify and expire the opaque sticky cookie.
 //! - [`policy`]: keep, re-pin, pick or refuse; health; tcp mode's Maglev table and client affinity.
+//! - [`proxy_protocol`]: the PROXY protocol in (trusted sources' headers at accept) and out (v2 to
+//!   backends); [`cidr`]: address ranges of trusted sources and proxies.
 //! - [`net`]: the accept rule of every listener; [`signal`]: shutdown and reload signals;
 //!   [`lock`]: the one rule for poisoned locks; [`telemetry`]: tracing, with aya-log bridged in.
 //! - [`whoami`]: the tiny demo app (`sticky whoami`): every request gets `I'm NAME`.
@@ -31,6 +33,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod cidr;
 pub mod cli;
 pub mod config;
 pub mod cookie;
@@ -43,6 +46,7 @@ pub mod model;
 pub mod net;
 pub mod policy;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod rule;
 pub mod signal;
 pub mod splice;

@@ -27,8 +27,9 @@ pub const TOOLCHAIN_PACKAGES: &[&str] = &[
 ];
 
 /// Packages the tests and demo use: network namespaces and veth (iproute2), iptables, curl, Docker Swarm,
-/// the ACME test server (pebble) and a TLS scanner (testssl.sh).
-pub const TEST_PACKAGES: &[&str] = &["iproute2", "iptables", "curl", "docker.io", "pebble", "testssl.sh"];
+/// the ACME test server (pebble), a TLS scanner (testssl.sh) and HAProxy (the PROXY protocol tests put it
+/// in front of sticky and behind it; the bench also runs it as a peer).
+pub const TEST_PACKAGES: &[&str] = &["iproute2", "iptables", "curl", "docker.io", "pebble", "testssl.sh", "haproxy"];
 
 /// The peers and the load generator of `cargo xtask bench`, and the openssl CLI (its https rows' certificate).
 pub const BENCH_PACKAGES: &[&str] = &["wrk", "haproxy", "nginx-light", "openssl"];
@@ -55,6 +56,8 @@ pub fn run(components: Components) -> anyhow::Result<()> {
     if components.bench {
         wanted.extend_from_slice(BENCH_PACKAGES);
     }
+    wanted.sort_unstable();
+    wanted.dedup();
     let missing = missing_packages(&wanted)?;
     let linker_ok = bpf_linker_version().as_deref() == Some(BPF_LINKER_VERSION);
     if missing.is_empty() && linker_ok {

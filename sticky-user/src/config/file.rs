@@ -28,6 +28,10 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub services: Vec<FileService>,
     pub tls: Option<FileTls>,
+    /// Sources that must send a PROXY protocol header (see `--proxy-protocol-from`).
+    pub proxy_protocol_from: Option<OneOrMany>,
+    /// Proxies whose forwarding fields are kept (see `--trusted-proxies`).
+    pub trusted_proxies: Option<OneOrMany>,
 }
 
 /// The `[tls]` table: the TLS listener and its certificates.
@@ -88,13 +92,13 @@ pub(super) enum FileDuration {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-enum OneOrMany {
+pub(super) enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
 
 impl OneOrMany {
-    fn into_vec(self) -> Vec<String> {
+    pub(super) fn into_vec(self) -> Vec<String> {
         match self {
             Self::One(s) => vec![s],
             Self::Many(v) => v,
@@ -120,6 +124,8 @@ pub(super) struct FileService {
     redirect_https: Option<bool>,
     /// `Strict-Transport-Security` max-age on TLS responses (see `--hsts`).
     hsts: Option<FileDuration>,
+    /// `v2`: a PROXY protocol header first on each backend connection (see `--backend-proxy-protocol`).
+    proxy_protocol: Option<String>,
     #[serde(default)]
     backends: Vec<FileBackend>,
     #[serde(default)]
@@ -270,6 +276,10 @@ pub(super) fn service(i: usize, s: FileService) -> Result<ServiceConfig, ConfigE
         backoff,
         splice: SpliceSpec::with(s.splice, s.splice_upgrades),
         tls: tls_spec(s.redirect_https, duration(&format!("{field}.hsts"), s.hsts.as_ref())?),
+        proxy_protocol: match s.proxy_protocol.as_deref() {
+            Some(v) => value(&format!("{field}.proxy_protocol"), values::proxy_protocol(v))?,
+            None => crate::proxy_protocol::Version::Off,
+        },
     };
     Ok(ServiceConfig { spec, backends })
 }

@@ -204,6 +204,7 @@ pub fn reconcile(services: &[ServiceInfo], tasks: &[TaskInfo], own: &Placement, 
                     vip: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, listen_port),
                     backends: v4,
                     affinity_timeout: labeled.affinity_timeout.unwrap_or(affinity_timeout),
+                    proxy_protocol: labeled.proxy_protocol.unwrap_or_default(),
                 });
             }
         }
@@ -337,6 +338,7 @@ fn spec(service: &ServiceInfo, labeled: &LabeledService) -> Result<ServiceSpec, 
             redirect: labeled.tls.redirect.unwrap_or(false),
             hsts: labeled.tls.hsts.map(|d| d.as_secs()),
         },
+        proxy_protocol: labeled.proxy_protocol.unwrap_or_default(),
     };
     spec.validate().map_err(LeftOut::Options)?;
     Ok(spec)

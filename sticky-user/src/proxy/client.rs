@@ -7,7 +7,7 @@
 //! [`super::upstream`]), and the request's own state lives in a box allocated while it runs, so the
 //! task's future stays small ([`IDLE_TASK_BYTES`] bounds it, a test measures it).
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use tokio::{
     sync::watch,
@@ -18,7 +18,7 @@ use super::{
     buffers::{Buf, ScratchLease},
     conn::Proxy,
     forward::{self, Outcome, Request, Tunnel},
-    h1::{ClientAddr, Limits, Parsed, Proto, RequestFraming, RequestHead},
+    h1::{ClientAddr, Limits, Parsed, PriorHops, Proto, RequestFraming, RequestHead},
     handoff,
     io::ClientIo,
     pin, relay,
@@ -27,6 +27,7 @@ use super::{
 };
 use crate::{
     model::Rule,
+    proxy_protocol::Origin,
     splice,
     state::{Routing, ServiceRoute},
     stats::{ClientError, Timeout},
@@ -59,9 +60,12 @@ enum Next {
 
 /// Serves one client connection (plain, or TLS after its handshake) until it closes, fails, idles
 /// out, or `stop` turns true between requests.
-pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, peer: SocketAddr, mut stop: watch::Receiver<bool>) {
+pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, origin: Origin, mut stop: watch::Receiver<bool>) {
     let _ = stream.tcp().set_nodelay(true);
-    let addr = ClientAddr::new(peer.ip());
+    // forwarding fields are kept from a trusted proxy only (issue 16): anyone else's are replaced
+    let prior =
+        if proxy.clients.trusted_proxies.contains(origin.client.ip()) { PriorHops::Keep } else { PriorHops::Discard };
+    let addr = ClientAddr::of(origin, prior);
     // the kernel splice takes plain connections only (no kTLS here: TLS stays in user space)
     let mut splice_first =
         proxy.splicer.is_some() && matches!(stream, ClientIo::Plain(_)) && splices_pinned(&proxy.routing);
@@ -343,6 +347,7 @@ mod tests {
             settings,
             challenges: Arc::default(),
             https_port: None,
+            clients: crate::config::ClientTrust::default(),
         });
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         rt.block_on(async {
@@ -352,7 +357,8 @@ mod tests {
             let _client = client.expect("connect");
             let (stream, peer) = accepted.expect("accept");
             let (_tx, rx) = watch::channel(false);
-            let task = serve(&proxy, ClientIo::Plain(stream), peer, rx);
+            let origin = crate::proxy_protocol::Origin { client: peer, destination: addr };
+            let task = serve(&proxy, ClientIo::Plain(stream), origin, rx);
             let size = std::mem::size_of_val(&task);
             assert!(size <= IDLE_TASK_BYTES, "the connection task is {size} bytes");
             eprintln!("connection task future: {size} bytes");

@@ -35,4 +35,6 @@ pub struct Proxy {
     pub challenges: Arc<Challenges>,
     /// Port of the TLS listener, for redirects to HTTPS (none: no TLS listener, no redirect).
     pub https_port: Option<u16>,
+    /// Who may say who the client is: PROXY protocol sources, trusted proxies.
+    pub clients: crate::config::ClientTrust,
 }

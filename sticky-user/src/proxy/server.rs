@@ -46,6 +46,12 @@ pub async fn serve(
         let tls = tls.clone();
         tokio::spawn(async move {
             let _active = proxy.stats.connection();
+            // the PROXY protocol header comes before the TLS handshake (boxed: its buffer is not
+            // kept in the task of a connection that lives on)
+            let from = &proxy.clients.proxy_protocol_from;
+            let Ok(origin) = Box::pin(crate::proxy_protocol::accept::accept(&stream, peer, from, true)).await else {
+                return;
+            };
             let io = match tls {
                 None => ClientIo::Plain(stream),
                 Some(acceptor) => match tls::accept(&acceptor, stream, proxy.settings.timeouts.idle).await {
@@ -57,7 +63,7 @@ pub async fn serve(
                     }
                 },
             };
-            client::serve(&proxy, io, peer, stop).await;
+            client::serve(&proxy, io, origin, stop).await;
             drop(permit);
         });
     }

@@ -178,6 +178,7 @@ mod tests {
                 backoff: BackoffSpec::default(),
                 splice: crate::model::SpliceSpec::default(),
                 tls: crate::model::TlsSpec::default(),
+                proxy_protocol: crate::proxy_protocol::Version::Off,
             },
             backends: backends
                 .iter()

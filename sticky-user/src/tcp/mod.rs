@@ -120,7 +120,15 @@ impl TcpMode {
     /// user-space path cannot bind a service given by flags.
     pub async fn start(config: &TcpConfig, services: &[TcpService]) -> Result<Self, TcpError> {
         let statically = config.service.is_some();
-        if config.kernel {
+        // the kernel's NAT rewrites addresses and ports, never a stream's bytes: a PROXY protocol
+        // header can be neither stripped (in) nor inserted (out) there
+        let proxy_protocol = !config.clients.proxy_protocol_from.is_empty()
+            || services.iter().any(|s| s.proxy_protocol != crate::proxy_protocol::Version::Off);
+        if config.kernel && proxy_protocol {
+            tracing::warn!(
+                "tcp mode in user space: the PROXY protocol (--proxy-protocol-from or --backend-proxy-protocol) needs the stream's bytes, which the kernel path does not touch"
+            );
+        } else if config.kernel {
             match kernel::start(config, services) {
                 Ok(kernel) => {
                     let metrics = TcpMetrics { kernel: Some(kernel.datapath()), services: Arc::default() };
@@ -135,7 +143,8 @@ impl TcpMode {
         } else if statically {
             tracing::warn!("tcp mode in user space (--no-ebpf): every byte passes through this process");
         }
-        let mut listeners = user::Listeners::new(config.limits.max_affinity);
+        let mut listeners =
+            user::Listeners::new(config.limits.max_affinity, config.clients.proxy_protocol_from.clone());
         let metrics = TcpMetrics { kernel: None, services: listeners.published() };
         // a service given by flags must be served, or sticky has nothing to do; Swarm's come and go
         listeners.update(services, statically).await?;

@@ -4,7 +4,10 @@
 //! tcp services always.
 //!
 //! Same behaviour, one process in the middle: every byte is copied twice through this process, and
-//! the backend sees the balancer's address as the client (as with the kernel's full NAT). A backend
+//! the backend sees the balancer's address as the client (as with the kernel's full NAT), unless the
+//! service sends a PROXY protocol header naming the client ([`crate::proxy_protocol`]). A trusted
+//! balancer in front (`--proxy-protocol-from`) has its header read first: its client is the one
+//! affinity keys on. A backend
 //! that leaves the set keeps its open connections (their tasks hold the sockets) and gets no new
 //! ones; a service that disappears stops accepting, its open connections go on.
 
@@ -25,6 +28,7 @@ use tokio::{
 
 use super::TcpError;
 use crate::{
+    cidr::Cidrs,
     lock::{lock, read, write},
     model::{ServiceId, TcpService},
     policy::{
@@ -86,6 +90,8 @@ pub struct Balancer {
     timeout_ns: u64,
     clock: Instant,
     counters: Counters,
+    /// What each backend connection starts with.
+    proxy_protocol: crate::proxy_protocol::Version,
 }
 
 impl Balancer {
@@ -98,6 +104,7 @@ impl Balancer {
             timeout_ns: u64::try_from(spec.affinity_timeout.as_nanos()).unwrap_or(u64::MAX),
             clock: Instant::now(),
             counters: Counters::default(),
+            proxy_protocol: spec.proxy_protocol,
         }
     }
 
@@ -147,9 +154,16 @@ impl Balancer {
     }
 }
 
-/// One client connection: choose, connect, relay until either side closes.
-async fn relay(balancer: Arc<Balancer>, mut client: TcpStream, peer: SocketAddr) {
-    let IpAddr::V4(client_ip) = peer.ip() else { return };
+/// One client connection: its PROXY protocol header if its source must send one, then choose,
+/// connect, relay until either side closes.
+async fn relay(balancer: Arc<Balancer>, mut client: TcpStream, peer: SocketAddr, from: Arc<Cidrs>) {
+    // tcp mode cannot peek at untrusted clients (a server-speaks-first protocol would wait): only
+    // trusted sources' headers are read
+    let Ok(origin) = Box::pin(crate::proxy_protocol::accept::accept(&client, peer, &from, false)).await else {
+        return;
+    };
+    let peer = origin.client;
+    let IpAddr::V4(client_ip) = crate::cidr::unmap(peer.ip()) else { return };
     let counters = &balancer.counters;
     let backend = match balancer.choose(client_ip) {
         Choice::Affinity(b) => {
@@ -178,6 +192,12 @@ async fn relay(balancer: Arc<Balancer>, mut client: TcpStream, peer: SocketAddr)
             return;
         }
     };
+    if let Some(header) = balancer.proxy_protocol.header(&origin)
+        && let Err(e) = tokio::io::AsyncWriteExt::write_all(&mut upstream, &header).await
+    {
+        tracing::debug!(%peer, %backend, error = %e, "PROXY protocol header not sent");
+        return;
+    }
     balancer.established(client_ip, backend);
     let _ = upstream.set_nodelay(true);
     counters.active.fetch_add(1, Ordering::Relaxed);
@@ -189,11 +209,11 @@ async fn relay(balancer: Arc<Balancer>, mut client: TcpStream, peer: SocketAddr)
 
 /// Accepts `listener`'s connections, each relayed on a task of its own, until aborted (or the
 /// listener breaks for good).
-async fn accept(listener: TcpListener, balancer: Arc<Balancer>, service: String) {
+async fn accept(listener: TcpListener, balancer: Arc<Balancer>, service: String, from: Arc<Cidrs>) {
     loop {
         match crate::net::accept(&listener).await {
             Ok((stream, peer)) => {
-                tokio::spawn(relay(balancer.clone(), stream, peer));
+                tokio::spawn(relay(balancer.clone(), stream, peer, from.clone()));
             }
             Err(e) => {
                 tracing::error!(%service, error = %e, "tcp listener failed; no new connections for this service");
@@ -233,13 +253,22 @@ pub struct Listeners {
     max_affinity: u32,
     /// What `/metrics` reads: each service's name and balancer.
     published: Published,
+    /// Sources whose connections start with a PROXY protocol header.
+    proxy_protocol_from: Arc<Cidrs>,
 }
 
 impl Listeners {
-    /// No listener yet; each service's affinity table holds at most `max_affinity` clients.
+    /// No listener yet; each service's affinity table holds at most `max_affinity` clients; connections
+    /// from `proxy_protocol_from` must start with a PROXY protocol header.
     #[must_use]
-    pub fn new(max_affinity: u32) -> Self {
-        Self { served: HashMap::new(), bind_failed: HashMap::new(), max_affinity, published: Arc::default() }
+    pub fn new(max_affinity: u32, proxy_protocol_from: Cidrs) -> Self {
+        Self {
+            served: HashMap::new(),
+            bind_failed: HashMap::new(),
+            max_affinity,
+            published: Arc::default(),
+            proxy_protocol_from: Arc::new(proxy_protocol_from),
+        }
     }
 
     /// Where `/metrics` reads each served service's counters.
@@ -267,6 +296,7 @@ impl Listeners {
             if let Some(s) = self.served.get_mut(&svc.id)
                 && s.vip == svc.vip
                 && s.timeout == svc.affinity_timeout
+                && s.balancer.proxy_protocol == svc.proxy_protocol
             {
                 if s.backends != svc.backends {
                     s.balancer.set_backends(&svc.backends);
@@ -308,7 +338,8 @@ impl Listeners {
         let addr = SocketAddr::V4(svc.vip);
         let listener = TcpListener::bind(addr).await.map_err(|source| TcpError::Bind { addr, source })?;
         let balancer = Arc::new(Balancer::new(svc, self.max_affinity));
-        let accept = tokio::spawn(accept(listener, balancer.clone(), svc.name.clone()));
+        let accept =
+            tokio::spawn(accept(listener, balancer.clone(), svc.name.clone(), self.proxy_protocol_from.clone()));
         Ok(Served {
             name: svc.name.clone(),
             vip: svc.vip,

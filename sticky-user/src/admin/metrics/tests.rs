@@ -104,6 +104,7 @@ fn every_part() -> (Sources, Arc<Routing>) {
         backoff: crate::model::BackoffSpec::default(),
         splice: crate::model::SpliceSpec::default(),
         tls: crate::model::TlsSpec::default(),
+        proxy_protocol: crate::proxy_protocol::Version::Off,
     };
     let backend = Backend {
         id: BackendId("w1".into()),
