@@ -276,3 +276,47 @@ fn https_reads_the_proxy_protocol_before_the_handshake() {
     assert!(body.contains("\nx-forwarded-proto: https\n"), "{body}");
     drop(lb);
 }
+
+#[test]
+fn a_dual_stack_listener_serves_ipv4_and_ipv6_clients_with_their_own_addresses() {
+    let b = whoami("ds-1");
+    let (port, admin) = (free_port(), local(free_port()));
+    let mut cmd = Command::new(common::STICKY);
+    cmd.args(["run", "--workers", "1", "--listen", &format!("[::]:{port}"), "--admin", &admin.to_string()])
+        .args(["--backend", &format!("ds-1=http://{}", b.addr), "--proxy-protocol-from", "::1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .env("RUST_LOG", "warn");
+    let _lb = ChildGuard::spawn(&mut cmd).named("sticky");
+    let ready =
+        wait::until(Duration::from_secs(10), || common::get(admin, "/healthz", &[]).is_ok_and(|r| r.status == 200));
+    assert!(ready, "sticky must start on [::]:{port}");
+    // an IPv4 client of the dual-stack socket is seen as ::ffff:127.0.0.7 and written as IPv4
+    let body = get_from(local(port), CLIENT, "/headers", &[]);
+    assert!(body.contains("\nx-forwarded-for: 127.0.0.7\n"), "{body}");
+    assert!(body.contains("\nforwarded: for=127.0.0.7;"), "{body}");
+    // ::1 is a PROXY protocol source: HAProxy on [::1] in front, its client ::1 written as IPv6
+    let front = free_port();
+    let _front = haproxy(
+        &format!("listen front6\n  mode tcp\n  bind [::1]:{front}\n  server s [::1]:{port} send-proxy-v2\n"),
+        &[SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, front))],
+    );
+    let six = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, front));
+    let mut c = Client::to(six).open().expect("an IPv6 connection must open");
+    let r = c.request("GET", "/headers", &[], b"").expect("a response");
+    let body = r.text().to_ascii_lowercase();
+    assert!(body.contains("\nx-forwarded-for: ::1\n"), "{body}");
+    assert!(body.contains("\nforwarded: for=\"[::1]\";"), "RFC 7239 brackets and quotes IPv6: {body}");
+    // and a v6 client named by a raw v2 header
+    let header = sticky::proxy_protocol::encode::v2(
+        "[2001:db8::7]:4000".parse().expect("addr"),
+        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+    );
+    let request = b"GET /headers HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    let mut s = std::net::TcpStream::connect((std::net::Ipv6Addr::LOCALHOST, port)).expect("connect to [::1]");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("a read timeout");
+    s.write_all(&[&header[..], request].concat()).expect("send");
+    let mut got = String::new();
+    s.read_to_string(&mut got).expect("the response must arrive whole");
+    assert!(got.to_ascii_lowercase().contains("\nx-forwarded-for: 2001:db8::7\n"), "{got}");
+}
