@@ -123,3 +123,84 @@ proptest! {
         }
     }
 }
+
+mod accepting {
+    use std::time::Duration;
+
+    use tokio::{
+        io::{AsyncReadExt as _, AsyncWriteExt as _},
+        net::{TcpListener, TcpStream},
+    };
+
+    use super::sa;
+    use crate::{
+        cidr::Cidrs,
+        proxy_protocol::{
+            Origin, Reject,
+            accept::{accept, rejects},
+            encode,
+        },
+    };
+
+    async fn pair() -> (TcpStream, TcpStream, std::net::SocketAddr) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (server, peer) = accepted.expect("accept");
+        (client.expect("connect"), server, peer)
+    }
+
+    #[tokio::test]
+    async fn a_header_in_pieces_is_read_whole_and_not_a_byte_past_it() {
+        let (mut client, server, peer) = pair().await;
+        let header = encode::v2(sa("192.0.2.9:4444"), sa("198.51.100.1:443"));
+        let (first, rest) = header.split_at(7);
+        let from = Cidrs::parse("127.0.0.1").expect("a list");
+        let writer = async {
+            client.write_all(first).await.expect("write");
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            client.write_all(rest).await.expect("write");
+            client.write_all(b"\x16\x03\x01 the handshake").await.expect("write");
+        };
+        let (origin, ()) = tokio::join!(accept(&server, peer, &from, true), writer);
+        assert_eq!(origin, Ok(Origin { client: sa("192.0.2.9:4444"), destination: sa("198.51.100.1:443") }));
+        let mut after = [0u8; 17];
+        let mut s = server;
+        s.read_exact(&mut after).await.expect("the connection's own bytes must follow");
+        assert_eq!(&after, b"\x16\x03\x01 the handshake", "the header is consumed, nothing after it");
+    }
+
+    #[tokio::test]
+    async fn local_headers_keep_the_connection_and_no_list_reads_nothing() {
+        let (mut client, server, peer) = pair().await;
+        client.write_all(b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00GET").await.expect("write");
+        let from = Cidrs::parse("127.0.0.0/8").expect("a list");
+        let origin = accept(&server, peer, &from, true).await.expect("a LOCAL header is accepted");
+        assert_eq!(origin.client, peer);
+        let (mut client, server, peer) = pair().await;
+        client.write_all(b"PROXY TCP4 192.0.2.1 192.0.2.2 1 2\r\n").await.expect("write");
+        let origin = accept(&server, peer, &Cidrs::default(), true).await.expect("without a list, nothing is read");
+        assert_eq!(origin.client, peer);
+        let mut first = [0u8; 6];
+        let mut s = server;
+        s.read_exact(&mut first).await.expect("read");
+        assert_eq!(&first, b"PROXY ", "the bytes are the application's");
+    }
+
+    #[tokio::test]
+    async fn an_untrusted_header_is_refused_but_an_untrusted_post_is_not() {
+        let from = Cidrs::parse("192.0.2.1").expect("a list");
+        let (mut client, server, peer) = pair().await;
+        client.write_all(b"POST / HTTP/1.1\r\n").await.expect("write");
+        assert_eq!(accept(&server, peer, &from, true).await.map(|o| o.client), Ok(peer));
+        let before = rejects(Reject::Untrusted);
+        let (mut client, server, peer) = pair().await;
+        client.write_all(b"PROXY TCP4 192.0.2.1 192.0.2.2 1 2\r\n").await.expect("write");
+        assert_eq!(accept(&server, peer, &from, true).await, Err(Reject::Untrusted));
+        assert!(rejects(Reject::Untrusted) > before, "the refusal is counted");
+        // tcp mode does not look: the bytes go to the backend
+        let (mut client, server, peer) = pair().await;
+        client.write_all(b"PROXY TCP4 192.0.2.1 192.0.2.2 1 2\r\n").await.expect("write");
+        assert_eq!(accept(&server, peer, &from, false).await.map(|o| o.client), Ok(peer));
+    }
+}
