@@ -60,12 +60,8 @@ enum Next {
 
 /// Serves one client connection (plain, or TLS after its handshake) until it closes, fails, idles
 /// out, or `stop` turns true between requests.
-pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, origin: Origin, mut stop: watch::Receiver<bool>) {
+pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, addr: ClientAddr, mut stop: watch::Receiver<bool>) {
     let _ = stream.tcp().set_nodelay(true);
-    // forwarding fields are kept from a trusted proxy only (issue 16): anyone else's are replaced
-    let prior =
-        if proxy.clients.trusted_proxies.contains(origin.client.ip()) { PriorHops::Keep } else { PriorHops::Discard };
-    let addr = ClientAddr::of(origin, prior);
     // the kernel splice takes plain connections only (no kTLS here: TLS stays in user space)
     let mut splice_first =
         proxy.splicer.is_some() && matches!(stream, ClientIo::Plain(_)) && splices_pinned(&proxy.routing);
@@ -128,6 +124,15 @@ pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, origin: Origin, mut sto
             }
         }
     }
+}
+
+/// The forwarding facts of a connection from `origin`'s client (built by the accept loop and moved
+/// into [`serve`], so the task holds them once): its fields are kept from a trusted proxy only
+/// (issue 16), anyone else's are replaced.
+#[must_use]
+pub fn client_addr(proxy: &Proxy, origin: Origin) -> ClientAddr {
+    let trusted = proxy.clients.trusted_proxies.contains(origin.client.ip());
+    ClientAddr::of(origin, if trusted { PriorHops::Keep } else { PriorHops::Discard })
 }
 
 /// Whether any service splices pinned keep-alive connections (then first requests are looked at).
@@ -358,7 +363,7 @@ mod tests {
             let (stream, peer) = accepted.expect("accept");
             let (_tx, rx) = watch::channel(false);
             let origin = crate::proxy_protocol::Origin { client: peer, destination: addr };
-            let task = serve(&proxy, ClientIo::Plain(stream), origin, rx);
+            let task = serve(&proxy, ClientIo::Plain(stream), client_addr(&proxy, origin), rx);
             let size = std::mem::size_of_val(&task);
             assert!(size <= IDLE_TASK_BYTES, "the connection task is {size} bytes");
             eprintln!("connection task future: {size} bytes");

@@ -63,7 +63,8 @@ pub async fn serve(
                     }
                 },
             };
-            client::serve(&proxy, io, origin, stop).await;
+            let addr = client::client_addr(&proxy, origin);
+            client::serve(&proxy, io, addr, stop).await;
             drop(permit);
         });
     }
