@@ -339,7 +339,7 @@ pub struct ClientFlags {
     #[arg(long, env = "STICKY_TRUSTED_PROXIES", value_name = "CIDR,...", value_delimiter = ',')]
     pub trusted_proxies: Vec<String>,
     /// The flags' service (http or tcp): start each backend connection with a PROXY protocol header
-    /// naming the client: v2 or off. http mode: upstream connections are then not pooled. [default: off]
+    /// naming the client: v2 or off. http mode: an upstream connection is then reused by the same client connection only. [default: off]
     #[arg(long, env = "STICKY_BACKEND_PROXY_PROTOCOL", value_name = "v2|off")]
     pub backend_proxy_protocol: Option<String>,
 }

@@ -288,7 +288,8 @@ pub struct ServiceSpec {
     /// HTTPS: the names it needs certificates for, the redirect from plain HTTP, HSTS.
     pub tls: TlsSpec,
     /// What each backend connection starts with: a PROXY protocol v2 header naming the client, or
-    /// nothing. With v2, upstream connections are not pooled (a header describes one client).
+    /// nothing. With v2, an upstream connection is reused by the same client connection only (a header
+    /// describes one client).
     pub proxy_protocol: crate::proxy_protocol::Version,
 }
 

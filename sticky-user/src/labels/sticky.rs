@@ -190,7 +190,7 @@ pub const LABELS: &[Label] = &[
     },
     Label {
         key: "sticky.proxyprotocol",
-        help: "v2: each backend connection starts with a PROXY protocol v2 header naming the client (http mode: upstream connections are then not pooled); off (default)",
+        help: "v2: each backend connection starts with a PROXY protocol v2 header naming the client (http mode: an upstream connection is then reused by the same client connection only); off (default)",
         apply: |s, v| values::proxy_protocol(v).map(|x| s.proxy_protocol = Some(x)),
     },
     Label {

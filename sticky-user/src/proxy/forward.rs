@@ -19,6 +19,7 @@ use super::{
         Body, ClientAddr, Exchange, Limits, Proto, RequestRewrite, ResponseKind, ResponseRewrite, write_request,
         write_response,
     },
+    named,
     pin::{self, PinState},
     relay::{self, Fault, RequestBody, Sides, WriteError},
     rescue::ProxyError,
@@ -118,9 +119,13 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
             }
         };
         let Some(backend) = service.backends.get(index) else { break };
-        // a PROXY protocol header describes one client: such connections are never pooled
+        // a PROXY protocol header describes one client: such connections are reused for that client
+        // connection only (named::)
         let header = service.spec.proxy_protocol.header(peer.origin());
-        let pooled = if header.is_none() { upstream::take(backend.addr) } else { None };
+        let pooled = match header {
+            None => upstream::take(backend.addr),
+            Some(_) => named::take(backend.addr, peer.origin()),
+        };
         let (up, reused) = if let Some(s) = pooled {
             (s, true)
         } else {
@@ -131,7 +136,7 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
             };
             (s, false)
         };
-        if let Some(h) = &header
+        if let Some(h) = header.as_ref().filter(|_| !reused)
             && let Err(e) = relay::write_all(&up, h, timeouts.backend, Timeout::Backend).await
         {
             error = Some(write_error(proxy, backend, e));
@@ -245,8 +250,11 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
             tracing::debug!(service = %service.spec.name, backend = %backend.id, ?fault, "response body not relayed");
             return Outcome::Close;
         }
-        if reusable && req_body.is_done() && ubuf.is_empty() && header.is_none() {
-            upstream::put(backend.addr, up);
+        if reusable && req_body.is_done() && ubuf.is_empty() {
+            match header {
+                None => upstream::put(backend.addr, up),
+                Some(_) => named::put(backend.addr, *peer.origin(), up),
+            }
         }
         return if keep && !relay.close { Outcome::Next } else { Outcome::Close };
     }

@@ -64,7 +64,7 @@ pub fn rejects(reason: Reject) -> u64 {
 
 /// Who the connection is for: the client and the address it connected to (the PROXY header's, or the
 /// socket's own).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Origin {
     /// The client.
     pub client: SocketAddr,
