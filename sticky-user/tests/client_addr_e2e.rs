@@ -226,6 +226,12 @@ fn tcp_mode_reads_the_proxy_protocol_from_haproxy_and_sends_it_to_the_backend() 
             "the backend parsed the client from sticky's header: {r:?}"
         );
     }
+    // an IPv6 client named by a header: served, and named as itself to the backend
+    let header = sticky::proxy_protocol::encode::v2("[2001:db8::7]:4000".parse().expect("addr"), lb.addr);
+    let request = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    let got = send_and_read(lb.addr, [127, 0, 0, 1], &[&header[..], request].concat());
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.ends_with("I'm tcpback src=2001:db8::7\n"), "{text}");
 }
 
 #[test]

@@ -163,7 +163,17 @@ async fn relay(balancer: Arc<Balancer>, mut client: TcpStream, peer: SocketAddr,
         return;
     };
     let peer = origin.client;
-    let IpAddr::V4(client_ip) = crate::cidr::unmap(peer.ip()) else { return };
+    let client_ip = match crate::cidr::unmap(peer.ip()) {
+        IpAddr::V4(v4) => v4,
+        // an IPv6 client (named by a PROXY header: the listener is IPv4) keys affinity and Maglev by
+        // its address folded to 32 bits, as the decisions shared with the kernel path are IPv4-only
+        // (issue 16); clients that fold alike share a backend, which affinity allows
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            let word = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            std::net::Ipv4Addr::from(word(0) ^ word(4) ^ word(8) ^ word(12))
+        }
+    };
     let counters = &balancer.counters;
     let backend = match balancer.choose(client_ip) {
         Choice::Affinity(b) => {
