@@ -327,6 +327,10 @@ pub struct RunArgs {
     #[command(flatten)]
     pub tls: TlsFlags,
 
+    /// Who the client is: the PROXY protocol and trusted forwarding fields.
+    #[command(flatten)]
+    pub clients: ClientFlags,
+
     #[command(flatten)]
     pub tcp: TcpFlags,
 }
@@ -383,6 +387,30 @@ pub struct TlsFlags {
     /// a bare number is seconds). [default: not sent]
     #[arg(long, env = "STICKY_HSTS", value_name = "MAX_AGE")]
     pub hsts: Option<String>,
+}
+
+/// Who the client is, on every listener (http, https, tcp mode in user space): the PROXY protocol
+/// from a balancer in front, the forwarding fields of trusted proxies, and the PROXY protocol to the
+/// backends of the flags' service.
+#[derive(Clone, Debug, Default, Args)]
+#[command(next_help_heading = "Client address")]
+pub struct ClientFlags {
+    /// Sources (CIDR or address, comma-separated: 10.0.0.0/8,192.0.2.7) that must start each
+    /// connection with a PROXY protocol header (v1 or v2, read within 3 s): its client is then the
+    /// connection's client (affinity, logs, X-Forwarded-For). A connection from such a source without
+    /// a valid header, or a header from any other source, is closed and counted
+    /// (sticky_proxy_protocol_rejects_total). tcp mode with it runs in user space. [default: none]
+    #[arg(long, env = "STICKY_PROXY_PROTOCOL_FROM", value_name = "CIDR,...", value_delimiter = ',')]
+    pub proxy_protocol_from: Vec<String>,
+    /// Proxies (CIDR or address, comma-separated) whose X-Forwarded-For and Forwarded fields are kept
+    /// (sticky appends the peer); from any other client they are replaced, so a client cannot choose
+    /// the address the backend sees. [default: none: every client's fields are replaced]
+    #[arg(long, env = "STICKY_TRUSTED_PROXIES", value_name = "CIDR,...", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+    /// The flags' service (http or tcp): start each backend connection with a PROXY protocol header
+    /// naming the client: v2 or off. http mode: an upstream connection is then reused by the same client connection only. [default: off]
+    #[arg(long, env = "STICKY_BACKEND_PROXY_PROTOCOL", value_name = "v2|off")]
+    pub backend_proxy_protocol: Option<String>,
 }
 
 /// The flags only tcp mode reads, grouped under "TCP mode" in `sticky run --help`. `--listen`,

@@ -24,6 +24,8 @@
 //! - [`policy`]: keep, re-pin, pick or refuse; health; tcp mode's Maglev table and client affinity.
 //! - [`listen`]: where listening sockets come from: bound here, or taken from the holder;
 //!   [`hold`]: `sticky hold`, the holder of listening sockets that outlives sticky's updates.
+//! - [`proxy_protocol`]: the PROXY protocol in (trusted sources' headers at accept) and out (v2 to
+//!   backends); [`cidr`]: address ranges of trusted sources and proxies.
 //! - [`net`]: binding and the accept rule of every listener; [`signal`]: shutdown and reload signals;
 //!   [`lock`]: the one rule for poisoned locks; [`telemetry`]: tracing, with aya-log bridged in.
 //! - [`whoami`]: the tiny demo app (`sticky whoami`): every request gets `I'm NAME`.
@@ -33,6 +35,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod cidr;
 pub mod cli;
 pub mod config;
 pub mod cookie;
@@ -47,6 +50,7 @@ pub mod model;
 pub mod net;
 pub mod policy;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod rule;
 pub mod signal;
 pub mod splice;

@@ -307,6 +307,10 @@ pub struct ServiceSpec {
     pub tls: TlsSpec,
     /// What the tasks speak (`sticky.backend.protocol`, Traefik's `server.scheme`).
     pub backend_protocol: BackendProtocol,
+    /// What each backend connection starts with: a PROXY protocol v2 header naming the client, or
+    /// nothing. With v2, an upstream connection is reused by the same client connection only (a header
+    /// describes one client).
+    pub proxy_protocol: crate::proxy_protocol::Version,
 }
 
 /// The protocol sticky speaks to a service's tasks (issue 15).
@@ -410,6 +414,9 @@ pub struct TcpService {
     /// How long a client's affinity is trusted after its last new connection; zero turns affinity
     /// off (Maglev alone still keeps a client on one backend while the set does not change).
     pub affinity_timeout: Duration,
+    /// What each backend connection starts with (a PROXY protocol v2 header, or nothing); a service
+    /// with a header is served in user space (the kernel's NAT cannot insert bytes into a stream).
+    pub proxy_protocol: crate::proxy_protocol::Version,
 }
 
 impl TcpService {
@@ -417,7 +424,14 @@ impl TcpService {
     #[must_use]
     pub fn at(vip: SocketAddrV4, backends: Vec<SocketAddrV4>, affinity_timeout: Duration) -> Self {
         let name = vip.to_string();
-        Self { id: ServiceId(name.as_str().into()), name, vip, backends, affinity_timeout }
+        Self {
+            id: ServiceId(name.as_str().into()),
+            name,
+            vip,
+            backends,
+            affinity_timeout,
+            proxy_protocol: crate::proxy_protocol::Version::Off,
+        }
     }
 }
 

@@ -112,6 +112,14 @@ pub fn boolean(text: &str) -> Result<bool, ValueError> {
     }
 }
 
+/// What a service sends its backends first: `v2` (or Traefik's `2`) or `off`.
+///
+/// # Errors
+/// Anything else (v1 is not sent).
+pub fn proxy_protocol(text: &str) -> Result<crate::proxy_protocol::Version, ValueError> {
+    crate::proxy_protocol::Version::parse(text).map_err(|_| ValueError::new(text, "v2 (or 2) or off"))
+}
+
 /// A TCP port, 1 to 65535.
 ///
 /// # Errors

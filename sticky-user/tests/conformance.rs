@@ -379,13 +379,13 @@ fn client_side() -> Vec<Case> {
         fwd("sticky's cookie in a second Cookie line", b"GET / HTTP/1.1\r\nHost: a\r\nCookie: a=1\r\nCookie: b=2;sticky=x;c=3\r\n\r\n", vec![Check::Values("cookie", vec!["a=1".into(), "b=2; c=3".into()])]),
         fwd("app cookies kept as sent", b"GET / HTTP/1.1\r\nHost: a\r\nCookie: a=1;b=2\r\n\r\n", vec![has("cookie", "a=1;b=2")]),
         fwd("look-alike cookie names are not sticky's", b"GET / HTTP/1.1\r\nHost: a\r\nCookie: stickyx=1; Sticky=2\r\n\r\n", vec![has("cookie", "stickyx=1; Sticky=2")]),
-        fwd("X-Forwarded-For appended", b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n", vec![has("x-forwarded-for", "1.1.1.1, 127.0.0.1")]),
-        fwd("every X-Forwarded-For line joined in order, then the client (issue 13 #1)", b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\nAccept: */*\r\nX-Forwarded-For: 2.2.2.2, 3.3.3.3\r\n\r\n", vec![has("x-forwarded-for", "1.1.1.1, 2.2.2.2, 3.3.3.3, 127.0.0.1")]),
-        fwd("two X-Forwarded-For lines (issue 13 #1)", b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-For: 10.0.0.9\r\n\r\n", vec![has("x-forwarded-for", "6.6.6.6, 10.0.0.9, 127.0.0.1")]),
-        fwd("an empty X-Forwarded-For line adds nothing", b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For:\r\nX-Forwarded-For: 2.2.2.2\r\n\r\n", vec![has("x-forwarded-for", "2.2.2.2, 127.0.0.1")]),
+        fwd("a spoofed X-Forwarded-For from an untrusted client is replaced (issue 16)", b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n", vec![has("x-forwarded-for", "127.0.0.1")]),
+        fwd("every spoofed X-Forwarded-For line replaced by the client (issue 16; kept from --trusted-proxies)", b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\nAccept: */*\r\nX-Forwarded-For: 2.2.2.2, 3.3.3.3\r\n\r\n", vec![Check::Values("x-forwarded-for", vec!["127.0.0.1".into()])]),
+        fwd("two spoofed X-Forwarded-For lines become one with the client (issue 16)", b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-For: 10.0.0.9\r\n\r\n", vec![Check::Values("x-forwarded-for", vec!["127.0.0.1".into()])]),
+        fwd("an empty X-Forwarded-For line adds nothing", b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For:\r\nX-Forwarded-For: 2.2.2.2\r\n\r\n", vec![has("x-forwarded-for", "127.0.0.1")]),
         fwd("the client's X-Forwarded-Proto is replaced", b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Proto: https\r\n\r\n", vec![has("x-forwarded-proto", "http")]),
         fwd("the client's X-Forwarded-Host is replaced", b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Host: evil.example\r\n\r\n", vec![has("x-forwarded-host", "a")]),
-        fwd("the client's Forwarded is kept, sticky's element appended", b"GET / HTTP/1.1\r\nHost: a\r\nForwarded: for=6.6.6.6\r\n\r\n", vec![Check::Values("forwarded", vec!["for=6.6.6.6".into(), "for=127.0.0.1;host=\"a\";proto=http".into()])]),
+        fwd("a spoofed Forwarded from an untrusted client is replaced by sticky's element (issue 16)", b"GET / HTTP/1.1\r\nHost: a\r\nForwarded: for=6.6.6.6\r\n\r\n", vec![Check::Values("forwarded", vec!["for=127.0.0.1;host=\"a\";proto=http".into()])]),
         fwd("X-Forwarded_For look-alike dropped", b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded_For: 6.6.6.6\r\n\r\n", vec![Check::Absent("x-forwarded_for"), has("x-forwarded-for", "127.0.0.1")]),
         fwd("X_Forwarded_Proto look-alike dropped", b"GET / HTTP/1.1\r\nHost: a\r\nX_Forwarded_Proto: https\r\n\r\n", vec![Check::Absent("x_forwarded_proto"), has("x-forwarded-proto", "http")]),
         fwd("X-Forwarded_Host look-alike dropped", b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded_Host: evil\r\n\r\n", vec![Check::Absent("x-forwarded_host")]),
@@ -747,7 +747,8 @@ struct Decided {
 /// the status the engine maps its error to (431 over a limit, 400 otherwise, a body error 400 too).
 fn codec_requests(bytes: &[u8]) -> Vec<Result<Decided, u16>> {
     let client = ClientAddr::new(std::net::Ipv4Addr::LOCALHOST.into());
-    let rw = RequestRewrite { client: &client, proto: Proto::Http, prior: PriorHops::Keep, cookie: Some(b"sticky") };
+    // the engine's default: the test client is no --trusted-proxies peer, its forwarding fields go
+    let rw = RequestRewrite { client: &client, proto: Proto::Http, prior: PriorHops::Discard, cookie: Some(b"sticky") };
     let mut out = Vec::new();
     let mut at = 0;
     while at < bytes.len() {

@@ -155,6 +155,11 @@ fn curl_http2_over_tls_and_h2c_pins_by_cookie() {
     assert!(r.contains("X-Forwarded-Proto: https") || r.contains("x-forwarded-proto: https"), "{r}");
     assert!(r.to_ascii_lowercase().contains("forwarded: for=127.0.0.1;host=\"a.test"), "{r}");
     assert!(!r.contains(&cookie) && r.contains("app=1"), "sticky's cookie is stripped, the app's kept: {r}");
+    // a client's own X-Forwarded-For is replaced over HTTP/2 too (it is no trusted proxy)
+    let spoof = ["-H", "X-Forwarded-For: 198.51.100.66", "-H", "Forwarded: for=198.51.100.66"];
+    let (ok, r) = curl(&[&tls[..], &spoof[..]].concat(), &format!("{url}headers"));
+    assert!(ok && !r.contains("198.51.100.66"), "a spoofed client address must not reach the backend: {r}");
+    assert!(r.to_ascii_lowercase().contains("x-forwarded-for: 127.0.0.1"), "{r}");
     // h2c with prior knowledge on the plain listener, and HTTP/1.1 there still
     let plain = format!("http://127.0.0.1:{}/", lb.plain.port());
     let (ok, r) = curl(&["--http2-prior-knowledge", "-H", &format!("Cookie: {cookie}")], &plain);

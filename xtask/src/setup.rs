@@ -27,10 +27,11 @@ pub const TOOLCHAIN_PACKAGES: &[&str] = &[
 ];
 
 /// Packages the tests and demo use: network namespaces and veth (iproute2), iptables, curl, Docker Swarm,
-/// the ACME test server (pebble), a TLS scanner (testssl.sh), and headless Chromium with its WebDriver
-/// (the admin dashboard's browser test).
+/// the ACME test server (pebble), a TLS scanner (testssl.sh), headless Chromium with its WebDriver
+/// (the admin dashboard's browser test) and HAProxy (the PROXY protocol tests put it in front of sticky
+/// and behind it; the bench also runs it as a peer).
 pub const TEST_PACKAGES: &[&str] =
-    &["iproute2", "iptables", "curl", "docker.io", "pebble", "testssl.sh", "chromium", "chromium-driver"];
+    &["iproute2", "iptables", "curl", "docker.io", "pebble", "testssl.sh", "chromium", "chromium-driver", "haproxy"];
 
 /// The peers and the load generators of `cargo xtask bench` (wrk; h2load from nghttp2-client for the
 /// HTTP/2 rows), and the openssl CLI (its https rows' certificate).
@@ -58,6 +59,8 @@ pub fn run(components: Components) -> anyhow::Result<()> {
     if components.bench {
         wanted.extend_from_slice(BENCH_PACKAGES);
     }
+    wanted.sort_unstable();
+    wanted.dedup();
     let missing = missing_packages(&wanted)?;
     let linker_ok = bpf_linker_version().as_deref() == Some(BPF_LINKER_VERSION);
     if missing.is_empty() && linker_ok {

@@ -165,6 +165,13 @@ pub const TLS_NOT_AFTER: Metric = gauge(
     "Not-after time of each certificate in force on the TLS listener, seconds since the UNIX epoch.",
 );
 
+/// `sticky_proxy_protocol_rejects_total`
+pub const PROXY_PROTOCOL_REJECTS: Metric = counter(
+    "sticky_proxy_protocol_rejects_total",
+    &["reason"],
+    "Connections closed at accept by the PROXY protocol rule: untrusted, malformed, truncated, missing.",
+);
+
 /// Every metric sticky can serve (each family only when its part runs).
 pub const ALL: &[Metric] = &[
     REQUESTS,
@@ -196,6 +203,7 @@ pub const ALL: &[Metric] = &[
     L4_FALLBACK_CONNECTIONS,
     L4_FALLBACK_ACTIVE,
     TLS_NOT_AFTER,
+    PROXY_PROTOCOL_REJECTS,
 ];
 
 /// Reads a snapshot of one part at scrape time.
@@ -248,6 +256,12 @@ impl Collector for Scrape {
         }
         if let Some(probe) = &self.0.tcp {
             tcp(&mut encoder, &probe())?;
+        }
+        // one rule on every listener (http, https, tcp mode): served while any of them runs
+        if self.0.http.is_some() || self.0.tcp.is_some() {
+            let rows = crate::proxy_protocol::Reject::ALL
+                .map(|r| (vec![r.as_str()], crate::proxy_protocol::accept::rejects(r)));
+            family(&mut encoder, &PROXY_PROTOCOL_REJECTS, rows)?;
         }
         if let Some(resolver) = &self.0.tls {
             let expiry = resolver.expiry();

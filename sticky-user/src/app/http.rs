@@ -138,6 +138,7 @@ impl HttpServer {
             challenges: tls.as_ref().map(|t| t.challenges.clone()).unwrap_or_default(),
             https_port: listen_tls.map(|a| a.port()),
             h2: config.h2,
+            clients: config.clients.clone(),
         });
         let permits = Arc::new(Semaphore::new(config.limits.max_connections));
         let (stop, stop_rx) = watch::channel(false);

@@ -30,6 +30,10 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub services: Vec<FileService>,
     pub tls: Option<FileTls>,
+    /// Sources that must send a PROXY protocol header (see `--proxy-protocol-from`).
+    pub proxy_protocol_from: Option<OneOrMany>,
+    /// Proxies whose forwarding fields are kept (see `--trusted-proxies`).
+    pub trusted_proxies: Option<OneOrMany>,
     #[serde(default)]
     pub http2: FileHttp2,
 }
@@ -121,13 +125,13 @@ pub(super) enum FileDuration {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-enum OneOrMany {
+pub(super) enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
 
 impl OneOrMany {
-    fn into_vec(self) -> Vec<String> {
+    pub(super) fn into_vec(self) -> Vec<String> {
         match self {
             Self::One(s) => vec![s],
             Self::Many(v) => v,
@@ -155,6 +159,8 @@ pub(super) struct FileService {
     hsts: Option<FileDuration>,
     /// What the tasks speak: `http` (HTTP/1.1, the default) or `h2c` (HTTP/2, gRPC).
     backend_protocol: Option<String>,
+    /// `v2`: a PROXY protocol header first on each backend connection (see `--backend-proxy-protocol`).
+    proxy_protocol: Option<String>,
     #[serde(default)]
     backends: Vec<FileBackend>,
     #[serde(default)]
@@ -313,6 +319,10 @@ pub(super) fn service(i: usize, s: FileService) -> Result<ServiceConfig, ConfigE
             &format!("{field}.backend_protocol"),
             values::backend_protocol(s.backend_protocol.as_deref().unwrap_or("http")),
         )?,
+        proxy_protocol: match s.proxy_protocol.as_deref() {
+            Some(v) => value(&format!("{field}.proxy_protocol"), values::proxy_protocol(v))?,
+            None => crate::proxy_protocol::Version::Off,
+        },
     };
     Ok(ServiceConfig { spec, backends })
 }

@@ -42,6 +42,7 @@ pub(super) fn service_flag_given(args: &RunArgs) -> Option<&'static str> {
         (args.backoff_max.is_some(), "--backoff-max"),
         (args.tls.redirect_https.is_some(), "--redirect-https"),
         (args.tls.hsts.is_some(), "--hsts"),
+        (args.clients.backend_proxy_protocol.is_some(), "--backend-proxy-protocol"),
     ];
     given.iter().find(|(g, _)| *g).map(|(_, n)| *n)
 }
@@ -105,6 +106,7 @@ pub(super) fn http_service(args: &RunArgs) -> Result<ServiceConfig, ConfigError>
         splice: SpliceSpec::with(args.splice, args.splice_upgrades),
         tls: file::tls_spec(args.tls.redirect_https, duration("--hsts", args.tls.hsts.as_ref())?),
         backend_protocol: crate::model::BackendProtocol::default(),
+        proxy_protocol: backend_proxy_protocol(args)?,
     };
     Ok(ServiceConfig { spec, backends })
 }
@@ -126,5 +128,13 @@ pub(super) fn tcp_service(args: &RunArgs) -> Result<TcpServiceConfig, ConfigErro
     if backends.is_empty() && backends_file.is_none() {
         return Err(invalid("--backend", "no backend: give --backend IP:PORT or --backends-file PATH"));
     }
-    Ok(TcpServiceConfig { vip, backends, backends_file })
+    let proxy_protocol = backend_proxy_protocol(args)?;
+    Ok(TcpServiceConfig { vip, backends, backends_file, proxy_protocol })
+}
+
+/// `--backend-proxy-protocol`: what the flags' service (http or tcp) sends its backends first.
+fn backend_proxy_protocol(args: &RunArgs) -> Result<crate::proxy_protocol::Version, ConfigError> {
+    args.clients.backend_proxy_protocol.as_deref().map_or(Ok(crate::proxy_protocol::Version::Off), |v| {
+        file::value("--backend-proxy-protocol", values::proxy_protocol(v))
+    })
 }

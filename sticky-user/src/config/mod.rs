@@ -173,6 +173,8 @@ pub struct TcpServiceConfig {
     pub backends: Vec<SocketAddrV4>,
     /// `--backends-file`: more backends, re-read on SIGHUP.
     pub backends_file: Option<PathBuf>,
+    /// `--backend-proxy-protocol`: a PROXY protocol header first on each backend connection.
+    pub proxy_protocol: crate::proxy_protocol::Version,
 }
 
 /// The TLS listener (`--listen-tls`, `[tls]`): where, which certificates, what an unknown name gets.
@@ -225,6 +227,8 @@ pub struct HttpConfig {
     pub h2: Http2,
     /// Services, in file order (none with `--docker`: they are discovered).
     pub services: Vec<ServiceConfig>,
+    /// Who may say who the client is (PROXY protocol sources, trusted proxies).
+    pub clients: ClientTrust,
 }
 
 /// Capacities of tcp mode's tables (the kernel maps, and the fallback's affinity table).
@@ -260,6 +264,9 @@ pub struct TcpConfig {
     pub limits: TcpLimits,
     /// Whether the kernel path may be tried (not with `--docker`, whose services it cannot take).
     pub kernel: bool,
+    /// Who may say who the client is: with PROXY protocol sources, tcp mode runs in user space (the
+    /// kernel's NAT cannot strip a header from a stream).
+    pub clients: ClientTrust,
 }
 
 /// `sticky run --docker`: where and how often to ask the Docker API.
@@ -321,6 +328,15 @@ impl Source {
     }
 }
 
+/// Who may say who the client is (`--proxy-protocol-from`, `--trusted-proxies`, or the file's keys).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientTrust {
+    /// Sources whose connections must start with a PROXY protocol header (empty: none is read).
+    pub proxy_protocol_from: crate::cidr::Cidrs,
+    /// Peers whose `X-Forwarded-For`/`Forwarded` fields are kept (empty: every client's are replaced).
+    pub trusted_proxies: crate::cidr::Cidrs,
+}
+
 /// Builds the configuration from flags and, if `--config` was given, the file's text.
 ///
 /// # Errors
@@ -355,10 +371,11 @@ pub fn build(args: &RunArgs, file_text: Option<&str>) -> Result<Config, ConfigEr
         (None, Some(_)) => Source::File,
         (None, None) => Source::Flags,
     };
+    let clients = clients(args, file.as_ref())?;
     let (http, tcp) = match (args.mode, &swarm) {
-        (RunMode::Http, None) => (Some(http(args, file)?), None),
-        (RunMode::Http, Some(_)) => (Some(http(args, file)?), Some(tcp(args, None, false)?)),
-        (RunMode::Tcp, _) => (None, Some(tcp(args, Some(flags::tcp_service(args)?), !args.tcp.no_ebpf)?)),
+        (RunMode::Http, None) => (Some(http(args, file, &clients)?), None),
+        (RunMode::Http, Some(_)) => (Some(http(args, file, &clients)?), Some(tcp(args, None, false, &clients)?)),
+        (RunMode::Tcp, _) => (None, Some(tcp(args, Some(flags::tcp_service(args)?), !args.tcp.no_ebpf, &clients)?)),
     };
     Ok(Config {
         admin,
@@ -371,6 +388,33 @@ pub fn build(args: &RunArgs, file_text: Option<&str>) -> Result<Config, ConfigEr
         no_ebpf: args.tcp.no_ebpf,
         source,
         listen_from: args.listen_from.clone(),
+    })
+}
+
+/// `--proxy-protocol-from` and `--trusted-proxies`, each over its file key.
+fn clients(args: &RunArgs, file: Option<&file::FileConfig>) -> Result<ClientTrust, ConfigError> {
+    let list = |flag: &str, given: &[String], key: &str, filed: Option<&file::OneOrMany>| {
+        let (field, entries) = if given.is_empty() {
+            (key, filed.cloned().map(file::OneOrMany::into_vec).unwrap_or_default())
+        } else {
+            (flag, given.to_vec())
+        };
+        crate::cidr::Cidrs::parse(&entries.join(",")).map_err(|e| invalid(field, e.to_string()))
+    };
+    let c = &args.clients;
+    Ok(ClientTrust {
+        proxy_protocol_from: list(
+            "--proxy-protocol-from",
+            &c.proxy_protocol_from,
+            "proxy_protocol_from",
+            file.and_then(|f| f.proxy_protocol_from.as_ref()),
+        )?,
+        trusted_proxies: list(
+            "--trusted-proxies",
+            &c.trusted_proxies,
+            "trusted_proxies",
+            file.and_then(|f| f.trusted_proxies.as_ref()),
+        )?,
     })
 }
 
@@ -403,7 +447,7 @@ fn positive(field: &str, d: Duration) -> Result<Duration, ConfigError> {
 
 /// The http proxy's settings: flags over the file over the defaults; its services from the file,
 /// the flags, or (`--docker`) none yet.
-fn http(args: &RunArgs, file: Option<file::FileConfig>) -> Result<HttpConfig, ConfigError> {
+fn http(args: &RunArgs, file: Option<file::FileConfig>, clients: &ClientTrust) -> Result<HttpConfig, ConfigError> {
     let f = file.as_ref();
     let listen = match args.listen {
         Some(a) => a,
@@ -465,7 +509,7 @@ fn http(args: &RunArgs, file: Option<file::FileConfig>) -> Result<HttpConfig, Co
             }
         }
     }
-    Ok(HttpConfig { listen, tls, workers, key_files, limits, timeouts, h2, services })
+    Ok(HttpConfig { listen, tls, workers, key_files, limits, timeouts, h2, services, clients: clients.clone() })
 }
 
 /// The TLS listener: flags over the file's `[tls]` table (certificate lists are taken whole from one
@@ -688,7 +732,12 @@ fn timeouts(args: &RunArgs, ft: Option<&file::FileTimeouts>) -> Result<Timeouts,
 }
 
 /// tcp mode's settings, with `service` (the flags' one, in `--mode tcp`).
-fn tcp(args: &RunArgs, service: Option<TcpServiceConfig>, kernel: bool) -> Result<TcpConfig, ConfigError> {
+fn tcp(
+    args: &RunArgs,
+    service: Option<TcpServiceConfig>,
+    kernel: bool,
+    clients: &ClientTrust,
+) -> Result<TcpConfig, ConfigError> {
     let t = &args.tcp;
     let affinity_timeout =
         flags::duration("--affinity-timeout", t.affinity_timeout.as_ref())?.unwrap_or(defaults::AFFINITY_TIMEOUT);
@@ -711,6 +760,7 @@ fn tcp(args: &RunArgs, service: Option<TcpServiceConfig>, kernel: bool) -> Resul
         snat_ports,
         limits,
         kernel,
+        clients: clients.clone(),
     })
 }
 

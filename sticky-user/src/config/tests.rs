@@ -590,3 +590,46 @@ fn http2_flags_over_the_file_and_backend_protocol_per_service() {
         err(&args(&["--backend", "http://127.0.0.1:1", "--h2-max-streams", "0"]), None).starts_with("h2_max_streams")
     );
 }
+
+#[test]
+fn client_address_flags_and_keys_are_read_and_bad_ranges_named() {
+    let c = http(
+        &args(&[
+            "--backend=http://127.0.0.1:81",
+            "--proxy-protocol-from=10.0.0.0/8, 192.0.2.7",
+            "--trusted-proxies=127.0.0.1",
+            "--backend-proxy-protocol=v2",
+        ]),
+        None,
+    );
+    assert!(c.clients.proxy_protocol_from.contains("10.1.2.3".parse().expect("address")));
+    assert!(c.clients.proxy_protocol_from.contains("192.0.2.7".parse().expect("address")));
+    assert!(!c.clients.proxy_protocol_from.contains("192.0.2.8".parse().expect("address")));
+    assert!(c.clients.trusted_proxies.contains("127.0.0.1".parse().expect("address")));
+    assert_eq!(c.services[0].spec.proxy_protocol, crate::proxy_protocol::Version::V2);
+
+    let file = "proxy_protocol_from = \"10.0.0.0/8\"\ntrusted_proxies = [\"::1\", \"127.0.0.0/8\"]\n\
+                [[services]]\nname = \"a\"\nproxy_protocol = \"v2\"\nbackends = [\"http://127.0.0.1:80\"]\n";
+    let c = http(&args(&["--config=x.toml"]), Some(file));
+    assert!(c.clients.proxy_protocol_from.contains("10.9.9.9".parse().expect("address")));
+    assert!(c.clients.trusted_proxies.contains("::1".parse().expect("address")));
+    assert_eq!(c.services[0].spec.proxy_protocol, crate::proxy_protocol::Version::V2);
+    // the flag wins over the key
+    let c = http(&args(&["--config=x.toml", "--trusted-proxies=192.0.2.1"]), Some(file));
+    assert!(!c.clients.trusted_proxies.contains("::1".parse().expect("address")));
+
+    let e = err(&args(&["--backend=http://127.0.0.1:81", "--proxy-protocol-from=10.0.0.0/33"]), None);
+    assert!(e.starts_with("--proxy-protocol-from: ") && e.contains("10.0.0.0/33"), "{e}");
+    let e = err(
+        &args(&["--config=x.toml"]),
+        Some("trusted_proxies = \"example.com\"\n[[services]]\nname = \"a\"\nbackends = [\"http://127.0.0.1:80\"]\n"),
+    );
+    assert!(e.starts_with("trusted_proxies: "), "{e}");
+    let e = err(&args(&["--backend=http://127.0.0.1:81", "--backend-proxy-protocol=v1"]), None);
+    assert!(e.starts_with("--backend-proxy-protocol: "), "{e}");
+    let e = err(
+        &args(&["--config=x.toml"]),
+        Some("[[services]]\nname = \"a\"\nproxy_protocol = \"3\"\nbackends = [\"http://127.0.0.1:80\"]\n"),
+    );
+    assert!(e.starts_with("services[0].proxy_protocol: "), "{e}");
+}

@@ -204,6 +204,7 @@ pub fn reconcile(services: &[ServiceInfo], tasks: &[TaskInfo], own: &Placement, 
                     vip: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, listen_port),
                     backends: v4,
                     affinity_timeout: labeled.affinity_timeout.unwrap_or(affinity_timeout),
+                    proxy_protocol: labeled.proxy_protocol.unwrap_or_default(),
                 });
             }
         }
@@ -340,6 +341,7 @@ fn spec(service: &ServiceInfo, labeled: &LabeledService) -> Result<ServiceSpec, 
             hsts: labeled.tls.hsts.map(|d| d.as_secs()),
         },
         backend_protocol: labeled.backend_protocol.unwrap_or_default(),
+        proxy_protocol: labeled.proxy_protocol.unwrap_or_default(),
     };
     spec.validate().map_err(LeftOut::Options)?;
     Ok(spec)

@@ -117,7 +117,14 @@ fn tcp_service(s: &TcpServiceConfig, affinity_timeout: Duration) -> Result<TcpSe
     }
     backends.sort_unstable_by_key(|b| (u32::from(*b.ip()), b.port()));
     backends.dedup();
-    Ok(TcpService { id: ServiceId(SERVICE.into()), name: SERVICE.into(), vip: s.vip, backends, affinity_timeout })
+    Ok(TcpService {
+        id: ServiceId(SERVICE.into()),
+        name: SERVICE.into(),
+        vip: s.vip,
+        backends,
+        affinity_timeout,
+        proxy_protocol: s.proxy_protocol,
+    })
 }
 
 /// Reads a backends file: one IPv4 IP:PORT per line, blank lines and `#` comments ignored.
@@ -161,6 +168,7 @@ mod tests {
         let path = std::env::temp_dir().join(format!("sticky-static-list-{}.backends", std::process::id()));
         std::fs::write(&path, "198.51.100.12:80\n198.51.100.10:80\n").expect("temp dir must be writable");
         let config = TcpServiceConfig {
+            proxy_protocol: crate::proxy_protocol::Version::Off,
             vip: "203.0.113.10:80".parse().expect("address"),
             backends: vec!["198.51.100.10:80".parse().expect("address")],
             backends_file: Some(path.clone()),

@@ -164,6 +164,9 @@ pub struct LabeledService {
     pub affinity_timeout: Option<Duration>,
     /// tcp mode: the port sticky listens on for this service.
     pub listen_port: Option<u16>,
+    /// A PROXY protocol v2 header first on each backend connection (`sticky.proxyprotocol`,
+    /// Traefik's `loadbalancer.proxyprotocol.version`).
+    pub proxy_protocol: Option<crate::proxy_protocol::Version>,
     /// Which dialects contributed.
     pub dialects: Vec<Dialect>,
     /// Labels in sticky's or Traefik's namespace that sticky does not act on (log each once).
@@ -227,6 +230,7 @@ pub fn parse(service_name: &str, labels: &Labels) -> Result<Option<LabeledServic
         backend_protocol: None,
         affinity_timeout: None,
         listen_port: None,
+        proxy_protocol: None,
         dialects: Vec::new(),
         ignored: Vec::new(),
     };

@@ -204,6 +204,11 @@ pub const LABELS: &[Label] = &[
         apply: |s, v| values::port(v).map(|x| s.listen_port = Some(x)),
     },
     Label {
+        key: "sticky.proxyprotocol",
+        help: "v2: each backend connection starts with a PROXY protocol v2 header naming the client (http mode: an upstream connection is then reused by the same client connection only); off (default)",
+        apply: |s, v| values::proxy_protocol(v).map(|x| s.proxy_protocol = Some(x)),
+    },
+    Label {
         key: TRAEFIK_PROVIDER,
         help: "provider name in Traefik v2/v3 generated cookie names: docker (default) or swarm",
         apply: nothing,

@@ -280,3 +280,20 @@ fn the_backend_protocol_comes_from_sticky_or_traefik_labels() {
     let err = parse("g", &labels(&[("sticky.backend.protocol", "https")])).unwrap_err().to_string();
     assert!(err.contains("sticky.backend.protocol") && err.contains("h2c"), "{err}");
 }
+
+#[test]
+fn proxy_protocol_labels_of_both_dialects_and_sticky_wins() {
+    use crate::proxy_protocol::Version;
+    let traefik = "traefik.http.services.web.loadbalancer.proxyprotocol.version";
+    let svc = parse("app", &labels(&[(traefik, "2"), ("traefik.http.services.web.loadbalancer.server.port", "80")]))
+        .unwrap()
+        .expect("traefik labels opt in");
+    assert_eq!(svc.proxy_protocol, Some(Version::V2));
+    assert!(svc.ignored.is_empty(), "the Traefik label is understood: {:?}", svc.ignored);
+    let svc = parse("app", &labels(&[(traefik, "2"), ("sticky.proxyprotocol", "off")])).unwrap().expect("opt in");
+    assert_eq!(svc.proxy_protocol, Some(Version::Off), "sticky.* wins over Traefik's label");
+    let svc = parse("app", &labels(&[("sticky.port", "80")])).unwrap().expect("opt in");
+    assert_eq!(svc.proxy_protocol, None);
+    let e = parse("app", &labels(&[("sticky.proxyprotocol", "v1")])).expect_err("v1 is not sent");
+    assert!(e.to_string().contains("sticky.proxyprotocol"), "{e}");
+}

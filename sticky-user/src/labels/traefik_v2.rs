@@ -25,7 +25,10 @@ const FIELDS: &[&str] = &[
     "healthcheck.path",
     "healthcheck.interval",
     "healthcheck.timeout",
+    PROXY_PROTOCOL,
 ];
+/// The PROXY protocol version sent to the backends (Traefik's `2`; sticky sends v2 only).
+const PROXY_PROTOCOL: &str = "proxyprotocol.version";
 /// The field that enables the sticky cookie; the others under it set its options (and enable it too).
 const COOKIE: &str = "sticky.cookie";
 
@@ -112,6 +115,10 @@ pub fn apply(
     let lb = |field: &str| lb_name.and_then(|_| labels.get(&key(field)));
     let boolean = |field: &str| lb(field).map(|v| value(&key(field), values::boolean(v))).transpose();
 
+    // sticky.proxyprotocol wins (it is applied after the Traefik dialects)
+    if let Some(v) = lb(PROXY_PROTOCOL) {
+        svc.proxy_protocol = Some(value(&key(PROXY_PROTOCOL), values::proxy_protocol(v))?);
+    }
     if let Some(v) = lb("server.port") {
         svc.port = Some(value(&key("server.port"), values::port(v))?);
     }

@@ -7,7 +7,7 @@
 //! [`super::upstream`]), and the request's own state lives in a box allocated while it runs, so the
 //! task's future stays small ([`IDLE_TASK_BYTES`] bounds it, a test measures it).
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use tokio::{
     sync::watch,
@@ -18,7 +18,7 @@ use super::{
     buffers::{Buf, ScratchLease},
     conn::Proxy,
     forward::{self, Outcome, Request, Tunnel},
-    h1::{ClientAddr, Limits, Parsed, Proto, RequestFraming, RequestHead},
+    h1::{ClientAddr, Limits, Parsed, PriorHops, Proto, RequestFraming, RequestHead},
     handoff,
     io::ClientIo,
     relay,
@@ -28,6 +28,7 @@ use super::{
 };
 use crate::{
     model::Rule,
+    proxy_protocol::Origin,
     splice,
     state::{Routing, ServiceRoute},
     stats::{ClientError, Timeout},
@@ -60,9 +61,8 @@ enum Next {
 
 /// Serves one client connection (plain, or TLS after its handshake) until it closes, fails, idles
 /// out, or `stop` turns true between requests.
-pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, peer: SocketAddr, mut stop: watch::Receiver<bool>) {
+pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, addr: ClientAddr, mut stop: watch::Receiver<bool>) {
     let _ = stream.tcp().set_nodelay(true);
-    let addr = ClientAddr::new(peer.ip());
     // the kernel splice takes plain connections only (no kTLS here: TLS stays in user space)
     let mut splice_first =
         proxy.splicer.is_some() && matches!(stream, ClientIo::Plain(_)) && splices_pinned(&proxy.routing);
@@ -143,6 +143,14 @@ pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, peer: SocketAddr, mut s
 
 /// How long a connection that has not sent its first request yet is waited for once the stop came.
 const FIRST_REQUEST_AFTER_STOP: Duration = Duration::from_secs(1);
+/// The forwarding facts of a connection from `origin`'s client (built by the accept loop and moved
+/// into [`serve`], so the task holds them once): its fields are kept from a trusted proxy only
+/// (issue 16), anyone else's are replaced.
+#[must_use]
+pub fn client_addr(proxy: &Proxy, origin: Origin) -> ClientAddr {
+    let trusted = proxy.clients.trusted_proxies.contains(origin.client.ip());
+    ClientAddr::of(origin, if trusted { PriorHops::Keep } else { PriorHops::Discard })
+}
 
 /// Whether any service splices pinned keep-alive connections (then first requests are looked at).
 fn splices_pinned(routing: &Routing) -> bool {
@@ -364,6 +372,7 @@ mod tests {
             challenges: Arc::default(),
             https_port: None,
             h2: crate::config::Http2::default(),
+            clients: crate::config::ClientTrust::default(),
         });
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         rt.block_on(async {
@@ -373,7 +382,8 @@ mod tests {
             let _client = client.expect("connect");
             let (stream, peer) = accepted.expect("accept");
             let (_tx, rx) = watch::channel(false);
-            let task = serve(&proxy, ClientIo::Plain(stream), peer, rx);
+            let origin = crate::proxy_protocol::Origin { client: peer, destination: addr };
+            let task = serve(&proxy, ClientIo::Plain(stream), client_addr(&proxy, origin), rx);
             let size = std::mem::size_of_val(&task);
             assert!(size <= IDLE_TASK_BYTES, "the connection task is {size} bytes");
             eprintln!("connection task future: {size} bytes");

@@ -37,4 +37,6 @@ pub struct Proxy {
     pub https_port: Option<u16>,
     /// HTTP/2 on the listeners and its limits.
     pub h2: crate::config::Http2,
+    /// Who may say who the client is: PROXY protocol sources, trusted proxies.
+    pub clients: crate::config::ClientTrust,
 }

@@ -16,9 +16,10 @@ use super::{
     buffers::{Buf, Scratch},
     conn::{Proxy, Settings},
     h1::{
-        Body, ClientAddr, Exchange, Limits, PriorHops, Proto, RequestRewrite, ResponseKind, ResponseRewrite,
-        write_request, write_response,
+        Body, ClientAddr, Exchange, Limits, Proto, RequestRewrite, ResponseKind, ResponseRewrite, write_request,
+        write_response,
     },
+    named,
     pin::{self, PinState},
     relay::{self, Fault, RequestBody, Sides, WriteError},
     rescue::ProxyError,
@@ -92,7 +93,7 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
     let wants_keep = req.keep_alive() && !stopping;
     let cookie_name = service.spec.cookie.enabled.then_some(service.spec.cookie.name.as_bytes());
     let mut out = Buf::take();
-    let rw = RequestRewrite { client: peer, proto: client.proto(), prior: PriorHops::Keep, cookie: cookie_name };
+    let rw = RequestRewrite { client: peer, proto: client.proto(), prior: peer.prior(), cookie: cookie_name };
     write_request(req, cbuf, &rw, &mut *out);
     let head_len = req.len();
     let mut body = Body::request(req.framing(), limits.max_header_size);
@@ -122,7 +123,14 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
             }
         };
         let Some(backend) = service.backends.get(index) else { break };
-        let (up, reused) = if let Some(s) = upstream::take(backend.addr) {
+        // a PROXY protocol header describes one client: such connections are reused for that client
+        // connection only (named::)
+        let header = service.spec.proxy_protocol.header(peer.origin());
+        let pooled = match header {
+            None => upstream::take(backend.addr),
+            Some(_) => named::take(backend.addr, peer.origin()),
+        };
+        let (up, reused) = if let Some(s) = pooled {
             (s, true)
         } else {
             let Some(s) = connect(proxy, service, index, &mut exclude, &mut last_connect).await else {
@@ -132,6 +140,12 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
             };
             (s, false)
         };
+        if let Some(h) = header.as_ref().filter(|_| !reused)
+            && let Err(e) = relay::write_all(&up, h, timeouts.backend, Timeout::Backend).await
+        {
+            error = Some(write_error(proxy, backend, e));
+            break;
+        }
         match relay::write_all(&up, &out, timeouts.backend, Timeout::Backend).await {
             Ok(()) => {}
             Err(_) if reused => {
@@ -242,7 +256,10 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
             return Outcome::Close;
         }
         if reusable && req_body.is_done() && ubuf.is_empty() {
-            upstream::put(backend.addr, up);
+            match header {
+                None => upstream::put(backend.addr, up),
+                Some(_) => named::put(backend.addr, *peer.origin(), up),
+            }
         }
         return if keep && !relay.close { Outcome::Next } else { Outcome::Close };
     }

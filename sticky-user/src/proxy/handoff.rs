@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 
 use super::{
     conn::Proxy,
-    h1::{ClientAddr, Method, PriorHops, Proto, RequestHead, RequestRewrite, Upgrade, write_request},
+    h1::{ClientAddr, Method, Proto, RequestHead, RequestRewrite, Upgrade, write_request},
     pin, upstream,
 };
 use crate::{
@@ -84,11 +84,15 @@ pub async fn prepare(
     let upstream = upstream::connect(b.addr, proxy.settings.timeouts.connect).await.ok()?;
     let rest = buf.get(req.len()..).unwrap_or_default();
     let mut out = BytesMut::with_capacity(req.len() + 256 + rest.len());
+    // the spliced connection carries this one client's requests only: one header fits them all
+    if let Some(header) = service.spec.proxy_protocol.header(peer.origin()) {
+        out.put_slice(&header);
+    }
     let cookie = Some(service.spec.cookie.name.as_bytes());
     write_request(
         req,
         buf,
-        &RequestRewrite { client: peer, proto: Proto::Http, prior: PriorHops::Keep, cookie },
+        &RequestRewrite { client: peer, proto: Proto::Http, prior: peer.prior(), cookie },
         &mut out,
     );
     out.put_slice(rest);

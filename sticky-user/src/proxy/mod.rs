@@ -3,7 +3,7 @@
 //!
 //! [`server`] accepts; [`client`] runs one connection's requests in order on one task: a head parsed
 //! by the codec ([`h1`]) from a pooled buffer ([`buffers`]), routed, [`pin`]ned, then [`forward`]ed
-//! over a pooled or new [`upstream`] connection, bodies moved by their framing ([`relay`]).
+//! over a pooled or new [`upstream`] connection ([`named`] for services sending the PROXY protocol), bodies moved by their framing ([`relay`]).
 //! [`rescue`] maps every error to its status, [`respond`] writes sticky's own answers. [`io`] is the
 //! client side's I/O, a plain socket or a TLS stream (issue 19); [`server`] runs the TLS handshake. [`handoff`]
 //! hands `--splice` connections, and [`client`] upgraded ones, to [`crate::splice`]. [`h2`] serves HTTP/2
@@ -18,6 +18,7 @@ pub mod h1;
 pub mod h2;
 pub mod handoff;
 pub mod io;
+pub mod named;
 pub mod pin;
 pub mod relay;
 pub mod rescue;

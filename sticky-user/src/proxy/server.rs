@@ -57,11 +57,18 @@ pub async fn serve(
         let tls = tls.clone();
         tokio::spawn(async move {
             let _active = active;
+            // the PROXY protocol header comes before the TLS handshake (boxed: its buffer is not
+            // kept in the task of a connection that lives on)
+            let from = &proxy.clients.proxy_protocol_from;
+            let Ok(origin) = Box::pin(crate::proxy_protocol::accept::accept(&stream, peer, from, true)).await else {
+                return;
+            };
             let io = match tls {
                 None if proxy.h2.h2c => {
                     match h2::front::preface(&stream, proxy.settings.timeouts.idle, stop.clone()).await {
                         Some(true) => {
-                            h2::front::serve(&proxy, stream, peer, Proto::Http, stop).await;
+                            let addr = client::client_addr(&proxy, origin);
+                            h2::front::serve(&proxy, stream, addr, Proto::Http, stop).await;
                             return;
                         }
                         Some(false) => ClientIo::Plain(stream),
@@ -71,7 +78,8 @@ pub async fn serve(
                 None => ClientIo::Plain(stream),
                 Some(acceptor) => match tls::accept(&acceptor, stream, proxy.settings.timeouts.idle).await {
                     Ok(Accepted::Http(stream)) if stream.get_ref().1.alpn_protocol() == Some(tls::H2) => {
-                        h2::front::serve(&proxy, *stream, peer, Proto::Https, stop).await;
+                        let addr = client::client_addr(&proxy, origin);
+                        h2::front::serve(&proxy, *stream, addr, Proto::Https, stop).await;
                         return;
                     }
                     Ok(Accepted::Http(stream)) => ClientIo::tls(*stream),
@@ -82,7 +90,8 @@ pub async fn serve(
                     }
                 },
             };
-            client::serve(&proxy, io, peer, stop).await;
+            let addr = client::client_addr(&proxy, origin);
+            client::serve(&proxy, io, addr, stop).await;
             drop(permit);
         });
     }

@@ -68,7 +68,7 @@ impl Pool {
 
 /// Whether an idle connection has nothing to say: no EOF, no reset, no stray bytes (a backend that
 /// closed it, or wrote past its last response, must not get the next request).
-fn is_quiet(stream: &TcpStream) -> bool {
+pub(super) fn is_quiet(stream: &TcpStream) -> bool {
     let mut probe = [0u8; 1];
     matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }

@@ -157,6 +157,7 @@ mod tests {
             splice: SpliceSpec::default(),
             tls: TlsSpec::default(),
             backend_protocol: BackendProtocol::default(),
+            proxy_protocol: crate::proxy_protocol::Version::Off,
         };
         let backends = (1..=3u16)
             .map(|i| Backend {
@@ -188,6 +189,7 @@ mod tests {
             challenges: Arc::default(),
             https_port: None,
             h2: crate::config::Http2::default(),
+            clients: crate::config::ClientTrust::default(),
         }
     }
 

@@ -207,6 +207,7 @@ mod tests {
                 splice: crate::model::SpliceSpec::default(),
                 tls: crate::model::TlsSpec::default(),
                 backend_protocol: crate::model::BackendProtocol::default(),
+                proxy_protocol: crate::proxy_protocol::Version::Off,
             },
             backends: backends
                 .iter()

@@ -129,7 +129,15 @@ impl TcpMode {
         source: crate::listen::Source,
     ) -> Result<Self, TcpError> {
         let statically = config.service.is_some();
-        if config.kernel {
+        // the kernel's NAT rewrites addresses and ports, never a stream's bytes: a PROXY protocol
+        // header can be neither stripped (in) nor inserted (out) there
+        let proxy_protocol = !config.clients.proxy_protocol_from.is_empty()
+            || services.iter().any(|s| s.proxy_protocol != crate::proxy_protocol::Version::Off);
+        if config.kernel && proxy_protocol {
+            tracing::warn!(
+                "tcp mode in user space: the PROXY protocol (--proxy-protocol-from or --backend-proxy-protocol) needs the stream's bytes, which the kernel path does not touch"
+            );
+        } else if config.kernel {
             match kernel::start(config, services) {
                 Ok(kernel) => {
                     let metrics = TcpMetrics {
@@ -148,7 +156,8 @@ impl TcpMode {
         } else if statically {
             tracing::warn!("tcp mode in user space (--no-ebpf): every byte passes through this process");
         }
-        let mut listeners = user::Listeners::new(config.limits.max_affinity, source);
+        let mut listeners =
+            user::Listeners::new(config.limits.max_affinity, source, config.clients.proxy_protocol_from.clone());
         let metrics = TcpMetrics { kernel: None, services: listeners.published(), ifaces: Arc::default() };
         // a service given by flags must be served, or sticky has nothing to do; Swarm's come and go
         listeners.update(services, statically).await?;

@@ -4,7 +4,10 @@
 //! tcp services always.
 //!
 //! Same behaviour, one process in the middle: every byte is copied twice through this process, and
-//! the backend sees the balancer's address as the client (as with the kernel's full NAT). A backend
+//! the backend sees the balancer's address as the client (as with the kernel's full NAT), unless the
+//! service sends a PROXY protocol header naming the client ([`crate::proxy_protocol`]). A trusted
+//! balancer in front (`--proxy-protocol-from`) has its header read first: its client is the one
+//! affinity keys on. A backend
 //! that leaves the set keeps its open connections (their tasks hold the sockets) and gets no new
 //! ones; a service that disappears stops accepting, its open connections go on.
 
@@ -26,6 +29,7 @@ use tokio::{
 
 use super::TcpError;
 use crate::{
+    cidr::Cidrs,
     listen::Source,
     lock::{lock, read, write},
     model::{ServiceId, TcpService},
@@ -88,6 +92,8 @@ pub struct Balancer {
     timeout_ns: u64,
     clock: Instant,
     counters: Counters,
+    /// What each backend connection starts with.
+    proxy_protocol: crate::proxy_protocol::Version,
 }
 
 impl Balancer {
@@ -100,6 +106,7 @@ impl Balancer {
             timeout_ns: u64::try_from(spec.affinity_timeout.as_nanos()).unwrap_or(u64::MAX),
             clock: Instant::now(),
             counters: Counters::default(),
+            proxy_protocol: spec.proxy_protocol,
         }
     }
 
@@ -149,9 +156,26 @@ impl Balancer {
     }
 }
 
-/// One client connection: choose, connect, relay until either side closes.
-async fn relay(balancer: Arc<Balancer>, mut client: TcpStream, peer: SocketAddr) {
-    let IpAddr::V4(client_ip) = peer.ip() else { return };
+/// One client connection: its PROXY protocol header if its source must send one, then choose,
+/// connect, relay until either side closes.
+async fn relay(balancer: Arc<Balancer>, mut client: TcpStream, peer: SocketAddr, from: Arc<Cidrs>) {
+    // tcp mode cannot peek at untrusted clients (a server-speaks-first protocol would wait): only
+    // trusted sources' headers are read
+    let Ok(origin) = Box::pin(crate::proxy_protocol::accept::accept(&client, peer, &from, false)).await else {
+        return;
+    };
+    let peer = origin.client;
+    let client_ip = match crate::cidr::unmap(peer.ip()) {
+        IpAddr::V4(v4) => v4,
+        // an IPv6 client (named by a PROXY header: the listener is IPv4) keys affinity and Maglev by
+        // its address folded to 32 bits, as the decisions shared with the kernel path are IPv4-only
+        // (issue 16); clients that fold alike share a backend, which affinity allows
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            let word = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            std::net::Ipv4Addr::from(word(0) ^ word(4) ^ word(8) ^ word(12))
+        }
+    };
     let counters = &balancer.counters;
     let backend = match balancer.choose(client_ip) {
         Choice::Affinity(b) => {
@@ -180,6 +204,12 @@ async fn relay(balancer: Arc<Balancer>, mut client: TcpStream, peer: SocketAddr)
             return;
         }
     };
+    if let Some(header) = balancer.proxy_protocol.header(&origin)
+        && let Err(e) = tokio::io::AsyncWriteExt::write_all(&mut upstream, &header).await
+    {
+        tracing::debug!(%peer, %backend, error = %e, "PROXY protocol header not sent");
+        return;
+    }
     balancer.established(client_ip, backend);
     let _ = upstream.set_nodelay(true);
     counters.active.fetch_add(1, Ordering::Relaxed);
@@ -190,8 +220,15 @@ async fn relay(balancer: Arc<Balancer>, mut client: TcpStream, peer: SocketAddr)
 }
 
 /// Accepts `listener`'s connections, each relayed on a task of its own, until aborted, `stop`
-/// turns true (the listener is closed; relays go on), or the listener breaks for good.
-async fn accept(listener: TcpListener, balancer: Arc<Balancer>, service: String, mut stop: watch::Receiver<bool>) {
+/// turns true (the listener is closed; relays go on), or the listener breaks for good; connections
+/// from `from` must start with a PROXY protocol header.
+async fn accept(
+    listener: TcpListener,
+    balancer: Arc<Balancer>,
+    service: String,
+    mut stop: watch::Receiver<bool>,
+    from: Arc<Cidrs>,
+) {
     loop {
         let accepted = tokio::select! {
             biased;
@@ -200,7 +237,7 @@ async fn accept(listener: TcpListener, balancer: Arc<Balancer>, service: String,
         };
         match accepted {
             Ok((stream, peer)) => {
-                tokio::spawn(relay(balancer.clone(), stream, peer));
+                tokio::spawn(relay(balancer.clone(), stream, peer, from.clone()));
             }
             Err(e) => {
                 tracing::error!(%service, error = %e, "tcp listener failed; no new connections for this service");
@@ -244,13 +281,16 @@ pub struct Listeners {
     source: Source,
     /// True once sticky stops: every listener closes, no new one is opened.
     stop: Arc<watch::Sender<bool>>,
+    /// Sources whose connections start with a PROXY protocol header.
+    proxy_protocol_from: Arc<Cidrs>,
 }
 
 impl Listeners {
     /// No listener yet; each service's affinity table holds at most `max_affinity` clients; the
-    /// listening sockets come from `source`.
+    /// listening sockets come from `source`; connections from `proxy_protocol_from` must start with a
+    /// PROXY protocol header.
     #[must_use]
-    pub fn new(max_affinity: u32, source: Source) -> Self {
+    pub fn new(max_affinity: u32, source: Source, proxy_protocol_from: Cidrs) -> Self {
         Self {
             served: HashMap::new(),
             bind_failed: HashMap::new(),
@@ -258,6 +298,7 @@ impl Listeners {
             published: Arc::default(),
             source,
             stop: Arc::new(watch::channel(false).0),
+            proxy_protocol_from: Arc::new(proxy_protocol_from),
         }
     }
 
@@ -296,6 +337,7 @@ impl Listeners {
             if let Some(s) = self.served.get_mut(&svc.id)
                 && s.vip == svc.vip
                 && s.timeout == svc.affinity_timeout
+                && s.balancer.proxy_protocol == svc.proxy_protocol
             {
                 if s.backends != svc.backends {
                     s.balancer.set_backends(&svc.backends);
@@ -340,7 +382,13 @@ impl Listeners {
         let std = std.ok_or_else(|| TcpError::Bind { addr, source: std::io::Error::other("no socket came back") })?;
         let listener = TcpListener::from_std(std).map_err(|source| TcpError::Bind { addr, source })?;
         let balancer = Arc::new(Balancer::new(svc, self.max_affinity));
-        let accept = tokio::spawn(accept(listener, balancer.clone(), svc.name.clone(), self.stop.subscribe()));
+        let accept = tokio::spawn(accept(
+            listener,
+            balancer.clone(),
+            svc.name.clone(),
+            self.stop.subscribe(),
+            self.proxy_protocol_from.clone(),
+        ));
         Ok(Served {
             name: svc.name.clone(),
             vip: svc.vip,

@@ -24,6 +24,7 @@ fn routing(strict: bool) -> Routing {
         splice: crate::model::SpliceSpec::default(),
         tls: crate::model::TlsSpec::default(),
         backend_protocol: crate::model::BackendProtocol::default(),
+        proxy_protocol: crate::proxy_protocol::Version::Off,
     };
     let backends = [("w1", 1), ("w2", 2), ("w3", 3)]
         .iter()

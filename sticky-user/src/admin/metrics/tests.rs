@@ -113,6 +113,7 @@ fn every_part() -> (Sources, Arc<Routing>) {
         splice: crate::model::SpliceSpec::default(),
         tls: crate::model::TlsSpec::default(),
         backend_protocol: crate::model::BackendProtocol::default(),
+        proxy_protocol: crate::proxy_protocol::Version::Off,
     };
     let backend = Backend {
         id: BackendId("w1".into()),

@@ -32,6 +32,7 @@ fn routing() -> Routing {
         splice: crate::model::SpliceSpec::default(),
         tls: crate::model::TlsSpec::default(),
         backend_protocol: crate::model::BackendProtocol::default(),
+        proxy_protocol: crate::proxy_protocol::Version::Off,
     };
     let backend = |id: &str, port| Backend {
         id: BackendId(id.into()),

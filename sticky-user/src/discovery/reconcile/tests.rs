@@ -262,6 +262,7 @@ fn tcp_services_get_active_ipv4_tasks_and_their_own_port() {
                 vip: "0.0.0.0:15432".parse().unwrap(),
                 backends: vec!["10.0.1.3:5432".parse().unwrap()],
                 affinity_timeout: Duration::from_secs(600),
+                proxy_protocol: crate::proxy_protocol::Version::Off,
             },
             TcpService {
                 id: ServiceId("s3".into()),
@@ -269,6 +270,7 @@ fn tcp_services_get_active_ipv4_tasks_and_their_own_port() {
                 vip: "0.0.0.0:1883".parse().unwrap(),
                 backends: vec![],
                 affinity_timeout: AFFINITY,
+                proxy_protocol: crate::proxy_protocol::Version::Off,
             },
         ]
     );

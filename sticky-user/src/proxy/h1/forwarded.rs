@@ -2,7 +2,12 @@
 //! address as `X-Forwarded-For` and RFC 7239's `for=` want it, the scheme it used, and whether the
 //! forwarding fields of earlier hops are kept. No allocation: the text lives inline.
 
-use std::{io::Write as _, net::IpAddr};
+use std::{
+    io::Write as _,
+    net::{IpAddr, SocketAddr},
+};
+
+use crate::proxy_protocol::Origin;
 
 use bytes::BufMut;
 
@@ -15,6 +20,8 @@ pub struct ClientAddr {
     text: [u8; IP_TEXT],
     len: u8,
     v6: bool,
+    prior: PriorHops,
+    origin: Origin,
 }
 
 impl ClientAddr {
@@ -33,7 +40,28 @@ impl ClientAddr {
             Ok(()) => IP_TEXT - rest.len(),
             Err(_) => 0,
         };
-        Self { text, len: u8::try_from(len).unwrap_or(0), v6: ip.is_ipv6() }
+        let origin = Origin { client: SocketAddr::new(ip, 0), destination: SocketAddr::new(ip, 0) };
+        Self { text, len: u8::try_from(len).unwrap_or(0), v6: ip.is_ipv6(), prior: PriorHops::Keep, origin }
+    }
+
+    /// The client of a connection (the PROXY protocol's, or the peer), and what becomes of the
+    /// forwarding fields it sends: kept from a trusted proxy, else replaced.
+    #[must_use]
+    pub fn of(origin: Origin, prior: PriorHops) -> Self {
+        Self { prior, origin, ..Self::new(origin.client.ip()) }
+    }
+
+    /// What becomes of the request's own `X-Forwarded-For` and `Forwarded` fields.
+    #[must_use]
+    pub fn prior(&self) -> PriorHops {
+        self.prior
+    }
+
+    /// The connection's client and the address it connected to (a PROXY protocol header for the
+    /// backend is written from them).
+    #[must_use]
+    pub fn origin(&self) -> &Origin {
+        &self.origin
     }
 
     /// The address as `X-Forwarded-For` lists it (`192.0.2.1`, `2001:db8::1`).
@@ -72,9 +100,9 @@ impl Proto {
 
 /// What becomes of the `X-Forwarded-For` and `Forwarded` fields a request arrives with.
 ///
-/// The hook for the trusted-proxies rule: today every peer's fields are kept and sticky appends
-/// the peer ([`Self::Keep`], issue 13 item 1); once peers can be told apart, an untrusted one's
-/// fields will be dropped so that a client cannot choose the address a backend sees first.
+/// The trusted-proxies rule (issue 16): a peer in `--trusted-proxies` has its fields kept and
+/// sticky appends the peer ([`Self::Keep`], issue 13 item 1); any other peer's are dropped
+/// ([`Self::Discard`]), so that a client cannot choose the address a backend sees first.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PriorHops {
     /// Keep them: every X-Forwarded-For line joined in order, then the peer; Forwarded lines kept,

@@ -31,7 +31,7 @@ use crate::{
     proxy::{
         conn::Proxy,
         forward,
-        h1::{ClientAddr, PriorHops, Proto},
+        h1::{ClientAddr, Proto},
         pin::{self, PinState},
         rescue::ProxyError,
         respond,
@@ -217,7 +217,8 @@ async fn forward(
         &ToBackend {
             client: &conn.peer,
             proto: conn.proto,
-            prior: PriorHops::Keep,
+            // a client's own forwarding fields are kept from a trusted proxy only (issue 16)
+            prior: conn.peer.prior(),
             cookie: cookie_name,
             authority,
             h2c,

@@ -2,7 +2,7 @@
 //! every stream served by [`super::exchange`], closed on shutdown (GOAWAY, streams in flight finish),
 //! when idle, or when the client cancels streams faster than it lets them finish.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use hyper::{server::conn::http2, service::service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -65,13 +65,14 @@ pub async fn preface(stream: &TcpStream, idle: Duration, mut stop: watch::Receiv
 
 /// Serves one HTTP/2 connection (after the TLS handshake, or a plain one that sent the preface)
 /// until it closes, idles out, abuses, or `stop` turns true.
-pub async fn serve<IO>(proxy: &Arc<Proxy>, io: IO, peer: SocketAddr, proto: Proto, mut stop: watch::Receiver<bool>)
+pub async fn serve<IO>(proxy: &Arc<Proxy>, io: IO, client: ClientAddr, proto: Proto, mut stop: watch::Receiver<bool>)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = proxy.settings.limits;
     let timeouts = proxy.settings.timeouts;
-    let state = Arc::new(Conn::new(proxy.clone(), ClientAddr::new(peer.ip()), proto));
+    let peer = client.origin().client;
+    let state = Arc::new(Conn::new(proxy.clone(), client, proto));
     let mut builder = http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
