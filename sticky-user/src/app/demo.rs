@@ -35,8 +35,11 @@ impl Drop for TokenFile {
 
 /// A random admin token in a new 0600 file of the temporary directory.
 fn token_file() -> Result<(String, TokenFile), AppError> {
-    use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
-    let token: String = rand::random::<[u8; 16]>().iter().map(|b| format!("{b:02x}")).collect();
+    use std::{fmt::Write as _, io::Write as _, os::unix::fs::OpenOptionsExt as _};
+    let token = rand::random::<[u8; 16]>().iter().fold(String::with_capacity(32), |mut t, b| {
+        let _ = write!(t, "{b:02x}");
+        t
+    });
     let path = std::env::temp_dir().join(format!("sticky-demo-admin-{}.token", std::process::id()));
     let written = std::fs::OpenOptions::new()
         .write(true)

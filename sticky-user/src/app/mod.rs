@@ -283,32 +283,8 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
         tokio::spawn(crate::hold::standin::run(path.clone(), taken.clone()));
     }
 
-    // one admin state for both ways in: the TCP listener and the unix socket
-    let api = if config.admin.is_some() || config.admin_socket.is_some() {
-        let access = admin::access::Access::load(config.admin_token_file.as_deref(), config.admin_read_only)?;
-        if let Some(addr) = config.admin.filter(|a| !a.ip().is_loopback()) {
-            tracing::warn!(%addr, "the admin API listens beyond loopback: reads (metrics, backends) are open to whoever reaches it");
-        }
-        Some(Arc::new(Admin {
-            registry: metrics::registry(sources),
-            routing: http.as_ref().map(|h| h.routing.clone()),
-            view,
-            access,
-            ..Admin::default()
-        }))
-    } else {
-        None
-    };
-    let admin = match (config.admin, &api) {
-        (Some(addr), Some(api)) => {
-            Some(admin::spawn(addr, api.clone()).await.map_err(|source| AppError::Bind { addr, source })?)
-        }
-        _ => None,
-    };
-    let admin_socket = match (&config.admin_socket, api) {
-        (Some(path), Some(api)) => Some(admin::socket::spawn(path, api)?),
-        _ => None,
-    };
+    let (admin, admin_socket) =
+        start_admin(&config, metrics::registry(sources), http.as_ref().map(|h| h.routing.clone()), view).await?;
     let workers = config.http.as_ref().map(|h| h.workers);
     tracing::info!(
         listen = %crate::telemetry::Maybe(http.as_ref().map(|h| h.listen)),
@@ -318,6 +294,33 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
         "sticky is serving"
     );
     Ok(Running { http, admin, admin_socket, tcp: tcp_stop })
+}
+
+/// The admin API, one state for both ways in (the TCP listener and the unix socket), if either is
+/// configured: the listener's address and the socket's guard.
+async fn start_admin(
+    config: &Config,
+    registry: prometheus_client::registry::Registry,
+    routing: Option<Arc<Routing>>,
+    view: admin::report::Sources,
+) -> Result<(Option<SocketAddr>, Option<SocketGuard>), AppError> {
+    if config.admin.is_none() && config.admin_socket.is_none() {
+        return Ok((None, None));
+    }
+    let access = admin::access::Access::load(config.admin_token_file.as_deref(), config.admin_read_only)?;
+    if let Some(addr) = config.admin.filter(|a| !a.ip().is_loopback()) {
+        tracing::warn!(%addr, "the admin API listens beyond loopback: reads (metrics, backends) are open to whoever reaches it");
+    }
+    let api = Arc::new(Admin { registry, routing, access, view });
+    let admin = match config.admin {
+        Some(addr) => Some(admin::spawn(addr, api.clone()).await.map_err(|source| AppError::Bind { addr, source })?),
+        None => None,
+    };
+    let socket = match &config.admin_socket {
+        Some(path) => Some(admin::socket::spawn(path, api)?),
+        None => None,
+    };
+    Ok((admin, socket))
 }
 
 /// Runs `discovery` on a task and waits for its first catalog.
