@@ -7,7 +7,7 @@
 //! [`super::upstream`]), and the request's own state lives in a box allocated while it runs, so the
 //! task's future stays small ([`IDLE_TASK_BYTES`] bounds it, a test measures it).
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, task::Poll};
 
 use tokio::{
     sync::watch,
@@ -19,7 +19,7 @@ use super::{
     conn::Proxy,
     forward::{self, Outcome, Request, Tunnel},
     h1::{ClientAddr, Limits, Parsed, Proto, RequestFraming, RequestHead},
-    handoff,
+    handoff, idle,
     io::ClientIo,
     pin, relay,
     rescue::ProxyError,
@@ -58,9 +58,8 @@ enum Next {
 }
 
 /// Serves one client connection (plain, or TLS after its handshake) until it closes, fails, idles
-/// out, or `stop` turns true between requests.
-pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, peer: SocketAddr, mut stop: watch::Receiver<bool>) {
-    let _ = stream.tcp().set_nodelay(true);
+/// out, or `stop` turns true between requests. `TCP_NODELAY` is already set ([`crate::net::accept`]).
+pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, peer: SocketAddr, stop: watch::Receiver<bool>) {
     let addr = ClientAddr::new(peer.ip());
     // the kernel splice takes plain connections only (no kTLS here: TLS stays in user space)
     let mut splice_first =
@@ -69,26 +68,30 @@ pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, peer: SocketAddr, mut s
     loop {
         let deadline = Instant::now() + proxy.settings.timeouts.idle;
         if pending.is_none() {
-            // idle: only the socket is held while waiting for the next request's first bytes; a buffer
-            // is taken once readiness says so and given back at once if the read finds nothing (a
-            // readiness flag left set by the last read wakes this once, spuriously). Over TLS, bytes
-            // rustls already decrypted are taken first; else the socket's readiness is awaited
-            // likewise, and the read goes through rustls (a partial record gives nothing yet).
+            // idle: only the socket and a slot in the worker's idle set are held while waiting for the
+            // next request's first bytes (the set's one sweeper ends the wait at the deadline or on
+            // stop); a buffer is taken once readiness says so and given back at once if the read finds
+            // nothing (a stale readiness). Over TLS, bytes rustls already decrypted are taken first;
+            // else the socket's readiness is awaited likewise, and the read goes through rustls (a
+            // partial record gives nothing yet).
             let mut wait = !stream.buffered();
+            let parked = idle::Parked::new(deadline, &stop);
             loop {
                 if wait {
-                    let ready = tokio::select! {
-                        biased;
-                        _ = async { stop.wait_for(|s| *s).await.is_ok() } => return,
-                        ready = tokio::time::timeout_at(deadline, stream.readable()) => ready,
-                    };
+                    let ready = std::future::poll_fn(|cx| {
+                        if let Poll::Ready(end) = parked.poll_end(cx) {
+                            return Poll::Ready(Err(Some(end)));
+                        }
+                        stream.poll_read_ready(cx).map_err(|_| None)
+                    })
+                    .await;
                     match ready {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return,
-                        Err(_) => {
+                        Ok(()) => {}
+                        Err(Some(idle::End::Expired)) => {
                             proxy.stats.timeout(Timeout::Idle);
                             return;
                         }
+                        Err(_) => return,
                     }
                 }
                 wait = true;
@@ -111,16 +114,27 @@ pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, peer: SocketAddr, mut s
         let next = Box::pin(request(proxy, &stream, &addr, pending.take(), deadline, stopping, first)).await;
         match next {
             Next::Again(buf) => pending = buf,
-            Next::Close if matches!(stream, ClientIo::Tls(_)) => return Box::pin(close_notify(stream)).await,
-            Next::Close => return,
-            // (boxed too: one-off endings must not size the task of every idle connection)
-            Next::Linger => return Box::pin(linger(stream)).await,
-            Next::Tunnel(t) => return tunnel(proxy, stream, t),
-            Next::Splice(s) => {
-                if let ClientIo::Plain(tcp) = stream {
-                    Box::pin(handoff::run(proxy, tcp, s)).await;
-                }
-                return;
+            Next::Close if matches!(stream, ClientIo::Plain(_)) => return,
+            // boxed: one-off endings must not size the task of every idle connection
+            end => return Box::pin(finish(proxy, stream, end)).await,
+        }
+    }
+}
+
+/// Ends a connection after its last request: a TLS `close_notify`, a linger after an error answer, a
+/// tunnel, or the kernel splice.
+async fn finish(proxy: &Arc<Proxy>, stream: ClientIo, end: Next) {
+    match end {
+        Next::Again(_) | Next::Close => {
+            if matches!(stream, ClientIo::Tls(_)) {
+                close_notify(stream).await;
+            }
+        }
+        Next::Linger => linger(stream).await,
+        Next::Tunnel(t) => tunnel(proxy, stream, t),
+        Next::Splice(s) => {
+            if let ClientIo::Plain(tcp) = stream {
+                handoff::run(proxy, tcp, s).await;
             }
         }
     }

@@ -14,6 +14,7 @@ pub mod conn;
 pub mod forward;
 pub mod h1;
 pub mod handoff;
+pub mod idle;
 pub mod io;
 pub mod pin;
 pub mod relay;

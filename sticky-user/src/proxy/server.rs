@@ -48,7 +48,8 @@ pub async fn serve(
             let _active = proxy.stats.connection();
             let io = match tls {
                 None => ClientIo::Plain(stream),
-                Some(acceptor) => match tls::accept(&acceptor, stream, proxy.settings.timeouts.idle).await {
+                // boxed: the handshake's state (rustls' connection) must not size every plain connection's task
+                Some(acceptor) => match Box::pin(tls::accept(&acceptor, stream, proxy.settings.timeouts.idle)).await {
                     Ok(Accepted::Http(stream)) => ClientIo::tls(*stream),
                     Ok(Accepted::AcmeChallenge) => return,
                     Err(e) => {

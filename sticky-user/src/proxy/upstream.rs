@@ -67,7 +67,10 @@ impl Pool {
 }
 
 /// Whether an idle connection has nothing to say: no EOF, no reset, no stray bytes (a backend that
-/// closed it, or wrote past its last response, must not get the next request).
+/// closed it, or wrote past its last response, must not get the next request). The read is a system
+/// call only when the reactor saw the socket readable since the last read drained it
+/// ([`super::io::try_read_drained`]); a close it has not seen yet is the race every pool has, and a
+/// replayable request is sent again on a fresh connection ([`super::forward`]).
 fn is_quiet(stream: &TcpStream) -> bool {
     let mut probe = [0u8; 1];
     matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
