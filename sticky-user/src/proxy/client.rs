@@ -4,10 +4,18 @@
 //!
 //! Between requests the connection holds nothing but its socket: the read buffer, the parsed heads
 //! and the upstream connection went back to the worker's pools ([`super::buffers`],
-//! [`super::upstream`]), and the request's own state lives in a box allocated while it runs, so the
-//! task's future stays small ([`IDLE_TASK_BYTES`] bounds it, a test measures it).
+//! [`super::upstream`]), the request's own state lives in a box allocated while it runs, and the
+//! idle deadline and the stop signal are watched for all idle connections of the worker at once
+//! ([`super::idle`]), so the task's future stays small ([`IDLE_TASK_BYTES`] bounds it, a test
+//! measures it).
 
-use std::{net::SocketAddr, sync::Arc, task::Poll};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
 
 use tokio::{
     sync::watch,
@@ -32,10 +40,11 @@ use crate::{
     stats::{ClientError, Timeout},
 };
 
-/// Upper bound of the connection task's future (`size_of_val`), idle or not: the request's state is
-/// boxed apart. Measured 832 bytes in a release build, 856 in a debug one, when written (the select
-/// over the stop signal and the idle timer is most of it); the test fails if it grows past this.
-pub const IDLE_TASK_BYTES: usize = 1024;
+/// Upper bound of the connection's future ([`Connection`], `size_of_val`), idle or not: a request's
+/// state is boxed apart. Measured 128 bytes in a debug build (the `async fn` it replaced measured
+/// 832 release / 856 debug: a select over the stop signal and the idle timer, its arguments kept
+/// twice, every ending's state beside the idle one); the test fails if it grows past this.
+pub const IDLE_TASK_BYTES: usize = 256;
 
 /// How long a connection closed after an error keeps reading (and discarding) what the client still
 /// sends, so that the answer is not destroyed by a reset.
@@ -59,64 +68,133 @@ enum Next {
 
 /// Serves one client connection (plain, or TLS after its handshake) until it closes, fails, idles
 /// out, or `stop` turns true between requests. `TCP_NODELAY` is already set ([`crate::net::accept`]).
-pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, peer: SocketAddr, stop: watch::Receiver<bool>) {
-    let addr = ClientAddr::new(peer.ip());
+pub fn serve(proxy: &Arc<Proxy>, stream: ClientIo, peer: SocketAddr, stop: watch::Receiver<bool>) -> Connection<'_> {
     // the kernel splice takes plain connections only (no kTLS here: TLS stays in user space)
-    let mut splice_first =
+    let splice_first =
         proxy.splicer.is_some() && matches!(stream, ClientIo::Plain(_)) && splices_pinned(&proxy.routing);
-    let mut pending: Option<Buf> = None;
-    loop {
-        let deadline = Instant::now() + proxy.settings.timeouts.idle;
-        if pending.is_none() {
-            // idle: only the socket and a slot in the worker's idle set are held while waiting for the
-            // next request's first bytes (the set's one sweeper ends the wait at the deadline or on
-            // stop); a buffer is taken once readiness says so and given back at once if the read finds
-            // nothing (a stale readiness). Over TLS, bytes rustls already decrypted are taken first;
-            // else the socket's readiness is awaited likewise, and the read goes through rustls (a
-            // partial record gives nothing yet).
-            let mut wait = !stream.buffered();
-            let parked = idle::Parked::new(deadline, &stop);
-            loop {
-                if wait {
-                    let ready = std::future::poll_fn(|cx| {
-                        if let Poll::Ready(end) = parked.poll_end(cx) {
-                            return Poll::Ready(Err(Some(end)));
-                        }
-                        stream.poll_read_ready(cx).map_err(|_| None)
-                    })
-                    .await;
-                    match ready {
-                        Ok(()) => {}
-                        Err(Some(idle::End::Expired)) => {
-                            proxy.stats.timeout(Timeout::Idle);
-                            return;
-                        }
-                        Err(_) => return,
-                    }
-                }
-                wait = true;
-                let mut buf = Buf::take();
-                match stream.try_read_buf(&mut buf) {
-                    Ok(0) => return,
-                    Ok(_) => {
-                        pending = Some(buf);
-                        break;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => return,
+    let wait = !stream.buffered();
+    Connection { proxy, stop, addr: ClientAddr::new(peer.ip()), splice_first, state: State::Idle { stream, parked: None, wait } }
+}
+
+/// One client connection, as a future written out by hand: an `async fn` keeps its arguments twice
+/// and the state of every await side by side, and the idle state is what every idle connection pays
+/// for. Idle, it holds the socket, the client's address and a slot in the worker's idle set; a
+/// request's state (and the socket, meanwhile) lives in a box while the request runs.
+pub struct Connection<'a> {
+    proxy: &'a Arc<Proxy>,
+    stop: watch::Receiver<bool>,
+    addr: ClientAddr,
+    splice_first: bool,
+    state: State<'a>,
+}
+
+/// A request under way: it gives the socket back with the bytes of the next request read with it,
+/// or `None` once the connection is over (closed, or ended by [`finish`]).
+type Busy<'a> = Pin<Box<dyn Future<Output = Option<(ClientIo, Option<Buf>)>> + Send + 'a>>;
+
+enum State<'a> {
+    /// Waiting for the next request's first bytes: only the socket's readiness and a slot in the
+    /// worker's idle set are held (the set's one sweeper ends the wait at the deadline or on stop). A
+    /// buffer is taken once readiness says so and given back at once if the read finds nothing (a
+    /// stale readiness). Over TLS, bytes rustls already decrypted are taken first (`wait` false);
+    /// else the socket's readiness is awaited likewise, and the read goes through rustls (a partial
+    /// record gives nothing yet).
+    Idle { stream: ClientIo, parked: Option<idle::Parked>, wait: bool },
+    /// A request under way.
+    Busy(Busy<'a>),
+    /// Over.
+    Done,
+}
+
+impl std::fmt::Debug for Connection<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.state {
+            State::Idle { .. } => "idle",
+            State::Busy(_) => "busy",
+            State::Done => "done",
+        };
+        f.debug_struct("Connection").field("state", &state).finish_non_exhaustive()
+    }
+}
+
+impl Connection<'_> {
+    /// Starts the request whose first bytes are in `buf`; the idle timeout's `deadline` covers its head.
+    fn start(&mut self, stream: ClientIo, buf: Buf, deadline: Instant) {
+        let stopping = *self.stop.borrow();
+        let first = std::mem::take(&mut self.splice_first);
+        let (proxy, addr) = (self.proxy, self.addr);
+        self.state = State::Busy(Box::pin(async move {
+            let next = request(proxy, &stream, &addr, buf, deadline, stopping, first).await;
+            match next {
+                Next::Again(buf) => Some((stream, buf)),
+                Next::Close if matches!(stream, ClientIo::Plain(_)) => None,
+                // boxed: one-off endings must not size every request's state
+                end => {
+                    Box::pin(finish(proxy, stream, end)).await;
+                    None
                 }
             }
-        } else if *stop.borrow() {
-            return;
-        }
-        let stopping = *stop.borrow();
-        let first = std::mem::take(&mut splice_first);
-        let next = Box::pin(request(proxy, &stream, &addr, pending.take(), deadline, stopping, first)).await;
-        match next {
-            Next::Again(buf) => pending = buf,
-            Next::Close if matches!(stream, ClientIo::Plain(_)) => return,
-            // boxed: one-off endings must not size the task of every idle connection
-            end => return Box::pin(finish(proxy, stream, end)).await,
+        }));
+    }
+}
+
+impl Future for Connection<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.state {
+                State::Done => return Poll::Ready(()),
+                State::Busy(request) => {
+                    let Poll::Ready(after) = request.as_mut().poll(cx) else { return Poll::Pending };
+                    match after {
+                        Some((stream, Some(buf))) if !*this.stop.borrow() => {
+                            this.start(stream, buf, Instant::now() + this.proxy.settings.timeouts.idle);
+                        }
+                        Some((stream, None)) => {
+                            let wait = !stream.buffered();
+                            this.state = State::Idle { stream, parked: None, wait };
+                        }
+                        Some((_, Some(_))) | None => this.state = State::Done,
+                    }
+                }
+                State::Idle { stream, parked, wait } => {
+                    let (proxy, stop) = (this.proxy, &this.stop);
+                    let parked = parked
+                        .get_or_insert_with(|| idle::Parked::new(Instant::now() + proxy.settings.timeouts.idle, stop));
+                    if *wait {
+                        if let Poll::Ready(end) = parked.poll_end(cx) {
+                            if end == idle::End::Expired {
+                                proxy.stats.timeout(Timeout::Idle);
+                            }
+                            this.state = State::Done;
+                            continue;
+                        }
+                        match stream.poll_read_ready(cx) {
+                            Poll::Pending => return Poll::Pending,
+                            Poll::Ready(Err(_)) => {
+                                this.state = State::Done;
+                                continue;
+                            }
+                            Poll::Ready(Ok(())) => {}
+                        }
+                    }
+                    *wait = true;
+                    let mut buf = Buf::take();
+                    match stream.try_read_buf(&mut buf) {
+                        Ok(0) => this.state = State::Done,
+                        Ok(_) => {
+                            let deadline = parked.deadline();
+                            if let State::Idle { stream, .. } = std::mem::replace(&mut this.state, State::Done) {
+                                this.start(stream, buf, deadline);
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => this.state = State::Done,
+                    }
+                }
+            }
         }
     }
 }
@@ -150,12 +228,11 @@ async fn request(
     proxy: &Proxy,
     stream: &ClientIo,
     peer: &ClientAddr,
-    pending: Option<Buf>,
+    mut cbuf: Buf,
     deadline: Instant,
     stopping: bool,
     splice_first: bool,
 ) -> Next {
-    let mut cbuf = pending.unwrap_or_else(Buf::take);
     let mut scratch = ScratchLease::take();
     let limits = Limits::from(proxy.settings.limits);
     // the head: the idle timeout covers its wait and its bytes (a slow head is closed like an idle one)

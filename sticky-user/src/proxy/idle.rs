@@ -147,6 +147,12 @@ impl Parked {
         Self(slot)
     }
 
+    /// The deadline it was parked with (kept in the slot, not in the waiting task).
+    #[must_use]
+    pub fn deadline(&self) -> Instant {
+        with(|s| s.slots.get(self.0 as usize).and_then(|s| s.as_ref().map(|s| s.deadline))).flatten().unwrap_or_else(Instant::now)
+    }
+
     /// Ready once the wait is over for another reason than the client's bytes; else the task is
     /// woken when it is.
     pub fn poll_end(&self, cx: &mut Context<'_>) -> Poll<End> {
