@@ -73,7 +73,13 @@ pub fn serve(proxy: &Arc<Proxy>, stream: ClientIo, peer: SocketAddr, stop: watch
     let splice_first =
         proxy.splicer.is_some() && matches!(stream, ClientIo::Plain(_)) && splices_pinned(&proxy.routing);
     let wait = !stream.buffered();
-    Connection { proxy, stop, addr: ClientAddr::new(peer.ip()), splice_first, state: State::Idle { stream, parked: None, wait } }
+    Connection {
+        proxy,
+        stop,
+        addr: ClientAddr::new(peer.ip()),
+        splice_first,
+        state: State::Idle { stream, parked: None, wait },
+    }
 }
 
 /// One client connection, as a future written out by hand: an `async fn` keeps its arguments twice

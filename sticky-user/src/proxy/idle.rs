@@ -150,7 +150,9 @@ impl Parked {
     /// The deadline it was parked with (kept in the slot, not in the waiting task).
     #[must_use]
     pub fn deadline(&self) -> Instant {
-        with(|s| s.slots.get(self.0 as usize).and_then(|s| s.as_ref().map(|s| s.deadline))).flatten().unwrap_or_else(Instant::now)
+        with(|s| s.slots.get(self.0 as usize).and_then(|s| s.as_ref().map(|s| s.deadline)))
+            .flatten()
+            .unwrap_or_else(Instant::now)
     }
 
     /// Ready once the wait is over for another reason than the client's bytes; else the task is
@@ -237,28 +239,28 @@ mod tests {
     fn expired_waits_are_woken_and_slots_reused() {
         let mut set = Set::default();
         let t0 = Instant::now();
-        let a = set.park(t0 + Duration::from_secs(1));
-        let b = set.park(t0 + Duration::from_secs(2));
-        let (w, woken) = waker_count();
-        let mut cx = Context::from_waker(&w);
-        assert_eq!(set.poll(a, &mut cx), Poll::Pending);
-        assert_eq!(set.poll(b, &mut cx), Poll::Pending);
+        let first = set.park(t0 + Duration::from_secs(1));
+        let second = set.park(t0 + Duration::from_secs(2));
+        let (waker, woken) = waker_count();
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(set.poll(first, &mut cx), Poll::Pending);
+        assert_eq!(set.poll(second, &mut cx), Poll::Pending);
         assert_eq!(set.sweep(t0), Some(t0 + Duration::from_secs(1)));
         assert_eq!(woken.load(std::sync::atomic::Ordering::Relaxed), 0);
         assert_eq!(set.sweep(t0 + Duration::from_secs(1)), Some(t0 + Duration::from_secs(2)));
         assert_eq!(woken.load(std::sync::atomic::Ordering::Relaxed), 1, "the expired one is woken");
-        assert_eq!(set.poll(a, &mut cx), Poll::Ready(End::Expired));
-        assert_eq!(set.poll(b, &mut cx), Poll::Pending);
-        set.leave(a);
-        let c = set.park(t0 + Duration::from_secs(3));
-        assert_eq!(c, a, "a left slot is taken again");
+        assert_eq!(set.poll(first, &mut cx), Poll::Ready(End::Expired));
+        assert_eq!(set.poll(second, &mut cx), Poll::Pending);
+        set.leave(first);
+        let third = set.park(t0 + Duration::from_secs(3));
+        assert_eq!(third, first, "a left slot is taken again");
         set.stopping = true;
         assert_eq!(set.sweep(t0), None);
-        assert_eq!(set.poll(b, &mut cx), Poll::Ready(End::Stopping));
-        assert_eq!(set.poll(c, &mut cx), Poll::Ready(End::Stopping));
-        let d = set.park(t0 + Duration::from_secs(9));
-        assert_eq!(set.poll(d, &mut cx), Poll::Ready(End::Stopping), "parked after the stop: ended at once");
-        for i in [b, c, d] {
+        assert_eq!(set.poll(second, &mut cx), Poll::Ready(End::Stopping));
+        assert_eq!(set.poll(third, &mut cx), Poll::Ready(End::Stopping));
+        let late = set.park(t0 + Duration::from_secs(9));
+        assert_eq!(set.poll(late, &mut cx), Poll::Ready(End::Stopping), "parked after the stop: ended at once");
+        for i in [second, third, late] {
             set.leave(i);
         }
         assert_eq!(set.parked, 0);
