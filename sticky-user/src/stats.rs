@@ -258,6 +258,13 @@ impl ProxyStats {
         self.active.fetch_add(1, Ordering::Relaxed);
         ActiveGuard(&self.active)
     }
+    /// [`Self::connection`] for a holder that owns the counters' `Arc` (a connection's future, which
+    /// outlives any borrow of the caller's).
+    pub fn connection_owned(self: &std::sync::Arc<Self>) -> OwnedActiveGuard {
+        self.counters.inc(CONNECTIONS);
+        self.active.fetch_add(1, Ordering::Relaxed);
+        OwnedActiveGuard(self.clone())
+    }
     /// A timer closed a connection.
     pub fn timeout(&self, kind: Timeout) {
         self.counters.inc(TIMEOUTS + kind as usize);
@@ -311,6 +318,16 @@ pub struct ActiveGuard<'a>(&'a AtomicI64);
 impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts one connection as active while it lives, owning the counters.
+#[derive(Debug)]
+pub struct OwnedActiveGuard(std::sync::Arc<ProxyStats>);
+
+impl Drop for OwnedActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -41,7 +41,7 @@ use crate::{
 };
 
 /// Upper bound of the connection's future ([`Connection`], `size_of_val`), idle or not: a request's
-/// state is boxed apart. Measured 128 bytes in a debug build (the `async fn` it replaced measured
+/// state is boxed apart. Measured 152 bytes in a debug build (the `async fn` it replaced measured
 /// 832 release / 856 debug: a select over the stop signal and the idle timer, its arguments kept
 /// twice, every ending's state beside the idle one); the test fails if it grows past this.
 pub const IDLE_TASK_BYTES: usize = 256;
@@ -68,7 +68,13 @@ enum Next {
 
 /// Serves one client connection (plain, or TLS after its handshake) until it closes, fails, idles
 /// out, or `stop` turns true between requests. `TCP_NODELAY` is already set ([`crate::net::accept`]).
-pub fn serve(proxy: &Arc<Proxy>, stream: ClientIo, peer: SocketAddr, stop: watch::Receiver<bool>) -> Connection<'_> {
+pub fn serve(
+    proxy: Arc<Proxy>,
+    stream: ClientIo,
+    peer: SocketAddr,
+    stop: watch::Receiver<bool>,
+    hold: Hold,
+) -> Connection {
     // the kernel splice takes plain connections only (no kTLS here: TLS stays in user space)
     let splice_first =
         proxy.splicer.is_some() && matches!(stream, ClientIo::Plain(_)) && splices_pinned(&proxy.routing);
@@ -79,26 +85,38 @@ pub fn serve(proxy: &Arc<Proxy>, stream: ClientIo, peer: SocketAddr, stop: watch
         addr: ClientAddr::new(peer.ip()),
         splice_first,
         state: State::Idle { stream, parked: None, wait },
+        _hold: hold,
     }
+}
+
+/// What a connection keeps until it ends besides its socket: its place in the count of open
+/// connections, and its permit (`--max-connections`).
+#[derive(Debug, Default)]
+pub struct Hold {
+    /// Counts the connection as open.
+    pub active: Option<crate::stats::OwnedActiveGuard>,
+    /// The connection's permit.
+    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// One client connection, as a future written out by hand: an `async fn` keeps its arguments twice
 /// and the state of every await side by side, and the idle state is what every idle connection pays
 /// for. Idle, it holds the socket, the client's address and a slot in the worker's idle set; a
 /// request's state (and the socket, meanwhile) lives in a box while the request runs.
-pub struct Connection<'a> {
-    proxy: &'a Arc<Proxy>,
+pub struct Connection {
+    proxy: Arc<Proxy>,
     stop: watch::Receiver<bool>,
     addr: ClientAddr,
     splice_first: bool,
-    state: State<'a>,
+    state: State,
+    _hold: Hold,
 }
 
 /// A request under way: it gives the socket back with the bytes of the next request read with it,
 /// or `None` once the connection is over (closed, or ended by [`finish`]).
-type Busy<'a> = Pin<Box<dyn Future<Output = Option<(ClientIo, Option<Buf>)>> + Send + 'a>>;
+type Busy = Pin<Box<dyn Future<Output = Option<(ClientIo, Option<Buf>)>> + Send>>;
 
-enum State<'a> {
+enum State {
     /// Waiting for the next request's first bytes: only the socket's readiness and a slot in the
     /// worker's idle set are held (the set's one sweeper ends the wait at the deadline or on stop). A
     /// buffer is taken once readiness says so and given back at once if the read finds nothing (a
@@ -107,12 +125,12 @@ enum State<'a> {
     /// record gives nothing yet).
     Idle { stream: ClientIo, parked: Option<idle::Parked>, wait: bool },
     /// A request under way.
-    Busy(Busy<'a>),
+    Busy(Busy),
     /// Over.
     Done,
 }
 
-impl std::fmt::Debug for Connection<'_> {
+impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match self.state {
             State::Idle { .. } => "idle",
@@ -123,20 +141,20 @@ impl std::fmt::Debug for Connection<'_> {
     }
 }
 
-impl Connection<'_> {
+impl Connection {
     /// Starts the request whose first bytes are in `buf`; the idle timeout's `deadline` covers its head.
     fn start(&mut self, stream: ClientIo, buf: Buf, deadline: Instant) {
         let stopping = *self.stop.borrow();
         let first = std::mem::take(&mut self.splice_first);
-        let (proxy, addr) = (self.proxy, self.addr);
+        let (proxy, addr) = (self.proxy.clone(), self.addr);
         self.state = State::Busy(Box::pin(async move {
-            let next = request(proxy, &stream, &addr, buf, deadline, stopping, first).await;
+            let next = request(&proxy, &stream, &addr, buf, deadline, stopping, first).await;
             match next {
                 Next::Again(buf) => Some((stream, buf)),
                 Next::Close if matches!(stream, ClientIo::Plain(_)) => None,
                 // boxed: one-off endings must not size every request's state
                 end => {
-                    Box::pin(finish(proxy, stream, end)).await;
+                    Box::pin(finish(&proxy, stream, end)).await;
                     None
                 }
             }
@@ -144,7 +162,7 @@ impl Connection<'_> {
     }
 }
 
-impl Future for Connection<'_> {
+impl Future for Connection {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -166,7 +184,7 @@ impl Future for Connection<'_> {
                     }
                 }
                 State::Idle { stream, parked, wait } => {
-                    let (proxy, stop) = (this.proxy, &this.stop);
+                    let (proxy, stop) = (&this.proxy, &this.stop);
                     let parked = parked
                         .get_or_insert_with(|| idle::Parked::new(Instant::now() + proxy.settings.timeouts.idle, stop));
                     if *wait {
@@ -449,7 +467,7 @@ mod tests {
             let _client = client.expect("connect");
             let (stream, peer) = accepted.expect("accept");
             let (_tx, rx) = watch::channel(false);
-            let task = serve(&proxy, ClientIo::Plain(stream), peer, rx);
+            let task = serve(proxy.clone(), ClientIo::Plain(stream), peer, rx, Hold::default());
             let size = std::mem::size_of_val(&task);
             assert!(size <= IDLE_TASK_BYTES, "the connection task is {size} bytes");
             eprintln!("connection task future: {size} bytes");

@@ -41,25 +41,25 @@ pub async fn serve(
             },
         };
         let (permit, (stream, peer)) = accepted?;
+        let hold = client::Hold { active: Some(proxy.stats.connection_owned()), permit: Some(permit) };
+        let Some(acceptor) = tls.clone() else {
+            // a plain connection's task is the connection's own small future (see client::Connection)
+            tokio::spawn(client::serve(proxy.clone(), ClientIo::Plain(stream), peer, stop.clone(), hold));
+            continue;
+        };
         let proxy = proxy.clone();
         let stop = stop.clone();
-        let tls = tls.clone();
         tokio::spawn(async move {
-            let _active = proxy.stats.connection();
-            let io = match tls {
-                None => ClientIo::Plain(stream),
-                // boxed: the handshake's state (rustls' connection) must not size every plain connection's task
-                Some(acceptor) => match Box::pin(tls::accept(&acceptor, stream, proxy.settings.timeouts.idle)).await {
-                    Ok(Accepted::Http(stream)) => ClientIo::tls(*stream),
-                    Ok(Accepted::AcmeChallenge) => return,
-                    Err(e) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                },
+            // boxed: the handshake's state (rustls' connection) must not size the connection's task
+            let io = match Box::pin(tls::accept(&acceptor, stream, proxy.settings.timeouts.idle)).await {
+                Ok(Accepted::Http(stream)) => ClientIo::tls(*stream),
+                Ok(Accepted::AcmeChallenge) => return,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
             };
-            client::serve(&proxy, io, peer, stop).await;
-            drop(permit);
+            client::serve(proxy, io, peer, stop, hold).await;
         });
     }
 }
