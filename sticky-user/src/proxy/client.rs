@@ -4,10 +4,17 @@
 //!
 //! Between requests the connection holds nothing but its socket: the read buffer, the parsed heads
 //! and the upstream connection went back to the worker's pools ([`super::buffers`],
-//! [`super::upstream`]), and the request's own state lives in a box allocated while it runs, so the
-//! task's future stays small ([`IDLE_TASK_BYTES`] bounds it, a test measures it).
+//! [`super::upstream`]), the request's own state lives in a box allocated while it runs, and the
+//! idle deadline and the stop signal are watched for all idle connections of the worker at once
+//! ([`super::idle`]), so the task's future stays small ([`IDLE_TASK_BYTES`] bounds it, a test
+//! measures it).
 
-use std::sync::Arc;
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
 
 use tokio::{
     sync::watch,
@@ -19,7 +26,7 @@ use super::{
     conn::Proxy,
     forward::{self, Outcome, Request, Tunnel},
     h1::{ClientAddr, Limits, Parsed, PriorHops, Proto, RequestFraming, RequestHead},
-    handoff,
+    handoff, idle,
     io::ClientIo,
     relay,
     rescue::ProxyError,
@@ -34,10 +41,11 @@ use crate::{
     stats::{ClientError, Timeout},
 };
 
-/// Upper bound of the connection task's future (`size_of_val`), idle or not: the request's state is
-/// boxed apart. Measured 832 bytes in a release build, 856 in a debug one, when written (the select
-/// over the stop signal and the idle timer is most of it); the test fails if it grows past this.
-pub const IDLE_TASK_BYTES: usize = 1024;
+/// Upper bound of the connection's future ([`Connection`], `size_of_val`), idle or not: a request's
+/// state is boxed apart. Measured 152 bytes in a debug build (the `async fn` it replaced measured
+/// 832 release / 856 debug: a select over the stop signal and the idle timer, its arguments kept
+/// twice, every ending's state beside the idle one); the test fails if it grows past this.
+pub const IDLE_TASK_BYTES: usize = 256;
 
 /// How long a connection closed after an error keeps reading (and discarding) what the client still
 /// sends, so that the answer is not destroyed by a reset.
@@ -60,96 +68,241 @@ enum Next {
 }
 
 /// Serves one client connection (plain, or TLS after its handshake) until it closes, fails, idles
-/// out, or `stop` turns true between requests.
-pub async fn serve(proxy: &Arc<Proxy>, stream: ClientIo, addr: ClientAddr, mut stop: watch::Receiver<bool>) {
-    let _ = stream.tcp().set_nodelay(true);
+/// out, or `stop` turns true between requests. `TCP_NODELAY` is already set ([`crate::net::accept`]).
+pub fn serve(
+    proxy: Arc<Proxy>,
+    stream: ClientIo,
+    addr: ClientAddr,
+    stop: watch::Receiver<bool>,
+    hold: Hold,
+) -> Connection {
     // the kernel splice takes plain connections only (no kTLS here: TLS stays in user space)
-    let mut splice_first =
+    let splice_first =
         proxy.splicer.is_some() && matches!(stream, ClientIo::Plain(_)) && splices_pinned(&proxy.routing);
-    let mut pending: Option<Buf> = None;
-    // a connection accepted before a stop is owed its first answer: its request may still be on the
-    // way (or in a TLS handshake that just ended), and closing it unread would fail that request in
-    // a handover between two instances (`--listen-from`), where the next one would have served it
-    let mut owed = true;
-    let mut stop_seen = false;
-    let mut wave = FirstWave::default();
-    loop {
-        let mut deadline = Instant::now() + proxy.settings.timeouts.idle;
-        if pending.is_none() {
-            // idle: only the socket is held while waiting for the next request's first bytes; a buffer
-            // is taken once readiness says so and given back at once if the read finds nothing (a
-            // readiness flag left set by the last read wakes this once, spuriously). Over TLS, bytes
-            // rustls already decrypted are taken first; else the socket's readiness is awaited
-            // likewise, and the read goes through rustls (a partial record gives nothing yet).
-            let mut wait = !stream.buffered();
-            loop {
-                if wait {
-                    let ready = tokio::select! {
-                        biased;
-                        _ = async { stop.wait_for(|s| *s).await.is_ok() }, if !stop_seen => {
-                            if !owed {
-                                return;
-                            }
-                            stop_seen = true;
-                            deadline = deadline.min(Instant::now() + FIRST_REQUEST_AFTER_STOP);
-                            continue;
-                        }
-                        ready = tokio::time::timeout_at(deadline, stream.readable()) => ready,
-                    };
-                    match ready {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return,
-                        Err(_) => {
-                            proxy.stats.timeout(Timeout::Idle);
-                            return;
-                        }
-                    }
-                }
-                wait = true;
-                let mut buf = Buf::take();
-                match stream.try_read_buf(&mut buf) {
-                    Ok(0) => return,
-                    Ok(_) => {
-                        pending = Some(buf);
-                        break;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => return,
+    let wait = !stream.buffered();
+    Connection {
+        proxy,
+        stop,
+        addr,
+        splice_first,
+        owed: true,
+        wave: FirstWave::default(),
+        state: State::Idle { stream, parked: None, wait },
+        _hold: hold,
+    }
+}
+
+/// The forwarding facts of a connection from `origin`'s client (built by the accept loop and moved
+/// into [`serve`]): its fields are kept from a trusted proxy only (issue 16), anyone else's are
+/// replaced.
+#[must_use]
+pub fn client_addr(proxy: &Proxy, origin: Origin) -> ClientAddr {
+    let trusted = proxy.clients.trusted_proxies.contains(origin.client.ip());
+    ClientAddr::of(origin, if trusted { PriorHops::Keep } else { PriorHops::Discard })
+}
+
+/// How long a connection that has not sent its first request yet is waited for once the stop came:
+/// it was accepted before the stop, so its request may still be on the way (or in a TLS handshake
+/// that just ended), and closing it unread would fail that request in a handover between two
+/// instances (`--listen-from`), where the next one would have served it.
+const FIRST_REQUEST_AFTER_STOP: Duration = Duration::from_secs(1);
+
+/// What a connection keeps until it ends besides its socket: its place in the count of open
+/// connections, and its permit (`--max-connections`).
+#[derive(Debug, Default)]
+pub struct Hold {
+    /// Counts the connection as open.
+    pub active: Option<crate::stats::OwnedActiveGuard>,
+    /// The connection's permit.
+    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// One client connection, as a future written out by hand: an `async fn` keeps its arguments twice
+/// and the state of every await side by side, and the idle state is what every idle connection pays
+/// for. Idle, it holds the socket, the client's address and a slot in the worker's idle set; a
+/// request's state (and the socket, meanwhile) lives in a box while the request runs.
+pub struct Connection {
+    proxy: Arc<Proxy>,
+    stop: watch::Receiver<bool>,
+    addr: ClientAddr,
+    splice_first: bool,
+    /// No request started yet: a stop waits [`FIRST_REQUEST_AFTER_STOP`] for it instead of closing.
+    owed: bool,
+    /// The connection's first wave (cookie-less requests follow its first pick; [`super::wave`]).
+    wave: FirstWave,
+    state: State,
+    _hold: Hold,
+}
+
+/// A request under way: it gives the socket and the first wave back with the bytes of the next
+/// request read with it, or `None` once the connection is over (closed, or ended by [`finish`]).
+type Busy = Pin<Box<dyn Future<Output = Option<(ClientIo, Option<Buf>, FirstWave)>> + Send>>;
+
+enum State {
+    /// Waiting for the next request's first bytes: only the socket's readiness and a slot in the
+    /// worker's idle set are held (the set's one sweeper ends the wait at the deadline or on stop). A
+    /// buffer is taken once readiness says so and given back at once if the read finds nothing (a
+    /// stale readiness). Over TLS, bytes rustls already decrypted are taken first (`wait` false);
+    /// else the socket's readiness is awaited likewise, and the read goes through rustls (a partial
+    /// record gives nothing yet).
+    Idle { stream: ClientIo, parked: Option<idle::Parked>, wait: bool },
+    /// A request under way.
+    Busy(Busy),
+    /// sticky is stopping and the connection's first request has not come: it gets
+    /// [`FIRST_REQUEST_AFTER_STOP`] (boxed: a rare state must not size every idle connection).
+    Owed { stream: ClientIo, until: Pin<Box<tokio::time::Sleep>> },
+    /// Over.
+    Done,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.state {
+            State::Idle { .. } => "idle",
+            State::Busy(_) => "busy",
+            State::Owed { .. } => "owed",
+            State::Done => "done",
+        };
+        f.debug_struct("Connection").field("state", &state).finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Starts the request whose first bytes are in `buf`; the idle timeout's `deadline` covers its head.
+    fn start(&mut self, stream: ClientIo, buf: Buf, deadline: Instant) {
+        let stopping = *self.stop.borrow();
+        let first = std::mem::take(&mut self.splice_first);
+        self.owed = false;
+        let (proxy, addr, mut wave) = (self.proxy.clone(), self.addr, std::mem::take(&mut self.wave));
+        self.state = State::Busy(Box::pin(async move {
+            let next = request(&proxy, &stream, &addr, &mut wave, buf, deadline, stopping, first).await;
+            match next {
+                Next::Again(buf) => Some((stream, buf, wave)),
+                Next::Close if matches!(stream, ClientIo::Plain(_)) => None,
+                // boxed: one-off endings must not size every request's state
+                end => {
+                    Box::pin(finish(&proxy, stream, end)).await;
+                    None
                 }
             }
-        } else if *stop.borrow() && !owed {
-            return;
-        }
-        owed = false;
-        let stopping = *stop.borrow();
-        let first = std::mem::take(&mut splice_first);
-        let next = Box::pin(request(proxy, &stream, &addr, &mut wave, pending.take(), deadline, stopping, first)).await;
-        match next {
-            Next::Again(buf) => pending = buf,
-            Next::Close if matches!(stream, ClientIo::Tls(_)) => return Box::pin(close_notify(stream)).await,
-            Next::Close => return,
-            // (boxed too: one-off endings must not size the task of every idle connection)
-            Next::Linger => return Box::pin(linger(stream)).await,
-            Next::Tunnel(t) => return tunnel(proxy, stream, t),
-            Next::Splice(s) => {
-                if let ClientIo::Plain(tcp) = stream {
-                    Box::pin(handoff::run(proxy, tcp, s)).await;
+        }));
+    }
+}
+
+impl Future for Connection {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.state {
+                State::Done => return Poll::Ready(()),
+                State::Busy(request) => {
+                    let Poll::Ready(after) = request.as_mut().poll(cx) else { return Poll::Pending };
+                    match after {
+                        Some((stream, Some(buf), wave)) if !*this.stop.borrow() => {
+                            this.wave = wave;
+                            this.start(stream, buf, Instant::now() + this.proxy.settings.timeouts.idle);
+                        }
+                        Some((stream, None, wave)) => {
+                            this.wave = wave;
+                            let wait = !stream.buffered();
+                            this.state = State::Idle { stream, parked: None, wait };
+                        }
+                        Some((_, Some(_), _)) | None => this.state = State::Done,
+                    }
                 }
-                return;
+                State::Owed { stream, until } => {
+                    if until.as_mut().poll(cx).is_ready() {
+                        this.state = State::Done;
+                        continue;
+                    }
+                    match stream.poll_read_ready(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(_)) => this.state = State::Done,
+                        Poll::Ready(Ok(())) => {
+                            let mut buf = Buf::take();
+                            match stream.try_read_buf(&mut buf) {
+                                Ok(0) => this.state = State::Done,
+                                Ok(_) => {
+                                    let deadline = until.deadline();
+                                    if let State::Owed { stream, .. } = std::mem::replace(&mut this.state, State::Done)
+                                    {
+                                        this.start(stream, buf, deadline);
+                                    }
+                                }
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                                Err(_) => this.state = State::Done,
+                            }
+                        }
+                    }
+                }
+                State::Idle { stream, parked, wait } => {
+                    let (proxy, stop) = (&this.proxy, &this.stop);
+                    let parked = parked
+                        .get_or_insert_with(|| idle::Parked::new(Instant::now() + proxy.settings.timeouts.idle, stop));
+                    if *wait {
+                        if let Poll::Ready(end) = parked.poll_end(cx) {
+                            if end == idle::End::Expired {
+                                proxy.stats.timeout(Timeout::Idle);
+                            }
+                            let owed = this.owed && end == idle::End::Stopping;
+                            match std::mem::replace(&mut this.state, State::Done) {
+                                State::Idle { stream, parked, .. } if owed => {
+                                    let deadline = parked.map_or_else(Instant::now, |p| p.deadline());
+                                    let until = deadline.min(Instant::now() + FIRST_REQUEST_AFTER_STOP);
+                                    this.state =
+                                        State::Owed { stream, until: Box::pin(tokio::time::sleep_until(until)) };
+                                }
+                                _ => {}
+                            }
+                            continue;
+                        }
+                        match stream.poll_read_ready(cx) {
+                            Poll::Pending => return Poll::Pending,
+                            Poll::Ready(Err(_)) => {
+                                this.state = State::Done;
+                                continue;
+                            }
+                            Poll::Ready(Ok(())) => {}
+                        }
+                    }
+                    *wait = true;
+                    let mut buf = Buf::take();
+                    match stream.try_read_buf(&mut buf) {
+                        Ok(0) => this.state = State::Done,
+                        Ok(_) => {
+                            let deadline = parked.deadline();
+                            if let State::Idle { stream, .. } = std::mem::replace(&mut this.state, State::Done) {
+                                this.start(stream, buf, deadline);
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => this.state = State::Done,
+                    }
+                }
             }
         }
     }
 }
 
-/// How long a connection that has not sent its first request yet is waited for once the stop came.
-const FIRST_REQUEST_AFTER_STOP: Duration = Duration::from_secs(1);
-/// The forwarding facts of a connection from `origin`'s client (built by the accept loop and moved
-/// into [`serve`], so the task holds them once): its fields are kept from a trusted proxy only
-/// (issue 16), anyone else's are replaced.
-#[must_use]
-pub fn client_addr(proxy: &Proxy, origin: Origin) -> ClientAddr {
-    let trusted = proxy.clients.trusted_proxies.contains(origin.client.ip());
-    ClientAddr::of(origin, if trusted { PriorHops::Keep } else { PriorHops::Discard })
+/// Ends a connection after its last request: a TLS `close_notify`, a linger after an error answer, a
+/// tunnel, or the kernel splice.
+async fn finish(proxy: &Arc<Proxy>, stream: ClientIo, end: Next) {
+    match end {
+        Next::Again(_) | Next::Close => {
+            if matches!(stream, ClientIo::Tls(_)) {
+                close_notify(stream).await;
+            }
+        }
+        Next::Linger => linger(stream).await,
+        Next::Tunnel(t) => tunnel(proxy, stream, t),
+        Next::Splice(s) => {
+            if let ClientIo::Plain(tcp) = stream {
+                handoff::run(proxy, tcp, s).await;
+            }
+        }
+    }
 }
 
 /// Whether any service splices pinned keep-alive connections (then first requests are looked at).
@@ -164,12 +317,11 @@ async fn request(
     stream: &ClientIo,
     peer: &ClientAddr,
     wave: &mut FirstWave,
-    pending: Option<Buf>,
+    mut cbuf: Buf,
     deadline: Instant,
     stopping: bool,
     splice_first: bool,
 ) -> Next {
-    let mut cbuf = pending.unwrap_or_else(Buf::take);
     let mut scratch = ScratchLease::take();
     let limits = Limits::from(proxy.settings.limits);
     // the head: the idle timeout covers its wait and its bytes (a slow head is closed like an idle one)
@@ -383,7 +535,7 @@ mod tests {
             let (stream, peer) = accepted.expect("accept");
             let (_tx, rx) = watch::channel(false);
             let origin = crate::proxy_protocol::Origin { client: peer, destination: addr };
-            let task = serve(&proxy, ClientIo::Plain(stream), client_addr(&proxy, origin), rx);
+            let task = serve(proxy.clone(), ClientIo::Plain(stream), client_addr(&proxy, origin), rx, Hold::default());
             let size = std::mem::size_of_val(&task);
             assert!(size <= IDLE_TASK_BYTES, "the connection task is {size} bytes");
             eprintln!("connection task future: {size} bytes");

@@ -17,6 +17,7 @@ pub mod forward;
 pub mod h1;
 pub mod h2;
 pub mod handoff;
+pub mod idle;
 pub mod io;
 pub mod named;
 pub mod pin;

@@ -11,7 +11,10 @@ use tokio::{
 };
 
 use super::{client, conn::Proxy, h1::Proto, h2, io::ClientIo};
-use crate::tls::server::{self as tls, Accepted};
+use crate::{
+    proxy_protocol::Origin,
+    tls::server::{self as tls, Accepted},
+};
 
 /// Accepts client connections until `stop` turns true (or the listener fails for good); each connection
 /// gets its own task. With `tls`, each connection first completes a TLS handshake within the idle
@@ -33,6 +36,9 @@ pub async fn serve(
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> std::io::Result<()> {
     let mut stopping = stop.clone();
+    // a plain connection with nothing to look at before its first request (no PROXY protocol header,
+    // no HTTP/2 preface) is spawned as the connection's own small future (see client::Connection)
+    let direct = tls.is_none() && !proxy.h2.h2c && proxy.clients.proxy_protocol_from.is_empty();
     loop {
         // the stop is watched while waiting for a permit and while waiting in accept (cancel safe:
         // a connection not taken stays queued), so a stopping worker closes its handle of the
@@ -51,23 +57,28 @@ pub async fn serve(
             accepted = crate::net::accept(&listener) => accepted?,
         };
         // counted from here, not from the task's first poll: a stop must wait for this connection
-        let active = proxy.stats.accepted();
+        let hold = client::Hold { active: Some(proxy.stats.accepted()), permit: Some(permit) };
+        if direct {
+            let origin = Origin { client: peer, destination: stream.local_addr().unwrap_or(peer) };
+            let addr = client::client_addr(&proxy, origin);
+            tokio::spawn(client::serve(proxy.clone(), ClientIo::Plain(stream), addr, stop.clone(), hold));
+            continue;
+        }
         let proxy = proxy.clone();
         let stop = stop.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let _active = active;
             // the PROXY protocol header comes before the TLS handshake (boxed: its buffer is not
             // kept in the task of a connection that lives on)
             let from = &proxy.clients.proxy_protocol_from;
             let Ok(origin) = Box::pin(crate::proxy_protocol::accept::accept(&stream, peer, from, true)).await else {
                 return;
             };
+            let addr = client::client_addr(&proxy, origin);
             let io = match tls {
                 None if proxy.h2.h2c => {
                     match h2::front::preface(&stream, proxy.settings.timeouts.idle, stop.clone()).await {
                         Some(true) => {
-                            let addr = client::client_addr(&proxy, origin);
                             h2::front::serve(&proxy, stream, addr, Proto::Http, stop).await;
                             return;
                         }
@@ -76,9 +87,9 @@ pub async fn serve(
                     }
                 }
                 None => ClientIo::Plain(stream),
-                Some(acceptor) => match tls::accept(&acceptor, stream, proxy.settings.timeouts.idle).await {
+                // boxed: the handshake's state (rustls' connection) must not size the connection's task
+                Some(acceptor) => match Box::pin(tls::accept(&acceptor, stream, proxy.settings.timeouts.idle)).await {
                     Ok(Accepted::Http(stream)) if stream.get_ref().1.alpn_protocol() == Some(tls::H2) => {
-                        let addr = client::client_addr(&proxy, origin);
                         h2::front::serve(&proxy, *stream, addr, Proto::Https, stop).await;
                         return;
                     }
@@ -90,9 +101,7 @@ pub async fn serve(
                     }
                 },
             };
-            let addr = client::client_addr(&proxy, origin);
-            client::serve(&proxy, io, addr, stop).await;
-            drop(permit);
+            client::serve(proxy, io, addr, stop, hold).await;
         });
     }
 }

@@ -39,16 +39,18 @@ impl Pool {
                 break;
             }
         }
-        // forget backends with nothing pooled (addresses come and go with Swarm tasks)
-        if list.is_empty() {
-            self.idle.remove(&addr);
-        }
+        // an emptied list keeps its allocation for the next put (no allocation per request); empty
+        // lists of backends gone are forgotten when a new address arrives ([`Self::put`])
         found
     }
 
     /// Keeps `stream` for the next request to `addr`; the oldest goes when the backend's list is full,
     /// and connections past [`POOL_IDLE`] are closed on the way.
     pub fn put(&mut self, addr: SocketAddr, stream: TcpStream, now: Instant) {
+        if !self.idle.contains_key(&addr) {
+            // a new address (Swarm tasks come and go): forget the backends with nothing pooled
+            self.idle.retain(|_, list| !list.is_empty());
+        }
         let list = self.idle.entry(addr).or_default();
         while list.front().is_some_and(|(since, _)| now.duration_since(*since) >= POOL_IDLE) {
             list.pop_front();
@@ -67,7 +69,10 @@ impl Pool {
 }
 
 /// Whether an idle connection has nothing to say: no EOF, no reset, no stray bytes (a backend that
-/// closed it, or wrote past its last response, must not get the next request).
+/// closed it, or wrote past its last response, must not get the next request). The read is a system
+/// call only when the reactor saw the socket readable since the last read drained it
+/// ([`super::io::try_read_drained`]); a close it has not seen yet is the race every pool has, and a
+/// replayable request is sent again on a fresh connection ([`super::forward`]).
 pub(super) fn is_quiet(stream: &TcpStream) -> bool {
     let mut probe = [0u8; 1];
     matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
@@ -173,5 +178,11 @@ mod tests {
         peers.push(s);
         pool.put(addr, c, later);
         assert!(pool.take(addr, later).is_some());
+        assert_eq!(pool.idle.len(), 1, "an emptied list is kept for the next put");
+        let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let (c, s) = pair(&other).await;
+        peers.push(s);
+        pool.put(other.local_addr().expect("address"), c, later);
+        assert_eq!(pool.idle.len(), 1, "a new address forgets the backends with nothing pooled");
     }
 }
