@@ -164,7 +164,12 @@ fn deploy_stack_file(swarm: &Swarm, name: &str, port: u16, file: &std::path::Pat
     let serving = wait::until(Duration::from_secs(15), || {
         http_get(loopback(port), "localhost", None).is_ok_and(|r| r.whoami().is_some())
     });
-    assert!(serving, "sticky must serve on 127.0.0.1:{port}:\n{}", swarm.service_logs(&service));
+    assert!(
+        serving,
+        "sticky must serve on 127.0.0.1:{port}:\n{}\nthe holder's log:\n{}",
+        swarm.service_logs(&service),
+        swarm.service_logs(&format!("{name}_hold"))
+    );
 }
 
 /// The short container ids of `service`'s running tasks, which whoami's bodies name.
