@@ -38,6 +38,31 @@ pub fn free_port() -> u16 {
         .expect("binding port 0 on loopback must work")
 }
 
+/// A port that can be bound on every address now and lies below the kernel's ephemeral range, for a
+/// listener another process binds later (a Swarm stack's holder on the host network): a port from
+/// [`free_port`] is ephemeral, and an outgoing connection may take it in between (a load loop's,
+/// dockerd's), which makes that bind fail. Tries random ports in 20000..32000.
+///
+/// # Panics
+/// No port of that range can be bound (after 200 tries).
+#[must_use]
+pub fn free_listen_port() -> u16 {
+    for _ in 0..200 {
+        let port = 20_000 + rand_below(12_000);
+        if TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000");
+}
+
+/// A number below `n` from the clock and the process id (tests need spread, not quality).
+fn rand_below(n: u16) -> u16 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let mixed = nanos.wrapping_mul(2_654_435_761) ^ std::process::id().wrapping_mul(40_503);
+    u16::try_from(mixed % u32::from(n)).unwrap_or(0)
+}
+
 /// Connects to `addr` within `timeout`, from `from` (any port) if given, from the calling thread's
 /// network namespace.
 ///

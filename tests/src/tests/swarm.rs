@@ -17,7 +17,7 @@ use std::{
 
 use testkit::{
     http::{self, HttpError, Response},
-    net::free_port,
+    net::free_listen_port,
     wait,
 };
 
@@ -327,7 +327,7 @@ fn seed_walkthrough_scaling_rolling_update_and_killed_task() {
     let swarm = Swarm::start();
     seed(&swarm, &[]);
     swarm.wait_running(WHOAMI, 3, Duration::from_secs(30));
-    let port = free_port();
+    let port = free_listen_port();
     deploy_sticky(&swarm, "sticky", port);
     let addr = loopback(port);
 
@@ -671,7 +671,7 @@ fn dockerd_hung_then_killed_and_restarted_while_sticky_serves() {
     let mut swarm = Swarm::start();
     seed(&swarm, &["--endpoint-mode", "dnsrr"]);
     swarm.wait_running(WHOAMI, 3, Duration::from_secs(30));
-    let port = free_port();
+    let port = free_listen_port();
     deploy_sticky(&swarm, "sticky", port);
     let addr = loopback(port);
     let first = http_get(addr, "localhost", None).expect("first request");
@@ -812,7 +812,7 @@ fn label_sets_route_by_host_two_instances_agree_and_tcp_by_labels() {
     for (s, n) in [(WHOAMI, 3), ("api", 2), ("shop", 2), ("db", 3)] {
         swarm.wait_running(s, n, Duration::from_secs(30));
     }
-    let (port_a, port_b) = (free_port(), free_port());
+    let (port_a, port_b) = (free_listen_port(), free_listen_port());
     // the tcp service's port in the holder's command, as the stack file's comment says to add it
     let stack = std::fs::read_to_string(workspace_file("deploy/stack.yml")).expect("read deploy/stack.yml");
     let example = "      # - --listen=0.0.0.0:5432\n";
@@ -982,7 +982,7 @@ fn sticky_and_its_holder_update_themselves_under_load_without_a_failure() {
     let swarm = Swarm::start();
     seed(&swarm, &["--endpoint-mode", "dnsrr"]);
     swarm.wait_running(WHOAMI, 3, Duration::from_secs(30));
-    let port = free_port();
+    let port = free_listen_port();
     deploy_sticky(&swarm, "sticky", port);
     under_load(&swarm, port, "sticky update --force", "sticky_sticky", &["--force"]);
     under_load(&swarm, port, "sticky env change", "sticky_sticky", &["--env-add", "STICKY_IDLE_TIMEOUT=61s"]);
@@ -1007,7 +1007,7 @@ fn drain_three_of_five_spreads_the_displaced_clients_evenly() {
     seed(&swarm, &["--endpoint-mode", "dnsrr", "--restart-condition", "none"]);
     swarm.docker(&["service", "scale", "-d", &format!("{WHOAMI}=5")]);
     swarm.wait_running(WHOAMI, 5, Duration::from_secs(30));
-    let port = free_port();
+    let port = free_listen_port();
     deploy_sticky(&swarm, "sticky", port);
     let tasks = swarm.task_containers(WHOAMI);
     let clients = ClientLoop::start(port, 60, SEED_COOKIE, Duration::from_secs(120));
@@ -1095,7 +1095,7 @@ fn https_stack_serves_both_ports_through_the_holder() {
     assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
     swarm.docker(&["secret", "create", "site.crt", crt.to_str().expect("utf-8 path")]);
     swarm.docker(&["secret", "create", "site.key", key.to_str().expect("utf-8 path")]);
-    let (port, tls_port) = (free_port(), free_port());
+    let (port, tls_port) = (free_listen_port(), free_listen_port());
     let env = vec![
         ("STICKY_PORT", port.to_string()),
         ("STICKY_TLS_PORT", tls_port.to_string()),
