@@ -263,15 +263,7 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
         }
         return if keep && !relay.close { Outcome::Next } else { Outcome::Close };
     }
-    let error = error.unwrap_or_else(|| match last_connect {
-        Some((backend, e)) => ProxyError::Connect {
-            service: service.spec.name.clone(),
-            backend,
-            timed_out: e.timed_out,
-            source: e.source,
-        },
-        None => ProxyError::NoBackend { service: service.spec.name.clone() },
-    });
+    let error = error.unwrap_or_else(|| exhausted(service, last_connect));
     let close = !wants_keep || !req_body.is_done();
     answer(proxy, service, client, &error, close).await
 }
@@ -371,6 +363,21 @@ pub async fn connect(
             *last = Some((backend.id.to_string(), e));
             None
         }
+    }
+}
+
+/// The answer when every attempt ran out without a response: the last connect failure, or no backend;
+/// also the HTTP/2 path's.
+#[must_use]
+pub fn exhausted(service: &ServiceRoute, last_connect: Option<(String, ConnectError)>) -> ProxyError {
+    match last_connect {
+        Some((backend, e)) => ProxyError::Connect {
+            service: service.spec.name.clone(),
+            backend,
+            timed_out: e.timed_out,
+            source: e.source,
+        },
+        None => ProxyError::NoBackend { service: service.spec.name.clone() },
     }
 }
 

@@ -274,16 +274,7 @@ async fn forward(
             Err(back) => return upstream_failed(service, backend, back.into_error(), grpc),
         }
     }
-    let e = match last_connect {
-        Some((backend, e)) => ProxyError::Connect {
-            service: service.spec.name.clone(),
-            backend,
-            timed_out: e.timed_out,
-            source: e.source,
-        },
-        None => ProxyError::NoBackend { service: service.spec.name.clone() },
-    };
-    local(service, &e, grpc)
+    local(service, &forward::exhausted(service, last_connect), grpc)
 }
 
 /// A request on its way to the backend.
