@@ -9,7 +9,12 @@
 //! buffers. The connections are made with the engine's [`upstream::connect`] (its timeout and
 //! `TCP_NODELAY`) and a failed connect counts against the backend exactly as on the HTTP/1 path.
 
-use std::{cell::RefCell, collections::HashMap, net::SocketAddr};
+use std::{
+    cell::RefCell,
+    collections::{HashMap, VecDeque},
+    net::SocketAddr,
+    time::Instant,
+};
 
 use hyper::{
     body::Incoming,
@@ -18,7 +23,9 @@ use hyper::{
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-/// Idle HTTP/1.1 connections kept per worker and backend; more are closed once their exchange ends.
+use crate::proxy::upstream::POOL_IDLE;
+
+/// Idle HTTP/1.1 connections kept per worker and backend; past it the oldest is closed.
 const MAX_IDLE: usize = 64;
 /// Backends a worker keeps connections to; past it the pool of the first-listed address is dropped
 /// (its connections close once their exchanges end): bounded under churn of task addresses.
@@ -34,7 +41,7 @@ pub enum Sender {
 }
 
 thread_local! {
-    static H1: RefCell<HashMap<SocketAddr, Vec<http1::SendRequest<Incoming>>>> = RefCell::new(HashMap::new());
+    static H1: RefCell<HashMap<SocketAddr, Idle<http1::SendRequest<Incoming>>>> = RefCell::new(HashMap::new());
     static H2: RefCell<HashMap<SocketAddr, http2::SendRequest<Incoming>>> = RefCell::new(HashMap::new());
 }
 
@@ -57,12 +64,7 @@ pub fn take(addr: SocketAddr, h2c: bool) -> Option<Sender> {
     H1.with(|p| {
         let mut p = p.borrow_mut();
         let idle = p.get_mut(&addr)?;
-        while let Some(s) = idle.pop() {
-            if s.is_ready() && !s.is_closed() {
-                return Some(Sender::H1(s));
-            }
-        }
-        None
+        idle.take(Instant::now(), |s| s.is_ready() && !s.is_closed()).map(Sender::H1)
     })
 }
 
@@ -78,11 +80,7 @@ pub fn put(addr: SocketAddr, sender: Sender) {
                     p.remove(&k);
                 }
             }
-            let idle = p.entry(addr).or_default();
-            idle.retain(|s| !s.is_closed());
-            if idle.len() < MAX_IDLE {
-                idle.push(s);
-            }
+            p.entry(addr).or_default().put(Instant::now(), s, |s| !s.is_closed());
         }),
         Sender::H2(s) => H2.with(|p| {
             let mut p = p.borrow_mut();
@@ -94,6 +92,51 @@ pub fn put(addr: SocketAddr, sender: Sender) {
             }
             p.insert(addr, s);
         }),
+    }
+}
+
+/// One backend's idle HTTP/1.1 senders, oldest first, each with the time it was given back: bounded
+/// by [`MAX_IDLE`] and by age ([`POOL_IDLE`], the engine's pool's bound: backends close idle
+/// connections on their own clock, and a connection kept past it would only fail its next request).
+/// Expired ones are dropped (and so closed) whenever the list is touched, as in the engine's pool.
+#[derive(Debug)]
+struct Idle<T> {
+    list: VecDeque<(Instant, T)>,
+}
+
+impl<T> Default for Idle<T> {
+    fn default() -> Self {
+        Self { list: VecDeque::new() }
+    }
+}
+
+impl<T> Idle<T> {
+    /// The newest sender that is still young and `usable`; the expired and unusable met on the way
+    /// are dropped.
+    fn take(&mut self, now: Instant, usable: impl Fn(&T) -> bool) -> Option<T> {
+        self.expire(now);
+        while let Some((_, s)) = self.list.pop_back() {
+            if usable(&s) {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Keeps `sender`; expired and dead ones go first, then the oldest past the bound.
+    fn put(&mut self, now: Instant, sender: T, alive: impl Fn(&T) -> bool) {
+        self.expire(now);
+        self.list.retain(|(_, s)| alive(s));
+        if self.list.len() >= MAX_IDLE {
+            self.list.pop_front();
+        }
+        self.list.push_back((now, sender));
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while self.list.front().is_some_and(|(since, _)| now.duration_since(*since) >= POOL_IDLE) {
+            self.list.pop_front();
+        }
     }
 }
 
@@ -120,4 +163,28 @@ pub async fn handshake(tcp: TcpStream, h2c: bool) -> Result<Sender, hyper::Error
         }
     });
     Ok(Sender::H1(sender))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_senders_expire_and_are_bounded() {
+        let start = Instant::now();
+        let mut idle = Idle::default();
+        for i in 0..MAX_IDLE + 5 {
+            idle.put(start, i, |_| true);
+        }
+        assert_eq!(idle.list.len(), MAX_IDLE, "no more than MAX_IDLE are kept");
+        assert_eq!(idle.list.front().map(|(_, s)| *s), Some(5), "the oldest go past the bound");
+        assert_eq!(idle.take(start, |_| true), Some(MAX_IDLE + 4), "the newest is reused first");
+        assert_eq!(idle.take(start, |s| *s < MAX_IDLE + 2), Some(MAX_IDLE + 1), "unusable ones are skipped");
+        assert_eq!(idle.list.len(), MAX_IDLE - 4, "and dropped");
+        assert_eq!(idle.take(start + POOL_IDLE, |_| true), None, "senders idle for POOL_IDLE are not reused");
+        assert!(idle.list.is_empty(), "and they are dropped, which closes them");
+        idle.put(start, 1, |_| true);
+        idle.put(start + POOL_IDLE, 2, |_| true);
+        assert_eq!(idle.list.len(), 1, "a put drops the expired ones");
+    }
 }
