@@ -163,7 +163,7 @@ pub const L4_BACKEND_CONNECTIONS: Metric = counter(
 pub const L4_BACKEND_ACTIVE: Metric = gauge(
     "sticky_l4_backend_connections_active",
     SERVICE_BACKEND,
-    "Connections open to a tcp service's backend now (user space: relays; kernel: flows in its table).",
+    "Connections to a tcp service's backend now (user space: relays open; kernel: its flows in CONNS, finished ones until evicted).",
 );
 pub const L4_BACKEND_BYTES: Metric = counter(
     "sticky_l4_backend_bytes_total",
@@ -411,6 +411,11 @@ fn splice(encoder: &mut DescriptorEncoder<'_>, s: &SpliceSnapshot) -> fmt::Resul
 
 /// tcp mode's families: the kernel path's counters, map usage and flows, or each user-space
 /// service's connections (their affinity tables summed as the `AFFINITY` map).
+/// The (service, backend) labels of a tcp backend's series.
+fn key(b: &crate::tcp::BackendRow) -> Vec<&str> {
+    vec![b.service.as_str(), b.id.as_str()]
+}
+
 fn tcp(encoder: &mut DescriptorEncoder<'_>, t: &TcpSnapshot) -> fmt::Result {
     let maps: Vec<MapUsage> = match &t.kernel {
         Some(usage) => usage.maps.clone(),
@@ -442,9 +447,6 @@ fn tcp(encoder: &mut DescriptorEncoder<'_>, t: &TcpSnapshot) -> fmt::Result {
     }
     // per backend, like http's: every tcp service's members, whichever path serves them
     let rows = &t.backends;
-    fn key(b: &crate::tcp::BackendRow) -> Vec<&str> {
-        vec![b.service.as_str(), b.id.as_str()]
-    }
     let user = || rows.iter().filter(|b| b.connections.is_some());
     family(encoder, &L4_BACKEND_CONNECTIONS, user().map(|b| (key(b), b.connections.unwrap_or(0))))?;
     family(encoder, &L4_BACKEND_ACTIVE, rows.iter().map(|b| (key(b), b.active)))?;

@@ -155,11 +155,11 @@ mod tests {
         let s = service();
         *lock(&control.services) = vec![s.clone()];
         control.set_draining("db", "k3q0v7wz1m2n4p5", true).expect("a unique prefix names the backend");
-        let effective = control.effective(&[s.clone()]);
+        let effective = control.effective(std::slice::from_ref(&s));
         assert_eq!(effective[0].backends, vec!["10.0.1.4:5432".parse::<SocketAddrV4>().unwrap()]);
         assert!(control.drained(&s.id, "k3q0v7wz1m2n4p5r6s7t8u9v0"));
         control.set_draining(&s.id.0, "10.0.1.3:5432", false).expect("an address names the backend");
-        assert_eq!(control.effective(&[s.clone()])[0].backends.len(), 2);
+        assert_eq!(control.effective(std::slice::from_ref(&s))[0].backends.len(), 2);
     }
 
     #[test]

@@ -315,12 +315,13 @@ impl TcpMode {
                 self.kernel = Some(kernel);
                 self.container_addr = Some(addr);
                 self.kernel_failed = false;
+                self.note_kernel_ids(&at);
                 for s in at {
                     self.kernel_applied.insert(s.id.clone(), s);
                 }
             }
-            Err(kernel::StartError::Unavailable(e)) => refuse(&crate::telemetry::chain(&e).to_string()),
-            Err(kernel::StartError::Config(e)) => refuse(&crate::telemetry::chain(&e).to_string()),
+            Err(kernel::StartError::Unavailable(e)) => refuse(&crate::telemetry::chain(&e)),
+            Err(kernel::StartError::Config(e)) => refuse(&crate::telemetry::chain(&e)),
         }
     }
 
@@ -416,7 +417,8 @@ pub struct BackendRow {
     pub state: &'static str,
     /// `kernel` or `user space`.
     pub path: &'static str,
-    /// Connections open now (user space: relays; kernel: flows in the connection table).
+    /// Connections now (user space: relays open; kernel: its flows in the connection table,
+    /// finished ones until the LRU evicts them).
     pub active: u64,
     /// Connections relayed to it since start (user space only; the kernel counts packets, not
     /// connections per backend).
