@@ -510,3 +510,6 @@ impl TcpMetrics {
         rows
     }
 }
+
+#[cfg(test)]
+mod tests;
