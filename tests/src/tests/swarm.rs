@@ -1412,5 +1412,44 @@ fn tcp_service_in_the_kernel_serves_while_sticky_is_stopped() {
     let said = admin_request(&socket, "POST", &format!("/api/services/db/backends/{drained_task}/activate"));
     assert!(said.contains("active"), "{said}");
     drop(established);
+
+    // --- the price: sticky's own update is stop-first (the host-mode port) and the program goes
+    // with the old task; measured through the published port, one request every 20 ms
+    let stop = Arc::new(AtomicBool::new(false));
+    let probe = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut requests, mut failed, mut first_fail, mut last_fail) = (0u32, 0u32, None, None);
+            let started = Instant::now();
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(120) {
+                requests += 1;
+                let ok = http_get(loopback(tcp_port), "localhost", None)
+                    .is_ok_and(|r| r.whoami().is_some_and(|w| w.starts_with("db-")));
+                if !ok {
+                    failed += 1;
+                    first_fail.get_or_insert_with(Instant::now);
+                    last_fail = Some(Instant::now());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let gap = first_fail.zip(last_fail).map_or(Duration::ZERO, |(a, b)| b - a);
+            (requests, failed, gap)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let updating = Instant::now();
+    swarm.docker(&["service", "update", "-d", "--no-resolve-image", "--force", "sticky_sticky"]);
+    let took = wait_updated(&swarm, "sticky_sticky", updating);
+    let back = wait::until(Duration::from_secs(30), || published(1) == 1);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let (requests, failed, gap) = probe.join().expect("the probe thread must not panic");
+    eprintln!(
+        "sticky's stop-first update with a kernel tcp service: completed in {:.1} s; published port: {requests} requests, \
+         {failed} failed over {:.2} s",
+        took.as_secs_f64(),
+        gap.as_secs_f64()
+    );
+    assert!(back, "the new task serves the kernel tcp service again:\n{}", swarm.service_logs("sticky_sticky"));
     eprintln!("whole test {:?}", suite.elapsed());
 }
