@@ -162,7 +162,13 @@ async fn route(
             }
         }
         (&Method::GET, ["api", "backends"], routing) if routing.is_some() || admin.view.tcp.is_some() => {
-            let body = serde_json::to_vec_pretty(&report(routing.as_deref(), writes, &admin.view)).unwrap_or_default();
+            // tcp services in the kernel: their flows per backend are a walk over the maps, like a scrape
+            let admin = admin.clone();
+            let body = tokio::task::spawn_blocking(move || {
+                serde_json::to_vec_pretty(&report(admin.routing.as_deref(), writes, &admin.view)).unwrap_or_default()
+            })
+            .await
+            .unwrap_or_default();
             let mut r = text(StatusCode::OK, body);
             r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
             r
