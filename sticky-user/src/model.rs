@@ -417,6 +417,43 @@ pub struct TcpService {
     /// What each backend connection starts with (a PROXY protocol v2 header, or nothing); a service
     /// with a header is served in user space (the kernel's NAT cannot insert bytes into a stream).
     pub proxy_protocol: crate::proxy_protocol::Version,
+    /// Every backend with its identity and drain state, for the admin API and drain: `backends`
+    /// are the active ones' addresses; Swarm's draining tasks are here only.
+    pub members: Vec<TcpMember>,
+    /// Which path serves it under `--docker` (label `sticky.tcp.path`); `--mode tcp` decides by flags.
+    pub path: TcpPath,
+}
+
+/// One backend of a tcp service as the admin API names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpMember {
+    /// Stable identity (Swarm task id or slot; the address for static backends).
+    pub id: String,
+    /// Address.
+    pub addr: SocketAddrV4,
+    /// True if discovery drains it (Swarm: desired state not `running`).
+    pub draining: bool,
+}
+
+impl TcpMember {
+    /// Static backends: each named by its address.
+    #[must_use]
+    pub fn by_address(backends: &[SocketAddrV4]) -> Vec<Self> {
+        backends.iter().map(|a| Self { id: a.to_string(), addr: *a, draining: false }).collect()
+    }
+}
+
+/// Which of tcp mode's paths serves a Swarm tcp service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TcpPath {
+    /// A relay in sticky's process on a socket from the listener holder (the default: sticky's
+    /// own updates are seamless).
+    #[default]
+    User,
+    /// The tc program inside sticky's container, for a port sticky's service publishes in host
+    /// mode: packets are translated in the kernel and keep flowing while sticky's process is
+    /// stopped, at the price of stop-first updates of sticky.
+    Kernel,
 }
 
 impl TcpService {
@@ -428,9 +465,11 @@ impl TcpService {
             id: ServiceId(name.as_str().into()),
             name,
             vip,
+            members: TcpMember::by_address(&backends),
             backends,
             affinity_timeout,
             proxy_protocol: crate::proxy_protocol::Version::Off,
+            path: TcpPath::User,
         }
     }
 }

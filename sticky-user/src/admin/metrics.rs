@@ -155,6 +155,26 @@ pub const L4_FALLBACK_CONNECTIONS: Metric = counter(
     "Connections of tcp mode in user space, by service and outcome.",
 );
 /// `sticky_l4_fallback_active`
+pub const L4_BACKEND_CONNECTIONS: Metric = counter(
+    "sticky_l4_backend_connections_total",
+    SERVICE_BACKEND,
+    "Connections relayed to a tcp service's backend (user space).",
+);
+pub const L4_BACKEND_ACTIVE: Metric = gauge(
+    "sticky_l4_backend_connections_active",
+    SERVICE_BACKEND,
+    "Connections to a tcp service's backend now (user space: relays open; kernel: its flows in CONNS, finished ones until evicted).",
+);
+pub const L4_BACKEND_BYTES: Metric = counter(
+    "sticky_l4_backend_bytes_total",
+    &["service", "backend", "direction"],
+    "Bytes relayed for a tcp service's backend, to_backend or to_client, added as each relay ends (user space).",
+);
+pub const L4_BACKEND_DRAINING: Metric = gauge(
+    "sticky_l4_backend_draining",
+    SERVICE_BACKEND,
+    "1 if a tcp service's backend takes no new connections (Swarm or the admin API drains it).",
+);
 pub const L4_FALLBACK_ACTIVE: Metric =
     gauge("sticky_l4_fallback_active", &["service"], "Connections tcp mode relays in user space now.");
 
@@ -202,6 +222,10 @@ pub const ALL: &[Metric] = &[
     L4_BACKEND_FLOWS,
     L4_FALLBACK_CONNECTIONS,
     L4_FALLBACK_ACTIVE,
+    L4_BACKEND_CONNECTIONS,
+    L4_BACKEND_ACTIVE,
+    L4_BACKEND_BYTES,
+    L4_BACKEND_DRAINING,
     TLS_NOT_AFTER,
     PROXY_PROTOCOL_REJECTS,
 ];
@@ -387,6 +411,11 @@ fn splice(encoder: &mut DescriptorEncoder<'_>, s: &SpliceSnapshot) -> fmt::Resul
 
 /// tcp mode's families: the kernel path's counters, map usage and flows, or each user-space
 /// service's connections (their affinity tables summed as the `AFFINITY` map).
+/// The (service, backend) labels of a tcp backend's series.
+fn key(b: &crate::tcp::BackendRow) -> Vec<&str> {
+    vec![b.service.as_str(), b.id.as_str()]
+}
+
 fn tcp(encoder: &mut DescriptorEncoder<'_>, t: &TcpSnapshot) -> fmt::Result {
     let maps: Vec<MapUsage> = match &t.kernel {
         Some(usage) => usage.maps.clone(),
@@ -416,7 +445,17 @@ fn tcp(encoder: &mut DescriptorEncoder<'_>, t: &TcpSnapshot) -> fmt::Result {
         family(encoder, &L4_FALLBACK_CONNECTIONS, outcomes)?;
         family(encoder, &L4_FALLBACK_ACTIVE, t.services.iter().map(|(name, s)| (vec![name.as_str()], s.active)))?;
     }
-    Ok(())
+    // per backend, like http's: every tcp service's members, whichever path serves them
+    let rows = &t.backends;
+    let user = || rows.iter().filter(|b| b.connections.is_some());
+    family(encoder, &L4_BACKEND_CONNECTIONS, user().map(|b| (key(b), b.connections.unwrap_or(0))))?;
+    family(encoder, &L4_BACKEND_ACTIVE, rows.iter().map(|b| (key(b), b.active)))?;
+    let bytes = user().flat_map(|b| {
+        [("to_backend", b.bytes_to_backend), ("to_client", b.bytes_to_client)]
+            .map(|(direction, v)| (vec![b.service.as_str(), b.id.as_str(), direction], v.unwrap_or(0)))
+    });
+    family(encoder, &L4_BACKEND_BYTES, bytes)?;
+    family(encoder, &L4_BACKEND_DRAINING, rows.iter().map(|b| (key(b), u64::from(b.state == "draining"))))
 }
 
 #[cfg(test)]

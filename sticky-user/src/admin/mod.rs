@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `GET /` | the dashboard ([`dashboard`]: a page, its script and style, embedded) |
 //! | `GET /metrics` | Prometheus/OpenMetrics text (see [`metrics`]) |
-//! | `GET /api/backends` | JSON: every http service and backend with health, drain state and counters ([`report`]) |
+//! | `GET /api/backends` | JSON: every http service and backend with health, drain state and counters, and every tcp service's backends ([`report`]) |
 //! | `GET /api/overview` | JSON: the same, the proxy's connections and tcp mode's state (what the dashboard polls) |
 //! | `POST /api/services/{service}/backends/{backend}/drain` | mark draining: no new sessions, pinned ones still served |
 //! | `POST /api/services/{service}/backends/{backend}/activate` | take new sessions again |
@@ -13,7 +13,8 @@
 //! | `GET /healthz` | `ok` (the balancer itself is up) |
 //!
 //! `{service}` is a service name or id, `{backend}` a backend id (as listed by `/api/backends`) or,
-//! for Swarm task ids, a prefix of at least 12 characters (what `docker service ps` prints).
+//! for Swarm task ids, a prefix of at least 12 characters (what `docker service ps` prints); tcp
+//! services' backends are drained the same way ([`crate::tcp::Control`]).
 //!
 //! Writes must be `Content-Type: application/json` (the body is ignored) and, if they carry an
 //! `Origin`, come from the admin's own origin: a web page on another site can make a browser send a
@@ -160,8 +161,14 @@ async fn route(
                 _ => text(StatusCode::INTERNAL_SERVER_ERROR, "failed to encode metrics\n"),
             }
         }
-        (&Method::GET, ["api", "backends"], Some(routing)) => {
-            let body = serde_json::to_vec_pretty(&report(routing, writes, &admin.view)).unwrap_or_default();
+        (&Method::GET, ["api", "backends"], routing) if routing.is_some() || admin.view.tcp.is_some() => {
+            // tcp services in the kernel: their flows per backend are a walk over the maps, like a scrape
+            let admin = admin.clone();
+            let body = tokio::task::spawn_blocking(move || {
+                serde_json::to_vec_pretty(&report(admin.routing.as_deref(), writes, &admin.view)).unwrap_or_default()
+            })
+            .await
+            .unwrap_or_default();
             let mut r = text(StatusCode::OK, body);
             r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
             r
@@ -171,14 +178,29 @@ async fn route(
         (
             &Method::POST,
             ["api", "services", service, "backends", backend, action @ ("drain" | "activate")],
-            Some(routing),
-        ) => match routing.set_draining(service, backend, *action == "drain") {
-            Ok(()) => text(
-                StatusCode::OK,
-                format!("{backend} of {service}: {}\n", if *action == "drain" { "draining" } else { "active" }),
-            ),
-            Err(e) => text(StatusCode::NOT_FOUND, format!("{e}\n")),
-        },
+            routing,
+        ) if routing.is_some() || admin.view.tcp.is_some() => {
+            let drain = *action == "drain";
+            // an http service first, else a tcp one (tcp mode's drain: tcp::Control)
+            let http = routing.as_ref().map(|r| r.set_draining(service, backend, drain).map_err(|e| e.to_string()));
+            let done = match (http, &admin.view.tcp) {
+                (Some(Ok(())), _) => Ok(()),
+                (http, Some(tcp)) => tcp.set_draining(service, backend, drain).map_err(|e| match http {
+                    // the http error names the service when it exists there
+                    Some(Err(h)) if !h.starts_with("no service") => h,
+                    _ => e.to_string(),
+                }),
+                (Some(Err(e)), None) => Err(e),
+                (None, None) => Err("no services".to_owned()),
+            };
+            match done {
+                Ok(()) => text(
+                    StatusCode::OK,
+                    format!("{backend} of {service}: {}\n", if drain { "draining" } else { "active" }),
+                ),
+                Err(e) => text(StatusCode::NOT_FOUND, format!("{e}\n")),
+            }
+        }
         (&Method::GET, ["api", "explain"], Some(routing)) => match explain::explain(routing, req.uri().query()) {
             Ok(answer) => {
                 let mut r = text(StatusCode::OK, serde_json::to_vec_pretty(&answer).unwrap_or_default());

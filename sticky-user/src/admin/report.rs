@@ -54,6 +54,8 @@ pub struct Report {
     pub latency_buckets: &'static [f64],
     /// Every http service.
     pub services: Vec<ServiceReport>,
+    /// Every tcp service's backends (with the part of tcp mode that serves each), if tcp mode runs.
+    pub tcp_backends: Vec<crate::tcp::BackendRow>,
 }
 
 /// One service in the report.
@@ -191,6 +193,8 @@ pub struct TcpReport {
     pub flows_per_backend: BTreeMap<String, u64>,
     /// Services relayed in user space, with their connections by outcome.
     pub services: Vec<TcpServiceReport>,
+    /// Every tcp service's backends, with drain state and connections.
+    pub backends: Vec<crate::tcp::BackendRow>,
 }
 
 /// One table's usage.
@@ -219,10 +223,17 @@ pub struct TcpServiceReport {
     pub affinity_max: u64,
 }
 
-/// Builds `/api/backends` from the current table.
+/// Builds `/api/backends` from the current table (http) and tcp mode's services; the kernel
+/// path's flows per backend are a walk over its maps.
 #[must_use]
-pub fn report(routing: &Routing, writes: Writes, sources: &Sources) -> Report {
-    Report { writes, source: sources.source.as_str(), latency_buckets: &LATENCY_BUCKETS, services: services(routing) }
+pub fn report(routing: Option<&Routing>, writes: Writes, sources: &Sources) -> Report {
+    Report {
+        writes,
+        source: sources.source.as_str(),
+        latency_buckets: &LATENCY_BUCKETS,
+        services: routing.map(services).unwrap_or_default(),
+        tcp_backends: sources.tcp.as_ref().map(|t| t.snapshot().backends).unwrap_or_default(),
+    }
 }
 
 /// Builds `/api/overview`. Reading tcp mode's kernel maps walks them (a syscall or two per entry):
@@ -356,6 +367,7 @@ fn tcp(metrics: &TcpMetrics) -> TcpReport {
                 affinity_max: s.affinity_max,
             })
             .collect(),
+        backends: snapshot.backends,
     }
 }
 

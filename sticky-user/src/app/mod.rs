@@ -353,13 +353,31 @@ async fn follow(
     routing: Option<Arc<Routing>>,
     mut tcp: Option<TcpMode>,
 ) {
-    while catalogs.changed().await.is_ok() {
-        let catalog = catalogs.borrow_and_update().clone();
-        if let Some(routing) = &routing {
-            routing.publish(&catalog);
-        }
-        if let Some(tcp) = &mut tcp {
-            tcp.update(&catalog.tcp).await;
+    let control = tcp.as_ref().map(TcpMode::control);
+    // the admin API's tcp drains: tcp mode serves its last services again without them
+    let drained = async |control: Option<&crate::tcp::Control>| match control {
+        Some(c) => c.changed().await,
+        None => std::future::pending().await,
+    };
+    loop {
+        tokio::select! {
+            changed = catalogs.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let catalog = catalogs.borrow_and_update().clone();
+                if let Some(routing) = &routing {
+                    routing.publish(&catalog);
+                }
+                if let Some(tcp) = &mut tcp {
+                    tcp.update(&catalog.tcp).await;
+                }
+            }
+            () = drained(control.as_deref()) => {
+                if let Some(tcp) = &mut tcp {
+                    tcp.reapply().await;
+                }
+            }
         }
     }
     if let Ok(Err(e)) = discovery.await {

@@ -76,11 +76,38 @@ async fn http_mode_serves_the_api_on_the_socket() {
     assert!(!socket.exists(), "removed on exit");
 }
 
+/// A tcp backend on loopback that answers every connection with its name and closes.
+async fn named_backend(name: &'static str) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a backend");
+    let addr = listener.local_addr().expect("its address");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = s.write_all(name.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// One connection through tcp mode: the name of the backend that answered.
+async fn through(listen: &str) -> String {
+    let connect = async {
+        let mut s = tokio::net::TcpStream::connect(listen).await.expect("tcp mode must accept");
+        let mut name = String::new();
+        s.read_to_string(&mut name).await.expect("read the backend's name");
+        name
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), connect).await.expect("a backend must answer")
+}
+
 #[tokio::test(flavor = "current_thread")]
-async fn tcp_mode_serves_metrics_on_the_socket() {
+async fn tcp_mode_shows_its_backends_and_drains_them_on_the_socket() {
     let dir = Dir::new("tcp");
     let socket = dir.0.join("admin.sock");
     let listen = format!("127.0.0.1:{}", testkit::net::free_port());
+    let (one, two) = (named_backend("one").await, named_backend("two").await);
+    let (one_arg, two_arg) = (one.to_string(), two.to_string());
     let args = run_args(&[
         "--mode",
         "tcp",
@@ -88,17 +115,73 @@ async fn tcp_mode_serves_metrics_on_the_socket() {
         "--listen",
         &listen,
         "--backend",
-        "127.0.0.1:9",
+        &one_arg,
+        "--backend",
+        &two_arg,
         "--admin-socket",
         socket.to_str().expect("utf-8"),
     ]);
     let running = start(config::build(&args, None).expect("valid"), None).await.expect("starts");
-    let (status, body) = request(&socket, "GET", "/metrics", false).await;
-    assert_eq!(status, 200);
-    assert!(body.contains("sticky_l4_fallback_connections_total"), "{body}");
+    // one client address: affinity keeps every connection on one backend
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        seen.push(through(&listen).await);
+    }
+    let first = seen[0].clone();
+    assert!(seen.iter().all(|n| *n == first), "one client, one backend: {seen:?}");
+    let (pinned, other) =
+        if first == "one" { (one_arg.clone(), two_arg.clone()) } else { (two_arg.clone(), one_arg.clone()) };
     let (status, body) = request(&socket, "GET", "/api/backends", false).await;
-    assert_eq!(status, 404);
-    assert!(body.contains("tcp mode"), "{body}");
+    assert_eq!(status, 200, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let rows = doc["tcp_backends"].as_array().expect("tcp_backends listed");
+    assert_eq!(rows.len(), 2, "{body}");
+    let row = |addr: &str| rows.iter().find(|r| r["id"] == addr).cloned().expect("each backend is listed by id");
+    assert_eq!(row(&pinned)["connections"], 6, "{body}");
+    assert_eq!(row(&other)["connections"], 0, "{body}");
+    assert_eq!(row(&pinned)["path"], "user space");
+    let (status, metrics) = request(&socket, "GET", "/metrics", false).await;
+    assert_eq!(status, 200);
+    let sample = |name: &str| testkit::prometheus::sample(&metrics, name);
+    assert_eq!(
+        sample(&format!(r#"sticky_l4_backend_connections_total{{service="default",backend="{pinned}"}}"#)),
+        Some(6),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&format!(r#"sticky_l4_backend_draining{{service="default",backend="{pinned}"}}"#)),
+        Some(0),
+        "{metrics}"
+    );
+
+    let drain = format!("/api/services/default/backends/{pinned}/drain");
+    let (status, body) = request(&socket, "POST", &drain, true).await;
+    assert_eq!((status, body.as_str()), (200, format!("{pinned} of default: draining\n").as_str()));
+    // the drain reaches tcp mode on its control task: the first connection to the other backend
+    // comes within a few tries, and from then on every one goes there (affinity to a drained
+    // backend is not used)
+    let moved = {
+        let mut moved = None;
+        for i in 0..50 {
+            if through(&listen).await != first {
+                moved = Some(i);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        moved.expect("a drained backend takes no new connections")
+    };
+    for _ in 0..5 {
+        assert_ne!(through(&listen).await, first, "moved after {moved} tries; stays moved while drained");
+    }
+    let (_, metrics) = request(&socket, "GET", "/metrics", false).await;
+    let drained = format!(r#"sticky_l4_backend_draining{{service="default",backend="{pinned}"}}"#);
+    assert_eq!(testkit::prometheus::sample(&metrics, &drained), Some(1), "{metrics}");
+    let (status, body) = request(&socket, "POST", "/api/services/default/backends/nope/drain", true).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no backend nope"), "{body}");
+    let activate = format!("/api/services/default/backends/{pinned}/activate");
+    assert_eq!(request(&socket, "POST", &activate, true).await.0, 200);
     assert_eq!(request(&socket, "GET", "/healthz", false).await, (200, "ok\n".to_owned()));
     drop(running);
 }

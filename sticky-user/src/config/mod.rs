@@ -262,7 +262,8 @@ pub struct TcpConfig {
     pub snat_ports: PortRange,
     /// Table capacities.
     pub limits: TcpLimits,
-    /// Whether the kernel path may be tried (not with `--docker`, whose services it cannot take).
+    /// Whether the kernel path may be tried (with `--docker`: for the services labelled
+    /// `sticky.tcp.path=kernel`; the others are relayed in user space).
     pub kernel: bool,
     /// Who may say who the client is: with PROXY protocol sources, tcp mode runs in user space (the
     /// kernel's NAT cannot strip a header from a stream).
@@ -374,7 +375,9 @@ pub fn build(args: &RunArgs, file_text: Option<&str>) -> Result<Config, ConfigEr
     let clients = clients(args, file.as_ref())?;
     let (http, tcp) = match (args.mode, &swarm) {
         (RunMode::Http, None) => (Some(http(args, file, &clients)?), None),
-        (RunMode::Http, Some(_)) => (Some(http(args, file, &clients)?), Some(tcp(args, None, false, &clients)?)),
+        (RunMode::Http, Some(_)) => {
+            (Some(http(args, file, &clients)?), Some(tcp(args, None, !args.tcp.no_ebpf, &clients)?))
+        }
         (RunMode::Tcp, _) => (None, Some(tcp(args, Some(flags::tcp_service(args)?), !args.tcp.no_ebpf, &clients)?)),
     };
     Ok(Config {

@@ -32,7 +32,7 @@ use crate::{
     labels::{self, Dialect, Identity, LabelError, LabeledService, Mode},
     model::{
         AdminState, Backend, BackendId, BackoffSpec, Catalog, CookieSpec, HealthCheckSpec, HttpService, ServiceId,
-        ServiceSpec, SpecError, SpliceSpec, TcpService, TlsSpec,
+        ServiceSpec, SpecError, SpliceSpec, TcpMember, TcpService, TlsSpec,
     },
 };
 
@@ -186,16 +186,19 @@ pub fn reconcile(services: &[ServiceInfo], tasks: &[TaskInfo], own: &Placement, 
                     continue;
                 }
                 tcp_ports.insert(listen_port, service.name.clone());
-                // draining tasks are left out: in tcp mode a backend that leaves the set keeps its
-                // open connections and gets no new ones
-                let mut v4: Vec<SocketAddrV4> = backends
+                // every IPv4 task is a member (the admin API lists it); draining ones are left out
+                // of the set: in tcp mode a backend that leaves the set keeps its open
+                // connections and gets no new ones
+                let members: Vec<TcpMember> = backends
                     .iter()
-                    .filter(|b| b.admin == AdminState::Active)
                     .filter_map(|b| match b.addr {
-                        SocketAddr::V4(a) => Some(a),
+                        SocketAddr::V4(addr) => {
+                            Some(TcpMember { id: b.id.to_string(), addr, draining: b.admin != AdminState::Active })
+                        }
                         SocketAddr::V6(_) => None,
                     })
                     .collect();
+                let mut v4: Vec<SocketAddrV4> = members.iter().filter(|m| !m.draining).map(|m| m.addr).collect();
                 v4.sort_unstable();
                 v4.dedup();
                 out.catalog.tcp.push(TcpService {
@@ -205,6 +208,8 @@ pub fn reconcile(services: &[ServiceInfo], tasks: &[TaskInfo], own: &Placement, 
                     backends: v4,
                     affinity_timeout: labeled.affinity_timeout.unwrap_or(affinity_timeout),
                     proxy_protocol: labeled.proxy_protocol.unwrap_or_default(),
+                    members,
+                    path: labeled.tcp_path.unwrap_or_default(),
                 });
             }
         }

@@ -121,9 +121,11 @@ fn tcp_service(s: &TcpServiceConfig, affinity_timeout: Duration) -> Result<TcpSe
         id: ServiceId(SERVICE.into()),
         name: SERVICE.into(),
         vip: s.vip,
+        members: crate::model::TcpMember::by_address(&backends),
         backends,
         affinity_timeout,
         proxy_protocol: s.proxy_protocol,
+        path: crate::model::TcpPath::User,
     })
 }
 

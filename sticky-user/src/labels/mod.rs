@@ -164,6 +164,8 @@ pub struct LabeledService {
     pub affinity_timeout: Option<Duration>,
     /// tcp mode: the port sticky listens on for this service.
     pub listen_port: Option<u16>,
+    /// tcp mode: which path serves it (`sticky.tcp.path`); `None`: user space.
+    pub tcp_path: Option<crate::model::TcpPath>,
     /// A PROXY protocol v2 header first on each backend connection (`sticky.proxyprotocol`,
     /// Traefik's `loadbalancer.proxyprotocol.version`).
     pub proxy_protocol: Option<crate::proxy_protocol::Version>,
@@ -230,6 +232,7 @@ pub fn parse(service_name: &str, labels: &Labels) -> Result<Option<LabeledServic
         backend_protocol: None,
         affinity_timeout: None,
         listen_port: None,
+        tcp_path: None,
         proxy_protocol: None,
         dialects: Vec::new(),
         ignored: Vec::new(),

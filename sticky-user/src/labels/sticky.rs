@@ -204,6 +204,11 @@ pub const LABELS: &[Label] = &[
         apply: |s, v| values::port(v).map(|x| s.listen_port = Some(x)),
     },
     Label {
+        key: "sticky.tcp.path",
+        help: "tcp mode: user (default: relayed by sticky's process on a port from the holder) or kernel (the tc program in sticky's container NATs the port sticky's service publishes in host mode; serves while sticky's process is stopped; stop-first updates of sticky)",
+        apply: |s, v| tcp_path(v).map(|x| s.tcp_path = Some(x)),
+    },
+    Label {
         key: "sticky.proxyprotocol",
         help: "v2: each backend connection starts with a PROXY protocol v2 header naming the client (http mode: an upstream connection is then reused by the same client connection only); off (default)",
         apply: |s, v| values::proxy_protocol(v).map(|x| s.proxy_protocol = Some(x)),
@@ -239,6 +244,14 @@ fn mode(v: &str) -> Result<Mode, ValueError> {
         "http" => Ok(Mode::Http),
         "tcp" => Ok(Mode::Tcp),
         _ => Err(ValueError::new(v, "http or tcp")),
+    }
+}
+
+fn tcp_path(v: &str) -> Result<crate::model::TcpPath, ValueError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "user" => Ok(crate::model::TcpPath::User),
+        "kernel" => Ok(crate::model::TcpPath::Kernel),
+        _ => Err(ValueError::new(v, "user or kernel")),
     }
 }
 

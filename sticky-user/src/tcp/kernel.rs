@@ -110,6 +110,12 @@ impl Kernel {
         &self.ifaces
     }
 
+    /// The kernel's id of `backend` in `vip`'s service (for naming flows per backend).
+    #[must_use]
+    pub fn backend_id(&self, vip: SocketAddrV4, backend: SocketAddrV4) -> Option<sticky_common::BackendId> {
+        self.sync.backend_id(vip, backend)
+    }
+
     /// Writes `services`' backend sets, changing only what differs; a set-up that would black-hole
     /// flows, or a write the maps refuse, is logged and the current backends stay.
     pub fn update(&mut self, services: &[TcpService]) {

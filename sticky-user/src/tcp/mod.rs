@@ -3,26 +3,35 @@
 //!
 //! In the kernel when it can ([`kernel`]: the eBPF tc program does full NAT, user space only writes
 //! the backend sets into the maps and reads usage), else in user space ([`user`]: one tokio proxy
-//! per service with the same decisions, from the same [`crate::policy`] code). Swarm's services are
-//! always served in user space: the kernel path matches one VIP address per service, and a Swarm
-//! task receives a service's clients on several addresses (its overlay addresses, `docker_gwbridge`
-//! for published ports), which it does not cover yet. Backend sets come from discovery
-//! ([`TcpMode::update`]); `/metrics` reads [`TcpMetrics`].
+//! per service with the same decisions, from the same [`crate::policy`] code). Swarm's services
+//! run in user space on a port from the listener holder by default; one labelled
+//! `sticky.tcp.path=kernel` runs in the kernel inside sticky's container ([`container`]): its port
+//! is published by sticky's own service in host mode, so its packets enter the container on the
+//! `docker_gwbridge` interface, addressed to the container's address there, which is the VIP the
+//! kernel matches. Backend sets come from discovery ([`TcpMode::update`]), minus the backends the
+//! admin API drains ([`Control`]); `/metrics` and the admin API read [`TcpMetrics`].
 
+pub mod container;
+pub mod control;
 pub mod kernel;
 pub mod user;
 
 use std::{
-    net::{SocketAddr, SocketAddrV4},
-    sync::{Arc, Mutex},
+    collections::HashMap,
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    sync::{Arc, Mutex, OnceLock},
 };
 
+pub use self::control::{Control, DrainError};
 use crate::{
     config::TcpConfig,
     datapath::{Datapath, DatapathError, tcp::Usage},
     lock::lock,
-    model::TcpService,
+    model::{ServiceId, TcpPath, TcpService},
 };
+
+/// A backend's slot in the kernel's maps.
+type BackendId = sticky_common::BackendId;
 
 /// What can stop tcp mode.
 #[derive(Debug, thiserror::Error)]
@@ -103,16 +112,27 @@ pub enum TcpError {
 /// tcp mode serving its services, in the kernel or in user space.
 #[derive(Debug)]
 pub struct TcpMode {
-    engine: Engine,
+    config: TcpConfig,
+    /// `--mode tcp`'s service given by flags (else Swarm's, which come and go).
+    statically: bool,
+    /// The kernel path, once started (at start for `--mode tcp`, at the first Swarm service
+    /// labelled `sticky.tcp.path=kernel` with a backend).
+    kernel: Option<kernel::Kernel>,
+    /// Set once the kernel path failed to start for Swarm's services (said once; they are served
+    /// in user space from then on).
+    kernel_failed: bool,
+    /// The address Swarm's kernel-path services are matched on (see [`container`]).
+    container_addr: Option<Ipv4Addr>,
+    /// Each kernel-path service as last written to the maps (with the container's address).
+    kernel_applied: HashMap<ServiceId, TcpService>,
+    /// User-space services on sockets from `--listen-from` (or bound here).
+    user: user::Listeners,
+    /// Swarm's kernel-path services while the kernel path cannot serve them: relayed in user space
+    /// on sockets bound in sticky's own network namespace, where their published port arrives.
+    local: user::Listeners,
     metrics: TcpMetrics,
     /// Whether the user-space path has said once that Swarm's services run there.
     announced: bool,
-}
-
-#[derive(Debug)]
-enum Engine {
-    Kernel(kernel::Kernel),
-    User(user::Listeners),
 }
 
 impl TcpMode {
@@ -129,6 +149,32 @@ impl TcpMode {
         source: crate::listen::Source,
     ) -> Result<Self, TcpError> {
         let statically = config.service.is_some();
+        let max_affinity = config.limits.max_affinity;
+        let from = config.clients.proxy_protocol_from.clone();
+        let user = user::Listeners::new(max_affinity, source, from.clone());
+        let local = user::Listeners::new(max_affinity, crate::listen::Source::Bind, from).stopping_with(&user);
+        let metrics = TcpMetrics {
+            kernel: Arc::default(),
+            services: user.published(),
+            local: local.published(),
+            control: Arc::default(),
+        };
+        let mut mode = Self {
+            config: config.clone(),
+            statically,
+            kernel: None,
+            kernel_failed: false,
+            container_addr: None,
+            kernel_applied: HashMap::new(),
+            user,
+            local,
+            metrics,
+            announced: statically,
+        };
+        if !statically {
+            mode.update(services).await;
+            return Ok(mode);
+        }
         // the kernel's NAT rewrites addresses and ports, never a stream's bytes: a PROXY protocol
         // header can be neither stripped (in) nor inserted (out) there
         let proxy_protocol = !config.clients.proxy_protocol_from.is_empty()
@@ -140,12 +186,11 @@ impl TcpMode {
         } else if config.kernel {
             match kernel::start(config, services) {
                 Ok(kernel) => {
-                    let metrics = TcpMetrics {
-                        kernel: Some(kernel.datapath()),
-                        services: Arc::default(),
-                        ifaces: kernel.ifaces().into(),
-                    };
-                    return Ok(Self { engine: Engine::Kernel(kernel), metrics, announced: false });
+                    mode.publish_kernel(&kernel);
+                    mode.kernel = Some(kernel);
+                    *lock(&mode.metrics.control.services) = services.to_vec();
+                    mode.note_kernel_ids(services);
+                    return Ok(mode);
                 }
                 Err(kernel::StartError::Unavailable(e)) => tracing::warn!(
                     error = %crate::telemetry::chain(&e),
@@ -153,30 +198,152 @@ impl TcpMode {
                 ),
                 Err(kernel::StartError::Config(e)) => return Err(e),
             }
-        } else if statically {
+        } else {
             tracing::warn!("tcp mode in user space (--no-ebpf): every byte passes through this process");
         }
-        let mut listeners =
-            user::Listeners::new(config.limits.max_affinity, source, config.clients.proxy_protocol_from.clone());
-        let metrics = TcpMetrics { kernel: None, services: listeners.published(), ifaces: Arc::default() };
-        // a service given by flags must be served, or sticky has nothing to do; Swarm's come and go
-        listeners.update(services, statically).await?;
-        for s in services.iter().filter(|_| statically) {
+        // a service given by flags must be served, or sticky has nothing to do
+        mode.user.update(services, true).await?;
+        *lock(&mode.metrics.control.services) = services.to_vec();
+        for s in services {
             tracing::info!(vip = %s.vip, backends = s.backends.len(), affinity_timeout = ?s.affinity_timeout, "tcp mode in user space");
         }
-        let mut mode = Self { engine: Engine::User(listeners), metrics, announced: statically };
-        mode.announce(services);
         Ok(mode)
     }
 
-    /// Serves `services` from now on (the backend sets discovery last published).
+    /// Serves `services` from now on (the backend sets discovery last published), minus the
+    /// backends the admin API drains.
     pub async fn update(&mut self, services: &[TcpService]) {
-        self.announce(services);
-        match &mut self.engine {
-            Engine::Kernel(kernel) => kernel.update(services),
-            Engine::User(listeners) => {
-                // without `strict` every failure is logged and retried, never returned
-                let _ = listeners.update(services, false).await;
+        let control = self.metrics.control.clone();
+        *lock(&control.services) = services.to_vec();
+        let effective = control.effective(services);
+        if self.statically {
+            match &mut self.kernel {
+                Some(kernel) => {
+                    kernel.update(&effective);
+                    self.note_kernel_ids(&effective);
+                }
+                None => {
+                    let _ = self.user.update(&effective, false).await;
+                }
+            }
+            return;
+        }
+        let (kernel_path, user_path): (Vec<TcpService>, Vec<TcpService>) =
+            effective.into_iter().partition(|s| s.path == TcpPath::Kernel);
+        self.announce(&user_path);
+        // without `strict` every failure is logged and retried, never returned
+        let _ = self.user.update(&user_path, false).await;
+        self.update_kernel_path(&kernel_path).await;
+    }
+
+    /// The drained backends changed (admin API): serve the last services again without them.
+    pub async fn reapply(&mut self) {
+        let services = lock(&self.metrics.control.services).clone();
+        self.update(&services).await;
+    }
+
+    /// What the admin API's drain and `/api/backends` use.
+    #[must_use]
+    pub fn control(&self) -> Arc<Control> {
+        self.metrics.control.clone()
+    }
+
+    /// Swarm's kernel-path services: written to the kernel's maps at the container's address, the
+    /// kernel path started at the first one with a backend; in user space (bound here) if it cannot.
+    async fn update_kernel_path(&mut self, services: &[TcpService]) {
+        if self.kernel.is_none() && !self.kernel_failed && services.iter().any(|s| !s.backends.is_empty()) {
+            self.start_kernel_path(services);
+        }
+        let Some(kernel) = &mut self.kernel else {
+            // not started yet (no backend so far: nothing to serve), or failed: user space
+            if self.kernel_failed {
+                let _ = self.local.update(services, false).await;
+            }
+            return;
+        };
+        let Some(addr) = self.container_addr else { return };
+        let mut wanted: Vec<TcpService> = services.iter().map(|s| container::at(s, addr)).collect();
+        // a service that left (label removed, service gone) keeps its entry with no backend: its
+        // open flows go on, new connections find no backend
+        for (id, old) in &self.kernel_applied {
+            if !wanted.iter().any(|s| &s.id == id) && !old.backends.is_empty() {
+                wanted.push(TcpService { backends: Vec::new(), ..old.clone() });
+            }
+        }
+        let changed: Vec<TcpService> =
+            wanted.into_iter().filter(|s| self.kernel_applied.get(&s.id) != Some(s)).collect();
+        if changed.is_empty() {
+            return;
+        }
+        kernel.update(&changed);
+        for s in &changed {
+            self.kernel_applied.insert(s.id.clone(), s.clone());
+        }
+        let applied: Vec<TcpService> = self.kernel_applied.values().cloned().collect();
+        self.note_kernel_ids(&applied);
+    }
+
+    /// Starts the kernel path for Swarm's kernel-path services; on failure says why once and
+    /// leaves them to user space.
+    fn start_kernel_path(&mut self, services: &[TcpService]) {
+        let refuse = |why: &str| {
+            tracing::warn!(
+                services = ?services.iter().map(|s| &s.name).collect::<Vec<_>>(), why,
+                "sticky.tcp.path=kernel: tcp services served in user space instead, on sockets bound in sticky's container"
+            );
+        };
+        self.kernel_failed = true;
+        if !self.config.kernel {
+            return refuse("--no-ebpf");
+        }
+        if let Some(s) = services.iter().find(|s| s.proxy_protocol != crate::proxy_protocol::Version::Off) {
+            return refuse(&format!("{} sends the PROXY protocol, which the kernel's NAT cannot insert", s.name));
+        }
+        let addr = match container::published_addr() {
+            Ok(a) => a,
+            Err(e) => return refuse(&format!("no address for published ports ({e})")),
+        };
+        let at: Vec<TcpService> =
+            services.iter().filter(|s| !s.backends.is_empty()).map(|s| container::at(s, addr)).collect();
+        match kernel::start(&self.config, &at) {
+            Ok(kernel) => {
+                tracing::info!(
+                    address = %addr, ifaces = ?kernel.ifaces(),
+                    "tcp services labelled sticky.tcp.path=kernel: in the kernel, for the ports sticky's service publishes in host mode"
+                );
+                self.publish_kernel(&kernel);
+                self.kernel = Some(kernel);
+                self.container_addr = Some(addr);
+                self.kernel_failed = false;
+                self.note_kernel_ids(&at);
+                for s in at {
+                    self.kernel_applied.insert(s.id.clone(), s);
+                }
+            }
+            Err(kernel::StartError::Unavailable(e)) => refuse(&crate::telemetry::chain(&e)),
+            Err(kernel::StartError::Config(e)) => refuse(&crate::telemetry::chain(&e)),
+        }
+    }
+
+    /// Makes the kernel path's maps visible to `/metrics` and the admin API.
+    fn publish_kernel(&self, kernel: &kernel::Kernel) {
+        let _ = self.metrics.kernel.set(KernelView {
+            datapath: kernel.datapath(),
+            ifaces: kernel.ifaces().into(),
+            ids: Mutex::default(),
+        });
+    }
+
+    /// Remembers which kernel backend id serves which member, so that flows per id can be named.
+    fn note_kernel_ids(&self, services: &[TcpService]) {
+        let (Some(kernel), Some(view)) = (&self.kernel, self.metrics.kernel.get()) else { return };
+        let mut ids = lock(&view.ids);
+        ids.clear();
+        for s in services {
+            for b in &s.backends {
+                if let Some(id) = kernel.backend_id(s.vip, *b) {
+                    ids.insert(id, (s.id.clone(), *b));
+                }
             }
         }
     }
@@ -191,29 +358,39 @@ impl TcpMode {
     /// which has no listener).
     #[must_use]
     pub fn stopper(&self) -> Option<Arc<tokio::sync::watch::Sender<bool>>> {
-        match &self.engine {
-            Engine::Kernel(_) => None,
-            Engine::User(listeners) => Some(listeners.stopper()),
+        if self.statically && self.kernel.is_some() {
+            return None;
         }
+        Some(self.user.stopper())
     }
 
     /// Says once that Swarm's tcp services are served in user space.
     fn announce(&mut self, services: &[TcpService]) {
-        if !self.announced && matches!(self.engine, Engine::User(_)) && !services.is_empty() {
+        if !self.announced && !services.is_empty() {
             tracing::info!(
-                "tcp services from Swarm labels are served in user space (same affinity and Maglev decisions as the kernel path)"
+                "tcp services from Swarm labels are served in user space (same affinity and Maglev decisions as the kernel path; sticky.tcp.path=kernel for the kernel)"
             );
             self.announced = true;
         }
     }
 }
 
-/// The numbers of tcp mode, read by `/metrics`.
+/// The kernel path as `/metrics` and the admin API see it.
+#[derive(Debug)]
+struct KernelView {
+    datapath: Arc<Mutex<Datapath>>,
+    ifaces: Arc<[String]>,
+    /// Kernel backend id -> (service, backend address).
+    ids: Mutex<HashMap<BackendId, (ServiceId, SocketAddrV4)>>,
+}
+
+/// The numbers of tcp mode, read by `/metrics` and the admin API.
 #[derive(Clone, Debug)]
 pub struct TcpMetrics {
-    kernel: Option<Arc<Mutex<Datapath>>>,
+    kernel: Arc<OnceLock<KernelView>>,
     services: user::Published,
-    ifaces: Arc<[String]>,
+    local: user::Published,
+    control: Arc<Control>,
 }
 
 /// tcp mode's numbers at one moment.
@@ -223,32 +400,116 @@ pub struct TcpSnapshot {
     pub kernel: Option<Usage>,
     /// Each service served in user space: its name and counters.
     pub services: Vec<(String, user::Snapshot)>,
+    /// Every backend of every tcp service, with its drain state and connections.
+    pub backends: Vec<BackendRow>,
+}
+
+/// One backend of a tcp service at one moment, as `/metrics` and `/api/backends` show it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BackendRow {
+    /// Its service's name.
+    pub service: String,
+    /// Its id (Swarm task id or slot; the address for static backends).
+    pub id: String,
+    /// Address.
+    pub addr: String,
+    /// `active` or `draining` (by Swarm or by the admin API).
+    pub state: &'static str,
+    /// `kernel` or `user space`.
+    pub path: &'static str,
+    /// Connections now (user space: relays open; kernel: its flows in the connection table,
+    /// finished ones until the LRU evicts them).
+    pub active: u64,
+    /// Connections relayed to it since start (user space only; the kernel counts packets, not
+    /// connections per backend).
+    pub connections: Option<u64>,
+    /// Bytes from clients to it, counted as each relay ends (user space only).
+    pub bytes_to_backend: Option<u64>,
+    /// Bytes from it to clients, counted as each relay ends (user space only).
+    pub bytes_to_client: Option<u64>,
 }
 
 impl TcpMetrics {
     /// The interfaces the kernel path is attached to, or none when tcp mode runs in user space.
     #[must_use]
     pub fn attached(&self) -> Option<&[String]> {
-        self.kernel.as_ref().map(|_| &*self.ifaces)
+        self.kernel.get().map(|k| &*k.ifaces)
     }
 
     /// Connections the user-space path relays now, over every service.
     #[must_use]
     pub fn relayed(&self) -> u64 {
-        lock(&self.services).iter().map(|(_, b)| b.snapshot().active).sum()
+        let count = |p: &user::Published| lock(p).iter().map(|(_, b)| b.snapshot().active).sum::<u64>();
+        count(&self.services) + count(&self.local)
+    }
+
+    /// Marks `backend` of `service` draining (or active again): see [`Control::set_draining`].
+    ///
+    /// # Errors
+    /// No such service or backend.
+    pub fn set_draining(&self, service: &str, backend: &str, drain: bool) -> Result<(), DrainError> {
+        self.control.set_draining(service, backend, drain)
     }
 
     /// The numbers now (the kernel's are a walk over the maps: a syscall or two per entry).
     #[must_use]
     pub fn snapshot(&self) -> TcpSnapshot {
-        let kernel = self.kernel.as_ref().and_then(|dp| match lock(dp).usage() {
+        let kernel = self.kernel.get().and_then(|k| match lock(&k.datapath).usage() {
             Ok(usage) => Some(usage),
             Err(e) => {
                 tracing::warn!(error = %crate::telemetry::chain(&e), "cannot read tcp mode's kernel maps for /metrics");
                 None
             }
         });
-        let services = lock(&self.services).iter().map(|(name, b)| (name.clone(), b.snapshot())).collect();
-        TcpSnapshot { kernel, services }
+        let balancers: Vec<(String, Arc<user::Balancer>)> =
+            lock(&self.services).iter().chain(lock(&self.local).iter()).cloned().collect();
+        let services = balancers.iter().map(|(name, b)| (name.clone(), b.snapshot())).collect();
+        let backends = self.backends(kernel.as_ref(), &balancers);
+        TcpSnapshot { kernel, services, backends }
+    }
+
+    /// Every member of every service with its state and numbers.
+    fn backends(&self, usage: Option<&Usage>, balancers: &[(String, Arc<user::Balancer>)]) -> Vec<BackendRow> {
+        let services = lock(&self.control.services).clone();
+        // kernel flows by (service, address)
+        let mut flows: HashMap<(ServiceId, SocketAddrV4), u64> = HashMap::new();
+        if let (Some(usage), Some(view)) = (usage, self.kernel.get()) {
+            let ids = lock(&view.ids);
+            for (id, n) in &usage.flows_per_backend {
+                if let Some(key) = ids.get(id) {
+                    *flows.entry(key.clone()).or_default() += n;
+                }
+            }
+        }
+        let mut rows = Vec::new();
+        for s in &services {
+            let balancer = balancers.iter().find(|(name, _)| name == &s.name).map(|(_, b)| b);
+            let in_kernel = balancer.is_none() && self.kernel.get().is_some();
+            for m in &s.members {
+                let draining = m.draining || self.control.drained(&s.id, &m.id);
+                let mut row = BackendRow {
+                    service: s.name.clone(),
+                    id: m.id.clone(),
+                    addr: m.addr.to_string(),
+                    state: if draining { "draining" } else { "active" },
+                    path: if in_kernel { "kernel" } else { "user space" },
+                    ..BackendRow::default()
+                };
+                if let Some(b) = balancer {
+                    let c = b.backend(m.addr);
+                    row.active = c.active;
+                    row.connections = Some(c.opened);
+                    row.bytes_to_backend = Some(c.to_backend);
+                    row.bytes_to_client = Some(c.to_client);
+                } else if in_kernel {
+                    row.active = flows.get(&(s.id.clone(), m.addr)).copied().unwrap_or(0);
+                }
+                rows.push(row);
+            }
+        }
+        rows
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,8 @@
 //! tcp mode in user space: one tokio listener per service, deciding like the kernel path (the
 //! client's fresh affinity to a live backend, else the Maglev pick, from [`crate::policy`]), then
 //! relaying bytes. It serves `--mode tcp` when eBPF is unavailable (or `--no-ebpf`), and Swarm's
-//! tcp services always.
+//! tcp services unless labelled `sticky.tcp.path=kernel`. Per backend it counts connections
+//! opened and open, and the bytes of each relay when it ends.
 //!
 //! Same behaviour, one process in the middle: every byte is copied twice through this process, and
 //! the backend sees the balancer's address as the client (as with the kernel's full NAT), unless the
@@ -84,9 +85,34 @@ impl Snapshot {
     }
 }
 
+/// One backend's counters in user space.
+#[derive(Debug, Default)]
+struct BackendCounters {
+    opened: AtomicU64,
+    active: AtomicU64,
+    to_backend: AtomicU64,
+    to_client: AtomicU64,
+}
+
+/// A copy of one backend's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendSnapshot {
+    /// Connections relayed to it since start.
+    pub opened: u64,
+    /// Connections relayed to it now.
+    pub active: u64,
+    /// Bytes from clients to it (added as each relay ends).
+    pub to_backend: u64,
+    /// Bytes from it to clients (added as each relay ends).
+    pub to_client: u64,
+}
+
 /// One service's decisions and counters, shared by its connection tasks.
 #[derive(Debug)]
 pub struct Balancer {
+    /// Per-backend counters: the backends in the set and those with relays still open (bounded
+    /// by the set plus departed backends' open connections).
+    per_backend: Mutex<HashMap<SocketAddrV4, Arc<BackendCounters>>>,
     table: RwLock<Arc<Maglev>>,
     affinity: Mutex<Table<SocketAddrV4>>,
     timeout_ns: u64,
@@ -101,6 +127,7 @@ impl Balancer {
     #[must_use]
     pub fn new(spec: &TcpService, max_affinity: u32) -> Self {
         Self {
+            per_backend: Mutex::default(),
             table: RwLock::new(Arc::new(Maglev::build(&spec.backends))),
             affinity: Mutex::new(Table::new(max_affinity as usize)),
             timeout_ns: u64::try_from(spec.affinity_timeout.as_nanos()).unwrap_or(u64::MAX),
@@ -113,6 +140,23 @@ impl Balancer {
     /// Replaces the backend set (clients of a departed backend re-pick on their next connection).
     pub fn set_backends(&self, backends: &[SocketAddrV4]) {
         *write(&self.table) = Arc::new(Maglev::build(backends));
+        lock(&self.per_backend).retain(|addr, c| backends.contains(addr) || c.active.load(Ordering::Relaxed) > 0);
+    }
+
+    /// `backend`'s counters now (zero for a backend that never had a connection).
+    #[must_use]
+    pub fn backend(&self, backend: SocketAddrV4) -> BackendSnapshot {
+        lock(&self.per_backend).get(&backend).map_or_else(BackendSnapshot::default, |c| BackendSnapshot {
+            opened: c.opened.load(Ordering::Relaxed),
+            active: c.active.load(Ordering::Relaxed),
+            to_backend: c.to_backend.load(Ordering::Relaxed),
+            to_client: c.to_client.load(Ordering::Relaxed),
+        })
+    }
+
+    /// The counters of `backend`, created at its first connection.
+    fn counters_of(&self, backend: SocketAddrV4) -> Arc<BackendCounters> {
+        lock(&self.per_backend).entry(backend).or_default().clone()
     }
 
     /// The backend of a new connection from `client`, as the kernel would choose it.
@@ -212,10 +256,18 @@ async fn relay(balancer: Arc<Balancer>, mut client: TcpStream, peer: SocketAddr,
     }
     balancer.established(client_ip, backend);
     let _ = upstream.set_nodelay(true);
+    let mine = balancer.counters_of(backend);
     counters.active.fetch_add(1, Ordering::Relaxed);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        tracing::debug!(%peer, %backend, error = %e, "relay ended with an error");
+    mine.opened.fetch_add(1, Ordering::Relaxed);
+    mine.active.fetch_add(1, Ordering::Relaxed);
+    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        Ok((to_backend, to_client)) => {
+            mine.to_backend.fetch_add(to_backend, Ordering::Relaxed);
+            mine.to_client.fetch_add(to_client, Ordering::Relaxed);
+        }
+        Err(e) => tracing::debug!(%peer, %backend, error = %e, "relay ended with an error"),
     }
+    mine.active.fetch_sub(1, Ordering::Relaxed);
     counters.active.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -307,6 +359,13 @@ impl Listeners {
     #[must_use]
     pub fn stopper(&self) -> Arc<watch::Sender<bool>> {
         self.stop.clone()
+    }
+
+    /// These listeners stop with `other`'s (one graceful stop for both sets).
+    #[must_use]
+    pub fn stopping_with(mut self, other: &Self) -> Self {
+        self.stop = other.stop.clone();
+        self
     }
 
     /// Where `/metrics` reads each served service's counters.

@@ -1122,3 +1122,334 @@ fn https_stack_serves_both_ports_through_the_holder() {
     }
     eprintln!("https stack: {} over HTTPS on {tls_port}, plain on {port}", https("/").trim());
 }
+
+// === issue 14 point 5: a tcp service from labels in the kernel, inside sticky's container ===
+
+/// Sends SIGSTOP to a process, and SIGCONT when dropped, so that a failing test never leaves
+/// sticky stopped.
+struct Stopped(String);
+
+impl Stopped {
+    fn stop(pid: &str) -> Self {
+        let out = std::process::Command::new("kill").args(["-STOP", pid]).output().expect("run kill");
+        assert!(out.status.success(), "kill -STOP {pid}: {}", String::from_utf8_lossy(&out.stderr));
+        Self(pid.to_owned())
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").args(["-CONT", &self.0]).output();
+    }
+}
+
+/// The state letter of process `pid` (`T`: stopped), from /proc.
+fn process_state(pid: &str) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+/// One request to the admin API over its unix socket (`POST`s as JSON); the body of the answer.
+fn admin_request(socket: &std::path::Path, method: &str, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)
+        .unwrap_or_else(|e| panic!("connect to the admin socket {}: {e}", socket.display()));
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("set a read timeout");
+    let json = if method == "POST" { "Content-Type: application/json\r\nContent-Length: 0\r\n" } else { "" };
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: sticky\r\n{json}Connection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).expect("send to the admin socket");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the admin answer");
+    answer.split_once("\r\n\r\n").map_or_else(String::new, |(_, b)| b.to_owned())
+}
+
+/// `service`'s rows of `/api/backends`' `tcp_backends`.
+fn tcp_rows(report: &str, service: &str) -> Vec<serde_json::Value> {
+    let doc: serde_json::Value =
+        serde_json::from_str(report).unwrap_or_else(|e| panic!("/api/backends is JSON ({e}): {report}"));
+    doc["tcp_backends"]
+        .as_array()
+        .unwrap_or_else(|| panic!("tcp_backends in {report}"))
+        .iter()
+        .filter(|r| r["service"] == service)
+        .cloned()
+        .collect()
+}
+
+/// A tcp service labelled `sticky.tcp.path=kernel`, its port published by sticky's own service in
+/// host mode as deploy/stack.yml's comments say: the tc program inside sticky's container serves
+/// it. 12 client addresses on `docker_gwbridge` (as Docker's DNAT delivers a host-mode port's
+/// clients) keep one task each and spread over the tasks; then sticky's process is stopped (SIGSTOP) and
+/// every established connection goes on and every new one is served on the client's task (the
+/// bytes never pass through the process); the published port itself (docker-proxy here) serves
+/// too. After SIGCONT, the service is in `/api/backends` over the admin socket with its three
+/// tasks on the kernel path, and a drained task gets no new connection while its open ones go on.
+#[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario on one Swarm (starting it is most of the cost): each step runs on the state the one before left"
+)]
+fn tcp_service_in_the_kernel_serves_while_sticky_is_stopped() {
+    require_swarm!();
+    let suite = Instant::now();
+    let swarm = Swarm::start();
+    seed(&swarm, &[]);
+    let (port, tcp_port) = (free_listen_port(), free_listen_port());
+    let listen_label = format!("sticky.listen.port={tcp_port}");
+    swarm.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--name",
+        "db",
+        "--replicas",
+        "3",
+        "--network",
+        "whoaminet",
+        "--init",
+        "--stop-grace-period",
+        "1s",
+        "--endpoint-mode",
+        "dnsrr",
+        "--hostname",
+        "db-{{.Task.Slot}}",
+        "--label",
+        "sticky.mode=tcp",
+        "--label",
+        "sticky.port=8000",
+        "--label",
+        &listen_label,
+        "--label",
+        "sticky.tcp.path=kernel",
+        "--label",
+        "sticky.affinity.timeout=10m",
+        IMAGE,
+        "whoami",
+        "--listen",
+        "0.0.0.0:8000",
+    ]);
+    swarm.wait_running("db", 3, Duration::from_secs(30));
+    // the stack file with the tcp port published by sticky in host mode and stop-first updates,
+    // exactly as its comments say
+    let stack = std::fs::read_to_string(workspace_file("deploy/stack.yml")).expect("read deploy/stack.yml");
+    let ports = "    # ports:\n    #   - { target: 5432, published: 5432, protocol: tcp, mode: host }\n";
+    let order = "      # (stop-first with a tcp service in the kernel: its host-mode port, above)\n      update_config:\n        order: start-first\n";
+    assert!(stack.contains(ports) && stack.contains(order), "deploy/stack.yml shows how to publish a kernel tcp port");
+    let edited = stack
+        .replace(
+            ports,
+            &format!(
+                "    ports:\n      - {{ target: {tcp_port}, published: {tcp_port}, protocol: tcp, mode: host }}\n"
+            ),
+        )
+        .replacen(order, "      update_config:\n        order: stop-first\n", 1);
+    let file = swarm.socket_dir().join("stack-kernel.yml");
+    std::fs::write(&file, edited).expect("write the stack file");
+    deploy_stack_file(&swarm, "sticky", port, &file);
+    wait_log(&swarm, &["sticky.tcp.path=kernel", "in the kernel"]);
+
+    let (_, container) = swarm.task_containers("sticky_sticky").into_iter().next().expect("sticky's task runs");
+    let gw = swarm.gwbridge_addr(&container).expect("sticky's container is on docker_gwbridge");
+    let vip = SocketAddrV4::new(gw.parse().unwrap_or_else(|e| panic!("{gw}: {e}")), tcp_port);
+    let host_gw = swarm.docker(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+        "docker_gwbridge",
+    ]);
+    let host_gw: Ipv4Addr = host_gw.parse().unwrap_or_else(|e| panic!("gwbridge gateway {host_gw:?}: {e}"));
+    let [o1, o2, _, _] = host_gw.octets();
+    let sources: Vec<Ipv4Addr> = (1..=12).map(|i| Ipv4Addr::new(o1, o2, 250, i)).collect();
+    let _extra = ExtraAddrs(sources.iter().map(|s| format!("{s}/32")).collect());
+    for s in &sources {
+        let out = std::process::Command::new("ip")
+            .args(["addr", "add", &format!("{s}/32"), "dev", "docker_gwbridge"])
+            .output()
+            .expect("ip addr add");
+        assert!(out.status.success(), "ip addr add {s}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let up = wait::until(Duration::from_secs(10), || crate::l4::get_once(vip, sources[0]).is_ok());
+    assert!(up, "the kernel path must serve {vip}:\n{}", swarm.service_logs("sticky_sticky"));
+    let mut per_source = BTreeMap::new();
+    for s in &sources {
+        let bodies: BTreeSet<String> = (0..5)
+            .map(|_| crate::l4::get_once(vip, *s).unwrap_or_else(|e| panic!("tcp connection from {s}: {e:?}")))
+            .collect();
+        assert_eq!(bodies.len(), 1, "every connection of client {s} must reach one task: {bodies:?}");
+        let body = bodies.into_iter().next().unwrap_or_default();
+        assert!(body.starts_with("I'm db-"), "the tcp service's tasks answer, not {body:?}");
+        per_source.insert(*s, body);
+    }
+    let tasks: BTreeSet<&String> = per_source.values().collect();
+    eprintln!("tcp in the kernel: 12 clients over {} tasks: {per_source:?}", tasks.len());
+    assert!(tasks.len() >= 2, "clients spread over the tcp service's tasks: {per_source:?}");
+    let published = |n: usize| {
+        (0..n)
+            .filter(|_| {
+                http_get(loopback(tcp_port), "localhost", None)
+                    .is_ok_and(|r| r.whoami().is_some_and(|w| w.starts_with("db-")))
+            })
+            .count()
+    };
+    assert_eq!(published(3), 3, "the host-mode published port reaches the tasks through the kernel path");
+
+    // established connections, one per client, each answered once already
+    let mut established: Vec<(Ipv4Addr, http::Client)> = sources
+        .iter()
+        .map(|s| {
+            let mut c = crate::l4::connect(vip, *s).unwrap_or_else(|e| panic!("connect from {s}: {e:?}"));
+            let body = c.get("/").unwrap_or_else(|e| panic!("first request from {s}: {e:?}")).into_text();
+            assert_eq!(Some(&body), per_source.get(s), "affinity: client {s}");
+            (*s, c)
+        })
+        .collect();
+
+    // --- sticky's process stopped: the kernel serves on
+    let pid = swarm.docker(&["inspect", "--format", "{{.State.Pid}}", &container]);
+    let stopped = Stopped::stop(&pid);
+    let is_stopped = wait::until(Duration::from_secs(5), || process_state(&pid) == Some('T'));
+    assert!(is_stopped, "sticky's process {pid} must be stopped: {:?}", process_state(&pid));
+    let (mut old_ok, mut new_ok, mut failed, mut moved) = (0usize, 0usize, Vec::new(), Vec::new());
+    let stopped_at = Instant::now();
+    for round in 0..3 {
+        // the rounds 1 s apart: sticky stays stopped for over 2 s
+        if round > 0 {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        for (s, c) in &mut established {
+            match c.get("/") {
+                Ok(r) if per_source.get(s).map(String::as_str) == Some(&*r.text()) => old_ok += 1,
+                Ok(r) => moved.push((*s, r.into_text())),
+                Err(e) => failed.push((*s, format!("established: {e:?}"))),
+            }
+        }
+        for s in &sources {
+            match crate::l4::get_once(vip, *s) {
+                Ok(body) if Some(&body) == per_source.get(s) => new_ok += 1,
+                Ok(body) => moved.push((*s, body)),
+                Err(e) => failed.push((*s, format!("new: {e:?}"))),
+            }
+        }
+    }
+    let published_ok = published(5);
+    let still_stopped = process_state(&pid) == Some('T');
+    drop(stopped);
+    eprintln!(
+        "sticky SIGSTOPped for {:.1} s: established {old_ok}/36 answered, new {new_ok}/36 served on the client's task, \
+         published port {published_ok}/5, {} failed, {} moved",
+        stopped_at.elapsed().as_secs_f64(),
+        failed.len(),
+        moved.len()
+    );
+    assert!(still_stopped, "sticky stayed stopped through the checks");
+    assert!(failed.is_empty(), "no connection may fail while sticky is stopped: {failed:?}");
+    assert!(moved.is_empty(), "every client keeps its task while sticky is stopped: {moved:?}");
+    assert_eq!((old_ok, new_ok, published_ok), (36, 36, 5));
+    let resumed = wait::until(Duration::from_secs(5), || process_state(&pid).is_some_and(|c| c != 'T'));
+    assert!(resumed, "sticky's process continues");
+
+    // --- visible in the admin API over its socket, with its tasks on the kernel path
+    let volume = swarm.docker(&["volume", "inspect", "--format", "{{.Mountpoint}}", "sticky_admin"]);
+    let socket = std::path::PathBuf::from(volume).join("admin.sock");
+    let report = admin_request(&socket, "GET", "/api/backends");
+    let rows = tcp_rows(&report, "db");
+    let db_tasks: BTreeSet<String> = swarm.task_containers("db").into_iter().map(|(t, _)| t).collect();
+    let ids: BTreeSet<String> = rows.iter().filter_map(|r| r["id"].as_str().map(str::to_owned)).collect();
+    assert_eq!(ids, db_tasks, "/api/backends lists the tcp service's tasks: {report}");
+    assert!(rows.iter().all(|r| r["path"] == "kernel" && r["state"] == "active"), "{report}");
+    let flows: u64 = rows.iter().filter_map(|r| r["active"].as_u64()).sum();
+    eprintln!(
+        "/api/backends: db's {} tasks on the kernel path, {flows} flows in CONNS (finished ones until evicted)",
+        rows.len()
+    );
+    assert!(flows >= 12, "the 12 established connections are the kernel's flows: {report}");
+    let metrics = admin_request(&socket, "GET", "/metrics");
+    let draining_rows = metrics.lines().filter(|l| l.starts_with("sticky_l4_backend_draining{service=\"db\"")).count();
+    assert_eq!(draining_rows, 3, "each task's drain state is on /metrics:\n{metrics}");
+
+    // --- drain one task through the admin socket: new connections avoid it, open ones go on
+    let drained_task = rows
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .find(|id| {
+            let slot = swarm.docker(&["inspect", "--format", "{{.Slot}}", id]);
+            per_source.values().any(|b| b.contains(&format!("db-{slot}")))
+        })
+        .expect("some client is on some task")
+        .to_owned();
+    let slot = swarm.docker(&["inspect", "--format", "{{.Slot}}", &drained_task]);
+    let drained_name = format!("db-{slot}");
+    let said = admin_request(&socket, "POST", &format!("/api/services/db/backends/{}/drain", &drained_task[..12]));
+    assert!(said.contains("draining"), "{said}");
+    std::thread::sleep(Duration::from_millis(500));
+    let report = admin_request(&socket, "GET", "/api/backends");
+    let state =
+        tcp_rows(&report, "db").into_iter().find(|r| r["id"] == drained_task.as_str()).map(|r| r["state"].clone());
+    assert_eq!(state, Some(serde_json::json!("draining")), "{report}");
+    let mut fresh = BTreeMap::new();
+    for s in &sources {
+        let body = crate::l4::get_once(vip, *s).unwrap_or_else(|e| panic!("new connection from {s}: {e:?}"));
+        assert!(!body.contains(&drained_name), "no new connection reaches drained {drained_name}: {s} got {body}");
+        fresh.insert(*s, body);
+    }
+    let mut kept = 0;
+    for (s, c) in &mut established {
+        if per_source[s].contains(&drained_name) {
+            let body = c.get("/").unwrap_or_else(|e| panic!("open connection of {s} to the drained task: {e:?}"));
+            assert!(body.text().contains(&drained_name), "an open connection stays on its task: {body:?}");
+            kept += 1;
+        }
+    }
+    let moved_clients = sources.iter().filter(|s| fresh[*s] != per_source[*s]).count();
+    let stayed: Vec<&Ipv4Addr> =
+        sources.iter().filter(|s| !per_source[*s].contains(&drained_name) && fresh[*s] != per_source[*s]).collect();
+    assert!(stayed.is_empty(), "clients of the other tasks keep them (affinity): {stayed:?}");
+    eprintln!(
+        "drained {drained_name}: {moved_clients} clients moved for new connections, {kept} open connections kept"
+    );
+    let said = admin_request(&socket, "POST", &format!("/api/services/db/backends/{drained_task}/activate"));
+    assert!(said.contains("active"), "{said}");
+    drop(established);
+
+    // --- the price: sticky's own update is stop-first (the host-mode port) and the program goes
+    // with the old task; measured through the published port, one request every 20 ms
+    let stop = Arc::new(AtomicBool::new(false));
+    let probe = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut requests, mut failed, mut first_fail, mut last_fail) = (0u32, 0u32, None, None);
+            let started = Instant::now();
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(120) {
+                requests += 1;
+                let ok = http_get(loopback(tcp_port), "localhost", None)
+                    .is_ok_and(|r| r.whoami().is_some_and(|w| w.starts_with("db-")));
+                if !ok {
+                    failed += 1;
+                    first_fail.get_or_insert_with(Instant::now);
+                    last_fail = Some(Instant::now());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let gap = first_fail.zip(last_fail).map_or(Duration::ZERO, |(a, b)| b - a);
+            (requests, failed, gap)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let updating = Instant::now();
+    swarm.docker(&["service", "update", "-d", "--no-resolve-image", "--force", "sticky_sticky"]);
+    let took = wait_updated(&swarm, "sticky_sticky", updating);
+    let back = wait::until(Duration::from_secs(30), || published(1) == 1);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let (requests, failed, gap) = probe.join().expect("the probe thread must not panic");
+    eprintln!(
+        "sticky's stop-first update with a kernel tcp service: completed in {:.1} s; published port: {requests} requests, \
+         {failed} failed over {:.2} s",
+        took.as_secs_f64(),
+        gap.as_secs_f64()
+    );
+    assert!(back, "the new task serves the kernel tcp service again:\n{}", swarm.service_logs("sticky_sticky"));
+    eprintln!("whole test {:?}", suite.elapsed());
+}

@@ -144,6 +144,17 @@ fn every_part() -> (Sources, Arc<Routing>) {
             stats: Stats::default(),
         }),
         services: vec![("db".to_owned(), user::Snapshot::default())],
+        backends: vec![crate::tcp::BackendRow {
+            service: "db".into(),
+            id: "task1".into(),
+            addr: "10.0.1.3:5432".into(),
+            state: "active",
+            path: "user space",
+            active: 1,
+            connections: Some(2),
+            bytes_to_backend: Some(3),
+            bytes_to_client: Some(4),
+        }],
     };
     let sources = Sources {
         http: Some((routing.clone(), Arc::new(ProxyStats::default()))),

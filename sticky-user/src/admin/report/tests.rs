@@ -59,7 +59,7 @@ fn backends_report_says_writes_source_settings_and_counters() {
     routing.set_draining("api", "a2", true).expect("a2 exists");
 
     let sources = Sources { source: Source::File, ..Sources::default() };
-    let doc = serde_json::to_value(report(&routing, Writes::Token, &sources)).expect("the report serializes");
+    let doc = serde_json::to_value(report(Some(&routing), Writes::Token, &sources)).expect("the report serializes");
     assert_eq!(doc["writes"], "token");
     assert_eq!(doc["source"], "file");
     assert_eq!(doc["latency_buckets"].as_array().map(Vec::len), Some(LATENCY_BUCKETS.len()));

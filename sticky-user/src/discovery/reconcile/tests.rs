@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::*;
-use crate::discovery::docker::EndpointMode;
+use crate::{discovery::docker::EndpointMode, model::TcpPath};
 
 /// `--affinity-timeout` in these listings.
 const AFFINITY: Duration = Duration::from_secs(3 * 3600);
@@ -244,7 +244,12 @@ fn tcp_services_get_active_ipv4_tasks_and_their_own_port() {
     let services = [
         service("s1", "db", &tcp, &[NET]),
         service("s2", "db-copy", &tcp, &[NET]),
-        service("s3", "mqtt", &[("sticky.mode", "tcp"), ("sticky.port", "1883")], &[NET]),
+        service(
+            "s3",
+            "mqtt",
+            &[("sticky.mode", "tcp"), ("sticky.port", "1883"), ("sticky.tcp.path", "kernel")],
+            &[NET],
+        ),
     ];
     let tasks = [
         task("a", "s1", Some(1), "running", "running", &[(NET, "10.0.1.3")]),
@@ -263,6 +268,11 @@ fn tcp_services_get_active_ipv4_tasks_and_their_own_port() {
                 backends: vec!["10.0.1.3:5432".parse().unwrap()],
                 affinity_timeout: Duration::from_secs(600),
                 proxy_protocol: crate::proxy_protocol::Version::Off,
+                members: vec![
+                    TcpMember { id: "a".into(), addr: "10.0.1.3:5432".parse().unwrap(), draining: false },
+                    TcpMember { id: "b".into(), addr: "10.0.1.4:5432".parse().unwrap(), draining: true },
+                ],
+                path: TcpPath::User,
             },
             TcpService {
                 id: ServiceId("s3".into()),
@@ -271,6 +281,8 @@ fn tcp_services_get_active_ipv4_tasks_and_their_own_port() {
                 backends: vec![],
                 affinity_timeout: AFFINITY,
                 proxy_protocol: crate::proxy_protocol::Version::Off,
+                members: vec![],
+                path: TcpPath::Kernel,
             },
         ]
     );
