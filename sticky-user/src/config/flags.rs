@@ -75,6 +75,7 @@ pub(super) fn http_service(args: &RunArgs) -> Result<ServiceConfig, ConfigError>
         max_age: text(&args.cookie_max_age),
         idle_timeout: text(&args.cookie_idle_timeout),
         absolute_timeout: text(&args.cookie_absolute_timeout),
+        ..FileCookie::default()
     };
     let health = FileHealth {
         path: args.health_path.clone(),
@@ -85,7 +86,7 @@ pub(super) fn http_service(args: &RunArgs) -> Result<ServiceConfig, ConfigError>
         backoff_min: text(&args.backoff_min),
         backoff_max: text(&args.backoff_max),
     };
-    let cookie = file::cookie_spec(&cookie, &flag_name)?;
+    let cookie = file::cookie_spec(&cookie, &file::FileLoad::default(), &flag_name)?;
     let (health, backoff) = file::health_spec(&health, &flag_name)?;
     let backends = args
         .backends
