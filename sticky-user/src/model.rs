@@ -170,14 +170,22 @@ impl Affinity {
     ///
     /// # Errors
     /// A kind without its name, a name for another kind, or a name that is not a token.
-    pub fn from_parts(kind: Option<AffinityKind>, header: Option<&str>, learn: Option<&str>) -> Result<Self, SpecError> {
+    pub fn from_parts(
+        kind: Option<AffinityKind>,
+        header: Option<&str>,
+        learn: Option<&str>,
+    ) -> Result<Self, SpecError> {
         let kind = match (kind, header, learn) {
             (Some(k), _, _) => k,
             (None, Some(_), None) => AffinityKind::Header,
             (None, None, Some(_)) => AffinityKind::Learn,
             (None, None, None) => AffinityKind::Cookie,
             (None, Some(_), Some(_)) => {
-                return Err(spec_error("cookie", "affinity_header", "a header and a learned cookie cannot both be set"));
+                return Err(spec_error(
+                    "cookie",
+                    "affinity_header",
+                    "a header and a learned cookie cannot both be set",
+                ));
             }
         };
         let named = |key: &'static str, name: Option<&str>| match name.map(str::trim) {
@@ -191,7 +199,11 @@ impl Affinity {
             AffinityKind::Cookie | AffinityKind::ClientIp if header.is_none() && learn.is_none() => {
                 Ok(if kind == AffinityKind::Cookie { Self::Cookie } else { Self::ClientIp })
             }
-            _ => Err(spec_error("cookie", "affinity", "a header or learned cookie name is set for another affinity kind")),
+            _ => Err(spec_error(
+                "cookie",
+                "affinity",
+                "a header or learned cookie name is set for another affinity kind",
+            )),
         }
     }
 
@@ -305,11 +317,16 @@ impl CookieSpec {
         }
         self.validate_prefixes()?;
         if self.partitioned && self.secure == Some(false) {
-            return Err(spec_error("cookie", "partitioned", "Partitioned (CHIPS) needs Secure; do not turn secure off"));
+            return Err(spec_error(
+                "cookie",
+                "partitioned",
+                "Partitioned (CHIPS) needs Secure; do not turn secure off",
+            ));
         }
         for extra in &self.extra {
             if extra.trim().is_empty() || extra.bytes().any(|b| b == b';' || b.is_ascii_control()) {
-                let message = format!("{extra:?}: an attribute must not be empty or hold ';', CR, LF or control characters");
+                let message =
+                    format!("{extra:?}: an attribute must not be empty or hold ';', CR, LF or control characters");
                 return Err(spec_error("cookie", "attributes", message));
             }
         }
@@ -322,7 +339,11 @@ impl CookieSpec {
             return Err(spec_error("load", "max_inflight", "must be at least 1"));
         }
         if self.load.balance_factor.is_some_and(|f| f < 101) {
-            return Err(spec_error("load", "balance_factor", "a percentage above 100 (e.g. 150: 1.5 times the average)"));
+            return Err(spec_error(
+                "load",
+                "balance_factor",
+                "a percentage above 100 (e.g. 150: 1.5 times the average)",
+            ));
         }
         Ok(())
     }
@@ -341,7 +362,11 @@ impl CookieSpec {
             return Err(spec_error("cookie", "secure", message));
         }
         if host && self.domain.is_some() {
-            return Err(spec_error("cookie", "domain", format!("{:?}: a __Host- cookie must have no Domain", self.name)));
+            return Err(spec_error(
+                "cookie",
+                "domain",
+                format!("{:?}: a __Host- cookie must have no Domain", self.name),
+            ));
         }
         if host && self.path != "/" {
             return Err(spec_error("cookie", "path", format!("{:?}: a __Host- cookie needs Path=/", self.name)));
@@ -697,9 +722,11 @@ mod tests {
         assert!(AffinityKind::parse("sourceip").is_err());
         let own = CookieSpec { affinity: Affinity::Learn("sticky".into()), ..CookieSpec::default() };
         assert_eq!(own.validate().map_err(|e| e.key), Err("affinity_learn"), "sticky's own cookie cannot be learned");
-        let zero = CookieSpec { load: LoadSpec { max_inflight: Some(0), ..LoadSpec::default() }, ..CookieSpec::default() };
+        let zero =
+            CookieSpec { load: LoadSpec { max_inflight: Some(0), ..LoadSpec::default() }, ..CookieSpec::default() };
         assert_eq!(zero.validate().map_err(|e| e.key), Err("max_inflight"));
-        let flat = CookieSpec { load: LoadSpec { balance_factor: Some(100), ..LoadSpec::default() }, ..CookieSpec::default() };
+        let flat =
+            CookieSpec { load: LoadSpec { balance_factor: Some(100), ..LoadSpec::default() }, ..CookieSpec::default() };
         assert_eq!(flat.validate().map_err(|e| e.key), Err("balance_factor"));
     }
 

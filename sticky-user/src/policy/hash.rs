@@ -131,8 +131,7 @@ pub fn decide(
         reason
     };
     // the next owners along the ring: light and active first, then active, then draining
-    let tiers: [&dyn Fn(usize) -> bool; 3] =
-        [&|i| !view.draining(i) && light(i), &|i| !view.draining(i), &|_| true];
+    let tiers: [&dyn Fn(usize) -> bool; 3] = [&|i| !view.draining(i) && light(i), &|i| !view.draining(i), &|_| true];
     for tier in tiers {
         if let Some(backend) = ring.walk(key).find(|&i| i != home && usable(i) && tier(i)) {
             return Decision::Pin { backend, repin: Some(reason) };

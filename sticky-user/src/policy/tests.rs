@@ -246,6 +246,9 @@ fn a_saturated_backend_takes_no_new_sessions_and_sheds_pinned_ones_only_when_ask
     );
     assert_eq!(decide(Pinned::Backend(0), true, &shedding, &s, || 0, &[]), Decision::Keep(0), "strict never sheds");
     let all = Loaded { inflight: vec![5, 6, 7], max: 5, shed: true };
-    assert!(matches!(decide(Pinned::Absent, false, &all, &s, || 1, &[]), Decision::Pin { backend: 1, .. }), "all saturated: round robin as before");
+    assert!(
+        matches!(decide(Pinned::Absent, false, &all, &s, || 1, &[]), Decision::Pin { backend: 1, .. }),
+        "all saturated: round robin as before"
+    );
     assert_eq!(decide(Pinned::Backend(0), false, &all, &s, || 0, &[]), Decision::Keep(0), "nowhere lighter to shed to");
 }

@@ -285,7 +285,11 @@ fn place_by_key(
 ) -> Option<u64> {
     let head = req.head();
     let last = |name: &str| {
-        head.fields().iter().rev().find(|f| f.name.of(buf).eq_ignore_ascii_case(name.as_bytes())).map(|f| f.value.of(buf))
+        head.fields()
+            .iter()
+            .rev()
+            .find(|f| f.name.of(buf).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|f| f.value.of(buf))
     };
     let first = |name: &str| head.get(buf, name.as_bytes());
     let key = pin::affinity_key(service, pin.pinned, first, last, req.cookies(buf), peer)?;

@@ -201,7 +201,13 @@ pub fn decide_keyed(proxy: &Proxy, service: &ServiceRoute, key: u64, exclude: &[
 /// Decides again without the backends in `exclude` (a connect failed): by the key if the request
 /// has one, else by the cookie.
 #[must_use]
-pub fn redecide(proxy: &Proxy, service: &ServiceRoute, pin: &PinState, key: Option<u64>, exclude: &[usize]) -> Decision {
+pub fn redecide(
+    proxy: &Proxy,
+    service: &ServiceRoute,
+    pin: &PinState,
+    key: Option<u64>,
+    exclude: &[usize],
+) -> Decision {
     match key {
         Some(key) => decide_keyed(proxy, service, key, exclude),
         None => decide(proxy, service, pin.pinned, exclude),

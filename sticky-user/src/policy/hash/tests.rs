@@ -107,7 +107,10 @@ fn the_home_serves_and_an_unavailable_home_walks_to_the_next_owner() {
     let view = up(3);
     let failed = decide(&r, key, false, &view, None, &[home]);
     assert!(matches!(failed, Decision::Pin { repin: Some(RepinReason::ConnectFailed), .. }), "{failed:?}");
-    assert_eq!(decide(&r, key, false, &Fake { backends: vec![(false, false, 0); 3], ..up(0) }, None, &[]), Decision::Reject(Reject::NoBackend));
+    assert_eq!(
+        decide(&r, key, false, &Fake { backends: vec![(false, false, 0); 3], ..up(0) }, None, &[]),
+        Decision::Reject(Reject::NoBackend)
+    );
     assert_eq!(decide(&Ring::default(), key, false, &up(0), None, &[]), Decision::Reject(Reject::NoBackend));
 }
 
@@ -121,13 +124,19 @@ fn bounded_loads_pass_a_busy_home_on_and_saturation_sheds_only_when_asked() {
     // bound: 150% of (10 + 1) / 3 = 5.5 -> 6; the home has 10
     assert_eq!(bound(&view, 150, |_| true), 6);
     let moved = decide(&r, key, false, &view, Some(150), &[]);
-    assert!(matches!(moved, Decision::Pin { repin: Some(RepinReason::Overloaded), backend } if backend != home), "{moved:?}");
+    assert!(
+        matches!(moved, Decision::Pin { repin: Some(RepinReason::Overloaded), backend } if backend != home),
+        "{moved:?}"
+    );
     assert_eq!(decide(&r, key, false, &view, Some(1000), &[]), Decision::Keep(home), "a loose bound keeps it");
     assert_eq!(decide(&r, key, true, &view, Some(150), &[]), Decision::Keep(home), "strict never moves for load");
     view.max = Some(10);
     assert_eq!(decide(&r, key, false, &view, None, &[]), Decision::Keep(home), "saturated, no shedding: stays");
     view.shed = true;
-    assert!(matches!(decide(&r, key, false, &view, None, &[]), Decision::Pin { repin: Some(RepinReason::Overloaded), .. }));
+    assert!(matches!(
+        decide(&r, key, false, &view, None, &[]),
+        Decision::Pin { repin: Some(RepinReason::Overloaded), .. }
+    ));
     // the only backend over the bound: it keeps the request rather than refuse it
     let mut one = up(1);
     one.backends[0].2 = 50;
