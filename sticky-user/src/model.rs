@@ -69,6 +69,10 @@ fn spec_error(section: &'static str, key: &'static str, message: impl Into<Strin
 
 /// How the sticky cookie is named and which attributes its `Set-Cookie` carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent switches (HttpOnly, Partitioned, stickiness, legacy), not a state"
+)]
 pub struct CookieSpec {
     /// Cookie name (an RFC 6265 token).
     pub name: String,

@@ -169,7 +169,7 @@ fn place_by_key(
     peer: &crate::proxy::h1::ClientAddr,
 ) -> Option<u64> {
     let first = |name: &str| headers.get(name).map(http::HeaderValue::as_bytes);
-    let last = |name: &str| headers.get_all(name).iter().last().map(http::HeaderValue::as_bytes);
+    let last = |name: &str| headers.get_all(name).iter().next_back().map(http::HeaderValue::as_bytes);
     let cookies = headers.get_all(http::header::COOKIE).iter().map(http::HeaderValue::as_bytes);
     let key = pin::affinity_key(service, pin.pinned, first, last, cookies, peer)?;
     pin.decision = pin::decide_keyed(proxy, service, key, &[]);
