@@ -333,6 +333,7 @@ fn header_affinity_places_each_session_id_on_the_same_task_from_either_instance(
     let a = configured(&dir, "a", &addrs, options, "", &[]);
     let b = configured(&dir, "b", &addrs, options, "", &[]);
     let mut spread = std::collections::BTreeMap::new();
+    let mut home = Vec::new();
     for id in 0..30 {
         let value = format!("user-{id}");
         let mut seen = Vec::new();
@@ -344,13 +345,74 @@ fn header_affinity_places_each_session_id_on_the_same_task_from_either_instance(
         }
         assert!(seen.iter().all(|w| *w == seen[0]), "{value}: both instances agree: {seen:?}");
         *spread.entry(seen[0].clone()).or_insert(0) += 1;
+        home.push(seen[0].clone());
     }
     assert!(spread.len() == 3, "30 session ids spread over the 3 tasks: {spread:?}");
     // without the header: the cookie path
     let r = get(a.addr, "/", &[]).expect("request through sticky");
     let cookie = format!("sticky={}", r.cookie("sticky").expect("no header: a cookie session"));
     assert_eq!(who(&get(b.addr, "/", &[("Cookie", &cookie)]).expect("pinned request")), who(&r));
-    assert_eq!(web_repins(&a, "unhealthy") + web_repins(&b, "unhealthy"), 0);
+    let moved = |lb: &Proc| web_repins(lb, "unhealthy") + web_repins(lb, "connect_failed");
+    assert_eq!(moved(&a) + moved(&b), 0);
+
+    // b2 dies: its session ids move, to the same task on both instances; the others stay
+    let mut b2 = b2;
+    b2.kill();
+    for (id, was) in home.iter().enumerate() {
+        let value = format!("user-{id}");
+        let seen: Vec<String> = [&a, &b, &a, &b]
+            .iter()
+            .map(|lb| who(&get(lb.addr, "/", &[("X-Session-Id", &value)]).expect("no request fails")))
+            .collect();
+        assert!(seen.iter().all(|w| *w == seen[0] && w != "b2"), "{value}: both instances move it alike: {seen:?}");
+        if was != "b2" {
+            assert_eq!(&seen[0], was, "{value} was not on b2 and stays");
+        }
+    }
+    assert!(moved(&a) > 0 && moved(&b) > 0, "each instance counts the moves off b2 as re-pins");
+    drop((b1, b3));
+}
+
+/// The same header affinity over HTTP/2 (h2c, curl): the HTTP/2 path places by the key like HTTP/1.
+#[test]
+fn header_affinity_over_h2c_agrees_with_http1() {
+    let curl = std::process::Command::new("curl").arg("--version").output();
+    if !curl.is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("HTTP2")) {
+        let ci = std::env::var("CI").as_deref() == Ok("true");
+        assert!(
+            !ci,
+            "CI=true but curl with HTTP/2 is missing: header_affinity_over_h2c_agrees_with_http1 would be skipped"
+        );
+        eprintln!("SKIPPED header_affinity_over_h2c_agrees_with_http1: no curl with HTTP/2");
+        return;
+    }
+    let (b1, b2, b3) = (whoami("b1"), whoami("b2"), whoami("b3"));
+    let dir = TempDir::new("header-h2c");
+    let key = dir.file("key", SHARED);
+    let key = key.to_string_lossy();
+    let lb = sticky(
+        &[&b1, &b2, &b3],
+        &NAMES,
+        &["--h2c", "--cookie-affinity-header", "X-Session-Id", "--cookie-key-file", &key],
+    );
+    for id in 0..12 {
+        let value = format!("user-{id}");
+        let h1 = who(&get(lb.addr, "/", &[("X-Session-Id", &value)]).expect("HTTP/1 request"));
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-i", "--max-time", "5", "--http2-prior-knowledge", "-H"])
+            .arg(format!("X-Session-Id: {value}"))
+            .arg(format!("http://{}/", lb.addr))
+            .output()
+            .expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("HTTP/2 200"), "{text}");
+        assert!(!text.to_ascii_lowercase().contains("set-cookie: sticky="), "no cookie over HTTP/2 either: {text}");
+        let h2 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("I'm "))
+            .map(|w| w.split_whitespace().next().unwrap_or("").to_owned());
+        assert_eq!(h2.as_deref(), Some(h1.as_str()), "{value}: HTTP/2 and HTTP/1 reach the same task");
+    }
 }
 
 #[test]
