@@ -565,3 +565,38 @@ fn a_saturated_task_takes_no_new_sessions_and_sheds_its_pinned_ones_only_when_as
         }
     }
 }
+
+#[test]
+fn a_busy_home_passes_new_requests_of_its_keys_along_the_ring_under_a_balance_factor() {
+    let addrs = [app("b1"), app("b2"), app("b3")];
+    let dir = TempDir::new("balance-factor");
+    let options = "affinity = \"header\"\naffinity_header = \"X-Session-Id\"";
+    let lb = configured(&dir, "lb", &addrs, options, "balance_factor = 150", &[]);
+    // a session id whose home is b1
+    let value = (0..200)
+        .map(|i| format!("user-{i}"))
+        .find(|v| who(&get(lb.addr, "/", &[("X-Session-Id", v)]).expect("request")) == "b1")
+        .expect("some id of 200 lands on b1");
+    // three slow requests of it, one after the other; the bound is ceil(150% x (in flight + 1) / 3):
+    // the 1st finds b1 idle (bound 1): b1; the 2nd finds b1 at 1 (bound 1): passed on; the 3rd finds
+    // b1 at 1 of 2 (bound 2): b1. A 4th then finds b1 at 2 of 3 (bound 2): passed on.
+    let addr = lb.addr;
+    let slow: Vec<_> = (0..3)
+        .map(|n| {
+            let value = value.clone();
+            std::thread::spawn(move || {
+                // one after the other: each sees the ones before it in flight
+                std::thread::sleep(std::time::Duration::from_millis(150 * n));
+                who(&get(addr, "/slow", &[("X-Session-Id", &value)]).expect("slow request"))
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(900));
+    let busy = who(&get(lb.addr, "/", &[("X-Session-Id", &value)]).expect("request"));
+    assert_ne!(busy, "b1", "the busy home passes the request on");
+    assert!(web_repins(&lb, "overloaded") >= 1, "counted as overloaded");
+    let served: Vec<String> = slow.into_iter().map(|t| t.join().expect("slow thread")).collect();
+    assert_eq!(served.iter().filter(|w| *w == "b1").count(), 2, "b1 took the key up to its bound: {served:?}");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(who(&get(lb.addr, "/", &[("X-Session-Id", &value)]).expect("request")), "b1", "idle again: home");
+}

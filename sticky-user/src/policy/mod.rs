@@ -10,6 +10,11 @@
 //! new sessions only when no active one is available (a one-replica service during a rolling update
 //! stays up rather than answering 503).
 //!
+//! Load bounds (issue 18) are opt-in: a backend at the service's in-flight limit is passed over for
+//! new sessions while another is below it ([`View::saturated`]), and with shedding its pinned sessions
+//! move to the least-loaded backend ([`least_loaded`], re-pin reason `overloaded`). Hash affinity
+//! (header, client address, the application's cookie) decides in [`hash`].
+//!
 //! tcp mode's decisions live beside it: [`maglev`] (the Maglev lookup table of a backend set, identical
 //! on every instance) and [`affinity`] (whether a client's remembered backend is still trusted), shared
 //! by the kernel path's map sync and the user-space fallback.
