@@ -224,6 +224,44 @@ pub struct RunArgs {
     #[arg(long, env = "STICKY_STRICT", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean, help_heading = "Cookie")]
     pub strict: Option<bool>,
 
+    // ---- session policy (issue 18): affinity without a cookie, load bounds, cookie attributes ----
+    /// What keeps a client on its backend (Gateway API GEP-1619 type): cookie (sticky's signed
+    /// cookie); header (the hash of --cookie-affinity-header's value places the request, no cookie);
+    /// client-ip (the hash of the client's address: the PROXY protocol's, or the last X-Forwarded-For
+    /// hop of a --trusted-proxies peer; no cookie); learn (sticky's cookie is issued when the app sets
+    /// the cookie --cookie-affinity-learn names, naming the backend that created the app's session).
+    /// Hashes are Maglev over the backends' names: every instance agrees. A request without its key
+    /// takes the cookie path. [default: cookie]
+    #[arg(long, env = "STICKY_COOKIE_AFFINITY", value_name = "KIND", help_heading = "Session policy")]
+    pub cookie_affinity: Option<String>,
+    /// Header affinity's request header (GEP-1619 sessionName), e.g. X-Session-Id; its value is
+    /// hashed, never parsed. Implies --cookie-affinity header.
+    #[arg(long, env = "STICKY_COOKIE_AFFINITY_HEADER", value_name = "NAME", help_heading = "Session policy")]
+    pub cookie_affinity_header: Option<String>,
+    /// Learn affinity's application cookie, e.g. JSESSIONID. Implies --cookie-affinity learn.
+    #[arg(long, env = "STICKY_COOKIE_AFFINITY_LEARN", value_name = "NAME", help_heading = "Session policy")]
+    pub cookie_affinity_learn: Option<String>,
+    /// Cookie Partitioned attribute (CHIPS), sent where Secure is; refused with --cookie-secure=false.
+    #[arg(long, env = "STICKY_COOKIE_PARTITIONED", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean, help_heading = "Session policy")]
+    pub cookie_partitioned: Option<bool>,
+    /// A further Set-Cookie attribute appended as written (e.g. Priority=High); repeat for more. No ';',
+    /// CR, LF or control characters.
+    #[arg(long = "cookie-attributes", value_name = "ATTR", help_heading = "Session policy")]
+    pub cookie_attributes: Vec<String>,
+    /// Requests in flight (on this instance) at which a backend takes no new sessions while another is
+    /// below it. [default: no limit]
+    #[arg(long, env = "STICKY_LOAD_MAX_INFLIGHT", value_name = "N", help_heading = "Session policy")]
+    pub load_max_inflight: Option<u32>,
+    /// A backend at --load-max-inflight also sheds its pinned sessions to the least-loaded backend
+    /// (re-pin reason overloaded) instead of keeping them waiting. [default: false]
+    #[arg(long, env = "STICKY_LOAD_SHED", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean, help_heading = "Session policy")]
+    pub load_shed: Option<bool>,
+    /// Hash affinity's bounded loads: a backend above this percentage of the average in-flight
+    /// requests passes the request to the next one on the ring (as HAProxy's hash-balance-factor),
+    /// e.g. 150. [default: none]
+    #[arg(long, env = "STICKY_LOAD_BALANCE_FACTOR", value_name = "PERCENT", help_heading = "Session policy")]
+    pub load_balance_factor: Option<u32>,
+
     /// Splice pinned keep-alive connections in the kernel: a connection whose first request carries a
     /// valid cookie for an available backend is handed to the kernel after that request's head is
     /// forwarded. Its later requests are not inspected (no re-pin, no per-request metrics, no cookie

@@ -452,8 +452,14 @@ pub fn attributes(spec: &CookieSpec, tls: bool) -> String {
     if let Some(age) = spec.max_age {
         let _ = write!(s, "; Max-Age={}", age.as_secs());
     }
-    if spec.secure.unwrap_or(tls) {
+    let secure = spec.secure.unwrap_or(tls);
+    if secure {
         s.push_str("; Secure");
+    }
+    // CHIPS: browsers drop a Partitioned cookie without Secure, so on plain HTTP (secure unset) it is
+    // left out rather than losing the cookie
+    if spec.partitioned && secure {
+        s.push_str("; Partitioned");
     }
     if spec.http_only {
         s.push_str("; HttpOnly");
@@ -463,6 +469,10 @@ pub fn attributes(spec: &CookieSpec, tls: bool) -> String {
         Some(SameSite::Strict) => s.push_str("; SameSite=Strict"),
         Some(SameSite::None) => s.push_str("; SameSite=None"),
         None => {}
+    }
+    for extra in &spec.extra {
+        s.push_str("; ");
+        s.push_str(extra.trim());
     }
     s
 }

@@ -69,6 +69,10 @@ fn spec_error(section: &'static str, key: &'static str, message: impl Into<Strin
 
 /// How the sticky cookie is named and which attributes its `Set-Cookie` carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent switches (HttpOnly, Partitioned, stickiness, legacy), not a state"
+)]
 pub struct CookieSpec {
     /// Cookie name (an RFC 6265 token).
     pub name: String,
@@ -103,6 +107,146 @@ pub struct CookieSpec {
     /// End of the migration window (`sticky.cookie.legacy.until`): from then on Traefik values are
     /// ignored like any invalid cookie. None: no end (Traefik-compatible, and logged as a warning).
     pub legacy_until: Option<SystemTime>,
+    /// `Partitioned` attribute (CHIPS); needs `Secure`.
+    pub partitioned: bool,
+    /// Further attributes appended as written (`Priority=High`), validated: no `;`, CR, LF or other
+    /// control characters.
+    pub extra: Vec<String>,
+    /// What finds a session's backend besides this cookie (GEP-1619 `type`, and sticky's own kinds).
+    pub affinity: Affinity,
+    /// Load bounds on pinning.
+    pub load: LoadSpec,
+}
+
+/// How a request finds its session's backend (issue 18; Gateway API GEP-1619 `type: Cookie|Header`).
+///
+/// Every kind but [`Affinity::Cookie`] is derived by Maglev hashing of a key over the service's
+/// backends ([`crate::policy::hash`]): no server state, the same answer on every instance that sees
+/// the same backends. A request without its key falls back to the cookie path (a valid sticky cookie
+/// pins; without one, round robin and a new cookie).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Affinity {
+    /// sticky's signed cookie only (default).
+    #[default]
+    Cookie,
+    /// The value of this request header (GEP-1619 `type: Header`, `sessionName`), hashed, never parsed.
+    Header(String),
+    /// The client's address (after the PROXY protocol, or the last `X-Forwarded-For` hop of a trusted proxy).
+    ClientIp,
+    /// The application's own session cookie of this name: sticky's cookie is issued when a response
+    /// sets it (the backend that created the app's session is signed into sticky's cookie); a request
+    /// carrying the app's cookie but no valid sticky cookie is placed by the hash of its value.
+    Learn(String),
+}
+
+/// The kind of [`Affinity`], as a label or file value names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AffinityKind {
+    /// `cookie`
+    Cookie,
+    /// `header`
+    Header,
+    /// `client-ip`
+    ClientIp,
+    /// `learn`
+    Learn,
+}
+
+impl AffinityKind {
+    /// Parses `cookie`, `header`, `client-ip` (or `clientip`, `ip`) or `learn`.
+    ///
+    /// # Errors
+    /// Anything else.
+    pub fn parse(v: &str) -> Result<Self, String> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "cookie" => Ok(Self::Cookie),
+            "header" => Ok(Self::Header),
+            "client-ip" | "clientip" | "ip" => Ok(Self::ClientIp),
+            "learn" => Ok(Self::Learn),
+            _ => Err(format!("{v:?}: expected cookie, header, client-ip or learn")),
+        }
+    }
+}
+
+impl Affinity {
+    /// The affinity of a kind and the names given with it: a header name alone means `header`, an
+    /// application cookie name alone means `learn`.
+    ///
+    /// # Errors
+    /// A kind without its name, a name for another kind, or a name that is not a token.
+    pub fn from_parts(
+        kind: Option<AffinityKind>,
+        header: Option<&str>,
+        learn: Option<&str>,
+    ) -> Result<Self, SpecError> {
+        let kind = match (kind, header, learn) {
+            (Some(k), _, _) => k,
+            (None, Some(_), None) => AffinityKind::Header,
+            (None, None, Some(_)) => AffinityKind::Learn,
+            (None, None, None) => AffinityKind::Cookie,
+            (None, Some(_), Some(_)) => {
+                return Err(spec_error(
+                    "cookie",
+                    "affinity_header",
+                    "a header and a learned cookie cannot both be set",
+                ));
+            }
+        };
+        let named = |key: &'static str, name: Option<&str>| match name.map(str::trim) {
+            Some(n) if is_token(n) => Ok(n.to_owned()),
+            Some(n) => Err(spec_error("cookie", key, format!("{n:?} is not a valid name (an RFC 9110 token)"))),
+            None => Err(spec_error("cookie", key, "this affinity needs the name of what it follows")),
+        };
+        match kind {
+            AffinityKind::Header if learn.is_none() => Ok(Self::Header(named("affinity_header", header)?)),
+            AffinityKind::Learn if header.is_none() => Ok(Self::Learn(named("affinity_learn", learn)?)),
+            AffinityKind::Cookie | AffinityKind::ClientIp if header.is_none() && learn.is_none() => {
+                Ok(if kind == AffinityKind::Cookie { Self::Cookie } else { Self::ClientIp })
+            }
+            _ => Err(spec_error(
+                "cookie",
+                "affinity",
+                "a header or learned cookie name is set for another affinity kind",
+            )),
+        }
+    }
+
+    /// The label's spelling of the kind.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Cookie => "cookie",
+            Self::Header(_) => "header",
+            Self::ClientIp => "client-ip",
+            Self::Learn(_) => "learn",
+        }
+    }
+
+    /// Whether sticky's cookie is never set: header and client-ip affinity pin by their key alone.
+    #[must_use]
+    pub fn cookieless(&self) -> bool {
+        matches!(self, Self::Header(_) | Self::ClientIp)
+    }
+}
+
+/// Load bounds on pinning (issue 18): a saturated backend takes no new sessions, and may shed pinned ones.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadSpec {
+    /// In-flight requests (on this instance) at which a backend counts as saturated: it takes no new
+    /// sessions while another backend is below it. None: no limit.
+    pub max_inflight: Option<u32>,
+    /// A saturated backend's pinned sessions move to the least-loaded backend (re-pin reason
+    /// `overloaded`) instead of waiting on it.
+    pub shed: bool,
+    /// Hash affinity (header, client-ip, learn): a backend with more than this percentage of the
+    /// average in-flight requests is skipped for the next one on the ring (bounded loads, as HAProxy's
+    /// `hash-balance-factor` and Envoy's). None: no bound.
+    pub balance_factor: Option<u32>,
+}
+
+/// An RFC 9110 token (header names, cookie names).
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 impl Default for CookieSpec {
@@ -120,6 +264,10 @@ impl Default for CookieSpec {
             enabled: true,
             legacy_traefik: false,
             legacy_until: None,
+            partitioned: false,
+            extra: Vec::new(),
+            affinity: Affinity::Cookie,
+            load: LoadSpec::default(),
         }
     }
 }
@@ -141,8 +289,7 @@ impl CookieSpec {
     /// The first option at fault.
     pub fn validate(&self) -> Result<(), SpecError> {
         // RFC 6265 cookie-name is an RFC 7230 token
-        let token =
-            |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        let token = is_token;
         let attribute = |s: &str| !s.is_empty() && s.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b';');
         if !token(&self.name) {
             let message = format!("{:?} is not a valid cookie name (letters, digits, !#$%&'*+-.^_`|~)", self.name);
@@ -171,6 +318,62 @@ impl CookieSpec {
         }
         if self.absolute_timeout.is_some_and(|d| d.as_secs() < 1) {
             return Err(spec_error("cookie", "absolute_timeout", "must be at least 1s"));
+        }
+        self.validate_prefixes()?;
+        if self.partitioned && self.secure == Some(false) {
+            return Err(spec_error(
+                "cookie",
+                "partitioned",
+                "Partitioned (CHIPS) needs Secure; do not turn secure off",
+            ));
+        }
+        for extra in &self.extra {
+            if extra.trim().is_empty() || extra.bytes().any(|b| b == b';' || b.is_ascii_control()) {
+                let message =
+                    format!("{extra:?}: an attribute must not be empty or hold ';', CR, LF or control characters");
+                return Err(spec_error("cookie", "attributes", message));
+            }
+        }
+        if let Affinity::Learn(app) = &self.affinity
+            && *app == self.name
+        {
+            return Err(spec_error("cookie", "affinity_learn", "the learned cookie must not be sticky's own cookie"));
+        }
+        if self.load.max_inflight == Some(0) {
+            return Err(spec_error("load", "max_inflight", "must be at least 1"));
+        }
+        if self.load.balance_factor.is_some_and(|f| f < 101) {
+            return Err(spec_error(
+                "load",
+                "balance_factor",
+                "a percentage above 100 (e.g. 150: 1.5 times the average)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The cookie name prefixes browsers enforce (RFC 6265bis 4.1.3): `__Secure-` needs `Secure`;
+    /// `__Host-` needs `Secure`, `Path=/` and no `Domain`. A cookie that breaks them is dropped by the
+    /// browser, so sticky refuses the configuration instead.
+    fn validate_prefixes(&self) -> Result<(), SpecError> {
+        let lower = self.name.to_ascii_lowercase();
+        let host = lower.starts_with("__host-");
+        if !host && !lower.starts_with("__secure-") {
+            return Ok(());
+        }
+        if self.secure != Some(true) {
+            let message = format!("{:?}: a __Host-/__Secure- cookie needs secure=true", self.name);
+            return Err(spec_error("cookie", "secure", message));
+        }
+        if host && self.domain.is_some() {
+            return Err(spec_error(
+                "cookie",
+                "domain",
+                format!("{:?}: a __Host- cookie must have no Domain", self.name),
+            ));
+        }
+        if host && self.path != "/" {
+            return Err(spec_error("cookie", "path", format!("{:?}: a __Host- cookie needs Path=/", self.name)));
         }
         Ok(())
     }
@@ -523,6 +726,51 @@ mod tests {
         );
         let backoff = BackoffSpec { min: Duration::from_secs(2), max: Duration::from_secs(1) };
         assert_eq!(backoff.validate().map_err(|e| e.key), Err("backoff_max"));
+    }
+
+    #[test]
+    fn cookie_prefixes_partitioned_and_extra_attributes_are_validated() {
+        let secure = |name: &str| CookieSpec { name: name.into(), secure: Some(true), ..CookieSpec::default() };
+        let key = |spec: CookieSpec| spec.validate().expect_err("the option must be refused").key;
+        assert_eq!(secure("__Host-s").validate(), Ok(()));
+        assert_eq!(secure("__Secure-s").validate(), Ok(()));
+        assert_eq!(key(CookieSpec { name: "__Host-s".into(), ..CookieSpec::default() }), "secure", "secure unset");
+        assert_eq!(key(CookieSpec { name: "__secure-s".into(), ..CookieSpec::default() }), "secure", "any case");
+        assert_eq!(key(CookieSpec { domain: Some("example.com".into()), ..secure("__Host-s") }), "domain");
+        assert_eq!(key(CookieSpec { path: "/app".into(), ..secure("__Host-s") }), "path");
+        assert_eq!(CookieSpec { domain: Some("example.com".into()), ..secure("__Secure-s") }.validate(), Ok(()));
+        assert_eq!(key(CookieSpec { partitioned: true, secure: Some(false), ..CookieSpec::default() }), "partitioned");
+        assert_eq!(CookieSpec { partitioned: true, ..CookieSpec::default() }.validate(), Ok(()), "Secure on TLS");
+        for bad in ["a;b", "a\r\nSet-Cookie: x=1", "", " ", "a\x7f"] {
+            let spec = CookieSpec { extra: vec![bad.into()], ..CookieSpec::default() };
+            assert_eq!(key(spec), "attributes", "{bad:?}");
+        }
+        assert_eq!(CookieSpec { extra: vec!["Priority=High".into()], ..CookieSpec::default() }.validate(), Ok(()));
+    }
+
+    #[test]
+    fn affinity_kinds_and_names_combine_or_are_refused() {
+        let parts = |k: Option<&str>, h: Option<&str>, l: Option<&str>| {
+            Affinity::from_parts(k.map(|k| AffinityKind::parse(k).expect("a kind")), h, l)
+        };
+        assert_eq!(parts(None, None, None), Ok(Affinity::Cookie));
+        assert_eq!(parts(Some("header"), Some("X-Session-Id"), None), Ok(Affinity::Header("X-Session-Id".into())));
+        assert_eq!(parts(None, Some("X-Session-Id"), None), Ok(Affinity::Header("X-Session-Id".into())), "implied");
+        assert_eq!(parts(Some("client-ip"), None, None), Ok(Affinity::ClientIp));
+        assert_eq!(parts(None, None, Some("JSESSIONID")), Ok(Affinity::Learn("JSESSIONID".into())));
+        assert_eq!(parts(Some("header"), None, None).map_err(|e| e.key), Err("affinity_header"));
+        assert_eq!(parts(Some("header"), Some("X Id"), None).map_err(|e| e.key), Err("affinity_header"));
+        assert_eq!(parts(Some("client-ip"), Some("X-Id"), None).map_err(|e| e.key), Err("affinity"));
+        assert!(parts(None, Some("X-Id"), Some("JSESSIONID")).is_err());
+        assert!(AffinityKind::parse("sourceip").is_err());
+        let own = CookieSpec { affinity: Affinity::Learn("sticky".into()), ..CookieSpec::default() };
+        assert_eq!(own.validate().map_err(|e| e.key), Err("affinity_learn"), "sticky's own cookie cannot be learned");
+        let zero =
+            CookieSpec { load: LoadSpec { max_inflight: Some(0), ..LoadSpec::default() }, ..CookieSpec::default() };
+        assert_eq!(zero.validate().map_err(|e| e.key), Err("max_inflight"));
+        let flat =
+            CookieSpec { load: LoadSpec { balance_factor: Some(100), ..LoadSpec::default() }, ..CookieSpec::default() };
+        assert_eq!(flat.validate().map_err(|e| e.key), Err("balance_factor"));
     }
 
     #[test]

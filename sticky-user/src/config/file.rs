@@ -166,6 +166,8 @@ pub(super) struct FileService {
     #[serde(default)]
     cookie: FileCookie,
     #[serde(default)]
+    load: FileLoad,
+    #[serde(default)]
     health: FileHealth,
 }
 
@@ -197,6 +199,25 @@ pub(super) struct FileCookie {
     pub max_age: Option<FileDuration>,
     pub idle_timeout: Option<FileDuration>,
     pub absolute_timeout: Option<FileDuration>,
+    /// `Partitioned` (CHIPS).
+    pub partitioned: Option<bool>,
+    /// Further attributes, appended as written.
+    pub attributes: Option<Vec<String>>,
+    /// `cookie`, `header`, `client-ip` or `learn` (issue 18).
+    pub affinity: Option<String>,
+    /// Header affinity's header (GEP-1619 `sessionName`).
+    pub affinity_header: Option<String>,
+    /// Learn affinity's application cookie.
+    pub affinity_learn: Option<String>,
+}
+
+/// A service's load bounds as written (`[services.load]`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileLoad {
+    pub max_inflight: Option<u32>,
+    pub shed: Option<bool>,
+    pub balance_factor: Option<u32>,
 }
 
 /// A service's health options as written, in the file or (through [`super::flags`]) as flags.
@@ -248,9 +269,16 @@ fn spec_error(name: Namer<'_>) -> impl Fn(SpecError) -> ConfigError + '_ {
 }
 
 /// The cookie options as written (flags or file), validated into a [`CookieSpec`].
-pub(super) fn cookie_spec(c: &FileCookie, name: Namer<'_>) -> Result<CookieSpec, ConfigError> {
+pub(super) fn cookie_spec(c: &FileCookie, load: &FileLoad, name: Namer<'_>) -> Result<CookieSpec, ConfigError> {
     let defaults = CookieSpec::default();
     let samesite = &name("cookie", "samesite");
+    let kind = c
+        .affinity
+        .as_deref()
+        .map(|k| crate::model::AffinityKind::parse(k).map_err(|e| invalid(name("cookie", "affinity"), e)))
+        .transpose()?;
+    let affinity = crate::model::Affinity::from_parts(kind, c.affinity_header.as_deref(), c.affinity_learn.as_deref())
+        .map_err(spec_error(name))?;
     let cookie = CookieSpec {
         name: c.name.clone().unwrap_or(defaults.name),
         path: c.path.clone().unwrap_or(defaults.path),
@@ -261,6 +289,14 @@ pub(super) fn cookie_spec(c: &FileCookie, name: Namer<'_>) -> Result<CookieSpec,
         max_age: duration(&name("cookie", "max_age"), c.max_age.as_ref())?,
         idle_timeout: duration(&name("cookie", "idle_timeout"), c.idle_timeout.as_ref())?,
         absolute_timeout: duration(&name("cookie", "absolute_timeout"), c.absolute_timeout.as_ref())?,
+        partitioned: c.partitioned.unwrap_or(false),
+        extra: c.attributes.clone().unwrap_or_default(),
+        affinity,
+        load: crate::model::LoadSpec {
+            max_inflight: load.max_inflight,
+            shed: load.shed.unwrap_or(false),
+            balance_factor: load.balance_factor,
+        },
         ..defaults
     };
     cookie.validate().map_err(spec_error(name))?;
@@ -293,7 +329,7 @@ pub(super) fn service(i: usize, s: FileService) -> Result<ServiceConfig, ConfigE
     value(&format!("{field}.name"), values::name(&s.name))?;
     let rule = rule(&field, s.rule, s.host, s.path_prefix)?;
     let name = |section: &str, key: &str| format!("{field}.{section}.{key}");
-    let cookie = cookie_spec(&s.cookie, &name)?;
+    let cookie = cookie_spec(&s.cookie, &s.load, &name)?;
     let (health, backoff) = health_spec(&s.health, &name)?;
     if s.backends.is_empty() {
         return Err(invalid(format!("{field}.backends"), "at least one backend is needed"));

@@ -31,6 +31,14 @@ pub(super) fn service_flag_given(args: &RunArgs) -> Option<&'static str> {
         (args.cookie_idle_timeout.is_some(), "--cookie-idle-timeout"),
         (args.cookie_absolute_timeout.is_some(), "--cookie-absolute-timeout"),
         (args.strict.is_some(), "--strict"),
+        (args.cookie_affinity.is_some(), "--cookie-affinity"),
+        (args.cookie_affinity_header.is_some(), "--cookie-affinity-header"),
+        (args.cookie_affinity_learn.is_some(), "--cookie-affinity-learn"),
+        (args.cookie_partitioned.is_some(), "--cookie-partitioned"),
+        (!args.cookie_attributes.is_empty(), "--cookie-attributes"),
+        (args.load_max_inflight.is_some(), "--load-max-inflight"),
+        (args.load_shed.is_some(), "--load-shed"),
+        (args.load_balance_factor.is_some(), "--load-balance-factor"),
         (args.splice.is_some(), "--splice"),
         (args.splice_upgrades.is_some(), "--splice-upgrades"),
         (args.health_path.is_some(), "--health-path"),
@@ -75,6 +83,16 @@ pub(super) fn http_service(args: &RunArgs) -> Result<ServiceConfig, ConfigError>
         max_age: text(&args.cookie_max_age),
         idle_timeout: text(&args.cookie_idle_timeout),
         absolute_timeout: text(&args.cookie_absolute_timeout),
+        partitioned: args.cookie_partitioned,
+        attributes: (!args.cookie_attributes.is_empty()).then(|| args.cookie_attributes.clone()),
+        affinity: args.cookie_affinity.clone(),
+        affinity_header: args.cookie_affinity_header.clone(),
+        affinity_learn: args.cookie_affinity_learn.clone(),
+    };
+    let load = file::FileLoad {
+        max_inflight: args.load_max_inflight,
+        shed: args.load_shed,
+        balance_factor: args.load_balance_factor,
     };
     let health = FileHealth {
         path: args.health_path.clone(),
@@ -85,7 +103,7 @@ pub(super) fn http_service(args: &RunArgs) -> Result<ServiceConfig, ConfigError>
         backoff_min: text(&args.backoff_min),
         backoff_max: text(&args.backoff_max),
     };
-    let cookie = file::cookie_spec(&cookie, &flag_name)?;
+    let cookie = file::cookie_spec(&cookie, &load, &flag_name)?;
     let (health, backoff) = file::health_spec(&health, &flag_name)?;
     let backends = args
         .backends

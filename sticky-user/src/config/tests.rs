@@ -634,3 +634,56 @@ fn client_address_flags_and_keys_are_read_and_bad_ranges_named() {
     );
     assert!(e.starts_with("services[0].proxy_protocol: "), "{e}");
 }
+
+#[test]
+fn session_policy_keys_of_the_file_and_their_errors() {
+    let cfg = args(&["--config=x.toml"]);
+    let file = "[[services]]\nname = \"a\"\nbackends = [\"http://127.0.0.1:1\"]\n[services.cookie]\n\
+                affinity = \"client-ip\"\npartitioned = true\nattributes = [\"Priority=High\"]\n\
+                [services.load]\nmax_inflight = 8\nshed = true\nbalance_factor = 125\n";
+    let c = http(&cfg, Some(file));
+    let spec = &c.services[0].spec.cookie;
+    assert_eq!(spec.affinity, crate::model::Affinity::ClientIp);
+    assert!(spec.partitioned);
+    assert_eq!(spec.extra, vec!["Priority=High".to_owned()]);
+    assert_eq!(spec.load, crate::model::LoadSpec { max_inflight: Some(8), shed: true, balance_factor: Some(125) });
+    let with = |cookie: &str| {
+        format!("[[services]]\nname = \"a\"\nbackends = [\"http://127.0.0.1:1\"]\n[services.cookie]\n{cookie}\n")
+    };
+    let e = err(&cfg, Some(&with("affinity = \"header\"")));
+    assert!(e.contains("services[0].cookie.affinity_header"), "{e}");
+    let e = err(&cfg, Some(&with("name = \"__Host-s\"\nsecure = true\npath = \"/app\"")));
+    assert!(e.contains("services[0].cookie.path"), "{e}");
+    let e = err(&cfg, Some(&with("attributes = [\"a\\r\\nX-Injected: 1\"]")));
+    assert!(e.contains("services[0].cookie.attributes"), "{e}");
+    let e = err(
+        &cfg,
+        Some("[[services]]\nname = \"a\"\nbackends = [\"http://127.0.0.1:1\"]\n[services.load]\nbalance_factor = 90\n"),
+    );
+    assert!(e.contains("services[0].load.balance_factor"), "{e}");
+}
+
+#[test]
+fn session_policy_flags_go_through_the_same_validation() {
+    let flags = args(&[
+        "--backend=http://127.0.0.1:1",
+        "--cookie-affinity-learn=JSESSIONID",
+        "--load-max-inflight=3",
+        "--load-shed",
+        "--cookie-attributes=Priority=High",
+        "--cookie-attributes=Foo",
+    ]);
+    let spec = &http(&flags, None).services[0].spec.cookie;
+    assert_eq!(spec.affinity, crate::model::Affinity::Learn("JSESSIONID".into()));
+    assert_eq!(spec.load, crate::model::LoadSpec { max_inflight: Some(3), shed: true, balance_factor: None });
+    assert_eq!(spec.extra, vec!["Priority=High".to_owned(), "Foo".to_owned()]);
+    let e = err(&args(&["--backend=http://127.0.0.1:1", "--cookie-affinity=header"]), None);
+    assert!(e.contains("--cookie-affinity-header"), "{e}");
+    let e = err(&args(&["--backend=http://127.0.0.1:1", "--load-balance-factor=50"]), None);
+    assert!(e.contains("--load-balance-factor"), "{e}");
+    let e = err(
+        &args(&["--config=x.toml", "--load-shed"]),
+        Some("[[services]]\nname = \"a\"\nbackends = [\"http://a:1\"]\n"),
+    );
+    assert!(e.contains("--load-shed"), "a service flag beside --config is refused by name: {e}");
+}

@@ -277,6 +277,30 @@ fn attributes_render_every_option() {
 }
 
 #[test]
+fn partitioned_goes_with_secure_and_extra_attributes_are_appended() {
+    let chips = CookieSpec { partitioned: true, extra: vec![" Priority=High ".into()], ..CookieSpec::default() };
+    assert_eq!(attributes(&chips, true), "; Path=/; Secure; Partitioned; HttpOnly; Priority=High");
+    // on plain HTTP (secure unset) Secure is not sent, and a Partitioned cookie without it would be dropped
+    assert_eq!(attributes(&chips, false), "; Path=/; HttpOnly; Priority=High");
+    let always = CookieSpec { secure: Some(true), ..chips };
+    assert_eq!(attributes(&always, false), "; Path=/; Secure; Partitioned; HttpOnly; Priority=High");
+}
+
+proptest! {
+    /// Whatever the extra attributes, a spec that validates renders one header line: no CR, LF or a
+    /// `;` that would start an attribute the operator did not write.
+    #[test]
+    fn validated_extra_attributes_never_split_the_header(extra in proptest::collection::vec(any::<String>(), 0..4)) {
+        let spec = CookieSpec { extra: extra.clone(), ..CookieSpec::default() };
+        if spec.validate().is_ok() {
+            let rendered = attributes(&spec, true);
+            prop_assert!(!rendered.bytes().any(|b| b.is_ascii_control()));
+            prop_assert_eq!(rendered.matches(';').count(), 3 + extra.len());
+        }
+    }
+}
+
+#[test]
 fn cookie_header_parsing_and_stripping() {
     let h = b"a=1; sticky=XYZ;b=2 ;  sticky = Q ; c";
     let found: Vec<_> = pairs(h).filter(|(n, _)| *n == b"sticky").map(|(_, v)| v).collect();

@@ -328,6 +328,15 @@ fn spec(service: &ServiceInfo, labeled: &LabeledService) -> Result<ServiceSpec, 
             // on with Traefik labels (their clients hold Traefik cookies) or with a window set
             legacy_traefik: c.legacy.unwrap_or(traefik || c.legacy_until.is_some()),
             legacy_until: c.legacy_until,
+            partitioned: c.partitioned.unwrap_or(false),
+            extra: c.extra.clone(),
+            affinity: crate::model::Affinity::from_parts(
+                c.affinity,
+                c.affinity_header.as_deref(),
+                c.affinity_learn.as_deref(),
+            )
+            .map_err(LeftOut::Options)?,
+            load: c.load,
         },
         strict: labeled.strict,
         health: HealthCheckSpec {

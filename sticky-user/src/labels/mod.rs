@@ -77,6 +77,18 @@ pub struct CookieLabels {
     /// End of the window in which Traefik cookie values are honoured (`sticky.cookie.legacy.until`,
     /// RFC 3339); `None`: no end.
     pub legacy_until: Option<std::time::SystemTime>,
+    /// `Partitioned` attribute (`sticky.cookie.partitioned`).
+    pub partitioned: Option<bool>,
+    /// Further attributes (`sticky.cookie.attributes`, `;`-separated).
+    pub extra: Vec<String>,
+    /// Affinity kind (`sticky.affinity`).
+    pub affinity: Option<crate::model::AffinityKind>,
+    /// Header of header affinity (`sticky.affinity.header`).
+    pub affinity_header: Option<String>,
+    /// Application cookie of learn affinity (`sticky.affinity.learn`).
+    pub affinity_learn: Option<String>,
+    /// Load bounds (`sticky.backend.maxinflight`, `.shed`, `.balancefactor`).
+    pub load: crate::model::LoadSpec,
 }
 
 /// What the cookie names: which task-level identity a session is pinned to.

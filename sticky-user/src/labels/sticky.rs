@@ -131,6 +131,59 @@ pub const LABELS: &[Label] = &[
         apply: |s, v| values::rfc3339(v).map(|x| s.cookie.legacy_until = Some(x)),
     },
     Label {
+        key: "sticky.cookie.partitioned",
+        help: "true: Partitioned attribute (CHIPS: a third-party cookie kept per top-level site); needs sticky.cookie.secure=true",
+        apply: |s, v| values::boolean(v).map(|x| s.cookie.partitioned = Some(x)),
+    },
+    Label {
+        key: "sticky.cookie.attributes",
+        help: "further Set-Cookie attributes, ;-separated, appended as written (e.g. Priority=High); no CR, LF or control characters",
+        apply: |s, v| {
+            s.cookie.extra = v.split(';').map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect();
+            Ok(())
+        },
+    },
+    Label {
+        key: "sticky.affinity",
+        help: "what keeps a client on its task (Gateway API GEP-1619 type): cookie (default, sticky's signed cookie); header (the hash of sticky.affinity.header's value, no cookie); client-ip (the hash of the client's address, no cookie); learn (sticky's cookie is issued when the app sets the cookie sticky.affinity.learn; a request with the app's cookie but no sticky cookie goes by its hash). Hashes are Maglev over the tasks, the same on every instance; a request without its key falls back to the cookie",
+        apply: |s, v| {
+            crate::model::AffinityKind::parse(v)
+                .map(|k| s.cookie.affinity = Some(k))
+                .map_err(|_| ValueError::new(v, "cookie, header, client-ip or learn"))
+        },
+    },
+    Label {
+        key: "sticky.affinity.header",
+        help: "header affinity: the request header whose value places the request (GEP-1619 sessionName), e.g. X-Session-Id; implies sticky.affinity=header",
+        apply: |s, v| {
+            s.cookie.affinity_header = Some(v.trim().to_owned());
+            Ok(())
+        },
+    },
+    Label {
+        key: "sticky.affinity.learn",
+        help: "learn affinity: the application's session cookie, e.g. JSESSIONID; implies sticky.affinity=learn",
+        apply: |s, v| {
+            s.cookie.affinity_learn = Some(v.trim().to_owned());
+            Ok(())
+        },
+    },
+    Label {
+        key: "sticky.backend.maxinflight",
+        help: "requests in flight (per sticky instance) at which a task takes no new sessions while another task is below it (default: no limit)",
+        apply: |s, v| count(v).map(|x| s.cookie.load.max_inflight = Some(x)),
+    },
+    Label {
+        key: "sticky.backend.shed",
+        help: "true: a task at sticky.backend.maxinflight also sheds pinned sessions to the least-loaded task (re-pin reason overloaded); default false: they wait",
+        apply: |s, v| values::boolean(v).map(|x| s.cookie.load.shed = x),
+    },
+    Label {
+        key: "sticky.backend.balancefactor",
+        help: "hash affinity: a task above this percentage of the average in-flight requests passes the request to the next task on the ring (bounded loads, as HAProxy's hash-balance-factor), e.g. 150 (default: none)",
+        apply: |s, v| count(v).map(|x| s.cookie.load.balance_factor = Some(x)),
+    },
+    Label {
         key: "sticky.strict",
         help: "true: when the pinned task is gone, answer 503 instead of re-pinning",
         apply: |s, v| values::boolean(v).map(|x| s.strict = x),
@@ -261,4 +314,8 @@ fn identity(v: &str) -> Result<Identity, ValueError> {
         "slot" => Ok(Identity::Slot),
         _ => Err(ValueError::new(v, "task or slot")),
     }
+}
+
+fn count(v: &str) -> Result<u32, ValueError> {
+    v.trim().parse().map_err(|_| ValueError::new(v, "a whole number"))
 }

@@ -297,3 +297,34 @@ fn proxy_protocol_labels_of_both_dialects_and_sticky_wins() {
     let e = parse("app", &labels(&[("sticky.proxyprotocol", "v1")])).expect_err("v1 is not sent");
     assert!(e.to_string().contains("sticky.proxyprotocol"), "{e}");
 }
+
+#[test]
+fn session_policy_labels_set_affinity_load_bounds_and_cookie_attributes() {
+    let svc = parse(
+        "api",
+        &labels(&[
+            ("sticky.enable", "true"),
+            ("sticky.port", "8080"),
+            ("sticky.affinity.header", "X-Session-Id"),
+            ("sticky.backend.maxinflight", "50"),
+            ("sticky.backend.shed", "true"),
+            ("sticky.backend.balancefactor", "150"),
+            ("sticky.cookie.partitioned", "true"),
+            ("sticky.cookie.attributes", "Priority=High; ; Foo"),
+        ]),
+    )
+    .unwrap()
+    .expect("sticky labels opt in");
+    assert!(svc.ignored.is_empty(), "{:?}", svc.ignored);
+    let c = &svc.cookie;
+    assert_eq!((c.affinity, c.affinity_header.as_deref()), (None, Some("X-Session-Id")), "kind implied later");
+    let affinity = crate::model::Affinity::from_parts(c.affinity, c.affinity_header.as_deref(), None);
+    assert_eq!(affinity, Ok(crate::model::Affinity::Header("X-Session-Id".into())));
+    assert_eq!(c.load, crate::model::LoadSpec { max_inflight: Some(50), shed: true, balance_factor: Some(150) });
+    assert_eq!(c.partitioned, Some(true));
+    assert_eq!(c.extra, vec!["Priority=High".to_owned(), "Foo".to_owned()]);
+    let bad = parse("api", &labels(&[("sticky.enable", "true"), ("sticky.affinity", "sourceip")]));
+    assert!(bad.is_err(), "an unknown affinity kind is an error, not a silent cookie");
+    let bad = parse("api", &labels(&[("sticky.enable", "true"), ("sticky.backend.maxinflight", "many")]));
+    assert!(bad.is_err());
+}

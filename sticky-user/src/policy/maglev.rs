@@ -91,7 +91,11 @@ impl Preference {
         let mut id = [0u8; 6];
         id[..4].copy_from_slice(&backend.ip().octets());
         id[4..].copy_from_slice(&backend.port().to_be_bytes());
-        let seed = hash_bytes(&id, 0);
+        Self::seeded(hash_bytes(&id, 0), size)
+    }
+
+    /// The preference list of a member whose identity hashes to `seed`.
+    fn seeded(seed: u64, size: u32) -> Self {
         let keys = std::array::from_fn(|round| mix64(seed ^ (round as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)));
         // size >= 2, so bits >= 1 and half_bits >= 1.
         let bits = u32::BITS - (size - 1).leading_zeros();
@@ -121,9 +125,26 @@ impl Preference {
 /// Maglev's population: backends take turns claiming their next preferred free slot until every
 /// slot is owned. Terminates because each preference list visits every slot.
 fn populate(backends: &[SocketAddrV4], size: u32) -> Vec<u32> {
+    populate_prefs(&backends.iter().map(|b| Preference::new(*b, size)).collect::<Vec<_>>(), size)
+}
+
+/// Maglev's population over members whose identities hash to `seeds` (one each, in the order the
+/// slots name them): the http mode's hash affinity ([`super::hash`]), keyed by task identity.
+///
+/// # Panics
+/// `size` is below 2.
+#[must_use]
+pub fn populate_seeds(seeds: &[u64], size: u32) -> Vec<u32> {
+    assert!(size >= 2, "a Maglev table needs a prime size of at least 2");
+    if seeds.is_empty() {
+        return Vec::new();
+    }
+    populate_prefs(&seeds.iter().map(|&s| Preference::seeded(s, size)).collect::<Vec<_>>(), size)
+}
+
+fn populate_prefs(prefs: &[Preference], size: u32) -> Vec<u32> {
     const EMPTY: u32 = u32::MAX;
-    let prefs: Vec<Preference> = backends.iter().map(|b| Preference::new(*b, size)).collect();
-    let mut next = vec![0u64; backends.len()];
+    let mut next = vec![0u64; prefs.len()];
     let mut slots = vec![EMPTY; size as usize];
     let mut filled = 0u32;
     'fill: loop {

@@ -10,6 +10,11 @@
 //! new sessions only when no active one is available (a one-replica service during a rolling update
 //! stays up rather than answering 503).
 //!
+//! Load bounds (issue 18) are opt-in: a backend at the service's in-flight limit is passed over for
+//! new sessions while another is below it ([`View::saturated`]), and with shedding its pinned sessions
+//! move to the least-loaded backend ([`least_loaded`], re-pin reason `overloaded`). Hash affinity
+//! (header, client address, the application's cookie) decides in [`hash`].
+//!
 //! tcp mode's decisions live beside it: [`maglev`] (the Maglev lookup table of a backend set, identical
 //! on every instance) and [`affinity`] (whether a client's remembered backend is still trusted), shared
 //! by the kernel path's map sync and the user-space fallback.
@@ -17,6 +22,7 @@
 //! Pure: the caller passes a [`View`] of the backends' current state and the round-robin cursor.
 
 pub mod affinity;
+pub mod hash;
 pub mod health;
 pub mod maglev;
 
@@ -39,11 +45,14 @@ pub enum RepinReason {
     IdleTimeout,
     /// The session is older than the service's absolute timeout (re-balanced, e.g. after a scale-out).
     AbsoluteTimeout,
+    /// The pinned backend (or a hashed key's home) is saturated: over the service's in-flight limit
+    /// with shedding on, or over the balance factor's bound.
+    Overloaded,
 }
 
 impl RepinReason {
     /// Every reason, for metrics.
-    pub const ALL: [RepinReason; 7] = [
+    pub const ALL: [RepinReason; 8] = [
         Self::InvalidCookie,
         Self::Expired,
         Self::BackendGone,
@@ -51,6 +60,7 @@ impl RepinReason {
         Self::ConnectFailed,
         Self::IdleTimeout,
         Self::AbsoluteTimeout,
+        Self::Overloaded,
     ];
 
     /// The metric label.
@@ -64,6 +74,7 @@ impl RepinReason {
             Self::ConnectFailed => "connect_failed",
             Self::IdleTimeout => "idle_timeout",
             Self::AbsoluteTimeout => "absolute_timeout",
+            Self::Overloaded => "overloaded",
         }
     }
 
@@ -125,6 +136,19 @@ pub trait View {
     fn available(&self, i: usize) -> bool;
     /// Whether backend `i` takes no new sessions.
     fn draining(&self, i: usize) -> bool;
+    /// Requests in flight to backend `i` (on this instance).
+    fn inflight(&self, _i: usize) -> u32 {
+        0
+    }
+    /// Whether backend `i` is at the service's in-flight limit: it takes no new session while another
+    /// backend is below it.
+    fn saturated(&self, _i: usize) -> bool {
+        false
+    }
+    /// Whether a saturated backend's pinned sessions move to the least-loaded backend.
+    fn shed(&self) -> bool {
+        false
+    }
 }
 
 /// Decides for a request whose cookie says `pinned`. `cursor` yields the next value of the service's
@@ -142,7 +166,16 @@ pub fn decide(
     let repin = match pinned {
         Pinned::Absent => None,
         Pinned::Invalid(fault) => Some(RepinReason::from_fault(fault)),
-        Pinned::Backend(i) if view.available(i) && !exclude.contains(&i) => return Decision::Keep(i),
+        Pinned::Backend(i) if view.available(i) && !exclude.contains(&i) => {
+            if !strict
+                && view.saturated(i)
+                && view.shed()
+                && let Some(backend) = least_loaded(view, exclude, i)
+            {
+                return Decision::Pin { backend, repin: Some(RepinReason::Overloaded) };
+            }
+            return Decision::Keep(i);
+        }
         Pinned::Backend(i) => {
             let reason = if exclude.contains(&i) { RepinReason::ConnectFailed } else { RepinReason::Unhealthy };
             if strict {
@@ -159,8 +192,19 @@ pub fn decide(
     }
 }
 
+/// The active, available, unsaturated backend with the fewest requests in flight, other than `not`
+/// (the first of equals): where a saturated backend's pinned sessions go when it sheds them.
+#[must_use]
+pub fn least_loaded(view: &impl View, exclude: &[usize], not: usize) -> Option<usize> {
+    (0..view.count())
+        .filter(|&i| i != not && view.available(i) && !view.draining(i) && !view.saturated(i) && !exclude.contains(&i))
+        .min_by_key(|&i| view.inflight(i))
+}
+
 /// Picks a backend for a new session: the `cursor`-th usable (available, not excluded) active backend
 /// of `schedule`, counting only usable entries; failing any, the `cursor`-th usable draining one.
+/// Saturated backends (at the service's in-flight limit) are passed over while an unsaturated one of
+/// the same kind is usable.
 ///
 /// Counting only usable entries is what spreads displaced sessions: while some backends are out or
 /// draining, the others share the picks in their weights' proportion. (Taking the first usable entry
@@ -169,12 +213,17 @@ pub fn decide(
 #[must_use]
 pub fn pick(view: &impl View, schedule: &[u32], cursor: usize, exclude: &[usize]) -> Option<usize> {
     let usable = |i: usize| i < view.count() && view.available(i) && !exclude.contains(&i);
-    let nth = |draining: bool| {
-        let candidates = || schedule.iter().map(|&i| i as usize).filter(|&i| usable(i) && view.draining(i) == draining);
+    let nth = |draining: bool, light: bool| {
+        let candidates = || {
+            schedule
+                .iter()
+                .map(|&i| i as usize)
+                .filter(|&i| usable(i) && view.draining(i) == draining && !(light && view.saturated(i)))
+        };
         let count = candidates().count();
         (count > 0).then(|| candidates().nth(cursor % count)).flatten()
     };
-    nth(false).or_else(|| nth(true))
+    nth(false, true).or_else(|| nth(false, false)).or_else(|| nth(true, true)).or_else(|| nth(true, false))
 }
 
 /// The smooth weighted round-robin order of backends with these weights (nginx's algorithm, computed

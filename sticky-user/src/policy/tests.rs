@@ -200,3 +200,55 @@ proptest! {
         }
     }
 }
+
+/// Backends as (in flight, saturated) over available active ones, with or without shedding.
+struct Loaded {
+    inflight: Vec<u32>,
+    max: u32,
+    shed: bool,
+}
+
+impl View for Loaded {
+    fn count(&self) -> usize {
+        self.inflight.len()
+    }
+    fn available(&self, _: usize) -> bool {
+        true
+    }
+    fn draining(&self, _: usize) -> bool {
+        false
+    }
+    fn inflight(&self, i: usize) -> u32 {
+        self.inflight[i]
+    }
+    fn saturated(&self, i: usize) -> bool {
+        self.inflight[i] >= self.max
+    }
+    fn shed(&self) -> bool {
+        self.shed
+    }
+}
+
+#[test]
+fn a_saturated_backend_takes_no_new_sessions_and_sheds_pinned_ones_only_when_asked() {
+    let s = schedule(&[1, 1, 1]);
+    let v = Loaded { inflight: vec![5, 1, 0], max: 5, shed: false };
+    for c in 0..6 {
+        let d = decide(Pinned::Absent, false, &v, &s, || c, &[]);
+        assert!(matches!(d, Decision::Pin { backend: 1 | 2, repin: None }), "cursor {c}: {d:?}");
+    }
+    assert_eq!(decide(Pinned::Backend(0), false, &v, &s, || 0, &[]), Decision::Keep(0), "pinned sessions wait");
+    let shedding = Loaded { shed: true, ..v };
+    assert_eq!(
+        decide(Pinned::Backend(0), false, &shedding, &s, || 0, &[]),
+        Decision::Pin { backend: 2, repin: Some(RepinReason::Overloaded) },
+        "shed to the least-loaded backend"
+    );
+    assert_eq!(decide(Pinned::Backend(0), true, &shedding, &s, || 0, &[]), Decision::Keep(0), "strict never sheds");
+    let all = Loaded { inflight: vec![5, 6, 7], max: 5, shed: true };
+    assert!(
+        matches!(decide(Pinned::Absent, false, &all, &s, || 1, &[]), Decision::Pin { backend: 1, .. }),
+        "all saturated: round robin as before"
+    );
+    assert_eq!(decide(Pinned::Backend(0), false, &all, &s, || 0, &[]), Decision::Keep(0), "nowhere lighter to shed to");
+}

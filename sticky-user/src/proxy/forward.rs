@@ -16,8 +16,8 @@ use super::{
     buffers::{Buf, Scratch},
     conn::{Proxy, Settings},
     h1::{
-        Body, ClientAddr, Exchange, Limits, Proto, RequestRewrite, ResponseKind, ResponseRewrite, write_request,
-        write_response,
+        Body, ClientAddr, Exchange, Limits, Proto, RequestHead, RequestRewrite, ResponseKind, ResponseRewrite,
+        write_request, write_response,
     },
     named,
     pin::{self, PinState},
@@ -88,6 +88,7 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
     let Settings { limits, timeouts } = proxy.settings;
     let head_limits = Limits::from(limits);
     let Scratch { req, resp } = scratch;
+    let key = place_by_key(proxy, service, pin, req, cbuf, peer);
     let exchange = Exchange::of(req, cbuf);
     let client_minor = req.minor();
     let wants_keep = req.keep_alive() && !stopping;
@@ -135,11 +136,12 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
         } else {
             let Some(s) = connect(proxy, service, index, &mut exclude, &mut last_connect).await else {
                 // the connect failed and paused the backend: decide again without it
-                pin.decision = pin::decide(proxy, service, pin.pinned, &exclude);
+                pin.decision = pin::redecide(proxy, service, pin, key, &exclude);
                 continue;
             };
             (s, false)
         };
+        let _inflight = backend.live.busy();
         if let Some(h) = header.as_ref().filter(|_| !reused)
             && let Err(e) = relay::write_all(&up, h, timeouts.backend, Timeout::Backend).await
         {
@@ -202,7 +204,9 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
         };
         // the final head
         let tls = client.proto() == Proto::Https;
-        let set_cookie = wave.set_cookie(service, pin, index, pin::answered(service, pin, index, tls));
+        let learned = pin::sets_learned_cookie(service, resp.set_cookies(sides.ubuf));
+        let line = pin::answered_by(service, pin, index, tls, key.is_some(), learned);
+        let set_cookie = wave.set_cookie(service, pin, index, line);
         let keep = wants_keep && req_body.is_done();
         let extra = service.hsts.as_deref().filter(|_| tls).unwrap_or_default();
         let rw = ResponseRewrite {
@@ -266,6 +270,31 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
     let error = error.unwrap_or_else(|| exhausted(service, last_connect));
     let close = !wants_keep || !req_body.is_done();
     answer(proxy, service, client, &error, close).await
+}
+
+/// Hash affinity (issue 18): a request that carries its service's affinity key (header, client
+/// address, the app's cookie) is placed by it instead of by the cookie; returns the key, for the
+/// decisions after a failed connect.
+fn place_by_key(
+    proxy: &Proxy,
+    service: &ServiceRoute,
+    pin: &mut PinState,
+    req: &RequestHead,
+    buf: &[u8],
+    peer: &ClientAddr,
+) -> Option<u64> {
+    let head = req.head();
+    let last = |name: &str| {
+        head.fields()
+            .iter()
+            .rev()
+            .find(|f| f.name.of(buf).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|f| f.value.of(buf))
+    };
+    let first = |name: &str| head.get(buf, name.as_bytes());
+    let key = pin::affinity_key(service, pin.pinned, first, last, req.cookies(buf), peer)?;
+    pin.decision = pin::decide_keyed(proxy, service, key, &[]);
+    Some(key)
 }
 
 /// sticky's own answer to a request of `service`: counted, logged at debug, written.

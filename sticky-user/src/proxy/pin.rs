@@ -6,9 +6,15 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::conn::Proxy;
+use std::net::IpAddr;
+
+use super::{
+    conn::Proxy,
+    h1::{ClientAddr, PriorHops},
+};
 use crate::{
     cookie::{self, Keys},
+    model::Affinity,
     policy::{self, Decision, Pinned, RepinReason},
     state::{ServiceRoute, View},
 };
@@ -132,12 +138,123 @@ pub fn decide(proxy: &Proxy, service: &ServiceRoute, pinned: Pinned, exclude: &[
     policy::decide(pinned, service.spec.strict, &view, &service.schedule, || service.next_cursor(), exclude)
 }
 
+/// The request's hash-affinity key (issue 18), if its service places requests by one and the request
+/// carries it: the value of the service's header, the client's address, or (without a valid sticky
+/// cookie) the application's session cookie. `first(name)` gives the first value of a request
+/// header, `last(name)` its last value; `cookies` are the `Cookie` field values. The value is hashed,
+/// never parsed (the address is parsed only to hash one spelling of it).
+#[must_use]
+pub fn affinity_key<'a>(
+    service: &ServiceRoute,
+    pinned: Pinned,
+    first: impl FnOnce(&str) -> Option<&'a [u8]>,
+    last: impl FnOnce(&str) -> Option<&'a [u8]>,
+    cookies: impl IntoIterator<Item = &'a [u8]>,
+    client: &ClientAddr,
+) -> Option<u64> {
+    match &service.spec.cookie.affinity {
+        Affinity::Cookie => None,
+        Affinity::Header(name) => first(name).filter(|v| !v.is_empty()).map(|v| service.ring.key(v)),
+        Affinity::ClientIp => {
+            let ip = client_ip(client, last("x-forwarded-for"));
+            let key = match ip {
+                IpAddr::V4(v4) => service.ring.key(&v4.octets()),
+                IpAddr::V6(v6) => service.ring.key(&v6.octets()),
+            };
+            Some(key)
+        }
+        // a valid sticky cookie pins a learned session; the app's cookie places only the others
+        Affinity::Learn(_) if matches!(pinned, Pinned::Backend(_)) => None,
+        Affinity::Learn(app) => cookies
+            .into_iter()
+            .flat_map(cookie::pairs)
+            .find(|(n, v)| *n == app.as_bytes() && !v.is_empty())
+            .map(|(_, v)| service.ring.key(v)),
+    }
+}
+
+/// The client's address for client-ip affinity: the last `X-Forwarded-For` hop when the peer is a
+/// trusted proxy (`--trusted-proxies`: the client it saw), else the connection's (after the PROXY
+/// protocol); an IPv4-mapped IPv6 address as its IPv4 address.
+fn client_ip(client: &ClientAddr, xff_last: Option<&[u8]>) -> IpAddr {
+    let forwarded = (client.prior() == PriorHops::Keep)
+        .then_some(xff_last)
+        .flatten()
+        .and_then(|v| v.rsplit(|&b| b == b',').next())
+        .and_then(|hop| std::str::from_utf8(hop.trim_ascii()).ok())
+        .and_then(|hop| hop.parse::<IpAddr>().ok());
+    let ip = forwarded.unwrap_or_else(|| client.origin().client.ip());
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 @ IpAddr::V4(_) => v4,
+    }
+}
+
+/// The decision for a request with hash-affinity key `key`, without the backends in `exclude`.
+#[must_use]
+pub fn decide_keyed(proxy: &Proxy, service: &ServiceRoute, key: u64, exclude: &[usize]) -> Decision {
+    let view = View::new(service, &proxy.routing.clock);
+    let factor = service.spec.cookie.load.balance_factor;
+    policy::hash::decide(&service.ring, key, service.spec.strict, &view, factor, exclude)
+}
+
+/// Decides again without the backends in `exclude` (a connect failed): by the key if the request
+/// has one, else by the cookie.
+#[must_use]
+pub fn redecide(
+    proxy: &Proxy,
+    service: &ServiceRoute,
+    pin: &PinState,
+    key: Option<u64>,
+    exclude: &[usize],
+) -> Decision {
+    match key {
+        Some(key) => decide_keyed(proxy, service, key, exclude),
+        None => decide(proxy, service, pin.pinned, exclude),
+    }
+}
+
+/// Whether a response's `Set-Cookie` values start the application's session that a `learn` service
+/// follows (a non-empty value for the learned name).
+pub fn sets_learned_cookie<'a>(service: &ServiceRoute, set_cookies: impl IntoIterator<Item = &'a [u8]>) -> bool {
+    let Affinity::Learn(app) = &service.spec.cookie.affinity else { return false };
+    set_cookies.into_iter().any(|line| {
+        let pair = line.split(|&b| b == b';').next().unwrap_or_default();
+        cookie::pairs(pair).next().is_some_and(|(n, v)| n == app.as_bytes() && !v.is_empty())
+    })
+}
+
+/// [`answered_by`] for a request placed by its cookie alone.
+#[must_use]
+pub fn answered(service: &ServiceRoute, pin: &PinState, index: usize, tls: bool) -> Option<Vec<u8>> {
+    answered_by(service, pin, index, tls, false, false)
+}
+
 /// The backend at `index` answered: count the request (a new session, with its re-pin reason, or a
 /// pinned one) and return the `Set-Cookie` value (`name=value; attributes`) to send, for a new pin or
 /// a refresh; `tls`: the client came over TLS (the cookie is `Secure` unless the service turns it off).
+/// `hashed`: the request was placed by its affinity key; `learned`: the response sets the
+/// application cookie a `learn` service follows.
+///
+/// Header and client-ip affinity set no cookie for a request placed by its key (the key places it
+/// again); `learn` sets sticky's cookie when the response starts the application's session, or when
+/// the app's cookie placed the request (binding that session to its backend from then on).
 #[must_use]
-pub fn answered(service: &ServiceRoute, pin: &PinState, index: usize, tls: bool) -> Option<Vec<u8>> {
+pub fn answered_by(
+    service: &ServiceRoute,
+    pin: &PinState,
+    index: usize,
+    tls: bool,
+    hashed: bool,
+    learned: bool,
+) -> Option<Vec<u8>> {
     let backend = service.backends.get(index)?;
+    let affinity = &service.spec.cookie.affinity;
+    let new_cookie = match affinity {
+        Affinity::Cookie => true,
+        Affinity::Header(_) | Affinity::ClientIp => !hashed,
+        Affinity::Learn(_) => hashed || learned,
+    };
     // a kept session keeps its first-pin time (the absolute timeout counts from it); a new one starts now
     let mut issued = None;
     let set_cookie = match pin.decision {
@@ -147,7 +264,11 @@ pub fn answered(service: &ServiceRoute, pin: &PinState, index: usize, tls: bool)
                 service.live.stats.repin(reason);
                 log_repin(service, pin.pinned, &backend.id.0, reason);
             }
-            service.spec.cookie.enabled
+            service.spec.cookie.enabled && new_cookie
+        }
+        Decision::Keep(_) if hashed => {
+            backend.live.stats.pinned();
+            service.spec.cookie.enabled && matches!(affinity, Affinity::Learn(_))
         }
         Decision::Keep(_) => {
             backend.live.stats.pinned();
@@ -216,5 +337,6 @@ fn log_repin(service: &ServiceRoute, pinned: Pinned, to: &str, reason: RepinReas
     if !allowed {
         return;
     }
-    tracing::info!(service = %service.spec.name, from, to, reason = reason.as_str(), "session re-pinned");
+    let affinity = service.spec.cookie.affinity.kind();
+    tracing::info!(service = %service.spec.name, affinity, from, to, reason = reason.as_str(), "session re-pinned");
 }

@@ -7,7 +7,7 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -50,8 +50,19 @@ pub struct BackendLive {
     health: Mutex<Health>,
     word: AtomicU64,
     drained: AtomicBool,
+    inflight: AtomicU32,
     /// Request and session counters.
     pub stats: BackendStats,
+}
+
+/// One request in flight to a backend: counted while this lives (see [`BackendLive::busy`]).
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a AtomicU32);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl BackendLive {
@@ -60,6 +71,7 @@ impl BackendLive {
             health: Mutex::new(Health::new(active_checks, Instant::now())),
             word: AtomicU64::new(UP),
             drained: AtomicBool::new(false),
+            inflight: AtomicU32::new(0),
             stats: BackendStats::default(),
         };
         if active_checks {
@@ -85,6 +97,20 @@ impl BackendLive {
             DOWN => false,
             until => now_ms() + 1 >= until,
         }
+    }
+
+    /// Counts a request in flight to this backend until the guard drops (the load bounds of issue 18
+    /// read it). One atomic add and one subtract per forwarded request.
+    #[must_use = "the request counts as in flight while the guard lives"]
+    pub fn busy(&self) -> InFlight<'_> {
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.inflight)
+    }
+
+    /// Requests in flight to this backend now (this process).
+    #[must_use]
+    pub fn inflight(&self) -> u32 {
+        self.inflight.load(Ordering::Relaxed)
     }
 
     /// Whether an admin drained this backend by hand.

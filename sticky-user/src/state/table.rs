@@ -59,6 +59,8 @@ pub struct ServiceRoute {
     pub schedule: Vec<u32>,
     /// Re-pin counters and the round-robin cursor.
     pub live: Arc<ServiceLive>,
+    /// The Maglev table of hash affinity (header, client-ip, learn); empty for cookie affinity.
+    pub ring: policy::hash::Ring,
     tags: HashMap<Tag, usize>,
 }
 
@@ -124,6 +126,18 @@ impl policy::View for View<'_> {
     fn draining(&self, i: usize) -> bool {
         self.service.backends.get(i).is_some_and(BackendRoute::draining)
     }
+
+    fn inflight(&self, i: usize) -> u32 {
+        self.service.backends.get(i).map_or(0, |b| b.live.inflight())
+    }
+
+    fn saturated(&self, i: usize) -> bool {
+        self.service.spec.cookie.load.max_inflight.is_some_and(|max| self.inflight(i) >= max)
+    }
+
+    fn shed(&self) -> bool {
+        self.service.spec.cookie.load.shed
+    }
 }
 
 /// Every service, most specific rule first.
@@ -181,6 +195,11 @@ impl RoutingTable {
                 }
             }
             let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
+            let ring = if spec.cookie.affinity == crate::model::Affinity::Cookie {
+                policy::hash::Ring::default()
+            } else {
+                policy::hash::Ring::build(spec.id.0.as_bytes(), backends.iter().map(|b| b.id.0.as_bytes()))
+            };
             routes.push(Arc::new(ServiceRoute {
                 cookie_attrs: cookie::attributes(&spec.cookie, false),
                 cookie_attrs_tls: cookie::attributes(&spec.cookie, true),
@@ -193,6 +212,7 @@ impl RoutingTable {
                 spec: spec.clone(),
                 backends,
                 live,
+                ring,
                 tags,
                 keys: keys.clone(),
             }));

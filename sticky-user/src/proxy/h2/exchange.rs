@@ -155,7 +155,25 @@ async fn serve(conn: &Conn, req: Request<Incoming>) -> Response<AnswerBody> {
             cookies.iter().map(http::HeaderValue::as_bytes),
         )
     };
-    forward(conn, &service, &mut pin, req, authority.as_deref(), grpc).await
+    let key = place_by_key(proxy, &service, &mut pin, req.headers(), &conn.peer);
+    forward(conn, &service, (&mut pin, key), req, authority.as_deref(), grpc).await
+}
+
+/// Hash affinity (issue 18), as the HTTP/1 engine's `forward::place_by_key`: a request carrying its
+/// service's key is placed by it; returns the key.
+fn place_by_key(
+    proxy: &Proxy,
+    service: &ServiceRoute,
+    pin: &mut PinState,
+    headers: &http::HeaderMap,
+    peer: &crate::proxy::h1::ClientAddr,
+) -> Option<u64> {
+    let first = |name: &str| headers.get(name).map(http::HeaderValue::as_bytes);
+    let last = |name: &str| headers.get_all(name).iter().next_back().map(http::HeaderValue::as_bytes);
+    let cookies = headers.get_all(http::header::COOKIE).iter().map(http::HeaderValue::as_bytes);
+    let key = pin::affinity_key(service, pin.pinned, first, last, cookies, peer)?;
+    pin.decision = pin::decide_keyed(proxy, service, key, &[]);
+    Some(key)
 }
 
 /// sticky's own answer to a request no service took.
@@ -203,7 +221,7 @@ fn redirect(authority: Option<&str>, uri: &Uri, port: u16) -> Option<Response<An
 async fn forward(
     conn: &Conn,
     service: &ServiceRoute,
-    pin: &mut PinState,
+    (pin, key): (&mut PinState, Option<u64>),
     req: Request<Incoming>,
     authority: Option<&str>,
     grpc: bool,
@@ -239,7 +257,7 @@ async fn forward(
             (s, true)
         } else {
             let Some(tcp) = forward::connect(proxy, service, index, &mut exclude, &mut last_connect).await else {
-                pin.decision = pin::decide(proxy, service, pin.pinned, &exclude);
+                pin.decision = pin::redecide(proxy, service, pin, key, &exclude);
                 continue;
             };
             match pool::handshake(tcp, h2c).await {
@@ -261,7 +279,9 @@ async fn forward(
             Sender::H1(s) => Box::pin(s.try_send_request(request)),
             Sender::H2(s) => Box::pin(s.try_send_request(request)),
         };
-        match finish(conn, service, pin, index, (backend.addr, sender), sent, grpc).await {
+        // in flight until the response head (the body streams on without it)
+        let _inflight = backend.live.busy();
+        match finish(conn, service, (pin, key.is_some()), index, (backend.addr, sender), sent, grpc).await {
             Ok(r) => return r,
             Err(mut back) if reused => match back.take_message() {
                 // a pooled connection closed before the request went out: again on a fresh one
@@ -308,7 +328,7 @@ fn upstream_uri(path: &str, addr: std::net::SocketAddr, authority: Option<&str>,
 async fn finish(
     conn: &Conn,
     service: &ServiceRoute,
-    pin: &PinState,
+    (pin, hashed): (&PinState, bool),
     index: usize,
     putback: (std::net::SocketAddr, Sender),
     sent: Sending,
@@ -325,7 +345,9 @@ async fn finish(
     let response = response?;
     pool::put(putback.0, putback.1);
     let tls = conn.proto == Proto::Https;
-    let line = pin::answered(service, pin, index, tls);
+    let set_cookies = response.headers().get_all(http::header::SET_COOKIE);
+    let learned = pin::sets_learned_cookie(service, set_cookies.iter().map(http::HeaderValue::as_bytes));
+    let line = pin::answered_by(service, pin, index, tls, hashed, learned);
     let line = conn.wave.lock().unwrap_or_else(PoisonError::into_inner).set_cookie(service, pin, index, line);
     let (mut parts, body) = response.into_parts();
     let hsts = service.hsts.as_deref().filter(|_| tls);
