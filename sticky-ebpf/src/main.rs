@@ -39,15 +39,18 @@ pub fn sticky_tc(ctx: TcContext) -> i32 {
 #[inline(always)]
 fn try_tc(ctx: &TcContext) -> Result<Action, Action> {
     // Headers beyond the linear part of the skb are invisible to direct packet access: pull the
-    // largest header stack we parse (Ethernet + IPv4 with options + TCP with options) into it first.
+    // largest header stack we parse (Ethernet + IPv6 with extension headers + TCP with options) into it first.
     let linear = ctx.data_end() - ctx.data();
     let wanted = (ctx.len() as usize).min(parse::MAX_HEADERS_LEN);
     if linear < wanted {
         // Failure leaves the skb as it was; parsing then sees the short linear part and reports it.
         let _ = ctx.pull_data(wanted as u32);
     }
-    let pkt = parse::classify(ctx)?;
-    l4::process(ctx, &pkt)
+    match parse::classify(ctx)? {
+        parse::Tcp::V4(pkt) => l4::process(ctx, &pkt),
+        // The IPv6 L4 path follows; until then IPv6 TCP is counted and passed.
+        parse::Tcp::V6(_) => Ok(Action::Pass(Counter::PassNotService)),
+    }
 }
 
 /// The tc return code of `action`.

@@ -117,6 +117,7 @@ impl Lab {
             nat_port_min: ports.0,
             nat_port_max: ports.1,
             pad: 0,
+            snat_addr6: sticky_common::Ip6::default(),
         };
         dp.tcp().set_config(&config).expect("CONFIG must be writable");
         let mut sync = MapSync::new(sizes.backends);

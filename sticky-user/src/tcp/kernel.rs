@@ -69,6 +69,7 @@ pub fn start(config: &TcpConfig, services: &[TcpService]) -> Result<Kernel, Star
         nat_port_min: config.snat_ports.low,
         nat_port_max: config.snat_ports.high,
         pad: 0,
+        snat_addr6: sticky_common::Ip6::default(),
     };
     let ifaces = if config.ifaces.is_empty() { default_ifaces() } else { config.ifaces.clone() };
     // A mistyped --iface is a configuration error, not a reason to fall back to user space.

@@ -193,7 +193,7 @@ fn untouched_what_is_not_a_service_flow() {
                 Tcp4::new(c, LAB_VIP).syn().ip_options(&[0x94, 4, 0, 0]).build(),
                 Counter::PassIpOptions,
             ),
-            ("IPv6 SYN", tcp6_syn(), Counter::PassIpv6),
+            ("IPv6 SYN", tcp6_syn(), Counter::PassIpv6ExtHeader),
         ];
         for (what, frame, counter) in cases {
             let before = lab.stats();

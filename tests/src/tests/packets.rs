@@ -84,7 +84,7 @@ fn cases() -> Vec<Case> {
         Case {
             description: "IPv6 TCP SYN",
             frame: tcp6_syn(),
-            expect: Expect::Pass(Counter::PassIpv6),
+            expect: Expect::Pass(Counter::PassIpv6ExtHeader),
             xdp_only: false,
         },
         Case {
