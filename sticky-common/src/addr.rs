@@ -11,11 +11,13 @@
 pub struct Ip6(pub [u32; 4]);
 
 impl PartialEq for Ip6 {
-    /// Word by word, written out: a derived array comparison may become a `memcmp` call, which BPF lacks.
+    /// Word by word with an early exit, written out: a derived array comparison may become a
+    /// `memcmp` call, which BPF lacks, and the early exit keeps two words live at a time (the eBPF
+    /// program's IPv6 path otherwise spills the other six over its 512-byte stack frame).
     #[inline(always)]
     fn eq(&self, other: &Self) -> bool {
         let (a, b) = (&self.0, &other.0);
-        ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3])) == 0
+        a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3]
     }
 }
 

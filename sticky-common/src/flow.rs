@@ -82,6 +82,19 @@ impl<A: Copy> ConnValueOf<A> {
         FlowKeyOf::tcp(self.dst_addr, self.src_addr, self.dst_port, self.src_port)
     }
 
+    /// Whether this entry's twin key is `key` (compared field by field, with no key built).
+    #[must_use]
+    #[inline(always)]
+    pub fn is_twin_of(&self, key: &FlowKeyOf<A>) -> bool
+    where
+        A: PartialEq,
+    {
+        self.dst_addr == key.src_addr
+            && self.src_addr == key.dst_addr
+            && self.dst_port == key.src_port
+            && self.src_port == key.dst_port
+    }
+
     /// Whether this is the client -> VIP direction.
     #[must_use]
     pub const fn is_forward(&self) -> bool {

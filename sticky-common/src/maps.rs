@@ -113,6 +113,13 @@ pub const HALF_OPEN6: &str = "HALF_OPEN6";
 /// IPv6 client affinity: (128-bit client address, service) -> backend, last used.
 pub const AFFINITY6: &str = "AFFINITY6";
 
+/// Per-CPU scratch space for `bpf_fib_lookup`'s parameter block (`struct bpf_fib_lookup`, 64 bytes):
+/// kept off the stack, where the IPv6 path's call chain has no 64 bytes to spare under the
+/// verifier's 512-byte limit.
+pub const FIB_SCRATCH: &str = "FIB_SCRATCH";
+/// `sizeof(struct bpf_fib_lookup)` (linux/bpf.h).
+pub const FIB_PARAMS_LEN: u32 = 64;
+
 /// The data path's configuration ([`DatapathConfig`]): one entry, written at start-up.
 pub const CONFIG: &str = "CONFIG";
 /// One entry.
@@ -283,6 +290,17 @@ pub const ALL: &[MapSpec] = &[
         reader: "sticky_tc (new IPv6 flows); datapath usage (count)",
         purpose: "client affinity keyed by the 128-bit client address",
         resizable: true,
+    },
+    MapSpec {
+        name: FIB_SCRATCH,
+        kind: MapKind::PerCpuArray,
+        key_size: size32::<u32>(),
+        value_size: FIB_PARAMS_LEN,
+        max_entries: 1,
+        writer: "sticky_tc (per forwarded packet)",
+        reader: "sticky_tc (bpf_fib_lookup)",
+        purpose: "the FIB lookup's parameter block, off the stack",
+        resizable: false,
     },
     MapSpec {
         name: CONFIG,

@@ -64,6 +64,13 @@ pub static HALF_OPEN6: LruHashMap<FlowKey6, ConnValue6> = LruHashMap::with_max_e
 #[map]
 pub static AFFINITY6: LruHashMap<AffinityKey6, AffinityValue> = LruHashMap::with_max_entries(AFFINITY_MAX_ENTRIES, 0);
 
+/// Scratch space for `bpf_fib_lookup`'s parameters (one per CPU; a program runs to completion on
+/// its CPU): off the stack, where the IPv6 path's call chain is at the verifier's 512-byte limit.
+#[map]
+pub static FIB_SCRATCH: PerCpuArray<aya_ebpf::bindings::bpf_fib_lookup> = PerCpuArray::with_max_entries(1, 0);
+
+const _: () = assert!(size_of::<aya_ebpf::bindings::bpf_fib_lookup>() == sticky_common::maps::FIB_PARAMS_LEN as usize);
+
 /// The balancer-wide configuration, one entry (index 0).
 #[map]
 pub static CONFIG: Array<DatapathConfig> = Array::with_max_entries(CONFIG_MAX_ENTRIES, 0);

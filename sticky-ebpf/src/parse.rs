@@ -90,13 +90,13 @@ pub type Tcp4 = TcpSeg<u32>;
 /// An IPv6 TCP segment.
 pub type Tcp6 = TcpSeg<Ip6>;
 
-/// What the classifier hands to the L4 path.
+/// The network layer of a frame, from its ethertype.
 #[derive(Clone, Copy)]
-pub enum Tcp {
+pub enum L3 {
     /// IPv4.
-    V4(Tcp4),
+    V4,
     /// IPv6.
-    V6(Tcp6),
+    V6,
 }
 
 impl<A> TcpSeg<A> {
@@ -164,35 +164,58 @@ fn header<F: Frame, T>(frame: &F, offset: usize) -> Option<*const T> {
     Some(start as *const T)
 }
 
-/// Counts the frame as seen and classifies it: a TCP segment for the L4 path (counted as `TcpV4`
-/// or `TcpV6`, a class), or the final action for anything else, which the entry point counts.
+/// Classification, step 1: counts the frame as seen and reads its ethertype: IPv4 or IPv6, or
+/// the final action for anything else, which the entry point counts.
 #[inline(always)]
-pub fn classify<F: Frame>(frame: &F) -> Result<Tcp, Action> {
+pub fn l3<F: Frame>(frame: &F) -> Result<L3, Action> {
     count(Counter::Seen);
-    let parsed = parse_tcp(frame);
-    match parsed {
-        Ok(Tcp::V4(_)) => count(Counter::TcpV4),
-        Ok(Tcp::V6(_)) => count(Counter::TcpV6),
-        // Rare by construction (malformed frames): one ring-buffer record each, filtered by AYA_LOG_LEVEL.
-        Err(Action::Drop(reason)) => debug!(frame, "dropped malformed frame: reason {}", reason.index()),
-        Err(_) => {}
-    }
-    parsed
-}
-
-/// Walks Ethernet, then IPv4 or IPv6; `Err` carries the pass or drop action for anything else.
-#[inline(always)]
-fn parse_tcp<F: Frame>(frame: &F) -> Result<Tcp, Action> {
     let eth: *const EthHdr = header(frame, 0).ok_or(Action::Drop(Counter::DropTruncated))?;
     // SAFETY: `header` checked that the whole EthHdr lies inside the frame.
     let ether_type = unsafe { (*eth).ether_type };
     if ether_type == EtherType::Ipv6 as u16 {
-        return parse_tcp6(frame).map(Tcp::V6);
+        return Ok(L3::V6);
     }
     if ether_type != EtherType::Ipv4 as u16 {
         return Err(Action::Pass(Counter::PassNotIp));
     }
-    parse_tcp4(frame).map(Tcp::V4)
+    Ok(L3::V4)
+}
+
+/// Classification, step 2 for IPv4: a TCP segment for the L4 path (counted as `TcpV4`, a class),
+/// or the final action for anything else.
+#[inline(always)]
+pub fn tcp4<F: Frame>(frame: &F) -> Result<Tcp4, Action> {
+    let parsed = parse_tcp4(frame);
+    counted(frame, parsed.is_ok(), Counter::TcpV4, parsed.as_ref().err());
+    parsed
+}
+
+/// Classification, step 2 for IPv6 (`TcpV6`).
+#[inline(always)]
+pub fn tcp6<F: Frame>(frame: &F) -> Result<Tcp6, Action> {
+    let parsed = parse_tcp6(frame);
+    counted(frame, parsed.is_ok(), Counter::TcpV6, parsed.as_ref().err());
+    parsed
+}
+
+/// Counts the class of a parsed segment.
+#[inline(always)]
+fn counted<F: Frame>(_frame: &F, ok: bool, class: Counter, _err: Option<&Action>) {
+    if ok {
+        count(class);
+    }
+}
+
+/// Logs a frame the parser dropped as malformed (rare by construction: one ring-buffer record
+/// each, filtered by `AYA_LOG_LEVEL`). Called by the entry points, not inside the L4 call: the
+/// logger's frame must not add to the IPv6 path's stack depth.
+#[inline(always)]
+pub fn log_malformed<F: Frame>(frame: &F, action: Action) {
+    if let Action::Drop(reason @ (Counter::DropTruncated | Counter::DropBadIpHeader | Counter::DropBadTcpHeader)) =
+        action
+    {
+        debug!(frame, "dropped malformed frame: reason {}", reason.index());
+    }
 }
 
 /// IPv4 -> TCP.
@@ -240,6 +263,17 @@ fn parse_tcp4<F: Frame>(frame: &F) -> Result<Tcp4, Action> {
     Ok(Tcp4 { key: FlowKeyOf::tcp(src_addr, dst_addr, src_port, dst_port), flags, tcp_off: TCP_OFF })
 }
 
+/// An IPv6 address from the packet, as words: a plain 16-byte copy (byte loads and stores, as the
+/// packet gives no alignment), not `Ip6::from_octets`, whose shifts keep 16 bytes in registers and
+/// spill them over the verifier's 512-byte stack frame.
+#[inline(always)]
+fn addr6(bytes: &[u8; 16]) -> Ip6 {
+    let mut words = [0u32; 4];
+    // SAFETY: both are 16 bytes, valid, and do not overlap (one is on the stack).
+    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), words.as_mut_ptr().cast::<u8>(), 16) };
+    Ip6(words)
+}
+
 /// IPv6 -> extension headers -> TCP. Hop-by-hop, destination options and routing headers with no
 /// segments left are skipped (at most [`MAX_EXT_HEADERS`], [`MAX_EXT_LEN`] bytes): they do not
 /// change the 5-tuple. A fragment, a header that hides or protects the TCP header (ESP, AH) or one
@@ -253,8 +287,8 @@ fn parse_tcp6<F: Frame>(frame: &F) -> Result<Tcp6, Action> {
             (*ip).vcf[0] >> 4,
             usize::from(u16::from_be_bytes((*ip).payload_len)),
             (*ip).next_hdr,
-            Ip6::from_octets((*ip).src_addr),
-            Ip6::from_octets((*ip).dst_addr),
+            addr6(&(*ip).src_addr),
+            addr6(&(*ip).dst_addr),
         )
     };
     if version != 6 {

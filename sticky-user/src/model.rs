@@ -6,7 +6,7 @@
 
 use std::{
     fmt,
-    net::{SocketAddr, SocketAddrV4},
+    net::SocketAddr,
     sync::Arc,
     time::{Duration, SystemTime},
 };
@@ -408,9 +408,9 @@ pub struct TcpService {
     pub name: String,
     /// Where clients connect: the VIP the kernel path matches, or the address the user-space path
     /// binds (`0.0.0.0:PORT` for Swarm services).
-    pub vip: SocketAddrV4,
+    pub vip: SocketAddr,
     /// The backends (order and duplicates do not matter).
-    pub backends: Vec<SocketAddrV4>,
+    pub backends: Vec<SocketAddr>,
     /// How long a client's affinity is trusted after its last new connection; zero turns affinity
     /// off (Maglev alone still keeps a client on one backend while the set does not change).
     pub affinity_timeout: Duration,
@@ -422,7 +422,7 @@ pub struct TcpService {
 impl TcpService {
     /// A service named after its VIP (for tests and tools that have no other name for it).
     #[must_use]
-    pub fn at(vip: SocketAddrV4, backends: Vec<SocketAddrV4>, affinity_timeout: Duration) -> Self {
+    pub fn at(vip: SocketAddr, backends: Vec<SocketAddr>, affinity_timeout: Duration) -> Self {
         let name = vip.to_string();
         Self {
             id: ServiceId(name.as_str().into()),

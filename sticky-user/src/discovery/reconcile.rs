@@ -23,7 +23,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     time::Duration,
 };
 
@@ -188,21 +188,17 @@ pub fn reconcile(services: &[ServiceInfo], tasks: &[TaskInfo], own: &Placement, 
                 tcp_ports.insert(listen_port, service.name.clone());
                 // draining tasks are left out: in tcp mode a backend that leaves the set keeps its
                 // open connections and gets no new ones
-                let mut v4: Vec<SocketAddrV4> = backends
-                    .iter()
-                    .filter(|b| b.admin == AdminState::Active)
-                    .filter_map(|b| match b.addr {
-                        SocketAddr::V4(a) => Some(a),
-                        SocketAddr::V6(_) => None,
-                    })
-                    .collect();
-                v4.sort_unstable();
-                v4.dedup();
+                // IPv4 and IPv6 task addresses alike: Swarm's tcp services are served in user space,
+                // whose relay connects to either family
+                let mut addrs: Vec<SocketAddr> =
+                    backends.iter().filter(|b| b.admin == AdminState::Active).map(|b| b.addr).collect();
+                addrs.sort_unstable();
+                addrs.dedup();
                 out.catalog.tcp.push(TcpService {
                     id: ServiceId(service.id.as_str().into()),
                     name: service.name.clone(),
-                    vip: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, listen_port),
-                    backends: v4,
+                    vip: SocketAddr::from((Ipv4Addr::UNSPECIFIED, listen_port)),
+                    backends: addrs,
                     affinity_timeout: labeled.affinity_timeout.unwrap_or(affinity_timeout),
                     proxy_protocol: labeled.proxy_protocol.unwrap_or_default(),
                 });

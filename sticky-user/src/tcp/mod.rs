@@ -13,7 +13,7 @@ pub mod kernel;
 pub mod user;
 
 use std::{
-    net::{SocketAddr, SocketAddrV4},
+    net::SocketAddr,
     sync::{Arc, Mutex},
 };
 
@@ -45,6 +45,15 @@ pub enum TcpError {
         /// The interface.
         iface: String,
     },
+    /// An attached interface does not forward IPv6 (an IPv6 service).
+    #[error(
+        "tcp mode in the kernel needs IPv6 forwarding on {iface} for an IPv6 VIP (bpf_fib_lookup refuses to route \
+         otherwise): sysctl -w net.ipv6.conf.{iface}.forwarding=1, or --no-ebpf"
+    )]
+    NoForwarding6 {
+        /// The interface.
+        iface: String,
+    },
     /// A backend's replies would arrive on an interface the classifier is not attached to.
     #[error(
         "replies from backend {backend} arrive on {iface}, where the kernel path is not attached \
@@ -52,7 +61,7 @@ pub enum TcpError {
     )]
     ReplyIfaceNotAttached {
         /// The backend.
-        backend: SocketAddrV4,
+        backend: SocketAddr,
         /// The interface that routes to it.
         iface: String,
         /// The interfaces attached, comma-separated.
@@ -62,7 +71,7 @@ pub enum TcpError {
     #[error("backend {backend} is an address of this host, which the kernel path cannot balance to: use --no-ebpf")]
     LocalBackend {
         /// The backend.
-        backend: SocketAddrV4,
+        backend: SocketAddr,
     },
     /// A routing fact could not be read.
     #[error("failed to read {what}")]
@@ -80,7 +89,7 @@ pub enum TcpError {
     #[error("cannot tell the source address towards {backend}; give --snat-addr")]
     SnatAddr {
         /// The backend probed.
-        backend: SocketAddrV4,
+        backend: SocketAddr,
         /// Why.
         #[source]
         source: std::io::Error,
