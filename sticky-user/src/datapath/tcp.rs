@@ -150,6 +150,14 @@ impl TcpMaps {
         self.affinity6.get(key, 0).ok()
     }
 
+    /// Writes one `AFFINITY6` entry (tests and diagnostics; the kernel writes them itself).
+    ///
+    /// # Errors
+    /// The kernel refuses the write.
+    pub fn set_affinity6(&mut self, key: &AffinityKey6, value: &AffinityValue) -> Result<(), DatapathError> {
+        self.affinity6.insert(key, value, 0).map_err(map_err(maps::AFFINITY6, "update"))
+    }
+
     /// Deletes one `CONNS6` entry (tests that simulate an LRU eviction).
     ///
     /// # Errors

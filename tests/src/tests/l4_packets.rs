@@ -4,7 +4,7 @@
 //! port exhaustion, what is passed untouched, and that two loaded instances pick alike.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6},
     time::Duration,
 };
 
@@ -14,14 +14,14 @@ use sticky::{
     policy::{affinity::Choice, maglev::Maglev},
     tcp::user::Balancer,
 };
-use sticky_common::{AffinityKey, AffinityValue, Counter, FlowKey, flow::CONN_F_FIN};
+use sticky_common::{AffinityKey, AffinityKey6, AffinityValue, Counter, FlowKey, FlowKey6, Ip6, flow::CONN_F_FIN};
 
 use crate::{
     l4::{
-        CLIENT_MAC, LAB_SNAT, LAB_VIP, Lab, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, backend_mac, delta, iface_mac,
-        lab_netns, monotonic_ns, parse_out,
+        CLIENT_MAC, LAB_SNAT, LAB_SNAT6, LAB_VIP, LAB_VIP6, Lab, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, backend_mac,
+        backend6, client6, delta, iface_mac, lab_netns, monotonic_ns, parse_out, parse_out6,
     },
-    packet::{Tcp4, tcp6_syn},
+    packet::{Tcp4, Tcp6, tcp6_syn},
     require_root,
 };
 
@@ -303,5 +303,161 @@ fn two_instances_and_the_fallback_pick_the_same_backends() {
             seen.insert(one);
         }
         assert_eq!(seen.len(), 3, "199 clients reach all three backends");
+    });
+}
+
+/// The IPv6 lab service: [`LAB_VIP6`] over three IPv6 backends.
+fn backends6() -> Vec<SocketAddr> {
+    (0..3).map(|i| SocketAddr::V6(backend6(i))).collect()
+}
+
+fn key6(src: SocketAddrV6, dst: SocketAddrV6) -> FlowKey6 {
+    FlowKey6::tcp(
+        Ip6::from_octets(src.ip().octets()),
+        Ip6::from_octets(dst.ip().octets()),
+        src.port().to_be(),
+        dst.port().to_be(),
+    )
+}
+
+fn maglev_pick6(c: SocketAddrV6) -> SocketAddrV6 {
+    match Maglev::build(&backends6()).pick(IpAddr::V6(*c.ip())) {
+        Some(SocketAddr::V6(b)) => b,
+        other => panic!("an IPv6 backend for an IPv6 client, not {other:?}"),
+    }
+}
+
+fn backend6_index(b: SocketAddrV6) -> u8 {
+    u8::try_from(b.ip().segments()[7] - 0x10).unwrap()
+}
+
+#[test]
+fn an_ipv6_flow_full_nat_both_ways_with_extension_headers_and_affinity() {
+    require_root!();
+    let ns = lab_netns();
+    let t0 = iface_mac(&ns, "t0");
+    ns.run(|| {
+        let spec = TcpService::at(LAB_VIP6.into(), backends6(), Duration::from_secs(60));
+        let mut lab = Lab::new(spec, (61000, 65535), MapSizes::default());
+        let c = client6(2, 40000);
+        let expected = maglev_pick6(c);
+
+        // SYN: Maglev's backend (the same one user space computes over the 128-bit client), the IPv6
+        // SNAT address, a port in range, out of t0 to the backend's MAC, TCP checksum valid.
+        let before = lab.stats();
+        let (verdict, out) = lab.run(&Tcp6::new(c, LAB_VIP6).syn().build());
+        assert_eq!(verdict, TC_ACT_REDIRECT, "IPv6 SYN: redirected");
+        let syn = parse_out6(&out);
+        assert_eq!(syn.dst, expected, "IPv6 SYN goes to the Maglev backend");
+        assert_eq!(*syn.src.ip(), LAB_SNAT6, "full NAT: the source is the balancer's IPv6 address");
+        assert!((61000..=65535).contains(&syn.src.port()), "SNAT port in range: {}", syn.src.port());
+        assert!(syn.syn && !syn.ack);
+        assert_eq!((syn.dmac, syn.smac), (backend_mac(backend6_index(expected)), t0), "MACs from the IPv6 FIB");
+        let after = lab.stats();
+        for counter in [Counter::TcpV6, Counter::NewFlow, Counter::MaglevPick, Counter::FwdToBackend] {
+            assert_eq!(delta(&before, &after, counter), 1, "IPv6 SYN: {}", counter.name());
+        }
+        assert_eq!(delta(&before, &after, Counter::TcpV4), 0);
+        let fwd_key = key6(c, LAB_VIP6);
+        let rev_key = key6(syn.dst, syn.src);
+        assert!(lab.dp.tcp().half_open6(&fwd_key).is_some(), "forward entry in HALF_OPEN6");
+        assert!(lab.dp.tcp().half_open6(&rev_key).is_some(), "reverse entry in HALF_OPEN6");
+
+        // SYN-ACK from the backend: back to the client, from the VIP.
+        let (verdict, out) = lab.run(&Tcp6::new(syn.dst, syn.src).syn().ack(1001).build());
+        assert_eq!(verdict, TC_ACT_REDIRECT, "IPv6 SYN-ACK: redirected");
+        let synack = parse_out6(&out);
+        assert_eq!((synack.src, synack.dst), (LAB_VIP6, c), "reply rewritten to VIP -> client");
+        assert_eq!(synack.dmac, CLIENT_MAC);
+
+        // ACK: established; both directions in CONNS6; affinity keyed by the whole client address.
+        let before = lab.stats();
+        let (verdict, out) = lab.run(&Tcp6::new(c, LAB_VIP6).ack(2001).build());
+        assert_eq!(verdict, TC_ACT_REDIRECT);
+        assert_eq!(parse_out6(&out).dst, expected);
+        assert_eq!(delta(&before, &lab.stats(), Counter::Established), 1);
+        assert!(lab.dp.tcp().conn6(&fwd_key).is_some() && lab.dp.tcp().conn6(&rev_key).is_some(), "both in CONNS6");
+        assert!(lab.dp.tcp().half_open6(&fwd_key).is_none() && lab.dp.tcp().half_open6(&rev_key).is_none());
+        let svc = lab.sync.service_id(LAB_VIP6.into()).unwrap();
+        let akey = AffinityKey6 { client_addr: Ip6::from_octets(c.ip().octets()), service: svc };
+        let aff = lab.dp.tcp().affinity6(&akey);
+        assert_eq!(aff.map(|a| a.backend), lab.sync.backend_id(LAB_VIP6.into(), expected.into()), "AFFINITY6");
+
+        // Data behind a hop-by-hop and a destination-options header: the TCP header after them is
+        // rewritten, its checksum still valid; the reply's payload too.
+        let data = Tcp6::new(c, LAB_VIP6).ext(0, 8, 0).ext(60, 16, 0).ack(2001).payload(b"GET / HTTP/1.1\r\n\r\n");
+        let (verdict, out) = lab.run(&data.build());
+        assert_eq!(verdict, TC_ACT_REDIRECT);
+        let fwd = parse_out6(&out);
+        assert_eq!((fwd.src, fwd.dst), (syn.src, expected), "same SNAT port and backend behind extension headers");
+        let (verdict, out) = lab.run(&Tcp6::new(syn.dst, syn.src).ack(1019).payload(b"I'm b\n").build());
+        assert_eq!(verdict, TC_ACT_REDIRECT);
+        assert_eq!(parse_out6(&out).dst, c);
+
+        // Eviction of the client-side entry: found again through the reply entry.
+        lab.dp.tcp().evict_conn6(&fwd_key).expect("entry present");
+        let before = lab.stats();
+        let (verdict, out) = lab.run(&Tcp6::new(c, LAB_VIP6).ack(2001).build());
+        assert_eq!(verdict, TC_ACT_REDIRECT);
+        assert_eq!(parse_out6(&out).src, syn.src, "recovered: same SNAT port");
+        assert_eq!(delta(&before, &lab.stats(), Counter::Recovered), 1);
+
+        // Affinity decides over Maglev, keyed by all 128 bits: client d pinned to a backend Maglev
+        // would not give it follows the pin; a client differing only in its low 64 bits does not.
+        let d = client6(3, 41000);
+        let other = (0..3).map(backend6).find(|b| *b != maglev_pick6(d)).unwrap();
+        let other_id = lab.sync.backend_id(LAB_VIP6.into(), other.into()).unwrap();
+        let dkey = AffinityKey6 { client_addr: Ip6::from_octets(d.ip().octets()), service: svc };
+        let pin = AffinityValue { backend: other_id, pad: 0, last_used_ns: monotonic_ns() };
+        lab.dp.tcp().set_affinity6(&dkey, &pin).unwrap();
+        let before = lab.stats();
+        let (verdict, out) = lab.run(&Tcp6::new(d, LAB_VIP6).syn().build());
+        assert_eq!(verdict, TC_ACT_REDIRECT);
+        assert_eq!(parse_out6(&out).dst, other, "the pinned backend, not Maglev's");
+        assert_eq!(delta(&before, &lab.stats(), Counter::AffinityHit), 1);
+        let mut segments = d.ip().segments();
+        segments[4] = 1;
+        let near = SocketAddrV6::new(Ipv6Addr::from(segments), 41000, 0, 0);
+        let before = lab.stats();
+        let (verdict, out) = lab.run(&Tcp6::new(near, LAB_VIP6).syn().build());
+        assert_eq!(verdict, TC_ACT_REDIRECT);
+        assert_eq!(parse_out6(&out).dst, maglev_pick6(near), "another /128 has no affinity: Maglev");
+        assert_eq!(delta(&before, &lab.stats(), Counter::AffinityHit), 0);
+
+        // A reply to an IPv6 SNAT port with no entry is dropped (the stack would RST the flow).
+        let before = lab.stats();
+        let stray = SocketAddrV6::new(LAB_SNAT6, 61000, 0, 0);
+        let (verdict, _) = lab.run(&Tcp6::new(backend6(0), stray).ack(5).build());
+        assert_eq!(verdict, TC_ACT_SHOT);
+        assert_eq!(delta(&before, &lab.stats(), Counter::DropNoConn), 1);
+    });
+}
+
+#[test]
+fn ipv6_instances_and_the_fallback_pick_the_same_backends() {
+    require_root!();
+    let ns = lab_netns();
+    ns.run(|| {
+        let a = TcpService::at(LAB_VIP6.into(), backends6(), Duration::from_secs(60));
+        let mut reversed = a.clone();
+        reversed.backends.reverse();
+        let mut first = Lab::new(a.clone(), (61000, 65535), MapSizes::default());
+        let mut second = Lab::new(reversed, (61000, 65535), MapSizes::default());
+        let fallback = Balancer::new(&a, 1024);
+        let mut seen = std::collections::BTreeSet::new();
+        for host in 2..=9u16 {
+            for high in [0u16, 0x1234, 0xfffe] {
+                let mut seg = client6(host, 50000).ip().segments();
+                seg[3] = high;
+                let c = SocketAddrV6::new(Ipv6Addr::from(seg), 50000, 0, 0);
+                let syn = Tcp6::new(c, LAB_VIP6).syn().build();
+                let one = parse_out6(&first.run(&syn).1).dst;
+                let two = parse_out6(&second.run(&syn).1).dst;
+                assert_eq!(one, two, "{c}: both instances agree");
+                assert_eq!(fallback.choose(IpAddr::V6(*c.ip())), Choice::Pick(SocketAddr::V6(one)), "{c}: fallback");
+                seen.insert(one);
+            }
+        }
+        assert!(seen.len() > 1, "24 clients spread over more than one backend: {seen:?}");
     });
 }
