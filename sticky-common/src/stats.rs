@@ -72,7 +72,7 @@ counters! {
     /// unknown one), a routing header with segments left (the destination is not final), more than 4
     /// extension headers, or more than 256 bytes of them.
     PassIpv6ExtHeader = 3, Pass, "pass_ipv6_ext_header", false;
-    /// Passed: IPv4 or IPv6 but not TCP (UDP, ICMP, ICMPv6, no next header, ...).
+    /// Passed: IPv4 or IPv6 but not TCP (UDP, ICMP, `ICMPv6`, no next header, ...).
     PassNotTcp = 4, Pass, "pass_not_tcp", false;
     /// Passed: an IPv4 fragment (MF set or non-zero offset): the L4 ports are not in every fragment.
     PassFragment = 5, Pass, "pass_fragment", false;

@@ -43,7 +43,7 @@ pub const LAB_VIP6: SocketAddrV6 = SocketAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8
 pub fn backend6(i: u8) -> SocketAddrV6 {
     SocketAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0x10 + u16::from(i)), 8000, 0, 0)
 }
-/// IPv6 client `host` of the lab (2001:db8:2::`host`, with a neighbour entry for 2..=9), `port`.
+/// IPv6 client `host` of the lab (`2001:db8:2::host`, with a neighbour entry for 2..=9), `port`.
 #[must_use]
 pub fn client6(host: u16, port: u16) -> SocketAddrV6 {
     SocketAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, host), port, 0, 0)

@@ -1,6 +1,6 @@
 //! tcp mode's kernel path in IPv6, end to end: the client, balancer and backend namespaces of the
-//! IPv4 topology get IPv6 addresses too (client 2001:db8:2::/64, backends 2001:db8:100::/64, VIP
-//! 2001:db8:113::10, routed through the balancer), the backends are `sticky whoami` on their IPv6
+//! IPv4 topology get IPv6 addresses too (client `2001:db8:2::/64`, backends `2001:db8:100::/64`, VIP
+//! `2001:db8:113::10`, routed through the balancer), the backends are `sticky whoami` on their IPv6
 //! address, and `sticky run --mode tcp` balances the IPv6 VIP in the kernel. Every assertion reads
 //! the body, so it knows which backend answered.
 
@@ -26,7 +26,7 @@ const LB_BACKEND6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 1)
 const ADMIN: SocketAddrV4 = SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9100);
 const ALL_BODIES: [&str; 3] = ["I'm b0\n", "I'm b1\n", "I'm b2\n"];
 
-/// Client address `i` (0 is the main one, 2001:db8:2::2).
+/// Client address `i` (0 is the main one, `2001:db8:2::2`).
 fn client6(i: u16) -> Ipv6Addr {
     Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 2 + i)
 }
