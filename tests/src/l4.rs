@@ -630,3 +630,86 @@ fn write_backends(path: &std::path::Path, set: &[SocketAddrV4]) {
     std::fs::write(&tmp, text).expect("temp dir must be writable");
     std::fs::rename(&tmp, path).expect("rename within the temp dir");
 }
+
+/// IPv6 twin of [`syn_flood`]: `count` SYNs from spoofed sources in `2001:db8:ff::/64` (131072
+/// hosts times 8 source ports) to `dst`, through an `AF_PACKET` socket on `iface`, for at most
+/// `deadline`. Returns how many were sent.
+///
+/// # Panics
+/// The socket cannot be opened (needs `CAP_NET_RAW`).
+#[must_use]
+pub fn syn_flood6(
+    iface: &str,
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    dst: SocketAddrV6,
+    count: u32,
+    deadline: Duration,
+) -> u32 {
+    #![expect(unsafe_code, reason = "AF_PACKET sockets have no std API")]
+    let ifindex = {
+        let name = std::ffi::CString::new(iface).unwrap();
+        // SAFETY: a valid NUL-terminated name.
+        unsafe { libc::if_nametoindex(name.as_ptr()) }
+    };
+    assert!(ifindex != 0, "no interface {iface}");
+    // SAFETY: plain socket(2).
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+    assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+    // SAFETY: sockaddr_ll is plain data; zeroed is valid.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = u16::try_from(libc::AF_PACKET).expect("AF_PACKET must fit sll_family");
+    addr.sll_ifindex = i32::try_from(ifindex).unwrap();
+    addr.sll_halen = 6;
+    addr.sll_addr[..6].copy_from_slice(&dst_mac);
+
+    let spoofed = |host: u32| Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, (host >> 16) as u16, (host & 0xffff) as u16);
+    let mut frame = crate::packet::Tcp6::new(SocketAddrV6::new(spoofed(1), 1024, 0, 0), dst).syn().build();
+    frame[0..6].copy_from_slice(&dst_mac);
+    frame[6..12].copy_from_slice(&src_mac);
+    let started = Instant::now();
+    let mut sent = 0u32;
+    while sent < count && started.elapsed() < deadline {
+        for _ in 0..1024 {
+            if sent >= count {
+                break;
+            }
+            let src = spoofed(1 + sent % 131_072);
+            let src_port = 1024 + u16::try_from(sent / 131_072).unwrap();
+            patch_source6(&mut frame, src, src_port);
+            // SAFETY: frame and addr are valid for the lengths given.
+            let n = unsafe {
+                libc::sendto(
+                    fd,
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&raw const addr).cast(),
+                    u32::try_from(size_of::<libc::sockaddr_ll>()).unwrap(),
+                )
+            };
+            if n < 0 {
+                // ENOBUFS when the device queue is full: the flood is best effort, move on.
+                continue;
+            }
+            sent += 1;
+        }
+    }
+    // SAFETY: closing the fd we opened.
+    unsafe { libc::close(fd) };
+    sent
+}
+
+/// Rewrites a crafted IPv6 SYN's source address and port and recomputes its TCP checksum.
+fn patch_source6(frame: &mut [u8], ip: Ipv6Addr, port: u16) {
+    frame[22..38].copy_from_slice(&ip.octets());
+    frame[54..56].copy_from_slice(&port.to_be_bytes());
+    frame[70..72].fill(0);
+    let tcp_len = frame.len() - 54;
+    let mut pseudo = [0u8; 40];
+    pseudo[..32].copy_from_slice(&frame[22..54]);
+    pseudo[32..36].copy_from_slice(&u32::try_from(tcp_len).unwrap().to_be_bytes());
+    pseudo[39] = 6;
+    let sum = ones_complement(&frame[54..], ones_complement(&pseudo, 0));
+    frame[70..72].copy_from_slice(&(!sum).to_be_bytes());
+}

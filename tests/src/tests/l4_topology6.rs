@@ -7,7 +7,8 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6},
-    time::Duration,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
 };
 
 use testkit::{
@@ -18,7 +19,10 @@ use testkit::{
     wait,
 };
 
-use crate::require_root;
+use crate::{
+    l4::{iface_mac, syn_flood6},
+    require_root,
+};
 
 const VIP6: SocketAddrV6 = SocketAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0x113, 0, 0, 0, 0, 0x10), 80, 0, 0);
 const LB_CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 1);
@@ -65,7 +69,7 @@ struct Topo6 {
 }
 
 impl Topo6 {
-    fn start(extra_clients: u16) -> Self {
+    fn start(extra_clients: u16, extra_args: &[&str]) -> Self {
         let topo = Topology::builder().backends(3).build();
         for ns in std::iter::once(&topo.client).chain([&topo.lb]).chain(&topo.backends) {
             enable_ipv6(ns);
@@ -104,6 +108,9 @@ impl Topo6 {
         for i in 0..3 {
             args.extend(["--backend".to_owned(), backend6(i).to_string()]);
         }
+        args.extend(extra_args.iter().map(|s| (*s).to_owned()));
+        // Replies to a flood's spoofed sources go back towards the client namespace (which drops them).
+        topo.lb.ip(&["-6", "route", "add", "2001:db8:ff::/64", "via", &client6(0).to_string()]);
         let log = std::env::temp_dir().join(format!("{}.log", topo.lb.name()));
         let mut cmd = topo.lb.command(bin);
         cmd.args(&args).env("RUST_LOG", "info").env("NO_COLOR", "1");
@@ -163,7 +170,7 @@ fn get_once(from: Ipv6Addr) -> Result<String, HttpError> {
 #[test]
 fn l6_kernel_ipv6_clients_stick_spread_and_need_no_user_space() {
     require_root!();
-    let lab = Topo6::start(8);
+    let lab = Topo6::start(8, &[]);
 
     // One client: 20 connections, one backend.
     let first: Vec<String> =
@@ -211,4 +218,71 @@ fn l6_kernel_ipv6_clients_stick_spread_and_need_no_user_space() {
     assert!(lab.sample(r#"sticky_l4_packets_total{counter="established"}"#) >= 9 * 2 + 20, "kernel handshakes");
     assert!(lab.sample(r#"sticky_l4_map_entries{map="AFFINITY6"}"#) >= 9, "one AFFINITY6 entry per client");
     assert_eq!(lab.sample(r#"sticky_l4_map_entries{map="AFFINITY"}"#), 0, "nothing in the IPv4 map");
+}
+
+#[test]
+fn l6_kernel_syn_flood_keeps_established_ipv6_flows() {
+    // 300 times HALF_OPEN6's 1024 entries, as the IPv4 flood: every entry is overwritten many times over.
+    const SYNS: u32 = 300_000;
+    const FLOOD_DEADLINE: Duration = Duration::from_secs(120);
+    require_root!();
+    let small = ["--max-flows", "512", "--max-half-open", "1024", "--max-affinity", "1024"];
+    let lab = Topo6::start(4, &small);
+    let lb_mac = iface_mac(&lab.topo.lb, LB_CLIENT_IFACE);
+    let cli_mac = iface_mac(&lab.topo.client, CLIENT_IFACE);
+    let mut conns: Vec<(Client, String)> = lab.topo.client.run(|| {
+        (1..=4)
+            .map(|i| {
+                let mut c = connect(client6(i)).expect("connect");
+                let body = c.get("/").expect("request").into_text();
+                (c, body)
+            })
+            .collect()
+    });
+    let flooding = AtomicBool::new(true);
+    let started = Instant::now();
+    let (sent, exchanges) = std::thread::scope(|s| {
+        let flooder = s.spawn(|| {
+            let n = lab.topo.client.run(|| syn_flood6(CLIENT_IFACE, cli_mac, lb_mac, VIP6, SYNS, FLOOD_DEADLINE));
+            flooding.store(false, Ordering::Relaxed);
+            n
+        });
+        let exchanges = lab.topo.client.run(|| {
+            let mut n = 0u32;
+            while flooding.load(Ordering::Relaxed) {
+                for (c, body) in &mut conns {
+                    let got = c.get("/").expect("an established IPv6 connection must keep working during the flood");
+                    assert_eq!(got.text(), body.as_str(), "same backend during the flood");
+                    n += 1;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            n
+        });
+        (flooder.join().expect("flooder"), exchanges)
+    });
+    assert_eq!(sent, SYNS, "the flooder sent every SYN within its deadline");
+    assert!(exchanges > 0, "requests ran during the flood");
+    lab.topo.client.run(|| {
+        for (c, body) in &mut conns {
+            let got = c.get("/").expect("established IPv6 connections work after the flood");
+            assert_eq!(got.text(), body.as_str());
+        }
+        backend_of(&get_once(client6(0)).expect("new IPv6 connections work after the flood"));
+    });
+    let text = lab.metrics();
+    let get = |s: &str| testkit::prometheus::sample(&text, s).unwrap_or(0);
+    let new_flows = get(r#"sticky_l4_packets_total{counter="new_flow"}"#);
+    let half_open = get(r#"sticky_l4_map_entries{map="HALF_OPEN6"}"#);
+    let conns6 = get(r#"sticky_l4_map_entries{map="CONNS6"}"#);
+    let affinity = get(r#"sticky_l4_map_entries{map="AFFINITY6"}"#);
+    eprintln!(
+        "IPv6: {sent} SYNs in {:.1} s, {exchanges} requests meanwhile; new_flow {new_flows}, HALF_OPEN6 {half_open}, \
+         CONNS6 {conns6}, AFFINITY6 {affinity}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(new_flows > 100_000, "the flood reached the kernel path ({new_flows} new flows)");
+    assert!(half_open <= 2048 && half_open > 1024, "HALF_OPEN6 full but bounded: {half_open}");
+    assert!(conns6 <= 1024, "CONNS6 bounded: {conns6}");
+    assert!(affinity < 64, "spoofed SYNs never become clients with affinity: {affinity}");
 }
