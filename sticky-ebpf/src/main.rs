@@ -29,7 +29,7 @@ use sticky_common::Counter;
 
 use crate::{action::Action, parse::L3};
 
-/// tc ingress: classify every frame, run the L4 path on IPv4 TCP, pass what is not ours, drop what is malformed.
+/// tc ingress: classify every frame, run the L4 path on IPv4 and IPv6 TCP, pass what is not ours, drop what is malformed.
 #[classifier]
 pub fn sticky_tc(ctx: TcContext) -> i32 {
     let action = match try_tc(&ctx) {

@@ -167,11 +167,9 @@ fn get_once(from: Ipv6Addr) -> Result<String, HttpError> {
     Ok(connect(from)?.get("/")?.into_text())
 }
 
-#[test]
-fn l6_kernel_ipv6_clients_stick_spread_and_need_no_user_space() {
-    require_root!();
-    let lab = Topo6::start(8, &[]);
-
+/// One client's 20 connections reach one backend; eight more clients each stick and together use
+/// more than one backend. Returns the first client's body.
+fn sticks_and_spreads(lab: &Topo6) -> String {
     // One client: 20 connections, one backend.
     let first: Vec<String> =
         lab.topo.client.run(|| (0..20).map(|_| get_once(client6(0)).expect("IPv6 connection must work")).collect());
@@ -194,6 +192,23 @@ fn l6_kernel_ipv6_clients_stick_spread_and_need_no_user_space() {
         used.insert(backend_of(one));
     }
     assert!(used.len() > 1, "9 IPv6 clients spread over the backends: {per_client:?}");
+    mine
+}
+
+#[test]
+fn l6_fallback_ipv6_clients_stick_and_spread_in_user_space() {
+    require_root!();
+    let lab = Topo6::start(8, &["--no-ebpf"]);
+    let _ = sticks_and_spreads(&lab);
+    let hits = lab.sample(r#"sticky_l4_fallback_connections_total{service="default",outcome="affinity_hit"}"#);
+    assert!(hits >= 19 + 8, "repeat IPv6 connections follow the relay's affinity ({hits})");
+}
+
+#[test]
+fn l6_kernel_ipv6_clients_stick_spread_and_need_no_user_space() {
+    require_root!();
+    let lab = Topo6::start(8, &[]);
+    let mine = sticks_and_spreads(&lab);
 
     // SIGSTOP proof: with sticky stopped, the established connection and new ones keep working,
     // on the same backend (the kernel's CONNS6 and AFFINITY6), so no byte passes through user space.
