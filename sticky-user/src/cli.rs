@@ -433,7 +433,8 @@ pub struct TcpFlags {
     #[arg(long, env = "STICKY_AFFINITY_TIMEOUT", value_name = "DURATION")]
     pub affinity_timeout: Option<String>,
     /// Source address of balancer-to-backend packets (full NAT); backends must route it back here.
-    /// Default: the address the kernel would use to reach the first backend.
+    /// Default: the address the kernel would use to reach the first backend. IPv4 only: an IPv6
+    /// service's source is always the address the kernel would use to reach its first IPv6 backend.
     #[arg(long, env = "STICKY_SNAT_ADDR", value_name = "IPV4")]
     pub snat_addr: Option<Ipv4Addr>,
     /// Source ports of balancer-to-backend packets, LOW-HIGH inclusive. Must not overlap this host's
