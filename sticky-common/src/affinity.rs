@@ -1,18 +1,23 @@
 //! Client affinity types: which backend a client last used for a service, and when.
 
-use crate::backend::BackendId;
+use crate::{addr::Ip6, backend::BackendId};
 
-/// A client of a service: the key of `AFFINITY`.
+/// A client of a service: the key of `AFFINITY` ([`AffinityKey`]) and `AFFINITY6` ([`AffinityKey6`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct AffinityKey {
+pub struct AffinityKeyOf<A> {
     /// Client address, network byte order.
-    pub client_addr: u32,
+    pub client_addr: A,
     /// Service id (`ServiceValue::id`).
     pub service: u32,
 }
 
-/// The client's backend: the value of `AFFINITY`.
+/// The IPv4 affinity key (`AFFINITY`).
+pub type AffinityKey = AffinityKeyOf<u32>;
+/// The IPv6 affinity key (`AFFINITY6`): the whole 128-bit client address.
+pub type AffinityKey6 = AffinityKeyOf<Ip6>;
+
+/// The client's backend: the value of `AFFINITY` and `AFFINITY6`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AffinityValue {
@@ -25,6 +30,7 @@ pub struct AffinityValue {
 }
 
 const _: () = assert!(size_of::<AffinityKey>() == 8);
+const _: () = assert!(size_of::<AffinityKey6>() == 20);
 const _: () = assert!(size_of::<AffinityValue>() == 16);
 
 /// Whether an affinity entry written at `entry.last_used_ns` is still trusted at `now_ns` under a

@@ -1,5 +1,7 @@
 //! The data path's configuration: the one entry of `CONFIG`, written by user space at start-up.
 
+use crate::addr::Ip6;
+
 /// Balancer-wide settings of the L4 path.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -16,6 +18,9 @@ pub struct DatapathConfig {
     pub nat_port_max: u16,
     /// Explicit padding, always zero.
     pub pad: u64,
+    /// The balancer's own IPv6 address for backend-bound packets of IPv6 services, network byte
+    /// order; the unspecified address (all zero) disables the IPv6 L4 path. The port range is shared.
+    pub snat_addr6: Ip6,
 }
 
 impl DatapathConfig {
@@ -26,4 +31,4 @@ impl DatapathConfig {
     }
 }
 
-const _: () = assert!(size_of::<DatapathConfig>() == 16);
+const _: () = assert!(size_of::<DatapathConfig>() == 32);

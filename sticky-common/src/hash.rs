@@ -54,6 +54,28 @@ pub const fn maglev_slot(client_addr: u32) -> u32 {
     mix32(client_addr ^ 0x5171_c4e1) % MAGLEV_SIZE
 }
 
+/// An IPv6 address's four words (host order, most significant first, [`crate::Ip6::host_words`])
+/// folded into one well-mixed word: a chain of [`mix32`], so every bit of the address counts.
+#[must_use]
+#[inline(always)]
+pub const fn fold6(words: [u32; 4], seed: u32) -> u32 {
+    mix32(mix32(mix32(mix32(words[0] ^ seed) ^ words[1]) ^ words[2]) ^ words[3])
+}
+
+/// The Maglev slot of an IPv6 client (the whole 128-bit address): as [`maglev_slot`] for IPv4.
+#[must_use]
+#[inline(always)]
+pub const fn maglev_slot6(client: [u32; 4]) -> u32 {
+    fold6(client, 0x5171_c4e1) % MAGLEV_SIZE
+}
+
+/// The first SNAT-port candidate of an IPv6 flow: as [`nat_port_start`], over folded addresses.
+#[must_use]
+#[inline(always)]
+pub const fn nat_port_start6(client: [u32; 4], client_port: u16, vip: [u32; 4], vip_port: u16) -> u32 {
+    mix32(fold6(client, 0x9e37_79b9) ^ fold6(vip, 0) ^ (((client_port as u32) << 16) | vip_port as u32))
+}
+
 /// The first SNAT-port candidate of a flow (an offset into the range, before the modulo); the
 /// `i`-th candidate is `min + (start + i) % range_len`. Deterministic, so a lost entry can be
 /// found again by walking the same candidates. Arguments are the client-side tuple as numbers.
@@ -88,6 +110,17 @@ mod tests {
         assert_eq!(maglev_slot(0xc000_0202), maglev_slot(0xc000_0202));
         assert_eq!(hash_bytes(b"198.51.100.10:8000", 0), hash_bytes(b"198.51.100.10:8000", 0));
         assert_ne!(hash_bytes(b"198.51.100.10:8000", 0), hash_bytes(b"198.51.100.10:8000", 1));
+        // IPv6: fixed values, and every word of the address moves the slot.
+        let a = [0x2001_0db8, 0, 0, 1];
+        assert_eq!(fold6([0; 4], 0), 0);
+        assert_eq!(maglev_slot6(a), maglev_slot6(a));
+        assert!(maglev_slot6(a) < MAGLEV_SIZE);
+        let moved = (0..4).filter(|&i| {
+            let mut b = a;
+            b[i] ^= 1;
+            fold6(b, 7) != fold6(a, 7)
+        });
+        assert_eq!(moved.count(), 4);
     }
 
     #[test]

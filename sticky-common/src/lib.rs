@@ -7,6 +7,7 @@
 #![no_std]
 #![deny(unsafe_code)]
 
+pub mod addr;
 pub mod affinity;
 pub mod backend;
 pub mod config;
@@ -16,11 +17,12 @@ pub mod maps;
 pub mod service;
 pub mod stats;
 
-pub use affinity::{AffinityKey, AffinityValue};
-pub use backend::{BackendId, BackendValue};
+pub use addr::Ip6;
+pub use affinity::{AffinityKey, AffinityKey6, AffinityKeyOf, AffinityValue};
+pub use backend::{BackendId, BackendValue, BackendValue6, BackendValueOf};
 pub use config::DatapathConfig;
-pub use flow::{ConnValue, FlowKey};
-pub use service::{ServiceKey, ServiceValue};
+pub use flow::{ConnValue, ConnValue6, ConnValueOf, FlowKey, FlowKey6, FlowKeyOf};
+pub use service::{ServiceKey, ServiceKey6, ServiceKeyOf, ServiceValue};
 pub use stats::{Counter, CounterKind, StatsValue};
 
 #[cfg(feature = "user")]

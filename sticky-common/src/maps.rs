@@ -6,12 +6,12 @@
 //! this registry, one checks every entry has a row in ARCHITECTURE.md.
 
 use crate::{
-    affinity::{AffinityKey, AffinityValue},
-    backend::{BackendId, BackendValue},
+    affinity::{AffinityKey, AffinityKey6, AffinityValue},
+    backend::{BackendId, BackendValue, BackendValue6},
     config::DatapathConfig,
-    flow::{ConnValue, FlowKey},
+    flow::{ConnValue, ConnValue6, FlowKey, FlowKey6},
     hash::MAGLEV_SIZE,
-    service::{ServiceKey, ServiceValue},
+    service::{ServiceKey, ServiceKey6, ServiceValue},
     stats::{Counter, StatsValue},
 };
 
@@ -96,6 +96,30 @@ pub const HALF_OPEN_MAX_ENTRIES: u32 = 16384;
 pub const AFFINITY: &str = "AFFINITY";
 /// Default capacity (`--max-affinity`, client addresses over all services).
 pub const AFFINITY_MAX_ENTRIES: u32 = 65536;
+
+/// IPv6 twins of the maps above: same roles, 128-bit addresses in keys and values. Separate maps
+/// rather than one map with an address-family tag and room for 128 bits in every key: a tagged key
+/// would make each IPv4 entry of `CONNS` 40 + 44 bytes instead of 16 + 20 (152 instead of 104 bytes
+/// with the kernel's overhead: 1.46x the memory of the table that holds every established flow)
+/// for a family most deployments barely use. Each v6 map
+/// takes its capacity from the same flag as its v4 twin. Service ids are one space over `SERVICES`
+/// and `SERVICES6` (the row in the shared `MAGLEV`); backend ids of an IPv6 service index `BACKENDS6`.
+pub const SERVICES6: &str = "SERVICES6";
+/// IPv6 backends, indexed by [`BackendId`] (their own id space, see [`SERVICES6`]).
+pub const BACKENDS6: &str = "BACKENDS6";
+/// IPv6 established flows, both directions.
+pub const CONNS6: &str = "CONNS6";
+/// IPv6 flows before their handshake completes.
+pub const HALF_OPEN6: &str = "HALF_OPEN6";
+/// IPv6 client affinity: (128-bit client address, service) -> backend, last used.
+pub const AFFINITY6: &str = "AFFINITY6";
+
+/// Per-CPU scratch space for `bpf_fib_lookup`'s parameter block (`struct bpf_fib_lookup`, 64 bytes):
+/// kept off the stack, where the IPv6 path's call chain has no 64 bytes to spare under the
+/// verifier's 512-byte limit.
+pub const FIB_SCRATCH: &str = "FIB_SCRATCH";
+/// `sizeof(struct bpf_fib_lookup)` (linux/bpf.h).
+pub const FIB_PARAMS_LEN: u32 = 64;
 
 /// The data path's configuration ([`DatapathConfig`]): one entry, written at start-up.
 pub const CONFIG: &str = "CONFIG";
@@ -214,6 +238,72 @@ pub const ALL: &[MapSpec] = &[
         resizable: true,
     },
     MapSpec {
+        name: SERVICES6,
+        kind: MapKind::Hash,
+        key_size: size32::<ServiceKey6>(),
+        value_size: size32::<ServiceValue>(),
+        max_entries: SERVICES_MAX_ENTRIES,
+        writer: "datapath::sync (user space)",
+        reader: "sticky_tc (IPv6 packets with no flow entry)",
+        purpose: "SERVICES for IPv6 VIPs (ids shared with SERVICES: one MAGLEV row each)",
+        resizable: true,
+    },
+    MapSpec {
+        name: BACKENDS6,
+        kind: MapKind::Array,
+        key_size: size32::<u32>(),
+        value_size: size32::<BackendValue6>(),
+        max_entries: BACKENDS_MAX_ENTRIES,
+        writer: "datapath::sync (user space)",
+        reader: "sticky_tc (new IPv6 flows only)",
+        purpose: "IPv6 backend address, port, service and alive flag by id",
+        resizable: true,
+    },
+    MapSpec {
+        name: CONNS6,
+        kind: MapKind::LruHash,
+        key_size: size32::<FlowKey6>(),
+        value_size: size32::<ConnValue6>(),
+        max_entries: CONNS_MAX_ENTRIES,
+        writer: "sticky_tc (handshake done, twin restore, RST delete)",
+        reader: "sticky_tc (every IPv6 packet); datapath usage (count)",
+        purpose: "CONNS for IPv6 flows (separate: a tagged v4/v6 key would cost every v4 entry 1.46x)",
+        resizable: true,
+    },
+    MapSpec {
+        name: HALF_OPEN6,
+        kind: MapKind::LruHash,
+        key_size: size32::<FlowKey6>(),
+        value_size: size32::<ConnValue6>(),
+        max_entries: HALF_OPEN_MAX_ENTRIES,
+        writer: "sticky_tc (SYN, rebuild)",
+        reader: "sticky_tc (CONNS6 misses); datapath usage (count)",
+        purpose: "HALF_OPEN for IPv6 flows",
+        resizable: true,
+    },
+    MapSpec {
+        name: AFFINITY6,
+        kind: MapKind::LruHash,
+        key_size: size32::<AffinityKey6>(),
+        value_size: size32::<AffinityValue>(),
+        max_entries: AFFINITY_MAX_ENTRIES,
+        writer: "sticky_tc (handshake done)",
+        reader: "sticky_tc (new IPv6 flows); datapath usage (count)",
+        purpose: "client affinity keyed by the 128-bit client address",
+        resizable: true,
+    },
+    MapSpec {
+        name: FIB_SCRATCH,
+        kind: MapKind::PerCpuArray,
+        key_size: size32::<u32>(),
+        value_size: FIB_PARAMS_LEN,
+        max_entries: 1,
+        writer: "sticky_tc (per forwarded packet)",
+        reader: "sticky_tc (bpf_fib_lookup)",
+        purpose: "the FIB lookup's parameter block, off the stack",
+        resizable: false,
+    },
+    MapSpec {
         name: CONFIG,
         kind: MapKind::Array,
         key_size: size32::<u32>(),
@@ -221,7 +311,7 @@ pub const ALL: &[MapSpec] = &[
         max_entries: CONFIG_MAX_ENTRIES,
         writer: "datapath (user space, at start-up)",
         reader: "sticky_tc (new flows and packets with no flow entry)",
-        purpose: "SNAT address and port range",
+        purpose: "SNAT addresses (IPv4, IPv6) and port range",
         resizable: false,
     },
     MapSpec {

@@ -1,11 +1,13 @@
 //! Service types: a virtual IP and port the L4 path balances, and its settings.
 
-/// A service's frontend: the key of `SERVICES`.
+use crate::addr::Ip6;
+
+/// A service's frontend: the key of `SERVICES` ([`ServiceKey`]) and `SERVICES6` ([`ServiceKey6`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct ServiceKey {
+pub struct ServiceKeyOf<A> {
     /// Virtual IP, network byte order.
-    pub addr: u32,
+    pub addr: A,
     /// Port, network byte order.
     pub port: u16,
     /// IP protocol number (`flow::IPPROTO_TCP`).
@@ -14,7 +16,13 @@ pub struct ServiceKey {
     pub pad: u8,
 }
 
-/// A service's settings: the value of `SERVICES`.
+/// An IPv4 frontend (`SERVICES`).
+pub type ServiceKey = ServiceKeyOf<u32>;
+/// An IPv6 frontend (`SERVICES6`).
+pub type ServiceKey6 = ServiceKeyOf<Ip6>;
+
+/// A service's settings: the value of `SERVICES` and `SERVICES6`. Service ids are one space over
+/// both maps: the id is the service's row in the shared `MAGLEV` map.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ServiceValue {
@@ -39,4 +47,5 @@ impl ServiceValue {
 }
 
 const _: () = assert!(size_of::<ServiceKey>() == 8);
+const _: () = assert!(size_of::<ServiceKey6>() == 20);
 const _: () = assert!(size_of::<ServiceValue>() == 16);

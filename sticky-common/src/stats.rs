@@ -9,7 +9,7 @@ pub type StatsValue = u64;
 pub enum CounterKind {
     /// [`Counter::Seen`]: every packet a program ran on.
     Total,
-    /// [`Counter::TcpV4`]: a class of packets handed to the L4 path, not a verdict.
+    /// [`Counter::TcpV4`], [`Counter::TcpV6`]: a class of packets handed to the L4 path, not a verdict.
     Class,
     /// A verdict: passed to the stack untouched (or, for [`Counter::PassFibFailed`], rewritten and
     /// handed to the stack to route).
@@ -27,9 +27,9 @@ macro_rules! counters {
         /// Index of a counter in the `STATS` per-CPU array (the map's key, host byte order).
         ///
         /// Every packet a program sees increments [`Counter::Seen`] and exactly one verdict counter
-        /// (kind `Pass`, `Drop` or `Forward`). Every packet the L4 path takes ([`Counter::TcpV4`]) ends
-        /// in exactly one of the verdicts marked L4 ([`Counter::is_l4_verdict`]). So, per CPU and in total:
-        /// `Seen == sum(verdicts)` and `TcpV4 == sum(L4 verdicts)`.
+        /// (kind `Pass`, `Drop` or `Forward`). Every packet the L4 path takes ([`Counter::TcpV4`],
+        /// [`Counter::TcpV6`]) ends in exactly one of the verdicts marked L4 ([`Counter::is_l4_verdict`]).
+        /// So, per CPU and in total: `Seen == sum(verdicts)` and `TcpV4 + TcpV6 == sum(L4 verdicts)`.
         #[repr(u32)]
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub enum Counter {
@@ -68,9 +68,11 @@ counters! {
     TcpV4 = 1, Class, "tcp_v4", false;
     /// Passed: an ethertype other than IPv4 or IPv6 (ARP, VLAN tags, LLDP, ...).
     PassNotIp = 2, Pass, "pass_not_ip", false;
-    /// Passed: IPv6 (not handled yet).
-    PassIpv6 = 3, Pass, "pass_ipv6", false;
-    /// Passed: IPv4 but not TCP (UDP, ICMP, ...).
+    /// Passed: an IPv6 extension header the parser does not walk (AH, ESP, Mobility, HIP, Shim6, an
+    /// unknown one), a routing header with segments left (the destination is not final), more than 4
+    /// extension headers, or more than 256 bytes of them.
+    PassIpv6ExtHeader = 3, Pass, "pass_ipv6_ext_header", false;
+    /// Passed: IPv4 or IPv6 but not TCP (UDP, ICMP, `ICMPv6`, no next header, ...).
     PassNotTcp = 4, Pass, "pass_not_tcp", false;
     /// Passed: an IPv4 fragment (MF set or non-zero offset): the L4 ports are not in every fragment.
     PassFragment = 5, Pass, "pass_fragment", false;
@@ -78,7 +80,8 @@ counters! {
     PassIpOptions = 6, Pass, "pass_ip_options", false;
     /// Dropped: the frame ends inside the Ethernet, IPv4 or TCP header.
     DropTruncated = 7, Drop, "drop_truncated", false;
-    /// Dropped: the IPv4 header is invalid (version not 4, IHL < 5, or total length shorter than the headers).
+    /// Dropped: the IPv4 header is invalid (version not 4, IHL < 5, or total length shorter than the
+    /// headers), or the IPv6 header is (version not 6, payload length shorter than the extension headers).
     DropBadIpHeader = 8, Drop, "drop_bad_ip_header", false;
     /// Dropped: the TCP data offset is below 5 words or runs past the IP packet.
     DropBadTcpHeader = 9, Drop, "drop_bad_tcp_header", false;
@@ -127,11 +130,16 @@ counters! {
     /// Event (`sticky_splice`): an skb of a spliced socket whose peer is gone (closing) stayed on
     /// the socket's own receive queue.
     SpliceNoPeer = 30, Event, "splice_no_peer", false;
+    /// IPv6 TCP segments parsed to the TCP header (after at most 4 extension headers): the IPv6
+    /// traffic the L4 path handles.
+    TcpV6 = 31, Class, "tcp_v6", false;
+    /// Passed: an IPv6 fragment (a Fragment extension header): the L4 ports are not in every fragment.
+    PassIpv6Fragment = 32, Pass, "pass_ipv6_fragment", false;
 }
 
 impl Counter {
     /// Number of counters: the `STATS` array's `max_entries`.
-    pub const COUNT: u32 = 31;
+    pub const COUNT: u32 = 33;
 
     /// The array index of this counter.
     #[must_use]

@@ -43,7 +43,8 @@ impl MapSpec {
 #[expect(unsafe_code, reason = "aya::Pod is an unsafe marker trait: the layouts above make it sound")]
 mod pod {
     use crate::{
-        AffinityKey, AffinityValue, BackendValue, ConnValue, DatapathConfig, FlowKey, ServiceKey, ServiceValue,
+        AffinityKey, AffinityKey6, AffinityValue, BackendValue, BackendValue6, ConnValue, ConnValue6, DatapathConfig,
+        FlowKey, FlowKey6, ServiceKey, ServiceKey6, ServiceValue,
     };
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for ConnValue {}
@@ -53,4 +54,9 @@ mod pod {
     unsafe impl aya::Pod for AffinityKey {}
     unsafe impl aya::Pod for AffinityValue {}
     unsafe impl aya::Pod for DatapathConfig {}
+    unsafe impl aya::Pod for FlowKey6 {}
+    unsafe impl aya::Pod for ConnValue6 {}
+    unsafe impl aya::Pod for ServiceKey6 {}
+    unsafe impl aya::Pod for BackendValue6 {}
+    unsafe impl aya::Pod for AffinityKey6 {}
 }

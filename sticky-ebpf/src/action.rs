@@ -23,6 +23,36 @@ pub enum Action {
 }
 
 impl Action {
+    /// The action as one register (kind in bits 8..10, counter in 0..8, redirect code in 32..64):
+    /// what a BPF-to-BPF call returns.
+    #[inline(always)]
+    pub fn pack(self) -> u64 {
+        match self {
+            Self::Pass(c) => u64::from(c.index()),
+            Self::Drop(c) => 1 << 8 | u64::from(c.index()),
+            Self::Redirect(c, code) => 2 << 8 | u64::from(c.index()) | u64::from(code as u32) << 32,
+        }
+    }
+
+    /// The action [`Action::pack`] packed.
+    #[inline(always)]
+    pub fn unpack(v: u64) -> Self {
+        let index = (v & 0xff) as u32;
+        let counter = if index < Counter::COUNT {
+            // SAFETY: Counter is repr(u32), and every value below COUNT is a variant (sticky-common
+            // checks that `Counter::ALL` lists one per index).
+            unsafe { core::mem::transmute::<u32, Counter>(index) }
+        } else {
+            // `pack` writes only valid indices; this cannot happen.
+            Counter::DropRewrite
+        };
+        match (v >> 8) & 0x3 {
+            0 => Self::Pass(counter),
+            1 => Self::Drop(counter),
+            _ => Self::Redirect(counter, (v >> 32) as u32 as i32),
+        }
+    }
+
     /// The verdict counter of this action.
     #[inline(always)]
     pub const fn counter(self) -> Counter {

@@ -3,7 +3,7 @@
 //! each; the steps live in their own modules and read top-down.
 //!
 //! - `sticky_tc`: tc (TCX) ingress. Classifies every frame (`parse`), then runs the L4 path (`l4`:
-//!   connection table, affinity, Maglev, full NAT via `nat`) on IPv4 TCP.
+//!   connection table, affinity, Maglev, full NAT via `nat`) on IPv4 and IPv6 TCP (`family`).
 //! - `sticky_xdp`: the same classification at XDP, where malformed frames are cheapest to drop; it
 //!   leaves TCP to `sticky_tc`, whose checksum helpers handle `CHECKSUM_PARTIAL` skbs.
 //! - `sticky_splice`: sk_skb stream verdict on spliced sockets (`splice`): what arrives on one
@@ -12,6 +12,7 @@
 #![no_main]
 
 mod action;
+mod family;
 mod l4;
 mod maps;
 mod nat;
@@ -26,28 +27,45 @@ use aya_ebpf::{
 };
 use sticky_common::Counter;
 
-use crate::action::Action;
+use crate::{action::Action, parse::L3};
 
-/// tc ingress: classify every frame, run the L4 path on IPv4 TCP, pass what is not ours, drop what is malformed.
+/// tc ingress: classify every frame, run the L4 path on IPv4 and IPv6 TCP, pass what is not ours, drop what is malformed.
 #[classifier]
 pub fn sticky_tc(ctx: TcContext) -> i32 {
-    let (Ok(action) | Err(action)) = try_tc(&ctx);
+    let action = match try_tc(&ctx) {
+        Ok(L3::V4) => tc_l4::<family::V4>(&ctx),
+        Ok(L3::V6) => tc_l4::<family::V6>(&ctx),
+        Err(action) => action.pack(),
+    };
+    let action = Action::unpack(action);
+    parse::log_malformed(&ctx, action);
     stats::count(action.counter());
     tc_code(action)
 }
 
+/// The TCP parse and the L4 path of one family, a BPF-to-BPF call of its own: inlined together,
+/// the IPv4 and IPv6 paths' locals (flow keys, rewrite targets, FIB parameters) overflow the
+/// 512-byte stack frame, and the caller keeps nothing on its stack (the combined depth is checked).
+/// Its action comes back packed in one register (`r0`: a larger return would need a hidden
+/// pointer argument).
+#[inline(never)]
+fn tc_l4<F: family::Family>(ctx: &TcContext) -> u64 {
+    let (Ok(action) | Err(action)) = F::parse(ctx).and_then(|pkt| l4::process::<F>(ctx, &pkt));
+    action.pack()
+}
+
+/// Pulls the headers into the linear part and reads the frame's network layer.
 #[inline(always)]
-fn try_tc(ctx: &TcContext) -> Result<Action, Action> {
+fn try_tc(ctx: &TcContext) -> Result<L3, Action> {
     // Headers beyond the linear part of the skb are invisible to direct packet access: pull the
-    // largest header stack we parse (Ethernet + IPv4 with options + TCP with options) into it first.
+    // largest header stack we parse (Ethernet + IPv6 with extension headers + TCP with options) into it first.
     let linear = ctx.data_end() - ctx.data();
     let wanted = (ctx.len() as usize).min(parse::MAX_HEADERS_LEN);
     if linear < wanted {
         // Failure leaves the skb as it was; parsing then sees the short linear part and reports it.
         let _ = ctx.pull_data(wanted as u32);
     }
-    let pkt = parse::classify(ctx)?;
-    l4::process(ctx, &pkt)
+    parse::l3(ctx)
 }
 
 /// The tc return code of `action`.
@@ -64,13 +82,17 @@ fn tc_code(action: Action) -> i32 {
 #[xdp]
 pub fn sticky_xdp(ctx: XdpContext) -> u32 {
     let (Ok(action) | Err(action)) = try_xdp(&ctx);
+    parse::log_malformed(&ctx, action);
     stats::count(action.counter());
     xdp_code(action)
 }
 
 #[inline(always)]
 fn try_xdp(ctx: &XdpContext) -> Result<Action, Action> {
-    parse::classify(ctx)?;
+    match parse::l3(ctx)? {
+        L3::V4 => drop(parse::tcp4(ctx)?),
+        L3::V6 => drop(parse::tcp6(ctx)?),
+    }
     // The L4 rewrite needs the skb's checksum helpers (`CHECKSUM_PARTIAL`), which XDP does not have.
     Ok(Action::Pass(Counter::PassToTc))
 }

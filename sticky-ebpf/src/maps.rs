@@ -7,8 +7,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, SockHash},
 };
 use sticky_common::{
-    AffinityKey, AffinityValue, BackendId, BackendValue, ConnValue, DatapathConfig, FlowKey, ServiceKey, ServiceValue,
-    StatsValue,
+    AffinityKey, AffinityKey6, AffinityValue, BackendId, BackendValue, BackendValue6, ConnValue, ConnValue6,
+    DatapathConfig, FlowKey, FlowKey6, ServiceKey, ServiceKey6, ServiceValue, StatsValue,
     maps::{
         AFFINITY_MAX_ENTRIES, BACKENDS_MAX_ENTRIES, CONFIG_MAX_ENTRIES, CONNS_MAX_ENTRIES, HALF_OPEN_MAX_ENTRIES,
         MAGLEV_MAX_ENTRIES, SERVICES_MAX_ENTRIES, SPLICE_MAX_ENTRIES, STATS_MAX_ENTRIES,
@@ -43,6 +43,33 @@ pub static HALF_OPEN: LruHashMap<FlowKey, ConnValue> = LruHashMap::with_max_entr
 /// Client affinity: (client address, service id) -> backend and when it was last used.
 #[map]
 pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue> = LruHashMap::with_max_entries(AFFINITY_MAX_ENTRIES, 0);
+
+/// IPv6 services (their ids share the `MAGLEV` rows with `SERVICES`' ids).
+#[map]
+pub static SERVICES6: HashMap<ServiceKey6, ServiceValue> = HashMap::with_max_entries(SERVICES_MAX_ENTRIES, 0);
+
+/// IPv6 backends by id: the ids in an IPv6 service's `MAGLEV` row index this array.
+#[map]
+pub static BACKENDS6: Array<BackendValue6> = Array::with_max_entries(BACKENDS_MAX_ENTRIES, 0);
+
+/// Established IPv6 flows, both directions.
+#[map]
+pub static CONNS6: LruHashMap<FlowKey6, ConnValue6> = LruHashMap::with_max_entries(CONNS_MAX_ENTRIES, 0);
+
+/// IPv6 flows whose handshake is not complete yet, both directions.
+#[map]
+pub static HALF_OPEN6: LruHashMap<FlowKey6, ConnValue6> = LruHashMap::with_max_entries(HALF_OPEN_MAX_ENTRIES, 0);
+
+/// IPv6 client affinity: (128-bit client address, service id) -> backend, last used.
+#[map]
+pub static AFFINITY6: LruHashMap<AffinityKey6, AffinityValue> = LruHashMap::with_max_entries(AFFINITY_MAX_ENTRIES, 0);
+
+/// Scratch space for `bpf_fib_lookup`'s parameters (one per CPU; a program runs to completion on
+/// its CPU): off the stack, where the IPv6 path's call chain is at the verifier's 512-byte limit.
+#[map]
+pub static FIB_SCRATCH: PerCpuArray<aya_ebpf::bindings::bpf_fib_lookup> = PerCpuArray::with_max_entries(1, 0);
+
+const _: () = assert!(size_of::<aya_ebpf::bindings::bpf_fib_lookup>() == sticky_common::maps::FIB_PARAMS_LEN as usize);
 
 /// The balancer-wide configuration, one entry (index 0).
 #[map]

@@ -149,12 +149,12 @@ pub struct RunArgs {
     /// TOML file with several services, each with a host/path rule (see docs). Excludes the service flags below.
     #[arg(long, env = "STICKY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Address for client connections (tcp mode: the IPv4 VIP:PORT). [default: 0.0.0.0:8080]
+    /// Address for client connections (tcp mode: the VIP:PORT, IPv4 or [IPv6]:PORT). [default: 0.0.0.0:8080]
     #[arg(long, env = "STICKY_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
     /// Backend as URL (`http://HOST:PORT`) or NAME=URL; repeat for more, or comma-separate in the variable.
     /// The name is the backend's identity in cookies; without one, a keyed digest of the URL is used.
-    /// tcp mode: IPv4 IP:PORT.
+    /// tcp mode: IP:PORT or [IPv6]:PORT, of the --listen address's family (the kernel's NAT keeps it).
     #[arg(long = "backend", env = "STICKY_BACKEND", value_name = "[NAME=]URL", value_delimiter = ',')]
     pub backends: Vec<String>,
     /// Admin listener: the dashboard (GET /), /metrics (Prometheus), /api/backends and /api/overview
@@ -471,7 +471,8 @@ pub struct TcpFlags {
     #[arg(long, env = "STICKY_AFFINITY_TIMEOUT", value_name = "DURATION")]
     pub affinity_timeout: Option<String>,
     /// Source address of balancer-to-backend packets (full NAT); backends must route it back here.
-    /// Default: the address the kernel would use to reach the first backend.
+    /// Default: the address the kernel would use to reach the first backend. IPv4 only: an IPv6
+    /// service's source is always the address the kernel would use to reach its first IPv6 backend.
     #[arg(long, env = "STICKY_SNAT_ADDR", value_name = "IPV4")]
     pub snat_addr: Option<Ipv4Addr>,
     /// Source ports of balancer-to-backend packets, LOW-HIGH inclusive. Must not overlap this host's

@@ -6,7 +6,7 @@
 
 use std::{
     fmt,
-    net::{SocketAddr, SocketAddrV4},
+    net::SocketAddr,
     sync::Arc,
     time::{Duration, SystemTime},
 };
@@ -611,9 +611,9 @@ pub struct TcpService {
     pub name: String,
     /// Where clients connect: the VIP the kernel path matches, or the address the user-space path
     /// binds (`0.0.0.0:PORT` for Swarm services).
-    pub vip: SocketAddrV4,
+    pub vip: SocketAddr,
     /// The backends (order and duplicates do not matter).
-    pub backends: Vec<SocketAddrV4>,
+    pub backends: Vec<SocketAddr>,
     /// How long a client's affinity is trusted after its last new connection; zero turns affinity
     /// off (Maglev alone still keeps a client on one backend while the set does not change).
     pub affinity_timeout: Duration,
@@ -633,7 +633,7 @@ pub struct TcpMember {
     /// Stable identity (Swarm task id or slot; the address for static backends).
     pub id: String,
     /// Address.
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
     /// True if discovery drains it (Swarm: desired state not `running`).
     pub draining: bool,
 }
@@ -641,7 +641,7 @@ pub struct TcpMember {
 impl TcpMember {
     /// Static backends: each named by its address.
     #[must_use]
-    pub fn by_address(backends: &[SocketAddrV4]) -> Vec<Self> {
+    pub fn by_address(backends: &[SocketAddr]) -> Vec<Self> {
         backends.iter().map(|a| Self { id: a.to_string(), addr: *a, draining: false }).collect()
     }
 }
@@ -662,7 +662,7 @@ pub enum TcpPath {
 impl TcpService {
     /// A service named after its VIP (for tests and tools that have no other name for it).
     #[must_use]
-    pub fn at(vip: SocketAddrV4, backends: Vec<SocketAddrV4>, affinity_timeout: Duration) -> Self {
+    pub fn at(vip: SocketAddr, backends: Vec<SocketAddr>, affinity_timeout: Duration) -> Self {
         let name = vip.to_string();
         Self {
             id: ServiceId(name.as_str().into()),

@@ -6,7 +6,7 @@
 //! file key, a label), which only it knows.
 
 use std::{
-    net::{SocketAddr, SocketAddrV4},
+    net::SocketAddr,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -283,9 +283,9 @@ pub fn admin_addr(text: &str) -> Result<SocketAddr, ValueError> {
 ///
 /// # Errors
 /// Not an IPv4 address and port.
-pub fn tcp_backend(text: &str) -> Result<SocketAddrV4, ValueError> {
+pub fn tcp_backend(text: &str) -> Result<SocketAddr, ValueError> {
     let t = text.trim();
-    t.strip_prefix("tcp://").unwrap_or(t).parse().map_err(|_| ValueError::new(text, "an IPv4 IP:PORT"))
+    t.strip_prefix("tcp://").unwrap_or(t).parse().map_err(|_| ValueError::new(text, "an IP:PORT or [IPv6]:PORT"))
 }
 
 /// A name of a backend or service: 1 to 64 of `A-Z a-z 0-9 - _ .`.
@@ -391,7 +391,8 @@ mod tests {
         assert_eq!(max_age_seconds("0"), Ok(None), "0 means a session cookie");
         assert_eq!(max_age_seconds("60"), Ok(Some(Duration::from_secs(60))));
         assert_eq!(tcp_backend("tcp://198.51.100.1:80"), Ok("198.51.100.1:80".parse().expect("address")));
-        assert!(tcp_backend("[::1]:80").is_err(), "tcp mode is IPv4");
+        assert_eq!(tcp_backend("[2001:db8::1]:80"), Ok("[2001:db8::1]:80".parse().expect("address")));
+        assert!(tcp_backend("2001:db8::1:80").is_err(), "an IPv6 address needs brackets before the port");
         assert!(name("a b").is_err() && name("").is_err() && name("web-1.a_b").is_ok());
         assert!(weight(0).is_err() && weight(101).is_err() && weight(3).is_ok());
     }

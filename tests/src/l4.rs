@@ -4,7 +4,7 @@
 
 use std::{
     fmt::Write as _,
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6},
     time::{Duration, Instant},
 };
 
@@ -34,6 +34,20 @@ pub const TC_ACT_REDIRECT: u32 = 7;
 pub const LAB_SNAT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 /// The lab's VIP.
 pub const LAB_VIP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 10), 80);
+/// The lab's IPv6 SNAT address (on its veth).
+pub const LAB_SNAT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 1);
+/// The lab's IPv6 VIP.
+pub const LAB_VIP6: SocketAddrV6 = SocketAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0x113, 0, 0, 0, 0, 0x10), 80, 0, 0);
+/// IPv6 backend `i` (0..3) of the lab, port 8000.
+#[must_use]
+pub fn backend6(i: u8) -> SocketAddrV6 {
+    SocketAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0x10 + u16::from(i)), 8000, 0, 0)
+}
+/// IPv6 client `host` of the lab (`2001:db8:2::host`, with a neighbour entry for 2..=9), `port`.
+#[must_use]
+pub fn client6(host: u16, port: u16) -> SocketAddrV6 {
+    SocketAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, host), port, 0, 0)
+}
 /// The MAC the lab gives backend `i`'s neighbour entry.
 #[must_use]
 pub fn backend_mac(i: u8) -> [u8; 6] {
@@ -53,9 +67,17 @@ pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x02];
 pub fn lab_netns() -> NetNs {
     let ns = NetNs::new("lab");
     ns.sysctl("net.ipv4.ip_forward", "1");
+    // IPv6 forwarding on every interface (a test run's packet arrives on `lo`: bpf_fib_lookup
+    // checks the input interface's forwarding, as for IPv4).
+    // This machine disables IPv6 by default (new namespaces inherit it): enable it first.
+    ns.sysctl("net.ipv6.conf.default.disable_ipv6", "0");
+    ns.sysctl("net.ipv6.conf.all.disable_ipv6", "0");
+    ns.sysctl("net.ipv6.conf.all.forwarding", "1");
     ns.ip(&["link", "add", "t0", "type", "veth", "peer", "name", "t1"]);
     ns.ip(&["addr", "add", "198.51.100.1/24", "dev", "t0"]);
     ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "t0"]);
+    ns.ip(&["addr", "add", "2001:db8:100::1/64", "dev", "t0", "nodad"]);
+    ns.ip(&["addr", "add", "2001:db8:2::1/64", "dev", "t0", "nodad"]);
     ns.ip(&["link", "set", "t0", "up"]);
     ns.ip(&["link", "set", "t1", "up"]);
     let mac = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
@@ -66,6 +88,14 @@ pub fn lab_netns() -> NetNs {
     }
     for i in 2..=254u8 {
         writeln!(batch, "neigh add 192.0.2.{i} lladdr {} dev t0 nud permanent", mac(CLIENT_MAC))
+            .expect("a String must take any text");
+    }
+    for i in 0..3u8 {
+        writeln!(batch, "neigh add {} lladdr {} dev t0 nud permanent", backend6(i).ip(), mac(backend_mac(i)))
+            .expect("a String must take any text");
+    }
+    for host in 2..=9u16 {
+        writeln!(batch, "neigh add {} lladdr {} dev t0 nud permanent", client6(host, 0).ip(), mac(CLIENT_MAC))
             .expect("a String must take any text");
     }
     let path = std::env::temp_dir().join(format!("{}.neigh", ns.name()));
@@ -117,6 +147,7 @@ impl Lab {
             nat_port_min: ports.0,
             nat_port_max: ports.1,
             pad: 0,
+            snat_addr6: sticky_common::Ip6::from_octets(LAB_SNAT6.octets()),
         };
         dp.tcp().set_config(&config).expect("CONFIG must be writable");
         let mut sync = MapSync::new(sizes.backends);
@@ -197,6 +228,59 @@ pub fn parse_out(frame: &[u8]) -> Out {
         ack: tcp.ack(),
         fin: tcp.fin(),
         rst: tcp.rst(),
+    }
+}
+
+/// What a rewritten IPv6 frame says, its TCP checksum verified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Out6 {
+    /// Destination MAC.
+    pub dmac: [u8; 6],
+    /// Source MAC.
+    pub smac: [u8; 6],
+    /// IPv6 source and TCP source port.
+    pub src: SocketAddrV6,
+    /// IPv6 destination and TCP destination port.
+    pub dst: SocketAddrV6,
+    /// SYN.
+    pub syn: bool,
+    /// ACK.
+    pub ack: bool,
+}
+
+/// Parses an IPv6 output frame (walking hop-by-hop, routing and destination-options headers) and
+/// checks its TCP checksum over the IPv6 pseudo-header.
+///
+/// # Panics
+/// The frame is not Ethernet/IPv6/TCP, or the checksum is wrong.
+#[must_use]
+pub fn parse_out6(frame: &[u8]) -> Out6 {
+    assert_eq!(&frame[12..14], &[0x86, 0xdd], "output must be IPv6");
+    let ip = &frame[14..54];
+    assert_eq!(ip[0] >> 4, 6, "IPv6 version");
+    let payload_len = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+    let (mut next, mut off) = (ip[6], 54);
+    while matches!(next, 0 | 43 | 60) {
+        next = frame[off];
+        off += (usize::from(frame[off + 1]) + 1) * 8;
+    }
+    assert_eq!(next, 6, "TCP after the extension headers");
+    let tcp = &frame[off..54 + payload_len];
+    let mut pseudo = Vec::with_capacity(40);
+    pseudo.extend_from_slice(&ip[8..40]);
+    pseudo.extend_from_slice(&u32::try_from(tcp.len()).unwrap().to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 6]);
+    let sum = ones_complement(tcp, ones_complement(&pseudo, 0));
+    assert_eq!(sum, 0xffff, "TCP checksum over the IPv6 pseudo-header must be valid");
+    let addr = |b: &[u8]| Ipv6Addr::from(<[u8; 16]>::try_from(b).unwrap());
+    let port = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
+    Out6 {
+        dmac: frame[0..6].try_into().unwrap(),
+        smac: frame[6..12].try_into().unwrap(),
+        src: SocketAddrV6::new(addr(&ip[8..24]), port(&tcp[0..2]), 0, 0),
+        dst: SocketAddrV6::new(addr(&ip[24..40]), port(&tcp[2..4]), 0, 0),
+        syn: tcp[13] & 0x02 != 0,
+        ack: tcp[13] & 0x10 != 0,
     }
 }
 
@@ -545,4 +629,87 @@ fn write_backends(path: &std::path::Path, set: &[SocketAddrV4]) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).expect("temp dir must be writable");
     std::fs::rename(&tmp, path).expect("rename within the temp dir");
+}
+
+/// IPv6 twin of [`syn_flood`]: `count` SYNs from spoofed sources in `2001:db8:ff::/64` (131072
+/// hosts times 8 source ports) to `dst`, through an `AF_PACKET` socket on `iface`, for at most
+/// `deadline`. Returns how many were sent.
+///
+/// # Panics
+/// The socket cannot be opened (needs `CAP_NET_RAW`).
+#[must_use]
+pub fn syn_flood6(
+    iface: &str,
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    dst: SocketAddrV6,
+    count: u32,
+    deadline: Duration,
+) -> u32 {
+    #![expect(unsafe_code, reason = "AF_PACKET sockets have no std API")]
+    let ifindex = {
+        let name = std::ffi::CString::new(iface).unwrap();
+        // SAFETY: a valid NUL-terminated name.
+        unsafe { libc::if_nametoindex(name.as_ptr()) }
+    };
+    assert!(ifindex != 0, "no interface {iface}");
+    // SAFETY: plain socket(2).
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+    assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+    // SAFETY: sockaddr_ll is plain data; zeroed is valid.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = u16::try_from(libc::AF_PACKET).expect("AF_PACKET must fit sll_family");
+    addr.sll_ifindex = i32::try_from(ifindex).unwrap();
+    addr.sll_halen = 6;
+    addr.sll_addr[..6].copy_from_slice(&dst_mac);
+
+    let spoofed = |host: u32| Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, (host >> 16) as u16, (host & 0xffff) as u16);
+    let mut frame = crate::packet::Tcp6::new(SocketAddrV6::new(spoofed(1), 1024, 0, 0), dst).syn().build();
+    frame[0..6].copy_from_slice(&dst_mac);
+    frame[6..12].copy_from_slice(&src_mac);
+    let started = Instant::now();
+    let mut sent = 0u32;
+    while sent < count && started.elapsed() < deadline {
+        for _ in 0..1024 {
+            if sent >= count {
+                break;
+            }
+            let src = spoofed(1 + sent % 131_072);
+            let src_port = 1024 + u16::try_from(sent / 131_072).unwrap();
+            patch_source6(&mut frame, src, src_port);
+            // SAFETY: frame and addr are valid for the lengths given.
+            let n = unsafe {
+                libc::sendto(
+                    fd,
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&raw const addr).cast(),
+                    u32::try_from(size_of::<libc::sockaddr_ll>()).unwrap(),
+                )
+            };
+            if n < 0 {
+                // ENOBUFS when the device queue is full: the flood is best effort, move on.
+                continue;
+            }
+            sent += 1;
+        }
+    }
+    // SAFETY: closing the fd we opened.
+    unsafe { libc::close(fd) };
+    sent
+}
+
+/// Rewrites a crafted IPv6 SYN's source address and port and recomputes its TCP checksum.
+fn patch_source6(frame: &mut [u8], ip: Ipv6Addr, port: u16) {
+    frame[22..38].copy_from_slice(&ip.octets());
+    frame[54..56].copy_from_slice(&port.to_be_bytes());
+    frame[70..72].fill(0);
+    let tcp_len = frame.len() - 54;
+    let mut pseudo = [0u8; 40];
+    pseudo[..32].copy_from_slice(&frame[22..54]);
+    pseudo[32..36].copy_from_slice(&u32::try_from(tcp_len).unwrap().to_be_bytes());
+    pseudo[39] = 6;
+    let sum = ones_complement(&frame[54..], ones_complement(&pseudo, 0));
+    frame[70..72].copy_from_slice(&(!sum).to_be_bytes());
 }

@@ -1,7 +1,7 @@
 //! Crafted Ethernet frames for `BPF_PROG_TEST_RUN` tests, with correct IPv4 and TCP checksums
 //! (etherparse computes them), and the parsed view of a program's output frame.
 
-use std::net::SocketAddrV4;
+use std::net::{SocketAddrV4, SocketAddrV6};
 
 use etherparse::{
     EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header, Ipv4Options, Ipv6FlowLabel, Ipv6Header, TcpHeader,
@@ -189,4 +189,152 @@ pub fn arp_request() -> Vec<u8> {
 fn eth(ether_type: EtherType) -> Vec<u8> {
     let header = Ethernet2Header { source: SRC_MAC, destination: DST_MAC, ether_type };
     header.to_bytes().to_vec()
+}
+
+/// Builds one IPv6 TCP frame, optionally with extension headers between the IPv6 and TCP headers:
+/// `Tcp6::new(src, dst).ext(0, 8, 0).syn().build()`.
+#[derive(Clone, Debug)]
+pub struct Tcp6 {
+    src: SocketAddrV6,
+    dst: SocketAddrV6,
+    tcp: TcpHeader,
+    payload: Vec<u8>,
+    /// (next-header value of this extension header, its length in bytes, routing segments left).
+    exts: Vec<(u8, usize, u8)>,
+}
+
+impl Tcp6 {
+    /// A bare segment (no flags) from `src` to `dst`.
+    #[must_use]
+    pub fn new(src: SocketAddrV6, dst: SocketAddrV6) -> Self {
+        Self {
+            src,
+            dst,
+            tcp: TcpHeader::new(src.port(), dst.port(), 1000, 64240),
+            payload: Vec::new(),
+            exts: Vec::new(),
+        }
+    }
+
+    /// Sets SYN.
+    #[must_use]
+    pub fn syn(mut self) -> Self {
+        self.tcp.syn = true;
+        self
+    }
+
+    /// Sets ACK with acknowledgment number `ack`.
+    #[must_use]
+    pub fn ack(mut self, ack: u32) -> Self {
+        self.tcp.ack = true;
+        self.tcp.acknowledgment_number = ack;
+        self
+    }
+
+    /// Sets RST.
+    #[must_use]
+    pub fn rst(mut self) -> Self {
+        self.tcp.rst = true;
+        self
+    }
+
+    /// Sets the payload.
+    #[must_use]
+    pub fn payload(mut self, payload: &[u8]) -> Self {
+        self.payload = payload.to_vec();
+        self
+    }
+
+    /// Appends an extension header of type `kind` (0 hop-by-hop, 43 routing, 44 fragment, 60
+    /// destination options, ...) of `len` bytes (a multiple of 8, at least 8); for a routing header,
+    /// `segments_left` goes into its 4th byte. Padding is PadN/zero, which the parser never reads.
+    ///
+    /// # Panics
+    /// `len` is not a multiple of 8 in 8..=2048.
+    #[must_use]
+    pub fn ext(mut self, kind: u8, len: usize, segments_left: u8) -> Self {
+        assert!(len.is_multiple_of(8) && (8..=2048).contains(&len), "extension headers are 8..=2048 bytes in 8s");
+        self.exts.push((kind, len, segments_left));
+        self
+    }
+
+    /// The frame's bytes, with a valid TCP checksum (the pseudo-header uses the IPv6 header's
+    /// addresses: no routing header here has segments left to change the final destination).
+    ///
+    /// # Panics
+    /// The payload is too large.
+    #[must_use]
+    pub fn build(&self) -> Vec<u8> {
+        let mut tcp = self.tcp.clone();
+        let ext_len: usize = self.exts.iter().map(|e| e.1).sum();
+        let mut ip = Ipv6Header {
+            traffic_class: 0,
+            flow_label: Ipv6FlowLabel::default(),
+            payload_length: u16::try_from(ext_len + tcp.header_len() + self.payload.len()).expect("payload fits"),
+            next_header: IpNumber::TCP,
+            hop_limit: 64,
+            source: self.src.ip().octets(),
+            destination: self.dst.ip().octets(),
+        };
+        tcp.checksum = tcp.calc_checksum_ipv6(&ip, &self.payload).expect("payload fits");
+        if let Some(first) = self.exts.first() {
+            ip.next_header = IpNumber(first.0);
+        }
+        let mut frame = eth(EtherType::IPV6);
+        frame.extend_from_slice(&ip.to_bytes());
+        for (i, &(kind, len, segments_left)) in self.exts.iter().enumerate() {
+            let next = self.exts.get(i + 1).map_or(6, |e| e.0);
+            let mut h = vec![0u8; len];
+            h[0] = next;
+            h[1] = u8::try_from(len / 8 - 1).expect("at most 2048 bytes");
+            if kind == 43 {
+                h[3] = segments_left;
+            } else if kind != 44 {
+                // PadN over the rest: option type 1, length.
+                h[2] = 1;
+                h[3] = u8::try_from(len - 4).unwrap_or(u8::MAX);
+            }
+            frame.extend_from_slice(&h);
+        }
+        frame.extend_from_slice(&tcp.to_bytes());
+        frame.extend_from_slice(&self.payload);
+        frame
+    }
+}
+
+/// An IPv6 UDP frame.
+///
+/// # Panics
+/// The payload is too large.
+#[must_use]
+pub fn udp6(src: SocketAddrV6, dst: SocketAddrV6, payload: &[u8]) -> Vec<u8> {
+    let udp = UdpHeader::with_ipv6_checksum(
+        src.port(),
+        dst.port(),
+        &Ipv6Header {
+            traffic_class: 0,
+            flow_label: Ipv6FlowLabel::default(),
+            payload_length: u16::try_from(8 + payload.len()).expect("payload fits"),
+            next_header: IpNumber::UDP,
+            hop_limit: 64,
+            source: src.ip().octets(),
+            destination: dst.ip().octets(),
+        },
+        payload,
+    )
+    .expect("payload fits");
+    let ip = Ipv6Header {
+        traffic_class: 0,
+        flow_label: Ipv6FlowLabel::default(),
+        payload_length: u16::try_from(8 + payload.len()).expect("payload fits"),
+        next_header: IpNumber::UDP,
+        hop_limit: 64,
+        source: src.ip().octets(),
+        destination: dst.ip().octets(),
+    };
+    let mut frame = eth(EtherType::IPV6);
+    frame.extend_from_slice(&ip.to_bytes());
+    frame.extend_from_slice(&udp.to_bytes());
+    frame.extend_from_slice(payload);
+    frame
 }

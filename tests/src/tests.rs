@@ -3,6 +3,7 @@
 mod classifier;
 mod l4_packets;
 mod l4_topology;
+mod l4_topology6;
 mod l7_splice;
 mod maps_table;
 mod packets;

@@ -129,13 +129,11 @@ pub(super) fn http_service(args: &RunArgs) -> Result<ServiceConfig, ConfigError>
     Ok(ServiceConfig { spec, backends })
 }
 
-/// The one tcp service of `--mode tcp`: `--listen` is its IPv4 VIP:PORT, each `--backend` an IPv4
-/// `IP:PORT` (`tcp://` allowed), `--backends-file` more of them.
+/// The one tcp service of `--mode tcp`: `--listen` is its VIP:PORT (IPv4 or `[IPv6]:PORT`), each
+/// `--backend` an `IP:PORT` of the same family (`tcp://` allowed), `--backends-file` more of them.
 pub(super) fn tcp_service(args: &RunArgs) -> Result<TcpServiceConfig, ConfigError> {
-    let vip = match args.listen {
-        Some(std::net::SocketAddr::V4(v4)) => v4,
-        Some(other) => return Err(invalid("--listen", format!("{other}: tcp mode needs an IPv4 VIP:PORT"))),
-        None => return Err(invalid("--listen", "a VIP:PORT is required with --mode tcp")),
+    let Some(vip) = args.listen else {
+        return Err(invalid("--listen", "a VIP:PORT is required with --mode tcp"));
     };
     let backends = args
         .backends
@@ -145,6 +143,11 @@ pub(super) fn tcp_service(args: &RunArgs) -> Result<TcpServiceConfig, ConfigErro
     let backends_file: Option<PathBuf> = args.tcp.backends_file.clone();
     if backends.is_empty() && backends_file.is_none() {
         return Err(invalid("--backend", "no backend: give --backend IP:PORT or --backends-file PATH"));
+    }
+    if let Some(b) = backends.iter().find(|b: &&std::net::SocketAddr| b.is_ipv6() != vip.is_ipv6()) {
+        // The kernel's full NAT keeps the address family; the user-space relay could cross it, but one
+        // service behaves the same on both paths.
+        return Err(invalid("--backend", format!("{b}: a backend must have the --listen address's family ({vip})")));
     }
     let proxy_protocol = backend_proxy_protocol(args)?;
     Ok(TcpServiceConfig { vip, backends, backends_file, proxy_protocol })

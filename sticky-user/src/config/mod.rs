@@ -13,7 +13,7 @@ mod flags;
 
 use std::{
     collections::HashSet,
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    net::{Ipv4Addr, SocketAddr},
     path::PathBuf,
     time::Duration,
 };
@@ -168,9 +168,9 @@ pub struct ServiceConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TcpServiceConfig {
     /// The VIP and port clients connect to.
-    pub vip: SocketAddrV4,
+    pub vip: SocketAddr,
     /// `--backend` addresses.
-    pub backends: Vec<SocketAddrV4>,
+    pub backends: Vec<SocketAddr>,
     /// `--backends-file`: more backends, re-read on SIGHUP.
     pub backends_file: Option<PathBuf>,
     /// `--backend-proxy-protocol`: a PROXY protocol header first on each backend connection.

@@ -348,10 +348,11 @@ fn tcp_mode_takes_a_vip_ipv4_backends_and_its_defaults() {
     assert!(!tcp.kernel);
 
     assert!(err(&args(&["--mode=tcp", "--backend=198.51.100.10:1"]), None).starts_with("--listen:"));
-    assert!(err(&args(&["--mode=tcp", "--listen=[::1]:80", "--backend=198.51.100.10:1"]), None).contains("IPv4"));
+    let e = err(&args(&["--mode=tcp", "--listen=[::1]:80", "--backend=198.51.100.10:1"]), None);
+    assert!(e.starts_with("--backend") && e.contains("family"), "{e}");
     assert!(err(&args(&["--mode=tcp", "--listen=203.0.113.10:80"]), None).contains("no backend"));
     let e = err(&args(&["--mode=tcp", "--listen=203.0.113.10:80", "--backend=http://a:1"]), None);
-    assert!(e.starts_with("--backend") && e.contains("IPv4 IP:PORT"), "{e}");
+    assert!(e.starts_with("--backend") && e.contains("IP:PORT"), "{e}");
     let e =
         err(&args(&["--mode=tcp", "--listen=203.0.113.10:80", "--backend=198.51.100.10:1", "--snat-ports=9-1"]), None);
     assert!(e.starts_with("--snat-ports:"), "{e}");

@@ -289,8 +289,15 @@ impl std::fmt::Debug for Datapath {
 }
 
 /// Packet counters summed over every CPU, indexed by [`Counter`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stats(pub [StatsValue; Counter::COUNT as usize]);
+
+impl Default for Stats {
+    /// All zero (arrays derive `Default` only up to 32 elements).
+    fn default() -> Self {
+        Self([0; Counter::COUNT as usize])
+    }
+}
 
 impl Stats {
     /// The value of one counter.

@@ -6,7 +6,7 @@
 //! back and every connection hangs. And `bpf_fib_lookup` refuses (`FWD_DISABLED`) on an interface
 //! without IPv4 forwarding, so the program would pass every new flow to the stack, which drops it.
 
-use std::{io, net::Ipv4Addr};
+use std::{io, net::IpAddr};
 
 /// How the kernel would send a packet to an address.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +25,8 @@ const NLM_F_REQUEST: u16 = libc::NLM_F_REQUEST as u16;
 const NLMSG_ERROR: u16 = libc::NLMSG_ERROR as u16;
 #[expect(clippy::cast_possible_truncation, reason = "AF_INET is 2")]
 const AF_INET: u8 = libc::AF_INET as u8;
+#[expect(clippy::cast_possible_truncation, reason = "AF_INET6 is 10")]
+const AF_INET6: u8 = libc::AF_INET6 as u8;
 const RTN_LOCAL: u8 = 2;
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
@@ -35,7 +37,7 @@ const RTMSG_LEN: usize = 12;
 ///
 /// # Errors
 /// The netlink socket fails, or the kernel has no route (`ENETUNREACH`).
-pub fn lookup(dst: Ipv4Addr) -> io::Result<Route> {
+pub fn lookup(dst: IpAddr) -> io::Result<Route> {
     let request = request(dst);
     let fd = netlink_socket()?;
     // SAFETY: request is a live buffer of the length passed; fd is a socket this function owns.
@@ -58,16 +60,35 @@ pub fn lookup(dst: Ipv4Addr) -> io::Result<Route> {
 /// # Errors
 /// The sysctl exists but cannot be read.
 pub fn forwarding(iface: &str) -> io::Result<Option<bool>> {
-    match std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{iface}/forwarding")) {
+    forwarding_of(iface, false)
+}
+
+/// Whether `iface` forwards IPv6 (`net.ipv6.conf.<iface>.forwarding`, which `bpf_fib_lookup` checks
+/// for IPv6 as the IPv4 one for IPv4); `None` when the interface has no IPv6 configuration.
+///
+/// # Errors
+/// The sysctl exists but cannot be read.
+pub fn forwarding6(iface: &str) -> io::Result<Option<bool>> {
+    forwarding_of(iface, true)
+}
+
+fn forwarding_of(iface: &str, v6: bool) -> io::Result<Option<bool>> {
+    let family = if v6 { "ipv6" } else { "ipv4" };
+    match std::fs::read_to_string(format!("/proc/sys/net/{family}/conf/{iface}/forwarding")) {
         Ok(text) => Ok(Some(text.trim() == "1")),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
 }
 
-/// `RTM_GETROUTE` for one IPv4 destination: netlink header, `rtmsg`, one `RTA_DST` attribute.
-fn request(dst: Ipv4Addr) -> Vec<u8> {
-    let len = NLMSG_HDR + RTMSG_LEN + 8;
+/// `RTM_GETROUTE` for one destination: netlink header, `rtmsg`, one `RTA_DST` attribute.
+fn request(dst: IpAddr) -> Vec<u8> {
+    let (family, bits, octets): (u8, u8, Vec<u8>) = match dst {
+        IpAddr::V4(a) => (AF_INET, 32, a.octets().to_vec()),
+        IpAddr::V6(a) => (AF_INET6, 128, a.octets().to_vec()),
+    };
+    let rta_len = 4 + octets.len();
+    let len = NLMSG_HDR + RTMSG_LEN + rta_len;
     let mut m = Vec::with_capacity(len);
     m.extend_from_slice(&u32::try_from(len).expect("short message").to_ne_bytes()); // nlmsg_len
     m.extend_from_slice(&libc::RTM_GETROUTE.to_ne_bytes()); // nlmsg_type
@@ -75,11 +96,11 @@ fn request(dst: Ipv4Addr) -> Vec<u8> {
     m.extend_from_slice(&1u32.to_ne_bytes()); // nlmsg_seq
     m.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_pid: the kernel
     // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags (u32)
-    m.extend_from_slice(&[AF_INET, 32, 0, 0, 0, 0, 0, 0]);
+    m.extend_from_slice(&[family, bits, 0, 0, 0, 0, 0, 0]);
     m.extend_from_slice(&0u32.to_ne_bytes());
-    m.extend_from_slice(&8u16.to_ne_bytes()); // rta_len
+    m.extend_from_slice(&u16::try_from(rta_len).expect("short attribute").to_ne_bytes()); // rta_len
     m.extend_from_slice(&RTA_DST.to_ne_bytes());
-    m.extend_from_slice(&dst.octets());
+    m.extend_from_slice(&octets);
     m
 }
 
@@ -156,8 +177,12 @@ mod tests {
 
     #[test]
     fn loopback_routes_through_lo_as_local() {
-        let route = lookup(Ipv4Addr::LOCALHOST).expect("every namespace routes 127.0.0.1");
+        let route = lookup(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)).expect("every namespace routes 127.0.0.1");
         assert_eq!(route, Route { iface: "lo".to_owned(), local: true });
+        // ::1 too, where the namespace has IPv6 (it may be disabled in a container).
+        if let Ok(route) = lookup(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)) {
+            assert_eq!(route, Route { iface: "lo".to_owned(), local: true });
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use sticky_common::{hash::MAGLEV_SIZE, maps};
 /// Capacities of the resizable maps, set at load (`EbpfLoader::map_max_entries`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MapSizes {
-    /// `SERVICES` entries; `MAGLEV` gets one row of `MAGLEV_SIZE` slots per service.
+    /// `SERVICES` (and `SERVICES6`) entries; `MAGLEV` gets one row of `MAGLEV_SIZE` slots per service.
     pub services: u32,
     /// `BACKENDS` slots, over all services.
     pub backends: u32,
@@ -50,6 +50,12 @@ impl MapSizes {
             (maps::CONNS, self.conns),
             (maps::HALF_OPEN, self.half_open),
             (maps::AFFINITY, self.affinity),
+            // The IPv6 twins take the same capacities as their IPv4 maps (same flags).
+            (maps::SERVICES6, self.services),
+            (maps::BACKENDS6, self.backends),
+            (maps::CONNS6, self.conns),
+            (maps::HALF_OPEN6, self.half_open),
+            (maps::AFFINITY6, self.affinity),
             (maps::SPLICE_PEERS, self.splice),
             (maps::SPLICE_SOCKS, self.splice),
             (maps::SPLICE_BYTES, self.splice),

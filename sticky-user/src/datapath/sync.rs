@@ -5,14 +5,19 @@
 //! then the service entry, then departed backends' slots cleared. A packet meanwhile sees either the
 //! old or the new owner of a slot, both alive at that moment; a departed backend's established flows
 //! go on (the connection table holds its address), and its clients' affinity stops being trusted.
+//!
+//! An IPv6 service (IPv6 VIP) goes to `SERVICES6` and its backends to `BACKENDS6`; every backend of
+//! a service has the VIP's family (the kernel's full NAT does not translate between families), a
+//! backend of the other family is left out with a warning. Service ids are one space over both
+//! families (the shared `MAGLEV` rows); backend ids are one space per family (one array each).
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    net::SocketAddrV4,
+    net::{IpAddr, SocketAddr},
 };
 
 use sticky_common::{
-    BackendId, BackendValue, ServiceKey, ServiceValue,
+    BackendId, BackendValue, BackendValue6, Ip6, ServiceKey, ServiceKey6, ServiceValue,
     backend::{BACKEND_F_ALIVE, NO_BACKEND},
     flow::IPPROTO_TCP,
     service::SVC_F_AFFINITY,
@@ -25,9 +30,9 @@ use crate::{model::TcpService, policy::maglev::Maglev};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SyncReport {
     /// Backends that joined, with their ids.
-    pub added: Vec<(SocketAddrV4, BackendId)>,
+    pub added: Vec<(SocketAddr, BackendId)>,
     /// Backends that left (draining: established flows go on, no new ones).
-    pub removed: Vec<(SocketAddrV4, BackendId)>,
+    pub removed: Vec<(SocketAddr, BackendId)>,
     /// Maglev slots whose owner changed.
     pub slots_changed: usize,
 }
@@ -35,14 +40,15 @@ pub struct SyncReport {
 /// What user space last wrote for each service.
 #[derive(Debug, Default)]
 pub struct MapSync {
-    services: HashMap<SocketAddrV4, ServiceState>,
+    services: HashMap<SocketAddr, ServiceState>,
     ids: IdAllocator,
+    ids6: IdAllocator,
 }
 
 #[derive(Debug)]
 struct ServiceState {
     id: u32,
-    backends: BTreeMap<SocketAddrV4, BackendId>,
+    backends: BTreeMap<SocketAddr, BackendId>,
     row: Vec<BackendId>,
 }
 
@@ -50,18 +56,18 @@ impl MapSync {
     /// A sync for maps with `max_backends` backend slots.
     #[must_use]
     pub fn new(max_backends: u32) -> Self {
-        Self { services: HashMap::new(), ids: IdAllocator::new(max_backends) }
+        Self { services: HashMap::new(), ids: IdAllocator::new(max_backends), ids6: IdAllocator::new(max_backends) }
     }
 
     /// The id of `vip`'s service, once applied.
     #[must_use]
-    pub fn service_id(&self, vip: SocketAddrV4) -> Option<u32> {
+    pub fn service_id(&self, vip: SocketAddr) -> Option<u32> {
         self.services.get(&vip).map(|s| s.id)
     }
 
     /// The backend id of `backend` in `vip`'s service.
     #[must_use]
-    pub fn backend_id(&self, vip: SocketAddrV4, backend: SocketAddrV4) -> Option<BackendId> {
+    pub fn backend_id(&self, vip: SocketAddr, backend: SocketAddr) -> Option<BackendId> {
         self.services.get(&vip)?.backends.get(&backend).copied()
     }
 
@@ -80,26 +86,28 @@ impl MapSync {
             row: Vec::new(),
         });
         let mut report = SyncReport::default();
-        let wanted: BTreeSet<SocketAddrV4> = spec.backends.iter().copied().collect();
+        let v6 = spec.vip.is_ipv6();
+        let ids = if v6 { &mut self.ids6 } else { &mut self.ids };
+        let same_family: Vec<SocketAddr> = spec.backends.iter().copied().filter(|b| b.is_ipv6() == v6).collect();
+        if same_family.len() != spec.backends.len() {
+            tracing::warn!(
+                service = %spec.name, vip = %spec.vip,
+                "backends of the other address family are left out of the kernel path (its NAT keeps the family)"
+            );
+        }
+        let wanted: BTreeSet<SocketAddr> = same_family.iter().copied().collect();
 
         for backend in &wanted {
             if state.backends.contains_key(backend) {
                 continue;
             }
-            let id = self.ids.alloc().ok_or(DatapathError::Full { what: "backend slots", max: self.ids.max })?;
-            let value = BackendValue {
-                addr: u32::from(*backend.ip()).to_be(),
-                port: backend.port().to_be(),
-                flags: BACKEND_F_ALIVE,
-                service: state.id,
-                pad: 0,
-            };
-            maps.set_backend(id, &value)?;
+            let id = ids.alloc().ok_or(DatapathError::Full { what: "backend slots", max: ids.max })?;
+            write_backend(maps, id, (*backend, state.id))?;
             state.backends.insert(*backend, id);
             report.added.push((*backend, id));
         }
 
-        let table = Maglev::build(&spec.backends);
+        let table = Maglev::build(&same_family);
         let row: Vec<BackendId> = if table.slots().is_empty() {
             vec![NO_BACKEND; sticky_common::hash::MAGLEV_SIZE as usize]
         } else {
@@ -115,30 +123,54 @@ impl MapSync {
         }
         state.row = row;
 
-        let key = ServiceKey {
-            addr: u32::from(*spec.vip.ip()).to_be(),
-            port: spec.vip.port().to_be(),
-            proto: IPPROTO_TCP,
-            pad: 0,
-        };
         let timeout_ns = u64::try_from(spec.affinity_timeout.as_nanos()).unwrap_or(u64::MAX);
         let value = ServiceValue {
             id: state.id,
             flags: if timeout_ns > 0 { SVC_F_AFFINITY } else { 0 },
             affinity_timeout_ns: timeout_ns,
         };
-        maps.set_service(&key, &value)?;
+        let port = spec.vip.port().to_be();
+        match spec.vip.ip() {
+            IpAddr::V4(ip) => {
+                let key = ServiceKey { addr: u32::from(ip).to_be(), port, proto: IPPROTO_TCP, pad: 0 };
+                maps.set_service(&key, &value)?;
+            }
+            IpAddr::V6(ip) => {
+                let key = ServiceKey6 { addr: Ip6::from_octets(ip.octets()), port, proto: IPPROTO_TCP, pad: 0 };
+                maps.set_service6(&key, &value)?;
+            }
+        }
 
-        let gone: Vec<(SocketAddrV4, BackendId)> =
+        let gone: Vec<(SocketAddr, BackendId)> =
             state.backends.iter().filter(|(b, _)| !wanted.contains(*b)).map(|(b, id)| (*b, *id)).collect();
         for (backend, id) in gone {
-            maps.set_backend(id, &BackendValue::default())?;
+            clear_backend(maps, id, backend.is_ipv6())?;
             state.backends.remove(&backend);
-            self.ids.free(id);
+            ids.free(id);
             report.removed.push((backend, id));
         }
         Ok(report)
     }
+}
+
+/// Writes slot `id` of the backend's family's array: alive in `service`.
+fn write_backend(maps: &mut TcpMaps, id: BackendId, (addr, service): (SocketAddr, u32)) -> Result<(), DatapathError> {
+    let port = addr.port().to_be();
+    match addr.ip() {
+        IpAddr::V4(ip) => maps.set_backend(
+            id,
+            &BackendValue { addr: u32::from(ip).to_be(), port, flags: BACKEND_F_ALIVE, service, pad: 0 },
+        ),
+        IpAddr::V6(ip) => maps.set_backend6(
+            id,
+            &BackendValue6 { addr: Ip6::from_octets(ip.octets()), port, flags: BACKEND_F_ALIVE, service, pad: 0 },
+        ),
+    }
+}
+
+/// Clears slot `id` of the IPv4 or IPv6 backend array.
+fn clear_backend(maps: &mut TcpMaps, id: BackendId, v6: bool) -> Result<(), DatapathError> {
+    if v6 { maps.set_backend6(id, &BackendValue6::default()) } else { maps.set_backend(id, &BackendValue::default()) }
 }
 
 /// Backend ids: the lowest free id after the last one handed out, wrapping, so an id that was just

@@ -9,8 +9,8 @@ use aya::{
     maps::{Array, HashMap, MapData, MapError},
 };
 use sticky_common::{
-    AffinityKey, AffinityValue, BackendId, BackendValue, ConnValue, DatapathConfig, FlowKey, ServiceKey, ServiceValue,
-    hash::MAGLEV_SIZE, maps,
+    AffinityKey, AffinityKey6, AffinityValue, BackendId, BackendValue, BackendValue6, ConnValue, ConnValue6,
+    DatapathConfig, FlowKey, FlowKey6, ServiceKey, ServiceKey6, ServiceValue, hash::MAGLEV_SIZE, maps,
 };
 
 use super::{
@@ -26,6 +26,8 @@ pub struct Usage {
     pub maps: Vec<MapUsage>,
     /// Established flows per backend (forward entries in `CONNS`).
     pub flows_per_backend: BTreeMap<BackendId, u64>,
+    /// Established IPv6 flows per IPv6 backend (forward entries in `CONNS6`; ids index `BACKENDS6`).
+    pub flows_per_backend6: BTreeMap<BackendId, u64>,
     /// The packet counters.
     pub stats: Stats,
 }
@@ -47,6 +49,11 @@ pub struct TcpMaps {
     conns: HashMap<MapData, FlowKey, ConnValue>,
     half_open: HashMap<MapData, FlowKey, ConnValue>,
     affinity: HashMap<MapData, AffinityKey, AffinityValue>,
+    services6: HashMap<MapData, ServiceKey6, ServiceValue>,
+    backends6: Array<MapData, BackendValue6>,
+    conns6: HashMap<MapData, FlowKey6, ConnValue6>,
+    half_open6: HashMap<MapData, FlowKey6, ConnValue6>,
+    affinity6: HashMap<MapData, AffinityKey6, AffinityValue>,
     sizes: MapSizes,
 }
 
@@ -70,6 +77,11 @@ impl TcpMaps {
             conns: typed!(ebpf, maps::CONNS),
             half_open: typed!(ebpf, maps::HALF_OPEN),
             affinity: typed!(ebpf, maps::AFFINITY),
+            services6: typed!(ebpf, maps::SERVICES6),
+            backends6: typed!(ebpf, maps::BACKENDS6),
+            conns6: typed!(ebpf, maps::CONNS6),
+            half_open6: typed!(ebpf, maps::HALF_OPEN6),
+            affinity6: typed!(ebpf, maps::AFFINITY6),
             sizes: *sizes,
         })
     }
@@ -102,6 +114,56 @@ impl TcpMaps {
     /// `id` is out of range or the kernel refuses the write.
     pub fn set_backend(&mut self, id: BackendId, value: &BackendValue) -> Result<(), DatapathError> {
         self.backends.set(id, value, 0).map_err(map_err(maps::BACKENDS, "update"))
+    }
+
+    /// Adds or replaces an IPv6 service.
+    ///
+    /// # Errors
+    /// The map is full or the kernel refuses the write.
+    pub fn set_service6(&mut self, key: &ServiceKey6, value: &ServiceValue) -> Result<(), DatapathError> {
+        self.services6.insert(key, value, 0).map_err(map_err(maps::SERVICES6, "update"))
+    }
+
+    /// Writes IPv6 backend slot `id`.
+    ///
+    /// # Errors
+    /// `id` is out of range or the kernel refuses the write.
+    pub fn set_backend6(&mut self, id: BackendId, value: &BackendValue6) -> Result<(), DatapathError> {
+        self.backends6.set(id, value, 0).map_err(map_err(maps::BACKENDS6, "update"))
+    }
+
+    /// One entry of `CONNS6` (tests and diagnostics).
+    #[must_use]
+    pub fn conn6(&self, key: &FlowKey6) -> Option<ConnValue6> {
+        self.conns6.get(key, 0).ok()
+    }
+
+    /// One entry of `HALF_OPEN6` (tests and diagnostics).
+    #[must_use]
+    pub fn half_open6(&self, key: &FlowKey6) -> Option<ConnValue6> {
+        self.half_open6.get(key, 0).ok()
+    }
+
+    /// One entry of `AFFINITY6` (tests and diagnostics).
+    #[must_use]
+    pub fn affinity6(&self, key: &AffinityKey6) -> Option<AffinityValue> {
+        self.affinity6.get(key, 0).ok()
+    }
+
+    /// Writes one `AFFINITY6` entry (tests and diagnostics; the kernel writes them itself).
+    ///
+    /// # Errors
+    /// The kernel refuses the write.
+    pub fn set_affinity6(&mut self, key: &AffinityKey6, value: &AffinityValue) -> Result<(), DatapathError> {
+        self.affinity6.insert(key, value, 0).map_err(map_err(maps::AFFINITY6, "update"))
+    }
+
+    /// Deletes one `CONNS6` entry (tests that simulate an LRU eviction).
+    ///
+    /// # Errors
+    /// The entry is absent or the kernel refuses the delete.
+    pub fn evict_conn6(&mut self, key: &FlowKey6) -> Result<(), DatapathError> {
+        self.conns6.remove(key).map_err(map_err(maps::CONNS6, "delete"))
     }
 
     /// Writes slot `slot` of service `service`'s Maglev row.
@@ -162,10 +224,23 @@ impl TcpMaps {
                 *flows_per_backend.entry(value.backend).or_insert(0) += 1;
             }
         }
+        let mut flows_per_backend6 = BTreeMap::new();
+        let mut conns6 = 0u64;
+        for entry in &self.conns6 {
+            let Ok((_, value)) = entry else { continue };
+            conns6 += 1;
+            if value.is_forward() {
+                *flows_per_backend6.entry(value.backend).or_insert(0) += 1;
+            }
+        }
         let half_open = self.half_open.keys().flatten().count() as u64;
         let affinity = self.affinity.keys().flatten().count() as u64;
         let services = self.services.keys().flatten().count() as u64;
         let backends = self.backends.iter().filter(|b| b.as_ref().is_ok_and(|b| b.flags != 0)).count() as u64;
+        let half_open6 = self.half_open6.keys().flatten().count() as u64;
+        let affinity6 = self.affinity6.keys().flatten().count() as u64;
+        let services6 = self.services6.keys().flatten().count() as u64;
+        let backends6 = self.backends6.iter().filter(|b| b.as_ref().is_ok_and(|b| b.flags != 0)).count() as u64;
         let s = &self.sizes;
         let maps = vec![
             MapUsage { name: maps::SERVICES, used: services, max: s.services.into() },
@@ -173,7 +248,12 @@ impl TcpMaps {
             MapUsage { name: maps::CONNS, used: conns, max: s.conns.into() },
             MapUsage { name: maps::HALF_OPEN, used: half_open, max: s.half_open.into() },
             MapUsage { name: maps::AFFINITY, used: affinity, max: s.affinity.into() },
+            MapUsage { name: maps::SERVICES6, used: services6, max: s.services.into() },
+            MapUsage { name: maps::BACKENDS6, used: backends6, max: s.backends.into() },
+            MapUsage { name: maps::CONNS6, used: conns6, max: s.conns.into() },
+            MapUsage { name: maps::HALF_OPEN6, used: half_open6, max: s.half_open.into() },
+            MapUsage { name: maps::AFFINITY6, used: affinity6, max: s.affinity.into() },
         ];
-        Ok(Usage { maps, flows_per_backend, stats })
+        Ok(Usage { maps, flows_per_backend, flows_per_backend6, stats })
     }
 }

@@ -47,7 +47,7 @@ pub enum DiscoveryError {
         #[source]
         source: std::io::Error,
     },
-    /// A line of the backends file is not an IPv4 IP:PORT.
+    /// A line of the backends file is not an IP:PORT (or [IPv6]:PORT).
     #[error("backends file {path}, line {line}")]
     BackendLine {
         /// The file.

@@ -23,7 +23,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     time::Duration,
 };
 
@@ -186,26 +186,22 @@ pub fn reconcile(services: &[ServiceInfo], tasks: &[TaskInfo], own: &Placement, 
                     continue;
                 }
                 tcp_ports.insert(listen_port, service.name.clone());
-                // every IPv4 task is a member (the admin API lists it); draining ones are left out
-                // of the set: in tcp mode a backend that leaves the set keeps its open
-                // connections and gets no new ones
+                // every task is a member (the admin API lists it), IPv4 and IPv6 alike: the
+                // user-space relay connects to either family, and the kernel path keeps a VIP's
+                // family. Draining ones are left out of the set: in tcp mode a backend that leaves
+                // the set keeps its open connections and gets no new ones
                 let members: Vec<TcpMember> = backends
                     .iter()
-                    .filter_map(|b| match b.addr {
-                        SocketAddr::V4(addr) => {
-                            Some(TcpMember { id: b.id.to_string(), addr, draining: b.admin != AdminState::Active })
-                        }
-                        SocketAddr::V6(_) => None,
-                    })
+                    .map(|b| TcpMember { id: b.id.to_string(), addr: b.addr, draining: b.admin != AdminState::Active })
                     .collect();
-                let mut v4: Vec<SocketAddrV4> = members.iter().filter(|m| !m.draining).map(|m| m.addr).collect();
-                v4.sort_unstable();
-                v4.dedup();
+                let mut addrs: Vec<SocketAddr> = members.iter().filter(|m| !m.draining).map(|m| m.addr).collect();
+                addrs.sort_unstable();
+                addrs.dedup();
                 out.catalog.tcp.push(TcpService {
                     id: ServiceId(service.id.as_str().into()),
                     name: service.name.clone(),
-                    vip: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, listen_port),
-                    backends: v4,
+                    vip: SocketAddr::from((Ipv4Addr::UNSPECIFIED, listen_port)),
+                    backends: addrs,
                     affinity_timeout: labeled.affinity_timeout.unwrap_or(affinity_timeout),
                     proxy_protocol: labeled.proxy_protocol.unwrap_or_default(),
                     members,

@@ -6,7 +6,7 @@
 //! restarts and instances that share the key, and it does not give the address away. A backends
 //! file that cannot be read or parsed on SIGHUP is reported and the last catalog stays in force.
 
-use std::{net::SocketAddrV4, path::Path, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use crate::{
     config::{SERVICE, ServiceConfig, TcpServiceConfig},
@@ -115,7 +115,7 @@ fn tcp_service(s: &TcpServiceConfig, affinity_timeout: Duration) -> Result<TcpSe
     if let Some(path) = &s.backends_file {
         backends.extend(read_backends_file(path)?);
     }
-    backends.sort_unstable_by_key(|b| (u32::from(*b.ip()), b.port()));
+    backends.sort_unstable();
     backends.dedup();
     Ok(TcpService {
         id: ServiceId(SERVICE.into()),
@@ -129,15 +129,15 @@ fn tcp_service(s: &TcpServiceConfig, affinity_timeout: Duration) -> Result<TcpSe
     })
 }
 
-/// Reads a backends file: one IPv4 IP:PORT per line, blank lines and `#` comments ignored.
-fn read_backends_file(path: &Path) -> Result<Vec<SocketAddrV4>, DiscoveryError> {
+/// Reads a backends file: one IP:PORT (or [IPv6]:PORT) per line, blank lines and `#` comments ignored.
+fn read_backends_file(path: &Path) -> Result<Vec<SocketAddr>, DiscoveryError> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| DiscoveryError::BackendsFile { path: path.to_owned(), source })?;
     parse_backends(&text).map_err(|(line, source)| DiscoveryError::BackendLine { path: path.to_owned(), line, source })
 }
 
 /// Parses backends text; `Err((line number, why))` names the first bad line.
-fn parse_backends(text: &str) -> Result<Vec<SocketAddrV4>, (usize, values::ValueError)> {
+fn parse_backends(text: &str) -> Result<Vec<SocketAddr>, (usize, values::ValueError)> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
@@ -157,7 +157,7 @@ mod tests {
     fn backends_file_lines() {
         let got = parse_backends("# three\n198.51.100.10:8000\n\n 198.51.100.11:8000 # b1\n")
             .expect("comments and blank lines must be skipped");
-        let want: Vec<SocketAddrV4> =
+        let want: Vec<SocketAddr> =
             ["198.51.100.10:8000", "198.51.100.11:8000"].iter().map(|a| a.parse().expect("address")).collect();
         assert_eq!(got, want);
         let (line, e) = parse_backends("198.51.100.10\n").expect_err("a line without a port must be refused");

@@ -2,7 +2,7 @@
 //! backend is still alive (Cilium's rule), with the freshness test the kernel uses
 //! ([`sticky_common::affinity::is_fresh`]). [`Table`] is the fallback's bounded affinity map.
 
-use std::{collections::HashMap, hash::Hash, net::Ipv4Addr};
+use std::{collections::HashMap, hash::Hash, net::IpAddr};
 
 use sticky_common::AffinityValue;
 
@@ -41,7 +41,7 @@ pub fn choose<B: Copy>(
 /// one: like the kernel's LRU, a full table forgets the oldest clients, never fails.
 #[derive(Debug)]
 pub struct Table<B> {
-    entries: HashMap<Ipv4Addr, (B, u64)>,
+    entries: HashMap<IpAddr, (B, u64)>,
     max: usize,
 }
 
@@ -54,12 +54,12 @@ impl<B: Copy + Eq + Hash> Table<B> {
 
     /// The client's entry: (backend, last used ns).
     #[must_use]
-    pub fn get(&self, client: Ipv4Addr) -> Option<(B, u64)> {
+    pub fn get(&self, client: IpAddr) -> Option<(B, u64)> {
         self.entries.get(&client).copied()
     }
 
     /// Records that `client` used `backend` at `now_ns`.
-    pub fn record(&mut self, client: Ipv4Addr, backend: B, now_ns: u64, timeout_ns: u64) {
+    pub fn record(&mut self, client: IpAddr, backend: B, now_ns: u64, timeout_ns: u64) {
         if self.entries.len() >= self.max && !self.entries.contains_key(&client) {
             self.entries.retain(|_, (_, t)| now_ns.wrapping_sub(*t) < timeout_ns);
             if self.entries.len() >= self.max
@@ -93,7 +93,7 @@ impl<B: Copy + Eq + Hash> Table<B> {
 #[cfg(test)]
 mod tests {
     use super::{Choice, Table, choose};
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr};
 
     const S: u64 = 1_000_000_000;
 
@@ -119,9 +119,9 @@ mod tests {
     #[test]
     fn full_table_forgets_stale_then_oldest_clients() {
         let mut t = Table::new(2);
-        let a = Ipv4Addr::new(192, 0, 2, 1);
-        let b = Ipv4Addr::new(192, 0, 2, 2);
-        let c = Ipv4Addr::new(192, 0, 2, 3);
+        let a = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+        let b = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+        let c = "2001:db8::3".parse::<IpAddr>().expect("address");
         t.record(a, 1u32, S, 100 * S);
         t.record(b, 2, 2 * S, 100 * S);
         t.record(c, 3, 3 * S, 100 * S);

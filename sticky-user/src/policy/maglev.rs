@@ -15,15 +15,18 @@
 //! slots moved (`{.0, .27, .105}` share skip 7907). A Feistel permutation per backend has no such
 //! algebra between backends; ARCHITECTURE.md has the measured disruption of both.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
-use sticky_common::hash::{MAGLEV_SIZE, hash_bytes, maglev_slot, mix64};
+use sticky_common::{
+    Ip6,
+    hash::{MAGLEV_SIZE, hash_bytes, maglev_slot, maglev_slot6, mix64},
+};
 
 /// A Maglev lookup table over a set of backends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Maglev {
     /// The backends, sorted and without duplicates; slots hold indices into it.
-    backends: Vec<SocketAddrV4>,
+    backends: Vec<SocketAddr>,
     /// `slots[i]` is the index (into `backends`) of slot `i`'s owner; empty when there is no backend.
     slots: Vec<u32>,
 }
@@ -31,7 +34,7 @@ pub struct Maglev {
 impl Maglev {
     /// The table of `backends` (order and duplicates do not matter) with [`MAGLEV_SIZE`] slots.
     #[must_use]
-    pub fn build(backends: &[SocketAddrV4]) -> Self {
+    pub fn build(backends: &[SocketAddr]) -> Self {
         Self::with_size(backends, MAGLEV_SIZE)
     }
 
@@ -40,10 +43,11 @@ impl Maglev {
     /// # Panics
     /// `size` is below 2 (Maglev needs a prime size; the caller's constant is one).
     #[must_use]
-    pub fn with_size(backends: &[SocketAddrV4], size: u32) -> Self {
+    pub fn with_size(backends: &[SocketAddr], size: u32) -> Self {
         assert!(size >= 2, "a Maglev table needs a prime size of at least 2");
         let mut sorted = backends.to_vec();
-        sorted.sort_unstable_by_key(|b| (u32::from(*b.ip()), b.port()));
+        // SocketAddr's order: IPv4 before IPv6, then address, then port (for IPv4: the numeric order).
+        sorted.sort_unstable();
         sorted.dedup();
         let slots = if sorted.is_empty() { Vec::new() } else { populate(&sorted, size) };
         Self { backends: sorted, slots }
@@ -51,19 +55,19 @@ impl Maglev {
 
     /// The backend of a client address, or `None` if the set is empty.
     #[must_use]
-    pub fn pick(&self, client: Ipv4Addr) -> Option<SocketAddrV4> {
+    pub fn pick(&self, client: IpAddr) -> Option<SocketAddr> {
         self.pick_index(client).map(|i| self.backends[i as usize])
     }
 
     /// The index (into [`Maglev::backends`]) of the backend of a client address.
     #[must_use]
-    pub fn pick_index(&self, client: Ipv4Addr) -> Option<u32> {
-        self.slots.get(maglev_slot(u32::from(client)) as usize).copied()
+    pub fn pick_index(&self, client: IpAddr) -> Option<u32> {
+        self.slots.get(client_slot(client) as usize).copied()
     }
 
     /// The backends, sorted by address and port.
     #[must_use]
-    pub fn backends(&self) -> &[SocketAddrV4] {
+    pub fn backends(&self) -> &[SocketAddr] {
         &self.backends
     }
 
@@ -71,6 +75,16 @@ impl Maglev {
     #[must_use]
     pub fn slots(&self) -> &[u32] {
         &self.slots
+    }
+}
+
+/// The Maglev slot of a client, as the kernel computes it for its family: [`maglev_slot`] over the
+/// IPv4 address, [`maglev_slot6`] over all 128 bits of an IPv6 one.
+#[must_use]
+pub fn client_slot(client: IpAddr) -> u32 {
+    match client {
+        IpAddr::V4(v4) => maglev_slot(u32::from(v4)),
+        IpAddr::V6(v6) => maglev_slot6(Ip6::from_octets(v6.octets()).host_words()),
     }
 }
 
@@ -87,11 +101,21 @@ struct Preference {
 }
 
 impl Preference {
-    fn new(backend: SocketAddrV4, size: u32) -> Self {
-        let mut id = [0u8; 6];
-        id[..4].copy_from_slice(&backend.ip().octets());
-        id[4..].copy_from_slice(&backend.port().to_be_bytes());
-        Self::seeded(hash_bytes(&id, 0), size)
+    fn new(backend: SocketAddr, size: u32) -> Self {
+        // The identity: address then port bytes (6 for IPv4, as ever: the tables must not change; 18 for IPv6).
+        let mut id = [0u8; 18];
+        let len = match backend.ip() {
+            IpAddr::V4(v4) => {
+                id[..4].copy_from_slice(&v4.octets());
+                4
+            }
+            IpAddr::V6(v6) => {
+                id[..16].copy_from_slice(&v6.octets());
+                16
+            }
+        };
+        id[len..len + 2].copy_from_slice(&backend.port().to_be_bytes());
+        Self::seeded(hash_bytes(&id[..len + 2], 0), size)
     }
 
     /// The preference list of a member whose identity hashes to `seed`.
@@ -124,7 +148,7 @@ impl Preference {
 
 /// Maglev's population: backends take turns claiming their next preferred free slot until every
 /// slot is owned. Terminates because each preference list visits every slot.
-fn populate(backends: &[SocketAddrV4], size: u32) -> Vec<u32> {
+fn populate(backends: &[SocketAddr], size: u32) -> Vec<u32> {
     populate_prefs(&backends.iter().map(|b| Preference::new(*b, size)).collect::<Vec<_>>(), size)
 }
 

@@ -10,7 +10,7 @@
 //! A container's default route is `docker_gwbridge`'s (overlays carry no default route), so the
 //! address is the source the kernel picks for an address outside every overlay.
 
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 
 use crate::model::TcpService;
 
@@ -31,10 +31,16 @@ pub fn published_addr() -> std::io::Result<Ipv4Addr> {
     }
 }
 
-/// `service` as the kernel matches it: its listen port at the container's `addr`.
+/// `service` as the kernel matches it: its listen port at the container's `addr`, with its IPv4
+/// backends (the kernel's NAT keeps the family; a task's IPv6 address on a dual-stack overlay is not
+/// reached from an IPv4 published port).
 #[must_use]
 pub fn at(service: &TcpService, addr: Ipv4Addr) -> TcpService {
-    TcpService { vip: SocketAddrV4::new(addr, service.vip.port()), ..service.clone() }
+    TcpService {
+        vip: SocketAddr::V4(SocketAddrV4::new(addr, service.vip.port())),
+        backends: service.backends.iter().copied().filter(SocketAddr::is_ipv4).collect(),
+        ..service.clone()
+    }
 }
 
 #[cfg(test)]

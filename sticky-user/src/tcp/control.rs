@@ -132,14 +132,14 @@ impl Control {
 
 #[cfg(test)]
 mod tests {
-    use std::{net::SocketAddrV4, time::Duration};
+    use std::{net::SocketAddr, time::Duration};
 
     use super::*;
     use crate::model::TcpMember;
 
     fn service() -> TcpService {
-        let a: SocketAddrV4 = "10.0.1.3:5432".parse().unwrap();
-        let b: SocketAddrV4 = "10.0.1.4:5432".parse().unwrap();
+        let a: SocketAddr = "10.0.1.3:5432".parse().unwrap();
+        let b: SocketAddr = "10.0.1.4:5432".parse().unwrap();
         let mut s = TcpService::at("0.0.0.0:15432".parse().unwrap(), vec![a, b], Duration::from_secs(60));
         s.name = "db".into();
         s.members = vec![
@@ -156,7 +156,7 @@ mod tests {
         *lock(&control.services) = vec![s.clone()];
         control.set_draining("db", "k3q0v7wz1m2n4p5", true).expect("a unique prefix names the backend");
         let effective = control.effective(std::slice::from_ref(&s));
-        assert_eq!(effective[0].backends, vec!["10.0.1.4:5432".parse::<SocketAddrV4>().unwrap()]);
+        assert_eq!(effective[0].backends, vec!["10.0.1.4:5432".parse::<SocketAddr>().unwrap()]);
         assert!(control.drained(&s.id, "k3q0v7wz1m2n4p5r6s7t8u9v0"));
         control.set_draining(&s.id.0, "10.0.1.3:5432", false).expect("an address names the backend");
         assert_eq!(control.effective(std::slice::from_ref(&s))[0].backends.len(), 2);

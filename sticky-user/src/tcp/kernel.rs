@@ -3,11 +3,11 @@
 //! report usage. No packet of a balanced flow ever reaches this process.
 
 use std::{
-    net::{Ipv4Addr, SocketAddrV4, UdpSocket},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
     sync::{Arc, Mutex},
 };
 
-use sticky_common::DatapathConfig;
+use sticky_common::{DatapathConfig, Ip6};
 
 use super::TcpError;
 use crate::{
@@ -58,17 +58,35 @@ pub fn start(config: &TcpConfig, services: &[TcpService]) -> Result<Kernel, Star
     let sizes = map_sizes(config);
     let mut datapath =
         Datapath::load_with(crate::telemetry::kernel_log_level(), &sizes).map_err(StartError::Unavailable)?;
-    let first = services.iter().find_map(|s| s.backends.first()).ok_or(StartError::Config(TcpError::NoBackends))?;
-    let snat_addr = match config.snat_addr {
-        Some(a) => a,
-        None => source_addr_towards(*first).map_err(StartError::Config)?,
+    if services.iter().all(|s| s.backends.is_empty()) {
+        return Err(StartError::Config(TcpError::NoBackends));
+    }
+    // One SNAT address per family that has backends: IPv4 from --snat-addr or the route towards the
+    // first IPv4 backend, IPv6 from the route towards the first IPv6 backend. A family without
+    // backends keeps its L4 path off (0 / `::` in CONFIG).
+    let first_of = |v6: bool| services.iter().flat_map(|s| &s.backends).find(|b| b.is_ipv6() == v6).copied();
+    let snat_addr = match (config.snat_addr, first_of(false)) {
+        (Some(a), _) => Some(IpAddr::V4(a)),
+        (None, Some(first)) => Some(source_addr_towards(first).map_err(StartError::Config)?),
+        (None, None) => None,
+    };
+    let snat_addr6 = match first_of(true) {
+        Some(first) => Some(source_addr_towards(first).map_err(StartError::Config)?),
+        None => None,
     };
     warn_on_port_overlap(config.snat_ports.low, config.snat_ports.high);
     let datapath_config = DatapathConfig {
-        snat_addr: u32::from(snat_addr).to_be(),
+        snat_addr: match snat_addr {
+            Some(IpAddr::V4(a)) => u32::from(a).to_be(),
+            _ => 0,
+        },
         nat_port_min: config.snat_ports.low,
         nat_port_max: config.snat_ports.high,
         pad: 0,
+        snat_addr6: match snat_addr6 {
+            Some(IpAddr::V6(a)) => Ip6::from_octets(a.octets()),
+            _ => Ip6::default(),
+        },
     };
     let ifaces = if config.ifaces.is_empty() { default_ifaces() } else { config.ifaces.clone() };
     // A mistyped --iface is a configuration error, not a reason to fall back to user space.
@@ -89,7 +107,8 @@ pub fn start(config: &TcpConfig, services: &[TcpService]) -> Result<Kernel, Star
     }
     for service in services {
         tracing::info!(
-            service = %service.name, vip = %service.vip, backends = service.backends.len(), %snat_addr,
+            service = %service.name, vip = %service.vip, backends = service.backends.len(),
+            snat_addr = ?if service.vip.is_ipv6() { snat_addr6 } else { snat_addr },
             ifaces = ?ifaces, affinity_timeout = ?service.affinity_timeout, "tcp mode in the kernel"
         );
     }
@@ -112,7 +131,7 @@ impl Kernel {
 
     /// The kernel's id of `backend` in `vip`'s service (for naming flows per backend).
     #[must_use]
-    pub fn backend_id(&self, vip: SocketAddrV4, backend: SocketAddrV4) -> Option<sticky_common::BackendId> {
+    pub fn backend_id(&self, vip: SocketAddr, backend: SocketAddr) -> Option<sticky_common::BackendId> {
         self.sync.backend_id(vip, backend)
     }
 
@@ -136,20 +155,25 @@ impl Kernel {
     }
 }
 
-/// Refuses a set-up that would black-hole flows: every attached interface must forward IPv4
-/// (`bpf_fib_lookup` refuses otherwise), and every backend must be routed out of an attached
+/// Refuses a set-up that would black-hole flows: every attached interface must forward the
+/// service's family (`bpf_fib_lookup` refuses otherwise), and every backend must be routed out of an attached
 /// interface (its replies arrive there and must be translated back) and not be local (a local
 /// backend's replies never cross tc ingress).
 fn check_routes(service: &TcpService, ifaces: &[String]) -> Result<(), TcpError> {
+    let v6 = service.vip.is_ipv6();
     for iface in ifaces {
-        let on = route::forwarding(iface)
+        let on = if v6 { route::forwarding6(iface) } else { route::forwarding(iface) }
             .map_err(|source| TcpError::Route { what: format!("forwarding on {iface}"), source })?;
         if on == Some(false) {
-            return Err(TcpError::NoForwarding { iface: iface.clone() });
+            return Err(if v6 {
+                TcpError::NoForwarding6 { iface: iface.clone() }
+            } else {
+                TcpError::NoForwarding { iface: iface.clone() }
+            });
         }
     }
     for backend in &service.backends {
-        let found = route::lookup(*backend.ip())
+        let found = route::lookup(backend.ip())
             .map_err(|source| TcpError::Route { what: format!("the route to {backend}"), source })?;
         if found.local {
             return Err(TcpError::LocalBackend { backend: *backend });
@@ -165,15 +189,14 @@ fn check_routes(service: &TcpService, ifaces: &[String]) -> Result<(), TcpError>
     Ok(())
 }
 
-/// The source address the kernel picks to reach `backend` (a UDP connect sends nothing).
-fn source_addr_towards(backend: SocketAddrV4) -> Result<Ipv4Addr, TcpError> {
-    let probe = || -> std::io::Result<Ipv4Addr> {
-        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+/// The source address the kernel picks to reach `backend` (a UDP connect sends nothing), of the
+/// backend's family.
+fn source_addr_towards(backend: SocketAddr) -> Result<IpAddr, TcpError> {
+    let probe = || -> std::io::Result<IpAddr> {
+        let any: IpAddr = if backend.is_ipv6() { Ipv6Addr::UNSPECIFIED.into() } else { Ipv4Addr::UNSPECIFIED.into() };
+        let socket = UdpSocket::bind((any, 0))?;
         socket.connect(backend)?;
-        match socket.local_addr()? {
-            std::net::SocketAddr::V4(a) => Ok(*a.ip()),
-            std::net::SocketAddr::V6(_) => Err(std::io::Error::other("IPv6 source address")),
-        }
+        Ok(socket.local_addr()?.ip())
     };
     probe().map_err(|source| TcpError::SnatAddr { backend, source })
 }

@@ -18,7 +18,7 @@ pub mod user;
 
 use std::{
     collections::HashMap,
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    net::SocketAddr,
     sync::{Arc, Mutex, OnceLock},
 };
 
@@ -54,6 +54,15 @@ pub enum TcpError {
         /// The interface.
         iface: String,
     },
+    /// An attached interface does not forward IPv6 (an IPv6 service).
+    #[error(
+        "tcp mode in the kernel needs IPv6 forwarding on {iface} for an IPv6 VIP (bpf_fib_lookup refuses to route \
+         otherwise): sysctl -w net.ipv6.conf.{iface}.forwarding=1, or --no-ebpf"
+    )]
+    NoForwarding6 {
+        /// The interface.
+        iface: String,
+    },
     /// A backend's replies would arrive on an interface the classifier is not attached to.
     #[error(
         "replies from backend {backend} arrive on {iface}, where the kernel path is not attached \
@@ -61,7 +70,7 @@ pub enum TcpError {
     )]
     ReplyIfaceNotAttached {
         /// The backend.
-        backend: SocketAddrV4,
+        backend: SocketAddr,
         /// The interface that routes to it.
         iface: String,
         /// The interfaces attached, comma-separated.
@@ -71,7 +80,7 @@ pub enum TcpError {
     #[error("backend {backend} is an address of this host, which the kernel path cannot balance to: use --no-ebpf")]
     LocalBackend {
         /// The backend.
-        backend: SocketAddrV4,
+        backend: SocketAddr,
     },
     /// A routing fact could not be read.
     #[error("failed to read {what}")]
@@ -89,7 +98,7 @@ pub enum TcpError {
     #[error("cannot tell the source address towards {backend}; give --snat-addr")]
     SnatAddr {
         /// The backend probed.
-        backend: SocketAddrV4,
+        backend: SocketAddr,
         /// Why.
         #[source]
         source: std::io::Error,
@@ -122,7 +131,7 @@ pub struct TcpMode {
     /// in user space from then on).
     kernel_failed: bool,
     /// The address Swarm's kernel-path services are matched on (see [`container`]).
-    container_addr: Option<Ipv4Addr>,
+    container_addr: Option<std::net::Ipv4Addr>,
     /// Each kernel-path service as last written to the maps (with the container's address).
     kernel_applied: HashMap<ServiceId, TcpService>,
     /// User-space services on sockets from `--listen-from` (or bound here).
@@ -342,7 +351,7 @@ impl TcpMode {
         for s in services {
             for b in &s.backends {
                 if let Some(id) = kernel.backend_id(s.vip, *b) {
-                    ids.insert(id, (s.id.clone(), *b));
+                    ids.insert((b.is_ipv6(), id), (s.id.clone(), *b));
                 }
             }
         }
@@ -380,8 +389,9 @@ impl TcpMode {
 struct KernelView {
     datapath: Arc<Mutex<Datapath>>,
     ifaces: Arc<[String]>,
-    /// Kernel backend id -> (service, backend address).
-    ids: Mutex<HashMap<BackendId, (ServiceId, SocketAddrV4)>>,
+    /// Kernel backend id (per family: `BACKENDS` and `BACKENDS6` number apart, so the key says
+    /// whether it is an IPv6 one) -> (service, backend address).
+    ids: Mutex<HashMap<(bool, BackendId), (ServiceId, SocketAddr)>>,
 }
 
 /// The numbers of tcp mode, read by `/metrics` and the admin API.
@@ -472,11 +482,13 @@ impl TcpMetrics {
     fn backends(&self, usage: Option<&Usage>, balancers: &[(String, Arc<user::Balancer>)]) -> Vec<BackendRow> {
         let services = lock(&self.control.services).clone();
         // kernel flows by (service, address)
-        let mut flows: HashMap<(ServiceId, SocketAddrV4), u64> = HashMap::new();
+        let mut flows: HashMap<(ServiceId, SocketAddr), u64> = HashMap::new();
         if let (Some(usage), Some(view)) = (usage, self.kernel.get()) {
             let ids = lock(&view.ids);
-            for (id, n) in &usage.flows_per_backend {
-                if let Some(key) = ids.get(id) {
+            let v4 = usage.flows_per_backend.iter().map(|(id, n)| ((false, *id), n));
+            let v6 = usage.flows_per_backend6.iter().map(|(id, n)| ((true, *id), n));
+            for (id, n) in v4.chain(v6) {
+                if let Some(key) = ids.get(&id) {
                     *flows.entry(key.clone()).or_default() += n;
                 }
             }

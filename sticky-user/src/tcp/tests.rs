@@ -1,6 +1,9 @@
 //! tcp mode with Swarm's services, on loopback: what the admin API and `/metrics` read of them.
 
-use std::{net::SocketAddrV4, time::Duration};
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    time::Duration,
+};
 
 use clap::Parser as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -18,9 +21,9 @@ fn docker_no_ebpf() -> TcpConfig {
 }
 
 /// A backend on loopback that answers every connection with `name` and closes.
-async fn named_backend(name: &'static str) -> SocketAddrV4 {
+async fn named_backend(name: &'static str) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a backend");
-    let std::net::SocketAddr::V4(addr) = listener.local_addr().expect("its address") else { unreachable!("IPv4") };
+    let addr = listener.local_addr().expect("its address");
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
@@ -49,7 +52,7 @@ async fn a_kernel_path_service_without_ebpf_is_relayed_here_and_listed() {
     let config = docker_no_ebpf();
     let backend = named_backend("db-1").await;
     let port = testkit::net::free_listen_port();
-    let mut svc = TcpService::at(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port), vec![backend], Duration::ZERO);
+    let mut svc = TcpService::at(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)), vec![backend], Duration::ZERO);
     svc.name = "db".into();
     svc.path = TcpPath::Kernel;
     svc.members = vec![

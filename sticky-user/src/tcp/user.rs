@@ -14,7 +14,7 @@
 
 use std::{
     collections::HashMap,
-    net::{IpAddr, SocketAddr, SocketAddrV4},
+    net::{IpAddr, SocketAddr},
     sync::{
         Arc, Mutex, RwLock,
         atomic::{AtomicU64, Ordering},
@@ -112,9 +112,9 @@ pub struct BackendSnapshot {
 pub struct Balancer {
     /// Per-backend counters: the backends in the set and those with relays still open (bounded
     /// by the set plus departed backends' open connections).
-    per_backend: Mutex<HashMap<SocketAddrV4, Arc<BackendCounters>>>,
+    per_backend: Mutex<HashMap<SocketAddr, Arc<BackendCounters>>>,
     table: RwLock<Arc<Maglev>>,
-    affinity: Mutex<Table<SocketAddrV4>>,
+    affinity: Mutex<Table<SocketAddr>>,
     timeout_ns: u64,
     clock: Instant,
     counters: Counters,
@@ -138,14 +138,14 @@ impl Balancer {
     }
 
     /// Replaces the backend set (clients of a departed backend re-pick on their next connection).
-    pub fn set_backends(&self, backends: &[SocketAddrV4]) {
+    pub fn set_backends(&self, backends: &[SocketAddr]) {
         *write(&self.table) = Arc::new(Maglev::build(backends));
         lock(&self.per_backend).retain(|addr, c| backends.contains(addr) || c.active.load(Ordering::Relaxed) > 0);
     }
 
     /// `backend`'s counters now (zero for a backend that never had a connection).
     #[must_use]
-    pub fn backend(&self, backend: SocketAddrV4) -> BackendSnapshot {
+    pub fn backend(&self, backend: SocketAddr) -> BackendSnapshot {
         lock(&self.per_backend).get(&backend).map_or_else(BackendSnapshot::default, |c| BackendSnapshot {
             opened: c.opened.load(Ordering::Relaxed),
             active: c.active.load(Ordering::Relaxed),
@@ -155,20 +155,20 @@ impl Balancer {
     }
 
     /// The counters of `backend`, created at its first connection.
-    fn counters_of(&self, backend: SocketAddrV4) -> Arc<BackendCounters> {
+    fn counters_of(&self, backend: SocketAddr) -> Arc<BackendCounters> {
         lock(&self.per_backend).entry(backend).or_default().clone()
     }
 
     /// The backend of a new connection from `client`, as the kernel would choose it.
     #[must_use]
-    pub fn choose(&self, client: std::net::Ipv4Addr) -> Choice<SocketAddrV4> {
+    pub fn choose(&self, client: IpAddr) -> Choice<SocketAddr> {
         let table = Arc::clone(&read(&self.table));
         let entry = if self.timeout_ns > 0 { self.affinity().get(client) } else { None };
         choose(entry, self.now_ns(), self.timeout_ns, |b| table.backends().contains(b), table.pick(client))
     }
 
     /// Records that `client`'s connection to `backend` was established.
-    pub fn established(&self, client: std::net::Ipv4Addr, backend: SocketAddrV4) {
+    pub fn established(&self, client: IpAddr, backend: SocketAddr) {
         if self.timeout_ns > 0 {
             let now = self.now_ns();
             self.affinity().record(client, backend, now, self.timeout_ns);
@@ -191,7 +191,7 @@ impl Balancer {
         }
     }
 
-    fn affinity(&self) -> std::sync::MutexGuard<'_, Table<SocketAddrV4>> {
+    fn affinity(&self) -> std::sync::MutexGuard<'_, Table<SocketAddr>> {
         lock(&self.affinity)
     }
 
@@ -209,17 +209,9 @@ async fn relay(balancer: Arc<Balancer>, mut client: TcpStream, peer: SocketAddr,
         return;
     };
     let peer = origin.client;
-    let client_ip = match crate::cidr::unmap(peer.ip()) {
-        IpAddr::V4(v4) => v4,
-        // an IPv6 client (named by a PROXY header: the listener is IPv4) keys affinity and Maglev by
-        // its address folded to 32 bits, as the decisions shared with the kernel path are IPv4-only
-        // (issue 16); clients that fold alike share a backend, which affinity allows
-        IpAddr::V6(v6) => {
-            let o = v6.octets();
-            let word = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
-            std::net::Ipv4Addr::from(word(0) ^ word(4) ^ word(8) ^ word(12))
-        }
-    };
+    // An IPv6 client keys affinity and Maglev by its whole address, as the kernel's IPv6 path does
+    // (`maglev_slot6`); a v4-mapped one is the IPv4 client it stands for.
+    let client_ip = crate::cidr::unmap(peer.ip());
     let counters = &balancer.counters;
     let backend = match balancer.choose(client_ip) {
         Choice::Affinity(b) => {
@@ -303,9 +295,9 @@ async fn accept(
 #[derive(Debug)]
 struct Served {
     name: String,
-    vip: SocketAddrV4,
+    vip: SocketAddr,
     timeout: Duration,
-    backends: Vec<SocketAddrV4>,
+    backends: Vec<SocketAddr>,
     balancer: Arc<Balancer>,
     accept: JoinHandle<()>,
 }
@@ -325,7 +317,7 @@ pub type Published = Arc<Mutex<Vec<(String, Arc<Balancer>)>>>;
 pub struct Listeners {
     served: HashMap<ServiceId, Served>,
     /// (service, address) whose bind failure was logged, so that a retry on every update stays quiet.
-    bind_failed: HashMap<ServiceId, SocketAddrV4>,
+    bind_failed: HashMap<ServiceId, SocketAddr>,
     max_affinity: u32,
     /// What `/metrics` reads: each service's name and balancer.
     published: Published,
@@ -436,7 +428,7 @@ impl Listeners {
     /// Binds the service's address (or takes it from the holder, which must hold it already: it
     /// is not waited for) and starts accepting.
     async fn serve(&self, svc: &TcpService) -> Result<Served, TcpError> {
-        let addr = SocketAddr::V4(svc.vip);
+        let addr = svc.vip;
         let std = self.source.take_async(&[addr], Duration::ZERO).await?.pop();
         let std = std.ok_or_else(|| TcpError::Bind { addr, source: std::io::Error::other("no socket came back") })?;
         let listener = TcpListener::from_std(std).map_err(|source| TcpError::Bind { addr, source })?;

@@ -1,14 +1,14 @@
 //! Packet tests: the real programs run on crafted frames through `BPF_PROG_TEST_RUN`, table-driven
 //! (description, frame, expected verdict, expected counter), as Katran's test fixtures are.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
 use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp};
 use sticky::datapath::{Datapath, PROG_TC, PROG_XDP, Stats};
 use sticky_common::Counter;
 
 use crate::{
-    packet::{Tcp4, arp_request, tcp6_syn, udp4},
+    packet::{Tcp4, Tcp6, arp_request, tcp6_syn, udp4, udp6},
     require_root,
 };
 
@@ -23,6 +23,12 @@ fn client() -> SocketAddrV4 {
 fn server() -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 10), 80)
 }
+fn client6() -> SocketAddrV6 {
+    SocketAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 2), 40000, 0, 0)
+}
+fn server6() -> SocketAddrV6 {
+    SocketAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0x10), 80, 0, 0)
+}
 
 /// What the program must do with a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +40,8 @@ enum Expect {
     /// An IPv4 TCP segment of no service and no flow (this table configures none): counted as
     /// `TcpV4` and passed untouched, by tc as `PassNotService`, by XDP as `PassToTc`.
     Tcp,
+    /// The same for an IPv6 TCP segment (after any extension headers the parser walks): `TcpV6`.
+    Tcp6,
 }
 
 struct Case {
@@ -61,6 +69,11 @@ fn cases() -> Vec<Case> {
     bad_doff[14 + 20 + 12] = 0x40; // TCP data offset 4 words
     let mut doff_past_packet = syn.clone();
     doff_past_packet[14 + 20 + 12] = 0xf0; // 60-byte TCP header in a 40-byte IP packet
+    let syn6 = Tcp6::new(client6(), server6()).syn().build();
+    let mut bad_version6 = syn6.clone();
+    bad_version6[14] = 0x40;
+    let mut doff_past_packet6 = syn6.clone();
+    doff_past_packet6[14 + 40 + 12] = 0xf0; // 60-byte TCP header in a 20-byte payload
     vec![
         Case { description: "TCP SYN", frame: syn.clone(), expect: Expect::Tcp, xdp_only: false },
         Case {
@@ -81,10 +94,96 @@ fn cases() -> Vec<Case> {
             expect: Expect::Tcp,
             xdp_only: false,
         },
+        Case { description: "IPv6 TCP SYN", frame: tcp6_syn(), expect: Expect::Tcp6, xdp_only: false },
         Case {
-            description: "IPv6 TCP SYN",
-            frame: tcp6_syn(),
-            expect: Expect::Pass(Counter::PassIpv6),
+            description: "IPv6 TCP behind hop-by-hop, destination options and a finished routing header",
+            frame: Tcp6::new(client6(), server6()).ext(0, 8, 0).ext(60, 16, 0).ext(43, 24, 0).syn().build(),
+            expect: Expect::Tcp6,
+            xdp_only: false,
+        },
+        Case {
+            description: "IPv6 TCP behind 4 extension headers (the most the parser walks)",
+            frame: Tcp6::new(client6(), server6()).ext(0, 8, 0).ext(60, 8, 0).ext(60, 8, 0).ext(60, 8, 0).syn().build(),
+            expect: Expect::Tcp6,
+            xdp_only: false,
+        },
+        Case {
+            description: "IPv6 behind 5 extension headers",
+            frame: Tcp6::new(client6(), server6())
+                .ext(0, 8, 0)
+                .ext(60, 8, 0)
+                .ext(60, 8, 0)
+                .ext(60, 8, 0)
+                .ext(60, 8, 0)
+                .syn()
+                .build(),
+            expect: Expect::Pass(Counter::PassIpv6ExtHeader),
+            xdp_only: false,
+        },
+        Case {
+            description: "IPv6 with 264 bytes of extension headers (over the 256 walked)",
+            frame: Tcp6::new(client6(), server6()).ext(60, 264, 0).syn().build(),
+            expect: Expect::Pass(Counter::PassIpv6ExtHeader),
+            xdp_only: false,
+        },
+        Case {
+            description: "IPv6 routing header with segments left (the destination is not final)",
+            frame: Tcp6::new(client6(), server6()).ext(43, 24, 1).syn().build(),
+            expect: Expect::Pass(Counter::PassIpv6ExtHeader),
+            xdp_only: false,
+        },
+        Case {
+            description: "IPv6 fragment",
+            frame: Tcp6::new(client6(), server6()).ext(44, 8, 0).syn().build(),
+            expect: Expect::Pass(Counter::PassIpv6Fragment),
+            xdp_only: false,
+        },
+        Case {
+            description: "IPv6 fragment behind hop-by-hop",
+            frame: Tcp6::new(client6(), server6()).ext(0, 8, 0).ext(44, 8, 0).syn().build(),
+            expect: Expect::Pass(Counter::PassIpv6Fragment),
+            xdp_only: false,
+        },
+        Case {
+            description: "IPv6 ESP (the TCP header is encrypted)",
+            frame: Tcp6::new(client6(), server6()).ext(50, 8, 0).syn().build(),
+            expect: Expect::Pass(Counter::PassIpv6ExtHeader),
+            xdp_only: false,
+        },
+        Case {
+            description: "IPv6 authentication header",
+            frame: Tcp6::new(client6(), server6()).ext(51, 16, 0).syn().build(),
+            expect: Expect::Pass(Counter::PassIpv6ExtHeader),
+            xdp_only: false,
+        },
+        Case {
+            description: "IPv6 UDP datagram",
+            frame: udp6(client6(), server6(), b"hello"),
+            expect: Expect::Pass(Counter::PassNotTcp),
+            xdp_only: false,
+        },
+        Case {
+            description: "IP version 4 in an IPv6 ethertype",
+            frame: bad_version6,
+            expect: Expect::Drop(Counter::DropBadIpHeader),
+            xdp_only: false,
+        },
+        Case {
+            description: "IPv6 frame cut inside its TCP header",
+            frame: syn6[..14 + 40 + 10].to_vec(),
+            expect: Expect::Drop(Counter::DropTruncated),
+            xdp_only: false,
+        },
+        Case {
+            description: "IPv6 frame cut inside an extension header",
+            frame: Tcp6::new(client6(), server6()).ext(0, 8, 0).syn().build()[..14 + 40 + 2].to_vec(),
+            expect: Expect::Drop(Counter::DropTruncated),
+            xdp_only: false,
+        },
+        Case {
+            description: "IPv6 TCP header longer than the payload length",
+            frame: doff_past_packet6,
+            expect: Expect::Drop(Counter::DropBadTcpHeader),
             xdp_only: false,
         },
         Case {
@@ -219,6 +318,8 @@ fn run_table(prog: Prog) {
             (Expect::Drop(c), _) => (drop, [c, c]),
             (Expect::Tcp, Prog::Tc) => (pass, [Counter::TcpV4, Counter::PassNotService]),
             (Expect::Tcp, Prog::Xdp) => (pass, [Counter::TcpV4, Counter::PassToTc]),
+            (Expect::Tcp6, Prog::Tc) => (pass, [Counter::TcpV6, Counter::PassNotService]),
+            (Expect::Tcp6, Prog::Xdp) => (pass, [Counter::TcpV6, Counter::PassToTc]),
         };
         assert_eq!(result.return_value, verdict, "{prog:?} {}: verdict", case.description);
         if verdict == pass {

@@ -141,6 +141,7 @@ fn every_part() -> (Sources, Arc<Routing>) {
         kernel: Some(Usage {
             maps: vec![usage(sticky_common::maps::CONNS), usage(sticky_common::maps::AFFINITY)],
             flows_per_backend: BTreeMap::from([(0, 1)]),
+            flows_per_backend6: BTreeMap::new(),
             stats: Stats::default(),
         }),
         services: vec![("db".to_owned(), user::Snapshot::default())],

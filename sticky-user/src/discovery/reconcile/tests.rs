@@ -234,7 +234,7 @@ fn sticky_and_traefik_v2_labels_route_by_host() {
 }
 
 #[test]
-fn tcp_services_get_active_ipv4_tasks_and_their_own_port() {
+fn tcp_services_get_active_ipv4_and_ipv6_tasks_and_their_own_port() {
     let tcp = [
         ("sticky.mode", "tcp"),
         ("sticky.port", "5432"),
@@ -265,12 +265,13 @@ fn tcp_services_get_active_ipv4_tasks_and_their_own_port() {
                 id: ServiceId("s1".into()),
                 name: "db".into(),
                 vip: "0.0.0.0:15432".parse().unwrap(),
-                backends: vec!["10.0.1.3:5432".parse().unwrap()],
+                backends: vec!["10.0.1.3:5432".parse().unwrap(), "[fd00::5]:5432".parse().unwrap()],
                 affinity_timeout: Duration::from_secs(600),
                 proxy_protocol: crate::proxy_protocol::Version::Off,
                 members: vec![
                     TcpMember { id: "a".into(), addr: "10.0.1.3:5432".parse().unwrap(), draining: false },
                     TcpMember { id: "b".into(), addr: "10.0.1.4:5432".parse().unwrap(), draining: true },
+                    TcpMember { id: "c".into(), addr: "[fd00::5]:5432".parse().unwrap(), draining: false },
                 ],
                 path: TcpPath::User,
             },

@@ -5,15 +5,15 @@
     reason = "slot counts and indices below MAGLEV_SIZE (16381): exact in f64 and usize"
 )]
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use proptest::prelude::*;
 use sticky_common::hash::MAGLEV_SIZE;
 
 use super::Maglev;
 
-fn backend(i: u32) -> SocketAddrV4 {
-    SocketAddrV4::new(Ipv4Addr::from(0xc633_6400 + i), 8000) // 198.51.100.0/24 (TEST-NET-2)
+fn backend(i: u32) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(0xc633_6400 + i), 8000)) // 198.51.100.0/24 (TEST-NET-2)
 }
 
 fn counts(m: &Maglev) -> Vec<usize> {
@@ -63,16 +63,16 @@ fn golden_table_is_the_same_on_every_build() {
     // versioned map name and say so in ARCHITECTURE.md.
     let m = Maglev::build(&[backend(10), backend(11), backend(12)]);
     assert_eq!(m.slots()[..16], GOLDEN_HEAD, "first 16 slots");
-    assert_eq!(m.pick(Ipv4Addr::new(192, 0, 2, 2)), Some(GOLDEN_CLIENT), "192.0.2.2's backend");
+    assert_eq!(m.pick(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2))), Some(GOLDEN_CLIENT), "192.0.2.2's backend");
 }
 
 /// Recorded from the Feistel preference lists (2026-12-03): the first 16 slots of the table above, and 192.0.2.2's backend.
 const GOLDEN_HEAD: [u32; 16] = [0, 1, 0, 0, 2, 2, 0, 1, 0, 1, 2, 0, 1, 1, 1, 0];
-const GOLDEN_CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 12), 8000);
+const GOLDEN_CLIENT: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 12), 8000));
 
 /// The share of the table owned by backends other than `gone` that changes owner when `gone` leaves
 /// `before`'s set (and checks that no slot still names `gone`).
-fn survivors_moved(before: &Maglev, gone: SocketAddrV4) -> f64 {
+fn survivors_moved(before: &Maglev, gone: SocketAddr) -> f64 {
     let rest: Vec<_> = before.backends().iter().copied().filter(|b| *b != gone).collect();
     let after = Maglev::build(&rest);
     let mut moved = 0usize;
@@ -101,7 +101,7 @@ proptest! {
         port in 1u16..,
         victim in any::<prop::sample::Index>(),
     ) {
-        let set: Vec<_> = addrs.iter().map(|&a| SocketAddrV4::new(Ipv4Addr::from(a), port)).collect();
+        let set: Vec<_> = addrs.iter().map(|&a| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(a), port))).collect();
         let gone = set[victim.index(set.len())];
         let share = survivors_moved(&Maglev::build(&set), gone);
         prop_assert!(share <= MAX_SURVIVORS_MOVED, "{:.4} of the slots of surviving backends moved", share);
@@ -150,4 +150,18 @@ fn disruption_of_surviving_backends_is_small() {
         println!("n={n}: surviving backends' slots moved: mean {:.3}%, worst {:.3}%", 100.0 * mean, 100.0 * worst);
         assert!(worst <= MAX_SURVIVORS_MOVED, "n={n}: {worst} of the table moved between survivors");
     }
+}
+
+#[test]
+fn ipv6_backends_and_clients_pick_alike_on_every_build() {
+    // The IPv6 identity covers all 128 bits: two backends differing in the last bit own different slots.
+    let set: Vec<SocketAddr> = ["[2001:db8::10]:8000", "[2001:db8::11]:8000", "[2001:db8::12]:8000"]
+        .map(|a| a.parse().expect("address"))
+        .to_vec();
+    let m = Maglev::build(&set);
+    assert_eq!(counts(&m).iter().sum::<usize>(), MAGLEV_SIZE as usize);
+    assert!(counts(&m).iter().all(|&c| c > 0), "every IPv6 backend owns slots");
+    let client: IpAddr = "2001:db8:1::2".parse().expect("address");
+    assert_eq!(m.pick(client), Maglev::build(&set).pick(client));
+    assert_eq!(m.pick_index(client), Some(m.slots()[crate::policy::maglev::client_slot(client) as usize]));
 }
