@@ -155,7 +155,24 @@ async fn serve(conn: &Conn, req: Request<Incoming>) -> Response<AnswerBody> {
             cookies.iter().map(http::HeaderValue::as_bytes),
         )
     };
-    forward(conn, &service, &mut pin, req, authority.as_deref(), grpc).await
+    let log = crate::access_log::Pending::start(req.method().as_str().as_bytes(), req.uri().path().as_bytes());
+    let bytes_in = log.as_ref().and_then(|_| content_length(req.headers()));
+    let answer = forward(conn, &service, &mut pin, req, authority.as_deref(), grpc).await;
+    if let Some(log) = log {
+        // the body is streamed after this: its length is the head's Content-Length, if it says one
+        let note = crate::access_log::Note {
+            status: Some(answer.status().as_u16()),
+            bytes_in,
+            bytes_out: content_length(answer.headers()),
+        };
+        log.finish(&service, conn.peer.ip(), "h2", pin.decision, note);
+    }
+    answer
+}
+
+/// A head's `Content-Length`, if it has one that parses.
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers.get(http::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 /// sticky's own answer to a request no service took.
