@@ -144,6 +144,7 @@ impl TcpMode {
                         kernel: Some(kernel.datapath()),
                         services: Arc::default(),
                         ifaces: kernel.ifaces().into(),
+                        kernel_services: Arc::new(Mutex::new(services.to_vec())),
                     };
                     return Ok(Self { engine: Engine::Kernel(kernel), metrics, announced: false });
                 }
@@ -158,7 +159,12 @@ impl TcpMode {
         }
         let mut listeners =
             user::Listeners::new(config.limits.max_affinity, source, config.clients.proxy_protocol_from.clone());
-        let metrics = TcpMetrics { kernel: None, services: listeners.published(), ifaces: Arc::default() };
+        let metrics = TcpMetrics {
+            kernel: None,
+            services: listeners.published(),
+            ifaces: Arc::default(),
+            kernel_services: Arc::default(),
+        };
         // a service given by flags must be served, or sticky has nothing to do; Swarm's come and go
         listeners.update(services, statically).await?;
         for s in services.iter().filter(|_| statically) {
@@ -173,7 +179,10 @@ impl TcpMode {
     pub async fn update(&mut self, services: &[TcpService]) {
         self.announce(services);
         match &mut self.engine {
-            Engine::Kernel(kernel) => kernel.update(services),
+            Engine::Kernel(kernel) => {
+                kernel.update(services);
+                services.clone_into(&mut lock(&self.metrics.kernel_services));
+            }
             Engine::User(listeners) => {
                 // without `strict` every failure is logged and retried, never returned
                 let _ = listeners.update(services, false).await;
@@ -209,11 +218,32 @@ impl TcpMode {
 }
 
 /// The numbers of tcp mode, read by `/metrics`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct TcpMetrics {
     kernel: Option<Arc<Mutex<Datapath>>>,
     services: user::Published,
     ifaces: Arc<[String]>,
+    /// The services the kernel path was last given (`/api/explain` rebuilds their Maglev tables).
+    kernel_services: Arc<Mutex<Vec<TcpService>>>,
+}
+
+/// How tcp mode would place a new connection of one client, for `/api/explain`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// Whether the kernel path serves the service (else the user-space relay).
+    pub kernel: bool,
+    /// The service's address.
+    pub vip: SocketAddrV4,
+    /// The client's Maglev slot.
+    pub slot: u32,
+    /// The backend that owns the slot (none: no backend).
+    pub maglev: Option<SocketAddrV4>,
+    /// The backend a live affinity entry names; `None` also when the table was not read (kernel).
+    pub affinity: Option<SocketAddrV4>,
+    /// Whether the affinity table was read (the user-space path's is; the kernel's is not).
+    pub affinity_read: bool,
+    /// The service's affinity timeout (zero: affinity off).
+    pub affinity_timeout: std::time::Duration,
 }
 
 /// tcp mode's numbers at one moment.
@@ -230,6 +260,38 @@ impl TcpMetrics {
     #[must_use]
     pub fn attached(&self) -> Option<&[String]> {
         self.kernel.as_ref().map(|_| &*self.ifaces)
+    }
+
+    /// Where a new connection of `client` to service `name` would go now (see [`Placement`]); none
+    /// for an unknown service. Reads only: the affinity table is not touched.
+    #[must_use]
+    pub fn placement(&self, name: &str, client: std::net::Ipv4Addr) -> Option<Placement> {
+        let slot = sticky_common::hash::maglev_slot(u32::from(client));
+        if self.kernel.is_some() {
+            let services = lock(&self.kernel_services);
+            let spec = services.iter().find(|s| s.name == name || &*s.id.0 == name)?;
+            let table = crate::policy::maglev::Maglev::build(&spec.backends);
+            return Some(Placement {
+                kernel: true,
+                vip: spec.vip,
+                slot,
+                maglev: table.pick(client),
+                affinity: None,
+                affinity_read: false,
+                affinity_timeout: spec.affinity_timeout,
+            });
+        }
+        let balancer = lock(&self.services).iter().find(|(n, _)| n == name).map(|(_, b)| b.clone())?;
+        Some(balancer.placement(client))
+    }
+
+    /// The names of the services tcp mode serves.
+    #[must_use]
+    pub fn service_names(&self) -> Vec<String> {
+        if self.kernel.is_some() {
+            return lock(&self.kernel_services).iter().map(|s| s.name.clone()).collect();
+        }
+        lock(&self.services).iter().map(|(n, _)| n.clone()).collect()
     }
 
     /// Connections the user-space path relays now, over every service.

@@ -94,6 +94,10 @@ pub struct Balancer {
     counters: Counters,
     /// What each backend connection starts with.
     proxy_protocol: crate::proxy_protocol::Version,
+    /// The service's address (for `/api/explain`).
+    vip: SocketAddrV4,
+    /// The service's name (for the access log).
+    name: String,
 }
 
 impl Balancer {
@@ -107,6 +111,8 @@ impl Balancer {
             clock: Instant::now(),
             counters: Counters::default(),
             proxy_protocol: spec.proxy_protocol,
+            vip: spec.vip,
+            name: spec.name.clone(),
         }
     }
 
@@ -121,6 +127,25 @@ impl Balancer {
         let table = Arc::clone(&read(&self.table));
         let entry = if self.timeout_ns > 0 { self.affinity().get(client) } else { None };
         choose(entry, self.now_ns(), self.timeout_ns, |b| table.backends().contains(b), table.pick(client))
+    }
+
+    /// Where a new connection of `client` would go now, with the parts of the decision (reads only).
+    #[must_use]
+    pub fn placement(&self, client: std::net::Ipv4Addr) -> super::Placement {
+        let table = Arc::clone(&read(&self.table));
+        let affinity = match self.choose(client) {
+            Choice::Affinity(b) => Some(b),
+            Choice::Pick(_) | Choice::None => None,
+        };
+        super::Placement {
+            kernel: false,
+            vip: self.vip,
+            slot: sticky_common::hash::maglev_slot(u32::from(client)),
+            maglev: table.pick(client),
+            affinity,
+            affinity_read: true,
+            affinity_timeout: std::time::Duration::from_nanos(self.timeout_ns),
+        }
     }
 
     /// Records that `client`'s connection to `backend` was established.
@@ -177,14 +202,14 @@ async fn relay(balancer: Arc<Balancer>, mut client: TcpStream, peer: SocketAddr,
         }
     };
     let counters = &balancer.counters;
-    let backend = match balancer.choose(client_ip) {
+    let (backend, pick) = match balancer.choose(client_ip) {
         Choice::Affinity(b) => {
             counters.affinity_hit.fetch_add(1, Ordering::Relaxed);
-            b
+            (b, crate::access_log::Pick::Affinity)
         }
         Choice::Pick(b) => {
             counters.maglev_pick.fetch_add(1, Ordering::Relaxed);
-            b
+            (b, crate::access_log::Pick::Maglev)
         }
         Choice::None => {
             counters.no_backend.fetch_add(1, Ordering::Relaxed);
@@ -213,10 +238,17 @@ async fn relay(balancer: Arc<Balancer>, mut client: TcpStream, peer: SocketAddr,
     balancer.established(client_ip, backend);
     let _ = upstream.set_nodelay(true);
     counters.active.fetch_add(1, Ordering::Relaxed);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        tracing::debug!(%peer, %backend, error = %e, "relay ended with an error");
-    }
+    let (opened, started) = (std::time::SystemTime::now(), Instant::now());
+    let bytes = match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::debug!(%peer, %backend, error = %e, "relay ended with an error");
+            (0, 0)
+        }
+    };
     counters.active.fetch_sub(1, Ordering::Relaxed);
+    let line = crate::access_log::TcpLine { service: &balancer.name, client: peer.ip(), backend, pick, opened };
+    crate::access_log::tcp(&line, started.elapsed(), bytes);
 }
 
 /// Accepts `listener`'s connections, each relayed on a task of its own, until aborted, `stop`
