@@ -103,3 +103,39 @@ fn tcp_explain_names_the_backend_a_client_reaches_and_the_log_says_so() {
     assert!(line["bytes_out"].as_u64().is_some_and(|n| n > 10), "the answer's bytes: {line}");
     assert!(line.get("method").is_none(), "{line}");
 }
+
+#[test]
+fn a_request_in_flight_counts_as_an_open_connection_of_its_backend() {
+    // a backend that accepts and reads but does not answer until told to
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let silent_addr = silent.local_addr().expect("its address");
+    let lb = common::sticky_args(&["--backend".to_owned(), format!("slow=http://{silent_addr}")]);
+    let admin = lb.admin.expect("admin");
+    let open = || -> u64 {
+        let doc: serde_json::Value =
+            serde_json::from_str(&get_ok(admin, "/api/overview", &[]).into_text()).expect("/api/overview is JSON");
+        doc["services"][0]["backends"][0]["open_connections"].as_u64().expect("open_connections")
+    };
+    assert_eq!(open(), 0);
+    let proxy = lb.addr;
+    let client = std::thread::spawn(move || get(proxy, "/held", &[]));
+    silent.set_nonblocking(false).expect("blocking accept");
+    let (mut upstream, _) = silent.accept().expect("sticky connects to the backend");
+    let mut held = 0;
+    testkit::wait::until(Duration::from_secs(10), || {
+        held = open();
+        held == 1
+    });
+    assert_eq!(held, 1, "the request holds one upstream connection of its backend");
+    // the backend answers: the exchange ends, the connection is no longer in use
+    std::io::Write::write_all(&mut upstream, b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nI'm slow\n")
+        .expect("the answer is written");
+    let r = client.join().expect("the client thread").expect("the client gets the answer");
+    assert_eq!((r.status, who(&r)), (200, "slow".to_owned()));
+    let mut after = 1;
+    testkit::wait::until(Duration::from_secs(10), || {
+        after = open();
+        after == 0
+    });
+    assert_eq!(after, 0, "the exchange is over");
+}

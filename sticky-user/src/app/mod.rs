@@ -231,12 +231,14 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
         })?;
     }
     let tcp_default = config.tcp.as_ref().map_or(config::defaults::AFFINITY_TIMEOUT, |t| t.affinity_timeout);
+    let discovery_status = config.swarm.as_ref().map(|_| Arc::new(crate::discovery::status::Status::default()));
     let (catalogs, discovery) = if let Some(swarm) = &config.swarm {
         let api = Api::new(&swarm.host).map_err(DiscoveryError::from)?;
         let options = SwarmOptions {
             interval: swarm.interval,
             own_container: docker::own_container_id(),
             affinity_timeout: tcp_default,
+            status: discovery_status.clone().unwrap_or_default(),
         };
         start_discovery(SwarmDiscovery::new(api, options)).await?
     } else {
@@ -246,7 +248,11 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
     };
     let first = catalogs.borrow().clone();
     let mut sources = Sources::default();
-    let mut view = admin::report::Sources { source: config.source, ..admin::report::Sources::default() };
+    let mut view = admin::report::Sources {
+        source: config.source,
+        discovery: discovery_status,
+        ..admin::report::Sources::default()
+    };
     let source = Source::new(config.listen_from.as_deref());
 
     let http = match &config.http {

@@ -160,6 +160,8 @@ async fn exchange(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState, no
             };
             (s, false)
         };
+        // counted open while this exchange holds it (the dashboard's per-backend connections)
+        let _open = backend.live.stats.open();
         if let Some(h) = header.as_ref().filter(|_| !reused)
             && let Err(e) = relay::write_all(&up, h, timeouts.backend, Timeout::Backend).await
         {

@@ -278,7 +278,10 @@ async fn forward(
             Sender::H1(s) => Box::pin(s.try_send_request(request)),
             Sender::H2(s) => Box::pin(s.try_send_request(request)),
         };
-        match finish(conn, service, pin, index, (backend.addr, sender), sent, grpc).await {
+        let open = backend.live.stats.open();
+        let finished = finish(conn, service, pin, index, (backend.addr, sender), sent, grpc).await;
+        drop(open);
+        match finished {
             Ok(r) => return r,
             Err(mut back) if reused => match back.take_message() {
                 // a pooled connection closed before the request went out: again on a fresh one
