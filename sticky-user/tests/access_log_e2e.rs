@@ -117,3 +117,26 @@ fn text_lines_are_logfmt_on_stdout_or_a_file() {
     );
     assert!(text.trim_end().ends_with(" method=GET path=/a%20b"), "{text}");
 }
+
+#[test]
+fn http2_requests_are_logged_at_their_response_head() {
+    let b1 = whoami("b1");
+    let dir = TempDir::new("access-log-h2");
+    let log = dir.path().join("access.log");
+    let log_arg = log.to_string_lossy().into_owned();
+    let lb = sticky(&[&b1], &["b1"], &["--h2c", "--access-log", "json", "--access-log-file", &log_arg]);
+    // curl speaks h2c with prior knowledge (the h2 end-to-end tests use it too)
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--http2-prior-knowledge", &format!("http://{}/h2path?q=1", lb.addr)])
+        .output()
+        .expect("curl is needed (the project's set-up installs it)");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("I'm b1"), "{out:?}");
+    let got = lines(&log, 1);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    let l = &got[0];
+    assert_eq!(l["proto"], "h2", "{l}");
+    assert_eq!((l["backend"].as_str(), l["pick"].as_str()), (Some("b1"), Some("new")), "{l}");
+    assert_eq!((l["status"].as_u64(), l["method"].as_str()), (Some(200), Some("GET")), "{l}");
+    assert_eq!(l["path"], "/h2path", "{l}");
+    assert_eq!(l["bytes_out"], 7, "whoami's Content-Length (I'm b1 and a newline): {l}");
+}
