@@ -274,7 +274,7 @@ async fn exchange(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState, no
         }
         let sent = sides.response_body(&mut rbody, relay.dechunk, &mut out).await;
         if let Ok(n) = sent {
-            note.bytes_out = note.bytes_out.map(|h| h + n);
+            note.bytes_out = note.bytes_out.map(|h| h.saturating_add(n));
         }
         if let Err(fault) = sent {
             if let Fault::Timeout(k) = fault {
