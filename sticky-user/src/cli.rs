@@ -371,6 +371,41 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub tcp: TcpFlags,
+
+    /// The operator's flags: the access log, the admin listener's accepted Host names.
+    #[command(flatten)]
+    pub ops: OpsFlags,
+}
+
+/// The operator's flags of `sticky run`: the access log and the admin listener's Host check.
+#[derive(Clone, Debug, Default, Args)]
+#[command(next_help_heading = "Access log and admin")]
+pub struct OpsFlags {
+    /// Log one line per request (and per tcp connection relayed in user space): `text` (logfmt
+    /// key=value) or `json` (one object a line). Fields: time, client (as resolved through the PROXY
+    /// protocol and trusted proxies), proto, service, backend, pick (pinned, new, repinned, strict,
+    /// no_backend) and its reason, status, bytes_in, bytes_out, duration_ms, method and path. The path
+    /// is logged without its query string (queries carry tokens) and cut at 256 bytes. Written off the
+    /// data path: lines a full queue or --access-log-rate cannot take are dropped and counted
+    /// (sticky_access_log_dropped_total). [default: off]
+    #[arg(long, env = "STICKY_ACCESS_LOG", value_name = "text|json", num_args = 0..=1, default_missing_value = "text")]
+    pub access_log: Option<String>,
+    /// File the access log is appended to. [default: stdout]
+    #[arg(long, env = "STICKY_ACCESS_LOG_FILE", value_name = "PATH")]
+    pub access_log_file: Option<PathBuf>,
+    /// Log one request in N (sampling: the others are not logged, nothing is counted). [default: 1]
+    #[arg(long, env = "STICKY_ACCESS_LOG_SAMPLE", value_name = "N")]
+    pub access_log_sample: Option<u64>,
+    /// At most this many lines a second; the excess is dropped and counted in
+    /// sticky_access_log_dropped_total. [default: no limit]
+    #[arg(long, env = "STICKY_ACCESS_LOG_RATE", value_name = "LINES")]
+    pub access_log_rate: Option<u32>,
+    /// Extra Host names the admin listener answers reads for (comma-separated or repeated), e.g. the
+    /// name an operator's browser uses behind an SSH tunnel or a proxy. Reads on --admin answer only
+    /// when the request's Host is the listener's own address, localhost, or one of these: a web page
+    /// elsewhere cannot read the admin API through DNS rebinding. [default: none]
+    #[arg(long = "admin-host", env = "STICKY_ADMIN_HOST", value_name = "NAME", value_delimiter = ',')]
+    pub admin_hosts: Vec<String>,
 }
 
 /// The HTTPS flags of `sticky run`: the TLS listener, its certificates, and the flags' service's

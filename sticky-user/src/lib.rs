@@ -8,6 +8,7 @@
 //!   `Config`; [`values`]: one parser per kind of value, for flags, file and labels alike.
 //! - [`discovery`]: the seam that publishes catalogs: static lists, or Swarm through the Docker API.
 //! - [`labels`]: Swarm service labels (`sticky.*`, Traefik v1 and v2/v3) -> what to do with a service.
+//! - [`access_log`]: one line per request (text or JSON), written off the data path.
 //! - [`admin`]: the one admin listener: the dashboard, Prometheus `/metrics` (every metric in one
 //!   table), `/api/backends` and `/api/overview`, draining.
 //! - [`proxy`]: the http data path on sticky's own HTTP/1 engine (codec, connection loop, forwarding,
@@ -33,6 +34,7 @@
 //!   ACME), SNI, hot reload; the TLS listener itself is the proxy's (`--listen-tls`).
 #![deny(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod cidr;

@@ -77,7 +77,7 @@ pub fn class(status: u16) -> usize {
 
 /// Per-backend counters, and the histogram of its response times.
 #[derive(Debug, Default)]
-pub struct BackendStats(Sharded<10>, Latency);
+pub struct BackendStats(Sharded<12>, Latency);
 
 /// Upper bounds (seconds) of the response-time buckets, `+Inf` implied after the last
 /// (`sticky_request_duration_seconds`): 1 ms to 10 s, about 2.5x apart.
@@ -131,6 +131,18 @@ const PINNED: usize = 6;
 const CONNECT_ERRORS: usize = 7;
 const UPGRADES: usize = 8;
 const SPLICED: usize = 9;
+const OPENED: usize = 10;
+const CLOSED: usize = 11;
+
+/// One exchange holding an upstream connection of a backend, counted open until dropped.
+#[derive(Debug)]
+pub struct OpenGuard<'a>(&'a BackendStats);
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.0.0.inc(CLOSED);
+    }
+}
 
 impl BackendStats {
     /// A response with this status came from the backend.
@@ -199,6 +211,21 @@ impl BackendStats {
     #[must_use]
     pub fn spliced_connections(&self) -> u64 {
         self.0.sum(SPLICED)
+    }
+    /// A request now holds an upstream connection of the backend, until the guard drops (two
+    /// sharded counters, so that no worker writes a shared line).
+    #[inline]
+    #[must_use = "the connection counts as closed when the guard drops"]
+    pub fn open(&self) -> OpenGuard<'_> {
+        self.0.inc(OPENED);
+        OpenGuard(self)
+    }
+    /// Upstream connections in use by a request now (idle pooled ones and tunnels not counted).
+    #[must_use]
+    pub fn open_connections(&self) -> u64 {
+        // closed first: the opened read after it is at least as large
+        let closed = self.0.sum(CLOSED);
+        self.0.sum(OPENED).saturating_sub(closed)
     }
 }
 

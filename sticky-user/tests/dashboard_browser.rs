@@ -301,7 +301,16 @@ fn dashboard_shows_live_numbers_and_drains_through_its_button() {
         browser.wait_text(&format!("{row} td[data-field=pinned]"), &pins.to_string());
         browser.wait_text(&format!("{row} td[data-field=state]"), "active");
         browser.wait_text(&format!("{row} td[data-field=health]"), "up");
+        // every request was answered: no upstream connection is in use (tests/admin_e2e.rs holds one)
+        browser.wait_text(&format!("{row} td[data-field=open]"), "0");
+        assert_eq!(backend_field(&doc, name, "open_connections"), json!(0), "/api/backends agrees on {name}");
     }
+    assert!(
+        browser
+            .find("#discovery")
+            .is_some_and(|_| { browser.script("return document.querySelector('#discovery').hidden") == json!(true) }),
+        "without --docker there is no discovery section"
+    );
     assert_eq!(browser.text("section[data-service=default] h2 [data-field=name]"), "default");
 
     // writes need the token: the buttons wait for it; typed into the page's field, they work

@@ -9,6 +9,10 @@
 //! | TCP (`--admin`) | refused (403) | `Authorization: Bearer TOKEN` required (401 without it) | refused (403): writes over the network need a token |
 //! | unix socket (`--admin-socket`) | refused (403) | allowed | allowed |
 //!
+//! Reads and writes over TCP also need a `Host` that names the listener ([`Access::check_host`]):
+//! its own address, localhost, or an `--admin-host` name, so that a web page cannot read the API
+//! through DNS rebinding (a name of its own resolving to this address); `/healthz` is exempt.
+//!
 //! The unix socket is mode 0600: reaching it is already proof of being its owner (root in the
 //! image), the way the Docker socket works, so it needs no token. Every write, allowed or refused,
 //! is logged at INFO with the caller and what it asked.
@@ -20,17 +24,23 @@ use http::{HeaderMap, StatusCode, header};
 /// The shortest token accepted: a guessable token would be worse than none.
 pub const MIN_TOKEN_LEN: usize = 16;
 
-/// The admin API's write policy.
+/// The admin API's write policy, and the Host names its TCP listener answers for.
 #[derive(Clone, Default)]
 pub struct Access {
     token: Option<Vec<u8>>,
     read_only: bool,
+    /// `--admin-host` names, lower-case.
+    hosts: Vec<String>,
 }
 
 impl fmt::Debug for Access {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // never the token itself
-        f.debug_struct("Access").field("token", &self.token.is_some()).field("read_only", &self.read_only).finish()
+        f.debug_struct("Access")
+            .field("token", &self.token.is_some())
+            .field("read_only", &self.read_only)
+            .field("hosts", &self.hosts)
+            .finish()
     }
 }
 
@@ -118,7 +128,37 @@ impl Access {
             }
             None => None,
         };
-        Ok(Self { token, read_only })
+        Ok(Self { token, read_only, hosts: Vec::new() })
+    }
+
+    /// The policy with extra Host names the TCP listener answers for (`--admin-host`).
+    #[must_use]
+    pub fn with_hosts(mut self, hosts: Vec<String>) -> Self {
+        self.hosts = hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect();
+        self
+    }
+
+    /// Whether a request over TCP to the listener's address `local` may be answered, by its `Host`
+    /// (DNS rebinding: a page of another site whose name now resolves to this listener makes the
+    /// browser send that name as Host). Answered: no Host (not a browser: HTTP/1.0 tools), an IP
+    /// literal that is `local` or a loopback address, `localhost` (and `*.localhost`), or an
+    /// `--admin-host` name; the port is not compared. The unix socket is not asked (no browser reaches it).
+    ///
+    /// # Errors
+    /// 421 (Misdirected Request) with the reason.
+    pub fn check_host(&self, local: std::net::IpAddr, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
+        let Some(host) = headers.get(header::HOST) else { return Ok(()) };
+        if host_allowed(host.as_bytes(), local, &self.hosts) {
+            return Ok(());
+        }
+        let shown = String::from_utf8_lossy(host.as_bytes()).chars().take(100).collect::<String>();
+        Err((
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "this admin listener answers for its own address, localhost and --admin-host names, not Host {shown:?} \
+                 (a refused name protects against DNS rebinding: add it with --admin-host NAME if it is yours)\n"
+            ),
+        ))
     }
 
     /// Reads the token file (if any) and builds the policy.
@@ -172,6 +212,36 @@ impl Access {
             }
         }
     }
+}
+
+/// Whether a `Host` value names this listener (see [`Access::check_host`]).
+#[must_use]
+pub fn host_allowed(host: &[u8], local: std::net::IpAddr, extra: &[String]) -> bool {
+    let Ok(host) = std::str::from_utf8(host) else { return false };
+    let host = host.trim().to_ascii_lowercase();
+    // the name without its port: `[v6]:port`, `[v6]`, `name:port`, `v4:port`, `name`
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((inside, after)) if after.is_empty() || after.starts_with(':') => inside,
+            _ => return false,
+        }
+    } else {
+        host.rsplit_once(':').map_or(
+            host.as_str(),
+            |(n, port)| {
+                if port.bytes().all(|b| b.is_ascii_digit()) { n } else { "" }
+            },
+        )
+    };
+    let name = name.trim_end_matches('.');
+    if name.is_empty() {
+        return false;
+    }
+    if let Ok(ip) = name.parse::<std::net::IpAddr>() {
+        let ip = crate::cidr::unmap(ip);
+        return ip == crate::cidr::unmap(local) || ip.is_loopback();
+    }
+    name == "localhost" || name.ends_with(".localhost") || extra.iter().any(|e| e.trim_end_matches('.') == name)
 }
 
 /// Equality that takes as long whatever the first differing byte (the length may show).

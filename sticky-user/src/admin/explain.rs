@@ -6,8 +6,14 @@
 //! the legacy window) and decided by [`crate::policy::decide`] against the backends' live health and
 //! drain marks. It changes nothing: the round-robin cursor is read, not moved, so "the next new
 //! session" is what the next request without a cookie gets from this instance (another instance, or
-//! a request arriving in between, may see another turn). tcp mode (`?client=IP`) is not explained yet:
-//! its affinity lives in the kernel's maps, and the answer says so.
+//! a request arriving in between, may see another turn).
+//!
+//! `GET /api/explain?service=S&client=IP` explains a tcp service ([`explain_tcp`]): the client's
+//! Maglev slot and its owner, and on the user-space path the client's affinity entry (read, not
+//! refreshed) which wins while it is fresh and its backend still in the set. The kernel path's
+//! affinity table is not read here (its key layout belongs to the data path, and a walk per request
+//! would cost syscalls): the answer says "affinity not consulted" and names the Maglev pick, which
+//! is what a client without a fresh entry gets (`sticky inspect` shows the kernel's tables).
 
 use serde::Serialize;
 
@@ -15,6 +21,7 @@ use crate::{
     policy::{self, Decision, Pinned, Reject},
     proxy::pin,
     state::{Routing, ServiceRoute, View},
+    tcp::{Placement, TcpMetrics},
 };
 
 /// The answer.
@@ -45,11 +52,12 @@ pub enum ExplainError {
     /// The query lacks `service`.
     #[error("say which service: /api/explain?service=NAME&cookie=VALUE (leave cookie out for a request without one)")]
     NoService,
-    /// `client=` was asked: tcp mode's affinity is in the kernel.
-    #[error(
-        "tcp mode is not explained yet: its affinity lives in the kernel's maps (sticky inspect shows them); http services only"
-    )]
+    /// `client=` was asked where no tcp service runs.
+    #[error("client= explains a tcp service, and tcp mode does not run here; use cookie= for http services")]
     Tcp,
+    /// `client=` is not an IP address.
+    #[error("client= must be an IP address, e.g. client=192.0.2.7")]
+    BadClient,
     /// No such service.
     #[error("{0}")]
     Unknown(String),
@@ -146,6 +154,103 @@ fn explain_service(routing: &Routing, service: &ServiceRoute, cookie: Option<&st
         addr: backend.and_then(addr),
         reason,
         why: format!("{what}; {then}"),
+    }
+}
+
+/// The answer for a tcp service.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct TcpExplanation {
+    /// The service's name.
+    pub service: String,
+    /// `tcp`.
+    pub mode: &'static str,
+    /// The client as asked.
+    pub client: String,
+    /// `kernel` or `user-space`.
+    pub path: &'static str,
+    /// `affinity` (a fresh entry of a backend still in the set), `maglev` (the slot's owner) or
+    /// `none` (no backend: the connection is refused).
+    pub outcome: &'static str,
+    /// The backend that would be connected to.
+    pub backend: Option<String>,
+    /// The client's Maglev slot (of 16381).
+    pub slot: u32,
+    /// The slot's owner.
+    pub maglev: Option<String>,
+    /// `read` (user space) or `not consulted` (kernel).
+    pub affinity: &'static str,
+    /// The same in a sentence.
+    pub why: String,
+}
+
+/// Whether `query` asks about a tcp client (`client=`).
+#[must_use]
+pub fn asks_client(query: Option<&str>) -> bool {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes()).any(|(k, _)| k == "client")
+}
+
+/// Explains a new connection of `client=IP` to the tcp service `service=S`.
+///
+/// # Errors
+/// No service named, an unknown one, or a client that is not an address.
+pub fn explain_tcp(tcp: &TcpMetrics, query: Option<&str>) -> Result<TcpExplanation, ExplainError> {
+    let mut service = None;
+    let mut client = None;
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match &*k {
+            "service" => service = Some(v.into_owned()),
+            "client" => client = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let name = service.ok_or(ExplainError::NoService)?;
+    let ip: std::net::IpAddr = client.as_deref().and_then(|c| c.trim().parse().ok()).ok_or(ExplainError::BadClient)?;
+    // tcp mode's key: the whole address (an IPv6 client by all 128 bits), a v4-mapped one unmapped
+    let key = crate::cidr::unmap(ip);
+    let placement = tcp.placement(&name, key).ok_or_else(|| {
+        ExplainError::Unknown(format!("no tcp service {name:?}; tcp services: {}", tcp.service_names().join(", ")))
+    })?;
+    Ok(describe(&name, ip, &placement))
+}
+
+/// The explanation of a placement (pure: tested without a runtime).
+#[must_use]
+pub fn describe(service: &str, client: std::net::IpAddr, p: &Placement) -> TcpExplanation {
+    let path = if p.kernel { "kernel" } else { "user-space" };
+    let slot_owner = p.maglev.map_or_else(|| "no backend".to_owned(), |b| b.to_string());
+    let maglev = format!("Maglev slot {} -> {slot_owner}", p.slot);
+    let (outcome, backend, why) = match (p.affinity, p.maglev) {
+        (Some(a), _) => (
+            "affinity",
+            Some(a),
+            format!(
+                "a fresh affinity entry (timeout {}) names {a}, still a backend: it wins over {maglev}",
+                humantime::format_duration(p.affinity_timeout)
+            ),
+        ),
+        (None, Some(m)) => {
+            let affinity = if !p.affinity_read {
+                "affinity not consulted (the kernel's table is not read here; a client with a fresh entry keeps its backend, see sticky inspect)"
+            } else if p.affinity_timeout.is_zero() {
+                "affinity is off for this service"
+            } else {
+                "no fresh affinity entry for this client"
+            };
+            ("maglev", Some(m), format!("{affinity}; {maglev}"))
+        }
+        (None, None) => ("none", None, "the service has no backend: the connection is refused".to_owned()),
+    };
+    TcpExplanation {
+        service: service.to_owned(),
+        mode: "tcp",
+        client: client.to_string(),
+        path,
+        outcome,
+        backend: backend.map(|b| b.to_string()),
+        slot: p.slot,
+        maglev: p.maglev.map(|b| b.to_string()),
+        affinity: if p.affinity_read { "read" } else { "not consulted" },
+        why: format!("{path} path (VIP {}): {why}", p.vip),
     }
 }
 

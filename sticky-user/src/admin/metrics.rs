@@ -192,6 +192,13 @@ pub const PROXY_PROTOCOL_REJECTS: Metric = counter(
     "Connections closed at accept by the PROXY protocol rule: untrusted, malformed, truncated, missing.",
 );
 
+/// `sticky_access_log_dropped_total`
+pub const ACCESS_LOG_DROPPED: Metric = counter(
+    "sticky_access_log_dropped_total",
+    &[],
+    "Access log lines dropped: over --access-log-rate, or the writer behind (queue full).",
+);
+
 /// Every metric sticky can serve (each family only when its part runs).
 pub const ALL: &[Metric] = &[
     REQUESTS,
@@ -228,6 +235,7 @@ pub const ALL: &[Metric] = &[
     L4_BACKEND_DRAINING,
     TLS_NOT_AFTER,
     PROXY_PROTOCOL_REJECTS,
+    ACCESS_LOG_DROPPED,
 ];
 
 /// Reads a snapshot of one part at scrape time.
@@ -286,6 +294,8 @@ impl Collector for Scrape {
             let rows = crate::proxy_protocol::Reject::ALL
                 .map(|r| (vec![r.as_str()], crate::proxy_protocol::accept::rejects(r)));
             family(&mut encoder, &PROXY_PROTOCOL_REJECTS, rows)?;
+            // 0 while the access log is off: an alert on it needs no `absent()`
+            family(&mut encoder, &ACCESS_LOG_DROPPED, [(Vec::new(), crate::access_log::dropped())])?;
         }
         if let Some(resolver) = &self.0.tls {
             let expiry = resolver.expiry();

@@ -10,6 +10,7 @@
 //! | `POST /api/services/{service}/backends/{backend}/drain` | mark draining: no new sessions, pinned ones still served |
 //! | `POST /api/services/{service}/backends/{backend}/activate` | take new sessions again |
 //! | `GET /api/explain?service=S&cookie=VALUE` | JSON: which backend that request would reach now, and why ([`explain`]) |
+//! | `GET /api/explain?service=S&client=IP` | JSON: tcp mode: which backend a new connection of that client would reach (affinity, Maglev slot) |
 //! | `GET /healthz` | `ok` (the balancer itself is up) |
 //!
 //! `{service}` is a service name or id, `{backend}` a backend id (as listed by `/api/backends`) or,
@@ -68,12 +69,14 @@ pub struct Admin {
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>) -> std::io::Result<()> {
     loop {
         let (stream, peer) = crate::net::accept(&listener).await?;
-        serve_connection(stream, access::Caller::Tcp(peer), admin.clone());
+        // the address the client reached: its own Host names it (the Host check)
+        let local = stream.local_addr().map_or(peer.ip(), |a| a.ip());
+        serve_connection(stream, access::Caller::Tcp(peer), Some(local), admin.clone());
     }
 }
 
-/// Serves one admin connection (TCP or unix socket) on a task of its own.
-fn serve_connection<S>(stream: S, caller: access::Caller, admin: Arc<Admin>)
+/// Serves one admin connection (TCP, reached at `local`, or unix socket) on a task of its own.
+fn serve_connection<S>(stream: S, caller: access::Caller, local: Option<std::net::IpAddr>, admin: Arc<Admin>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -82,7 +85,16 @@ where
         let service = service_fn(move |req: Request<Incoming>| {
             let admin = admin.clone();
             let caller = caller.clone();
-            async move { Ok::<_, Infallible>(handle(admin, &req, &caller).await) }
+            async move {
+                if let Some(local) = local
+                    && req.uri().path() != "/healthz"
+                    && let Err((status, why)) = admin.access.check_host(local, req.headers())
+                {
+                    tracing::info!(%caller, method = %req.method(), path = %req.uri().path(), "admin request refused: Host names another site");
+                    return Ok::<_, Infallible>(text(status, why));
+                }
+                Ok::<_, Infallible>(handle(admin, &req, &caller).await)
+            }
         });
         if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
             tracing::debug!(caller = %who, error = %e, "admin connection ended with an error");
@@ -201,15 +213,27 @@ async fn route(
                 Err(e) => text(StatusCode::NOT_FOUND, format!("{e}\n")),
             }
         }
-        (&Method::GET, ["api", "explain"], Some(routing)) => match explain::explain(routing, req.uri().query()) {
-            Ok(answer) => {
-                let mut r = text(StatusCode::OK, serde_json::to_vec_pretty(&answer).unwrap_or_default());
-                r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
-                r
+        (&Method::GET, ["api", "explain"], _) => {
+            let query = req.uri().query();
+            let answer = match (&admin.view.tcp, &admin.routing) {
+                (Some(tcp), _) if explain::asks_client(query) => {
+                    explain::explain_tcp(tcp, query).map(|a| serde_json::to_vec_pretty(&a).unwrap_or_default())
+                }
+                (_, Some(routing)) => {
+                    explain::explain(routing, query).map(|a| serde_json::to_vec_pretty(&a).unwrap_or_default())
+                }
+                (_, None) => Err(explain::ExplainError::NoService),
+            };
+            match answer {
+                Ok(body) => {
+                    let mut r = text(StatusCode::OK, body);
+                    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+                    r
+                }
+                Err(e @ explain::ExplainError::Unknown(_)) => text(StatusCode::NOT_FOUND, format!("{e}\n")),
+                Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
             }
-            Err(e @ explain::ExplainError::Unknown(_)) => text(StatusCode::NOT_FOUND, format!("{e}\n")),
-            Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
-        },
+        }
         (&Method::GET, ["healthz"], _) => text(StatusCode::OK, "ok\n"),
         (_, ["api", ..], None) => text(StatusCode::NOT_FOUND, "no http services here (tcp mode); try /metrics\n"),
         _ => text(

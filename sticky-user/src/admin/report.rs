@@ -40,6 +40,8 @@ pub struct Sources {
     pub tcp: Option<TcpMetrics>,
     /// tcp mode's last report and when it was made (see [`TCP_REFRESH`]).
     pub tcp_cache: Arc<Mutex<Option<(Instant, TcpReport)>>>,
+    /// Swarm discovery's state (`--docker`).
+    pub discovery: Option<Arc<crate::discovery::status::Status>>,
 }
 
 /// The `/api/backends` document.
@@ -137,6 +139,9 @@ pub struct BackendReport {
     pub upgrades: u64,
     /// Pinned keep-alive connections handed to the kernel splice.
     pub spliced_connections: u64,
+    /// Upstream connections in use by a request now (HTTP/2: until the response head; idle pooled
+    /// connections and upgraded tunnels not counted).
+    pub open_connections: u64,
     /// Response times (`sticky_request_duration_seconds`).
     pub latency: LatencyReport,
 }
@@ -167,6 +172,8 @@ pub struct Overview {
     pub services: Vec<ServiceReport>,
     /// tcp mode, if it runs.
     pub tcp: Option<TcpReport>,
+    /// Swarm discovery's state (`--docker` only): the Docker API, last contact, services left out.
+    pub discovery: Option<crate::discovery::status::StatusReport>,
 }
 
 /// The http proxy as a whole.
@@ -251,6 +258,7 @@ pub fn overview(routing: Option<&Routing>, writes: Writes, sources: &Sources) ->
             unrouted_requests: p.unrouted_requests(),
         }),
         services: routing.map(services).unwrap_or_default(),
+        discovery: sources.discovery.as_ref().map(|d| d.report()),
         tcp: sources.tcp.as_ref().map(|metrics| {
             let mut cache = lock(&sources.tcp_cache);
             match &*cache {
@@ -327,6 +335,7 @@ fn backend(b: &BackendRoute) -> BackendReport {
         connect_errors: stats.connect_errors(),
         upgrades: stats.upgrades(),
         spliced_connections: stats.spliced_connections(),
+        open_connections: stats.open_connections(),
         latency: {
             let l = stats.latency();
             LatencyReport { counts: l.buckets.to_vec(), sum_seconds: l.sum }

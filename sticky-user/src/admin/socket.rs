@@ -250,7 +250,7 @@ pub async fn serve(listener: UnixListener, admin: Arc<Admin>) -> io::Result<()> 
                 let cred = stream.peer_cred().ok();
                 let caller =
                     super::access::Caller::Socket { uid: cred.map(|c| c.uid()), pid: cred.and_then(|c| c.pid()) };
-                super::serve_connection(stream, caller, admin.clone());
+                super::serve_connection(stream, caller, None, admin.clone());
             }
             Err(e) if crate::net::is_transient(&e) => {
                 tracing::warn!(error = %e, "admin socket accept failed; retrying");

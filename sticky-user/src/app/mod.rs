@@ -56,6 +56,15 @@ pub enum AppError {
     /// The flags or the file are invalid.
     #[error("invalid configuration")]
     Config(#[from] ConfigError),
+    /// The access log's file cannot be opened (or its writer cannot start).
+    #[error("cannot open the access log {path}")]
+    AccessLog {
+        /// The file (`-`: stdout).
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The demo's admin token file cannot be written.
     #[error("cannot write the demo's admin token file {path}")]
     DemoToken {
@@ -215,13 +224,21 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
     if let Some(path) = &config.admin_socket {
         admin::socket::check_directory(path)?;
     }
+    if let Some(log) = &config.access_log {
+        crate::access_log::install(log).map_err(|source| AppError::AccessLog {
+            path: log.file.as_ref().map_or_else(|| "-".to_owned(), |p| p.display().to_string()),
+            source,
+        })?;
+    }
     let tcp_default = config.tcp.as_ref().map_or(config::defaults::AFFINITY_TIMEOUT, |t| t.affinity_timeout);
+    let discovery_status = config.swarm.as_ref().map(|_| Arc::new(crate::discovery::status::Status::default()));
     let (catalogs, discovery) = if let Some(swarm) = &config.swarm {
         let api = Api::new(&swarm.host).map_err(DiscoveryError::from)?;
         let options = SwarmOptions {
             interval: swarm.interval,
             own_container: docker::own_container_id(),
             affinity_timeout: tcp_default,
+            status: discovery_status.clone().unwrap_or_default(),
         };
         start_discovery(SwarmDiscovery::new(api, options)).await?
     } else {
@@ -231,7 +248,11 @@ pub async fn start(config: Config, keys: Option<Keys>) -> Result<Running, AppErr
     };
     let first = catalogs.borrow().clone();
     let mut sources = Sources::default();
-    let mut view = admin::report::Sources { source: config.source, ..admin::report::Sources::default() };
+    let mut view = admin::report::Sources {
+        source: config.source,
+        discovery: discovery_status,
+        ..admin::report::Sources::default()
+    };
     let source = Source::new(config.listen_from.as_deref());
 
     let http = match &config.http {
@@ -307,7 +328,8 @@ async fn start_admin(
     if config.admin.is_none() && config.admin_socket.is_none() {
         return Ok((None, None));
     }
-    let access = admin::access::Access::load(config.admin_token_file.as_deref(), config.admin_read_only)?;
+    let access = admin::access::Access::load(config.admin_token_file.as_deref(), config.admin_read_only)?
+        .with_hosts(config.admin_hosts.clone());
     if let Some(addr) = config.admin.filter(|a| !a.ip().is_loopback()) {
         tracing::warn!(%addr, "the admin API listens beyond loopback: reads (metrics, backends) are open to whoever reaches it");
     }

@@ -36,6 +36,22 @@ pub(super) struct FileConfig {
     pub trusted_proxies: Option<OneOrMany>,
     #[serde(default)]
     pub http2: FileHttp2,
+    /// The access log (see `--access-log`).
+    pub access_log: Option<FileAccessLog>,
+    /// Extra Host names of admin reads (see `--admin-host`).
+    pub admin_hosts: Option<OneOrMany>,
+}
+
+/// The `[access_log]` table (see `--access-log`, `--access-log-file`, `--access-log-sample`,
+/// `--access-log-rate`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileAccessLog {
+    /// `text` or `json`.
+    pub format: Option<String>,
+    pub file: Option<std::path::PathBuf>,
+    pub sample: Option<u64>,
+    pub rate: Option<u32>,
 }
 
 /// The `[http2]` table (see `--h2`, `--h2c`, `--h2-max-streams`).

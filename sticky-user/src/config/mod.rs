@@ -10,6 +10,7 @@
 
 mod file;
 mod flags;
+mod ops;
 
 use std::{
     collections::HashSet,
@@ -303,6 +304,10 @@ pub struct Config {
     /// The listener holder's unix socket (`--listen-from`): listening sockets are taken from it
     /// instead of bound.
     pub listen_from: Option<PathBuf>,
+    /// The access log (`--access-log`), if on.
+    pub access_log: Option<crate::access_log::Settings>,
+    /// Extra Host names admin reads answer for (`--admin-host`).
+    pub admin_hosts: Vec<String>,
 }
 
 /// Where `sticky run`'s services come from.
@@ -373,6 +378,8 @@ pub fn build(args: &RunArgs, file_text: Option<&str>) -> Result<Config, ConfigEr
         (None, None) => Source::Flags,
     };
     let clients = clients(args, file.as_ref())?;
+    let access_log = ops::access_log(args, file.as_ref())?;
+    let admin_hosts = ops::admin_hosts(args, file.as_ref());
     let (http, tcp) = match (args.mode, &swarm) {
         (RunMode::Http, None) => (Some(http(args, file, &clients)?), None),
         (RunMode::Http, Some(_)) => {
@@ -391,6 +398,8 @@ pub fn build(args: &RunArgs, file_text: Option<&str>) -> Result<Config, ConfigEr
         no_ebpf: args.tcp.no_ebpf,
         source,
         listen_from: args.listen_from.clone(),
+        access_log,
+        admin_hosts,
     })
 }
 

@@ -688,3 +688,50 @@ fn session_policy_flags_go_through_the_same_validation() {
     );
     assert!(e.contains("--load-shed"), "a service flag beside --config is refused by name: {e}");
 }
+
+#[test]
+fn access_log_and_admin_hosts_from_flags_and_file() {
+    use crate::access_log::{Format, Settings};
+    assert_eq!(build(&args(&["--backend=http://a:1"]), None).expect("flags").access_log, None, "off by default");
+    let on = build(&args(&["--backend=http://a:1", "--access-log"]), None).expect("flags");
+    assert_eq!(on.access_log, Some(Settings { format: Format::Text, file: None, sample: 1, rate: None }));
+    let json = build(
+        &args(&[
+            "--backend=http://a:1",
+            "--access-log=json",
+            "--access-log-file=/var/log/a.log",
+            "--access-log-sample=10",
+            "--access-log-rate=500",
+            "--admin-host=Dash.Example,other.example",
+        ]),
+        None,
+    )
+    .expect("flags");
+    assert_eq!(
+        json.access_log,
+        Some(Settings { format: Format::Json, file: Some("/var/log/a.log".into()), sample: 10, rate: Some(500) })
+    );
+    assert_eq!(json.admin_hosts, ["dash.example", "other.example"]);
+    let file = r#"
+admin_hosts = "dash.example"
+
+[access_log]
+format = "json"
+sample = 4
+
+[[services]]
+name = "web"
+backends = [{ name = "w1", url = "http://127.0.0.1:1" }]
+"#;
+    let from_file = build(&args(&["--config=sticky.toml"]), Some(file)).expect("file");
+    assert_eq!(from_file.access_log, Some(Settings { format: Format::Json, file: None, sample: 4, rate: None }));
+    assert_eq!(from_file.admin_hosts, ["dash.example"]);
+    let flag_wins = build(&args(&["--config=sticky.toml", "--access-log=text"]), Some(file)).expect("file");
+    assert_eq!(flag_wins.access_log.map(|s| (s.format, s.sample)), Some((Format::Text, 4)), "key by key");
+
+    assert!(err(&args(&["--backend=http://a:1", "--access-log=xml"]), None).contains("expected text, json or off"));
+    assert!(
+        err(&args(&["--backend=http://a:1", "--access-log", "--access-log-sample=0"]), None).contains("at least 1")
+    );
+    assert!(err(&args(&["--backend=http://a:1", "--access-log-rate=5"]), None).contains("the access log is off"));
+}

@@ -10,11 +10,12 @@
 //!
 //! Sources: [`static_list`] (`--backend`, `--config`, `--mode tcp`) and [`swarm`] (`--docker`:
 //! services and tasks of a Swarm, through the Docker API ([`docker`]), with [`reconcile`] turning one
-//! listing into one catalog).
+//! listing into one catalog); [`status`]: what Swarm discovery last saw, for the dashboard.
 
 pub mod docker;
 pub mod reconcile;
 pub mod static_list;
+pub mod status;
 pub mod swarm;
 
 use std::{future::Future, sync::Arc};

@@ -55,6 +55,8 @@ pub struct SwarmOptions {
     pub own_container: Option<String>,
     /// Affinity lifetime of tcp services without a `sticky.affinity.timeout` label.
     pub affinity_timeout: Duration,
+    /// Where the dashboard reads the API's state and the services left out.
+    pub status: Arc<super::status::Status>,
 }
 
 /// Swarm discovery over one daemon's API.
@@ -87,10 +89,11 @@ impl Discovery for SwarmDiscovery {
             let wait = match list(&self.api).await {
                 Ok((services, tasks)) => {
                     api_state.up(&memory);
+                    let now = SystemTime::now();
                     backoff = BACKOFF_MIN;
                     let own = self.options.own_container.as_deref();
-                    let catalog =
-                        memory.update(services, &tasks, own, self.options.affinity_timeout, SystemTime::now());
+                    let catalog = memory.update(services, &tasks, own, self.options.affinity_timeout, now);
+                    self.options.status.listed(memory.problem_list.clone(), memory.ignored_list.clone());
                     let first = memory.first_publish();
                     publish.send_if_modified(|current| {
                         let changed = **current != catalog;
@@ -106,6 +109,7 @@ impl Discovery for SwarmDiscovery {
                 }
                 Err(e) => {
                     api_state.down(&e, &memory);
+                    self.options.status.failed(crate::telemetry::chain(&e));
                     let wait = backoff;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                     wait
@@ -221,6 +225,10 @@ struct ListingMemory {
     legacy: HashMap<String, LegacyWindow>,
     published_services: usize,
     published_once: bool,
+    /// The last listing's services left out: (name, why), for the dashboard.
+    problem_list: Vec<(String, String)>,
+    /// The last listing's ignored labels: (service name, label), for the dashboard.
+    ignored_list: Vec<(String, String)>,
 }
 
 impl ListingMemory {
@@ -277,6 +285,8 @@ impl ListingMemory {
         self.legacy = legacy;
 
         let mut now_problems = HashMap::new();
+        self.problem_list = out.problems.iter().map(|p| (p.service.clone(), p.reason.to_string())).collect();
+        self.ignored_list = out.ignored.iter().map(|(_, name, label)| (name.clone(), label.clone())).collect();
         for p in out.problems {
             if self.problems.get(&p.service_id) != Some(&p.reason) {
                 tracing::error!(service = %p.service, problem = %p.reason, "service not balanced");

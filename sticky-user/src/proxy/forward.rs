@@ -11,13 +11,14 @@ use bytes::{Buf as _, Bytes};
 use tokio::{net::TcpStream, time::Instant};
 
 use super::io::ClientIo;
+use crate::access_log;
 
 use super::{
     buffers::{Buf, Scratch},
     conn::{Proxy, Settings},
     h1::{
-        Body, ClientAddr, Exchange, Limits, Proto, RequestHead, RequestRewrite, ResponseKind, ResponseRewrite,
-        write_request, write_response,
+        Body, ClientAddr, Exchange, Limits, Proto, RequestFraming, RequestHead, RequestRewrite, ResponseKind,
+        ResponseRewrite, write_request, write_response,
     },
     named,
     pin::{self, PinState},
@@ -81,9 +82,21 @@ pub struct Tunnel {
 }
 
 /// Forwards the request to the backend `pin` decided on (deciding again without any backend that
-/// refuses the connection) and relays the answer; errors are answered here.
-#[expect(clippy::too_many_lines, reason = "one exchange in order; its steps read best in one place")]
+/// refuses the connection) and relays the answer; errors are answered here. With the access log on,
+/// the request's line is sent once its answer is complete.
 pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState) -> Outcome {
+    let log = access_log::Pending::start(r.scratch.req.method_bytes(r.cbuf), r.scratch.req.path(r.cbuf));
+    let peer = r.peer;
+    let mut note = access_log::Note::default();
+    let outcome = exchange(r, service, pin, &mut note).await;
+    if let Some(log) = log {
+        log.finish(service, peer.ip(), "http/1.1", pin.decision, note);
+    }
+    outcome
+}
+
+#[expect(clippy::too_many_lines, reason = "one exchange in order; its steps read best in one place")]
+async fn exchange(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState, note: &mut access_log::Note) -> Outcome {
     let Request { proxy, client, peer, cbuf, scratch, stopping, wave } = r;
     let Settings { limits, timeouts } = proxy.settings;
     let head_limits = Limits::from(limits);
@@ -101,11 +114,18 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
     let first = match body.feed(cbuf.get(head_len..).unwrap_or_default()) {
         Ok(p) => p.used,
         Err(e) => {
+            note.status = Some(400);
             proxy.stats.client_error(ClientError::Body);
             return answer(proxy, service, client, &ProxyError::BadRequestBody(e), true).await;
         }
     };
     out.extend_from_slice(cbuf.get(head_len..head_len + first).unwrap_or_default());
+    // the body's bytes: as framed by Content-Length, else (chunked) those read with the head
+    let body_len = match req.framing() {
+        RequestFraming::Length(n) => n,
+        RequestFraming::None | RequestFraming::Chunked => as_u64(first),
+    };
+    note.bytes_in = Some(as_u64(head_len).saturating_add(body_len));
     cbuf.advance(head_len + first);
     let mut req_body = RequestBody { body, to_send: 0 };
     // the whole request is in `out`: it can be sent again on a fresh connection
@@ -142,6 +162,8 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
             (s, false)
         };
         let _inflight = backend.live.busy();
+        // counted open while this exchange holds it (the dashboard's per-backend connections)
+        let _open = backend.live.stats.open();
         if let Some(h) = header.as_ref().filter(|_| !reused)
             && let Err(e) = relay::write_all(&up, h, timeouts.backend, Timeout::Backend).await
         {
@@ -237,12 +259,14 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
             out.extend_from_slice(sides.ubuf.get(..p.used).unwrap_or_default());
             sides.ubuf.advance(p.used);
         }
+        note.status = Some(resp.status());
         if let Err(e) = relay::write_all(client, &out, timeouts.client, Timeout::Client).await {
             if let WriteError::Stalled(k) = e {
                 proxy.stats.timeout(k);
             }
             return Outcome::Close;
         }
+        note.bytes_out = Some(as_u64(out.len()));
         if tunnel {
             backend.live.stats.upgrade();
             return Outcome::Tunnel(Tunnel {
@@ -252,7 +276,11 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
                 splice: service.spec.splice.upgrades,
             });
         }
-        if let Err(fault) = sides.response_body(&mut rbody, relay.dechunk, &mut out).await {
+        let sent = sides.response_body(&mut rbody, relay.dechunk, &mut out).await;
+        if let Ok(n) = sent {
+            note.bytes_out = note.bytes_out.map(|h| h.saturating_add(n));
+        }
+        if let Err(fault) = sent {
             if let Fault::Timeout(k) = fault {
                 proxy.stats.timeout(k);
             }
@@ -269,6 +297,7 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
     }
     let error = error.unwrap_or_else(|| exhausted(service, last_connect));
     let close = !wants_keep || !req_body.is_done();
+    note.status = Some(error.status().as_u16());
     answer(proxy, service, client, &error, close).await
 }
 
@@ -295,6 +324,10 @@ fn place_by_key(
     let key = pin::affinity_key(service, pin.pinned, first, last, req.cookies(buf), peer)?;
     pin.decision = pin::decide_keyed(proxy, service, key, &[]);
     Some(key)
+}
+
+fn as_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 /// sticky's own answer to a request of `service`: counted, logged at debug, written.

@@ -221,9 +221,12 @@ impl Sides<'_> {
     /// client; `dechunk` sends only a chunked body's data (an HTTP/1.0 client). What follows the body
     /// stays in the backend buffer.
     ///
+    /// Returns the bytes written to the client (for the access log).
+    ///
     /// # Errors
     /// Either side failed or stalled, or the body is not framed as its head said.
-    pub async fn response_body(&mut self, body: &mut Body, dechunk: bool, out: &mut BytesMut) -> Result<(), Fault> {
+    pub async fn response_body(&mut self, body: &mut Body, dechunk: bool, out: &mut BytesMut) -> Result<u64, Fault> {
+        let mut sent = 0u64;
         loop {
             if !self.ubuf.is_empty() && !body.is_done() {
                 out.clear();
@@ -236,17 +239,18 @@ impl Sides<'_> {
                 .map_err(Fault::ResponseBody)?;
                 let data = if dechunk { &out[..] } else { input.get(..progress.used).unwrap_or_default() };
                 write_all(self.client, data, self.timeouts.client, Timeout::Client).await.map_err(client_fault)?;
+                sent = sent.saturating_add(u64::try_from(data.len()).unwrap_or(u64::MAX));
                 self.ubuf.advance(progress.used);
             }
             if body.is_done() {
-                return Ok(());
+                return Ok(sent);
             }
             self.ubuf.room();
             let read = tokio::time::timeout(self.timeouts.backend, read_buf(self.up, self.ubuf));
             match read.await {
                 Err(_) => return Err(Fault::Timeout(Timeout::Backend)),
                 Ok(Ok(0)) => {
-                    return body.finish().map_err(Fault::ResponseBody);
+                    return body.finish().map(|()| sent).map_err(Fault::ResponseBody);
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(Fault::Backend { error: Some(e), answered: true }),

@@ -18,7 +18,7 @@ pub mod user;
 
 use std::{
     collections::HashMap,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex, OnceLock},
 };
 
@@ -395,12 +395,31 @@ struct KernelView {
 }
 
 /// The numbers of tcp mode, read by `/metrics` and the admin API.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct TcpMetrics {
     kernel: Arc<OnceLock<KernelView>>,
     services: user::Published,
     local: user::Published,
     control: Arc<Control>,
+}
+
+/// How tcp mode would place a new connection of one client, for `/api/explain`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// Whether the kernel path serves the service (else the user-space relay).
+    pub kernel: bool,
+    /// The service's address.
+    pub vip: SocketAddr,
+    /// The client's Maglev slot.
+    pub slot: u32,
+    /// The backend that owns the slot (none: no backend).
+    pub maglev: Option<SocketAddr>,
+    /// The backend a live affinity entry names; `None` also when the table was not read (kernel).
+    pub affinity: Option<SocketAddr>,
+    /// Whether the affinity table was read (the user-space path's is; the kernel's is not).
+    pub affinity_read: bool,
+    /// The service's affinity timeout (zero: affinity off).
+    pub affinity_timeout: std::time::Duration,
 }
 
 /// tcp mode's numbers at one moment.
@@ -444,6 +463,40 @@ impl TcpMetrics {
     #[must_use]
     pub fn attached(&self) -> Option<&[String]> {
         self.kernel.get().map(|k| &*k.ifaces)
+    }
+
+    /// Where a new connection of `client` to service `name` would go now (see [`Placement`]); none
+    /// for an unknown service. Reads only: the affinity table is not touched.
+    #[must_use]
+    pub fn placement(&self, name: &str, client: IpAddr) -> Option<Placement> {
+        let balancer = lock(&self.services)
+            .iter()
+            .chain(lock(&self.local).iter())
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| b.clone());
+        if let Some(balancer) = balancer {
+            return Some(balancer.placement(client));
+        }
+        // not relayed here: the kernel's, over the set it was given (drained backends left out)
+        self.kernel.get()?;
+        let services = lock(&self.control.services).clone();
+        let spec = self.control.effective(&services).into_iter().find(|s| s.name == name || &*s.id.0 == name)?;
+        let table = crate::policy::maglev::Maglev::build(&spec.backends);
+        Some(Placement {
+            kernel: true,
+            vip: spec.vip,
+            slot: crate::policy::maglev::client_slot(client),
+            maglev: table.pick(client),
+            affinity: None,
+            affinity_read: false,
+            affinity_timeout: spec.affinity_timeout,
+        })
+    }
+
+    /// The names of the services tcp mode serves.
+    #[must_use]
+    pub fn service_names(&self) -> Vec<String> {
+        lock(&self.control.services).iter().map(|s| s.name.clone()).collect()
     }
 
     /// Connections the user-space path relays now, over every service.

@@ -120,6 +120,10 @@ pub struct Balancer {
     counters: Counters,
     /// What each backend connection starts with.
     proxy_protocol: crate::proxy_protocol::Version,
+    /// The service's address (for `/api/explain`).
+    vip: SocketAddr,
+    /// The service's name (for the access log).
+    name: String,
 }
 
 impl Balancer {
@@ -134,6 +138,8 @@ impl Balancer {
             clock: Instant::now(),
             counters: Counters::default(),
             proxy_protocol: spec.proxy_protocol,
+            vip: spec.vip,
+            name: spec.name.clone(),
         }
     }
 
@@ -165,6 +171,25 @@ impl Balancer {
         let table = Arc::clone(&read(&self.table));
         let entry = if self.timeout_ns > 0 { self.affinity().get(client) } else { None };
         choose(entry, self.now_ns(), self.timeout_ns, |b| table.backends().contains(b), table.pick(client))
+    }
+
+    /// Where a new connection of `client` would go now, with the parts of the decision (reads only).
+    #[must_use]
+    pub fn placement(&self, client: IpAddr) -> super::Placement {
+        let table = Arc::clone(&read(&self.table));
+        let affinity = match self.choose(client) {
+            Choice::Affinity(b) => Some(b),
+            Choice::Pick(_) | Choice::None => None,
+        };
+        super::Placement {
+            kernel: false,
+            vip: self.vip,
+            slot: crate::policy::maglev::client_slot(client),
+            maglev: table.pick(client),
+            affinity,
+            affinity_read: true,
+            affinity_timeout: std::time::Duration::from_nanos(self.timeout_ns),
+        }
     }
 
     /// Records that `client`'s connection to `backend` was established.
@@ -213,14 +238,14 @@ async fn relay(balancer: Arc<Balancer>, mut client: TcpStream, peer: SocketAddr,
     // (`maglev_slot6`); a v4-mapped one is the IPv4 client it stands for.
     let client_ip = crate::cidr::unmap(peer.ip());
     let counters = &balancer.counters;
-    let backend = match balancer.choose(client_ip) {
+    let (backend, pick) = match balancer.choose(client_ip) {
         Choice::Affinity(b) => {
             counters.affinity_hit.fetch_add(1, Ordering::Relaxed);
-            b
+            (b, crate::access_log::Pick::Affinity)
         }
         Choice::Pick(b) => {
             counters.maglev_pick.fetch_add(1, Ordering::Relaxed);
-            b
+            (b, crate::access_log::Pick::Maglev)
         }
         Choice::None => {
             counters.no_backend.fetch_add(1, Ordering::Relaxed);
@@ -252,15 +277,22 @@ async fn relay(balancer: Arc<Balancer>, mut client: TcpStream, peer: SocketAddr,
     counters.active.fetch_add(1, Ordering::Relaxed);
     mine.opened.fetch_add(1, Ordering::Relaxed);
     mine.active.fetch_add(1, Ordering::Relaxed);
-    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+    let (opened, started) = (std::time::SystemTime::now(), Instant::now());
+    let bytes = match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         Ok((to_backend, to_client)) => {
             mine.to_backend.fetch_add(to_backend, Ordering::Relaxed);
             mine.to_client.fetch_add(to_client, Ordering::Relaxed);
+            (to_backend, to_client)
         }
-        Err(e) => tracing::debug!(%peer, %backend, error = %e, "relay ended with an error"),
-    }
+        Err(e) => {
+            tracing::debug!(%peer, %backend, error = %e, "relay ended with an error");
+            (0, 0)
+        }
+    };
     mine.active.fetch_sub(1, Ordering::Relaxed);
     counters.active.fetch_sub(1, Ordering::Relaxed);
+    let line = crate::access_log::TcpLine { service: &balancer.name, client: peer.ip(), backend, pick, opened };
+    crate::access_log::tcp(&line, started.elapsed(), bytes);
 }
 
 /// Accepts `listener`'s connections, each relayed on a task of its own, until aborted, `stop`

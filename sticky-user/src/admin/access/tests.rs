@@ -72,3 +72,55 @@ fn callers_are_named_in_the_log() {
     assert_eq!(socket().to_string(), "unix socket uid 0 pid 42");
     assert_eq!(Caller::Socket { uid: None, pid: None }.to_string(), "unix socket");
 }
+
+#[test]
+fn host_check_answers_the_listeners_own_names_only() {
+    use super::host_allowed;
+    let local: std::net::IpAddr = "10.0.0.5".parse().expect("addr");
+    let extra = vec!["sticky.example.org".to_owned()];
+    for ok in [
+        "10.0.0.5",
+        "10.0.0.5:9090",
+        "127.0.0.1:9090",
+        "127.8.9.1",
+        "[::1]:9090",
+        "[::1]",
+        "[::ffff:10.0.0.5]:80",
+        "localhost",
+        "LOCALHOST:9090",
+        "localhost.:9090",
+        "dash.localhost:9090",
+        "sticky.example.org:9090",
+        "Sticky.Example.Org",
+    ] {
+        assert!(host_allowed(ok.as_bytes(), local, &extra), "{ok} must be answered");
+    }
+    for refused in [
+        "attacker.example:9090",
+        "10.0.0.6:9090",
+        "[2001:db8::1]:9090",
+        "sticky.example.org.attacker.example",
+        "localhost.attacker.example",
+        "",
+        ":9090",
+        "[::1",
+        "10.0.0.5:90x",
+        "evil\u{ff}",
+    ] {
+        assert!(!host_allowed(refused.as_bytes(), local, &extra), "{refused:?} must be refused");
+    }
+}
+
+#[test]
+fn a_missing_host_is_not_a_browser_and_is_answered() {
+    let a = Access::default();
+    let local = "127.0.0.1".parse().expect("addr");
+    assert!(a.check_host(local, &HeaderMap::new()).is_ok());
+    let mut h = HeaderMap::new();
+    h.insert(header::HOST, HeaderValue::from_static("rebound.example:9090"));
+    let refused = a.check_host(local, &h).expect_err("another site's name");
+    assert_eq!(refused.0, StatusCode::MISDIRECTED_REQUEST);
+    assert!(refused.1.contains("--admin-host"), "{}", refused.1);
+    let named = Access::default().with_hosts(vec!["Rebound.Example".into()]);
+    assert!(named.check_host(local, &h).is_ok(), "an --admin-host name is answered");
+}

@@ -214,7 +214,7 @@
     const head = el(
       'tr',
       {},
-      ...['Backend', 'Address', 'State', 'Health', 'Sessions', 'Pinned', 'Requests', 'Request rate', 'Errors', 'Error rate', 'Latency p50 · p95 (10 s)', ''].map(
+      ...['Backend', 'Address', 'State', 'Health', 'Open', 'Sessions', 'Pinned', 'Requests', 'Request rate', 'Errors', 'Error rate', 'Latency p50 · p95 (10 s)', ''].map(
         (h) => el('th', {}, h),
       ),
     );
@@ -238,6 +238,7 @@
       cell('addr'),
       cell('state'),
       cell('health'),
+      cell('open', 'num'),
       cell('sessions', 'num'),
       cell('pinned', 'num'),
       cell('requests', 'num'),
@@ -287,6 +288,8 @@
       row.cells.health.replaceChildren(
         el('span', { class: `pill ${b.health === 'up' ? 'ok' : b.health === 'paused' ? 'warn' : 'bad'}` }, b.health),
       );
+      row.cells.open.textContent = fmt(b.open_connections);
+      row.cells.open.title = 'upstream connections in use by a request now';
       row.cells.sessions.textContent = fmt(b.sessions);
       row.cells.pinned.textContent = fmt(b.pinned_requests);
       row.cells.requests.textContent = fmt(b.requests);
@@ -449,6 +452,37 @@
     section.replaceChildren(...parts);
   }
 
+  function renderDiscovery(d) {
+    const section = $('discovery');
+    section.hidden = !d;
+    if (!d) return;
+    const ago = d.last_contact_seconds_ago;
+    const contact = ago == null ? 'never reached' : `last contact ${ago < 1 ? 'just now' : `${ago.toFixed(0)} s ago`}`;
+    const parts = [
+      el(
+        'h2',
+        {},
+        'Swarm discovery ',
+        el('span', { class: `pill ${d.docker_api === 'up' ? 'ok' : d.docker_api === 'down' ? 'bad' : 'warn'}`, 'data-field': 'docker-api' }, `Docker API ${d.docker_api}`),
+        el('span', { class: 'muted', 'data-field': 'last-contact' }, contact),
+      ),
+    ];
+    if (d.last_error) parts.push(el('p', { class: 'bad', 'data-field': 'docker-error' }, d.last_error));
+    if (d.problems.length) {
+      parts.push(
+        el('p', {}, `services left out (${d.problem_count}):`),
+        el('ul', {}, ...d.problems.map((p) => el('li', { 'data-problem': p.service }, el('b', {}, p.service), ` · ${p.problem}`))),
+      );
+    }
+    if (d.ignored_labels.length) {
+      parts.push(
+        el('p', {}, `labels ignored (${d.ignored_count}): `, d.ignored_labels.map((l) => `${l.service}: ${l.label}`).join(', ')),
+      );
+    }
+    if (!d.problems.length && !d.ignored_labels.length) parts.push(el('p', { class: 'muted' }, 'every labelled service is balanced'));
+    section.replaceChildren(...parts);
+  }
+
   // --- polling ----------------------------------------------------------------------------
 
   function render(doc) {
@@ -474,6 +508,7 @@
     if (!doc.services.length && !doc.tcp && !empty) main.append(el('p', { class: 'empty' }, 'No services yet.'));
     if ((doc.services.length || doc.tcp) && empty) empty.remove();
     renderTcp(doc.tcp);
+    renderDiscovery(doc.discovery);
   }
 
   function setStatus(kind, text) {

@@ -1,6 +1,6 @@
 use std::net::SocketAddr;
 
-use super::{ExplainError, explain};
+use super::{ExplainError, describe, explain, explain_tcp};
 use crate::{
     cookie::Keys,
     model::{
@@ -104,4 +104,54 @@ fn bad_queries_say_what_to_ask() {
     assert_eq!(explain(&r, None), Err(ExplainError::NoService));
     assert_eq!(explain(&r, Some("service=nope")).map(|_| ()).map_err(|e| e.to_string().contains("nope")), Err(true));
     assert_eq!(explain(&r, Some("client=10.0.0.1")), Err(ExplainError::Tcp));
+}
+
+fn placement(kernel: bool, affinity: Option<&str>, maglev: Option<&str>) -> crate::tcp::Placement {
+    crate::tcp::Placement {
+        kernel,
+        vip: "10.0.0.1:5432".parse().expect("an address"),
+        slot: 4242,
+        maglev: maglev.map(|m| m.parse().expect("an address")),
+        affinity: affinity.map(|a| a.parse().expect("an address")),
+        affinity_read: !kernel,
+        affinity_timeout: std::time::Duration::from_secs(300),
+    }
+}
+
+#[test]
+fn tcp_affinity_wins_over_maglev_in_user_space() {
+    let client = "192.0.2.7".parse().expect("an address");
+    let e = describe("db", client, &placement(false, Some("10.0.1.2:5432"), Some("10.0.1.3:5432")));
+    assert_eq!(e.outcome, "affinity");
+    assert_eq!(e.backend.as_deref(), Some("10.0.1.2:5432"));
+    assert_eq!(e.maglev.as_deref(), Some("10.0.1.3:5432"));
+    assert_eq!(e.affinity, "read");
+    assert!(e.why.contains("fresh affinity entry") && e.why.contains("Maglev slot 4242"), "{}", e.why);
+}
+
+#[test]
+fn tcp_without_an_entry_is_the_maglev_slot() {
+    let client = "192.0.2.7".parse().expect("an address");
+    let e = describe("db", client, &placement(false, None, Some("10.0.1.3:5432")));
+    assert_eq!((e.outcome, e.backend.as_deref(), e.slot), ("maglev", Some("10.0.1.3:5432"), 4242));
+    assert!(e.why.contains("no fresh affinity entry"), "{}", e.why);
+}
+
+#[test]
+fn tcp_kernel_path_says_affinity_was_not_consulted() {
+    let client = "192.0.2.7".parse().expect("an address");
+    let e = describe("db", client, &placement(true, None, Some("10.0.1.3:5432")));
+    assert_eq!((e.path, e.affinity, e.outcome), ("kernel", "not consulted", "maglev"));
+    assert!(e.why.contains("affinity not consulted"), "{}", e.why);
+    let none = describe("db", client, &placement(true, None, None));
+    assert_eq!((none.outcome, none.backend), ("none", None));
+}
+
+#[test]
+fn tcp_explain_needs_an_address() {
+    let metrics = crate::tcp::TcpMetrics::default();
+    assert_eq!(explain_tcp(&metrics, Some("service=db&client=nope")).map(|_| ()), Err(ExplainError::BadClient));
+    assert_eq!(explain_tcp(&metrics, Some("client=192.0.2.7")).map(|_| ()), Err(ExplainError::NoService));
+    let unknown = explain_tcp(&metrics, Some("service=db&client=192.0.2.7")).map(|_| ());
+    assert!(matches!(unknown, Err(ExplainError::Unknown(_))), "{unknown:?}");
 }

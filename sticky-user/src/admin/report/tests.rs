@@ -93,3 +93,25 @@ fn overview_without_an_http_part_still_answers() {
     assert_eq!(doc["proxy"]["connections_active"], 0);
     assert_eq!(doc["services"][0]["backends"].as_array().map(Vec::len), Some(2));
 }
+
+#[test]
+fn overview_has_discovery_with_docker_and_open_connections_per_backend() {
+    let routing = routing();
+    let doc = serde_json::to_value(overview(Some(&routing), Writes::Open, &Sources::default())).expect("serializes");
+    assert_eq!(doc["discovery"], Value::Null, "no --docker: no discovery part");
+    assert_eq!(doc["services"][0]["backends"][0]["open_connections"], 0);
+    let table = routing.table_full();
+    let held = table.services[0].backends[0].live.stats.open();
+    let doc = serde_json::to_value(overview(Some(&routing), Writes::Open, &Sources::default())).expect("serializes");
+    assert_eq!(doc["services"][0]["backends"][0]["open_connections"], 1, "a held exchange counts");
+    drop(held);
+
+    let status = Arc::new(crate::discovery::status::Status::default());
+    status.listed(vec![("web".into(), "no port: add sticky.port".into())], vec![("web".into(), "traefik.x".into())]);
+    let sources = Sources { discovery: Some(status), ..Sources::default() };
+    let doc = serde_json::to_value(overview(None, Writes::Open, &sources)).expect("serializes");
+    assert_eq!(doc["discovery"]["docker_api"], "up");
+    assert_eq!(doc["discovery"]["problems"], json!([{ "service": "web", "problem": "no port: add sticky.port" }]));
+    assert_eq!(doc["discovery"]["ignored_labels"][0]["label"], "traefik.x");
+    assert!(doc["discovery"]["last_contact_unix"].as_u64().is_some());
+}

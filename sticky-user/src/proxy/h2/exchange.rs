@@ -156,7 +156,24 @@ async fn serve(conn: &Conn, req: Request<Incoming>) -> Response<AnswerBody> {
         )
     };
     let key = place_by_key(proxy, &service, &mut pin, req.headers(), &conn.peer);
-    forward(conn, &service, (&mut pin, key), req, authority.as_deref(), grpc).await
+    let log = crate::access_log::Pending::start(req.method().as_str().as_bytes(), req.uri().path().as_bytes());
+    let bytes_in = log.as_ref().and_then(|_| content_length(req.headers()));
+    let answer = forward(conn, &service, (&mut pin, key), req, authority.as_deref(), grpc).await;
+    if let Some(log) = log {
+        // the body is streamed after this: its length is the head's Content-Length, if it says one
+        let note = crate::access_log::Note {
+            status: Some(answer.status().as_u16()),
+            bytes_in,
+            bytes_out: content_length(answer.headers()),
+        };
+        log.finish(&service, conn.peer.ip(), "h2", pin.decision, note);
+    }
+    answer
+}
+
+/// A head's `Content-Length`, if it has one that parses.
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers.get(http::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 /// Hash affinity (issue 18), as the HTTP/1 engine's `forward::place_by_key`: a request carrying its
@@ -281,7 +298,10 @@ async fn forward(
         };
         // in flight until the response head (the body streams on without it)
         let _inflight = backend.live.busy();
-        match finish(conn, service, (pin, key.is_some()), index, (backend.addr, sender), sent, grpc).await {
+        let open = backend.live.stats.open();
+        let finished = finish(conn, service, (pin, key.is_some()), index, (backend.addr, sender), sent, grpc).await;
+        drop(open);
+        match finished {
             Ok(r) => return r,
             Err(mut back) if reused => match back.take_message() {
                 // a pooled connection closed before the request went out: again on a fresh one
