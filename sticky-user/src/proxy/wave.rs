@@ -40,7 +40,7 @@ struct Pick {
     value: Option<[u8; cookie::ENCODED_LEN]>,
 }
 
-/// The first wave of one client connection: nothing (a null pointer, no allocation) until a
+/// The first wave of one client connection: nothing (a null slice pointer, no allocation) until a
 /// cookie-less request, then one small allocation sized to its picks (one for a connection of one
 /// service).
 #[derive(Debug, Default)]
@@ -266,10 +266,10 @@ mod tests {
     }
 
     #[test]
-    fn a_wave_costs_an_idle_connection_a_pointer_and_one_small_allocation() {
+    fn a_wave_costs_an_idle_connection_two_words_and_one_small_allocation() {
         // what every idle keep-alive connection carries (client::Connection), and what one that made a
         // cookie-less request keeps allocated until it closes
-        assert_eq!(std::mem::size_of::<FirstWave>(), std::mem::size_of::<usize>());
+        assert_eq!(std::mem::size_of::<FirstWave>(), 2 * std::mem::size_of::<usize>(), "a slice's pointer and length");
         assert!(std::mem::size_of::<Pick>() <= 64, "a pick is {} bytes", std::mem::size_of::<Pick>());
         let proxy = proxy();
         let service = proxy.routing.table().services[0].clone();
