@@ -100,7 +100,8 @@ fn report(log: &str, duration_us: u64) -> anyhow::Result<Report> {
         let i = ((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1);
         latencies.get(i).copied().unwrap_or(0)
     };
-    let latency_us = Latency { p50: at(0.5), p99: at(0.99), p999: at(0.999), max: latencies.last().copied().unwrap_or(0) };
+    let latency_us =
+        Latency { p50: at(0.5), p99: at(0.99), p999: at(0.999), max: latencies.last().copied().unwrap_or(0) };
     Ok(Report { requests: latencies.len() as u64, duration_us, bytes: 0, errors, latency_us })
 }
 
