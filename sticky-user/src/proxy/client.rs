@@ -74,6 +74,7 @@ enum Next {
 
 /// Serves one client connection (plain, or TLS after its handshake) until it closes, fails, idles
 /// out, or `stop` turns true between requests. `TCP_NODELAY` is already set ([`crate::net::accept`]).
+#[must_use = "the connection is served only once the future is spawned or awaited"]
 pub fn serve(
     proxy: Arc<Proxy>,
     stream: ClientIo,

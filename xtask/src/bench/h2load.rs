@@ -107,6 +107,8 @@ fn report(log: &str, duration_us: u64) -> anyhow::Result<Report> {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
+
     use super::{finished_us, report};
 
     #[test]
@@ -115,7 +117,10 @@ mod tests {
         assert_eq!(finished_us(out), Some(2_000_000));
         assert_eq!(finished_us("finished in 950.12ms, 1 req/s"), Some(950_120));
         assert_eq!(finished_us("nothing"), None);
-        let log: String = (1..=1000).map(|i| format!("1733300000000000\t200\t{i}\n")).collect();
+        let log = (1..=1000).fold(String::new(), |mut log, i| {
+            let _ = writeln!(log, "1733300000000000\t200\t{i}");
+            log
+        });
         let r = report(&format!("{log}1733300000000001\t503\t7\n1733300000000002\t-1\t9\n"), 2_000_000).unwrap();
         assert_eq!((r.requests, r.errors.status, r.errors.read), (1002, 1, 1));
         assert_eq!((r.latency_us.p50, r.latency_us.max), (500, 1000));
