@@ -1,5 +1,7 @@
 #!/bin/bash
-# HTTP/2 CPU per request on loopback (issue 15), until `cargo xtask bench` has h2load rows: sticky (h2
+# HTTP/2 CPU per request on loopback (issue 15), by hand. `cargo xtask bench --only h2` now has these as rows
+# (sticky-h2-pinned, sticky-h2-firstwave, haproxy-h2-pinned, nginx-h2: bench/README.md, *HTTP/2 rows*), checked
+# and measured like the others; this script stays for a quick look without namespaces: sticky (h2
 # over TLS, pinned and first wave) beside HAProxy (cookie insert) and nginx (hash of a cookie) with h2
 # on the same certificate, one worker/thread each pinned to CPU 1, h2load and the two `sticky whoami`
 # backends on CPU 0. Traffic stays on 127.0.0.1; every run is bounded (h2load -n N); every process

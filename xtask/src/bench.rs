@@ -3,6 +3,7 @@
 //! as JSON, Markdown and an SVG plot. bench/README.md explains the method and how to read it.
 
 mod configs;
+mod h2load;
 mod idle;
 mod measure;
 mod memory;
@@ -48,7 +49,8 @@ pub struct Options {
     /// measurements, first), direct, sticky-http-new, sticky-http-pinned, sticky-http-pinned-splice, haproxy-http-new,
     /// haproxy-http-pinned, nginx-hash, sticky-https-pinned, sticky-https-handshake, sticky-https-resumed,
     /// haproxy-https-pinned, haproxy-https-handshake, haproxy-https-resumed, nginx-https, nginx-https-handshake,
-    /// nginx-https-resumed, sticky-tcp-kernel, sticky-tcp-user, haproxy-tcp, iptables-dnat.
+    /// nginx-https-resumed, sticky-h2-pinned, sticky-h2-firstwave, haproxy-h2-pinned, nginx-h2 (h2load rows),
+    /// sticky-tcp-kernel, sticky-tcp-user, haproxy-tcp, iptables-dnat.
     #[arg(long, value_name = "REGEX")]
     pub only: Option<String>,
     /// Use this sticky binary instead of building target/release/sticky.
@@ -264,6 +266,9 @@ fn measure_config(
         Load::Pinned => Some(checked.cookie.as_ref().context("no cookie to pin with")?.0.as_str()),
         Load::Plain => None,
     };
+    if config.tls == Some(configs::Tls::H2) {
+        return measure_h2(config, topo, work, cookie, (warmup, duration, runs), &mut running, row);
+    }
     let target = config.target();
     let files = tls::Files::of(work);
     let https = config.tls.map(|tls| wrk::Https { tls, files: &files });
@@ -322,6 +327,70 @@ fn measure_config(
         row.runs.push(run);
     }
     drop(running);
+    Ok(())
+}
+
+/// An h2 row's load and runs: h2load instead of wrk ([`h2load`]); the warm-up's responses must all be
+/// 2xx (h2load shows no bodies: who answered was checked over h2 before, [`verify::functional`]).
+fn measure_h2(
+    config: &Config,
+    topo: &Topology,
+    work: &Workdir,
+    cookie: Option<&str>,
+    (warmup, duration, runs): (u32, u32, u32),
+    running: &mut configs::Running<'_>,
+    row: &mut Row,
+) -> anyhow::Result<()> {
+    let target = config.target();
+    let warm = h2load::run(topo, &work.dir, target, cookie, warmup)?;
+    ensure!(warm.errors.total() == 0, "warm-up: errors {:?} (statuses >= 400 or no response)", warm.errors);
+    row.check_under_load = Some(format!(
+        "h2load, {} connections x {} streams, h2 by ALPN: {} responses, all 2xx/3xx (h2load shows no bodies)",
+        h2load::CLIENTS,
+        h2load::STREAMS,
+        warm.requests
+    ));
+    for i in 0..runs {
+        check_interrupted()?;
+        let pids = topo.lb.pids();
+        let process_cpu = || pids.iter().filter_map(|p| measure::process_cpu(*p)).map(|d| d.as_secs_f64()).sum::<f64>();
+        let (cpu0, proc0) = (measure::cpu_times()?, process_cpu());
+        let r = h2load::run(topo, &work.dir, target, cookie, duration)?;
+        let (cpu1, proc1) = (measure::cpu_times()?, process_cpu());
+        ensure!(r.errors.total() == 0, "run {i}: errors {:?} (statuses >= 400 or no response)", r.errors);
+        for p in &mut running.procs {
+            p.check_alive()?;
+        }
+        let (l, b) = (LOAD_CPU as usize, LB_CPU as usize);
+        #[expect(clippy::cast_precision_loss, reason = "µs durations")]
+        let seconds = r.duration_us as f64 / 1e6;
+        let run = Run {
+            rps: r.rps(),
+            requests: r.requests,
+            seconds,
+            p50_us: r.latency_us.p50,
+            p99_us: r.latency_us.p99,
+            p999_us: r.latency_us.p999,
+            errors: r.errors.total(),
+            lb_process_cpu_s: proc1 - proc0,
+            load_cpu_busy_s: cpu1[l].busy - cpu0[l].busy,
+            lb_cpu_busy_s: cpu1[b].busy - cpu0[b].busy,
+            lb_cpu_softirq_s: cpu1[b].softirq - cpu0[b].softirq,
+            softirq_s: cpu1.iter().zip(&cpu0).map(|(a, z)| a.softirq - z.softirq).sum(),
+            tls: None,
+        };
+        eprintln!(
+            "bench: {}: run {}/{runs}: {:.0} req/s, p50 {} p99 {} p99.9 {} µs, balancer core {:.0}% busy",
+            config.id,
+            i + 1,
+            run.rps,
+            run.p50_us,
+            run.p99_us,
+            run.p999_us,
+            run.lb_cpu_busy_s / seconds.max(1e-9) * 100.0
+        );
+        row.runs.push(run);
+    }
     Ok(())
 }
 

@@ -146,10 +146,10 @@ async fn exchange(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState, no
         let Some(backend) = service.backends.get(index) else { break };
         // a PROXY protocol header describes one client: such connections are reused for that client
         // connection only (named::)
-        let header = service.spec.proxy_protocol.header(peer.origin());
+        let header = service.spec.proxy_protocol.header(&peer.origin());
         let pooled = match header {
             None => upstream::take(backend.addr),
-            Some(_) => named::take(backend.addr, peer.origin()),
+            Some(_) => named::take(backend.addr, &peer.origin()),
         };
         let (up, reused) = if let Some(s) = pooled {
             (s, true)
@@ -290,7 +290,7 @@ async fn exchange(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState, no
         if reusable && req_body.is_done() && ubuf.is_empty() {
             match header {
                 None => upstream::put(backend.addr, up),
-                Some(_) => named::put(backend.addr, *peer.origin(), up),
+                Some(_) => named::put(backend.addr, peer.origin(), up),
             }
         }
         return if keep && !relay.close { Outcome::Next } else { Outcome::Close };

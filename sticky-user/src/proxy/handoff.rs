@@ -85,7 +85,7 @@ pub async fn prepare(
     let rest = buf.get(req.len()..).unwrap_or_default();
     let mut out = BytesMut::with_capacity(req.len() + 256 + rest.len());
     // the spliced connection carries this one client's requests only: one header fits them all
-    if let Some(header) = service.spec.proxy_protocol.header(peer.origin()) {
+    if let Some(header) = service.spec.proxy_protocol.header(&peer.origin()) {
         out.put_slice(&header);
     }
     let cookie = Some(service.spec.cookie.name.as_bytes());

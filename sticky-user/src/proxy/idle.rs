@@ -13,6 +13,7 @@
 use std::{
     cell::RefCell,
     future::poll_fn,
+    num::NonZeroU32,
     task::{Context, Poll, Waker},
     time::Duration,
 };
@@ -129,7 +130,7 @@ fn with<R>(f: impl FnOnce(&mut Set) -> R) -> Option<R> {
 
 /// An idle connection's slot in its worker's set, left when dropped.
 #[derive(Debug)]
-pub struct Parked(u32);
+pub struct Parked(NonZeroU32);
 
 impl Parked {
     /// Parks a connection until `deadline`; starts the worker's sweeper (watching `stop`) if it is
@@ -140,17 +141,22 @@ impl Parked {
             let start = !std::mem::replace(&mut s.sweeping, true);
             (s.park(deadline), start)
         })
-        .unwrap_or((u32::MAX, false));
+        .unwrap_or((u32::MAX - 1, false));
         if start {
             tokio::spawn(run_sweeper(stop.clone()));
         }
-        Self(slot)
+        // kept as index + 1: an `Option<Parked>` in the idle connection's state then costs 4 bytes
+        Self(NonZeroU32::new(slot.saturating_add(1)).unwrap_or(NonZeroU32::MAX))
+    }
+
+    fn index(&self) -> u32 {
+        self.0.get() - 1
     }
 
     /// The deadline it was parked with (kept in the slot, not in the waiting task).
     #[must_use]
     pub fn deadline(&self) -> Instant {
-        with(|s| s.slots.get(self.0 as usize).and_then(|s| s.as_ref().map(|s| s.deadline)))
+        with(|s| s.slots.get(self.index() as usize).and_then(|s| s.as_ref().map(|s| s.deadline)))
             .flatten()
             .unwrap_or_else(Instant::now)
     }
@@ -158,13 +164,13 @@ impl Parked {
     /// Ready once the wait is over for another reason than the client's bytes; else the task is
     /// woken when it is.
     pub fn poll_end(&self, cx: &mut Context<'_>) -> Poll<End> {
-        with(|s| s.poll(self.0, cx)).unwrap_or(Poll::Ready(End::Stopping))
+        with(|s| s.poll(self.index(), cx)).unwrap_or(Poll::Ready(End::Stopping))
     }
 }
 
 impl Drop for Parked {
     fn drop(&mut self) {
-        let _ = with(|s| s.leave(self.0));
+        let _ = with(|s| s.leave(self.index()));
     }
 }
 

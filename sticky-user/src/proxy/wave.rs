@@ -17,7 +17,7 @@ use super::{
     pin::{self, PinState},
 };
 use crate::{
-    cookie::Tag,
+    cookie::{self, Tag},
     policy::{self, Decision, Pinned},
     state::{ServiceRoute, View},
 };
@@ -26,19 +26,32 @@ use crate::{
 /// connection) drop the oldest pick, which only costs that service a second session.
 const MAX_PICKS: usize = 4;
 
-/// One service's pick: the backend its cookie-less requests go to, and the `Set-Cookie` line the
-/// first of them got.
-#[derive(Debug)]
+/// One service's pick: the backend its cookie-less requests go to, and the cookie value the first of
+/// them got. Kept small and inline (no allocation of its own): an idle keep-alive connection that
+/// made a cookie-less request keeps its picks until it closes (issue 12: its idle memory).
+#[derive(Clone, Copy, Debug)]
 struct Pick {
-    service: Box<str>,
+    /// The service, by a hash of its name ([`service_key`]): two services whose names collide would
+    /// only share a wave's pick, and a pick is followed only to a backend of the request's own
+    /// service ([`ServiceRoute::find`]).
+    service: u64,
     tag: Tag,
-    set_cookie: Option<Vec<u8>>,
+    /// The value of the `Set-Cookie` the wave's first answer carried.
+    value: Option<[u8; cookie::ENCODED_LEN]>,
 }
 
-/// The first wave of one client connection (empty, without allocation, until a cookie-less request).
+/// The first wave of one client connection: nothing (a null slice pointer, no allocation) until a
+/// cookie-less request, then one small allocation sized to its picks (one for a connection of one
+/// service).
 #[derive(Debug, Default)]
 pub struct FirstWave {
-    picks: Vec<Pick>,
+    picks: Option<Box<[Pick]>>,
+}
+
+/// A service's key in a wave: FNV-1a of its name (stable across routing-table publishes, no
+/// allocation, unlike the name itself).
+fn service_key(service: &ServiceRoute) -> u64 {
+    service.spec.name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 impl FirstWave {
@@ -62,13 +75,14 @@ impl FirstWave {
         if !service.spec.cookie.enabled {
             return state(pin::decide(proxy, service, cookie.pinned, &[]));
         }
+        let key = service_key(service);
         if matches!(cookie.pinned, Pinned::Backend(_)) {
             // the client sent its cookie: the wave is over, the cookie pins from now on
-            self.picks.retain(|p| *p.service != *service.spec.name);
+            self.forget(key);
             return state(pin::decide(proxy, service, cookie.pinned, &[]));
         }
         let followed = self
-            .find(service)
+            .find(key)
             .and_then(|p| service.find(p.tag))
             .filter(|&i| matches!(pin::decide(proxy, service, Pinned::Backend(i), &[]), Decision::Keep(_)));
         if let Some(i) = followed {
@@ -82,14 +96,15 @@ impl FirstWave {
         }
         let decision = pin::decide(proxy, service, cookie.pinned, &[]);
         if let Decision::Pin { backend, .. } = decision {
-            self.note(service, backend);
+            self.note(service, key, backend);
         }
         state(decision)
     }
 
     /// The `Set-Cookie` line for a request of the wave answered by backend `index`: the one the wave's
     /// first answer got, so that every request of the wave carries the same value; `line` is what
-    /// [`pin::answered`] made (recorded if it is the first, or if the wave moved to `index`).
+    /// [`pin::answered`] made (its value recorded if it is the first, or if the wave moved to `index`;
+    /// else replaced in place by the recorded one: no copy of the line).
     #[must_use]
     pub fn set_cookie(
         &mut self,
@@ -99,31 +114,56 @@ impl FirstWave {
         line: Option<Vec<u8>>,
     ) -> Option<Vec<u8>> {
         // a kept pin's refresh (or no cookie at all) is not the wave's business
-        let (Decision::Pin { .. }, Some(line)) = (state.decision, &line) else { return line };
-        let line = line.clone();
+        if !matches!(state.decision, Decision::Pin { .. }) {
+            return line;
+        }
+        let mut line = line?;
         let Some(tag) = service.backends.get(index).map(|b| b.tag) else { return Some(line) };
-        let Some(pick) = self.picks.iter_mut().find(|p| *p.service == *service.spec.name) else { return Some(line) };
+        let key = service_key(service);
+        let Some(pick) = self.picks.as_deref_mut().and_then(|p| p.iter_mut().find(|p| p.service == key)) else {
+            return Some(line);
+        };
+        // the line is `name=value; attributes`, the value ENCODED_LEN bytes (pin::answered)
+        let at = service.spec.cookie.name.len() + 1;
+        let Some(value) = line.get_mut(at..at + cookie::ENCODED_LEN) else { return Some(line) };
         if pick.tag == tag
-            && let Some(first) = &pick.set_cookie
+            && let Some(first) = &pick.value
         {
-            return Some(first.clone());
+            value.copy_from_slice(first);
+            return Some(line);
         }
         pick.tag = tag;
-        pick.set_cookie = Some(line.clone());
+        let mut first = [0u8; cookie::ENCODED_LEN];
+        first.copy_from_slice(value);
+        pick.value = Some(first);
         Some(line)
     }
 
-    fn find(&self, service: &ServiceRoute) -> Option<&Pick> {
-        self.picks.iter().find(|p| *p.service == *service.spec.name)
+    fn find(&self, key: u64) -> Option<&Pick> {
+        self.picks.as_deref()?.iter().find(|p| p.service == key)
     }
 
-    fn note(&mut self, service: &ServiceRoute, index: usize) {
-        let Some(tag) = service.backends.get(index).map(|b| b.tag) else { return };
-        self.picks.retain(|p| *p.service != *service.spec.name);
-        if self.picks.len() >= MAX_PICKS {
-            self.picks.remove(0);
+    /// Ends the service's wave (the allocation goes with the last pick).
+    fn forget(&mut self, key: u64) {
+        let Some(picks) = self.picks.as_deref() else { return };
+        if picks.iter().any(|p| p.service == key) {
+            let kept: Box<[Pick]> = picks.iter().filter(|p| p.service != key).copied().collect();
+            self.picks = (!kept.is_empty()).then_some(kept);
         }
-        self.picks.push(Pick { service: service.spec.name.as_str().into(), tag, set_cookie: None });
+    }
+
+    fn note(&mut self, service: &ServiceRoute, key: u64, index: usize) {
+        let Some(tag) = service.backends.get(index).map(|b| b.tag) else { return };
+        let pick = Pick { service: key, tag, value: None };
+        if let Some(p) = self.picks.as_deref_mut().and_then(|p| p.iter_mut().find(|p| p.service == key)) {
+            *p = pick;
+            return;
+        }
+        let old = self.picks.as_deref().unwrap_or_default();
+        // the oldest goes past MAX_PICKS
+        let skip = (old.len() + 1).saturating_sub(MAX_PICKS);
+        let picks: Box<[Pick]> = old.iter().skip(skip).copied().chain(std::iter::once(pick)).collect();
+        self.picks = Some(picks);
     }
 }
 
@@ -222,7 +262,29 @@ mod tests {
         let cookie = line.split(|&b| b == b';').next().expect("name=value").to_vec();
         let pinned = wave.pin(&proxy, &service, [cookie.as_slice()]);
         assert!(matches!(pinned.decision, Decision::Keep(k) if k == i), "{:?}", pinned.decision);
-        assert!(wave.picks.is_empty(), "a valid cookie ends the wave");
+        assert!(wave.picks.is_none(), "a valid cookie ends the wave (and frees its picks)");
+    }
+
+    #[test]
+    fn a_wave_costs_an_idle_connection_two_words_and_one_small_allocation() {
+        // what every idle keep-alive connection carries (client::Connection), and what one that made a
+        // cookie-less request keeps allocated until it closes
+        assert_eq!(std::mem::size_of::<FirstWave>(), 2 * std::mem::size_of::<usize>(), "a slice's pointer and length");
+        assert!(std::mem::size_of::<Pick>() <= 64, "a pick is {} bytes", std::mem::size_of::<Pick>());
+        let proxy = proxy();
+        let service = proxy.routing.table().services[0].clone();
+        let mut wave = FirstWave::default();
+        let first = wave.pin(&proxy, &service, []);
+        assert_eq!(wave.picks.as_deref().map(<[Pick]>::len), Some(1), "one service, one pick");
+        let i = backend(&first);
+        let line = wave.set_cookie(&service, &first, i, pin::answered(&service, &first, i, false));
+        let next = wave.pin(&proxy, &service, []);
+        assert_eq!(wave.picks.as_deref().map(<[Pick]>::len), Some(1), "a follower adds no pick");
+        // a line made for the follower (another value: another second, or the same) gets the first's
+        let mut other = pin::answered(&service, &next, i, false).expect("a Pin gets a Set-Cookie");
+        let at = service.spec.cookie.name.len() + 1;
+        other[at] = if other[at] == b'A' { b'B' } else { b'A' };
+        assert_eq!(wave.set_cookie(&service, &next, i, Some(other)), line, "the follower's value is the first's");
     }
 
     #[test]

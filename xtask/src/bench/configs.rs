@@ -142,6 +142,8 @@ const HAPROXY_HTTPS_RESUMED: &str = "haproxy-https-resumed";
 const NGINX_HTTPS: &str = "nginx-https";
 const NGINX_HTTPS_HANDSHAKE: &str = "nginx-https-handshake";
 const NGINX_HTTPS_RESUMED: &str = "nginx-https-resumed";
+const HAPROXY_H2_PINNED: &str = "haproxy-h2-pinned";
+const NGINX_H2: &str = "nginx-h2";
 
 /// Every configuration, in the order they run. iptables DNAT runs last: once a namespace has a nat
 /// table, conntrack stays hooked in it, which would tax every later configuration.
@@ -296,6 +298,42 @@ pub const ALL: &[Config] = &[
         goals: &[],
     },
     Config {
+        id: "sticky-h2-pinned",
+        title: "sticky h2 (TLS, ALPN), pinned, h2load 10 connections x 10 streams",
+        balancer: Balancer::StickyHttp { splice: false },
+        load: Load::Pinned,
+        tls: Some(Tls::H2),
+        peer: Some(HAPROXY_H2_PINNED),
+        goals: &[Goal::CpuAtMostBest(&[HAPROXY_H2_PINNED, NGINX_H2], 1.0)],
+    },
+    Config {
+        id: "sticky-h2-firstwave",
+        title: "sticky h2, first wave (no cookie: each connection's streams on one backend, one cookie)",
+        balancer: Balancer::StickyHttp { splice: false },
+        load: Load::Plain,
+        tls: Some(Tls::H2),
+        peer: Some(HAPROXY_H2_PINNED),
+        goals: &[Goal::CpuAtMostBest(&[HAPROXY_H2_PINNED, NGINX_H2], 1.0)],
+    },
+    Config {
+        id: HAPROXY_H2_PINNED,
+        title: "HAProxy ssl crt alpn h2, cookie insert, pinned",
+        balancer: Balancer::HaproxyHttp,
+        load: Load::Pinned,
+        tls: Some(Tls::H2),
+        peer: None,
+        goals: &[],
+    },
+    Config {
+        id: NGINX_H2,
+        title: "nginx ssl http2, hash $cookie_sid (fixed cookie)",
+        balancer: Balancer::NginxHash,
+        load: Load::Pinned,
+        tls: Some(Tls::H2),
+        peer: Some(HAPROXY_H2_PINNED),
+        goals: &[],
+    },
+    Config {
         id: "sticky-tcp-kernel",
         title: "sticky tcp, kernel (eBPF full NAT)",
         balancer: Balancer::StickyTcp { kernel: true },
@@ -429,8 +467,9 @@ pub fn start_with_env<'t>(
             // https: the same frontend with TLS on its bind line (HAProxy's defaults otherwise:
             // session cache and tickets on, so resumption works).
             let bind = match config.tls {
-                Some(_) => {
-                    format!("{vip} ssl crt {} alpn http/1.1 ssl-min-ver TLSv1.2", certificate.combined.display())
+                Some(tls) => {
+                    let alpn = if tls == Tls::H2 { "h2,http/1.1" } else { "http/1.1" };
+                    format!("{vip} ssl crt {} alpn {alpn} ssl-min-ver TLSv1.2", certificate.combined.display())
                 }
                 None => vip.clone(),
             };
@@ -501,10 +540,11 @@ fn nginx_balancer(config: &Config, topo: &Topology, work: &Workdir) -> anyhow::R
     // https: nginx's defaults otherwise (session tickets on, so resumption works; no shared session
     // cache), TLS 1.2 and 1.3 only as sticky's rustls.
     let (listen, tls) = match config.tls {
-        Some(_) => {
+        Some(tls) => {
             let certificate = super::tls::Files::of(work);
             (
-                format!("{vip} ssl"),
+                // nginx 1.22 turns HTTP/2 on per listen (ALPN h2, then http/1.1)
+                if tls == Tls::H2 { format!("{vip} ssl http2") } else { format!("{vip} ssl") },
                 format!(
                     "\n    ssl_certificate {};\n    ssl_certificate_key {};\n    ssl_protocols TLSv1.2 TLSv1.3;",
                     certificate.cert.display(),

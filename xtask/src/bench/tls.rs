@@ -28,6 +28,9 @@ pub enum Tls {
     /// A new connection per request, each resuming the session of the one before it on that slot
     /// (wrk's own behaviour: it offers its last session).
     Resumed,
+    /// HTTP/2 by ALPN on keep-alive connections, many streams each (h2load instead of wrk; the checks
+    /// with `curl --http2`).
+    H2,
 }
 
 /// The name the certificate is for, which every client sends as SNI (wrk through its preload).
@@ -150,7 +153,7 @@ impl Handshakes {
         let Self { handshakes, resumed } = self;
         let full = handshakes - resumed.min(handshakes);
         match tls {
-            Tls::KeepAlive => {
+            Tls::KeepAlive | Tls::H2 => {
                 ensure!(handshakes <= connections * 2, "keep-alive run made {handshakes} TLS handshakes");
             }
             Tls::Full | Tls::Resumed => {
@@ -190,6 +193,7 @@ pub fn requests(
     cookies: &[Option<String>],
     connections: u32,
     requests: u32,
+    http2: bool,
 ) -> anyhow::Result<Vec<Reply>> {
     const END: &str = "\nSTICKY-BENCH-END ";
     let url = format!("https://{SERVER_NAME}:{}/", target.port());
@@ -197,10 +201,15 @@ pub fn requests(
     for (index, cookie) in cookies.iter().enumerate() {
         for conn in 0..connections {
             let mut cmd = pinned(&topo.cli, LOAD_CPU, Path::new("curl"));
-            cmd.args(["-sS", "-i", "--http1.1", "-m", "5", "--cacert"])
+            // h2 rows: HTTP/2 by ALPN only (--http2 would fall back to HTTP/1.1 unseen; the write-out's
+            // version is checked instead)
+            cmd.args(["-sS", "-i", if http2 { "--http2" } else { "--http1.1" }, "-m", "5", "--cacert"])
                 .arg(&files.ca)
                 .args(["--resolve", &format!("{SERVER_NAME}:{}:{}", target.port(), target.ip())])
-                .args(["-w", &format!("{END}%{{http_code}} %{{num_connects}} %{{ssl_verify_result}}\\n")]);
+                .args([
+                    "-w",
+                    &format!("{END}%{{http_code}} %{{num_connects}} %{{ssl_verify_result}} %{{http_version}}\\n"),
+                ]);
             if let Some(cookie) = cookie {
                 cmd.args(["-H", &format!("Cookie: {cookie}")]);
             }
@@ -214,6 +223,12 @@ pub fn requests(
                 parsed.len() == requests as usize,
                 "curl printed {} of {requests} responses:\n{text}",
                 parsed.len()
+            );
+            let version = if http2 { "2" } else { "1.1" };
+            ensure!(
+                parsed.iter().all(|p| p.version == version),
+                "curl spoke HTTP/{:?}, not HTTP/{version}",
+                parsed.iter().map(|p| p.version.as_str()).collect::<Vec<_>>()
             );
             let connects: u32 = parsed.iter().map(|p| p.connects).sum();
             ensure!(connects == 1, "{requests} requests on one curl run took {connects} TLS connections, not 1");
@@ -236,11 +251,12 @@ pub fn requests(
 struct CurlResponse {
     status: u16,
     connects: u32,
+    version: String,
     backend: Option<String>,
     set_cookie: Vec<String>,
 }
 
-/// Splits `curl -i -w '{end}CODE CONNECTS VERIFY\n'` output into responses.
+/// Splits `curl -i -w '{end}CODE CONNECTS VERIFY VERSION\n'` output into responses.
 fn parse_curl(text: &str, end: &str) -> anyhow::Result<Vec<CurlResponse>> {
     let mut out = Vec::new();
     let mut rest = text;
@@ -250,7 +266,7 @@ fn parse_curl(text: &str, end: &str) -> anyhow::Result<Vec<CurlResponse>> {
         let (line, after) = tail.split_once('\n').unwrap_or((tail, ""));
         rest = after;
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let [status, connects, verify] = fields[..] else { bail!("bad curl write-out line {line:?}") };
+        let [status, connects, verify, version] = fields[..] else { bail!("bad curl write-out line {line:?}") };
         ensure!(verify == "0", "curl's certificate check failed (ssl_verify_result {verify})");
         let (head, body) = response.split_once("\r\n\r\n").context("curl printed a response without a head")?;
         let set_cookie = head
@@ -264,6 +280,7 @@ fn parse_curl(text: &str, end: &str) -> anyhow::Result<Vec<CurlResponse>> {
         out.push(CurlResponse {
             status: status.parse().context("bad status")?,
             connects: connects.parse().context("bad connect count")?,
+            version: version.to_owned(),
             backend: backend_of(body.as_bytes()),
             set_cookie,
         });
@@ -313,8 +330,8 @@ mod tests {
     #[test]
     fn reads_curls_responses() {
         let end = "\nSTICKY-BENCH-END ";
-        let text = "HTTP/1.1 200 OK\r\nSet-Cookie: SRV=b1; path=/\r\ncontent-length: 3\r\n\r\nb1\n\nSTICKY-BENCH-END 200 1 0\n\
-                    HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nb2\n\nSTICKY-BENCH-END 200 0 0\n";
+        let text = "HTTP/1.1 200 OK\r\nSet-Cookie: SRV=b1; path=/\r\ncontent-length: 3\r\n\r\nb1\n\nSTICKY-BENCH-END 200 1 0 1.1\n\
+                    HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nb2\n\nSTICKY-BENCH-END 200 0 0 2\n";
         let r = parse_curl(text, end).unwrap();
         assert_eq!(
             r,
@@ -322,13 +339,20 @@ mod tests {
                 CurlResponse {
                     status: 200,
                     connects: 1,
+                    version: "1.1".into(),
                     backend: Some("b1".into()),
                     set_cookie: vec!["SRV=b1".into()]
                 },
-                CurlResponse { status: 200, connects: 0, backend: Some("b2".into()), set_cookie: vec![] },
+                CurlResponse {
+                    status: 200,
+                    connects: 0,
+                    version: "2".into(),
+                    backend: Some("b2".into()),
+                    set_cookie: vec![]
+                },
             ]
         );
-        assert!(parse_curl("HTTP/1.1 200 OK\r\n\r\nb1\n\nSTICKY-BENCH-END 200 1 20\n", end).is_err());
+        assert!(parse_curl("HTTP/1.1 200 OK\r\n\r\nb1\n\nSTICKY-BENCH-END 200 1 20 1.1\n", end).is_err());
     }
 
     #[test]

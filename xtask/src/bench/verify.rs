@@ -54,7 +54,8 @@ fn requests(
 ) -> anyhow::Result<Vec<Reply>> {
     let Client { topo, exe, work, config } = *client;
     let replies: Vec<Reply> = if config.tls.is_some() {
-        tls::requests(topo, &tls::Files::of(work), config.target(), &cookies, connections, requests)?
+        let http2 = config.tls == Some(tls::Tls::H2);
+        tls::requests(topo, &tls::Files::of(work), config.target(), &cookies, connections, requests, http2)?
     } else {
         let spec = Spec::Requests { target: config.target(), cookies, connections, requests };
         let out = probe(topo, exe, &spec)?;

@@ -142,7 +142,7 @@ fn write_forwarding(
             out.put_slice(b", ");
         }
     }
-    out.put_slice(rw.client.ip());
+    out.put_slice(&rw.client.ip());
     out.put_slice(b"\r\nX-Forwarded-Proto: ");
     out.put_slice(rw.proto.as_bytes());
     out.put_slice(b"\r\n");

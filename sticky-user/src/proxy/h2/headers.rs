@@ -83,7 +83,7 @@ pub fn to_backend(headers: &mut HeaderMap, rw: &ToBackend<'_>) {
     {
         headers.insert(HOST, h);
     }
-    xff.extend_from_slice(rw.client.ip());
+    xff.extend_from_slice(&rw.client.ip());
     insert(headers, "x-forwarded-for", &xff);
     insert(headers, "x-forwarded-proto", rw.proto.as_bytes());
     if let Some(h) = host {
