@@ -90,7 +90,7 @@ pub async fn forward(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState)
     let mut note = access_log::Note::default();
     let outcome = exchange(r, service, pin, &mut note).await;
     if let Some(log) = log {
-        log.finish(service, peer.ip(), "http/1.1", pin.decision, note);
+        log.finish(service, &peer.ip(), "http/1.1", pin.decision, note);
     }
     outcome
 }

@@ -166,7 +166,7 @@ async fn serve(conn: &Conn, req: Request<Incoming>) -> Response<AnswerBody> {
             bytes_in,
             bytes_out: content_length(answer.headers()),
         };
-        log.finish(&service, conn.peer.ip(), "h2", pin.decision, note);
+        log.finish(&service, &conn.peer.ip(), "h2", pin.decision, note);
     }
     answer
 }
