@@ -32,8 +32,8 @@ use sticky_common::{
 use crate::{
     action::Action,
     family::Family,
+    forward,
     maps::{CONFIG, MAGLEV},
-    nat,
     parse::TcpSeg,
     stats::count,
 };
@@ -97,7 +97,7 @@ fn established<F: Family>(
         forget(F::conns(), &pkt.key, &conn);
         count(Counter::FlowRst);
     }
-    nat::rewrite_and_forward::<F>(ctx, pkt, &conn)
+    forward::rewrite_and_forward::<F>(ctx, pkt, &conn)
 }
 
 /// A packet of a flow whose handshake has not completed (or that was rebuilt and is not confirmed yet).
@@ -124,7 +124,7 @@ fn half_open<F: Family>(ctx: &TcContext, pkt: &TcpSeg<F::Addr>, conn: ConnValueO
         forget(F::half_open(), &pkt.key, &conn);
         count(Counter::FlowRst);
     }
-    nat::rewrite_and_forward::<F>(ctx, pkt, &conn)
+    forward::rewrite_and_forward::<F>(ctx, pkt, &conn)
 }
 
 /// The client completed the handshake: move both directions to `CONNS`, and remember the client's backend.
@@ -229,7 +229,7 @@ fn open_flow<F: Family>(
                 // Our own reply entry survived the eviction of ours: the flow is established.
                 let _ = F::conns().insert(key, &conn, BPF_ANY as u64);
                 count(Counter::Recovered);
-                return nat::rewrite_and_forward::<F>(ctx, pkt, &conn);
+                return forward::rewrite_and_forward::<F>(ctx, pkt, &conn);
             }
             continue;
         }
@@ -242,7 +242,7 @@ fn open_flow<F: Family>(
         }
         let _ = F::half_open().insert(key, &conn, BPF_ANY as u64);
         count(if pkt.is_syn() { Counter::NewFlow } else { Counter::Rebuilt });
-        return nat::rewrite_and_forward::<F>(ctx, pkt, &conn);
+        return forward::rewrite_and_forward::<F>(ctx, pkt, &conn);
     }
     Err(Action::Drop(Counter::DropPortExhausted))
 }

@@ -13,6 +13,7 @@
 
 mod action;
 mod family;
+mod forward;
 mod l4;
 mod maps;
 mod nat;

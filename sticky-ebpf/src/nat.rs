@@ -1,5 +1,5 @@
-//! Full NAT on an skb and its forwarding: rewrite addresses and ports with incremental checksum
-//! updates, then send the packet out of the interface the FIB names.
+//! Full NAT on an skb: rewrite addresses and ports with incremental checksum updates (sending the
+//! packet on is `forward`'s).
 //!
 //! The checksum helpers (`bpf_l3_csum_replace`, `bpf_l4_csum_replace`) are used rather than
 //! arithmetic on the packet because they know the skb's checksum state: a segment from a local or
@@ -10,19 +10,10 @@
 //! IPv6 has no header checksum: an address change touches only the TCP checksum's pseudo-header
 //! part, one `bpf_l4_csum_replace` per 32-bit word that differs (the helper takes at most 4 bytes).
 
-use aya_ebpf::{
-    EbpfContext as _,
-    bindings::{BPF_F_PSEUDO_HDR, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup},
-    helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh},
-    programs::TcContext,
-};
-use sticky_common::{ConnValue, ConnValue6, ConnValueOf, Counter, Ip6};
+use aya_ebpf::{bindings::BPF_F_PSEUDO_HDR, programs::TcContext};
+use sticky_common::{ConnValue, ConnValue6, Ip6};
 
-use crate::{
-    action::Action,
-    family::Family,
-    parse::{IP_OFF, TCP_OFF, Tcp4, Tcp6, TcpSeg},
-};
+use crate::parse::{IP_OFF, TCP_OFF, Tcp4, Tcp6};
 
 /// Offsets of the rewritten fields (IPv4 without options, see `parse::TCP_OFF`).
 const IP_CSUM_OFF: usize = IP_OFF + 10;
@@ -35,35 +26,6 @@ const IP6_DST_OFF: usize = IP_OFF + 24;
 const TCP_SPORT: usize = 0;
 const TCP_DPORT: usize = 2;
 const TCP_CSUM: usize = 16;
-
-/// Rewrites the packet's 4-tuple to `conn`'s and forwards it; the verdict counter says which direction.
-/// A BPF-to-BPF call of its own (the FIB parameters and the rewrite's helper calls get their own
-/// frame, which keeps the IPv6 path's frame under the verifier's 512 bytes), its action packed.
-#[inline(always)]
-pub fn rewrite_and_forward<F: Family>(
-    ctx: &TcContext,
-    pkt: &TcpSeg<F::Addr>,
-    conn: &ConnValueOf<F::Addr>,
-) -> Result<Action, Action> {
-    Err(Action::unpack(rewrite_and_forward_call::<F>(ctx, pkt, conn)))
-}
-
-#[inline(never)]
-fn rewrite_and_forward_call<F: Family>(ctx: &TcContext, pkt: &TcpSeg<F::Addr>, conn: &ConnValueOf<F::Addr>) -> u64 {
-    let (Ok(action) | Err(action)) = rewrite_and_forward_inline::<F>(ctx, pkt, conn);
-    action.pack()
-}
-
-#[inline(always)]
-fn rewrite_and_forward_inline<F: Family>(
-    ctx: &TcContext,
-    pkt: &TcpSeg<F::Addr>,
-    conn: &ConnValueOf<F::Addr>,
-) -> Result<Action, Action> {
-    let counter = if conn.is_forward() { Counter::FwdToBackend } else { Counter::FwdToClient };
-    F::rewrite(ctx, pkt, conn).map_err(|()| Action::Drop(Counter::DropRewrite))?;
-    forward::<F>(ctx, conn, counter)
-}
 
 /// The IPv4 rewrite: addresses (IP and TCP checksums), then ports (TCP checksum).
 #[inline(always)]
@@ -123,43 +85,4 @@ fn replace_port(ctx: &TcContext, off: usize, csum_off: usize, from: u16, to: u16
     }
     ctx.l4_csum_replace(csum_off, u64::from(from), u64::from(to), 2).map_err(drop)?;
     ctx.store(off, &to, 0).map_err(drop)
-}
-
-/// Sends the rewritten packet towards its new destination: the FIB names the interface and the
-/// next hop; with a resolved neighbour the program writes the MACs and redirects, without one
-/// `bpf_redirect_neigh` lets the kernel resolve it (and queue the packet meanwhile). Anything else
-/// (no route, a local destination, a device that needs fragmentation) goes to the stack, rewritten.
-#[inline(always)]
-fn forward<F: Family>(ctx: &TcContext, conn: &ConnValueOf<F::Addr>, counter: Counter) -> Result<Action, Action> {
-    let params = crate::maps::FIB_SCRATCH.get_ptr_mut(0).ok_or(Action::Drop(Counter::DropRewrite))?;
-    // SAFETY: this CPU's slot, valid for the program's run, used by nothing else meanwhile; an
-    // all-zero bpf_fib_lookup is a valid input (plain integers and unions of them).
-    let params = unsafe {
-        core::ptr::write_bytes(params, 0, 1);
-        &mut *params
-    };
-    params.family = F::AF;
-    params.l4_protocol = sticky_common::flow::IPPROTO_TCP;
-    // tot_len 0: the helper checks the MTU against the skb itself, which is right for GSO packets.
-    // SAFETY: the skb pointer is the program's context, valid for its run.
-    params.ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    F::fib_addrs(params, conn);
-    // SAFETY: params is a valid, writable bpf_fib_lookup of the size passed.
-    let rc = unsafe { fib_lookup(ctx.as_ptr(), core::ptr::from_mut(params), size_of::<bpf_fib_lookup>() as i32, 0) };
-    let ifindex = params.ifindex;
-    if rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
-        let mut macs = [0u8; 12];
-        macs[..6].copy_from_slice(&params.dmac);
-        macs[6..].copy_from_slice(&params.smac);
-        ctx.store(0, &macs, 0).map_err(|_| Action::Drop(Counter::DropRewrite))?;
-        // SAFETY: bpf_redirect takes plain integers.
-        let ret = unsafe { bpf_redirect(ifindex, 0) };
-        return Ok(Action::Redirect(counter, ret as i32));
-    }
-    if rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH) {
-        // SAFETY: a null parameter block tells the helper to route the packet's own destination.
-        let ret = unsafe { bpf_redirect_neigh(ifindex, core::ptr::null_mut(), 0, 0) };
-        return Ok(Action::Redirect(counter, ret as i32));
-    }
-    Err(Action::Pass(Counter::PassFibFailed))
 }

@@ -4,7 +4,7 @@
 
 use std::{fmt::Write as _, time::Duration};
 
-use crate::policy::RepinReason;
+use crate::{config::ops::Format, policy::RepinReason};
 
 /// Longest path written, in bytes; a longer one is cut and ends with `...` (a client must not make a
 /// line as long as its head).
@@ -84,16 +84,6 @@ pub struct Line<'a> {
     pub method: &'a [u8],
     /// The request path without its query (empty in tcp mode).
     pub path: &'a [u8],
-}
-
-/// Output format of `--access-log`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Format {
-    /// `key=value` pairs (logfmt), one line per request.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// Appends the line for `l` (with its newline) to `out`.

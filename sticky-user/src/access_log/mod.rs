@@ -14,7 +14,6 @@ pub mod format;
 
 use std::{
     io::Write as _,
-    path::PathBuf,
     sync::{
         OnceLock,
         atomic::{AtomicU64, Ordering},
@@ -23,25 +22,14 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-pub use format::{Format, Line, Pick};
+pub use format::{Line, Pick};
+
+pub use crate::config::ops::{Format, Settings};
 
 use crate::policy::{Decision, Reject};
 
 /// Lines waiting for the writer at most; past it lines are dropped (and counted).
 pub const QUEUE: usize = 8192;
-
-/// What `--access-log*` (or the file's `[access_log]` table) asked for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Settings {
-    /// The line format.
-    pub format: Format,
-    /// The file to append to; `None`: stdout.
-    pub file: Option<PathBuf>,
-    /// Log one request in this many (1: every one).
-    pub sample: u64,
-    /// Most lines a second; `None`: no limit.
-    pub rate: Option<u32>,
-}
 
 /// The installed log: sampling, rate limit, the channel to the writer and its drop counter.
 #[derive(Debug)]

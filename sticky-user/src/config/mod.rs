@@ -10,7 +10,7 @@
 
 mod file;
 mod flags;
-mod ops;
+pub mod ops;
 
 use std::{
     collections::HashSet,
@@ -305,7 +305,7 @@ pub struct Config {
     /// instead of bound.
     pub listen_from: Option<PathBuf>,
     /// The access log (`--access-log`), if on.
-    pub access_log: Option<crate::access_log::Settings>,
+    pub access_log: Option<ops::Settings>,
     /// Extra Host names admin reads answer for (`--admin-host`).
     pub admin_hosts: Vec<String>,
 }

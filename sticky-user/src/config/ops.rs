@@ -2,11 +2,34 @@
 //! and the admin listener's extra Host names (`--admin-host` over `admin_hosts`). The flag wins over
 //! the file, key by key.
 
+use std::path::PathBuf;
+
 use super::{ConfigError, file, invalid};
-use crate::{
-    access_log::{Format, Settings},
-    cli::RunArgs,
-};
+use crate::cli::RunArgs;
+
+/// Output format of `--access-log` (the access log itself is `crate::access_log`, which reads these
+/// settings; they live here so that configuration depends on nothing of the data path).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Format {
+    /// `key=value` pairs (logfmt), one line per request.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// What `--access-log*` (or the file's `[access_log]` table) asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// The line format.
+    pub format: Format,
+    /// The file to append to; `None`: stdout.
+    pub file: Option<PathBuf>,
+    /// Log one request in this many (1: every one).
+    pub sample: u64,
+    /// Most lines a second; `None`: no limit.
+    pub rate: Option<u32>,
+}
 
 /// The access log's settings, if it is on.
 pub(super) fn access_log(args: &RunArgs, file: Option<&file::FileConfig>) -> Result<Option<Settings>, ConfigError> {
