@@ -9,11 +9,9 @@
 //! a request arriving in between, may see another turn).
 //!
 //! `GET /api/explain?service=S&client=IP` explains a tcp service ([`explain_tcp`]): the client's
-//! Maglev slot and its owner, and on the user-space path the client's affinity entry (read, not
-//! refreshed) which wins while it is fresh and its backend still in the set. The kernel path's
-//! affinity table is not read here (its key layout belongs to the data path, and a walk per request
-//! would cost syscalls): the answer says "affinity not consulted" and names the Maglev pick, which
-//! is what a client without a fresh entry gets (`sticky inspect` shows the kernel's tables).
+//! Maglev slot and its owner, and the client's affinity entry (read, not refreshed: on the kernel
+//! path one lookup in `AFFINITY`/`AFFINITY6`, judged against the kernel's clock as the eBPF code
+//! judges it), which wins while it is fresh and its backend still in the set.
 
 use serde::Serialize;
 
@@ -177,7 +175,7 @@ pub struct TcpExplanation {
     pub slot: u32,
     /// The slot's owner.
     pub maglev: Option<String>,
-    /// `read` (user space) or `not consulted` (kernel).
+    /// `read`, or `not consulted` (kernel path, before the service reached the kernel's maps).
     pub affinity: &'static str,
     /// The same in a sentence.
     pub why: String,
@@ -223,14 +221,21 @@ pub fn describe(service: &str, client: std::net::IpAddr, p: &Placement) -> TcpEx
         (Some(a), _) => (
             "affinity",
             Some(a),
-            format!(
-                "a fresh affinity entry (timeout {}) names {a}, still a backend: it wins over {maglev}",
-                humantime::format_duration(p.affinity_timeout)
-            ),
+            match p.affinity_age {
+                Some(age) => format!(
+                    "affinity entry -> backend {a} (last used {} s ago, timeout {}), still a backend: it wins over {maglev}",
+                    age.as_secs(),
+                    humantime::format_duration(p.affinity_timeout)
+                ),
+                None => format!(
+                    "a fresh affinity entry (timeout {}) names {a}, still a backend: it wins over {maglev}",
+                    humantime::format_duration(p.affinity_timeout)
+                ),
+            },
         ),
         (None, Some(m)) => {
             let affinity = if !p.affinity_read {
-                "affinity not consulted (the kernel's table is not read here; a client with a fresh entry keeps its backend, see sticky inspect)"
+                "affinity not consulted (the service is not in the kernel's maps yet)"
             } else if p.affinity_timeout.is_zero() {
                 "affinity is off for this service"
             } else {

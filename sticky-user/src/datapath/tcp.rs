@@ -19,6 +19,20 @@ use super::{
     take_map,
 };
 
+/// The kernel's clock now: `bpf_ktime_get_ns` reads `CLOCK_MONOTONIC`, the clock of
+/// `AffinityValue::last_used_ns`.
+#[must_use]
+pub fn kernel_now_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec into valid memory.
+    #[expect(unsafe_code, reason = "libc::clock_gettime: std has no CLOCK_MONOTONIC reading in ns")]
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts);
+    }
+    // CLOCK_MONOTONIC is never negative
+    u64::try_from(ts.tv_sec).unwrap_or_default() * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or_default()
+}
+
 /// Everything user space exports about the kernel path of tcp mode.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Usage {
@@ -191,6 +205,18 @@ impl TcpMaps {
     #[must_use]
     pub fn affinity(&self, key: &AffinityKey) -> Option<AffinityValue> {
         self.affinity.get(key, 0).ok()
+    }
+
+    /// The affinity entry of `client` for the service numbered `service` (`AFFINITY` for an IPv4
+    /// client, `AFFINITY6` for an IPv6 one): the backend id and when it was last used (nanoseconds of
+    /// `CLOCK_MONOTONIC`). A lookup only: the entry is neither refreshed nor written.
+    #[must_use]
+    pub fn affinity_of(&self, client: std::net::IpAddr, service: u32) -> Option<AffinityValue> {
+        match client {
+            std::net::IpAddr::V4(a) => self.affinity(&AffinityKey { client_addr: u32::from(a).to_be(), service }),
+            std::net::IpAddr::V6(a) => self
+                .affinity6(&AffinityKey6 { client_addr: sticky_common::addr::Ip6::from_octets(a.octets()), service }),
+        }
     }
 
     /// Writes one `AFFINITY` entry (tests and diagnostics; the kernel writes them itself).

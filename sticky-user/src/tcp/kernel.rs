@@ -129,6 +129,12 @@ impl Kernel {
         &self.ifaces
     }
 
+    /// The kernel's id of `vip`'s service (the `service` of its affinity keys).
+    #[must_use]
+    pub fn service_id(&self, vip: SocketAddr) -> Option<u32> {
+        self.sync.service_id(vip)
+    }
+
     /// The kernel's id of `backend` in `vip`'s service (for naming flows per backend).
     #[must_use]
     pub fn backend_id(&self, vip: SocketAddr, backend: SocketAddr) -> Option<sticky_common::BackendId> {

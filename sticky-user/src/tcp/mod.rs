@@ -340,6 +340,7 @@ impl TcpMode {
             datapath: kernel.datapath(),
             ifaces: kernel.ifaces().into(),
             ids: Mutex::default(),
+            services: Mutex::default(),
         });
     }
 
@@ -348,7 +349,12 @@ impl TcpMode {
         let (Some(kernel), Some(view)) = (&self.kernel, self.metrics.kernel.get()) else { return };
         let mut ids = lock(&view.ids);
         ids.clear();
+        let mut numbers = lock(&view.services);
+        numbers.clear();
         for s in services {
+            if let Some(n) = kernel.service_id(s.vip) {
+                numbers.insert(s.id.clone(), n);
+            }
             for b in &s.backends {
                 if let Some(id) = kernel.backend_id(s.vip, *b) {
                     ids.insert((b.is_ipv6(), id), (s.id.clone(), *b));
@@ -392,6 +398,8 @@ struct KernelView {
     /// Kernel backend id (per family: `BACKENDS` and `BACKENDS6` number apart, so the key says
     /// whether it is an IPv6 one) -> (service, backend address).
     ids: Mutex<HashMap<(bool, BackendId), (ServiceId, SocketAddr)>>,
+    /// Service -> its kernel id (the `service` of its affinity keys).
+    services: Mutex<HashMap<ServiceId, u32>>,
 }
 
 /// The numbers of tcp mode, read by `/metrics` and the admin API.
@@ -414,12 +422,29 @@ pub struct Placement {
     pub slot: u32,
     /// The backend that owns the slot (none: no backend).
     pub maglev: Option<SocketAddr>,
-    /// The backend a live affinity entry names; `None` also when the table was not read (kernel).
+    /// The backend a fresh affinity entry names, if it is still in the set.
     pub affinity: Option<SocketAddr>,
-    /// Whether the affinity table was read (the user-space path's is; the kernel's is not).
+    /// Whether the affinity table was read (the kernel's is not before the service reaches the maps).
     pub affinity_read: bool,
     /// The service's affinity timeout (zero: affinity off).
     pub affinity_timeout: std::time::Duration,
+    /// How long ago the kernel's entry was last used (kernel path, with `affinity`).
+    pub affinity_age: Option<std::time::Duration>,
+}
+
+/// The kernel's affinity decision for one `AFFINITY`/`AFFINITY6` entry, as `select_backend` in
+/// sticky-ebpf makes it: fresh under `timeout_ns` at `now_ns` (both `CLOCK_MONOTONIC`) and naming
+/// a backend (`backend`, resolved from its id) still in `set`. Gives that backend and the entry's age.
+fn kernel_affinity(
+    entry: &sticky_common::AffinityValue,
+    now_ns: u64,
+    timeout_ns: u64,
+    backend: Option<SocketAddr>,
+    set: &[SocketAddr],
+) -> Option<(SocketAddr, std::time::Duration)> {
+    let backend = backend.filter(|b| set.contains(b))?;
+    (timeout_ns > 0 && sticky_common::affinity::is_fresh(entry, now_ns, timeout_ns))
+        .then(|| (backend, std::time::Duration::from_nanos(now_ns.saturating_sub(entry.last_used_ns))))
 }
 
 /// tcp mode's numbers at one moment.
@@ -478,18 +503,28 @@ impl TcpMetrics {
             return Some(balancer.placement(client));
         }
         // not relayed here: the kernel's, over the set it was given (drained backends left out)
-        self.kernel.get()?;
+        let view = self.kernel.get()?;
         let services = lock(&self.control.services).clone();
         let spec = self.control.effective(&services).into_iter().find(|s| s.name == name || &*s.id.0 == name)?;
         let table = crate::policy::maglev::Maglev::build(&spec.backends);
+        // the client's entry, looked up (never written); the clock is read after it, as the kernel does
+        let number = lock(&view.services).get(&spec.id).copied();
+        let entry = number.and_then(|n| lock(&view.datapath).tcp().affinity_of(client, n));
+        let affinity = entry.and_then(|e| {
+            let named =
+                lock(&view.ids).get(&(client.is_ipv6(), e.backend)).filter(|(s, _)| *s == spec.id).map(|(_, a)| *a);
+            let timeout = u64::try_from(spec.affinity_timeout.as_nanos()).unwrap_or(u64::MAX);
+            kernel_affinity(&e, crate::datapath::tcp::kernel_now_ns(), timeout, named, &spec.backends)
+        });
         Some(Placement {
             kernel: true,
             vip: spec.vip,
             slot: crate::policy::maglev::client_slot(client),
             maglev: table.pick(client),
-            affinity: None,
-            affinity_read: false,
+            affinity: affinity.map(|(b, _)| b),
+            affinity_read: number.is_some(),
             affinity_timeout: spec.affinity_timeout,
+            affinity_age: affinity.map(|(_, age)| age),
         })
     }
 

@@ -80,3 +80,22 @@ async fn a_kernel_path_service_without_ebpf_is_relayed_here_and_listed() {
     assert_eq!((rows[1].id.as_str(), rows[1].state), ("task-b", "draining"), "Swarm's draining task is listed");
     drop(mode);
 }
+
+#[test]
+fn kernel_affinity_mirrors_the_kernels_freshness_and_set_checks() {
+    let b: SocketAddr = "10.0.1.2:80".parse().expect("an address");
+    let other: SocketAddr = "10.0.1.3:80".parse().expect("an address");
+    let set = [b, other];
+    let entry = sticky_common::AffinityValue { backend: 3, pad: 0, last_used_ns: 1_000 };
+    let s = 1_000_000_000;
+    // fresh: the backend and the entry's age
+    assert_eq!(kernel_affinity(&entry, 1_000 + 42 * s, 60 * s, Some(b), &set), Some((b, Duration::from_secs(42))));
+    // as old as the timeout: stale, as `now - last_used < timeout` in the kernel
+    assert_eq!(kernel_affinity(&entry, 1_000 + 60 * s, 60 * s, Some(b), &set), None);
+    // written after the clock was read (wraps): not fresh, as in the kernel
+    assert_eq!(kernel_affinity(&entry, 999, 60 * s, Some(b), &set), None);
+    // affinity off, an id no longer known, or a backend out of the set
+    assert_eq!(kernel_affinity(&entry, 2_000, 0, Some(b), &set), None);
+    assert_eq!(kernel_affinity(&entry, 2_000, 60 * s, None, &set), None);
+    assert_eq!(kernel_affinity(&entry, 2_000, 60 * s, Some(b), &[other]), None);
+}

@@ -189,6 +189,7 @@ impl Balancer {
             affinity,
             affinity_read: true,
             affinity_timeout: std::time::Duration::from_nanos(self.timeout_ns),
+            affinity_age: None,
         }
     }
 

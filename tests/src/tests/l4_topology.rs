@@ -117,6 +117,32 @@ fn l4_kernel_established_and_new_flows_need_no_user_space() {
 }
 
 #[test]
+fn l4_kernel_explain_reads_the_clients_affinity_entry() {
+    require_root!();
+    let lab = L4Topo::start(Engine::Kernel, 0, &[]);
+    let served = backend_of(&lab.topo.client.run(|| get_once(VIP, CLIENT_ADDR).expect("connection must work")));
+    let path = format!("/api/explain?service=default&client={CLIENT_ADDR}");
+    let answer = lab.topo.lb.run(|| testkit::http::get(l4::ADMIN, &path, &[]).expect("the admin listener must answer"));
+    assert_eq!(answer.status, 200, "explain answers");
+    let body = answer.into_text();
+    let json: serde_json::Value = serde_json::from_str(&body).expect("explain answers JSON");
+    let addr = format!("{}:8000", backend_addr(served));
+    assert_eq!(json["path"], "kernel", "the kernel path serves the service: {body}");
+    assert_eq!(json["affinity"], "read", "the kernel's entry was read: {body}");
+    assert_eq!(json["outcome"], "affinity", "the client's fresh entry decides: {body}");
+    assert_eq!(json["backend"], addr.as_str(), "it names b{served}, which served the client: {body}");
+    let why = json["why"].as_str().expect("a sentence");
+    assert!(why.contains(&format!("affinity entry -> backend {addr} (last used ")), "the sentence says so: {body}");
+    // a client that never connected has no entry: its Maglev slot
+    let fresh = format!("/api/explain?service=default&client={}", extra_client_addr(5));
+    let other = lab.topo.lb.run(|| testkit::http::get(l4::ADMIN, &fresh, &[]).expect("the admin listener must answer"));
+    let other: serde_json::Value = serde_json::from_str(&other.into_text()).expect("explain answers JSON");
+    assert_eq!((&other["affinity"], &other["outcome"]), (&"read".into(), &"maglev".into()), "{other}");
+    assert_eq!(other["backend"], other["maglev"], "the slot's owner: {other}");
+    assert!(other["why"].as_str().is_some_and(|w| w.contains("no fresh affinity entry")), "{other}");
+}
+
+#[test]
 fn l4_fallback_stops_relaying_under_sigstop() {
     require_root!();
     // The control of the test above: the same pause stops a path that does pass through user space,

@@ -113,8 +113,9 @@ fn placement(kernel: bool, affinity: Option<&str>, maglev: Option<&str>) -> crat
         slot: 4242,
         maglev: maglev.map(|m| m.parse().expect("an address")),
         affinity: affinity.map(|a| a.parse().expect("an address")),
-        affinity_read: !kernel,
+        affinity_read: true,
         affinity_timeout: std::time::Duration::from_secs(300),
+        affinity_age: None,
     }
 }
 
@@ -138,9 +139,26 @@ fn tcp_without_an_entry_is_the_maglev_slot() {
 }
 
 #[test]
-fn tcp_kernel_path_says_affinity_was_not_consulted() {
+fn tcp_kernel_entry_names_its_backend_and_age() {
     let client = "192.0.2.7".parse().expect("an address");
-    let e = describe("db", client, &placement(true, None, Some("10.0.1.3:5432")));
+    let mut p = placement(true, Some("10.0.1.2:5432"), Some("10.0.1.3:5432"));
+    p.affinity_age = Some(std::time::Duration::from_millis(42_900));
+    let e = describe("db", client, &p);
+    assert_eq!((e.path, e.affinity, e.outcome), ("kernel", "read", "affinity"));
+    assert_eq!(e.backend.as_deref(), Some("10.0.1.2:5432"));
+    assert!(e.why.contains("affinity entry -> backend 10.0.1.2:5432 (last used 42 s ago, timeout 5m)"), "{}", e.why);
+    // read, but no fresh entry of a current backend: the Maglev slot
+    let m = describe("db", client, &placement(true, None, Some("10.0.1.3:5432")));
+    assert_eq!((m.affinity, m.outcome, m.backend.as_deref()), ("read", "maglev", Some("10.0.1.3:5432")));
+    assert!(m.why.contains("no fresh affinity entry"), "{}", m.why);
+}
+
+#[test]
+fn tcp_kernel_path_before_the_maps_says_affinity_was_not_consulted() {
+    let client = "192.0.2.7".parse().expect("an address");
+    let mut p = placement(true, None, Some("10.0.1.3:5432"));
+    p.affinity_read = false;
+    let e = describe("db", client, &p);
     assert_eq!((e.path, e.affinity, e.outcome), ("kernel", "not consulted", "maglev"));
     assert!(e.why.contains("affinity not consulted"), "{}", e.why);
     let none = describe("db", client, &placement(true, None, None));
