@@ -44,7 +44,7 @@ pub enum Balancer {
     HaproxyTcp,
     /// nginx, `hash $cookie_sid consistent` with upstream keep-alive, one worker.
     NginxHash,
-    /// iptables DNAT to b1/b2 round robin (`statistic nth`), no affinity.
+    /// iptables DNAT to b1/b2 round robin (`statistic nth`), no affinity (ip6tables for an IPv6 row).
     IptablesDnat,
 }
 
@@ -169,8 +169,9 @@ const NGINX_HTTPS_RESUMED: &str = "nginx-https-resumed";
 const HAPROXY_H2_PINNED: &str = "haproxy-h2-pinned";
 const NGINX_H2: &str = "nginx-h2";
 
-/// Every configuration, in the order they run. iptables DNAT runs last: once a namespace has a nat
-/// table, conntrack stays hooked in it, which would tax every later configuration.
+/// Every configuration, in the order they run. iptables and ip6tables DNAT run last: once a namespace
+/// has a nat table, conntrack stays hooked in it (for that family), which would tax every later
+/// configuration.
 pub const ALL: &[Config] = &[
     Config {
         id: DIRECT,
@@ -437,6 +438,16 @@ pub const ALL: &[Config] = &[
         peer: Some(HAPROXY_TCP),
         goals: &[],
     },
+    Config {
+        id: "ip6tables-dnat-v6",
+        title: "ip6tables DNAT round robin (no affinity), IPv6",
+        balancer: Balancer::IptablesDnat,
+        load: Load::Plain,
+        tls: None,
+        ipv6: true,
+        peer: Some(HAPROXY_TCP),
+        goals: &[],
+    },
 ];
 
 /// Why a configuration cannot run with this build, if it cannot.
@@ -458,14 +469,14 @@ pub fn unavailable(config: &Config, sticky_help: &str) -> Option<String> {
 pub struct Running<'t> {
     /// The balancer's processes (empty for direct and DNAT), stopped when dropped.
     pub procs: Vec<ChildGuard>,
-    /// The namespace whose NAT rules to flush (DNAT).
-    iptables_ns: Option<&'t testkit::NetNs>,
+    /// The namespace whose NAT rules to flush, and with which tool (DNAT: `iptables` or `ip6tables`).
+    iptables: Option<(&'t testkit::NetNs, &'static str)>,
 }
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        if let Some(ns) = self.iptables_ns {
-            let _ = ns.command("iptables").args(["-t", "nat", "-F", "PREROUTING"]).output();
+        if let Some((ns, tool)) = self.iptables {
+            let _ = ns.command(tool).args(["-t", "nat", "-F", "PREROUTING"]).output();
         }
     }
 }
@@ -491,7 +502,7 @@ pub fn start_with_env<'t>(
     sticky: &Path,
     env: &[(&str, &str)],
 ) -> anyhow::Result<Running<'t>> {
-    let mut running = Running { procs: Vec::new(), iptables_ns: None };
+    let mut running = Running { procs: Vec::new(), iptables: None };
     let log = work.file(&format!("{}.log", config.id));
     let vip = config.target().to_string();
     let certificate = super::tls::Files::of(work);
@@ -552,17 +563,18 @@ pub fn start_with_env<'t>(
             running.procs.push(spawn("nginx (balancer)", &mut cmd, &log)?);
         }
         Balancer::IptablesDnat => {
-            running.iptables_ns = Some(&topo.lb);
+            let (tool, vip) = if config.ipv6 { ("ip6tables", VIP6.to_string()) } else { ("iptables", VIP.to_string()) };
+            running.iptables = Some((&topo.lb, tool));
             for n in 1..=BACKENDS {
-                let mut cmd = topo.lb.command("iptables");
-                cmd.args(["-t", "nat", "-A", "PREROUTING", "-d", &VIP.to_string(), "-p", "tcp"])
+                let mut cmd = topo.lb.command(tool);
+                cmd.args(["-t", "nat", "-A", "PREROUTING", "-d", &vip, "-p", "tcp"])
                     .args(["--dport", &VIP_PORT.to_string()]);
                 // rule n of N takes every (N-n+1)-th remaining new connection: round robin
                 let remaining = BACKENDS - n + 1;
                 if remaining > 1 {
                     cmd.args(["-m", "statistic", "--mode", "nth", "--every", &remaining.to_string(), "--packet", "0"]);
                 }
-                cmd.args(["-j", "DNAT", "--to-destination", &backend_addr(n).to_string()]);
+                cmd.args(["-j", "DNAT", "--to-destination", &config.backend(n).to_string()]);
                 testkit::process::run(&mut cmd)?;
             }
         }
