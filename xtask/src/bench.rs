@@ -46,11 +46,12 @@ pub struct Options {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Only the configurations whose id matches this regex. Ids: memory-http, memory-tcp (the memory
-    /// measurements, first), direct, sticky-http-new, sticky-http-pinned, sticky-http-pinned-splice, haproxy-http-new,
+    /// measurements, first), direct, direct-v6, sticky-http-new, sticky-http-pinned, sticky-http-pinned-splice, haproxy-http-new,
     /// haproxy-http-pinned, nginx-hash, sticky-https-pinned, sticky-https-handshake, sticky-https-resumed,
     /// haproxy-https-pinned, haproxy-https-handshake, haproxy-https-resumed, nginx-https, nginx-https-handshake,
     /// nginx-https-resumed, sticky-h2-pinned, sticky-h2-firstwave, haproxy-h2-pinned, nginx-h2 (h2load rows),
-    /// sticky-tcp-kernel, sticky-tcp-user, haproxy-tcp, iptables-dnat.
+    /// sticky-tcp-kernel, sticky-tcp-kernel-v6 (IPv6), sticky-tcp-user, haproxy-tcp, iptables-dnat,
+    /// ip6tables-dnat-v6.
     #[arg(long, value_name = "REGEX")]
     pub only: Option<String>,
     /// Use this sticky binary instead of building target/release/sticky.

@@ -1,13 +1,19 @@
 //! The configurations under test, as data: what runs in the balancer namespace, what wrk sends, what
 //! affinity the bench checks, which HAProxy row it is compared with and which goals it carries.
 
-use std::{net::SocketAddrV4, path::Path, process::Command, time::Duration};
+use std::{
+    net::{SocketAddr, SocketAddrV4, SocketAddrV6},
+    path::Path,
+    process::Command,
+    time::Duration,
+};
 
 use anyhow::{Context as _, bail};
 use testkit::{ChildGuard, wait};
 
 use super::topology::{
-    self, LB_CPU, LB_IFACES, LOAD_CPU, Topology, VIP, VIP_PORT, backend_addr, backend_name, pinned, spawn,
+    self, LB_CPU, LB_IFACES, LOAD_CPU, Topology, VIP, VIP_PORT, VIP6, backend_addr, backend_addr6, backend_name,
+    pinned, spawn,
 };
 pub use super::{tls::Tls, workdir::Workdir};
 
@@ -38,7 +44,7 @@ pub enum Balancer {
     HaproxyTcp,
     /// nginx, `hash $cookie_sid consistent` with upstream keep-alive, one worker.
     NginxHash,
-    /// iptables DNAT to b1/b2 round robin (`statistic nth`), no affinity.
+    /// iptables DNAT to b1/b2 round robin (`statistic nth`), no affinity (ip6tables for an IPv6 row).
     IptablesDnat,
 }
 
@@ -95,6 +101,9 @@ pub struct Config {
     pub load: Load,
     /// TLS to the balancer (https rows), and how connections use it; `None`: plain http.
     pub tls: Option<Tls>,
+    /// IPv6 end to end (the `-v6` rows): the client sends to [`VIP6`] (direct: b1's IPv6 address) and
+    /// the balancer forwards to the backends' IPv6 addresses. Plain http only.
+    pub ipv6: bool,
     /// The HAProxy row to compare with.
     pub peer: Option<&'static str>,
     /// Goals stated next to the row.
@@ -117,12 +126,25 @@ impl Config {
 
     /// Where wrk sends.
     #[must_use]
-    pub fn target(&self) -> SocketAddrV4 {
-        match (self.balancer, self.tls) {
-            (Balancer::Direct, _) => backend_addr(1),
-            (_, Some(_)) => SocketAddrV4::new(VIP, VIP_TLS_PORT),
-            (_, None) => SocketAddrV4::new(VIP, VIP_PORT),
+    pub fn target(&self) -> SocketAddr {
+        match (self.balancer, self.tls, self.ipv6) {
+            (Balancer::Direct, _, _) => self.backend(1),
+            (_, Some(_), _) => SocketAddrV4::new(VIP, VIP_TLS_PORT).into(),
+            (_, None, false) => SocketAddrV4::new(VIP, VIP_PORT).into(),
+            (_, None, true) => SocketAddrV6::new(VIP6, VIP_PORT, 0, 0).into(),
         }
+    }
+
+    /// Backend `n`'s address in this configuration's address family.
+    #[must_use]
+    pub fn backend(&self, n: u16) -> SocketAddr {
+        if self.ipv6 { backend_addr6(n).into() } else { backend_addr(n).into() }
+    }
+
+    /// The row whose req/s this one's "x direct" divides by: direct in the same address family.
+    #[must_use]
+    pub fn direct(&self) -> &'static str {
+        if self.ipv6 { DIRECT_V6 } else { DIRECT }
     }
 }
 
@@ -132,6 +154,8 @@ pub const VIP_TLS_PORT: u16 = 443;
 /// sticky's cookie name (its default).
 pub const STICKY_COOKIE: &str = "sticky";
 
+const DIRECT: &str = "direct";
+const DIRECT_V6: &str = "direct-v6";
 const HAPROXY_NEW: &str = "haproxy-http-new";
 const HAPROXY_PINNED: &str = "haproxy-http-pinned";
 const HAPROXY_TCP: &str = "haproxy-tcp";
@@ -145,15 +169,27 @@ const NGINX_HTTPS_RESUMED: &str = "nginx-https-resumed";
 const HAPROXY_H2_PINNED: &str = "haproxy-h2-pinned";
 const NGINX_H2: &str = "nginx-h2";
 
-/// Every configuration, in the order they run. iptables DNAT runs last: once a namespace has a nat
-/// table, conntrack stays hooked in it, which would tax every later configuration.
+/// Every configuration, in the order they run. iptables and ip6tables DNAT run last: once a namespace
+/// has a nat table, conntrack stays hooked in it (for that family), which would tax every later
+/// configuration.
 pub const ALL: &[Config] = &[
     Config {
-        id: "direct",
+        id: DIRECT,
         title: "direct to b1 (routed through the balancer namespace)",
         balancer: Balancer::Direct,
         load: Load::Plain,
         tls: None,
+        ipv6: false,
+        peer: None,
+        goals: &[],
+    },
+    Config {
+        id: DIRECT_V6,
+        title: "direct to b1 over IPv6 (routed through the balancer namespace)",
+        balancer: Balancer::Direct,
+        load: Load::Plain,
+        tls: None,
+        ipv6: true,
         peer: None,
         goals: &[],
     },
@@ -163,6 +199,7 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::StickyHttp { splice: false },
         load: Load::Plain,
         tls: None,
+        ipv6: false,
         peer: Some(HAPROXY_NEW),
         goals: &[Goal::CpuAtMost(NGINX, 1.0), Goal::CpuAtMost(HAPROXY_NEW, 0.8), Goal::IdleAtMost(NGINX, 1.25)],
     },
@@ -172,6 +209,7 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::StickyHttp { splice: false },
         load: Load::Pinned,
         tls: None,
+        ipv6: false,
         peer: Some(HAPROXY_PINNED),
         goals: &[
             Goal::AtLeastPeerWithP99(HAPROXY_PINNED, 1.2),
@@ -186,6 +224,7 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::StickyHttp { splice: true },
         load: Load::Pinned,
         tls: None,
+        ipv6: false,
         peer: Some(HAPROXY_PINNED),
         goals: &[Goal::AtLeastPeerWithP99(HAPROXY_PINNED, 1.2)],
     },
@@ -195,6 +234,7 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::HaproxyHttp,
         load: Load::Plain,
         tls: None,
+        ipv6: false,
         peer: None,
         goals: &[],
     },
@@ -204,6 +244,7 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::HaproxyHttp,
         load: Load::Pinned,
         tls: None,
+        ipv6: false,
         peer: None,
         goals: &[],
     },
@@ -213,6 +254,7 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::NginxHash,
         load: Load::Pinned,
         tls: None,
+        ipv6: false,
         peer: Some(HAPROXY_PINNED),
         goals: &[],
     },
@@ -222,6 +264,7 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::StickyHttp { splice: false },
         load: Load::Pinned,
         tls: Some(Tls::KeepAlive),
+        ipv6: false,
         peer: Some(HAPROXY_HTTPS_PINNED),
         goals: &[Goal::CpuAtMostBest(&[HAPROXY_HTTPS_PINNED, NGINX_HTTPS], 1.0)],
     },
@@ -231,6 +274,7 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::StickyHttp { splice: false },
         load: Load::Pinned,
         tls: Some(Tls::Full),
+        ipv6: false,
         peer: Some(HAPROXY_HTTPS_HANDSHAKE),
         goals: &[Goal::CpuAtMostBest(&[HAPROXY_HTTPS_HANDSHAKE, NGINX_HTTPS_HANDSHAKE], 1.0)],
     },
@@ -240,6 +284,7 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::StickyHttp { splice: false },
         load: Load::Pinned,
         tls: Some(Tls::Resumed),
+        ipv6: false,
         peer: Some(HAPROXY_HTTPS_RESUMED),
         goals: &[Goal::CpuAtMostBest(&[HAPROXY_HTTPS_RESUMED, NGINX_HTTPS_RESUMED], 1.0)],
     },
@@ -249,6 +294,7 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::HaproxyHttp,
         load: Load::Pinned,
         tls: Some(Tls::KeepAlive),
+        ipv6: false,
         peer: None,
         goals: &[],
     },
@@ -258,6 +304,7 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::HaproxyHttp,
         load: Load::Pinned,
         tls: Some(Tls::Full),
+        ipv6: false,
         peer: None,
         goals: &[],
     },
@@ -267,6 +314,7 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::HaproxyHttp,
         load: Load::Pinned,
         tls: Some(Tls::Resumed),
+        ipv6: false,
         peer: None,
         goals: &[],
     },
@@ -276,6 +324,7 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::NginxHash,
         load: Load::Pinned,
         tls: Some(Tls::KeepAlive),
+        ipv6: false,
         peer: Some(HAPROXY_HTTPS_PINNED),
         goals: &[],
     },
@@ -285,6 +334,7 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::NginxHash,
         load: Load::Pinned,
         tls: Some(Tls::Full),
+        ipv6: false,
         peer: Some(HAPROXY_HTTPS_HANDSHAKE),
         goals: &[],
     },
@@ -294,6 +344,7 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::NginxHash,
         load: Load::Pinned,
         tls: Some(Tls::Resumed),
+        ipv6: false,
         peer: Some(HAPROXY_HTTPS_RESUMED),
         goals: &[],
     },
@@ -303,6 +354,7 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::StickyHttp { splice: false },
         load: Load::Pinned,
         tls: Some(Tls::H2),
+        ipv6: false,
         peer: Some(HAPROXY_H2_PINNED),
         goals: &[Goal::CpuAtMostBest(&[HAPROXY_H2_PINNED, NGINX_H2], 1.0)],
     },
@@ -312,6 +364,7 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::StickyHttp { splice: false },
         load: Load::Plain,
         tls: Some(Tls::H2),
+        ipv6: false,
         peer: Some(HAPROXY_H2_PINNED),
         goals: &[Goal::CpuAtMostBest(&[HAPROXY_H2_PINNED, NGINX_H2], 1.0)],
     },
@@ -321,6 +374,7 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::HaproxyHttp,
         load: Load::Pinned,
         tls: Some(Tls::H2),
+        ipv6: false,
         peer: None,
         goals: &[],
     },
@@ -330,6 +384,7 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::NginxHash,
         load: Load::Pinned,
         tls: Some(Tls::H2),
+        ipv6: false,
         peer: Some(HAPROXY_H2_PINNED),
         goals: &[],
     },
@@ -339,8 +394,19 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::StickyTcp { kernel: true },
         load: Load::Plain,
         tls: None,
+        ipv6: false,
         peer: Some(HAPROXY_TCP),
         goals: &[Goal::AtLeast("direct", 0.9), Goal::AtLeast(HAPROXY_TCP, 2.0), Goal::AtLeast("iptables-dnat", 1.0)],
+    },
+    Config {
+        id: "sticky-tcp-kernel-v6",
+        title: "sticky tcp, kernel (eBPF full NAT), IPv6",
+        balancer: Balancer::StickyTcp { kernel: true },
+        load: Load::Plain,
+        tls: None,
+        ipv6: true,
+        peer: Some(HAPROXY_TCP),
+        goals: &[],
     },
     Config {
         id: "sticky-tcp-user",
@@ -348,6 +414,7 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::StickyTcp { kernel: false },
         load: Load::Plain,
         tls: None,
+        ipv6: false,
         peer: Some(HAPROXY_TCP),
         goals: &[],
     },
@@ -357,6 +424,7 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::HaproxyTcp,
         load: Load::Plain,
         tls: None,
+        ipv6: false,
         peer: None,
         goals: &[],
     },
@@ -366,6 +434,17 @@ pub const ALL: &[Config] = &[
         balancer: Balancer::IptablesDnat,
         load: Load::Plain,
         tls: None,
+        ipv6: false,
+        peer: Some(HAPROXY_TCP),
+        goals: &[],
+    },
+    Config {
+        id: "ip6tables-dnat-v6",
+        title: "ip6tables DNAT round robin (no affinity), IPv6",
+        balancer: Balancer::IptablesDnat,
+        load: Load::Plain,
+        tls: None,
+        ipv6: true,
         peer: Some(HAPROXY_TCP),
         goals: &[],
     },
@@ -390,14 +469,14 @@ pub fn unavailable(config: &Config, sticky_help: &str) -> Option<String> {
 pub struct Running<'t> {
     /// The balancer's processes (empty for direct and DNAT), stopped when dropped.
     pub procs: Vec<ChildGuard>,
-    /// The namespace whose NAT rules to flush (DNAT).
-    iptables_ns: Option<&'t testkit::NetNs>,
+    /// The namespace whose NAT rules to flush, and with which tool (DNAT: `iptables` or `ip6tables`).
+    iptables: Option<(&'t testkit::NetNs, &'static str)>,
 }
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        if let Some(ns) = self.iptables_ns {
-            let _ = ns.command("iptables").args(["-t", "nat", "-F", "PREROUTING"]).output();
+        if let Some((ns, tool)) = self.iptables {
+            let _ = ns.command(tool).args(["-t", "nat", "-F", "PREROUTING"]).output();
         }
     }
 }
@@ -423,7 +502,7 @@ pub fn start_with_env<'t>(
     sticky: &Path,
     env: &[(&str, &str)],
 ) -> anyhow::Result<Running<'t>> {
-    let mut running = Running { procs: Vec::new(), iptables_ns: None };
+    let mut running = Running { procs: Vec::new(), iptables: None };
     let log = work.file(&format!("{}.log", config.id));
     let vip = config.target().to_string();
     let certificate = super::tls::Files::of(work);
@@ -438,7 +517,7 @@ pub fn start_with_env<'t>(
             let mut cmd = pinned(&topo.lb, LB_CPU, sticky);
             cmd.args(["run", "--mode", "tcp", "--listen", &vip]);
             for n in 1..=BACKENDS {
-                cmd.args(["--backend", &backend_addr(n).to_string()]);
+                cmd.args(["--backend", &config.backend(n).to_string()]);
             }
             if kernel {
                 for iface in LB_IFACES {
@@ -484,17 +563,18 @@ pub fn start_with_env<'t>(
             running.procs.push(spawn("nginx (balancer)", &mut cmd, &log)?);
         }
         Balancer::IptablesDnat => {
-            running.iptables_ns = Some(&topo.lb);
+            let (tool, vip) = if config.ipv6 { ("ip6tables", VIP6.to_string()) } else { ("iptables", VIP.to_string()) };
+            running.iptables = Some((&topo.lb, tool));
             for n in 1..=BACKENDS {
-                let mut cmd = topo.lb.command("iptables");
-                cmd.args(["-t", "nat", "-A", "PREROUTING", "-d", &VIP.to_string(), "-p", "tcp"])
+                let mut cmd = topo.lb.command(tool);
+                cmd.args(["-t", "nat", "-A", "PREROUTING", "-d", &vip, "-p", "tcp"])
                     .args(["--dport", &VIP_PORT.to_string()]);
                 // rule n of N takes every (N-n+1)-th remaining new connection: round robin
                 let remaining = BACKENDS - n + 1;
                 if remaining > 1 {
                     cmd.args(["-m", "statistic", "--mode", "nth", "--every", &remaining.to_string(), "--packet", "0"]);
                 }
-                cmd.args(["-j", "DNAT", "--to-destination", &backend_addr(n).to_string()]);
+                cmd.args(["-j", "DNAT", "--to-destination", &config.backend(n).to_string()]);
                 testkit::process::run(&mut cmd)?;
             }
         }
@@ -667,8 +747,9 @@ pub fn start_backends(
     let servers: Vec<String> = numbers
         .map(|n| {
             format!(
-                "  server {{ listen {}{reuseport}; location / {{ return 200 \"{}\\n\"; }} }}",
+                "  server {{ listen {}{reuseport}; listen {}{reuseport}; location / {{ return 200 \"{}\\n\"; }} }}",
                 backend_addr(n),
+                backend_addr6(n),
                 backend_name(n)
             )
         })

@@ -5,7 +5,7 @@
 //! length. h2load does not show response bodies: who answered is checked before the load, over h2
 //! with curl ([`super::tls::requests`]).
 
-use std::{net::SocketAddrV4, path::Path};
+use std::{net::SocketAddr, path::Path};
 
 use anyhow::{Context as _, bail, ensure};
 
@@ -28,7 +28,7 @@ pub const STREAMS: u32 = 10;
 pub fn run(
     topo: &Topology,
     dir: &Path,
-    target: SocketAddrV4,
+    target: SocketAddr,
     cookie: Option<&str>,
     seconds: u32,
 ) -> anyhow::Result<Report> {

@@ -119,6 +119,7 @@ fn http_level(topo: &Topology, work: &Workdir, sticky: &Path, exe: &Path, sessio
         balancer: Balancer::StickyHttp { splice: false },
         load: Load::Plain,
         tls: None,
+        ipv6: false,
         peer: None,
         goals: &[],
     };
@@ -127,7 +128,7 @@ fn http_level(topo: &Topology, work: &Workdir, sticky: &Path, exe: &Path, sessio
     let rss_start_kib = measure::rss_kib(pid).context("sticky's RSS")?;
     let held_conns = sessions.min(held());
     let spec = Spec::Sessions {
-        target: SocketAddrV4::new(VIP, VIP_PORT),
+        target: SocketAddrV4::new(VIP, VIP_PORT).into(),
         cookie_name: configs::STICKY_COOKIE.to_owned(),
         sessions,
         threads: 8,
@@ -202,7 +203,7 @@ fn tcp_level(topo: &Topology, work: &Workdir, sticky: &Path, exe: &Path, flows: 
     let sources: Vec<Ipv4Addr> = CLIENT_EXTRA.map(|h| Ipv4Addr::new(198, 18, 1, h)).collect();
     let specs: Vec<Spec> = (0..probes)
         .map(|p| Spec::Flows {
-            target: SocketAddrV4::new(VIP, VIP_PORT),
+            target: SocketAddrV4::new(VIP, VIP_PORT).into(),
             sources: sources.iter().copied().skip(p as usize).step_by(probes as usize).collect(),
             flows: flows / probes + u32::from(p < flows % probes),
             threads: 8,

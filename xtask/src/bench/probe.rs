@@ -5,7 +5,7 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{Ipv4Addr, SocketAddr},
     time::Duration,
 };
 
@@ -26,7 +26,7 @@ pub enum Spec {
     /// after the other, each sending `requests` keep-alive GETs.
     Requests {
         /// Where to send.
-        target: SocketAddrV4,
+        target: SocketAddr,
         /// `Cookie` header values; `None` sends no cookie.
         cookies: Vec<Option<String>>,
         /// New connections per cookie, one after the other.
@@ -40,7 +40,7 @@ pub enum Spec {
     /// replaying one session's cookie once and left open idle.
     Sessions {
         /// Where to send.
-        target: SocketAddrV4,
+        target: SocketAddr,
         /// The balancer's cookie name.
         cookie_name: String,
         /// Sessions to create.
@@ -55,7 +55,7 @@ pub enum Spec {
     /// line on stdin; then `connections` more the same way.
     Idle {
         /// Where to send.
-        target: SocketAddrV4,
+        target: SocketAddr,
         /// `Cookie` header value; `None` sends no cookie.
         cookie: Option<String>,
         /// Connections of the first phase (the baseline reading is taken with them open).
@@ -69,7 +69,7 @@ pub enum Spec {
     /// all left open.
     Flows {
         /// Where to send.
-        target: SocketAddrV4,
+        target: SocketAddr,
         /// Client addresses to bind.
         sources: Vec<Ipv4Addr>,
         /// Connections to open.
@@ -164,7 +164,7 @@ fn hold_until_stdin_closes(held: &Held, conns: Vec<Conn>) -> anyhow::Result<()> 
 }
 
 fn sessions_probe(
-    target: SocketAddrV4,
+    target: SocketAddr,
     cookie_name: &str,
     sessions: u32,
     threads: u32,
@@ -240,7 +240,7 @@ fn sessions_probe(
 }
 
 fn flows_probe(
-    target: SocketAddrV4,
+    target: SocketAddr,
     sources: &[Ipv4Addr],
     flows: u32,
     threads: u32,
@@ -316,7 +316,7 @@ fn flows_probe(
 }
 
 fn idle_probe(
-    target: SocketAddrV4,
+    target: SocketAddr,
     cookie: Option<&str>,
     connections: u32,
     threads: u32,
@@ -368,11 +368,11 @@ fn idle_probe(
 struct Conn(Client);
 
 impl Conn {
-    fn open(target: SocketAddrV4, source: Option<Ipv4Addr>) -> anyhow::Result<Self> {
+    fn open(target: SocketAddr, source: Option<Ipv4Addr>) -> anyhow::Result<Self> {
         Self::open_within(target, source, IO_TIMEOUT)
     }
 
-    fn open_within(target: SocketAddrV4, source: Option<Ipv4Addr>, timeout: Duration) -> anyhow::Result<Self> {
+    fn open_within(target: SocketAddr, source: Option<Ipv4Addr>, timeout: Duration) -> anyhow::Result<Self> {
         let mut connect = Client::to(target).connect_timeout(timeout).io_timeout(IO_TIMEOUT).host("bench.test");
         if let Some(source) = source {
             connect = connect.from(source);

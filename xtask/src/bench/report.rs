@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    configs::{self, Goal},
+    configs::{self, Config, Goal},
     idle::Idle,
     memory::Level,
 };
@@ -251,13 +251,13 @@ pub fn summarize(rows: &mut [Row], memory: &[Level]) -> Vec<GoalResult> {
     let rps_of = |rows: &[Row], id: &str| -> Option<f64> {
         rows.iter().find(|r| r.id == id).and_then(|r| r.summary.as_ref()).map(|s| s.rps_median)
     };
-    let direct = rps_of(rows, "direct");
     let ratios: Vec<(Option<f64>, Option<String>, Option<f64>)> = rows
         .iter()
         .map(|row| {
             let Some(s) = &row.summary else { return (None, None, None) };
             let config = configs::ALL.iter().find(|c| c.id == row.id);
             let peer = config.and_then(|c| c.peer);
+            let direct = rps_of(rows, config.map_or("direct", Config::direct));
             (
                 direct.map(|d| s.rps_median / d),
                 peer.map(str::to_owned),

@@ -4,7 +4,7 @@
 //! client namespace, since the probe speaks plain HTTP only.
 
 use std::{
-    net::SocketAddrV4,
+    net::SocketAddr,
     path::{Path, PathBuf},
 };
 
@@ -189,7 +189,7 @@ impl Handshakes {
 pub fn requests(
     topo: &Topology,
     files: &Files,
-    target: SocketAddrV4,
+    target: SocketAddr,
     cookies: &[Option<String>],
     connections: u32,
     requests: u32,
@@ -294,7 +294,7 @@ fn parse_curl(text: &str, end: &str) -> anyhow::Result<Vec<CurlResponse>> {
 ///
 /// # Errors
 /// `s_client` fails, or the second connection was a full handshake.
-pub fn resumption(topo: &Topology, files: &Files, work: &Workdir, target: SocketAddrV4) -> anyhow::Result<String> {
+pub fn resumption(topo: &Topology, files: &Files, work: &Workdir, target: SocketAddr) -> anyhow::Result<String> {
     let session = work.file("tls-session.pem");
     let _ = std::fs::remove_file(&session);
     let connect = |flag: &str| -> anyhow::Result<String> {

@@ -9,8 +9,19 @@
 //! ```
 //! The client reaches 198.18.2.0/24 and the VIP through the balancer namespace, which forwards;
 //! the backends reach the client networks through it too. Nothing else is routed.
+//!
+//! The same in IPv6 (ULA, for the `-v6` rows), on the same links:
+//! ```text
+//!  c0 fd00:5ce:1::1/64  <->  l1 fd00:5ce:1::2/64   l2 fd00:5ce:2::1/64  <->  s0 fd00:5ce:2::2/64
+//!                            lo: VIP fd00:5ce:100::100/128          nginx: b1 [..]:8081, b2 [..]:8082
+//! ```
 
-use std::{net::Ipv4Addr, path::Path, process::Command, time::Duration};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr, SocketAddrV6},
+    path::Path,
+    process::Command,
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use testkit::{
@@ -26,6 +37,15 @@ pub const CLIENT_EXTRA: std::ops::RangeInclusive<u8> = 64..=127;
 pub const BACKEND_HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
 /// The service address every balancer serves on port 80 (on the balancer's `lo` for the user-space ones).
 pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 100);
+/// The IPv6 host of every backend (the `-v6` rows).
+pub const BACKEND_HOST6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x5ce, 2, 0, 0, 0, 0, 2);
+/// The IPv6 service address (the `-v6` rows), on the balancer's `lo`.
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x5ce, 0x100, 0, 0, 0, 0, 0x100);
+/// The client's IPv6 address.
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x5ce, 1, 0, 0, 0, 0, 1);
+/// The balancer's IPv6 addresses towards the client and towards the backends (the routes' next hops).
+const LB_CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x5ce, 1, 0, 0, 0, 0, 2);
+const LB_BACKEND6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x5ce, 2, 0, 0, 0, 0, 1);
 /// Port of the service on the VIP.
 pub const VIP_PORT: u16 = 80;
 /// Backend `bN` listens on `BACKEND_HOST:BACKEND_PORT0 + N`.
@@ -88,6 +108,12 @@ pub fn backend_addr(n: u16) -> std::net::SocketAddrV4 {
     std::net::SocketAddrV4::new(BACKEND_HOST, BACKEND_PORT0 + n)
 }
 
+/// Backend `n`'s IPv6 address (the same nginx server as [`backend_addr`], also listening there).
+#[must_use]
+pub fn backend_addr6(n: u16) -> SocketAddrV6 {
+    SocketAddrV6::new(BACKEND_HOST6, BACKEND_PORT0 + n, 0, 0)
+}
+
 /// The three namespaces; deleted (with every process still inside: SIGTERM, then SIGKILL) on drop.
 #[derive(Debug)]
 pub struct Topology {
@@ -115,6 +141,7 @@ impl Topology {
         topo.lb.try_ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
         // Many short-lived connections in the probes: reuse TIME_WAIT ports towards the same peer.
         topo.cli.try_sysctl("net.ipv4.tcp_tw_reuse", "1")?;
+        topo.add_ipv6()?;
         let steering = [
             (&topo.cli, "c0", LOAD_CPU),
             (&topo.lb, "l1", LB_CPU),
@@ -127,6 +154,33 @@ impl Topology {
             process::run(ns.command("sh").args(["-c", &format!("echo {mask} > {path}")]))?;
         }
         Ok(topo)
+    }
+}
+
+impl Topology {
+    /// IPv6 on the same links (the test kit turns it off in new namespaces): the addresses of the
+    /// module's second diagram, without duplicate address detection (usable at once), routes through
+    /// the balancer namespace, and IPv6 forwarding there.
+    fn add_ipv6(&self) -> anyhow::Result<()> {
+        for ns in [&self.cli, &self.lb, &self.srv] {
+            for key in ["default", "all"] {
+                ns.try_sysctl(&format!("net.ipv6.conf.{key}.disable_ipv6"), "0")?;
+            }
+        }
+        let add = |ns: &NetNs, addr: Ipv6Addr, prefix: u8, dev: &str| {
+            ns.try_ip(&["-6", "addr", "add", &format!("{addr}/{prefix}"), "dev", dev, "nodad"])
+        };
+        add(&self.cli, CLIENT6, 64, LAYOUT.client_iface)?;
+        add(&self.lb, LB_CLIENT6, 64, LAYOUT.lb_client_iface)?;
+        add(&self.lb, LB_BACKEND6, 64, LAYOUT.lb_backend_iface)?;
+        add(&self.lb, VIP6, 128, "lo")?;
+        add(&self.srv, BACKEND_HOST6, 64, LAYOUT.backend_iface)?;
+        self.lb.try_sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        for net in ["fd00:5ce:2::/64", "fd00:5ce:100::/64"] {
+            self.cli.try_ip(&["-6", "route", "add", net, "via", &LB_CLIENT6.to_string()])?;
+        }
+        self.srv.try_ip(&["-6", "route", "add", "fd00:5ce:1::/64", "via", &LB_BACKEND6.to_string()])?;
+        Ok(())
     }
 }
 
@@ -172,14 +226,14 @@ pub fn fd_limit() -> u64 {
 #[cfg(test)]
 mod tests {
     use std::{
-        net::{Ipv4Addr, SocketAddr, TcpListener},
+        net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener},
         time::Duration,
     };
 
-    use super::{BACKEND_HOST, CLIENT_EXTRA, Topology, VIP, extra_client_addr};
+    use super::{BACKEND_HOST, BACKEND_HOST6, CLIENT_EXTRA, CLIENT6, Topology, VIP, VIP6, extra_client_addr};
 
     #[test]
-    fn the_bench_network_routes_clients_to_the_backends_and_the_vip_and_goes_on_drop() {
+    fn the_bench_network_routes_clients_to_the_backends_and_the_vips_in_both_families_and_goes_on_drop() {
         if !xtask::setup::is_root() {
             // No skip log here (that is the tests crate's); the bench smoke run needs root as well.
             eprintln!("SKIPPED bench topology test: needs root (network namespaces)");
@@ -197,6 +251,16 @@ mod tests {
             connected.unwrap_or_else(|e| panic!("a client must reach {what} through the balancer: {e}"));
             let (_, peer) = listener.accept().expect("the connection must be accepted");
             assert_eq!(peer, SocketAddr::from((from, peer.port())), "{what} must see the client's own address");
+        }
+        for (ns, host, what) in [(&topo.srv, BACKEND_HOST6, "the IPv6 backend host"), (&topo.lb, VIP6, "the IPv6 VIP")]
+        {
+            let listener =
+                ns.run(|| TcpListener::bind((host, 0)).expect("an IPv6 listener must bind in its namespace"));
+            let addr = listener.local_addr().expect("a bound listener must have an address");
+            let connected = topo.cli.run(|| testkit::net::connect(addr, None, Duration::from_secs(5)));
+            connected.unwrap_or_else(|e| panic!("the client must reach {what} through the balancer: {e}"));
+            let (_, peer) = listener.accept().expect("the connection must be accepted");
+            assert_eq!(peer.ip(), IpAddr::V6(CLIENT6), "{what} must see the client's own IPv6 address");
         }
         drop(topo);
         let left = testkit::process::run(std::process::Command::new("ip").args(["netns", "list"]))

@@ -1,7 +1,7 @@
 //! The load generator: Debian's wrk, one thread and 64 keep-alive connections, from the client
 //! namespace on the load CPU; its Lua `done()` prints the totals and percentiles the bench reads.
 
-use std::{collections::BTreeMap, net::SocketAddrV4, path::Path};
+use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
@@ -110,7 +110,7 @@ pub struct Https<'a> {
 pub fn run_wrk(
     topo: &Topology,
     dir: &Path,
-    target: SocketAddrV4,
+    target: SocketAddr,
     cookie: Option<&str>,
     seconds: u32,
     script: Script,
