@@ -407,6 +407,19 @@ fn dashboard_shows_tcp_mode_in_user_space() {
     });
     assert!(counted, "the service's connections by outcome must be shown; shows {shown:?}");
     assert!(browser.text("tr[data-map=AFFINITY]").contains("1 / 65.5k"), "the affinity table's usage is shown");
+    // every backend of the service has its row: the one that served the client counts its 3 connections
+    // (the table is redrawn at each poll: read until a read lands between two redraws)
+    for b in &backends {
+        let row = format!("tr[data-tcp-backend=\"default/{}\"]", b.addr);
+        let expected = if who(&get_ok(b.addr, "/", &[])) == first { "3" } else { "0" };
+        let (mut text, mut connections) = (String::new(), String::new());
+        let shown = wait::until(PAGE_TIMEOUT, || {
+            text = browser.text(&row);
+            connections = browser.text(&format!("{row} td[data-field=connections]"));
+            text.contains("active") && text.contains("user space") && connections.trim() == expected
+        });
+        assert!(shown, "{row} must show active, user space and {expected} connections: {text:?} / {connections:?}");
+    }
     let errors = browser.errors();
     assert!(errors.is_empty(), "the page must run without console errors: {errors:?}");
     browser.screenshot(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-tcp.png"));

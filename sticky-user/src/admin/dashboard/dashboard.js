@@ -449,6 +449,46 @@
       const outcomes = Object.entries(s.outcomes).map(([o, n]) => `${o.replace(/_/g, ' ')} ${fmt(n)}`).join(', ');
       parts.push(el('p', { 'data-tcp-service': s.name }, el('b', {}, s.name), ` · ${s.active} relayed now · ${outcomes}`));
     }
+    if ((t.backends || []).length) {
+      const opt = (n) => (n == null ? '–' : fmt(n));
+      const drainButton = (b) => {
+        const drain = b.state !== 'draining';
+        const button = el('button', { type: 'button', class: drain ? 'drain' : 'activate' }, drain ? 'Drain' : 'Activate');
+        button.hidden = state.writes === 'disabled';
+        button.disabled = !writable();
+        button.title = writable() ? '' : 'enter the admin token above to drain or activate';
+        button.addEventListener('click', () => setDrain(b.service, b.id, drain, button));
+        return button;
+      };
+      const head = ['Service', 'Backend', 'Address', 'State', 'Path', 'Open', 'Connections', 'Bytes in', 'Bytes out', ''];
+      parts.push(
+        el(
+          'table',
+          { 'data-field': 'tcp-backends' },
+          el('thead', {}, el('tr', {}, ...head.map((h) => el('th', {}, h)))),
+          el(
+            'tbody',
+            {},
+            ...t.backends.map((b) =>
+              el(
+                'tr',
+                { 'data-tcp-backend': `${b.service}/${b.id}`, class: b.state === 'draining' ? 'draining' : '' },
+                el('td', {}, b.service),
+                el('td', {}, b.id),
+                el('td', {}, b.addr),
+                el('td', {}, el('span', { class: `pill ${b.state === 'draining' ? 'warn' : 'ok'}` }, b.state)),
+                el('td', {}, b.path),
+                el('td', { class: 'num', 'data-field': 'open' }, fmt(b.active)),
+                el('td', { class: 'num', 'data-field': 'connections' }, opt(b.connections)),
+                el('td', { class: 'num' }, opt(b.bytes_to_backend)),
+                el('td', { class: 'num' }, opt(b.bytes_to_client)),
+                el('td', {}, drainButton(b)),
+              ),
+            ),
+          ),
+        ),
+      );
+    }
     section.replaceChildren(...parts);
   }
 
