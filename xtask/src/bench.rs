@@ -297,38 +297,53 @@ fn measure_config(
         for p in &mut running.procs {
             p.check_alive()?;
         }
-        let (l, b) = (LOAD_CPU as usize, LB_CPU as usize);
-        #[expect(clippy::cast_precision_loss, reason = "µs durations")]
-        let seconds = r.duration_us as f64 / 1e6;
-        let run = Run {
-            rps: r.rps(),
-            requests: r.requests,
-            seconds,
-            p50_us: r.latency_us.p50,
-            p99_us: r.latency_us.p99,
-            p999_us: r.latency_us.p999,
-            errors: r.errors.total(),
-            lb_process_cpu_s: proc1 - proc0,
-            load_cpu_busy_s: cpu1[l].busy - cpu0[l].busy,
-            lb_cpu_busy_s: cpu1[b].busy - cpu0[b].busy,
-            lb_cpu_softirq_s: cpu1[b].softirq - cpu0[b].softirq,
-            softirq_s: cpu1.iter().zip(&cpu0).map(|(a, z)| a.softirq - z.softirq).sum(),
-            tls: handshakes,
-        };
-        eprintln!(
-            "bench: {}: run {}/{runs}: {:.0} req/s, p50 {} p99 {} p99.9 {} µs, balancer core {:.0}% busy",
-            config.id,
-            i + 1,
-            run.rps,
-            run.p50_us,
-            run.p99_us,
-            run.p999_us,
-            run.lb_cpu_busy_s / seconds.max(1e-9) * 100.0
-        );
-        row.runs.push(run);
+        record_run(row, config, (i, runs), &r, (&cpu0, &cpu1), proc1 - proc0, handshakes);
     }
     drop(running);
     Ok(())
+}
+
+/// Adds one measured run to `row` from its load generator's report and the CPU counters read around
+/// it (`cpu`: before and after; `process_cpu_s`: the balancer's processes' CPU seconds in between),
+/// and prints it as it lands: the same for wrk's and h2load's rows.
+fn record_run(
+    row: &mut Row,
+    config: &Config,
+    (i, runs): (u32, u32),
+    r: &wrk::Report,
+    (cpu0, cpu1): (&[measure::CpuTimes], &[measure::CpuTimes]),
+    process_cpu_s: f64,
+    tls: Option<tls::Handshakes>,
+) {
+    let (l, b) = (LOAD_CPU as usize, LB_CPU as usize);
+    #[expect(clippy::cast_precision_loss, reason = "µs durations")]
+    let seconds = r.duration_us as f64 / 1e6;
+    let run = Run {
+        rps: r.rps(),
+        requests: r.requests,
+        seconds,
+        p50_us: r.latency_us.p50,
+        p99_us: r.latency_us.p99,
+        p999_us: r.latency_us.p999,
+        errors: r.errors.total(),
+        lb_process_cpu_s: process_cpu_s,
+        load_cpu_busy_s: cpu1[l].busy - cpu0[l].busy,
+        lb_cpu_busy_s: cpu1[b].busy - cpu0[b].busy,
+        lb_cpu_softirq_s: cpu1[b].softirq - cpu0[b].softirq,
+        softirq_s: cpu1.iter().zip(cpu0).map(|(a, z)| a.softirq - z.softirq).sum(),
+        tls,
+    };
+    eprintln!(
+        "bench: {}: run {}/{runs}: {:.0} req/s, p50 {} p99 {} p99.9 {} µs, balancer core {:.0}% busy",
+        config.id,
+        i + 1,
+        run.rps,
+        run.p50_us,
+        run.p99_us,
+        run.p999_us,
+        run.lb_cpu_busy_s / seconds.max(1e-9) * 100.0
+    );
+    row.runs.push(run);
 }
 
 /// An h2 row's load and runs: h2load instead of wrk ([`h2load`]); the warm-up's responses must all be
@@ -362,35 +377,7 @@ fn measure_h2(
         for p in &mut running.procs {
             p.check_alive()?;
         }
-        let (l, b) = (LOAD_CPU as usize, LB_CPU as usize);
-        #[expect(clippy::cast_precision_loss, reason = "µs durations")]
-        let seconds = r.duration_us as f64 / 1e6;
-        let run = Run {
-            rps: r.rps(),
-            requests: r.requests,
-            seconds,
-            p50_us: r.latency_us.p50,
-            p99_us: r.latency_us.p99,
-            p999_us: r.latency_us.p999,
-            errors: r.errors.total(),
-            lb_process_cpu_s: proc1 - proc0,
-            load_cpu_busy_s: cpu1[l].busy - cpu0[l].busy,
-            lb_cpu_busy_s: cpu1[b].busy - cpu0[b].busy,
-            lb_cpu_softirq_s: cpu1[b].softirq - cpu0[b].softirq,
-            softirq_s: cpu1.iter().zip(&cpu0).map(|(a, z)| a.softirq - z.softirq).sum(),
-            tls: None,
-        };
-        eprintln!(
-            "bench: {}: run {}/{runs}: {:.0} req/s, p50 {} p99 {} p99.9 {} µs, balancer core {:.0}% busy",
-            config.id,
-            i + 1,
-            run.rps,
-            run.p50_us,
-            run.p99_us,
-            run.p999_us,
-            run.lb_cpu_busy_s / seconds.max(1e-9) * 100.0
-        );
-        row.runs.push(run);
+        record_run(row, config, (i, runs), &r, (&cpu0, &cpu1), proc1 - proc0, None);
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use clap::Parser as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::{AppError, start};
-use crate::{admin::socket::SocketError, cli::Cli, config, cookie::Keys};
+use crate::{admin::socket::SocketError, cli::Cli, config, cookie::Keys, tcp::tests::named_backend};
 
 fn run_args(list: &[&str]) -> crate::cli::RunArgs {
     let mut argv = vec!["sticky", "run"];
@@ -74,20 +74,6 @@ async fn http_mode_serves_the_api_on_the_socket() {
     running.shutdown().await;
     drop(running);
     assert!(!socket.exists(), "removed on exit");
-}
-
-/// A tcp backend on loopback that answers every connection with its name and closes.
-async fn named_backend(name: &'static str) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a backend");
-    let addr = listener.local_addr().expect("its address");
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let _ = s.write_all(name.as_bytes()).await;
-            });
-        }
-    });
-    addr
 }
 
 /// One connection through tcp mode: the name of the backend that answered.

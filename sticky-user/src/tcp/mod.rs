@@ -612,4 +612,4 @@ impl TcpMetrics {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -20,8 +20,9 @@ fn docker_no_ebpf() -> TcpConfig {
     crate::config::build(&args, None).expect("valid").tcp.expect("--docker serves tcp services too")
 }
 
-/// A backend on loopback that answers every connection with `name` and closes.
-async fn named_backend(name: &'static str) -> SocketAddr {
+/// A backend on loopback that answers every connection with `name` and closes (tcp mode's tests here and
+/// in `app`).
+pub(crate) async fn named_backend(name: &'static str) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a backend");
     let addr = listener.local_addr().expect("its address");
     tokio::spawn(async move {
