@@ -177,17 +177,23 @@ fn names(swarm: &Swarm, service: &str) -> BTreeSet<String> {
     swarm.task_containers(service).iter().map(|(_, c)| short(c).to_owned()).collect()
 }
 
-/// Fresh clients (no cookie) until every name in `want` answered, at most `limit` requests.
+/// Fresh clients (no cookie) until every name in `want` answered: at least `limit` requests, then on
+/// for up to 20 s (Docker reports a task running before sticky's discovery has seen it, the more so
+/// on a busy machine), one request every 20 ms.
 fn fresh_reach(port: u16, want: &BTreeSet<String>, limit: usize) -> BTreeSet<String> {
     let mut seen = BTreeSet::new();
-    for _ in 0..limit {
+    let start = Instant::now();
+    for i in 0.. {
         if let Ok(r) = http_get(loopback(port), "localhost", None)
             && let Some(name) = r.whoami()
         {
             seen.insert(name.to_owned());
         }
-        if want.is_subset(&seen) {
+        if want.is_subset(&seen) || (i >= limit && start.elapsed() > Duration::from_secs(20)) {
             break;
+        }
+        if i >= limit {
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
     seen
