@@ -337,6 +337,25 @@ pub fn syn_flood(
     count: u32,
     deadline: Duration,
 ) -> u32 {
+    let frame = crate::packet::Tcp4::new(SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 1024), dst).syn().build();
+    send_frames(iface, (src_mac, dst_mac), frame, (count, deadline), |frame, sent| {
+        let host = sent % 131_072;
+        let src_ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + host);
+        patch_source(frame, src_ip, 1024 + u16::try_from(sent / 131_072).unwrap());
+    })
+}
+
+/// Sends `frame` (its MAC addresses set to `macs`: source, destination) through an `AF_PACKET` socket
+/// on `iface`, `count` times at most and for at most `deadline`, `patch` rewriting it before each send
+/// (given how many were sent). The flood is best effort: a send the device queue refuses (ENOBUFS)
+/// is not counted. Returns how many were sent.
+fn send_frames(
+    iface: &str,
+    (src_mac, dst_mac): ([u8; 6], [u8; 6]),
+    mut frame: Vec<u8>,
+    (count, deadline): (u32, Duration),
+    mut patch: impl FnMut(&mut [u8], u32),
+) -> u32 {
     #![expect(unsafe_code, reason = "AF_PACKET sockets have no std API")]
     let ifindex = {
         let name = std::ffi::CString::new(iface).unwrap();
@@ -353,8 +372,6 @@ pub fn syn_flood(
     addr.sll_ifindex = i32::try_from(ifindex).unwrap();
     addr.sll_halen = 6;
     addr.sll_addr[..6].copy_from_slice(&dst_mac);
-
-    let mut frame = crate::packet::Tcp4::new(SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 1024), dst).syn().build();
     frame[0..6].copy_from_slice(&dst_mac);
     frame[6..12].copy_from_slice(&src_mac);
     let started = Instant::now();
@@ -364,10 +381,7 @@ pub fn syn_flood(
             if sent >= count {
                 break;
             }
-            let host = sent % 131_072;
-            let src_ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + host);
-            let src_port = 1024 + u16::try_from(sent / 131_072).unwrap();
-            patch_source(&mut frame, src_ip, src_port);
+            patch(&mut frame, sent);
             // SAFETY: frame and addr are valid for the lengths given.
             let n = unsafe {
                 libc::sendto(
@@ -646,58 +660,11 @@ pub fn syn_flood6(
     count: u32,
     deadline: Duration,
 ) -> u32 {
-    #![expect(unsafe_code, reason = "AF_PACKET sockets have no std API")]
-    let ifindex = {
-        let name = std::ffi::CString::new(iface).unwrap();
-        // SAFETY: a valid NUL-terminated name.
-        unsafe { libc::if_nametoindex(name.as_ptr()) }
-    };
-    assert!(ifindex != 0, "no interface {iface}");
-    // SAFETY: plain socket(2).
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-    assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
-    // SAFETY: sockaddr_ll is plain data; zeroed is valid.
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = u16::try_from(libc::AF_PACKET).expect("AF_PACKET must fit sll_family");
-    addr.sll_ifindex = i32::try_from(ifindex).unwrap();
-    addr.sll_halen = 6;
-    addr.sll_addr[..6].copy_from_slice(&dst_mac);
-
     let spoofed = |host: u32| Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, (host >> 16) as u16, (host & 0xffff) as u16);
-    let mut frame = crate::packet::Tcp6::new(SocketAddrV6::new(spoofed(1), 1024, 0, 0), dst).syn().build();
-    frame[0..6].copy_from_slice(&dst_mac);
-    frame[6..12].copy_from_slice(&src_mac);
-    let started = Instant::now();
-    let mut sent = 0u32;
-    while sent < count && started.elapsed() < deadline {
-        for _ in 0..1024 {
-            if sent >= count {
-                break;
-            }
-            let src = spoofed(1 + sent % 131_072);
-            let src_port = 1024 + u16::try_from(sent / 131_072).unwrap();
-            patch_source6(&mut frame, src, src_port);
-            // SAFETY: frame and addr are valid for the lengths given.
-            let n = unsafe {
-                libc::sendto(
-                    fd,
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                    (&raw const addr).cast(),
-                    u32::try_from(size_of::<libc::sockaddr_ll>()).unwrap(),
-                )
-            };
-            if n < 0 {
-                // ENOBUFS when the device queue is full: the flood is best effort, move on.
-                continue;
-            }
-            sent += 1;
-        }
-    }
-    // SAFETY: closing the fd we opened.
-    unsafe { libc::close(fd) };
-    sent
+    let frame = crate::packet::Tcp6::new(SocketAddrV6::new(spoofed(1), 1024, 0, 0), dst).syn().build();
+    send_frames(iface, (src_mac, dst_mac), frame, (count, deadline), |frame, sent| {
+        patch_source6(frame, spoofed(1 + sent % 131_072), 1024 + u16::try_from(sent / 131_072).unwrap());
+    })
 }
 
 /// Rewrites a crafted IPv6 SYN's source address and port and recomputes its TCP checksum.
