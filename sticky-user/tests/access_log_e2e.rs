@@ -150,3 +150,42 @@ fn http2_requests_are_logged_at_their_response_head() {
     assert_eq!(l["path"], "/h2path", "{l}");
     assert_eq!(l["bytes_out"], 7, "whoami's Content-Length (I'm b1 and a newline): {l}");
 }
+
+#[test]
+fn answers_without_a_route_are_logged_as_no_route() {
+    let w1 = whoami("w1");
+    let dir = TempDir::new("access-log-404");
+    let log = dir.path().join("access.log");
+    let config = dir.file(
+        "sticky.toml",
+        &format!("[[services]]\nname = \"web\"\nhost = \"web.test\"\nbackends = [\"w1=http://{}\"]\n", w1.addr),
+    );
+    let args: Vec<String> = ["--config", &config.to_string_lossy(), "--h2c", "--access-log", "json", "--access-log-file"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain([log.to_string_lossy().into_owned()])
+        .collect();
+    let lb = common::sticky_args(&args);
+    let r = common::get(lb.addr, "/nowhere?secret=1", &[("Host", "other.test")]).expect("an answer");
+    assert_eq!(r.status, 404, "{r:?}");
+    // the same over HTTP/2 (curl speaks h2c with prior knowledge)
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(["-H", "Host: other.test", &format!("http://{}/h2nowhere", lb.addr)])
+        .output()
+        .expect("curl is needed (the project's set-up installs it)");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "404", "{out:?}");
+    let mut got = lines(&log, 2);
+    assert_eq!(got.len(), 2, "one line per request: {got:#?}");
+    got.sort_by_key(|l| l["proto"].as_str().map(str::to_owned));
+    for (l, (proto, path)) in got.iter().zip([("h2", "/h2nowhere"), ("http/1.1", "/nowhere")]) {
+        assert_eq!(l["proto"], proto, "{l}");
+        assert_eq!(l["path"], path, "{l}");
+        assert_eq!(l["service"], "-", "no service matched: {l}");
+        assert_eq!(l["pick"], "no_route", "{l}");
+        assert_eq!(l["status"], 404, "{l}");
+        assert!(l["backend"].is_null(), "{l}");
+        assert!(l["bytes_out"].as_u64().is_some_and(|n| n > 0), "sticky's own answer has a body: {l}");
+    }
+    assert!(got[1]["bytes_in"].as_u64().is_some_and(|n| n > 20), "the request head: {}", got[1]);
+}

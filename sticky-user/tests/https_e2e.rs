@@ -515,12 +515,24 @@ fn plain_requests_are_redirected_with_308_and_tls_answers_carry_hsts() {
     }
     let certs = Certs::new("https-redirect");
     let w1 = whoami("w1");
-    let lb = Lb::start(&certs, &[("w1", w1.addr)], &["--redirect-https", "--hsts", "1d"]);
+    let log = certs.dir.path().join("access.log");
+    let log_arg = log.to_string_lossy().into_owned();
+    let extra = ["--redirect-https", "--hsts", "1d", "--access-log", "json", "--access-log-file", &log_arg];
+    let lb = Lb::start(&certs, &[("w1", w1.addr)], &extra);
     let r = testkit::http::get(lb.plain, "/x?y=1", &[("Host", "a.test")]).expect("plain request");
     assert_eq!(r.status, 308, "{r:?}");
     let location = r.header_values("location");
     assert_eq!(location, vec![format!("https://a.test:{}/x?y=1", lb.tls.port())], "{r:?}");
     assert!(r.header_values("strict-transport-security").is_empty(), "no HSTS over plain HTTP");
+    // the redirect is in the access log as sticky's own answer
+    let mut line = String::new();
+    wait::until(Duration::from_secs(10), || {
+        line = std::fs::read_to_string(&log).unwrap_or_default().lines().next().unwrap_or_default().to_owned();
+        !line.is_empty()
+    });
+    for field in ["\"pick\":\"redirect\"", "\"status\":308", "\"path\":\"/x\"", "\"backend\":null", "\"proto\":\"http/1.1\""] {
+        assert!(line.contains(field), "{field} in the redirect's line: {line}");
+    }
     let (ok, r) = curl(&lb, &certs, "a.test", "/", &[]);
     assert!(ok && r.starts_with("HTTP/1.1 200"), "{r}");
     assert_eq!(header(&r, "strict-transport-security"), vec!["max-age=86400"], "{r}");

@@ -30,6 +30,10 @@ pub enum Pick {
     Affinity,
     /// tcp mode: a pick through the Maglev table.
     Maglev,
+    /// Answered 404 by sticky: no service's rule matched (the line's service is `-`).
+    NoRoute,
+    /// Answered 308 by sticky: the service sends plain HTTP to HTTPS.
+    Redirect,
 }
 
 impl Pick {
@@ -44,6 +48,8 @@ impl Pick {
             Self::NoBackend => "no_backend",
             Self::Affinity => "affinity",
             Self::Maglev => "maglev",
+            Self::NoRoute => "no_route",
+            Self::Redirect => "redirect",
         }
     }
 
@@ -319,6 +325,19 @@ mod tests {
         assert!(s.contains(" backend=- pick=no_backend reason=- status=- bytes_in=78 bytes_out=- "), "{s}");
         let v = json_of(&l);
         assert!(v["backend"].is_null() && v["status"].is_null() && v["bytes_out"].is_null());
+    }
+
+    #[test]
+    fn stickys_own_answers_name_no_backend() {
+        let mut l = line(b"/nowhere", Pick::NoRoute);
+        (l.service, l.backend, l.status) = ("-", None, Some(404));
+        let s = text_of(&l);
+        assert!(s.contains(" service=- backend=- pick=no_route reason=- status=404 "), "{s}");
+        let mut l = line(b"/x", Pick::Redirect);
+        (l.backend, l.status) = (None, Some(308));
+        let v = json_of(&l);
+        assert_eq!((v["pick"].as_str(), v["status"].as_u64(), v["service"].as_str()), (Some("redirect"), Some(308), Some("web")));
+        assert!(v["backend"].is_null() && v["reason"].is_null(), "{v}");
     }
 
     #[test]

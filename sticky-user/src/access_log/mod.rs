@@ -242,12 +242,22 @@ impl Pending {
     ) {
         let (index, pick) = pick_of(decision);
         let backend = index.and_then(|i| service.backends.get(i)).map(|b| &*b.id.0);
+        self.send(&service.spec.name, backend, client, proto, pick, note);
+    }
+
+    /// Sends the line of a request sticky answered itself before any backend was chosen: `pick` is
+    /// [`Pick::NoRoute`] (its `service` is `-`) or [`Pick::Redirect`].
+    pub fn finish_local(self, service: &str, client: &[u8], proto: &'static str, pick: Pick, note: Note) {
+        self.send(service, None, client, proto, pick, note);
+    }
+
+    fn send(self, service: &str, backend: Option<&str>, client: &[u8], proto: &'static str, pick: Pick, note: Note) {
         let client = std::str::from_utf8(client).unwrap_or("-");
         self.sink.send(&Line {
             time: self.time,
             client,
             proto,
-            service: &service.spec.name,
+            service,
             backend,
             pick,
             status: note.status,

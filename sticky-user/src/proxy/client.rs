@@ -34,6 +34,7 @@ use super::{
     wave::FirstWave,
 };
 use crate::{
+    access_log::{self, Pick},
     model::Rule,
     proxy_protocol::Origin,
     splice,
@@ -367,7 +368,10 @@ async fn request(
     let Some(service) = route(proxy, req, &cbuf) else {
         proxy.stats.unrouted();
         let close = !req.keep_alive() || stopping || req.framing() != RequestFraming::None;
-        return after(forward::write_answer(proxy, stream, &ProxyError::NoRoute, close).await, cbuf);
+        let mut out = Buf::take();
+        respond::error(&ProxyError::NoRoute, close, &mut *out);
+        let outcome = local_answer(proxy, stream, peer, (req, &cbuf), ("-", Pick::NoRoute, 404), &out, close).await;
+        return after(outcome, cbuf);
     };
     if service.spec.tls.redirect
         && stream.proto() == Proto::Http
@@ -379,7 +383,8 @@ async fn request(
         let mut out = Buf::take();
         respond::redirect(&location, close, &mut *out);
         service.live.stats.local_response(308);
-        return after(written(proxy, stream, &out, close).await, cbuf);
+        let local = (&*service.spec.name, Pick::Redirect, 308);
+        return after(local_answer(proxy, stream, peer, (req, &cbuf), local, &out, close).await, cbuf);
     }
     if splice_first
         && let Some(index) = handoff::spliceable(proxy, &service, req, &cbuf)
@@ -414,6 +419,27 @@ async fn plain_answer(
 }
 
 /// Writes one of sticky's own answers (already formatted) and says what the connection does next.
+/// Writes `out`, sticky's own answer to `req` (a 404 without a route, a 308 to HTTPS), and logs the
+/// request with its `(service, pick, status)` (service `-`: none matched).
+async fn local_answer(
+    proxy: &Proxy,
+    stream: &ClientIo,
+    peer: &ClientAddr,
+    (req, cbuf): (&RequestHead, &[u8]),
+    (service, pick, status): (&str, Pick, u16),
+    out: &[u8],
+    close: bool,
+) -> Outcome {
+    let log = access_log::Pending::start(req.method_bytes(cbuf), req.path(cbuf));
+    let outcome = written(proxy, stream, out, close).await;
+    if let Some(log) = log {
+        let bytes = |n: usize| u64::try_from(n).ok();
+        let note = access_log::Note { status: Some(status), bytes_in: bytes(req.len()), bytes_out: bytes(out.len()) };
+        log.finish_local(service, &peer.ip(), "http/1.1", pick, note);
+    }
+    outcome
+}
+
 async fn written(proxy: &Proxy, stream: &ClientIo, out: &[u8], close: bool) -> Outcome {
     match relay::write_all(stream, out, proxy.settings.timeouts.client, Timeout::Client).await {
         Ok(()) if !close => Outcome::Next,

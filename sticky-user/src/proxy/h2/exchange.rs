@@ -26,6 +26,7 @@ use super::{
     settings::MAX_CANCELLED_STREAMS,
 };
 use crate::{
+    access_log::{Note, Pending, Pick},
     model::{BackendProtocol, Rule},
     policy::Decision,
     proxy::{
@@ -137,7 +138,7 @@ async fn serve(conn: &Conn, req: Request<Incoming>) -> Response<AnswerBody> {
     }
     let Some(service) = route(proxy, authority.as_deref(), req.uri().path()) else {
         proxy.stats.unrouted();
-        return own(&ProxyError::NoRoute, grpc);
+        return logged_locally(conn, &req, ("-", Pick::NoRoute), own(&ProxyError::NoRoute, grpc));
     };
     if service.spec.tls.redirect
         && conn.proto == Proto::Http
@@ -145,7 +146,7 @@ async fn serve(conn: &Conn, req: Request<Incoming>) -> Response<AnswerBody> {
         && let Some(answer) = redirect(authority.as_deref(), req.uri(), port)
     {
         service.live.stats.local_response(308);
-        return answer;
+        return logged_locally(conn, &req, (&service.spec.name, Pick::Redirect), answer);
     }
     let mut pin = {
         let cookies = req.headers().get_all(http::header::COOKIE);
@@ -156,17 +157,36 @@ async fn serve(conn: &Conn, req: Request<Incoming>) -> Response<AnswerBody> {
         )
     };
     let key = place_by_key(proxy, &service, &mut pin, req.headers(), &conn.peer);
-    let log = crate::access_log::Pending::start(req.method().as_str().as_bytes(), req.uri().path().as_bytes());
+    let log = Pending::start(req.method().as_str().as_bytes(), req.uri().path().as_bytes());
     let bytes_in = log.as_ref().and_then(|_| content_length(req.headers()));
     let answer = forward(conn, &service, (&mut pin, key), req, authority.as_deref(), grpc).await;
     if let Some(log) = log {
         // the body is streamed after this: its length is the head's Content-Length, if it says one
-        let note = crate::access_log::Note {
+        let note = Note {
             status: Some(answer.status().as_u16()),
             bytes_in,
             bytes_out: content_length(answer.headers()),
         };
         log.finish(&service, &conn.peer.ip(), "h2", pin.decision, note);
+    }
+    answer
+}
+
+/// `answer`, sticky's own to `req` (a 404 without a route, a 308 to HTTPS), after its access log line
+/// as `(service, pick)` (service `-`: none matched).
+fn logged_locally(
+    conn: &Conn,
+    req: &Request<Incoming>,
+    (service, pick): (&str, Pick),
+    answer: Response<AnswerBody>,
+) -> Response<AnswerBody> {
+    if let Some(log) = Pending::start(req.method().as_str().as_bytes(), req.uri().path().as_bytes()) {
+        let note = Note {
+            status: Some(answer.status().as_u16()),
+            bytes_in: content_length(req.headers()),
+            bytes_out: hyper::body::Body::size_hint(answer.body()).exact(),
+        };
+        log.finish_local(service, &conn.peer.ip(), "h2", pick, note);
     }
     answer
 }
