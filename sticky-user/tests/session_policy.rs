@@ -320,6 +320,14 @@ fn configured(dir: &TempDir, tag: &str, backends: &[SocketAddr], options: &str, 
     common::sticky_args(&args)
 }
 
+/// The admin's `/api/explain` of service `web` with `query` added, as JSON.
+fn explain(lb: &Proc, query: &str) -> serde_json::Value {
+    let admin = lb.admin.expect("admin");
+    let r = get(admin, &format!("/api/explain?service=web&{query}"), &[]).expect("the admin answers");
+    assert_eq!(r.status, 200, "{r:?}");
+    serde_json::from_str(&r.into_text()).expect("explain answers JSON")
+}
+
 fn web_repins(lb: &Proc, reason: &str) -> u64 {
     metric(lb.admin.expect("admin"), &format!(r#"sticky_repins_total{{service="web",reason="{reason}"}}"#))
 }
@@ -344,6 +352,11 @@ fn header_affinity_places_each_session_id_on_the_same_task_from_either_instance(
             seen.push(who(&r));
         }
         assert!(seen.iter().all(|w| *w == seen[0]), "{value}: both instances agree: {seen:?}");
+        // and the admin's explain names that task, by the same key
+        for lb in [&a, &b] {
+            let e = explain(lb, &format!("key={value}"));
+            assert_eq!((e["placed_by"].as_str(), e["backend"].as_str()), (Some("header"), Some(&*seen[0])), "{e}");
+        }
         *spread.entry(seen[0].clone()).or_insert(0) += 1;
         home.push(seen[0].clone());
     }
@@ -436,6 +449,8 @@ fn client_ip_affinity_agrees_across_instances_that_see_the_same_client() {
             })
             .collect();
         assert!(seen.iter().all(|w| *w == seen[0]), "{ip}: both instances agree: {seen:?}");
+        let e = explain(&a, &format!("client={ip}"));
+        assert_eq!((e["placed_by"].as_str(), e["backend"].as_str()), (Some("client_ip"), Some(&*seen[0])), "{e}");
         spread.insert(seen[0].clone());
     }
     assert_eq!(spread.len(), 3, "30 clients spread over the 3 tasks");

@@ -8,14 +8,22 @@
 //! session" is what the next request without a cookie gets from this instance (another instance, or
 //! a request arriving in between, may see another turn).
 //!
+//! A service with hash affinity (issue 18) is explained by the key the proxy would hash: `key=VALUE`
+//! (the value of its header, or of the application's cookie for `learn`) or `client=IP` (client-ip
+//! affinity); the ring's home for that key and the proxy's own [`crate::policy::hash::decide`] say
+//! where it goes. Without the key, the request falls back to the cookie, as in the proxy.
+//!
 //! `GET /api/explain?service=S&client=IP` explains a tcp service ([`explain_tcp`]): the client's
 //! Maglev slot and its owner, and the client's affinity entry (read, not refreshed: on the kernel
 //! path one lookup in `AFFINITY`/`AFFINITY6`, judged against the kernel's clock as the eBPF code
 //! judges it), which wins while it is fresh and its backend still in the set.
 
+use std::net::IpAddr;
+
 use serde::Serialize;
 
 use crate::{
+    model::Affinity,
     policy::{self, Decision, Pinned, Reject},
     proxy::pin,
     state::{Routing, ServiceRoute, View},
@@ -40,6 +48,9 @@ pub struct Explanation {
     pub addr: Option<String>,
     /// The re-pin or rejection reason, as in `sticky_repins_total`/`sticky_rejects_total`.
     pub reason: Option<&'static str>,
+    /// What placed the request: `cookie` (sticky's cookie, or round robin without one), or the hash
+    /// affinity's key: `header`, `client_ip`, `app_cookie`.
+    pub placed_by: &'static str,
     /// The same in a sentence.
     pub why: String,
 }
@@ -50,8 +61,10 @@ pub enum ExplainError {
     /// The query lacks `service`.
     #[error("say which service: /api/explain?service=NAME&cookie=VALUE (leave cookie out for a request without one)")]
     NoService,
-    /// `client=` was asked where no tcp service runs.
-    #[error("client= explains a tcp service, and tcp mode does not run here; use cookie= for http services")]
+    /// `client=` was asked of an http service without client-ip affinity.
+    #[error(
+        "client= explains a tcp service or an http service with client-ip affinity; use cookie= (or key= for header or learn affinity) for this one"
+    )]
     Tcp,
     /// `client=` is not an IP address.
     #[error("client= must be an IP address, e.g. client=192.0.2.7")]
@@ -67,30 +80,71 @@ pub enum ExplainError {
 /// The query names no known http service.
 pub fn explain(routing: &Routing, query: Option<&str>) -> Result<Explanation, ExplainError> {
     let mut service = None;
-    let mut cookie = None;
-    let mut client = false;
+    let mut ask = Ask::default();
     for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match &*k {
             "service" => service = Some(v.into_owned()),
-            "cookie" => cookie = Some(v.into_owned()),
-            "client" => client = true,
+            "cookie" => ask.cookie = Some(v.into_owned()),
+            "key" => ask.key = Some(v.into_owned()),
+            "client" => ask.client = Some(v.into_owned()),
             _ => {}
         }
     }
-    if client {
-        return Err(ExplainError::Tcp);
-    }
     let name = service.ok_or(ExplainError::NoService)?;
     let route = routing.service(&name).map_err(|e| ExplainError::Unknown(e.to_string()))?;
-    Ok(explain_service(routing, &route, cookie.as_deref()))
+    if ask.client.is_some() && route.spec.cookie.affinity != Affinity::ClientIp {
+        return Err(ExplainError::Tcp);
+    }
+    let client = match ask.client.as_deref() {
+        Some(c) => Some(c.trim().parse::<IpAddr>().map_err(|_| ExplainError::BadClient)?),
+        None => None,
+    };
+    Ok(explain_service(routing, &route, &ask, client))
 }
 
-fn explain_service(routing: &Routing, service: &ServiceRoute, cookie: Option<&str>) -> Explanation {
-    let header = cookie.map(|v| format!("{}={v}", service.spec.cookie.name));
+/// What the query says of the request.
+#[derive(Debug, Default)]
+struct Ask {
+    /// sticky's cookie value.
+    cookie: Option<String>,
+    /// The hash affinity's value: the header's, or the application cookie's.
+    key: Option<String>,
+    /// The client's address, as given.
+    client: Option<String>,
+}
+
+/// The request's hash-affinity key as the proxy would take it ([`pin::affinity_key`]), with what it
+/// is (for [`Explanation::placed_by`]) and a phrase for the answer.
+fn affinity_key(
+    service: &ServiceRoute,
+    pinned: Pinned,
+    key: Option<&str>,
+    client: Option<IpAddr>,
+) -> Option<(u64, &'static str, String)> {
+    let value = key.filter(|v| !v.is_empty()).map(str::as_bytes);
+    match &service.spec.cookie.affinity {
+        Affinity::Cookie => None,
+        Affinity::Header(name) => value.map(|v| (service.ring.key(v), "header", format!("its {name} header"))),
+        Affinity::ClientIp => client.map(|ip| (pin::client_key(service, ip), "client_ip", format!("its address {ip}"))),
+        // a valid sticky cookie pins a learned session; the app's cookie places only the others
+        Affinity::Learn(_) if matches!(pinned, Pinned::Backend(_)) => None,
+        Affinity::Learn(app) => value.map(|v| (service.ring.key(v), "app_cookie", format!("the application's cookie {app}"))),
+    }
+}
+
+fn explain_service(routing: &Routing, service: &ServiceRoute, ask: &Ask, client: Option<IpAddr>) -> Explanation {
+    let header = ask.cookie.as_deref().map(|v| format!("{}={v}", service.spec.cookie.name));
     let read = pin::read(&service.keys, service, header.as_deref().map(str::as_bytes));
     let view = View::new(service, &routing.clock);
     let cursor = service.live.peek_cursor();
-    let decision = policy::decide(read.pinned, service.spec.strict, &view, &service.schedule, || cursor, &[]);
+    let keyed = affinity_key(service, read.pinned, ask.key.as_deref(), client);
+    let decision = match &keyed {
+        Some((key, ..)) => {
+            let factor = service.spec.cookie.load.balance_factor;
+            policy::hash::decide(&service.ring, *key, service.spec.strict, &view, factor, &[])
+        }
+        None => policy::decide(read.pinned, service.spec.strict, &view, &service.schedule, || cursor, &[]),
+    };
     let id = |i: usize| service.backends.get(i).map(|b| b.id.0.to_string());
     let addr = |i: usize| service.backends.get(i).map(|b| b.addr.to_string());
     let state = |i: usize| {
@@ -122,8 +176,22 @@ fn explain_service(routing: &Routing, service: &ServiceRoute, cookie: Option<&st
         }
         Pinned::Backend(i) => format!("a valid cookie for {}", state(i)),
     };
+    let by_ring = keyed.as_ref().map(|(key, _, what)| {
+        let home = service.ring.home(*key).map_or_else(|| "no backend".to_owned(), state);
+        format!("placed by {what} (hash affinity: its home on the ring is {home})")
+    });
     let (outcome, backend, reason, then) = match decision {
         Decision::Keep(i) => ("keep", Some(i), None, format!("served by {}", state(i))),
+        Decision::Pin { backend, repin } if keyed.is_some() => (
+            "pin",
+            Some(backend),
+            repin.map(policy::RepinReason::as_str),
+            format!(
+                "the home cannot take it ({}): the next owner along the ring, {}",
+                repin.map_or("-", policy::RepinReason::as_str),
+                state(backend)
+            ),
+        ),
         Decision::Pin { backend, repin } => (
             "pin",
             Some(backend),
@@ -151,7 +219,11 @@ fn explain_service(routing: &Routing, service: &ServiceRoute, cookie: Option<&st
         backend: backend.and_then(id),
         addr: backend.and_then(addr),
         reason,
-        why: format!("{what}; {then}"),
+        placed_by: keyed.as_ref().map_or("cookie", |(_, by, _)| by),
+        why: match by_ring {
+            Some(ring) => format!("{ring}; {then}; sticky's cookie: {what}"),
+            None => format!("{what}; {then}"),
+        },
     }
 }
 
@@ -202,7 +274,7 @@ pub fn explain_tcp(tcp: &TcpMetrics, query: Option<&str>) -> Result<TcpExplanati
         }
     }
     let name = service.ok_or(ExplainError::NoService)?;
-    let ip: std::net::IpAddr = client.as_deref().and_then(|c| c.trim().parse().ok()).ok_or(ExplainError::BadClient)?;
+    let ip: IpAddr = client.as_deref().and_then(|c| c.trim().parse().ok()).ok_or(ExplainError::BadClient)?;
     // tcp mode's key: the whole address (an IPv6 client by all 128 bits), a v4-mapped one unmapped
     let key = crate::cidr::unmap(ip);
     let placement = tcp.placement(&name, key).ok_or_else(|| {
@@ -213,7 +285,7 @@ pub fn explain_tcp(tcp: &TcpMetrics, query: Option<&str>) -> Result<TcpExplanati
 
 /// The explanation of a placement (pure: tested without a runtime).
 #[must_use]
-pub fn describe(service: &str, client: std::net::IpAddr, p: &Placement) -> TcpExplanation {
+pub fn describe(service: &str, client: IpAddr, p: &Placement) -> TcpExplanation {
     let path = if p.kernel { "kernel" } else { "user-space" };
     let slot_owner = p.maglev.map_or_else(|| "no backend".to_owned(), |b| b.to_string());
     let maglev = format!("Maglev slot {} -> {slot_owner}", p.slot);

@@ -10,7 +10,8 @@
 //! | `POST /api/services/{service}/backends/{backend}/drain` | mark draining: no new sessions, pinned ones still served |
 //! | `POST /api/services/{service}/backends/{backend}/activate` | take new sessions again |
 //! | `GET /api/explain?service=S&cookie=VALUE` | JSON: which backend that request would reach now, and why ([`explain`]) |
-//! | `GET /api/explain?service=S&client=IP` | JSON: tcp mode: which backend a new connection of that client would reach (affinity, Maglev slot) |
+//! | `GET /api/explain?service=S&client=IP` | JSON: tcp mode: which backend a new connection of that client would reach (affinity, Maglev slot); an http service with client-ip affinity: where that client's requests go |
+//! | `GET /api/explain?service=S&key=VALUE` | JSON: an http service with header or learn affinity: where a request with that header (or application cookie) value goes |
 //! | `GET /healthz` | `ok` (the balancer itself is up) |
 //!
 //! `{service}` is a service name or id, `{backend}` a backend id (as listed by `/api/backends`) or,
@@ -215,14 +216,19 @@ async fn route(
         }
         (&Method::GET, ["api", "explain"], _) => {
             let query = req.uri().query();
-            let answer = match (&admin.view.tcp, &admin.routing) {
-                (Some(tcp), _) if explain::asks_client(query) => {
-                    explain::explain_tcp(tcp, query).map(|a| serde_json::to_vec_pretty(&a).unwrap_or_default())
-                }
-                (_, Some(routing)) => {
+            // client= names a tcp service's client, or the client of an http service with client-ip
+            // affinity: a name the tcp services do not know is asked of the http ones
+            let tcp = match &admin.view.tcp {
+                Some(tcp) if explain::asks_client(query) => Some(explain::explain_tcp(tcp, query)),
+                _ => None,
+            };
+            let answer = match (tcp, &admin.routing) {
+                (Some(Ok(a)), _) => Ok(serde_json::to_vec_pretty(&a).unwrap_or_default()),
+                (None | Some(Err(explain::ExplainError::Unknown(_))), Some(routing)) => {
                     explain::explain(routing, query).map(|a| serde_json::to_vec_pretty(&a).unwrap_or_default())
                 }
-                (_, None) => Err(explain::ExplainError::NoService),
+                (Some(Err(e)), _) => Err(e),
+                (None, None) => Err(explain::ExplainError::NoService),
             };
             match answer {
                 Ok(body) => {

@@ -155,14 +155,7 @@ pub fn affinity_key<'a>(
     match &service.spec.cookie.affinity {
         Affinity::Cookie => None,
         Affinity::Header(name) => first(name).filter(|v| !v.is_empty()).map(|v| service.ring.key(v)),
-        Affinity::ClientIp => {
-            let ip = client_ip(client, last("x-forwarded-for"));
-            let key = match ip {
-                IpAddr::V4(v4) => service.ring.key(&v4.octets()),
-                IpAddr::V6(v6) => service.ring.key(&v6.octets()),
-            };
-            Some(key)
-        }
+        Affinity::ClientIp => Some(client_key(service, client_ip(client, last("x-forwarded-for")))),
         // a valid sticky cookie pins a learned session; the app's cookie places only the others
         Affinity::Learn(_) if matches!(pinned, Pinned::Backend(_)) => None,
         Affinity::Learn(app) => cookies
@@ -170,6 +163,19 @@ pub fn affinity_key<'a>(
             .flat_map(cookie::pairs)
             .find(|(n, v)| *n == app.as_bytes() && !v.is_empty())
             .map(|(_, v)| service.ring.key(v)),
+    }
+}
+
+/// The client-ip affinity key of the address `ip` (an IPv4-mapped IPv6 address as its IPv4 address,
+/// so a dual-stack listener keys a client the same way on both).
+#[must_use]
+pub fn client_key(service: &ServiceRoute, ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(v4) => service.ring.key(&v4.octets()),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => service.ring.key(&v4.octets()),
+            None => service.ring.key(&v6.octets()),
+        },
     }
 }
 

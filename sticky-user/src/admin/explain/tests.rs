@@ -4,8 +4,8 @@ use super::{ExplainError, describe, explain, explain_tcp};
 use crate::{
     cookie::Keys,
     model::{
-        AdminState, Backend, BackendId, BackoffSpec, Catalog, CookieSpec, HealthCheckSpec, HttpService, Rule,
-        ServiceId, ServiceSpec,
+        AdminState, Affinity, Backend, BackendId, BackoffSpec, Catalog, CookieSpec, HealthCheckSpec, HttpService,
+        Rule, ServiceId, ServiceSpec,
     },
     state::Routing,
 };
@@ -103,7 +103,75 @@ fn bad_queries_say_what_to_ask() {
     let r = routing(false);
     assert_eq!(explain(&r, None), Err(ExplainError::NoService));
     assert_eq!(explain(&r, Some("service=nope")).map(|_| ()).map_err(|e| e.to_string().contains("nope")), Err(true));
-    assert_eq!(explain(&r, Some("client=10.0.0.1")), Err(ExplainError::Tcp));
+    assert_eq!(explain(&r, Some("service=web&client=10.0.0.1")), Err(ExplainError::Tcp), "a cookie service");
+}
+
+/// The test service with `affinity`.
+fn keyed(affinity: Affinity) -> Routing {
+    let r = routing(false);
+    let service = r.service("web").expect("web");
+    let mut spec = service.spec.clone();
+    spec.cookie.affinity = affinity;
+    let backends = service
+        .backends
+        .iter()
+        .map(|b| Backend { id: b.id.clone(), addr: b.addr, weight: 1, admin: AdminState::Active })
+        .collect();
+    r.publish(&Catalog { tcp: vec![], http: vec![HttpService { spec, backends }] });
+    r
+}
+
+/// Where the proxy places `key` on the service's ring (its home: every backend is up here).
+fn home(r: &Routing, key: u64) -> String {
+    let service = r.service("web").expect("web");
+    let i = service.ring.home(key).expect("a backend");
+    service.backends[i].id.0.to_string()
+}
+
+#[test]
+fn header_affinity_is_explained_by_the_ring_home_of_its_value() {
+    let r = keyed(Affinity::Header("X-Session-Id".into()));
+    let service = r.service("web").expect("web");
+    let mut homes = std::collections::BTreeSet::new();
+    for id in 0..30 {
+        let value = format!("user-{id}");
+        let e = explain(&r, Some(&format!("service=web&key={value}"))).expect("explained");
+        assert_eq!((e.placed_by, e.outcome), ("header", "keep"), "{e:?}");
+        let want = home(&r, service.ring.key(value.as_bytes()));
+        assert_eq!(e.backend.as_deref(), Some(&*want));
+        assert!(e.why.starts_with("placed by its X-Session-Id header (hash affinity"), "{}", e.why);
+        homes.insert(want);
+    }
+    assert_eq!(homes.len(), 3, "30 values over 3 backends");
+    // without the header's value: the cookie path, round robin for a request without a cookie
+    let e = explain(&r, Some("service=web")).expect("explained");
+    assert_eq!((e.placed_by, e.outcome), ("cookie", "pin"));
+}
+
+#[test]
+fn client_ip_affinity_keys_a_mapped_address_as_its_ipv4_one() {
+    let r = keyed(Affinity::ClientIp);
+    let v4 = explain(&r, Some("service=web&client=192.0.2.7")).expect("explained");
+    let mapped = explain(&r, Some("service=web&client=::ffff:192.0.2.7")).expect("explained");
+    assert_eq!((v4.placed_by, v4.outcome), ("client_ip", "keep"));
+    assert_eq!(v4.backend, mapped.backend);
+    let service = r.service("web").expect("web");
+    let key = service.ring.key(&[192, 0, 2, 7]);
+    assert_eq!(v4.backend.as_deref(), Some(&*home(&r, key)));
+    assert_eq!(explain(&r, Some("service=web&client=nope")), Err(ExplainError::BadClient));
+}
+
+#[test]
+fn learn_affinity_follows_a_valid_cookie_before_the_apps_value() {
+    let r = keyed(Affinity::Learn("JSESSIONID".into()));
+    let e = explain(&r, Some("service=web&key=abc123")).expect("explained");
+    assert_eq!((e.placed_by, e.outcome), ("app_cookie", "keep"));
+    let service = r.service("web").expect("web");
+    assert_eq!(e.backend.as_deref(), Some(&*home(&r, service.ring.key(b"abc123"))));
+    // a valid sticky cookie pins the learned session: the app's value is not consulted
+    let q = format!("service=web&key=abc123&cookie={}", cookie_for(&r, "w3"));
+    let e = explain(&r, Some(&q)).expect("explained");
+    assert_eq!((e.placed_by, e.outcome, e.backend.as_deref()), ("cookie", "keep", Some("w3")));
 }
 
 fn placement(kernel: bool, affinity: Option<&str>, maglev: Option<&str>) -> crate::tcp::Placement {
