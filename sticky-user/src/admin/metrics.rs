@@ -148,6 +148,12 @@ pub const L4_MAP_MAX: Metric = gauge("sticky_l4_map_max_entries", &["map"], "Cap
 /// `sticky_l4_backend_flows`
 pub const L4_BACKEND_FLOWS: Metric =
     gauge("sticky_l4_backend_flows", &["backend_id"], "Established flows per backend id (kernel path).");
+/// `sticky_l4_backend_flows6`
+pub const L4_BACKEND_FLOWS6: Metric = gauge(
+    "sticky_l4_backend_flows6",
+    &["backend_id"],
+    "Established IPv6 flows per IPv6 backend id (kernel path; ids of BACKENDS6).",
+);
 /// `sticky_l4_fallback_connections_total`
 pub const L4_FALLBACK_CONNECTIONS: Metric = counter(
     "sticky_l4_fallback_connections_total",
@@ -227,6 +233,7 @@ pub const ALL: &[Metric] = &[
     L4_MAP_ENTRIES,
     L4_MAP_MAX,
     L4_BACKEND_FLOWS,
+    L4_BACKEND_FLOWS6,
     L4_FALLBACK_CONNECTIONS,
     L4_FALLBACK_ACTIVE,
     L4_BACKEND_CONNECTIONS,
@@ -444,8 +451,10 @@ fn tcp(encoder: &mut DescriptorEncoder<'_>, t: &TcpSnapshot) -> fmt::Result {
         family(encoder, &L4_MAP_MAX, maps.iter().map(|m| (vec![m.name], m.max)))?;
     }
     if let Some(usage) = &t.kernel {
-        let ids: Vec<(String, u64)> = usage.flows_per_backend.iter().map(|(id, n)| (id.to_string(), *n)).collect();
-        family(encoder, &L4_BACKEND_FLOWS, ids.iter().map(|(id, n)| (vec![id.as_str()], *n)))?;
+        for (metric, flows) in [(&L4_BACKEND_FLOWS, &usage.flows_per_backend), (&L4_BACKEND_FLOWS6, &usage.flows_per_backend6)] {
+            let ids: Vec<(String, u64)> = flows.iter().map(|(id, n)| (id.to_string(), *n)).collect();
+            family(encoder, metric, ids.iter().map(|(id, n)| (vec![id.as_str()], *n)))?;
+        }
     }
     if !t.services.is_empty() {
         let outcomes = t

@@ -141,7 +141,7 @@ fn every_part() -> (Sources, Arc<Routing>) {
         kernel: Some(Usage {
             maps: vec![usage(sticky_common::maps::CONNS), usage(sticky_common::maps::AFFINITY)],
             flows_per_backend: BTreeMap::from([(0, 1)]),
-            flows_per_backend6: BTreeMap::new(),
+            flows_per_backend6: BTreeMap::from([(2, 5)]),
             stats: Stats::default(),
         }),
         services: vec![("db".to_owned(), user::Snapshot::default())],
@@ -195,6 +195,8 @@ async fn a_scrape_serves_exactly_the_table() {
         Some(3),
         "values come through"
     );
+    assert_eq!(testkit::prometheus::sample(body, r#"sticky_l4_backend_flows6{backend_id="2"}"#), Some(5), "IPv6 flows");
+    assert_eq!(testkit::prometheus::sample(body, r#"sticky_l4_backend_flows{backend_id="0"}"#), Some(1));
 }
 
 /// The `PromQL` expressions of `deploy/`: the alert rules' `expr:` lines and the Grafana dashboard's targets.
