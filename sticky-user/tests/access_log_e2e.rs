@@ -160,11 +160,12 @@ fn answers_without_a_route_are_logged_as_no_route() {
         "sticky.toml",
         &format!("[[services]]\nname = \"web\"\nhost = \"web.test\"\nbackends = [\"w1=http://{}\"]\n", w1.addr),
     );
-    let args: Vec<String> = ["--config", &config.to_string_lossy(), "--h2c", "--access-log", "json", "--access-log-file"]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .chain([log.to_string_lossy().into_owned()])
-        .collect();
+    let args: Vec<String> =
+        ["--config", &config.to_string_lossy(), "--h2c", "--access-log", "json", "--access-log-file"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain([log.to_string_lossy().into_owned()])
+            .collect();
     let lb = common::sticky_args(&args);
     let r = common::get(lb.addr, "/nowhere?secret=1", &[("Host", "other.test")]).expect("an answer");
     assert_eq!(r.status, 404, "{r:?}");

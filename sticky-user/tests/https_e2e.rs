@@ -530,7 +530,9 @@ fn plain_requests_are_redirected_with_308_and_tls_answers_carry_hsts() {
         line = std::fs::read_to_string(&log).unwrap_or_default().lines().next().unwrap_or_default().to_owned();
         !line.is_empty()
     });
-    for field in ["\"pick\":\"redirect\"", "\"status\":308", "\"path\":\"/x\"", "\"backend\":null", "\"proto\":\"http/1.1\""] {
+    for field in
+        ["\"pick\":\"redirect\"", "\"status\":308", "\"path\":\"/x\"", "\"backend\":null", "\"proto\":\"http/1.1\""]
+    {
         assert!(line.contains(field), "{field} in the redirect's line: {line}");
     }
     let (ok, r) = curl(&lb, &certs, "a.test", "/", &[]);

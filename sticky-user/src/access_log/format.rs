@@ -336,7 +336,10 @@ mod tests {
         let mut l = line(b"/x", Pick::Redirect);
         (l.backend, l.status) = (None, Some(308));
         let v = json_of(&l);
-        assert_eq!((v["pick"].as_str(), v["status"].as_u64(), v["service"].as_str()), (Some("redirect"), Some(308), Some("web")));
+        assert_eq!(
+            (v["pick"].as_str(), v["status"].as_u64(), v["service"].as_str()),
+            (Some("redirect"), Some(308), Some("web"))
+        );
         assert!(v["backend"].is_null() && v["reason"].is_null(), "{v}");
     }
 

@@ -128,7 +128,9 @@ fn affinity_key(
         Affinity::ClientIp => client.map(|ip| (pin::client_key(service, ip), "client_ip", format!("its address {ip}"))),
         // a valid sticky cookie pins a learned session; the app's cookie places only the others
         Affinity::Learn(_) if matches!(pinned, Pinned::Backend(_)) => None,
-        Affinity::Learn(app) => value.map(|v| (service.ring.key(v), "app_cookie", format!("the application's cookie {app}"))),
+        Affinity::Learn(app) => {
+            value.map(|v| (service.ring.key(v), "app_cookie", format!("the application's cookie {app}")))
+        }
     }
 }
 

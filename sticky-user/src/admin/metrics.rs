@@ -451,7 +451,9 @@ fn tcp(encoder: &mut DescriptorEncoder<'_>, t: &TcpSnapshot) -> fmt::Result {
         family(encoder, &L4_MAP_MAX, maps.iter().map(|m| (vec![m.name], m.max)))?;
     }
     if let Some(usage) = &t.kernel {
-        for (metric, flows) in [(&L4_BACKEND_FLOWS, &usage.flows_per_backend), (&L4_BACKEND_FLOWS6, &usage.flows_per_backend6)] {
+        for (metric, flows) in
+            [(&L4_BACKEND_FLOWS, &usage.flows_per_backend), (&L4_BACKEND_FLOWS6, &usage.flows_per_backend6)]
+        {
             let ids: Vec<(String, u64)> = flows.iter().map(|(id, n)| (id.to_string(), *n)).collect();
             family(encoder, metric, ids.iter().map(|(id, n)| (vec![id.as_str()], *n)))?;
         }

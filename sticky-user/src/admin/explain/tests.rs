@@ -4,8 +4,8 @@ use super::{ExplainError, describe, explain, explain_tcp};
 use crate::{
     cookie::Keys,
     model::{
-        AdminState, Affinity, Backend, BackendId, BackoffSpec, Catalog, CookieSpec, HealthCheckSpec, HttpService,
-        Rule, ServiceId, ServiceSpec,
+        AdminState, Affinity, Backend, BackendId, BackoffSpec, Catalog, CookieSpec, HealthCheckSpec, HttpService, Rule,
+        ServiceId, ServiceSpec,
     },
     state::Routing,
 };

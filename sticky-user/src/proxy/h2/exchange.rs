@@ -162,11 +162,8 @@ async fn serve(conn: &Conn, req: Request<Incoming>) -> Response<AnswerBody> {
     let answer = forward(conn, &service, (&mut pin, key), req, authority.as_deref(), grpc).await;
     if let Some(log) = log {
         // the body is streamed after this: its length is the head's Content-Length, if it says one
-        let note = Note {
-            status: Some(answer.status().as_u16()),
-            bytes_in,
-            bytes_out: content_length(answer.headers()),
-        };
+        let note =
+            Note { status: Some(answer.status().as_u16()), bytes_in, bytes_out: content_length(answer.headers()) };
         log.finish(&service, &conn.peer.ip(), "h2", pin.decision, note);
     }
     answer
