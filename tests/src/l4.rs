@@ -322,6 +322,11 @@ pub fn get_once(addr: SocketAddrV4, from: Ipv4Addr) -> Result<String, HttpError>
     Ok(connect(addr, from)?.get("/")?.into_text())
 }
 
+/// How long a check after a SYN flood gives a new connection: a real client's SYN may need TCP's
+/// retransmits (after 1 s, 3 s, 7 s) while the backends still answer the flood's SYNs, which the 2 s
+/// of the other checks leave no room for (a loaded CI machine timed out once there).
+pub const AFTER_FLOOD_CONNECT: Duration = Duration::from_secs(10);
+
 /// Sends `count` TCP SYNs with spoofed sources (198.18.0.0/15, 131072 addresses, times 8 source
 /// ports: up to 1,048,576 distinct 5-tuples) to `dst` through an `AF_PACKET` socket on `iface` in the
 /// calling thread's namespace, for at most `deadline`. Returns how many were sent.
