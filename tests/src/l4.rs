@@ -327,6 +327,26 @@ pub fn get_once(addr: SocketAddrV4, from: Ipv4Addr) -> Result<String, HttpError>
 /// of the other checks leave no room for (a loaded CI machine timed out once there).
 pub const AFTER_FLOOD_CONNECT: Duration = Duration::from_secs(10);
 
+/// A new keep-alive connection to `addr` from `from` after a SYN flood, given [`AFTER_FLOOD_CONNECT`]
+/// to connect; prints how long it took.
+///
+/// # Panics
+/// It does not connect in that time.
+#[must_use]
+pub fn connect_after_flood(addr: impl Into<SocketAddr>, from: impl Into<std::net::IpAddr>) -> Client {
+    let from = from.into();
+    let connecting = Instant::now();
+    let c = Client::to(addr)
+        .from(from)
+        .connect_timeout(AFTER_FLOOD_CONNECT)
+        .io_timeout(Duration::from_secs(3))
+        .host("test")
+        .open()
+        .unwrap_or_else(|e| panic!("a new connection from {from} must work after the flood: {e}"));
+    eprintln!("a new connection from {from} after the flood: connected in {:?}", connecting.elapsed());
+    c
+}
+
 /// Sends `count` TCP SYNs with spoofed sources (198.18.0.0/15, 131072 addresses, times 8 source
 /// ports: up to 1,048,576 distinct 5-tuples) to `dst` through an `AF_PACKET` socket on `iface` in the
 /// calling thread's namespace, for at most `deadline`. Returns how many were sent.

@@ -18,7 +18,7 @@ use testkit::{
 };
 
 use crate::{
-    l4::{self, AFTER_FLOOD_CONNECT, Engine, L4Topo, VIP, get_once, iface_mac, syn_flood},
+    l4::{self, Engine, L4Topo, VIP, connect_after_flood, get_once, iface_mac, syn_flood},
     require_root,
 };
 
@@ -275,15 +275,7 @@ fn lab_after(topo: &Topology, conns: &mut [(Client, String)], engine: Engine) {
             let got = c.get("/").expect("established connections work after the flood");
             assert_eq!(got.text(), body.as_str(), "{engine:?}");
         }
-        let connecting = Instant::now();
-        let mut fresh = Client::to(VIP)
-            .from(CLIENT_ADDR)
-            .connect_timeout(AFTER_FLOOD_CONNECT)
-            .io_timeout(Duration::from_secs(3))
-            .host("test")
-            .open()
-            .expect("a new connection works after the flood");
-        eprintln!("a new connection after the flood: connected in {:?}", connecting.elapsed());
+        let mut fresh = connect_after_flood(VIP, CLIENT_ADDR);
         backend_of(&fresh.get("/").expect("new connections work after the flood").into_text());
     });
 }

@@ -20,7 +20,7 @@ use testkit::{
 };
 
 use crate::{
-    l4::{AFTER_FLOOD_CONNECT, iface_mac, syn_flood6},
+    l4::{connect_after_flood, iface_mac, syn_flood6},
     require_root,
 };
 
@@ -283,15 +283,7 @@ fn l6_kernel_syn_flood_keeps_established_ipv6_flows() {
             let got = c.get("/").expect("established IPv6 connections work after the flood");
             assert_eq!(got.text(), body.as_str());
         }
-        let connecting = Instant::now();
-        let mut fresh = Client::to(VIP6)
-            .from(IpAddr::V6(client6(0)))
-            .connect_timeout(AFTER_FLOOD_CONNECT)
-            .io_timeout(Duration::from_secs(3))
-            .host("test")
-            .open()
-            .expect("a new IPv6 connection works after the flood");
-        eprintln!("a new IPv6 connection after the flood: connected in {:?}", connecting.elapsed());
+        let mut fresh = connect_after_flood(VIP6, IpAddr::V6(client6(0)));
         backend_of(&fresh.get("/").expect("new IPv6 connections work after the flood").into_text());
     });
     let text = lab.metrics();
