@@ -89,7 +89,9 @@ where
         .keep_alive_interval(timeouts.idle)
         .keep_alive_timeout(timeouts.client);
     let streams = state.clone();
-    let service = service_fn(move |req| exchange::handle(streams.clone(), req));
+    // boxed: the stream's future is ~3 KiB, and hyper moves it into every stream's spawned task (a
+    // memmove of the whole future per request); a box moves 16 bytes
+    let service = service_fn(move |req| Box::pin(exchange::handle(streams.clone(), req)));
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut seen = 0;
