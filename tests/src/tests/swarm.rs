@@ -766,6 +766,31 @@ fn dockerd_hung_then_killed_and_restarted_while_sticky_serves() {
 /// Host names of the addresses added to the host's `docker_gwbridge`, removed on drop.
 struct ExtraAddrs(Vec<String>);
 
+/// Twelve client addresses for connections from this host, added to the test daemon's
+/// `docker_gwbridge` in its /16, far above what Docker hands out: the bridge's gateway, the addresses,
+/// and the guard that removes them.
+fn gwbridge_clients(swarm: &Swarm) -> (Ipv4Addr, Vec<Ipv4Addr>, ExtraAddrs) {
+    let host_gw = swarm.docker(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+        "docker_gwbridge",
+    ]);
+    let host_gw: Ipv4Addr = host_gw.parse().unwrap_or_else(|e| panic!("gwbridge gateway {host_gw:?}: {e}"));
+    let [o1, o2, _, _] = host_gw.octets();
+    let sources: Vec<Ipv4Addr> = (1..=12).map(|i| Ipv4Addr::new(o1, o2, 250, i)).collect();
+    let extra = ExtraAddrs(sources.iter().map(|s| format!("{s}/32")).collect());
+    for s in &sources {
+        let out = std::process::Command::new("ip")
+            .args(["addr", "add", &format!("{s}/32"), "dev", "docker_gwbridge"])
+            .output()
+            .expect("ip addr add");
+        assert!(out.status.success(), "ip addr add {s}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    (host_gw, sources, extra)
+}
+
 impl Drop for ExtraAddrs {
     fn drop(&mut self) {
         for a in &self.0 {
@@ -861,25 +886,7 @@ fn label_sets_route_by_host_two_instances_agree_and_tcp_by_labels() {
 
     // --- tcp mode by labels: client affinity per source address, spread over the tasks. The port is
     // the holder's (host network): connections from this host's own addresses, the client's kept
-    let host_gw = swarm.docker(&[
-        "network",
-        "inspect",
-        "--format",
-        "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
-        "docker_gwbridge",
-    ]);
-    let host_gw: Ipv4Addr = host_gw.parse().unwrap_or_else(|e| panic!("gwbridge gateway {host_gw:?}: {e}"));
-    let [o1, o2, _, _] = host_gw.octets();
-    // client addresses on this test's bridge (its /16), far above what Docker hands out
-    let sources: Vec<Ipv4Addr> = (1..=12).map(|i| Ipv4Addr::new(o1, o2, 250, i)).collect();
-    let _extra = ExtraAddrs(sources.iter().map(|s| format!("{s}/32")).collect());
-    for s in &sources {
-        let out = std::process::Command::new("ip")
-            .args(["addr", "add", &format!("{s}/32"), "dev", "docker_gwbridge"])
-            .output()
-            .expect("ip addr add");
-        assert!(out.status.success(), "ip addr add {s}: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    let (host_gw, sources, _extra) = gwbridge_clients(&swarm);
     let vip = SocketAddrV4::new(host_gw, 15432);
     let up = wait::until(Duration::from_secs(10), || crate::l4::get_once(vip, sources[0]).is_ok());
     assert!(up, "sticky must listen on {vip} for the tcp service:\n{}", swarm.service_logs("sticky_sticky"));
@@ -1258,24 +1265,7 @@ fn tcp_service_in_the_kernel_serves_while_sticky_is_stopped() {
     let (_, container) = swarm.task_containers("sticky_sticky").into_iter().next().expect("sticky's task runs");
     let gw = swarm.gwbridge_addr(&container).expect("sticky's container is on docker_gwbridge");
     let vip = SocketAddrV4::new(gw.parse().unwrap_or_else(|e| panic!("{gw}: {e}")), tcp_port);
-    let host_gw = swarm.docker(&[
-        "network",
-        "inspect",
-        "--format",
-        "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
-        "docker_gwbridge",
-    ]);
-    let host_gw: Ipv4Addr = host_gw.parse().unwrap_or_else(|e| panic!("gwbridge gateway {host_gw:?}: {e}"));
-    let [o1, o2, _, _] = host_gw.octets();
-    let sources: Vec<Ipv4Addr> = (1..=12).map(|i| Ipv4Addr::new(o1, o2, 250, i)).collect();
-    let _extra = ExtraAddrs(sources.iter().map(|s| format!("{s}/32")).collect());
-    for s in &sources {
-        let out = std::process::Command::new("ip")
-            .args(["addr", "add", &format!("{s}/32"), "dev", "docker_gwbridge"])
-            .output()
-            .expect("ip addr add");
-        assert!(out.status.success(), "ip addr add {s}: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    let (_, sources, _extra) = gwbridge_clients(&swarm);
     let up = wait::until(Duration::from_secs(10), || crate::l4::get_once(vip, sources[0]).is_ok());
     assert!(up, "the kernel path must serve {vip}:\n{}", swarm.service_logs("sticky_sticky"));
     let mut per_source = BTreeMap::new();
