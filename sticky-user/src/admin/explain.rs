@@ -18,14 +18,14 @@
 //! path one lookup in `AFFINITY`/`AFFINITY6`, judged against the kernel's clock as the eBPF code
 //! judges it), which wins while it is fresh and its backend still in the set.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde::Serialize;
 
 use crate::{
     model::Affinity,
     policy::{self, Decision, Pinned, Reject},
-    proxy::pin,
+    proxy::{h1::ClientAddr, pin},
     state::{Routing, ServiceRoute, View},
     tcp::{Placement, TcpMetrics},
 };
@@ -113,25 +113,27 @@ struct Ask {
     client: Option<String>,
 }
 
-/// The request's hash-affinity key as the proxy would take it ([`pin::affinity_key`]), with what it
-/// is (for [`Explanation::placed_by`]) and a phrase for the answer.
+/// The request's hash-affinity key, taken by the proxy's own [`pin::affinity_key`] from the query's
+/// value (as the header's, or the application cookie's) and address (as the connection's), with what
+/// placed it (for [`Explanation::placed_by`]) and a phrase for the answer.
 fn affinity_key(
     service: &ServiceRoute,
     pinned: Pinned,
     key: Option<&str>,
     client: Option<IpAddr>,
 ) -> Option<(u64, &'static str, String)> {
-    let value = key.filter(|v| !v.is_empty()).map(str::as_bytes);
-    match &service.spec.cookie.affinity {
-        Affinity::Cookie => None,
-        Affinity::Header(name) => value.map(|v| (service.ring.key(v), "header", format!("its {name} header"))),
-        Affinity::ClientIp => client.map(|ip| (pin::client_key(service, ip), "client_ip", format!("its address {ip}"))),
-        // a valid sticky cookie pins a learned session; the app's cookie places only the others
-        Affinity::Learn(_) if matches!(pinned, Pinned::Backend(_)) => None,
+    let (by, what, cookie) = match &service.spec.cookie.affinity {
+        Affinity::Cookie => return None,
+        Affinity::Header(name) => ("header", format!("its {name} header"), None),
+        Affinity::ClientIp => ("client_ip", format!("its address {}", client?), None),
         Affinity::Learn(app) => {
-            value.map(|v| (service.ring.key(v), "app_cookie", format!("the application's cookie {app}")))
+            ("app_cookie", format!("the application's cookie {app}"), key.map(|v| format!("{app}={v}")))
         }
-    }
+    };
+    let peer = ClientAddr::new(client.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)));
+    let first = |_: &str| key.map(str::as_bytes);
+    let hashed = pin::affinity_key(service, pinned, first, |_| None, cookie.as_deref().map(str::as_bytes), &peer)?;
+    Some((hashed, by, what))
 }
 
 fn explain_service(routing: &Routing, service: &ServiceRoute, ask: &Ask, client: Option<IpAddr>) -> Explanation {

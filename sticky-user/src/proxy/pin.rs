@@ -168,8 +168,7 @@ pub fn affinity_key<'a>(
 
 /// The client-ip affinity key of the address `ip` (an IPv4-mapped IPv6 address as its IPv4 address,
 /// so a dual-stack listener keys a client the same way on both).
-#[must_use]
-pub fn client_key(service: &ServiceRoute, ip: IpAddr) -> u64 {
+fn client_key(service: &ServiceRoute, ip: IpAddr) -> u64 {
     match ip {
         IpAddr::V4(v4) => service.ring.key(&v4.octets()),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
