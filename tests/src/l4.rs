@@ -290,21 +290,6 @@ pub fn delta(before: &Stats, after: &Stats, counter: Counter) -> u64 {
     after.get(counter) - before.get(counter)
 }
 
-/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
-///
-/// # Panics
-/// The clock reads a negative time, which `CLOCK_MONOTONIC` never does.
-#[must_use]
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec into valid memory.
-    #[expect(unsafe_code, reason = "libc::clock_gettime: std has no CLOCK_MONOTONIC reading in ns")]
-    unsafe {
-        libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts);
-    }
-    u64::try_from(ts.tv_sec).unwrap() * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap()
-}
-
 /// A keep-alive HTTP connection to `addr` from `from` (any port), as the L4 tests' clients make them:
 /// 2 s to connect, 3 s per read, `host: test`.
 ///

@@ -9,7 +9,7 @@ use std::{
 };
 
 use sticky::{
-    datapath::sizes::MapSizes,
+    datapath::{sizes::MapSizes, tcp::kernel_now_ns},
     model::TcpService,
     policy::{affinity::Choice, maglev::Maglev},
     tcp::user::Balancer,
@@ -19,7 +19,7 @@ use sticky_common::{AffinityKey, AffinityKey6, AffinityValue, Counter, FlowKey, 
 use crate::{
     l4::{
         CLIENT_MAC, LAB_SNAT, LAB_SNAT6, LAB_VIP, LAB_VIP6, Lab, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, backend_mac,
-        backend6, client6, delta, iface_mac, lab_netns, monotonic_ns, parse_out, parse_out6,
+        backend6, client6, delta, iface_mac, lab_netns, parse_out, parse_out6,
     },
     packet::{Tcp4, Tcp6, tcp6_syn},
     require_root,
@@ -242,11 +242,11 @@ fn affinity_is_trusted_only_fresh_and_alive() {
         let syn_from =
             |lab: &mut Lab, port: u16| parse_out(&lab.run(&Tcp4::new(client(7, port), LAB_VIP).syn().build()).1).dst;
 
-        let fresh = AffinityValue { backend: other_id, pad: 0, last_used_ns: monotonic_ns() };
+        let fresh = AffinityValue { backend: other_id, pad: 0, last_used_ns: kernel_now_ns() };
         lab.dp.tcp().set_affinity(&akey, &fresh).unwrap();
         assert_eq!(syn_from(&mut lab, 1000), other, "a fresh entry to a live backend wins over Maglev");
 
-        let stale = AffinityValue { last_used_ns: monotonic_ns() - 6_000_000_000, ..fresh };
+        let stale = AffinityValue { last_used_ns: kernel_now_ns() - 6_000_000_000, ..fresh };
         lab.dp.tcp().set_affinity(&akey, &stale).unwrap();
         assert_eq!(syn_from(&mut lab, 1001), maglev, "an entry older than the timeout is ignored");
 
@@ -408,7 +408,7 @@ fn an_ipv6_flow_full_nat_both_ways_with_extension_headers_and_affinity() {
         let other = (0..3).map(backend6).find(|b| *b != maglev_pick6(d)).unwrap();
         let other_id = lab.sync.backend_id(LAB_VIP6.into(), other.into()).unwrap();
         let dkey = AffinityKey6 { client_addr: Ip6::from_octets(d.ip().octets()), service: svc };
-        let pin = AffinityValue { backend: other_id, pad: 0, last_used_ns: monotonic_ns() };
+        let pin = AffinityValue { backend: other_id, pad: 0, last_used_ns: kernel_now_ns() };
         lab.dp.tcp().set_affinity6(&dkey, &pin).unwrap();
         let before = lab.stats();
         let (verdict, out) = lab.run(&Tcp6::new(d, LAB_VIP6).syn().build());
