@@ -766,6 +766,22 @@ fn dockerd_hung_then_killed_and_restarted_while_sticky_serves() {
 /// Host names of the addresses added to the host's `docker_gwbridge`, removed on drop.
 struct ExtraAddrs(Vec<String>);
 
+/// Five tcp connections from each client address to `vip`: all of a client's must reach one task of
+/// the tcp service (`db-...`); returns which one each client reached.
+fn task_per_client(vip: SocketAddrV4, sources: &[Ipv4Addr]) -> BTreeMap<Ipv4Addr, String> {
+    let mut per_source = BTreeMap::new();
+    for s in sources {
+        let bodies: BTreeSet<String> = (0..5)
+            .map(|_| crate::l4::get_once(vip, *s).unwrap_or_else(|e| panic!("tcp connection from {s}: {e:?}")))
+            .collect();
+        assert_eq!(bodies.len(), 1, "every connection of client {s} must reach one task: {bodies:?}");
+        let body = bodies.into_iter().next().unwrap_or_default();
+        assert!(body.starts_with("I'm db-"), "the tcp service's tasks answer, not {body:?}");
+        per_source.insert(*s, body);
+    }
+    per_source
+}
+
 /// Twelve client addresses for connections from this host, added to the test daemon's
 /// `docker_gwbridge` in its /16, far above what Docker hands out: the bridge's gateway, the addresses,
 /// and the guard that removes them.
@@ -890,16 +906,7 @@ fn label_sets_route_by_host_two_instances_agree_and_tcp_by_labels() {
     let vip = SocketAddrV4::new(host_gw, 15432);
     let up = wait::until(Duration::from_secs(10), || crate::l4::get_once(vip, sources[0]).is_ok());
     assert!(up, "sticky must listen on {vip} for the tcp service:\n{}", swarm.service_logs("sticky_sticky"));
-    let mut per_source = BTreeMap::new();
-    for s in &sources {
-        let bodies: BTreeSet<String> = (0..5)
-            .map(|_| crate::l4::get_once(vip, *s).unwrap_or_else(|e| panic!("tcp connection from {s}: {e:?}")))
-            .collect();
-        assert_eq!(bodies.len(), 1, "every connection of client {s} must reach one task: {bodies:?}");
-        let body = bodies.into_iter().next().unwrap_or_default();
-        assert!(body.starts_with("I'm db-"), "the tcp service's tasks answer, not {body:?}");
-        per_source.insert(*s, body);
-    }
+    let per_source = task_per_client(vip, &sources);
     let tasks: BTreeSet<&String> = per_source.values().collect();
     eprintln!("tcp: 12 clients over {} tasks: {per_source:?}", tasks.len());
     assert!(tasks.len() >= 2, "clients spread over the tcp service's tasks: {per_source:?}");
@@ -1268,16 +1275,7 @@ fn tcp_service_in_the_kernel_serves_while_sticky_is_stopped() {
     let (_, sources, _extra) = gwbridge_clients(&swarm);
     let up = wait::until(Duration::from_secs(10), || crate::l4::get_once(vip, sources[0]).is_ok());
     assert!(up, "the kernel path must serve {vip}:\n{}", swarm.service_logs("sticky_sticky"));
-    let mut per_source = BTreeMap::new();
-    for s in &sources {
-        let bodies: BTreeSet<String> = (0..5)
-            .map(|_| crate::l4::get_once(vip, *s).unwrap_or_else(|e| panic!("tcp connection from {s}: {e:?}")))
-            .collect();
-        assert_eq!(bodies.len(), 1, "every connection of client {s} must reach one task: {bodies:?}");
-        let body = bodies.into_iter().next().unwrap_or_default();
-        assert!(body.starts_with("I'm db-"), "the tcp service's tasks answer, not {body:?}");
-        per_source.insert(*s, body);
-    }
+    let per_source = task_per_client(vip, &sources);
     let tasks: BTreeSet<&String> = per_source.values().collect();
     eprintln!("tcp in the kernel: 12 clients over {} tasks: {per_source:?}", tasks.len());
     assert!(tasks.len() >= 2, "clients spread over the tcp service's tasks: {per_source:?}");
