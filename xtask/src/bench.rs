@@ -25,7 +25,7 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 
-use configs::{Config, Load, Workdir};
+use configs::{Balancer, Config, Load, Workdir};
 use report::{Row, Run, Status};
 use topology::{LB_CPU, LOAD_CPU, Topology};
 
@@ -39,9 +39,15 @@ pub struct Options {
     /// Seconds per measured run [default: 10; --quick: 2].
     #[arg(long, value_name = "S")]
     pub duration: Option<u32>,
-    /// Measured runs per configuration [default: 3; --quick: 1].
+    /// Measured runs per configuration in each round [default: 1].
     #[arg(long, value_name = "N")]
     pub runs: Option<u32>,
+    /// Rounds: every configuration is started, checked and measured once per round, in turn, so a
+    /// slow stretch of the machine falls on all of them rather than on one row's consecutive runs
+    /// (the iptables rows take all their runs after the last round: their nat table taxes every
+    /// later row) [default: 3; --quick: 1].
+    #[arg(long, value_name = "N")]
+    pub rounds: Option<u32>,
     /// Output directory [default: target/bench/<UTC time>].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -75,6 +81,7 @@ impl Options {
             quick: true,
             duration: None,
             runs: None,
+            rounds: None,
             out: Some(out),
             only: None,
             sticky: None,
@@ -111,12 +118,12 @@ pub fn run(workspace: &Path, options: &Options, sticky: &Path) -> anyhow::Result
     });
     let only = options.only.as_deref().map(regex::Regex::new).transpose().context("bad --only regex")?;
     let selected = |id: &str| only.as_ref().is_none_or(|r| r.is_match(id));
-    let (warmup, duration, runs) = if options.quick {
-        (1, options.duration.unwrap_or(2), options.runs.unwrap_or(1))
+    let (warmup, duration, runs, rounds) = if options.quick {
+        (1, options.duration.unwrap_or(2), options.runs.unwrap_or(1), options.rounds.unwrap_or(1))
     } else {
-        (2, options.duration.unwrap_or(10), options.runs.unwrap_or(3))
+        (2, options.duration.unwrap_or(10), options.runs.unwrap_or(1), options.rounds.unwrap_or(3))
     };
-    ensure!(duration >= 1 && runs >= 1, "--duration and --runs must be at least 1");
+    ensure!(duration >= 1 && runs >= 1 && rounds >= 1, "--duration, --runs and --rounds must be at least 1");
     let started = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let out = options.out.clone().unwrap_or_else(|| workspace.join("target/bench").join(started.replace(':', "")));
     let work = Workdir { dir: out.join("work") };
@@ -150,6 +157,7 @@ pub fn run(workspace: &Path, options: &Options, sticky: &Path) -> anyhow::Result
         warmup_s: warmup,
         duration_s: duration,
         runs,
+        rounds,
         load: format!(
             "wrk (Debian) -t{} -c{} keep-alive (the https handshake and resumed rows: Connection: close, a new TLS \
              connection per request), from the client namespace",
@@ -167,21 +175,16 @@ pub fn run(workspace: &Path, options: &Options, sticky: &Path) -> anyhow::Result
     let modes = memory::Modes { http: selected("memory-http"), tcp: selected("memory-tcp") };
     let (memory_levels, memory_note) = measure_memory(&topo, &work, &sticky, &exe, options.quick, modes);
 
-    let mut rows = Vec::new();
-    for config in configs::ALL.iter().filter(|c| selected(c.id)) {
-        check_interrupted()?;
-        let tls_failed = tls_missing.as_ref().filter(|_| config.tls.is_some());
-        if let (Some(why), None) = (tls_failed, configs::unavailable(config, &sticky_help)) {
-            eprintln!("bench: {}: FAILED: {why}", config.id);
-            let mut row = Row::new(config.id, config.title);
-            row.status = Status::Failed;
-            row.note = Some(why.clone());
-            rows.push(row);
-            continue;
-        }
-        rows.push(measure_row(config, &topo, &work, &sticky, &exe, options, (warmup, duration, runs), &sticky_help));
-        backends.check_alive().context("the nginx backends died")?;
-    }
+    let selected: Vec<&Config> = configs::ALL.iter().filter(|c| selected(c.id)).collect();
+    let context = (tls_missing.as_ref(), sticky_help.as_str());
+    let mut rows = measure_rows(
+        &selected,
+        (&topo, &work, &sticky, &exe),
+        options,
+        (warmup, duration, runs, rounds),
+        context,
+        &mut backends,
+    )?;
     drop(backends);
     drop(topo);
 
@@ -206,6 +209,89 @@ pub fn run(workspace: &Path, options: &Options, sticky: &Path) -> anyhow::Result
         );
     }
     Ok(())
+}
+
+/// Every selected configuration's row, in rounds (see `--rounds`); the iptables rows last, with all
+/// their runs at once, because their nat table taxes every later row.
+///
+/// # Errors
+/// Interrupted, or the nginx backends died.
+fn measure_rows(
+    selected: &[&Config],
+    (topo, work, sticky, exe): (&Topology, &Workdir, &Path, &Path),
+    options: &Options,
+    (warmup, duration, runs, rounds): (u32, u32, u32, u32),
+    context: (Option<&String>, &str),
+    backends: &mut testkit::ChildGuard,
+) -> anyhow::Result<Vec<Row>> {
+    let (rounded, last): (Vec<&Config>, Vec<&Config>) =
+        selected.iter().copied().partition(|c| c.balancer != Balancer::IptablesDnat);
+    let mut rows = Vec::new();
+    for round in 1..=rounds {
+        for &config in &rounded {
+            check_interrupted()?;
+            if round == 1 {
+                rows.push(first_round(config, topo, work, sticky, exe, options, (warmup, duration, runs), context));
+            } else if let Some(row) = rows.iter_mut().find(|r: &&mut Row| r.id == config.id && r.status == Status::Ok) {
+                eprintln!("bench: {}: round {round}/{rounds}", config.id);
+                again(row, config, topo, work, sticky, exe, (warmup, duration, runs), round);
+            }
+            backends.check_alive().context("the nginx backends died")?;
+        }
+    }
+    for &config in &last {
+        check_interrupted()?;
+        rows.push(first_round(config, topo, work, sticky, exe, options, (warmup, duration, runs * rounds), context));
+        backends.check_alive().context("the nginx backends died")?;
+    }
+    Ok(rows)
+}
+
+/// A configuration's row from its first round: failed at once if it needs the certificate that could
+/// not be made, else measured ([`measure_row`]).
+#[expect(clippy::too_many_arguments, reason = "the run's shared context, passed as the other steps take it")]
+fn first_round(
+    config: &Config,
+    topo: &Topology,
+    work: &Workdir,
+    sticky: &Path,
+    exe: &Path,
+    options: &Options,
+    timing: (u32, u32, u32),
+    (tls_missing, sticky_help): (Option<&String>, &str),
+) -> Row {
+    if let (Some(why), None, true) = (tls_missing, configs::unavailable(config, sticky_help), config.tls.is_some()) {
+        eprintln!("bench: {}: FAILED: {why}", config.id);
+        let mut row = Row::new(config.id, config.title);
+        row.status = Status::Failed;
+        row.note = Some(why.clone());
+        return row;
+    }
+    measure_row(config, topo, work, sticky, exe, options, timing, sticky_help)
+}
+
+/// A later round of an ok row: started, checked and measured again, its runs added; a failure now
+/// fails the row.
+#[expect(clippy::too_many_arguments, reason = "the run's shared context, passed as the other steps take it")]
+fn again(
+    row: &mut Row,
+    config: &Config,
+    topo: &Topology,
+    work: &Workdir,
+    sticky: &Path,
+    exe: &Path,
+    timing: (u32, u32, u32),
+    round: u32,
+) {
+    let mut more = Row::new(config.id, config.title);
+    match measure_config(config, topo, work, sticky, exe, timing, &mut more) {
+        Ok(()) => row.runs.extend(more.runs),
+        Err(e) => {
+            eprintln!("bench: {}: FAILED in round {round}: {e:#}", config.id);
+            row.status = Status::Failed;
+            row.note = Some(format!("round {round}: {e:#}"));
+        }
+    }
 }
 
 /// One configuration's row: unavailable in this build, or started, checked and measured (with its
@@ -284,7 +370,7 @@ fn measure_config(
     for i in 0..runs {
         check_interrupted()?;
         let pids = topo.lb.pids();
-        let process_cpu = || pids.iter().filter_map(|p| measure::process_cpu(*p)).map(|d| d.as_secs_f64()).sum::<f64>();
+        let process_cpu = || measure::processes_cpu_s(&pids);
         let (cpu0, proc0) = (measure::cpu_times()?, process_cpu());
         let (out, handshakes) = wrk::run_wrk(topo, &work.dir, target, cookie, duration, wrk::Script::Report, https)?;
         let (cpu1, proc1) = (measure::cpu_times()?, process_cpu());
@@ -297,14 +383,15 @@ fn measure_config(
         for p in &mut running.procs {
             p.check_alive()?;
         }
-        record_run(row, config, (i, runs), &r, (&cpu0, &cpu1), proc1 - proc0, handshakes);
+        record_run(row, config, (i, runs), &r, (&cpu0, &cpu1), (proc1.0 - proc0.0, proc1.1 - proc0.1), handshakes);
     }
     drop(running);
     Ok(())
 }
 
 /// Adds one measured run to `row` from its load generator's report and the CPU counters read around
-/// it (`cpu`: before and after; `process_cpu_s`: the balancer's processes' CPU seconds in between),
+/// it (`cpu`: before and after; `(user_s, process_cpu_s)`: the balancer's processes' user and total CPU
+/// seconds in between),
 /// and prints it as it lands: the same for wrk's and h2load's rows.
 fn record_run(
     row: &mut Row,
@@ -312,7 +399,7 @@ fn record_run(
     (i, runs): (u32, u32),
     r: &wrk::Report,
     (cpu0, cpu1): (&[measure::CpuTimes], &[measure::CpuTimes]),
-    process_cpu_s: f64,
+    (user_s, process_cpu_s): (f64, f64),
     tls: Option<tls::Handshakes>,
 ) {
     let (l, b) = (LOAD_CPU as usize, LB_CPU as usize);
@@ -327,6 +414,7 @@ fn record_run(
         p999_us: r.latency_us.p999,
         errors: r.errors.total(),
         lb_process_cpu_s: process_cpu_s,
+        lb_process_user_s: user_s,
         load_cpu_busy_s: cpu1[l].busy - cpu0[l].busy,
         lb_cpu_busy_s: cpu1[b].busy - cpu0[b].busy,
         lb_cpu_softirq_s: cpu1[b].softirq - cpu0[b].softirq,
@@ -369,7 +457,7 @@ fn measure_h2(
     for i in 0..runs {
         check_interrupted()?;
         let pids = topo.lb.pids();
-        let process_cpu = || pids.iter().filter_map(|p| measure::process_cpu(*p)).map(|d| d.as_secs_f64()).sum::<f64>();
+        let process_cpu = || measure::processes_cpu_s(&pids);
         let (cpu0, proc0) = (measure::cpu_times()?, process_cpu());
         let r = h2load::run(topo, &work.dir, target, cookie, duration)?;
         let (cpu1, proc1) = (measure::cpu_times()?, process_cpu());
@@ -377,7 +465,7 @@ fn measure_h2(
         for p in &mut running.procs {
             p.check_alive()?;
         }
-        record_run(row, config, (i, runs), &r, (&cpu0, &cpu1), proc1 - proc0, None);
+        record_run(row, config, (i, runs), &r, (&cpu0, &cpu1), (proc1.0 - proc0.0, proc1.1 - proc0.1), None);
     }
     Ok(())
 }

@@ -50,16 +50,34 @@ pub fn cpu_times() -> anyhow::Result<Vec<CpuTimes>> {
     Ok(cpus)
 }
 
-/// utime + stime of a process (all its threads, live and exited), or `None` if it is gone.
+/// A process's CPU time (all its threads, live and exited).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcessCpu {
+    /// utime: in the process's own code (and its libraries).
+    pub user: Duration,
+    /// stime: in the kernel on its behalf (system calls, and the packet work that runs in its context).
+    pub system: Duration,
+}
+
+/// utime and stime of a process, or `None` if it is gone.
 #[must_use]
-pub fn process_cpu(pid: u32) -> Option<Duration> {
+pub fn process_cpu(pid: u32) -> Option<ProcessCpu> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start at field 3, `state`.
     let rest = &text[text.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some(Duration::from_secs_f64((utime + stime) / ticks_per_second()))
+    let tck = ticks_per_second();
+    Some(ProcessCpu { user: Duration::from_secs_f64(utime / tck), system: Duration::from_secs_f64(stime / tck) })
+}
+
+/// The summed user and total (user + system) CPU seconds of `pids` (those still alive).
+#[must_use]
+pub fn processes_cpu_s(pids: &[u32]) -> (f64, f64) {
+    pids.iter()
+        .filter_map(|p| process_cpu(*p))
+        .fold((0.0, 0.0), |(u, t), c| (u + c.user.as_secs_f64(), t + (c.user + c.system).as_secs_f64()))
 }
 
 /// Resident set size of a process in KiB (`VmRSS`), or `None` if it is gone.

@@ -63,12 +63,19 @@ pub struct Method {
     pub warmup_s: u32,
     /// Seconds per measured run.
     pub duration_s: u32,
-    /// Measured runs per configuration.
+    /// Measured runs per configuration in each round.
     pub runs: u32,
+    /// Rounds: every configuration measured once per round, in turn (1 in results written before).
+    #[serde(default = "one")]
+    pub rounds: u32,
     /// The load generator and its settings.
     pub load: String,
     /// CPU placement.
     pub placement: String,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// A configuration's outcome.
@@ -143,6 +150,9 @@ pub struct Run {
     pub errors: u64,
     /// utime + stime of every process in the balancer namespace, s.
     pub lb_process_cpu_s: f64,
+    /// The user-space part of it (utime), s; 0 in results written before it was recorded.
+    #[serde(default)]
+    pub lb_process_user_s: f64,
     /// Busy time of the load CPU (cpu0), s.
     pub load_cpu_busy_s: f64,
     /// Busy time of the balancer CPU (cpu1), s.
@@ -173,6 +183,9 @@ pub struct Summary {
     pub p999_us: u64,
     /// Balancer processes' CPU time per request, µs (0 for kernel paths: no process works).
     pub lb_process_us_per_req: f64,
+    /// The user-space part of it (utime; the rest is the kernel's work in the balancer's context).
+    #[serde(default)]
+    pub lb_user_us_per_req: f64,
     /// Busy time of the balancer CPU per request, µs: the process plus the balancer namespace's
     /// receive path (steered there), plus anything else that ran on that CPU.
     pub lb_cpu_us_per_req: f64,
@@ -238,6 +251,7 @@ pub fn summarize(rows: &mut [Row], memory: &[Level]) -> Vec<GoalResult> {
             p99_us: median_u64(row.runs.iter().map(|r| r.p99_us)),
             p999_us: median_u64(row.runs.iter().map(|r| r.p999_us)),
             lb_process_us_per_req: sum(|r| r.lb_process_cpu_s) / requests * 1e6,
+            lb_user_us_per_req: sum(|r| r.lb_process_user_s) / requests * 1e6,
             lb_cpu_us_per_req: sum(|r| r.lb_cpu_busy_s) / requests * 1e6,
             lb_cpu_softirq_us_per_req: sum(|r| r.lb_cpu_softirq_s) / requests * 1e6,
             softirq_us_per_req: sum(|r| r.softirq_s) / requests * 1e6,
@@ -483,9 +497,11 @@ fn write_preamble(md: &mut String, r: &Results) {
     let _ = writeln!(md, "Versions: {}.\n", versions.join("; "));
     let _ = writeln!(
         md,
-        "Method: {}; {} s warm-up (checks who answered), then {} x {} s runs; req/s is the median (min–max), \
-         latencies are medians of the runs' percentiles. {}\n",
-        r.method.load, r.method.warmup_s, r.method.runs, r.method.duration_s, r.method.placement
+        "Method: {}; {} rounds, in each every configuration is started, warmed up {} s (checking who answered) and \
+         measured {} x {} s, so a slow stretch of the machine falls on all of them (the iptables rows take all their \
+         runs after the last round: their nat table would tax every later row); req/s is the median (min–max) of all \
+         runs, latencies are medians of the runs' percentiles, CPU per request is over all runs. {}\n",
+        r.method.load, r.method.rounds, r.method.warmup_s, r.method.runs, r.method.duration_s, r.method.placement
     );
 }
 
@@ -493,9 +509,9 @@ fn write_preamble(md: &mut String, r: &Results) {
 fn write_configurations(md: &mut String, r: &Results) {
     let _ = writeln!(
         md,
-        "| Configuration | req/s median (min–max) | p50 µs | p99 µs | p99.9 µs | LB process µs/req | KiB/idle conn | LB core µs/req | softirq µs/req (all CPUs) | busy % cpu0/cpu1 | x direct | x HAProxy | Goals |"
+        "| Configuration | req/s median (min–max) | p50 µs | p99 µs | p99.9 µs | LB process µs/req | of it user | KiB/idle conn | LB core µs/req | softirq µs/req (all CPUs) | busy % cpu0/cpu1 | x direct | x HAProxy | Goals |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in &r.configurations {
         let goals: Vec<String> = r
             .goals
@@ -511,7 +527,7 @@ fn write_configurations(md: &mut String, r: &Results) {
             };
             let _ = writeln!(
                 md,
-                "| {} | **{}** ({}–{}) | {} | {} | {} | {:.2} | {} | {:.2} | {:.2} | {:.0}/{:.0} | {} | {} | {} |",
+                "| {} | **{}** ({}–{}) | {} | {} | {} | {:.2} | {:.2} | {} | {:.2} | {:.2} | {:.0}/{:.0} | {} | {} | {} |",
                 row.title,
                 k(s.rps_median),
                 k(s.rps_min),
@@ -520,6 +536,7 @@ fn write_configurations(md: &mut String, r: &Results) {
                 s.p99_us,
                 s.p999_us,
                 s.lb_process_us_per_req,
+                s.lb_user_us_per_req,
                 row.idle.as_ref().map_or_else(|| "–".to_owned(), |i| format!("{:.2}", i.kib_per_connection)),
                 s.lb_cpu_us_per_req,
                 s.softirq_us_per_req,
@@ -535,7 +552,7 @@ fn write_configurations(md: &mut String, r: &Results) {
                 _ => "**FAILED**",
             };
             let note = row.note.as_deref().unwrap_or_default().lines().next().unwrap_or_default();
-            let _ = writeln!(md, "| {} | {what}: {note} | | | | | | | | | | | {goals} |", row.title);
+            let _ = writeln!(md, "| {} | {what}: {note} | | | | | | | | | | | | {goals} |", row.title);
         }
     }
 }
