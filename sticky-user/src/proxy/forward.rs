@@ -148,7 +148,7 @@ async fn exchange(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState, no
         // connection only (named::)
         let header = service.spec.proxy_protocol.header(&peer.origin());
         let pooled = match header {
-            None => upstream::take(backend.addr),
+            None => upstream::take(backend.addr, forwarded.into_std()),
             Some(_) => named::take(backend.addr, &peer.origin()),
         };
         let (up, reused) = if let Some(s) = pooled {
@@ -181,7 +181,9 @@ async fn exchange(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState, no
                 break;
             }
         }
-        let deadline = Instant::now() + timeouts.response;
+        // the response timeout runs from the request's forwarding: on a pooled connection that is
+        // `forwarded` (the write went straight into the socket), after a connect it is now
+        let deadline = if reused { forwarded } else { Instant::now() } + timeouts.response;
         let mut sides = Sides { client, cbuf, up: &up, ubuf: &mut ubuf, timeouts };
         let mut interim_seen = false;
         let head = loop {

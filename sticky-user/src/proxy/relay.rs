@@ -166,11 +166,11 @@ impl Sides<'_> {
                 req.to_send = req.body.feed(self.cbuf).map_err(Fault::ClientBody)?.used;
             }
             let reading_client = req.to_send == 0 && !req.body.is_done();
-            let now = Instant::now();
+            // the clock is read only while a body moves (a bodiless request needs the deadline alone)
             let activity = if req.to_send > 0 {
-                Some((now + self.timeouts.backend, Timeout::Backend))
+                Some((Instant::now() + self.timeouts.backend, Timeout::Backend))
             } else if reading_client {
-                Some((now + self.timeouts.client, Timeout::Client))
+                Some((Instant::now() + self.timeouts.client, Timeout::Client))
             } else {
                 None
             };
@@ -246,14 +246,14 @@ impl Sides<'_> {
                 return Ok(sent);
             }
             self.ubuf.room();
-            let read = tokio::time::timeout(self.timeouts.backend, read_buf(self.up, self.ubuf));
-            match read.await {
-                Err(_) => return Err(Fault::Timeout(Timeout::Backend)),
-                Ok(Ok(0)) => {
+            let (up, ubuf) = (self.up, &mut *self.ubuf);
+            match within(self.timeouts.backend, |cx| poll_read_buf(up, cx, ubuf)).await {
+                None => return Err(Fault::Timeout(Timeout::Backend)),
+                Some(Ok(0)) => {
                     return body.finish().map(|()| sent).map_err(Fault::ResponseBody);
                 }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(Fault::Backend { error: Some(e), answered: true }),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(Fault::Backend { error: Some(e), answered: true }),
             }
         }
     }
@@ -287,19 +287,38 @@ pub async fn write_all<S: Io + ?Sized>(
     kind: Timeout,
 ) -> Result<(), WriteError> {
     while !bytes.is_empty() {
-        match tokio::time::timeout(timeout, poll_fn(|cx| poll_write(s, cx, bytes))).await {
-            Err(_) => return Err(WriteError::Stalled(kind)),
-            Ok(Err(e)) => return Err(WriteError::Io(e)),
-            Ok(Ok(0)) => return Err(WriteError::Io(io::ErrorKind::WriteZero.into())),
-            Ok(Ok(n)) => bytes = bytes.get(n..).unwrap_or_default(),
+        match within(timeout, |cx| poll_write(s, cx, bytes)).await {
+            None => return Err(WriteError::Stalled(kind)),
+            Some(Err(e)) => return Err(WriteError::Io(e)),
+            Some(Ok(0)) => return Err(WriteError::Io(io::ErrorKind::WriteZero.into())),
+            Some(Ok(n)) => bytes = bytes.get(n..).unwrap_or_default(),
         }
     }
     // a TLS stream may hold the last record until the socket takes it
-    match tokio::time::timeout(timeout, poll_fn(|cx| s.poll_flush(cx))).await {
-        Err(_) => Err(WriteError::Stalled(kind)),
-        Ok(Err(e)) => Err(WriteError::Io(e)),
-        Ok(Ok(())) => Ok(()),
+    match within(timeout, |cx| s.poll_flush(cx)).await {
+        None => Err(WriteError::Stalled(kind)),
+        Some(Err(e)) => Err(WriteError::Io(e)),
+        Some(Ok(())) => Ok(()),
     }
+}
+
+/// `poll` until it is ready, or `None` once it has been pending for `timeout`. The timer is armed
+/// only when the first poll is pending: a write the socket takes at once (nearly all of them) reads
+/// no clock and touches no timer, where `tokio::time::timeout` reads the clock on every call (four
+/// reads a request, one of sticky's largest user-space costs in a profile of the pinned path).
+async fn within<T>(timeout: Duration, mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>) -> Option<T> {
+    let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    poll_fn(|cx| {
+        if let Poll::Ready(v) = poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 #[cfg(test)]

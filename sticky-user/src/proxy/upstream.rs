@@ -82,10 +82,10 @@ thread_local! {
     static POOL: RefCell<Pool> = RefCell::new(Pool::default());
 }
 
-/// An idle connection to `addr` from the worker's pool.
+/// An idle connection to `addr` from the worker's pool; `now` is the caller's clock reading.
 #[must_use]
-pub fn take(addr: SocketAddr) -> Option<TcpStream> {
-    POOL.try_with(|p| p.borrow_mut().take(addr, Instant::now())).ok().flatten()
+pub fn take(addr: SocketAddr, now: Instant) -> Option<TcpStream> {
+    POOL.try_with(|p| p.borrow_mut().take(addr, now)).ok().flatten()
 }
 
 /// Gives a connection whose exchange is complete back to the worker's pool.
