@@ -176,15 +176,16 @@ pub fn run(workspace: &Path, options: &Options, sticky: &Path) -> anyhow::Result
     let (memory_levels, memory_note) = measure_memory(&topo, &work, &sticky, &exe, options.quick, modes);
 
     let selected: Vec<&Config> = configs::ALL.iter().filter(|c| selected(c.id)).collect();
-    let context = (tls_missing.as_ref(), sticky_help.as_str());
-    let mut rows = measure_rows(
-        &selected,
-        (&topo, &work, &sticky, &exe),
+    let bench = Bench {
+        topo: &topo,
+        work: &work,
+        sticky: &sticky,
+        exe: &exe,
         options,
-        (warmup, duration, runs, rounds),
-        context,
-        &mut backends,
-    )?;
+        sticky_help: &sticky_help,
+        tls_missing: tls_missing.as_ref(),
+    };
+    let mut rows = measure_rows(&selected, &bench, (warmup, duration, runs, rounds), &mut backends)?;
     drop(backends);
     drop(topo);
 
@@ -211,6 +212,19 @@ pub fn run(workspace: &Path, options: &Options, sticky: &Path) -> anyhow::Result
     Ok(())
 }
 
+/// What every row's measurement shares.
+struct Bench<'a> {
+    topo: &'a Topology,
+    work: &'a Workdir,
+    sticky: &'a Path,
+    exe: &'a Path,
+    options: &'a Options,
+    /// `sticky run --help`, which says what this build can do.
+    sticky_help: &'a str,
+    /// Why the https rows' certificate could not be made.
+    tls_missing: Option<&'a String>,
+}
+
 /// Every selected configuration's row, in rounds (see `--rounds`); the iptables rows last, with all
 /// their runs at once, because their nat table taxes every later row.
 ///
@@ -218,10 +232,8 @@ pub fn run(workspace: &Path, options: &Options, sticky: &Path) -> anyhow::Result
 /// Interrupted, or the nginx backends died.
 fn measure_rows(
     selected: &[&Config],
-    (topo, work, sticky, exe): (&Topology, &Workdir, &Path, &Path),
-    options: &Options,
+    bench: &Bench<'_>,
     (warmup, duration, runs, rounds): (u32, u32, u32, u32),
-    context: (Option<&String>, &str),
     backends: &mut testkit::ChildGuard,
 ) -> anyhow::Result<Vec<Row>> {
     let (rounded, last): (Vec<&Config>, Vec<&Config>) =
@@ -231,17 +243,17 @@ fn measure_rows(
         for &config in &rounded {
             check_interrupted()?;
             if round == 1 {
-                rows.push(first_round(config, topo, work, sticky, exe, options, (warmup, duration, runs), context));
+                rows.push(first_round(config, bench, (warmup, duration, runs)));
             } else if let Some(row) = rows.iter_mut().find(|r: &&mut Row| r.id == config.id && r.status == Status::Ok) {
                 eprintln!("bench: {}: round {round}/{rounds}", config.id);
-                again(row, config, topo, work, sticky, exe, (warmup, duration, runs), round);
+                again(row, config, bench, (warmup, duration, runs), round);
             }
             backends.check_alive().context("the nginx backends died")?;
         }
     }
     for &config in &last {
         check_interrupted()?;
-        rows.push(first_round(config, topo, work, sticky, exe, options, (warmup, duration, runs * rounds), context));
+        rows.push(first_round(config, bench, (warmup, duration, runs * rounds)));
         backends.check_alive().context("the nginx backends died")?;
     }
     Ok(rows)
@@ -249,42 +261,23 @@ fn measure_rows(
 
 /// A configuration's row from its first round: failed at once if it needs the certificate that could
 /// not be made, else measured ([`measure_row`]).
-#[expect(clippy::too_many_arguments, reason = "the run's shared context, passed as the other steps take it")]
-fn first_round(
-    config: &Config,
-    topo: &Topology,
-    work: &Workdir,
-    sticky: &Path,
-    exe: &Path,
-    options: &Options,
-    timing: (u32, u32, u32),
-    (tls_missing, sticky_help): (Option<&String>, &str),
-) -> Row {
-    if let (Some(why), None, true) = (tls_missing, configs::unavailable(config, sticky_help), config.tls.is_some()) {
+fn first_round(config: &Config, bench: &Bench<'_>, timing: (u32, u32, u32)) -> Row {
+    let unavailable = configs::unavailable(config, bench.sticky_help);
+    if let (Some(why), None, true) = (bench.tls_missing, unavailable, config.tls.is_some()) {
         eprintln!("bench: {}: FAILED: {why}", config.id);
         let mut row = Row::new(config.id, config.title);
         row.status = Status::Failed;
         row.note = Some(why.clone());
         return row;
     }
-    measure_row(config, topo, work, sticky, exe, options, timing, sticky_help)
+    measure_row(config, bench, timing)
 }
 
 /// A later round of an ok row: started, checked and measured again, its runs added; a failure now
 /// fails the row.
-#[expect(clippy::too_many_arguments, reason = "the run's shared context, passed as the other steps take it")]
-fn again(
-    row: &mut Row,
-    config: &Config,
-    topo: &Topology,
-    work: &Workdir,
-    sticky: &Path,
-    exe: &Path,
-    timing: (u32, u32, u32),
-    round: u32,
-) {
+fn again(row: &mut Row, config: &Config, bench: &Bench<'_>, timing: (u32, u32, u32), round: u32) {
     let mut more = Row::new(config.id, config.title);
-    match measure_config(config, topo, work, sticky, exe, timing, &mut more) {
+    match measure_config(config, bench, timing, &mut more) {
         Ok(()) => row.runs.extend(more.runs),
         Err(e) => {
             eprintln!("bench: {}: FAILED in round {round}: {e:#}", config.id);
@@ -296,17 +289,8 @@ fn again(
 
 /// One configuration's row: unavailable in this build, or started, checked and measured (with its
 /// idle-connection memory where it applies), or failed with the reason.
-#[expect(clippy::too_many_arguments, reason = "the run's shared context, passed as the other steps take it")]
-fn measure_row(
-    config: &Config,
-    topo: &Topology,
-    work: &Workdir,
-    sticky: &Path,
-    exe: &Path,
-    options: &Options,
-    timing: (u32, u32, u32),
-    sticky_help: &str,
-) -> Row {
+fn measure_row(config: &Config, bench: &Bench<'_>, timing: (u32, u32, u32)) -> Row {
+    let Bench { topo, work, sticky, exe, options, sticky_help, .. } = *bench;
     let mut row = Row::new(config.id, config.title);
     if let Some(why) = configs::unavailable(config, sticky_help) {
         eprintln!("bench: {}: {why}", config.id);
@@ -314,7 +298,7 @@ fn measure_row(
         row.note = Some(why);
     } else {
         eprintln!("bench: {}: {}", config.id, config.title);
-        let mut measured = measure_config(config, topo, work, sticky, exe, timing, &mut row);
+        let mut measured = measure_config(config, bench, timing, &mut row);
         if measured.is_ok() && idle::applies(config) {
             let connections = if options.quick { idle::CONNECTIONS_QUICK } else { idle::CONNECTIONS };
             measured = idle::measure(config, topo, work, sticky, exe, connections)
@@ -339,13 +323,11 @@ fn measure_row(
 /// Starts one configuration, checks it, warms it up (checking who answered under load), measures it.
 fn measure_config(
     config: &Config,
-    topo: &Topology,
-    work: &Workdir,
-    sticky: &Path,
-    exe: &Path,
+    bench: &Bench<'_>,
     (warmup, duration, runs): (u32, u32, u32),
     row: &mut Row,
 ) -> anyhow::Result<()> {
+    let Bench { topo, work, sticky, exe, .. } = *bench;
     let mut running = configs::start(config, topo, work, sticky)?;
     let checked = verify::functional(topo, exe, work, config)?;
     row.check = Some(checked.summary.clone());
