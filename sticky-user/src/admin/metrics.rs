@@ -98,6 +98,12 @@ pub const BACKEND_UP: Metric =
 /// `sticky_backend_draining`
 pub const BACKEND_DRAINING: Metric =
     gauge("sticky_backend_draining", SERVICE_BACKEND, "1 if the backend takes no new sessions.");
+/// `sticky_backend_requests_in_flight`
+pub const BACKEND_IN_FLIGHT: Metric = gauge(
+    "sticky_backend_requests_in_flight",
+    SERVICE_BACKEND,
+    "Requests forwarded to the backend and not yet answered or ended (this process).",
+);
 /// `sticky_unrouted_requests_total`
 pub const UNROUTED: Metric = counter("sticky_unrouted_requests_total", &[], "Requests that matched no service (404).");
 /// `sticky_connections_total`
@@ -218,6 +224,7 @@ pub const ALL: &[Metric] = &[
     SPLICED_CONNECTIONS,
     BACKEND_UP,
     BACKEND_DRAINING,
+    BACKEND_IN_FLIGHT,
     UNROUTED,
     CONNECTIONS,
     CONNECTIONS_ACTIVE,
@@ -406,6 +413,7 @@ fn http(encoder: &mut DescriptorEncoder<'_>, routing: &Routing, stats: &ProxySta
     family(encoder, &SPLICED_CONNECTIONS, per_backend(&|b| b.live.stats.spliced_connections()))?;
     family(encoder, &BACKEND_UP, per_backend(&|b| u64::from(b.live.health_label() == "up")))?;
     family(encoder, &BACKEND_DRAINING, per_backend(&|b| u64::from(b.draining())))?;
+    family(encoder, &BACKEND_IN_FLIGHT, per_backend(&|b| u64::from(b.live.inflight())))?;
     family(encoder, &UNROUTED, [(Vec::new(), stats.unrouted_requests())])?;
     family(encoder, &CONNECTIONS, [(Vec::new(), stats.connections())])?;
     let active = u64::try_from(stats.active_connections()).unwrap_or(0);

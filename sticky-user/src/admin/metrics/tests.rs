@@ -175,6 +175,8 @@ fn every_part() -> (Sources, Arc<Routing>) {
 #[tokio::test(flavor = "current_thread")]
 async fn a_scrape_serves_exactly_the_table() {
     let (sources, routing) = every_part();
+    let routes = routing.table_full();
+    let in_flight = routes.services[0].backends[0].live.busy();
     let admin = Admin { registry: registry(sources), routing: Some(routing), ..Admin::default() };
     let addr = admin::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), std::sync::Arc::new(admin))
         .await
@@ -197,6 +199,9 @@ async fn a_scrape_serves_exactly_the_table() {
     );
     assert_eq!(testkit::prometheus::sample(body, r#"sticky_l4_backend_flows6{backend_id="2"}"#), Some(5), "IPv6 flows");
     assert_eq!(testkit::prometheus::sample(body, r#"sticky_l4_backend_flows{backend_id="0"}"#), Some(1));
+    let busy = r#"sticky_backend_requests_in_flight{service="web",backend="w1"}"#;
+    assert_eq!(testkit::prometheus::sample(body, busy), Some(1), "a request held in flight counts");
+    drop(in_flight);
 }
 
 /// The `PromQL` expressions of `deploy/`: the alert rules' `expr:` lines and the Grafana dashboard's targets.
