@@ -135,7 +135,9 @@ async fn exchange(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState, no
     let mut last_connect: Option<(String, ConnectError)> = None;
     let mut error = None;
     let forwarded = Instant::now();
-    for _ in 0..MAX_ATTEMPTS {
+    for attempt in 0..MAX_ATTEMPTS {
+        // one clock reading per attempt: the first is the forwarding instant itself
+        let now = if attempt == 0 { forwarded } else { Instant::now() };
         let index = match pin.decision {
             Decision::Keep(i) | Decision::Pin { backend: i, .. } => i,
             Decision::Reject(r) => {
@@ -148,7 +150,7 @@ async fn exchange(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState, no
         // connection only (named::)
         let header = service.spec.proxy_protocol.header(&peer.origin());
         let pooled = match header {
-            None => upstream::take(backend.addr, forwarded.into_std()),
+            None => upstream::take(backend.addr, now.into_std()),
             Some(_) => named::take(backend.addr, &peer.origin()),
         };
         let (up, reused) = if let Some(s) = pooled {
@@ -182,8 +184,8 @@ async fn exchange(r: Request<'_>, service: &ServiceRoute, pin: &mut PinState, no
             }
         }
         // the response timeout runs from the request's forwarding: on a pooled connection that is
-        // `forwarded` (the write went straight into the socket), after a connect it is now
-        let deadline = if reused { forwarded } else { Instant::now() } + timeouts.response;
+        // this attempt's start (the write went straight into the socket), after a connect it is now
+        let deadline = if reused { now } else { Instant::now() } + timeouts.response;
         let mut sides = Sides { client, cbuf, up: &up, ubuf: &mut ubuf, timeouts };
         let mut interim_seen = false;
         let head = loop {
