@@ -307,15 +307,18 @@ pub async fn write_all<S: Io + ?Sized>(
 /// no clock and touches no timer, where `tokio::time::timeout` reads the clock on every call (four
 /// reads a request, one of sticky's largest user-space costs in a profile of the pinned path).
 async fn within<T>(timeout: Duration, mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>) -> Option<T> {
-    let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    // pinned in the future's own state, as `tokio::time::timeout` keeps its timer: no allocation
+    let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
     poll_fn(|cx| {
         if let Poll::Ready(v) = poll(cx) {
             return Poll::Ready(Some(v));
         }
-        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+        if timer.is_none() {
+            timer.set(Some(tokio::time::sleep(timeout)));
+        }
+        match timer.as_mut().as_pin_mut().map(|t| t.poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(None),
+            _ => Poll::Pending,
         }
     })
     .await
