@@ -95,11 +95,13 @@ pub fn explain(routing: &Routing, query: Option<&str>) -> Result<Explanation, Ex
     if ask.client.is_some() && route.spec.cookie.affinity != Affinity::ClientIp {
         return Err(ExplainError::Tcp);
     }
-    let client = match ask.client.as_deref() {
-        Some(c) => Some(c.trim().parse::<IpAddr>().map_err(|_| ExplainError::BadClient)?),
-        None => None,
-    };
+    let client = ask.client.as_deref().map(client_ip).transpose()?;
     Ok(explain_service(routing, &route, &ask, client))
+}
+
+/// The `client=` value as an address (surrounding spaces ignored).
+fn client_ip(value: &str) -> Result<IpAddr, ExplainError> {
+    value.trim().parse().map_err(|_| ExplainError::BadClient)
 }
 
 /// What the query says of the request.
@@ -278,7 +280,7 @@ pub fn explain_tcp(tcp: &TcpMetrics, query: Option<&str>) -> Result<TcpExplanati
         }
     }
     let name = service.ok_or(ExplainError::NoService)?;
-    let ip: IpAddr = client.as_deref().and_then(|c| c.trim().parse().ok()).ok_or(ExplainError::BadClient)?;
+    let ip = client_ip(client.as_deref().unwrap_or_default())?;
     // tcp mode's key: the whole address (an IPv6 client by all 128 bits), a v4-mapped one unmapped
     let key = crate::cidr::unmap(ip);
     let placement = tcp.placement(&name, key).ok_or_else(|| {
